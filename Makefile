@@ -1,0 +1,38 @@
+# The two commands of README.md: `make run` (main job, embedded default) and `make test`.
+# Both create the virtual environment first if it is missing or older than pyproject.toml.
+
+PYTHON ?= python3
+VENV   ?= .venv
+CORES  ?= all
+# torch is installed first and pinned, so that pip never pulls a CUDA build on a CPU
+# machine. On a GPU node give the CUDA wheel index, e.g.
+#   make run TORCH_INDEX=https://download.pytorch.org/whl/cu128
+TORCH_INDEX ?=
+
+BIN := $(VENV)/bin
+
+.PHONY: run test setup lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install -q torch==2.13.0 -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+run: setup
+	$(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint --cores 1
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint --cores 1
+
+clean:
+	rm -rf results logs .snakemake

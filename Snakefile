@@ -1,0 +1,26 @@
+# Verbatim memorization in language models: from raw Pile shards to memorization labels.
+# See README.md. Config: config/config.yaml (embedded, offline default), or a complete
+# config of your own with --configfile (config/pythia.yaml for paper scale).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# A --configfile replaces the embedded default rather than merging into it, so that the
+# paper-scale config is not polluted by the stand-in corpus or the organism.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/corpus.smk"
+include: "rules/models.smk"
+include: "rules/labels.smk"
+
+
+rule all:
+    input:
+        expand("results/labels/{model}.summary.json", model=MODELS),
+    default_target: True

@@ -1,0 +1,64 @@
+# Corpus: the offline stand-in shards (embedded default), one scan of the shards into a
+# seeded candidate pool per subset, and per-model token-id samples (SPEC A.1).
+
+
+if config["standin"]:
+
+    rule standin_corpus:
+        output:
+            shards=SHARDS,
+            summary="results/standin/summary.json",
+        params:
+            standin=config["standin"],
+            seed=config["seed"],
+        log:
+            "logs/standin_corpus.log",
+        conda:
+            ENV
+        script:
+            "../scripts/standin_corpus.py"
+
+
+def _candidates_per_subset():
+    n = config["corpus"]["samples_per_subset"]
+    return None if n is None else int(n * config["corpus"]["candidate_factor"])
+
+
+rule corpus_candidates:
+    input:
+        shards=SHARDS,
+    output:
+        table="results/corpus/candidates.parquet",
+        report="results/corpus/ingest.json",
+    params:
+        subsets=config["corpus"]["subsets"],
+        candidates_per_subset=_candidates_per_subset(),
+        seed=config["seed"],
+        max_malformed_fraction=config["corpus"]["max_malformed_fraction"],
+        config={k: config["corpus"][k] for k in ("subsets", "candidate_factor")},
+    log:
+        "logs/corpus_candidates.log",
+    conda:
+        ENV
+    script:
+        "../scripts/corpus_candidates.py"
+
+
+rule samples:
+    input:
+        unpack(model_inputs),
+        candidates="results/corpus/candidates.parquet",
+    output:
+        table="results/samples/{model}.parquet",
+        summary="results/samples/{model}.summary.json",
+    params:
+        prefix_tokens=config["memorization"]["prefix_tokens"],
+        continuation_tokens=config["memorization"]["continuation_tokens"],
+        samples_per_subset=config["corpus"]["samples_per_subset"],
+        config=memo("prefix_tokens", "continuation_tokens"),
+    log:
+        "logs/samples/{model}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/samples.py"

@@ -1,0 +1,28 @@
+# Memorization labels: batched greedy decoding with a KV cache (SPEC A.2).
+
+
+rule labels:
+    input:
+        model="results/models/{model}/model.json",
+        samples="results/samples/{model}.parquet",
+    output:
+        table="results/labels/{model}.parquet",
+        summary="results/labels/{model}.summary.json",
+    params:
+        device=config["device"],
+        score=config["memorization"]["score"],
+        thresholds=config["memorization"]["thresholds"],
+        continuation_tokens=config["memorization"]["continuation_tokens"],
+        batch_size=config["memorization"]["batch_size"],
+        config=memo("continuation_tokens", "score", "thresholds"),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=120,
+    log:
+        "logs/labels/{model}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/labels.py"

@@ -1,0 +1,48 @@
+# Models: a record for each hub or local model (fetched once, on the submit host where the
+# hub is reachable), and the model organism trained from the stand-in corpus.
+
+
+localrules:
+    model_record,
+
+
+rule model_record:
+    output:
+        record="results/models/{model}/model.json",
+    wildcard_constraints:
+        model="|".join(EXTERNAL) or "^$",
+    params:
+        spec=lambda wc: config["models"][wc.model],
+    log:
+        "logs/models/{model}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/model_record.py"
+
+
+rule train_organism:
+    input:
+        shards=SHARDS,
+    output:
+        folder=directory("results/models/{model}/hf"),
+        record="results/models/{model}/model.json",
+        duplicates="results/models/{model}/duplicates.parquet",
+        train_log="results/models/{model}/train_log.parquet",
+    wildcard_constraints:
+        model="|".join(ORGANISMS) or "^$",
+    params:
+        organism=config["organism"],
+        sample_tokens=config["memorization"]["prefix_tokens"]
+        + config["memorization"]["continuation_tokens"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    log:
+        "logs/models/{model}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/train_organism.py"

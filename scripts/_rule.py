@@ -1,0 +1,33 @@
+"""Shared start of every rule script.
+
+Makes the repository's package importable (a conda env from envs/ carries its dependencies,
+not the package itself), sends logging to the rule's log file, and logs a failure's
+traceback there before Snakemake reports the job as failed.
+"""
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@contextlib.contextmanager
+def rule(snakemake):
+    logging.basicConfig(filename=snakemake.log[0], filemode="w", level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+    log = logging.getLogger(f"rule.{snakemake.rule}")
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, snakemake.threads))
+    except ImportError:
+        pass
+    log.info("start: wildcards %s, threads %d", dict(snakemake.wildcards), snakemake.threads)
+    try:
+        yield log
+    except BaseException:
+        log.exception("failed")
+        raise
+    log.info("done")

@@ -1,0 +1,14 @@
+"""Rule corpus_candidates: one scan of the Pile shards, a seeded candidate pool per subset."""
+
+from _rule import rule
+
+from vermem import corpus, io
+
+with rule(snakemake) as log:
+    p = snakemake.params
+    df, report = corpus.scan_candidates(list(snakemake.input.shards), p.subsets,
+                                        p.candidates_per_subset, p.seed,
+                                        p.max_malformed_fraction)
+    io.write_parquet(df, snakemake.output.table, io.provenance(p.config))
+    io.write_json(report.as_dict(), snakemake.output.report)
+    log.info("%d candidates; ingest: %s", df.height, report.as_dict())

@@ -1,0 +1,20 @@
+"""Rule labels: greedy decoding of every sample, three scores, a label per sample."""
+
+import polars as pl
+from _rule import rule
+
+from vermem import io, labels, models
+
+with rule(snakemake) as log:
+    p = snakemake.params
+    record = io.read_json(snakemake.input.model)
+    model, _ = models.load(record, p.device)
+    samples = pl.read_parquet(snakemake.input.samples)
+    gen = labels.generate_all(model, samples["prefix"].to_list(), p.continuation_tokens,
+                              p.batch_size, model.device)
+    df = labels.label_samples(samples, gen, p.score, p.thresholds, p.continuation_tokens)
+    io.write_parquet(df, snakemake.output.table,
+                     io.provenance(p.config, model=record["name"], revision=record["revision"]))
+    summary = labels.summarize(df)
+    io.write_json(summary, snakemake.output.summary)
+    log.info("%s", summary)

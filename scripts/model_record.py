@@ -1,0 +1,10 @@
+"""Rule model_record: locate a hub or local model (fetching it into the hub cache once)."""
+
+from _rule import rule
+
+from vermem import io, models
+
+with rule(snakemake) as log:
+    record = models.resolve(snakemake.wildcards.model, snakemake.params.spec)
+    io.write_json(record, snakemake.output.record)
+    log.info("%s", record)

@@ -1,0 +1,28 @@
+"""Rule train_organism: tokenizer, planted duplicates and the trained tiny GPT-NeoX."""
+
+from _rule import rule
+
+from vermem import corpus, io, models, organism
+
+with rule(snakemake) as log:
+    p = snakemake.params
+    report = corpus.IngestReport()
+    docs = list(corpus.iter_documents(snakemake.input.shards, report))
+    model, tok, table, result = organism.fit([d.doc_id for d in docs], [d.subset for d in docs],
+                                             [d.text for d in docs], p.organism, p.sample_tokens)
+    out = snakemake.output
+    with io.atomic_path(out.folder, directory=True) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    prov = io.provenance(p.organism, model=snakemake.wildcards.model, revision=None)
+    io.write_parquet(table, out.duplicates, prov)
+    io.write_parquet(result.log, out.train_log, prov)
+    record = {"name": snakemake.wildcards.model, "source": "organism", "path": out.folder,
+              "id": None, "revision": None, "commit": io.config_hash(p.organism),
+              "dtype": "float32", "n_params": models.n_params(model),
+              "train_seconds": round(result.seconds, 1), "train_steps": result.steps,
+              "tokens_per_epoch": result.tokens_per_epoch,
+              "final_loss": result.log["loss"].tail(20).mean(),
+              **models.describe_folder(out.folder)}
+    io.write_json(record, out.record)
+    log.info("%s", record)

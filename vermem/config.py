@@ -1,0 +1,124 @@
+"""Config validation at start-up: one line that names the key or file at fault.
+
+The JSON schema (config/schema.yaml) checks shapes and types; `check` then checks what a
+schema cannot: that shard files exist (or are written by the stand-in rule), that names
+refer to each other consistently, that the organism's samples fit its planted documents.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; str() is one line naming the key or file."""
+
+
+def _where(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _one_line(err: jsonschema.ValidationError) -> str:
+    where = _where(err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = set(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - allowed)
+        return f"{where}: unknown key(s) {', '.join(map(repr, extra))}" + (
+            f" (allowed: {', '.join(sorted(allowed))})" if allowed else "")
+    if err.validator == "required":
+        return f"{where}: {err.message}"
+    if err.validator == "propertyNames":
+        return f"{where}: bad name {err.instance!r}: {err.message}"
+    return f"{where}: {err.message}"
+
+
+def load_schema(path: str | Path) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> None:
+    validator = jsonschema.Draft202012Validator(schema)
+    err = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if err is not None:
+        raise ConfigError(f"config error at {_one_line(err)}")
+
+
+def standin_shards(config: Mapping[str, Any]) -> list[str]:
+    """Shards the stand-in rule writes: the configured ones, when a stand-in is set."""
+    return list(config["corpus"]["shards"]) if config.get("standin") else []
+
+
+def expand_shards(config: Mapping[str, Any]) -> list[str]:
+    """Shard paths with glob patterns expanded; a pattern matching nothing is an error."""
+    if config.get("standin"):
+        return list(config["corpus"]["shards"])
+    out: list[str] = []
+    for pattern in config["corpus"]["shards"]:
+        if glob.has_magic(pattern):
+            hits = sorted(glob.glob(pattern))
+            if not hits:
+                raise ConfigError(f"config error at corpus.shards: pattern {pattern!r} "
+                                  f"matches no file")
+            out.extend(hits)
+        elif not Path(pattern).is_file():
+            raise ConfigError(f"config error at corpus.shards: shard file not found: {pattern}")
+        else:
+            out.append(pattern)
+    names = [Path(p).name for p in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"config error at corpus.shards: shard file names must be unique "
+                          f"(they name documents): {dup}")
+    return out
+
+
+def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
+    """Validate `config` in place of a long job failing later. Raises ConfigError."""
+    validate_schema(config, schema)
+    corpus, mem = config["corpus"], config["memorization"]
+    subsets = corpus["subsets"]
+    if corpus["main_subset"] not in subsets:
+        raise ConfigError(f"config error at corpus.main_subset: {corpus['main_subset']!r} "
+                          f"is not one of corpus.subsets {subsets}")
+    for name, t in {"default": mem["thresholds"]["default"],
+                    **mem["thresholds"].get("per_subset", {})}.items():
+        if name != "default" and name not in subsets:
+            raise ConfigError(f"config error at memorization.thresholds.per_subset.{name}: "
+                              f"not one of corpus.subsets {subsets}")
+        if t["low"] > t["high"]:
+            raise ConfigError(f"config error at memorization.thresholds: {name}: "
+                              f"low {t['low']} > high {t['high']}")
+    if config.get("standin"):
+        names = {d["pile_set_name"] for d in config["standin"]["domains"].values()}
+        unknown = [s for s in subsets if s not in names]
+        if unknown:
+            raise ConfigError(f"config error at corpus.subsets: {unknown} not written by the "
+                              f"stand-in corpus (its subsets: {sorted(names)})")
+        if config["standin"]["min_chars"] > config["standin"]["max_chars"]:
+            raise ConfigError("config error at standin.min_chars: larger than max_chars")
+    expand_shards(config)
+    organisms = [n for n, m in config["models"].items() if m["source"] == "organism"]
+    if len(organisms) > 1:
+        raise ConfigError(f"config error at models: more than one organism model {organisms}")
+    if organisms and not config.get("organism"):
+        raise ConfigError(f"config error at organism: models.{organisms[0]} has source "
+                          f"organism but the organism section is null")
+    if organisms and not config.get("standin"):
+        raise ConfigError(f"config error at standin: models.{organisms[0]} is an organism, "
+                          f"which trains on the stand-in corpus; standin is null")
+    if organisms:
+        org = config["organism"]
+        need = mem["prefix_tokens"] + mem["continuation_tokens"]
+        if org["duplicates"]["max_tokens"] < need:
+            raise ConfigError(f"config error at organism.duplicates.max_tokens: "
+                              f"{org['duplicates']['max_tokens']} < prefix + continuation "
+                              f"tokens ({need}): no planted document could be a sample")
+        if org["architecture"]["width"] % org["architecture"]["heads"]:
+            raise ConfigError("config error at organism.architecture.heads: "
+                              "does not divide width")
