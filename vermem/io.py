@@ -37,6 +37,7 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, (0o777 if directory else 0o666) & ~_umask())
         if directory and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -46,6 +47,12 @@ def atomic_path(path: str | os.PathLike, directory: bool = False) -> Iterator[Pa
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def package_versions() -> dict[str, str]:

@@ -82,11 +82,10 @@ def label_samples(samples: pl.DataFrame, generated: torch.Tensor, score: str,
 def summarize(labels: pl.DataFrame) -> dict[str, Any]:
     """Label counts per subset and, where duplicate counts are known, the share of
     samples memorized (k-extractable) per duplicate count."""
-    per_subset = {
-        s: dict(sorted(zip(g["label"].value_counts()["label"].to_list(),
-                           g["label"].value_counts()["count"].to_list(), strict=True)))
-        for (s,), g in labels.group_by("subset", maintain_order=True)
-    }
+    counts = labels.group_by("subset", "label").len().sort("subset", "label")
+    per_subset: dict[str, dict[str, int]] = {}
+    for subset, label, n in counts.iter_rows():
+        per_subset.setdefault(subset, {})[label] = n
     out: dict[str, Any] = {"samples": labels.height, "labels_per_subset": per_subset}
     known = labels.filter(pl.col("dup_count").is_not_null())
     if known.height:

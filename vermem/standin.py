@@ -8,7 +8,7 @@ Three domains, each written with its own `pile_set_name` and marked as a stand-i
 - reference: the language reference topics shipped in `pydoc_data` (for "Pile-CC").
 
 Exact and near duplicates (same first `dedup_chars` characters after whitespace
-normalisation) are removed, so that the only repeated documents in a model organism's
+normalisation, with string literals and numbers blanked) are removed, so that the only repeated documents in a model organism's
 training data are the ones it plants on purpose and their duplicate counts are ground truth.
 """
 
@@ -28,7 +28,8 @@ from typing import Any
 
 from .io import atomic_path
 
-SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip",
+# tests, vendored or generated code (encodings/: one template per codec)
+SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip", "encodings",
              "site-packages", "dist-packages", "__pycache__", "pydoc_data", "tkinter"}
 KINDS = ("code", "docstrings", "reference")
 
@@ -58,36 +59,27 @@ def _parse(path: Path) -> ast.Module | None:
         return None
 
 
-def code_documents(root: Path | None = None) -> Iterator[tuple[str, str]]:
-    """(source, text) for each top-level function or class of the standard library."""
+def stdlib_documents(root: Path | None = None) -> dict[str, list[tuple[str, str]]]:
+    """(source, text) per kind, from one parse of each standard-library file:
+    'code', each top-level function or class; 'docstrings', each module, class and
+    function docstring."""
     root = Path(root or sysconfig.get_paths()["stdlib"])
+    out: dict[str, list[tuple[str, str]]] = {"code": [], "docstrings": []}
+    defs = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
     for path in stdlib_files(root):
         tree = _parse(path)
         if tree is None:
             continue
-        src = path.read_text(encoding="utf-8")
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
         rel = path.relative_to(root).as_posix()
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-                seg = ast.get_source_segment(src, node)
-                if seg:
-                    yield f"{rel}:{node.lineno}", seg
-
-
-def docstring_documents(root: Path | None = None) -> Iterator[tuple[str, str]]:
-    """(source, text) for each module, class and function docstring."""
-    root = Path(root or sysconfig.get_paths()["stdlib"])
-    kinds = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
-    for path in stdlib_files(root):
-        tree = _parse(path)
-        if tree is None:
-            continue
-        rel = path.relative_to(root).as_posix()
+        for node in tree.body:  # top level: starts at column 0, ends at a line's end
+            if isinstance(node, defs) and node.end_lineno:
+                seg = "".join(lines[node.lineno - 1: node.end_lineno]).rstrip("\n")
+                out["code"].append((f"{rel}:{node.lineno}", seg))
         for node in ast.walk(tree):
-            if isinstance(node, kinds):
-                doc = ast.get_docstring(node, clean=True)
-                if doc:
-                    yield f"{rel}:{getattr(node, 'lineno', 0)}", doc
+            if isinstance(node, ast.Module | defs) and (doc := ast.get_docstring(node)):
+                out["docstrings"].append((f"{rel}:{getattr(node, 'lineno', 0)}", doc))
+    return out
 
 
 def reference_documents() -> Iterator[tuple[str, str]]:
@@ -107,8 +99,13 @@ def reference_documents() -> Iterator[tuple[str, str]]:
             yield f"{name}#{start}", "\n\n".join(chunk)
 
 
+_LITERAL = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"|\d+")
+
+
 def _norm_head(text: str, n: int) -> str:
-    return " ".join(text.split())[:n]
+    """Dedup key: the first n characters, whitespace collapsed, literals and numbers
+    blanked (templated code differs only in those)."""
+    return _LITERAL.sub("_", " ".join(text.split()))[:n]
 
 
 def select(
@@ -139,16 +136,15 @@ def build(domains: Mapping[str, Mapping[str, Any]], min_chars: int, max_chars: i
           dedup_chars: int, seed: int, stdlib_root: Path | None = None,
           ) -> list[dict[str, Any]]:
     """Pile-format records of every configured domain, in a seeded shuffled order."""
-    sources = {"code": lambda: code_documents(stdlib_root),
-               "docstrings": lambda: docstring_documents(stdlib_root),
-               "reference": reference_documents}
+    sources = stdlib_documents(stdlib_root)
+    sources["reference"] = list(reference_documents())
     seen: set[str] = set()
     records = []
     for kind in KINDS:
         if kind not in domains:
             continue
         d = domains[kind]
-        chosen = select(sources[kind](), min_chars, max_chars, d["max_docs"], seed, seen,
+        chosen = select(iter(sources[kind]), min_chars, max_chars, d["max_docs"], seed, seen,
                         dedup_chars)
         for source, text in chosen:
             records.append({"text": text, "meta": {
