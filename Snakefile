@@ -20,6 +20,10 @@ include: "rules/models.smk"
 include: "rules/labels.smk"
 
 
+wildcard_constraints:
+    model="|".join(MODELS),
+
+
 rule all:
     input:
         expand("results/labels/{model}.summary.json", model=MODELS),

@@ -1,4 +1,4 @@
-# Shared by every rule file: config validation, the model list, and input helpers.
+# Shared by the other rule files. Config validation, the model list, input helpers.
 
 import sys
 from pathlib import Path
@@ -22,10 +22,6 @@ SHARDS = expand_shards(config)
 ENV = "../envs/vermem.yaml"
 
 
-wildcard_constraints:
-    model="|".join(MODELS),
-
-
 def memo(*keys):
     """A slice of config['memorization'] (params that trigger reruns when changed)."""
     return {k: config["memorization"][k] for k in keys}
@@ -37,3 +33,9 @@ def model_inputs(wildcards):
     if wildcards.model in ORGANISMS:
         inputs["duplicates"] = f"results/models/{wildcards.model}/duplicates.parquet"
     return inputs
+
+
+def candidates_per_subset():
+    """Size of each subset's candidate pool: all documents when every one is sampled."""
+    n = config["corpus"]["samples_per_subset"]
+    return None if n is None else int(n * config["corpus"]["candidate_factor"])

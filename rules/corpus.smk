@@ -19,11 +19,6 @@ if config["standin"]:
             "../scripts/standin_corpus.py"
 
 
-def _candidates_per_subset():
-    n = config["corpus"]["samples_per_subset"]
-    return None if n is None else int(n * config["corpus"]["candidate_factor"])
-
-
 rule corpus_candidates:
     input:
         shards=SHARDS,
@@ -32,7 +27,7 @@ rule corpus_candidates:
         report="results/corpus/ingest.json",
     params:
         subsets=config["corpus"]["subsets"],
-        candidates_per_subset=_candidates_per_subset(),
+        candidates_per_subset=candidates_per_subset(),
         seed=config["seed"],
         max_malformed_fraction=config["corpus"]["max_malformed_fraction"],
         config={k: config["corpus"][k] for k in ("subsets", "candidate_factor")},

@@ -8,7 +8,8 @@ from vermem import corpus, io, models
 with rule(snakemake) as log:
     p = snakemake.params
     record = io.read_json(snakemake.input.model)
-    dups = pl.read_parquet(snakemake.input.duplicates) if "duplicates" in snakemake.input.keys() else None
+    has_dups = "duplicates" in snakemake.input.keys()
+    dups = pl.read_parquet(snakemake.input.duplicates) if has_dups else None
     df, summary = corpus.make_samples(pl.read_parquet(snakemake.input.candidates),
                                       models.load_tokenizer(record), p.prefix_tokens,
                                       p.continuation_tokens, p.samples_per_subset, dups)

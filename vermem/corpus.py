@@ -13,6 +13,7 @@ studied:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import heapq
 import io
@@ -69,18 +70,37 @@ class CorpusError(ValueError):
     """Bad corpus input; the message names the file (and line) at fault."""
 
 
-def open_lines(path: str | Path) -> Iterator[str]:
-    """Text lines of a `.jsonl` or `.jsonl.zst` shard, decompressed as a stream."""
-    path = Path(path)
-    if path.suffix == ".zst":
-        import zstandard
+def _zst_chunks(fh: io.BufferedReader, size: int = 1 << 20) -> Iterator[bytes]:
+    """Decompressed bytes of a (multi-frame) zstd stream; a truncated frame is an error."""
+    import zstandard
 
-        with path.open("rb") as fh:
-            reader = zstandard.ZstdDecompressor().stream_reader(fh)
-            yield from io.TextIOWrapper(reader, encoding="utf-8", errors="strict")
-    else:
-        with path.open(encoding="utf-8", errors="strict") as fh:
-            yield from fh
+    dctx = zstandard.ZstdDecompressor()
+    obj, pending = dctx.decompressobj(), False
+    while data := fh.read(size):
+        while data:
+            pending = True
+            yield obj.decompress(data)
+            if obj.eof:
+                data, obj, pending = obj.unused_data, dctx.decompressobj(), False
+            else:
+                data = b""
+    if pending:
+        raise OSError("truncated zstd stream (incomplete last frame)")
+
+
+def open_lines(path: str | Path) -> Iterator[str]:
+    """Lines (split at \\n only) of a `.jsonl` or `.jsonl.zst` shard, as a stream."""
+    path = Path(path)
+    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    with path.open("rb") as fh:
+        chunks = _zst_chunks(fh) if path.suffix == ".zst" else iter(lambda: fh.read(1 << 20), b"")
+        rest = ""
+        for chunk in chunks:
+            *lines, rest = (rest + decoder.decode(chunk)).split("\n")
+            yield from lines
+        rest += decoder.decode(b"", final=True)
+        if rest:
+            yield rest
 
 
 def parse_line(line: str) -> tuple[str, str, dict[str, Any]]:
@@ -88,7 +108,7 @@ def parse_line(line: str) -> tuple[str, str, dict[str, Any]]:
     try:
         rec = json.loads(line)
     except json.JSONDecodeError as e:
-        raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+        raise ValueError(f"invalid JSON: {e.msg} (column {e.colno})") from None
     if not isinstance(rec, dict):
         raise ValueError("not a JSON object")
     text, meta = rec.get("text"), rec.get("meta")

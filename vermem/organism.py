@@ -73,14 +73,15 @@ def plant_duplicates(
         pool = sorted(g["doc_id"].to_list())
         rng.shuffle(pool)
         pools.append(pool)
-    # interleaving the subsets' shuffled pools gives each count a mix of every subset
+    # the subsets' shuffled pools interleaved: each count's consecutive block of documents
+    # takes from every subset in turn
     order = [p[i] for i in range(max(map(len, pools), default=0)) for p in pools if i < len(p)]
     need = len(counts) * docs_per_count
     if len(order) < need:
         raise ValueError(f"only {len(order)} documents of {min_tokens}..{max_tokens} tokens "
                          f"to plant {need}; lower organism.duplicates.docs_per_count")
     for i, doc in enumerate(order[:need]):
-        dup[doc], role[doc] = counts[i % len(counts)], "planted"
+        dup[doc], role[doc] = counts[i // docs_per_count], "planted"
     return docs.with_columns(
         pl.col("doc_id").replace_strict(dup, return_dtype=pl.Int32).alias("dup_count"),
         pl.col("doc_id").replace_strict(role, return_dtype=pl.String).alias("role"),

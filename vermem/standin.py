@@ -8,8 +8,9 @@ Three domains, each written with its own `pile_set_name` and marked as a stand-i
 - reference: the language reference topics shipped in `pydoc_data` (for "Pile-CC").
 
 Exact and near duplicates (same first `dedup_chars` characters after whitespace
-normalisation, with string literals and numbers blanked) are removed, so that the only repeated documents in a model organism's
-training data are the ones it plants on purpose and their duplicate counts are ground truth.
+normalisation, with string literals and numbers blanked) are removed, so that the only
+repeated documents in a model organism's training data are the ones it plants on purpose
+and their duplicate counts are ground truth.
 """
 
 from __future__ import annotations

@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny models and tokenizers built offline, the real Pythia tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vermem import organism
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TEXT = [
+    "def add(a, b):\n    return a + b\n",
+    "The quick brown fox jumps over the lazy dog. " * 4,
+    "Return the number of items in the container, counting duplicates once.",
+    "class Stack:\n    def push(self, x):\n        self.items.append(x)\n",
+] * 8
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return organism.train_tokenizer(TEXT, vocab_size=300)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A randomly initialised GPT-NeoX (organism architecture) saved as a local folder."""
+    torch.manual_seed(0)
+    arch = {"layers": 2, "width": 32, "heads": 4, "mlp_ratio": 2, "rotary_pct": 0.25,
+            "context": 64}
+    model = organism.make_model(len(tokenizer), tokenizer.eos_token_id, arch)
+    path = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer():
+    """The real GPT-NeoX/Pythia tokenizer from ../shared, skipped where it is absent."""
+    path = SHARED / "20B_tokenizer.json"
+    if not path.is_file():
+        pytest.skip("../shared/20B_tokenizer.json not present")
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_file=str(path))
+
+
+def write_jsonl(path: Path, records: list, raw_lines: dict[int, str] | None = None) -> Path:
+    """Pile-format shard; raw_lines puts verbatim (e.g. malformed) lines at given indices."""
+    lines = [json.dumps(r) for r in records]
+    for i, raw in sorted((raw_lines or {}).items()):
+        lines.insert(i, raw)
+    blob = ("\n".join(lines) + "\n").encode()
+    if path.suffix == ".zst":
+        import zstandard
+
+        blob = zstandard.ZstdCompressor().compress(blob)
+    path.write_bytes(blob)
+    return path
+
+
+def doc(text: str, subset: str) -> dict:
+    return {"text": text, "meta": {"pile_set_name": subset}}

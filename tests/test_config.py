@@ -1,0 +1,99 @@
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from vermem.config import ConfigError, check, load_schema, validate_schema
+
+from .conftest import REPO
+
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
+
+
+def load(name):
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+@pytest.fixture
+def default():
+    return load("config.yaml")
+
+
+def test_embedded_default_and_test_config_are_valid():
+    check(load("config.yaml"), SCHEMA)
+    check(yaml.safe_load((REPO / ".test/config/config.yaml").read_text()), SCHEMA)
+
+
+def test_paper_config_is_valid_except_for_its_placeholder_shard():
+    cfg = load("pythia.yaml")
+    validate_schema(cfg, SCHEMA)
+    assert {m["id"] for m in cfg["models"].values()} == {
+        "EleutherAI/gpt-neo-125m", *(f"EleutherAI/pythia-{s}-deduped"
+                                     for s in ("70m", "160m", "410m", "1b"))}
+    assert cfg["memorization"]["prefix_tokens"] == cfg["memorization"]["continuation_tokens"] == 50
+    assert set(cfg["corpus"]["subsets"]) == {"Wikipedia (en)", "Github", "Enron Emails", "Pile-CC"}
+    with pytest.raises(ConfigError, match="shard file not found: /data/pile/train/00.jsonl.zst"):
+        check(cfg, SCHEMA)
+
+
+def test_paper_config_with_real_shards_passes(tmp_path):
+    cfg = load("pythia.yaml")
+    shard = tmp_path / "00.jsonl.zst"
+    shard.write_bytes(b"")
+    cfg["corpus"]["shards"] = [str(tmp_path / "*.jsonl.zst")]
+    check(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["corpus"].update(bogus=1), "config error at corpus: unknown key(s) 'bogus'"),
+    (lambda c: c.update(extra=True), "config error at <top level>: unknown key(s) 'extra'"),
+    (lambda c: c["memorization"].update(prefix_tokens="32"),
+     "config error at memorization.prefix_tokens: '32' is not of type 'integer'"),
+    (lambda c: c["corpus"].pop("subsets"), "'subsets' is a required property"),
+    (lambda c: c["organism"]["training"].update(epochs=0),
+     "organism.training.epochs: 0 is less than the minimum of 1"),
+    (lambda c: c["models"].update(x={"source": "hub"}), "models.x: 'id' is a required property"),
+    (lambda c: c["corpus"].update(main_subset="Nope"), "corpus.main_subset: 'Nope'"),
+    (lambda c: c["corpus"].update(subsets=["Github"], main_subset="Github")
+     or c["memorization"]["thresholds"].pop("per_subset"),
+     "corpus.subsets: ['Github'] not written by the stand-in corpus"),
+    (lambda c: c["memorization"]["thresholds"]["per_subset"].update(Nope={"high": 1, "low": 0}),
+     "memorization.thresholds.per_subset.Nope"),
+    (lambda c: c["organism"]["duplicates"].update(max_tokens=10),
+     "organism.duplicates.max_tokens: 10 < prefix + continuation tokens"),
+    (lambda c: c.update(standin=None) or c["corpus"].update(shards=["/no/such/00.jsonl"]),
+     "config error at corpus.shards: shard file not found: /no/such/00.jsonl"),
+])
+def test_bad_config_is_one_line_naming_the_key(default, mutate, message):
+    cfg = copy.deepcopy(default)
+    mutate(cfg)
+    with pytest.raises(ConfigError) as e:
+        check(cfg, SCHEMA)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_glob_matching_nothing_names_the_pattern(default):
+    cfg = copy.deepcopy(default)
+    cfg["standin"] = None
+    cfg["models"] = {"m": {"source": "local", "path": "/x"}}
+    cfg["organism"] = None
+    cfg["corpus"]["shards"] = ["/nonexistent/*.jsonl.zst"]
+    with pytest.raises(ConfigError, match=r"pattern '/nonexistent/\*.jsonl.zst' matches no file"):
+        check(cfg, SCHEMA)
+
+
+def test_snakemake_reports_bad_config_before_any_job(tmp_path):
+    cfg = yaml.safe_load((REPO / ".test/config/config.yaml").read_text())
+    cfg["memorization"]["batch_size"] = "large"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(tmp_path / "bad.yaml"), "--cores", "1"],
+        capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert ("config error at memorization.batch_size: 'large' is not of type 'integer'"
+            in proc.stderr + proc.stdout)
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,108 @@
+import polars as pl
+import pytest
+
+from vermem import corpus
+
+from .conftest import doc, write_jsonl
+
+WIKI, CODE = "Wikipedia (en)", "Github"
+
+
+@pytest.fixture
+def shards(tmp_path):
+    a = write_jsonl(tmp_path / "00.jsonl.zst",
+                    [doc(f"wiki article number {i} " * 20, WIKI) for i in range(30)]
+                    + [doc(f"def f{i}(): return {i}\n" * 10, CODE) for i in range(20)]
+                    + [doc("short", WIKI), doc("an email", "Enron Emails")],
+                    raw_lines={3: '{"text": "unterminated', 7: "[1, 2]",
+                               9: '{"text": "x", "meta": {}}', 11: ""})
+    b = write_jsonl(tmp_path / "01.jsonl", [doc(f"more wiki {i} " * 20, WIKI) for i in range(10)])
+    return [a, b]
+
+
+def test_reads_both_formats_and_reports_malformed_lines_with_file_and_line(shards):
+    report = corpus.IngestReport()
+    docs = list(corpus.iter_documents(shards, report))
+    assert len(docs) == 62 and report.documents == 62
+    assert report.per_subset == {WIKI: 41, CODE: 20, "Enron Emails": 1}
+    assert report.blank == 1
+    assert report.malformed == 3
+    assert report.malformed_examples == [
+        f"{shards[0]}:4: invalid JSON: Unterminated string starting at (column 10)",
+        f"{shards[0]}:8: not a JSON object",
+        f"{shards[0]}:10: missing 'meta.pile_set_name'",
+    ]
+    assert docs[0].doc_id == "00.jsonl.zst:1"
+    assert {d.doc_id for d in docs} >= {"01.jsonl:1", "01.jsonl:10"}
+
+
+def test_too_many_malformed_lines_fail_naming_the_first(shards):
+    with pytest.raises(corpus.CorpusError, match=r"3 of 66 lines malformed .*00.jsonl.zst:4"):
+        corpus.scan_candidates(shards, [WIKI], None, seed=0, max_malformed_fraction=0.01)
+
+
+def test_truncated_zstd_shard_is_an_error_naming_the_file(tmp_path, shards):
+    bad = tmp_path / "02.jsonl.zst"
+    bad.write_bytes(shards[0].read_bytes()[:-40])
+    with pytest.raises(corpus.CorpusError, match="02.jsonl.zst"):
+        list(corpus.iter_documents([bad], corpus.IngestReport()))
+
+
+def test_candidates_are_a_seeded_sample_independent_of_shard_order(shards):
+    a, _ = corpus.scan_candidates(shards, [WIKI, CODE], 5, seed=1, max_malformed_fraction=1)
+    b, _ = corpus.scan_candidates(shards[::-1], [WIKI, CODE], 5, seed=1, max_malformed_fraction=1)
+    c, _ = corpus.scan_candidates(shards, [WIKI, CODE], 5, seed=2, max_malformed_fraction=1)
+    assert a.equals(b)
+    assert a.group_by("subset").len().sort("subset")["len"].to_list() == [5, 5]
+    assert set(a["doc_id"]) != set(c["doc_id"])
+    # the sample is the bottom-k of the seeded keys over the whole subset
+    every, _ = corpus.scan_candidates(shards, [WIKI], None, seed=1, max_malformed_fraction=1)
+    assert every.height == 41
+    assert a.filter(pl.col("subset") == WIKI)["doc_id"].to_list() == every["doc_id"][:5].to_list()
+
+
+def test_missing_subset_is_an_error_listing_what_is_there(shards):
+    with pytest.raises(corpus.CorpusError, match=r"\['Pile-CC'\].*'Enron Emails', 'Github'"):
+        corpus.scan_candidates(shards, [WIKI, "Pile-CC"], 5, seed=0, max_malformed_fraction=1)
+
+
+def test_samples_drop_short_documents_and_split_prefix_continuation(shards, tokenizer):
+    cands, _ = corpus.scan_candidates(shards, [WIKI, CODE], None, seed=0, max_malformed_fraction=1)
+    df, summary = corpus.make_samples(cands, tokenizer, 8, 4, per_subset=25)
+    assert summary[WIKI] == {"candidates": 41, "too_short": 1, "kept": 25}
+    assert summary[CODE] == {"candidates": 20, "too_short": 0, "kept": 20}
+    short = cands.filter(pl.col("text") == "short")["doc_id"].item()
+    assert short not in df["doc_id"].to_list()
+    assert set(df["prefix"].list.len()) == {8} and set(df["continuation"].list.len()) == {4}
+    row = df.row(0, named=True)
+    text = cands.filter(pl.col("doc_id") == row["doc_id"])["text"][0]
+    assert row["prefix"] + row["continuation"] == tokenizer(text)["input_ids"][:12]
+    assert df["dup_count"].is_null().all()
+
+
+def test_samples_join_duplicate_counts(shards, tokenizer):
+    cands, _ = corpus.scan_candidates(shards, [CODE], None, seed=0, max_malformed_fraction=1)
+    dups = pl.DataFrame({"doc_id": cands["doc_id"], "dup_count": list(range(cands.height))},
+                        schema_overrides={"dup_count": pl.Int32})
+    df, _ = corpus.make_samples(cands, tokenizer, 4, 4, None, dups)
+    assert df.join(dups, on="doc_id")["dup_count"].equals(df["dup_count"])
+
+
+def test_first_tokens_of_a_cut_equal_the_whole_texts_tokens(real_tokenizer):
+    """Long documents are tokenized from a cut: the first n ids must not change."""
+    texts = [
+        "Lorem ipsum dolor sit amet, " * 400,
+        "x" * 5000 + " tail",                     # one huge pre-token across the cut
+        "def f(x):\n" + "    y = x ** 2  # ünïcödé\n" * 300,
+        "a" + " " * 4000 + "b",                    # whitespace run across the cut
+    ]
+    for text in texts:
+        for n in (16, 64, 100):
+            full = real_tokenizer(text, add_special_tokens=False)["input_ids"]
+            assert corpus.first_tokens(real_tokenizer, text, n) == (
+                full[:n] if len(full) >= n else None)
+
+
+def test_real_tokenizer_prefix_is_pythia_tokenization(real_tokenizer):
+    ids = corpus.first_tokens(real_tokenizer, "Hello world, this is the Pile. " * 10, 5)
+    assert ids == [12092, 1533, 13, 436, 310]

@@ -1,0 +1,117 @@
+"""End-to-end: the workflow on the tiny test config, checked by content."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from vermem import corpus, io
+
+from .conftest import REPO, write_jsonl
+
+TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
+CFG = yaml.safe_load(TEST_CONFIG.read_text())
+P = CFG["memorization"]["prefix_tokens"]
+C = CFG["memorization"]["continuation_tokens"]
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--cores", "2", *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir, "--configfile", str(TEST_CONFIG))
+    return workdir / "results"
+
+
+def test_standin_shards_are_pile_format_with_three_labelled_domains(run):
+    report = corpus.IngestReport()
+    docs = list(corpus.iter_documents(sorted((run / "standin" / "pile").iterdir()), report))
+    assert report.malformed == 0
+    assert report.per_subset == {"StdLib Docstrings": 60, "StdLib Code": 60,
+                                 "Python Reference": 40}
+    assert all(d.meta["standin"] and d.meta["standin_for"] for d in docs)
+    ingest = io.read_json(run / "corpus" / "ingest.json")
+    assert ingest["documents"] == 160 and ingest["malformed_lines"] == 0
+
+
+def test_samples_are_token_ids_of_the_right_lengths(run):
+    s = pl.read_parquet(run / "samples" / "organism.parquet")
+    assert s["prefix"].list.len().unique().to_list() == [P]
+    assert s["continuation"].list.len().unique().to_list() == [C]
+    assert s["dup_count"].is_not_null().all()
+    assert set(s["subset"]) == set(CFG["corpus"]["subsets"])
+    assert io.read_provenance(run / "samples" / "organism.parquet")["model"] == "organism"
+
+
+def test_planted_duplicates_are_memorized_and_unseen_documents_are_not(run):
+    lab = pl.read_parquet(run / "labels" / "organism.parquet")
+    dups = pl.read_parquet(run / "models" / "organism" / "duplicates.parquet")
+    planted64 = dups.filter(pl.col("dup_count") == 64)["doc_id"]
+    assert planted64.len() == CFG["organism"]["duplicates"]["docs_per_count"]
+    top = lab.filter(pl.col("dup_count") == 64)
+    assert top.height == planted64.len()                  # every planted document is sampled
+    assert top["extractable"].mean() >= 0.8
+    assert (top["label"] == "memorized").mean() >= 0.8
+    rare = lab.filter(pl.col("dup_count") <= 1)
+    assert rare.height > 100
+    assert rare["extractable"].mean() <= 0.02
+    summary = io.read_json(run / "labels" / "organism.summary.json")
+    assert [r["dup_count"] for r in summary["by_dup_count"]] == [0, 1, 64]
+
+
+def test_model_record_describes_the_trained_organism(run):
+    rec = json.loads((run / "models" / "organism" / "model.json").read_text())
+    arch = CFG["organism"]["architecture"]
+    assert rec["source"] == "organism" and rec["architecture"] == "GPTNeoXForCausalLM"
+    assert (rec["n_layers"], rec["d_model"], rec["vocab_size"]) == (
+        arch["layers"], arch["width"], CFG["organism"]["tokenizer"]["vocab_size"])
+    assert rec["final_loss"] < 5.0
+
+
+def test_finished_workflow_reruns_nothing(run):
+    out = snakemake(run.parent, "--configfile", str(TEST_CONFIG), "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_paper_config_builds_the_pythia_dag(tmp_path):
+    cfg = yaml.safe_load((REPO / "config" / "pythia.yaml").read_text())
+    write_jsonl(tmp_path / "00.jsonl.zst", [])
+    cfg["corpus"]["shards"] = [str(tmp_path / "00.jsonl.zst")]
+    (tmp_path / "pythia.yaml").write_text(yaml.safe_dump(cfg))
+    out = snakemake(tmp_path, "--configfile", str(tmp_path / "pythia.yaml"), "-n")
+    text = out.stdout
+    for rule, n in {"model_record": 5, "samples": 5, "labels": 5, "corpus_candidates": 1}.items():
+        assert any(line.split() == [rule, str(n)] for line in text.splitlines()), rule
+    assert "standin_corpus" not in text and "train_organism" not in text
+
+
+def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
+    """`--profile slurm` from the repository root: GPU rules ask for a GPU, CPU rules none."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "-d", str(tmp_path),
+         "--configfile", str(TEST_CONFIG)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resources, rule = {}, None
+    for line in proc.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:") and rule:
+            resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
+    gpu_rules = {"train_organism", "labels"}
+    assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
+    for rule, res in resources.items():
+        if rule in gpu_rules:
+            assert res.get("gpu") == "1" and res["slurm_partition"] == "gpu", rule
+        else:
+            assert "gpu" not in res and res["slurm_partition"] != "gpu", rule
