@@ -18,6 +18,9 @@ include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/models.smk"
 include: "rules/labels.smk"
+include: "rules/divergence.smk"
+include: "rules/contrastive.smk"
+include: "rules/figures.smk"
 
 
 wildcard_constraints:
@@ -26,5 +29,7 @@ wildcard_constraints:
 
 rule all:
     input:
-        expand("results/labels/{model}.summary.json", model=MODELS),
+        expand("results/pairs/{model}.summary.json", model=MODELS),
+        expand("results/figures/{model}/memorization_scores.png", model=MODELS),
+        expand("results/figures/{model}/memorization_by_duplicates.png", model=ORGANISMS),
     default_target: True

@@ -1,0 +1,27 @@
+# Divergence points of memorized samples (SPEC A.3), batched over prefix lengths.
+
+
+rule divergence:
+    input:
+        model="results/models/{model}/model.json",
+        labels="results/labels/{model}.parquet",
+    output:
+        table="results/divergence/{model}.parquet",
+    params:
+        device=config["device"],
+        prefix_tokens=config["memorization"]["prefix_tokens"],
+        batch_size=config["memorization"]["batch_size"],
+        drop=config["divergence"]["bleu_drop"],
+        epsilon=config["divergence"]["bleu_epsilon"],
+        config=config["divergence"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=120,
+    log:
+        "logs/divergence/{model}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/divergence.py"

@@ -1,0 +1,44 @@
+# Figures of the labelling and contrastive stages (seaborn), per model.
+
+
+rule figures_memorization:
+    input:
+        labels="results/labels/{model}.parquet",
+        divergence="results/divergence/{model}.parquet",
+        pairs="results/pairs/{model}.parquet",
+    output:
+        scores=report("results/figures/{model}/memorization_scores.png",
+                      caption="../report/memorization_scores.rst", category="Study A",
+                      subcategory="Memorization labels"),
+        divergence=report("results/figures/{model}/divergence_positions.png",
+                          caption="../report/divergence_positions.rst", category="Study A",
+                          subcategory="Memorization labels"),
+        pairs=report("results/figures/{model}/pair_counts.png",
+                     caption="../report/pair_counts.rst", category="Study A",
+                     subcategory="Contrastive pairs"),
+    params:
+        score=config["memorization"]["score"],
+        prefix_tokens=config["memorization"]["prefix_tokens"],
+    log:
+        "logs/figures/{model}.memorization.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figures_memorization.py"
+
+
+rule figure_duplicates:
+    input:
+        labels="results/labels/{model}.parquet",
+    output:
+        figure=report("results/figures/{model}/memorization_by_duplicates.png",
+                      caption="../report/memorization_by_duplicates.rst", category="Study A",
+                      subcategory="Memorization labels"),
+    wildcard_constraints:
+        model="|".join(ORGANISMS) or "^$",
+    log:
+        "logs/figures/{model}.duplicates.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_duplicates.py"

@@ -1,0 +1,14 @@
+"""Rule figures_memorization: score histograms, divergence positions, pair counts."""
+
+import polars as pl
+from _rule import rule
+
+from vermem import plots
+
+with rule(snakemake):
+    p, inp, out = snakemake.params, snakemake.input, snakemake.output
+    model = snakemake.wildcards.model
+    labels, div = pl.read_parquet(inp.labels), pl.read_parquet(inp.divergence)
+    plots.save(plots.score_histograms(labels, p.score, model), out.scores)
+    plots.save(plots.divergence_histogram(div, p.prefix_tokens, model), out.divergence)
+    plots.save(plots.pair_counts(pl.read_parquet(inp.pairs), model), out.pairs)
