@@ -79,6 +79,67 @@ def test_model_record_describes_the_trained_organism(run):
     assert rec["final_loss"] < 5.0
 
 
+@pytest.fixture(scope="module")
+def organism(run):
+    from vermem import models
+
+    record = io.read_json(run / "models" / "organism" / "model.json")
+    record["path"] = str(run.parent / record["path"])
+    return models.load(record, "cpu")[0]
+
+
+def test_batched_labels_equal_one_at_a_time_decoding_on_the_organism(run, organism):
+    from .test_labels import naive_greedy
+
+    lab = pl.read_parquet(run / "labels" / "organism.parquet")
+    some = pl.concat([lab.filter(pl.col("label") == "memorized").head(4), lab.tail(6)])
+    for prefix, gen in some.select("prefix", "generation").iter_rows():
+        assert gen == naive_greedy(organism, prefix, C)
+
+
+def test_divergence_on_the_organism_equals_the_naive_definition(run, organism):
+    from vermem import divergence
+
+    div = pl.read_parquet(run / "divergence" / "organism.parquet")
+    lab = pl.read_parquet(run / "labels" / "organism.parquet")
+    assert div.height == (lab["label"] == "memorized").sum() > 0
+    for full, d, gen in div.select("full", "d", "generation").iter_rows():
+        naive = divergence.divergence_naive(organism, full, P)
+        assert (d, gen) == (naive.d, naive.generation)
+
+
+def test_pairs_are_well_formed_split_and_summarised(run):
+    pairs = pl.read_parquet(run / "pairs" / "organism.parquet")
+    lab = pl.read_parquet(run / "labels" / "organism.parquet")
+    label_of = dict(zip(lab["doc_id"], lab["label"], strict=True))
+    full_of = {r[0]: r[1] + r[2] for r in lab.select("doc_id", "prefix", "continuation").rows()}
+    assert set(pairs["task"]) == {"branch_comparison", "memorization_decision"}
+    for p in pairs.iter_rows(named=True):
+        assert len(p["clean"]) == len(p["corrupt"]) and p["answer"] != p["wrong"]
+        assert label_of[p["doc_id"]] == "memorized"
+        full = full_of[p["doc_id"]]
+        if p["task"] == "branch_comparison":
+            assert p["clean"] == full[: p["d"] + 1] and p["corrupt"][:-1] == full[: p["d"]]
+            assert p["corrupt"][-1] != full[p["d"]] and p["answer"] == full[p["d"] + 1]
+        else:
+            assert p["clean"] == full[: p["d"]] and p["wrong"] == full[p["d"]]
+            assert label_of[p["corrupt_doc_id"]] == "non-memorized"
+            assert full_of[p["corrupt_doc_id"]][p["d"]] == p["wrong"]
+    summary = io.read_json(run / "pairs" / "organism.summary.json")
+    for task in ("branch_comparison", "memorization_decision"):
+        assert sum(v["pairs"] for v in summary[task].values()) == (pairs["task"] == task).sum()
+    bc = pairs.filter(pl.col("task") == "branch_comparison")
+    assert set(bc["split"]) == {"attribution", "evaluation"}
+
+
+def test_figures_are_written(run):
+    names = {"memorization_scores", "divergence_positions", "pair_counts",
+             "memorization_by_duplicates"}
+    for name in names:
+        blob = (run / "figures" / "organism" / f"{name}.png").read_bytes()
+        assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
+
+
 def test_finished_workflow_reruns_nothing(run):
     out = snakemake(run.parent, "--configfile", str(TEST_CONFIG), "-n")
     assert "Nothing to be done" in out.stdout + out.stderr
@@ -91,9 +152,11 @@ def test_paper_config_builds_the_pythia_dag(tmp_path):
     (tmp_path / "pythia.yaml").write_text(yaml.safe_dump(cfg))
     out = snakemake(tmp_path, "--configfile", str(tmp_path / "pythia.yaml"), "-n")
     text = out.stdout
-    for rule, n in {"model_record": 5, "samples": 5, "labels": 5, "corpus_candidates": 1}.items():
+    for rule, n in {"model_record": 5, "samples": 5, "labels": 5, "divergence": 5, "pairs": 5,
+                    "figures_memorization": 5, "corpus_candidates": 1}.items():
         assert any(line.split() == [rule, str(n)] for line in text.splitlines()), rule
-    assert "standin_corpus" not in text and "train_organism" not in text
+    for rule in ("standin_corpus", "train_organism", "figure_duplicates"):
+        assert rule not in text
 
 
 def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
@@ -108,7 +171,7 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
             rule = line.split()[1].rstrip(":")
         elif line.strip().startswith("resources:") and rule:
             resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
-    gpu_rules = {"train_organism", "labels"}
+    gpu_rules = {"train_organism", "labels", "divergence", "pairs"}
     assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
     for rule, res in resources.items():
         if rule in gpu_rules:

@@ -93,7 +93,8 @@ def decision_pairs(model, div: pl.DataFrame, nonmem: pl.DataFrame, batch_size: i
     non_full = nonmem["full"].to_list()
     non_subset = nonmem["subset"].to_list()
     mem = list(div.iter_rows(named=True))
-    table = torch.tensor(non_full, dtype=torch.long).reshape(len(non_full), -1)  # [N, T]
+    width = len(non_full[0]) if non_full else 0
+    table = torch.tensor(non_full, dtype=torch.long).reshape(len(non_full), width)  # [N, T]
     subset_ids = {s: i for i, s in enumerate(sorted(set(non_subset)))}
     subset_col = torch.tensor([subset_ids[s] for s in non_subset], dtype=torch.long)
     cands: list[list[int]] = []

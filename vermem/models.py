@@ -94,7 +94,9 @@ def load_tokenizer(record: Mapping[str, Any]):
 def load(record: Mapping[str, Any], device: str = "auto"):
     """(model in eval mode on `device`, tokenizer) from a model record."""
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # rule logs are files, not terminals
     dev = pick_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(record["path"],
