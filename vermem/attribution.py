@@ -1,0 +1,605 @@
+"""Edge attribution (EAP, EAP-IG) and exact edge patching on Hugging Face models (SPEC A.8).
+
+Edge score (source s -> destination d) = mean over examples of
+    sum over positions of (a_s(corrupt) - a_s(clean)) . dM/dx_d,
+where x_d is d's own copy of the residual stream and dM/dx_d is averaged over the IG steps.
+
+How dM/dx_d is had for every destination from one backward pass (SPEC implementation
+notes): the gradient at each q/k/v projection output is mapped back through that head's
+rows of the projection weight, then through the layer norm's backward, which is linear
+once the forward's statistics are kept. So the forward records the norms' inputs and the
+backward the gradients at the projection outputs, the MLP norm's output and the final
+norm's output; nothing is copied per head in the forward.
+
+Sources in residual space: the input node is the residual entering layer 0; a head's output
+is its slice of the attention output projection's input times the matching columns of that
+projection's weight; an MLP's is its output.
+
+Two capture backends compute the same tensors: `nnsight` (default; tracing the unmodified
+Hugging Face model) and `hooks` (plain PyTorch hooks, the reference for the benchmark).
+Scores accumulate in float32 whatever the model dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .graph import Graph, Shape
+
+METRICS = ("logit_diff", "wrong_logit", "answer_logprob")
+
+
+# -- architectures ---------------------------------------------------------------------------
+
+@dataclass
+class Layer:
+    ln1: nn.Module             # norm in front of attention
+    q: nn.Module               # projection(s): fused (GPT-NeoX) or separate q/k/v
+    k: nn.Module | None
+    v: nn.Module | None
+    out: nn.Module             # attention output projection
+    ln2: nn.Module             # norm in front of the MLP
+    mlp: nn.Module
+
+
+@dataclass
+class Arch:
+    shape: Shape
+    head_dim: int
+    fused_qkv: bool            # GPT-NeoX: one Linear, output laid out [heads, 3, head_dim]
+    embed: nn.Module           # its output is the residual stream entering layer 0
+    layers: list[Layer]
+    final_ln: nn.Module
+    path: dict[str, str]       # attribute paths, for nnsight
+
+
+def arch_of(model) -> Arch:
+    """Module handles of a supported Hugging Face causal LM (GPT-NeoX/Pythia, GPT-Neo,
+    Llama-style with grouped-query attention: Llama, Mistral, Qwen2)."""
+    cfg = model.config
+    shape = Shape.from_config(cfg)
+    hd = shape.d_model // shape.n_heads
+    kind = cfg.model_type
+    if kind == "gpt_neox":
+        base = model.gpt_neox
+        layers = [Layer(b.input_layernorm, b.attention.query_key_value, None, None,
+                        b.attention.dense, b.post_attention_layernorm, b.mlp)
+                  for b in base.layers]
+        if not all(b.use_parallel_residual for b in base.layers):
+            raise NotImplementedError("GPT-NeoX without parallel residual")
+        path = {"embed": "gpt_neox.emb_dropout", "layers": "gpt_neox.layers",
+                "ln1": "input_layernorm", "q": "attention.query_key_value",
+                "out": "attention.dense", "ln2": "post_attention_layernorm", "mlp": "mlp",
+                "final_ln": "gpt_neox.final_layer_norm"}
+        return Arch(shape, hd, True, base.emb_dropout, layers, base.final_layer_norm, path)
+    if kind == "gpt_neo":
+        base = model.transformer
+        layers = [Layer(b.ln_1, b.attn.attention.q_proj, b.attn.attention.k_proj,
+                        b.attn.attention.v_proj, b.attn.attention.out_proj, b.ln_2, b.mlp)
+                  for b in base.h]
+        path = {"embed": "transformer.drop", "layers": "transformer.h", "ln1": "ln_1",
+                "q": "attn.attention.q_proj", "k": "attn.attention.k_proj",
+                "v": "attn.attention.v_proj", "out": "attn.attention.out_proj",
+                "ln2": "ln_2", "mlp": "mlp", "final_ln": "transformer.ln_f"}
+        return Arch(shape, hd, False, base.drop, layers, base.ln_f, path)
+    if kind in ("llama", "mistral", "qwen2"):
+        base = model.model
+        hd = getattr(cfg, "head_dim", None) or hd
+        layers = [Layer(b.input_layernorm, b.self_attn.q_proj, b.self_attn.k_proj,
+                        b.self_attn.v_proj, b.self_attn.o_proj, b.post_attention_layernorm,
+                        b.mlp) for b in base.layers]
+        path = {"embed": "model.embed_tokens", "layers": "model.layers",
+                "ln1": "input_layernorm", "q": "self_attn.q_proj", "k": "self_attn.k_proj",
+                "v": "self_attn.v_proj", "out": "self_attn.o_proj",
+                "ln2": "post_attention_layernorm", "mlp": "mlp", "final_ln": "model.norm"}
+        return Arch(shape, hd, False, base.embed_tokens, layers, base.norm, path)
+    raise NotImplementedError(f"no attribution adapter for model_type {kind!r}")
+
+
+def norm_backward(ln: nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """d(output . g)/dx of a LayerNorm or RMSNorm at input x, in float32.
+    x [..., D] broadcasts against g [..., D] (e.g. x [B, T, 1, D], g [B, T, n, D])."""
+    x, g = x.float(), g.float()
+    wg = g * ln.weight.float()
+    eps = getattr(ln, "eps", None) or ln.variance_epsilon
+    if isinstance(ln, nn.LayerNorm):
+        xc = x - x.mean(-1, keepdim=True)
+        sigma = (xc.pow(2).mean(-1, keepdim=True) + eps).sqrt()
+        xh = xc / sigma
+        return (wg - wg.mean(-1, keepdim=True) - xh * (wg * xh).mean(-1, keepdim=True)) / sigma
+    r = (x.pow(2).mean(-1, keepdim=True) + eps).sqrt()  # RMSNorm
+    xh = x / r
+    return (wg - xh * (wg * xh).mean(-1, keepdim=True)) / r
+
+
+def norm_forward(ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A LayerNorm or RMSNorm applied in float32 (any leading dimensions)."""
+    x = x.float()
+    eps = getattr(ln, "eps", None) or ln.variance_epsilon
+    if isinstance(ln, nn.LayerNorm):
+        b = ln.bias.float() if ln.bias is not None else None
+        return nn.functional.layer_norm(x, x.shape[-1:], ln.weight.float(), b, eps)
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * ln.weight.float()
+
+
+def head_rows(arch: Arch, layer: int) -> torch.Tensor:
+    """Rows of the q/k/v projections per destination, [H + 2K, head_dim, D] (float32)."""
+    s, hd, lay = arch.shape, arch.head_dim, arch.layers[layer]
+    if arch.fused_qkv:
+        w = lay.q.weight.float().view(s.n_heads, 3, hd, s.d_model)
+        return torch.cat([w[:, 0], w[:, 1], w[:, 2]])
+    return torch.cat([lay.q.weight.float().view(s.n_heads, hd, s.d_model),
+                      lay.k.weight.float().view(s.n_kv_heads, hd, s.d_model),
+                      lay.v.weight.float().view(s.n_kv_heads, hd, s.d_model)])
+
+
+def head_bias(arch: Arch, layer: int) -> torch.Tensor | None:
+    """Biases of the q/k/v projections per destination, [H + 2K, head_dim], or None."""
+    s, hd, lay = arch.shape, arch.head_dim, arch.layers[layer]
+    if arch.fused_qkv:
+        if lay.q.bias is None:
+            return None
+        b = lay.q.bias.float().view(s.n_heads, 3, hd)
+        return torch.cat([b[:, 0], b[:, 1], b[:, 2]])
+    parts = [lay.q.bias, lay.k.bias, lay.v.bias]
+    if all(p is None for p in parts):
+        return None
+    n = (s.n_heads, s.n_kv_heads, s.n_kv_heads)
+    return torch.cat([p.float().view(k, hd) if p is not None
+                      else torch.zeros(k, hd, device=lay.q.weight.device)
+                      for p, k in zip(parts, n, strict=True)])
+
+
+def split_qkv_grad(arch: Arch, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Gradients at the projection output(s) -> per destination [N, T, H + 2K, head_dim]."""
+    s, hd = arch.shape, arch.head_dim
+    if arch.fused_qkv:
+        g = grads[0].view(*grads[0].shape[:2], s.n_heads, 3, hd)
+        return torch.cat([g[:, :, :, 0], g[:, :, :, 1], g[:, :, :, 2]], dim=2)
+    q, k, v = grads
+    return torch.cat([q.view(*q.shape[:2], s.n_heads, hd), k.view(*k.shape[:2], s.n_kv_heads, hd),
+                      v.view(*v.shape[:2], s.n_kv_heads, hd)], dim=2)
+
+
+def head_outputs(arch: Arch, layer: int, z: torch.Tensor) -> torch.Tensor:
+    """Each head's write to the residual: z [B, T, H*hd] -> [B, T, H, D] (float32)."""
+    s, hd = arch.shape, arch.head_dim
+    w = arch.layers[layer].out.weight.float().view(s.d_model, s.n_heads, hd)
+    return torch.einsum("bthe,dhe->bthd", z.float().view(*z.shape[:2], s.n_heads, hd), w)
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+@dataclass
+class Batch:
+    clean: torch.Tensor       # [B, T] right-padded token ids
+    corrupt: torch.Tensor     # [B, T]
+    mask: torch.Tensor        # [B, T] attention mask (1 = real token)
+    last: torch.Tensor        # [B] index of the last real token
+    answer: torch.Tensor      # [B]
+    wrong: torch.Tensor       # [B]
+
+    @classmethod
+    def make(cls, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
+             answer: Sequence[int], wrong: Sequence[int], device, pad: int = 0) -> Batch:
+        T = max(map(len, clean))
+        lens = [len(c) for c in clean]
+        if any(len(a) != len(b) for a, b in zip(clean, corrupt, strict=True)):
+            raise ValueError("clean and corrupt prompts must have equal lengths")
+
+        def padded(rows):
+            return torch.tensor([list(r) + [pad] * (T - len(r)) for r in rows], device=device)
+
+        m = torch.tensor([[1] * n + [0] * (T - n) for n in lens], device=device)
+        return cls(padded(clean), padded(corrupt), m, torch.tensor(lens, device=device) - 1,
+                   torch.tensor(list(answer), device=device),
+                   torch.tensor(list(wrong), device=device))
+
+
+def metric(logits: torch.Tensor, batch: Batch, kind: str) -> torch.Tensor:
+    """Per-example metric at the last real position. logits [N, T, V] with N a multiple
+    of the batch (IG steps stacked step-major). -> [N]"""
+    reps = logits.shape[0] // batch.last.shape[0]
+    last, ans, wr = batch.last.repeat(reps), batch.answer.repeat(reps), batch.wrong.repeat(reps)
+    lg = logits[torch.arange(logits.shape[0], device=logits.device), last].float()  # [N, V]
+    a = lg.gather(1, ans[:, None])[:, 0]
+    w = lg.gather(1, wr[:, None])[:, 0]
+    if kind == "logit_diff":
+        return a - w
+    if kind == "wrong_logit":
+        return w
+    if kind == "answer_logprob":
+        return a - lg.logsumexp(-1)
+    raise ValueError(f"unknown metric {kind!r}; one of {METRICS}")
+
+
+# -- capture ---------------------------------------------------------------------------------
+
+@dataclass
+class Sources:
+    acts: torch.Tensor    # [S, B, T, D] float32, in graph source order
+    logits: torch.Tensor  # [B, T, V]
+
+
+@dataclass
+class Grads:
+    x1: list[torch.Tensor]     # per layer: input of the attention norm [N, T, D]
+    g_qkv: list[torch.Tensor]  # per layer: [N, T, H + 2K, hd] gradient at q/k/v outputs
+    x2: list[torch.Tensor]     # per layer: input of the MLP norm
+    g2: list[torch.Tensor]     # per layer: gradient at the MLP norm's output
+    xf: torch.Tensor           # input of the final norm
+    gf: torch.Tensor           # gradient at the final norm's output
+    metric: torch.Tensor       # [N]
+
+
+def _stack_sources(arch: Arch, emb, zs, mlps) -> torch.Tensor:
+    parts = [emb.float()[None]]
+    for layer in range(arch.shape.n_layers):
+        parts.append(head_outputs(arch, layer, zs[layer]).permute(2, 0, 1, 3))
+        parts.append(mlps[layer].float()[None])
+    return torch.cat(parts)
+
+
+def _first(args, kwargs, name="hidden_states"):
+    return args[0] if args else kwargs[name]
+
+
+@contextlib.contextmanager
+def _hooks(handles: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _proj_modules(arch: Arch, layer: int) -> list[nn.Module]:
+    lay = arch.layers[layer]
+    return [lay.q] if arch.fused_qkv else [lay.q, lay.k, lay.v]
+
+
+def _keep(rec: dict, kx: str, ky: str, i, x, y) -> None:
+    """Record a norm's input and output (under index i, or directly when i is None)."""
+    if i is None:
+        rec[kx], rec[ky] = x, y
+    else:
+        rec[kx][i], rec[ky][i] = x, y
+
+
+class HooksBackend:
+    """Capture with plain PyTorch forward hooks and torch.autograd.grad."""
+
+    name = "hooks"
+
+    @torch.no_grad()
+    def sources(self, model, arch: Arch, ids, mask) -> Sources:
+        rec: dict = {"z": {}, "mlp": {}}
+        hs = [arch.embed.register_forward_hook(lambda m, a, o: rec.__setitem__("emb", o))]
+        for i, lay in enumerate(arch.layers):
+            hs.append(lay.out.register_forward_pre_hook(
+                lambda m, a, i=i: rec["z"].__setitem__(i, a[0])))
+            hs.append(lay.mlp.register_forward_hook(
+                lambda m, a, o, i=i: rec["mlp"].__setitem__(i, o)))
+        with _hooks(hs):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        L = arch.shape.n_layers
+        return Sources(_stack_sources(arch, rec["emb"], [rec["z"][i] for i in range(L)],
+                                      [rec["mlp"][i] for i in range(L)]), logits)
+
+    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: str) -> Grads:
+        rec: dict = {k: {} for k in ("x1", "qkv", "x2", "y2")}
+        hs = [arch.embed.register_forward_hook(lambda m, a, o: embeds)]
+        for i, lay in enumerate(arch.layers):
+            hs.append(lay.ln1.register_forward_pre_hook(
+                lambda m, a, k, i=i: rec["x1"].__setitem__(i, _first(a, k)), with_kwargs=True))
+            for j, proj in enumerate(_proj_modules(arch, i)):
+                hs.append(proj.register_forward_hook(
+                    lambda m, a, o, i=i, j=j: rec["qkv"].__setitem__((i, j), o)))
+            hs.append(lay.ln2.register_forward_hook(
+                lambda m, a, o, i=i: _keep(rec, "x2", "y2", i, a[0], o)))
+        hs.append(arch.final_ln.register_forward_hook(
+            lambda m, a, o: _keep(rec, "xf", "yf", None, a[0], o)))
+        with _hooks(hs):
+            logits = model(input_ids=ids, attention_mask=mask).logits
+        m = metric(logits, batch, kind)
+        L = arch.shape.n_layers
+        n_proj = len(_proj_modules(arch, 0))
+        wrt = ([rec["qkv"][i, j] for i in range(L) for j in range(n_proj)]
+               + [rec["y2"][i] for i in range(L)] + [rec["yf"]])
+        g = torch.autograd.grad(m.sum(), wrt)
+        return Grads([rec["x1"][i].detach() for i in range(L)],
+                     [split_qkv_grad(arch, g[i * n_proj:(i + 1) * n_proj]) for i in range(L)],
+                     [rec["x2"][i].detach() for i in range(L)], list(g[L * n_proj: L * n_proj + L]),
+                     rec["xf"].detach(), g[-1], m.detach())
+
+
+class NNsightBackend:
+    """Capture by tracing the unmodified Hugging Face model with nnsight."""
+
+    name = "nnsight"
+
+    def __init__(self) -> None:
+        self._wrapped: dict[int, object] = {}
+
+    def _nn(self, model):
+        from nnsight import NNsight
+
+        key = id(model)
+        if key not in self._wrapped:
+            self._wrapped[key] = NNsight(model)
+        return self._wrapped[key]
+
+    @staticmethod
+    def _get(root, path: str):
+        for part in path.split("."):
+            root = root[int(part)] if part.isdigit() else getattr(root, part)
+        return root
+
+    @torch.no_grad()
+    def sources(self, model, arch: Arch, ids, mask) -> Sources:
+        nm, p = self._nn(model), arch.path
+        out: dict = {}
+        # names bound inside a trace do not outlive it: results go through `out`
+        with nm.trace(input_ids=ids, attention_mask=mask):
+            out["emb"] = self._get(nm, p["embed"]).output.save()
+            out["z"], out["mlp"] = [], []
+            for block in self._get(nm, p["layers"]):
+                out["z"].append(self._get(block, p["out"]).input.save())
+                out["mlp"].append(self._get(block, p["mlp"]).output.save())
+            out["logits"] = nm.output.logits.save()
+        return Sources(_stack_sources(arch, out["emb"], out["z"], out["mlp"]), out["logits"])
+
+    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: str) -> Grads:
+        nm, p = self._nn(model), arch.path
+        names = ["q"] if arch.fused_qkv else ["q", "k", "v"]
+        out: dict = {}
+        with nm.trace(input_ids=ids, attention_mask=mask):
+            self._get(nm, p["embed"]).output = embeds
+            out["x1"], proj, out["x2"], y2 = [], [], [], []
+            for block in self._get(nm, p["layers"]):
+                out["x1"].append(self._get(block, p["ln1"]).input.save())
+                proj.append([self._get(block, p[n]).output for n in names])
+                ln2 = self._get(block, p["ln2"])
+                out["x2"].append(ln2.input.save())
+                y2.append(ln2.output)
+            fin = self._get(nm, p["final_ln"])
+            out["xf"] = fin.input.save()
+            yf = fin.output
+            m = metric(nm.output.logits, batch, kind)
+            out["m"] = m.save()
+            with m.sum().backward():  # gradients arrive last layer first
+                out["gf"] = yf.grad.save()
+                g2, gq = [], []
+                for layer in reversed(range(arch.shape.n_layers)):
+                    g2.append(y2[layer].grad.save())
+                    gq.append([t.grad.save() for t in reversed(proj[layer])][::-1])
+                out["g2"], out["gq"] = g2[::-1], gq[::-1]
+        return Grads(out["x1"], [split_qkv_grad(arch, g) for g in out["gq"]], out["x2"],
+                     out["g2"], out["xf"], out["gf"], out["m"].detach())
+
+
+BACKENDS = {"nnsight": NNsightBackend, "hooks": HooksBackend}
+
+
+@contextlib.contextmanager
+def frozen(model) -> Iterator[None]:
+    """Parameters need no gradient during attribution (only activations do)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(f)
+
+
+# -- scores ----------------------------------------------------------------------------------
+
+def dest_grads(arch: Arch, g: Grads, steps: int) -> tuple[list, list, torch.Tensor]:
+    """Residual-space gradients of every destination, averaged over the IG steps:
+    per layer [B, T, H+2K, D] (attention inputs) and [B, T, D] (MLP), and [B, T, D] logits."""
+    def avg(t):  # [steps * B, ...] -> [B, ...]
+        return t.view(steps, -1, *t.shape[1:]).mean(0)
+
+    att, mlp = [], []
+    for layer in range(arch.shape.n_layers):
+        rows = head_rows(arch, layer)  # [n, hd, D]
+        g_ln = torch.einsum("btne,ned->btnd", g.g_qkv[layer].float(), rows)
+        ln1, ln2 = arch.layers[layer].ln1, arch.layers[layer].ln2
+        att.append(avg(norm_backward(ln1, g.x1[layer][:, :, None], g_ln)))
+        mlp.append(avg(norm_backward(ln2, g.x2[layer], g.g2[layer])))
+    return att, mlp, avg(norm_backward(arch.final_ln, g.xf, g.gf))
+
+
+def edge_scores(graph: Graph, arch: Arch, delta: torch.Tensor, att, mlp, logit_g
+                ) -> torch.Tensor:
+    """[S, D] scores: sum over examples and positions of delta . gradient (float32)."""
+    scores = torch.zeros(graph.mask.shape, dtype=torch.float32, device=delta.device)
+    H = arch.shape.n_heads
+    for layer in range(arch.shape.n_layers):
+        up = graph.source_end(layer)
+        a0, a1 = graph.attn_dest_range(layer)
+        scores[:up, a0:a1] = torch.einsum("sbtd,btnd->sn", delta[:up], att[layer])
+        m_up = up if arch.shape.parallel else up + H
+        scores[:m_up, graph.mlp_dest(layer)] = torch.einsum("sbtd,btd->s", delta[:m_up],
+                                                            mlp[layer])
+    scores[:, -1] = torch.einsum("sbtd,btd->s", delta, logit_g)
+    return scores
+
+
+def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: int = 5,
+              kind: str = "logit_diff", backend: str = "nnsight") -> torch.Tensor:
+    """Summed (not yet averaged) edge scores of one batch, [S, D] float32.
+
+    EAP: gradient at the clean run. EAP-IG (inputs variant): the input embeddings are
+    interpolated from corrupt to clean in `steps` steps (alpha = k / steps, k = 1..steps),
+    all steps run as one batch, one backward pass; gradients are averaged over the steps.
+    """
+    arch = arch_of(model)
+    be = BACKENDS[backend]() if isinstance(backend, str) else backend
+    with frozen(model):
+        clean = be.sources(model, arch, batch.clean, batch.mask)
+        corrupt = be.sources(model, arch, batch.corrupt, batch.mask)
+        delta = (corrupt.acts - clean.acts) * batch.mask[None, :, :, None]
+        n = 1 if method == "EAP" else steps
+        alphas = torch.arange(1, n + 1, device=delta.device, dtype=torch.float32) / n
+        e_clean, e_corr = clean.acts[0], corrupt.acts[0]
+        embeds = (e_corr[None] + alphas[:, None, None, None] * (e_clean - e_corr)[None])
+        embeds = embeds.reshape(-1, *e_clean.shape[1:]).to(next(model.parameters()).dtype)
+        embeds.requires_grad_(True)
+        ids = batch.clean.repeat(n, 1)
+        g = be.grads(model, arch, ids, batch.mask.repeat(n, 1), embeds, batch, kind)
+        with torch.no_grad():
+            att, mlp, lg = dest_grads(arch, g, n)
+            return edge_scores(graph, arch, delta.detach(), att, mlp, lg)
+
+
+# -- exact patching ------------------------------------------------------------------------
+
+@torch.no_grad()
+def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
+                   replacement: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits of a run on `ids` (default: the clean prompts) where every edge with
+    patch[s, d] = 1 carries replacement[s] instead of the run's own source activation:
+    destination d reads x + sum_s patch[s, d] (replacement_s - a_s(run)).
+
+    patch: [S, D] float (0/1); replacement: [S, B, T, D] (e.g. corrupt-run sources).
+    """
+    arch = arch_of(model)
+    ids = batch.clean if ids is None else ids
+    patch = patch.float().to(replacement.device)
+    run: dict[int, torch.Tensor] = {}
+    state: dict = {}
+    H = arch.shape.n_heads
+
+    def diff(upto: int) -> torch.Tensor:
+        return replacement[:upto] - torch.stack([run[s] for s in range(upto)])
+
+    def embed_hook(m, a, o):
+        run[0] = o.float()
+
+    def out_pre(m, a, layer):
+        s0, _ = graph.head_sources(layer)
+        for h, t in enumerate(head_outputs(arch, layer, a[0]).unbind(2)):
+            run[s0 + h] = t
+
+    def mlp_hook(m, a, o, layer):
+        run[graph.mlp_source(layer)] = o.float()
+
+    def ln1_pre(m, a, k, layer):
+        x = _first(a, k)
+        up = graph.source_end(layer)
+        a0, a1 = graph.attn_dest_range(layer)
+        p = patch[:up, a0:a1]
+        state["qkv"] = None
+        if p.any():
+            d = torch.einsum("sbtd,sn->btnd", diff(up), p)  # [B, T, n, D]
+            xn = norm_forward(m, x[:, :, None] + d)        # each destination's own input
+            y = torch.einsum("btnd,ned->btne", xn.float(), head_rows(arch, layer))
+            b = head_bias(arch, layer)
+            state["qkv"] = (y + b if b is not None else y, p.any(0))
+
+    def proj_hook(m, a, o, layer, j):
+        if state.get("qkv") is None:
+            return None
+        y, which = state["qkv"]  # [B, T, n, hd], [n]
+        s = arch.shape
+        if arch.fused_qkv:
+            o4 = o.view(*o.shape[:2], s.n_heads, 3, arch.head_dim).clone()
+            for c in range(3):
+                sel = which[c * H:(c + 1) * H]
+                o4[:, :, sel, c] = y[:, :, c * H:(c + 1) * H][:, :, sel].to(o.dtype)
+            return o4.view_as(o)
+        lo = [0, H, H + s.n_kv_heads][j]
+        n = H if j == 0 else s.n_kv_heads
+        o3 = o.view(*o.shape[:2], n, arch.head_dim).clone()
+        sel = which[lo: lo + n]
+        o3[:, :, sel] = y[:, :, lo: lo + n][:, :, sel].to(o.dtype)
+        return o3.view_as(o)
+
+    def ln2_pre(m, a, k, layer):
+        up = graph.source_end(layer) + (0 if arch.shape.parallel else H)
+        p = patch[:up, graph.mlp_dest(layer)]
+        if not p.any():
+            return None
+        x = _first(a, k)
+        x = x + torch.einsum("sbtd,s->btd", diff(up), p).to(x.dtype)
+        return ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x})
+
+    def final_pre(m, a, k):
+        p = patch[:, -1]
+        if not p.any():
+            return None
+        x = _first(a, k)
+        x = x + torch.einsum("sbtd,s->btd", diff(graph.mask.shape[0]), p).to(x.dtype)
+        return ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x})
+
+    hs = [arch.embed.register_forward_hook(embed_hook),
+          arch.final_ln.register_forward_pre_hook(final_pre, with_kwargs=True)]
+    for i, lay in enumerate(arch.layers):
+        hs.append(lay.out.register_forward_pre_hook(lambda m, a, i=i: out_pre(m, a, i)))
+        hs.append(lay.mlp.register_forward_hook(lambda m, a, o, i=i: mlp_hook(m, a, o, i)))
+        hs.append(lay.ln1.register_forward_pre_hook(
+            lambda m, a, k, i=i: ln1_pre(m, a, k, i), with_kwargs=True))
+        for j, proj in enumerate(_proj_modules(arch, i)):
+            hs.append(proj.register_forward_hook(
+                lambda m, a, o, i=i, j=j: proj_hook(m, a, o, i, j)))
+        hs.append(lay.ln2.register_forward_pre_hook(
+            lambda m, a, k, i=i: ln2_pre(m, a, k, i), with_kwargs=True))
+    with _hooks(hs):
+        return model(input_ids=ids, attention_mask=batch.mask).logits
+
+
+@torch.no_grad()
+def corrupt_sources(model, batch: Batch) -> torch.Tensor:
+    """Source activations of the corrupt run, [S, B, T, D]."""
+    return HooksBackend().sources(model, arch_of(model), batch.corrupt, batch.mask).acts
+
+
+@torch.no_grad()
+def exact_edge_effects(model, graph: Graph, batch: Batch, kind: str = "logit_diff",
+                       edges: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact activation patching of single edges: [S, D] of summed (over examples)
+    M(clean with that one edge from the corrupt run) - M(clean). Edges outside `edges`
+    (a boolean [S, D], default every edge of the graph) are 0."""
+    edges = graph.mask if edges is None else edges & graph.mask
+    repl = corrupt_sources(model, batch)
+    base = metric(model(input_ids=batch.clean, attention_mask=batch.mask).logits, batch, kind)
+    out = torch.zeros(graph.mask.shape)
+    patch = torch.zeros(graph.mask.shape)
+    for s, d in edges.nonzero().tolist():
+        patch[s, d] = 1
+        out[s, d] = float((metric(patched_logits(model, graph, batch, patch, repl), batch, kind)
+                           - base).sum())
+        patch[s, d] = 0
+    return out
+
+
+@torch.no_grad()
+def exact_node_effects(model, graph: Graph, batch: Batch, kind: str = "logit_diff"
+                       ) -> torch.Tensor:
+    """Exact activation patching of single nodes: [S] of summed M(clean with that source's
+    output from the corrupt run, as every downstream reader sees it) - M(clean)."""
+    repl = corrupt_sources(model, batch)
+    base = metric(model(input_ids=batch.clean, attention_mask=batch.mask).logits, batch, kind)
+    out = torch.zeros(graph.mask.shape[0])
+    for s in range(graph.mask.shape[0]):
+        patch = torch.zeros(graph.mask.shape)
+        patch[s] = graph.mask[s].float()
+        lg = patched_logits(model, graph, batch, patch, repl)
+        out[s] = float((metric(lg, batch, kind) - base).sum())
+    return out
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Rank correlation of two flat tensors (ties broken by position)."""
+    ra = a.argsort().argsort().double()
+    rb = b.argsort().argsort().double()
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
