@@ -20,11 +20,15 @@ include: "rules/models.smk"
 include: "rules/labels.smk"
 include: "rules/divergence.smk"
 include: "rules/contrastive.smk"
+include: "rules/attribution.smk"
 include: "rules/figures.smk"
 
 
 wildcard_constraints:
     model="|".join(MODELS),
+    subset="|".join(SUBSETS),
+    task="branch_comparison|memorization_decision",
+    metric="logit_diff|wrong_logit|answer_logprob",
 
 
 rule all:
@@ -32,4 +36,11 @@ rule all:
         expand("results/pairs/{model}.summary.json", model=MODELS),
         expand("results/figures/{model}/memorization_scores.png", model=MODELS),
         expand("results/figures/{model}/memorization_by_duplicates.png", model=ORGANISMS),
+        expand(
+            "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
+            model=MODELS,
+            task=config["attribution"]["tasks"],
+            subset=SUBSETS,
+            metric=config["attribution"]["metrics"],
+        ),
     default_target: True

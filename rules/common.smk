@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
-from vermem.config import ConfigError, check, expand_shards, load_schema
+from vermem.config import ConfigError, check, expand_shards, load_schema, slugify
 
 
 try:
@@ -19,6 +19,8 @@ MODELS = list(config["models"])
 ORGANISMS = [m for m, spec in config["models"].items() if spec["source"] == "organism"]
 EXTERNAL = [m for m in MODELS if m not in ORGANISMS]
 SHARDS = expand_shards(config)
+# file-name-safe subset names: "Wikipedia (en)" -> "wikipedia-en"
+SUBSETS = {slugify(s): s for s in config["corpus"]["subsets"]}
 ENV = "../envs/vermem.yaml"
 
 
@@ -39,3 +41,10 @@ def candidates_per_subset():
     """Size of each subset's candidate pool: all documents when every one is sampled."""
     n = config["corpus"]["samples_per_subset"]
     return None if n is None else int(n * config["corpus"]["candidate_factor"])
+
+
+def attribution_targets(models):
+    """Every attribution file: per model, task, subset and metric."""
+    a = config["attribution"]
+    return expand("results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
+                  model=models, task=a["tasks"], subset=SUBSETS, metric=a["metrics"])

@@ -23,13 +23,16 @@ Scores accumulate in float32 whatever the model dtype.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .graph import Graph, Shape
+from .io import atomic_path
 
 METRICS = ("logit_diff", "wrong_logit", "answer_logprob")
 
@@ -603,3 +606,82 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     rb = b.argsort().argsort().double()
     ra, rb = ra - ra.mean(), rb - rb.mean()
     return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+
+
+# -- over a pair set, and on disk -----------------------------------------------------------
+
+LAYER_COLUMNS = ("into q", "into k", "into v", "into mlp", "from heads", "from mlp")
+
+
+def run(model, graph: Graph, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
+        answer: Sequence[int], wrong: Sequence[int], method: str, steps: int, kind: str,
+        batch_size: int, backend: str = "nnsight") -> tuple[torch.Tensor, int]:
+    """Edge scores averaged over all pairs ([S, D] float32, on CPU) and the pair count.
+    Pairs are batched by length to keep padding small."""
+    dev = next(model.parameters()).device
+    order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
+    total = torch.zeros(graph.mask.shape, dtype=torch.float32)
+    be = BACKENDS[backend]()
+    for j in range(0, len(order), batch_size):
+        idx = order[j: j + batch_size]
+        b = Batch.make([clean[i] for i in idx], [corrupt[i] for i in idx],
+                       [answer[i] for i in idx], [wrong[i] for i in idx], dev)
+        total += attribute(model, graph, b, method, steps, kind, be).cpu()
+    n = len(clean)
+    return (total / n if n else total), n
+
+
+def per_layer(graph: Graph, scores: torch.Tensor) -> torch.Tensor:
+    """Summed |score| per layer and node type, [L, len(LAYER_COLUMNS)]."""
+    s = graph.shape
+    a = scores.abs() * graph.mask
+    out = torch.zeros(s.n_layers, len(LAYER_COLUMNS))
+    H, K = s.n_heads, s.n_kv_heads
+    for layer in range(s.n_layers):
+        a0, _ = graph.attn_dest_range(layer)
+        h0, h1 = graph.head_sources(layer)
+        out[layer, 0] = a[:, a0: a0 + H].sum()
+        out[layer, 1] = a[:, a0 + H: a0 + H + K].sum()
+        out[layer, 2] = a[:, a0 + H + K: a0 + H + 2 * K].sum()
+        out[layer, 3] = a[:, graph.mlp_dest(layer)].sum()
+        out[layer, 4] = a[h0:h1].sum()
+        out[layer, 5] = a[graph.mlp_source(layer)].sum()
+    return out
+
+
+def layer_tensors(graph: Graph, scores: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Scores of the edges into each layer: 'layer{l}.attn' [upstream sources, H + 2K]
+    and 'layer{l}.mlp' [upstream sources]; 'logits' [S]."""
+    out = {}
+    H = graph.shape.n_heads
+    for layer in range(graph.shape.n_layers):
+        up = graph.source_end(layer)
+        a0, a1 = graph.attn_dest_range(layer)
+        out[f"layer{layer}.attn"] = scores[:up, a0:a1].clone()
+        m_up = up if graph.shape.parallel else up + H
+        out[f"layer{layer}.mlp"] = scores[:m_up, graph.mlp_dest(layer)].clone()
+    out["logits"] = scores[:, -1].clone()
+    return out
+
+
+def save(path: str | os.PathLike, graph: Graph, scores: torch.Tensor,
+         meta: Mapping[str, object]) -> None:
+    """Edge scores, edge mask, per-layer tensors and the layer x node-type summary, with
+    node names and `meta` in the safetensors header."""
+    from safetensors.torch import save_file
+
+    tensors = {"scores": scores.float().contiguous(), "mask": graph.mask.to(torch.uint8),
+               "per_layer": per_layer(graph, scores), **layer_tensors(graph, scores.float())}
+    header = {"sources": json.dumps(graph.sources), "destinations": json.dumps(graph.destinations),
+              "per_layer_columns": json.dumps(LAYER_COLUMNS),
+              **{k: json.dumps(v) for k, v in meta.items()}}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
+
+
+def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        return {k: f.get_tensor(k) for k in f.keys()}, meta

@@ -8,6 +8,7 @@ refer to each other consistently, that the organism's samples fit its planted do
 from __future__ import annotations
 
 import glob
+import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ import yaml
 
 class ConfigError(ValueError):
     """Invalid configuration; str() is one line naming the key or file."""
+
+
+def slugify(name: str) -> str:
+    """A file-name-safe form of a subset name: 'Wikipedia (en)' -> 'wikipedia-en'."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def _where(path) -> str:
@@ -102,6 +108,10 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
                               f"stand-in corpus (its subsets: {sorted(names)})")
         if config["standin"]["min_chars"] > config["standin"]["max_chars"]:
             raise ConfigError("config error at standin.min_chars: larger than max_chars")
+    slugs = [slugify(s) for s in subsets]
+    if len(set(slugs)) != len(slugs) or not all(slugs):
+        raise ConfigError(f"config error at corpus.subsets: names must stay distinct and "
+                          f"non-empty as file names: {dict(zip(subsets, slugs, strict=True))}")
     expand_shards(config)
     organisms = [n for n, m in config["models"].items() if m["source"] == "organism"]
     if len(organisms) > 1:

@@ -94,3 +94,16 @@ def pair_counts(pairs: pl.DataFrame, model: str):
     ax.set_title(f"{model}: contrastive pairs per task and subset")
     ax.tick_params(axis="x", labelrotation=15)
     return fig
+
+
+def layer_heatmap(per_layer, columns, title: str):
+    """Summed |edge score| per layer (rows) and node type (columns)."""
+    import pandas as pd
+
+    df = pd.DataFrame(per_layer.numpy(), columns=list(columns),
+                      index=[f"layer {i}" for i in range(per_layer.shape[0])])
+    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 1.5, 0.45 * len(df) + 1.2))
+    sns.heatmap(df, annot=len(df) <= 16, fmt=".2g", cmap="viridis", ax=ax,
+                cbar_kws={"label": "sum of |edge score|"})
+    ax.set_title(title)
+    return fig

@@ -1,0 +1,40 @@
+# Edge attribution (EAP-IG or EAP) per model, task, subset and metric (SPEC A.7-8), on the
+# attribution split of each pair set; per-layer tensors and a layer x node-type heatmap.
+
+
+rule attribution:
+    input:
+        model="results/models/{model}/model.json",
+        pairs="results/pairs/{model}.parquet",
+    output:
+        scores="results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
+    params:
+        device=config["device"],
+        subset=lambda wc: SUBSETS[wc.subset],
+        config=config["attribution"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=240,
+    log:
+        "logs/attribution/{model}/{task}/{subset}/{metric}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/attribution.py"
+
+
+rule figure_attribution_layers:
+    input:
+        scores="results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
+    output:
+        figure=report("results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
+                      caption="../report/attribution_layers.rst", category="Study A",
+                      subcategory="Attribution"),
+    log:
+        "logs/figures/{model}/attribution/{task}.{subset}.{metric}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_attribution_layers.py"
