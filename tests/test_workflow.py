@@ -132,9 +132,46 @@ def test_pairs_are_well_formed_split_and_summarised(run):
     assert set(bc["split"]) == {"attribution", "evaluation"}
 
 
+def test_attribution_files_per_task_subset_and_metric(run):
+    from vermem import attribution
+
+    pairs = pl.read_parquet(run / "pairs" / "organism.parquet")
+    for task in CFG["attribution"]["tasks"]:
+        for subset in CFG["corpus"]["subsets"]:
+            slug = subset.lower().replace(" ", "-")
+            n = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset)
+                             & (pl.col("split") == "attribution")).height
+            for metric in CFG["attribution"]["metrics"]:
+                t, meta = attribution.load(run / "attribution" / "organism" / task / slug
+                                           / f"{metric}.safetensors")
+                assert (meta["task"], meta["subset"], meta["metric"]) == (task, subset, metric)
+                assert meta["n_examples"] == n and meta["method"] == "EAP-IG"
+                assert t["scores"].shape == t["mask"].shape
+                assert (t["scores"][t["mask"] == 0] == 0).all()
+                assert (t["scores"].abs().sum() > 0) == (n > 0)
+                assert t["per_layer"].shape[0] == CFG["organism"]["architecture"]["layers"]
+
+
+def test_eap_ig_agrees_with_exact_patching_on_the_organism(run, organism):
+    from vermem import attribution as A
+    from vermem.graph import Graph, Shape
+
+    pairs = pl.read_parquet(run / "pairs" / "organism.parquet").filter(
+        pl.col("task") == "branch_comparison")
+    g = Graph(Shape.from_config(organism.config))
+    b = A.Batch.make(pairs["clean"].to_list(), pairs["corrupt"].to_list(),
+                     pairs["answer"].to_list(), pairs["wrong"].to_list(), "cpu")
+    exact = A.exact_edge_effects(organism, g, b)
+    ig = A.attribute(organism, g, b, "EAP-IG", 5)
+    rho = A.spearman(ig[g.mask], exact[g.mask])
+    print(f"organism: Spearman(EAP-IG, exact patching) over {g.n_edges} edges = {rho:.3f}")
+    assert rho > 0.7
+
+
 def test_figures_are_written(run):
     names = {"memorization_scores", "divergence_positions", "pair_counts",
-             "memorization_by_duplicates"}
+             "memorization_by_duplicates",
+             "attribution/branch_comparison.stdlib-docstrings.logit_diff"}
     for name in names:
         blob = (run / "figures" / "organism" / f"{name}.png").read_bytes()
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
@@ -153,7 +190,8 @@ def test_paper_config_builds_the_pythia_dag(tmp_path):
     out = snakemake(tmp_path, "--configfile", str(tmp_path / "pythia.yaml"), "-n")
     text = out.stdout
     for rule, n in {"model_record": 5, "samples": 5, "labels": 5, "divergence": 5, "pairs": 5,
-                    "figures_memorization": 5, "corpus_candidates": 1}.items():
+                    "figures_memorization": 5, "corpus_candidates": 1,
+                    "attribution": 5 * 2 * 4 * 3}.items():
         assert any(line.split() == [rule, str(n)] for line in text.splitlines()), rule
     for rule in ("standin_corpus", "train_organism", "figure_duplicates"):
         assert rule not in text
@@ -171,7 +209,7 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
             rule = line.split()[1].rstrip(":")
         elif line.strip().startswith("resources:") and rule:
             resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
-    gpu_rules = {"train_organism", "labels", "divergence", "pairs"}
+    gpu_rules = {"train_organism", "labels", "divergence", "pairs", "attribution"}
     assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
     for rule, res in resources.items():
         if rule in gpu_rules:
