@@ -21,6 +21,7 @@ include: "rules/labels.smk"
 include: "rules/divergence.smk"
 include: "rules/contrastive.smk"
 include: "rules/attribution.smk"
+include: "rules/circuits.smk"
 include: "rules/figures.smk"
 
 
@@ -42,5 +43,13 @@ rule all:
             task=config["attribution"]["tasks"],
             subset=SUBSETS,
             metric=config["attribution"]["metrics"],
+        ),
+        expand("results/circuits/{model}/claims.csv", model=MODELS),
+        expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
+        expand(
+            "results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
+            model=MODELS,
+            task=config["attribution"]["tasks"],
+            subset=SUBSETS,
         ),
     default_target: True

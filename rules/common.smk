@@ -48,3 +48,13 @@ def attribution_targets(models):
     a = config["attribution"]
     return expand("results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
                   model=models, task=a["tasks"], subset=SUBSETS, metric=a["metrics"])
+
+
+def circuit_files(name):
+    """One file per task and subset of a model's circuits (an input function)."""
+
+    def files(wildcards):
+        return expand("results/circuits/{model}/{task}/{subset}/{name}", model=wildcards.model,
+                      task=config["attribution"]["tasks"], subset=SUBSETS, name=name)
+
+    return files

@@ -112,6 +112,14 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
     if len(set(slugs)) != len(slugs) or not all(slugs):
         raise ConfigError(f"config error at corpus.subsets: names must stay distinct and "
                           f"non-empty as file names: {dict(zip(subsets, slugs, strict=True))}")
+    circ, attr = config["circuits"], config["attribution"]
+    if circ["rank_by"] not in attr["metrics"]:
+        raise ConfigError(f"config error at circuits.rank_by: {circ['rank_by']!r} is not one "
+                          f"of attribution.metrics {attr['metrics']}")
+    for key, allowed in (("placement", "placements"), ("ablation", "ablations")):
+        if circ["main"][key] not in circ[allowed]:
+            raise ConfigError(f"config error at circuits.main.{key}: {circ['main'][key]!r} is "
+                              f"not one of circuits.{allowed} {circ[allowed]}")
     expand_shards(config)
     organisms = [n for n, m in config["models"].items() if m["source"] == "organism"]
     if len(organisms) > 1:

@@ -107,3 +107,137 @@ def layer_heatmap(per_layer, columns, title: str):
                 cbar_kws={"label": "sum of |edge score|"})
     ax.set_title(title)
     return fig
+
+
+def faithfulness_curves(curve: pl.DataFrame, minimal: dict, title: str):
+    """F against circuit size per mode (rows: ablation; columns: direction / placement),
+    with the random circuits' range and mean, the target and the minimal circuit."""
+    combos = curve.select("direction", "placement").unique(maintain_order=True).rows()
+    ablations = curve["ablation"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(max(1, len(ablations)), max(1, len(combos)), squeeze=False,
+                             figsize=(3.2 * max(1, len(combos)), 2.6 * max(1, len(ablations))),
+                             sharex=True)
+    found = {(c["direction"], c["placement"], c["ablation"]): c for c in minimal["circuits"]}
+    for i, abl in enumerate(ablations):
+        for j, (direction, placement) in enumerate(combos):
+            ax = axes[i][j]
+            d = curve.filter((pl.col("direction") == direction)
+                             & (pl.col("placement") == placement)
+                             & (pl.col("ablation") == abl) & (pl.col("k") > 0))
+            rnd = (d.filter(pl.col("circuit") == "random").group_by("k")
+                   .agg(pl.col("faithfulness").min().alias("lo"),
+                        pl.col("faithfulness").max().alias("hi"),
+                        pl.col("faithfulness").mean().alias("mean")).sort("k"))
+            if rnd.height:
+                ax.fill_between(rnd["k"], rnd["lo"], rnd["hi"], color="0.8", label="random")
+                ax.plot(rnd["k"], rnd["mean"], color="0.5", lw=0.8)
+            top = d.filter(pl.col("circuit") == "attribution").sort("k")
+            ax.plot(top["k"], top["faithfulness"], marker=".", ms=3, label="top-k by |score|")
+            ax.axhline(minimal["target"], ls="--", color="k", lw=0.7)
+            c = found.get((direction, placement, abl))
+            if c is not None:
+                ax.plot([c["k"]], [c["faithfulness"]], "o", color="C3",
+                        label=f"minimal: {c['k']} edges")
+                ax.legend(fontsize=6, loc="lower right")
+            ax.set_xscale("log")
+            ax.set_title(f"{direction}, {placement}, {abl}", fontsize=8)
+            ax.set_xlabel("circuit size (edges)" if i == len(ablations) - 1 else "")
+            ax.set_ylabel("faithfulness" if j == 0 else "")
+    fig.suptitle(f"{title} ({minimal['n_pairs']} held-out pairs, {minimal['n_edges']} edges)",
+                 y=1.01)
+    fig.tight_layout()
+    return fig
+
+
+def _node_xy(name: str, n_layers: int, width: int) -> tuple[float, float]:
+    """Layout by layer: input at 0, layer l's heads at 2l + 1, its MLP at 2l + 2."""
+    if name == "input":
+        return (width - 1) / 2, 0.0
+    if name == "logits":
+        return (width - 1) / 2, 2.0 * n_layers + 1
+    if name.startswith("m"):
+        return (width - 1) / 2, 2.0 * int(name[1:]) + 2
+    layer, head = name.split(".")
+    return float(int(head[1:])), 2.0 * int(layer[1:]) + 1
+
+
+def circuit_drawing(minimal: dict, main: dict, title: str):
+    """The minimal circuits of the main mode, one panel per direction, laid out by layer."""
+    chosen = [c for c in minimal["circuits"]
+              if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])]
+    L, n_heads = minimal["n_layers"], minimal["n_heads"]
+    fig, axes = plt.subplots(1, max(1, len(chosen)), squeeze=False,
+                             figsize=(max(4.0, 0.5 * n_heads + 2) * max(1, len(chosen)),
+                                      0.9 * L + 2.5))
+    for ax, c in zip(axes[0], chosen, strict=False):
+        top = max((abs(s) for s in c["scores"]), default=1.0) or 1.0
+        used = set()
+        for name, score in zip(c["edges"], c["scores"], strict=True):
+            src, dst = name.split("->")
+            kind = dst[-2] if dst.endswith(">") else ""
+            node = dst.split("<")[0]
+            used |= {src, node}
+            (x0, y0), (x1, y1) = _node_xy(src, L, n_heads), _node_xy(node, L, n_heads)
+            ax.plot([x0, x1], [y0, y1], color="C3" if score > 0 else "C0",
+                    lw=0.5 + 3 * abs(score) / top, alpha=0.8,
+                    ls={"k": "--", "v": ":"}.get(kind, "-"))
+        nodes = (["input", "logits"] + [f"a{layer}.h{h}" for layer in range(L)
+                                        for h in range(n_heads)]
+                 + [f"m{layer}" for layer in range(L)])
+        for n in nodes:
+            x, y = _node_xy(n, L, n_heads)
+            ax.scatter([x], [y], s=60 if n in used else 15, zorder=3,
+                       color="k" if n in used else "0.75",
+                       marker="s" if n.startswith("m") or n in ("input", "logits") else "o")
+            if n in used:
+                ax.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_yticks([2 * i + 1 for i in range(L)], [f"layer {i}" for i in range(L)])
+        ax.set_xticks([])
+        ax.set_title(f"{c['direction']}: {c['k']} edges, F = {c['faithfulness']:.2f}", fontsize=9)
+    fig.suptitle(title, y=1.02)
+    return fig
+
+
+def transfer_heatmaps(transfer: pl.DataFrame, model: str):
+    """Faithfulness of every circuit (rows) on every evaluation set (columns), per direction."""
+    import pandas as pd
+
+    directions = transfer["direction"].unique(maintain_order=True).to_list() or ["none"]
+    fig, axes = plt.subplots(1, len(directions), squeeze=False,
+                             figsize=(5.5 * len(directions), 4.5))
+    for ax, direction in zip(axes[0], directions, strict=True):
+        d = transfer.filter(pl.col("direction") == direction).with_columns(
+            (pl.col("source_task").str.replace("_", " ") + " / " + pl.col("source_subset"))
+            .alias("circuit"),
+            (pl.col("target_task").str.replace("_", " ") + " / " + pl.col("target_subset"))
+            .alias("pairs"))
+        df = pd.DataFrame(d.select("circuit", "pairs", "faithfulness").to_dict(as_series=False))
+        if len(df):
+            grid = df.pivot(index="circuit", columns="pairs", values="faithfulness")
+            sns.heatmap(grid, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-1, vmax=1.5,
+                        ax=ax, cbar_kws={"label": "faithfulness"}, annot_kws={"fontsize": 7})
+        ax.set_title(f"{model}: transfer, {direction}")
+    fig.tight_layout()
+    return fig
+
+
+def overlap_heatmaps(overlap: pl.DataFrame, model: str):
+    import pandas as pd
+
+    directions = overlap["direction"].unique(maintain_order=True).to_list() or ["none"]
+    fig, axes = plt.subplots(1, len(directions), squeeze=False,
+                             figsize=(5.2 * len(directions), 4.3))
+    for ax, direction in zip(axes[0], directions, strict=True):
+        d = overlap.filter(pl.col("direction") == direction).with_columns(
+            (pl.col("a_task").str.replace("_", " ") + " / " + pl.col("a_subset")).alias("a"),
+            (pl.col("b_task").str.replace("_", " ") + " / " + pl.col("b_subset")).alias("b"))
+        df = pd.DataFrame(d.select("a", "b", "jaccard").to_dict(as_series=False))
+        if len(df):
+            sns.heatmap(df.pivot(index="a", columns="b", values="jaccard"), annot=True,
+                        fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
+                        cbar_kws={"label": "Jaccard"}, annot_kws={"fontsize": 7})
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.set_title(f"{model}: circuit overlap, {direction}")
+    fig.tight_layout()
+    return fig
