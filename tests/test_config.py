@@ -65,6 +65,12 @@ def test_paper_config_with_real_shards_passes(tmp_path):
      "organism.duplicates.max_tokens: 10 < prefix + continuation tokens"),
     (lambda c: c.update(standin=None) or c["corpus"].update(shards=["/no/such/00.jsonl"]),
      "config error at corpus.shards: shard file not found: /no/such/00.jsonl"),
+    (lambda c: c["circuits"].update(rank_by="wrong_logit"),
+     "config error at circuits.rank_by: 'wrong_logit' is not one of attribution.metrics"),
+    (lambda c: c["circuits"].update(placements=["outside"]),
+     "config error at circuits.main.placement: 'inside' is not one of circuits.placements"),
+    (lambda c: c["circuits"].update(directions=["sideways"]),
+     "config error at circuits.directions.0: 'sideways' is not one of"),
 ])
 def test_bad_config_is_one_line_naming_the_key(default, mutate, message):
     cfg = copy.deepcopy(default)

@@ -168,10 +168,63 @@ def test_eap_ig_agrees_with_exact_patching_on_the_organism(run, organism):
     assert rho > 0.7
 
 
+def test_circuits_are_found_on_held_out_pairs_and_beat_random_ones(run):
+    pairs = pl.read_parquet(run / "pairs" / "organism.parquet")
+    circ = CFG["circuits"]
+    n_modes = len(circ["directions"]) * len(circ["placements"]) * len(circ["ablations"])
+    gaps = []
+    for task in CFG["attribution"]["tasks"]:
+        for subset in CFG["corpus"]["subsets"]:
+            folder = run / "circuits" / "organism" / task / subset.lower().replace(" ", "-")
+            rec = io.read_json(folder / "minimal.json")
+            held_out = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset)
+                                    & (pl.col("split") == "evaluation")).height
+            assert rec["n_pairs"] == held_out                      # evaluation split only
+            assert len(rec["circuits"]) == (n_modes if held_out else 0)
+            for c in rec["circuits"]:
+                assert c["faithfulness"] >= circ["target"] and len(c["edges"]) == c["k"]
+            curve = pl.read_parquet(folder / "curve.parquet")
+            if not held_out:
+                assert curve.height == 0
+                continue
+            main = curve.filter((pl.col("placement") == circ["main"]["placement"])
+                                & (pl.col("ablation") == circ["main"]["ablation"])
+                                & pl.col("k").is_between(1, rec["n_edges"] - 1)
+                                & ~pl.col("search"))
+            f = main.group_by("circuit", "direction", "k").agg(pl.col("faithfulness").mean())
+            top = f.filter(pl.col("circuit") == "attribution").drop("circuit")
+            rnd = f.filter(pl.col("circuit") == "random").drop("circuit")
+            both = top.join(rnd, on=["direction", "k"], suffix="_random")
+            assert both.height == top.height > 0
+            gaps.append((both["faithfulness"] - both["faithfulness_random"]).mean())
+    # attribution-ranked circuits beat random circuits of the same sizes, on average
+    assert sum(gaps) / len(gaps) > 0.2, gaps
+
+
+def test_transfer_overlap_and_claims_tables(run):
+    folder = run / "circuits" / "organism"
+    transfer = pl.read_parquet(folder / "transfer.parquet")
+    assert set(transfer["relation"]) >= {"in-domain", "cross-domain"}
+    assert transfer["faithfulness"].is_not_null().all()
+    assert io.read_provenance(folder / "transfer.parquet")["model"] == "organism"
+    overlap = pl.read_parquet(folder / "overlap.parquet")
+    same = overlap.filter((pl.col("a_task") == pl.col("b_task"))
+                          & (pl.col("a_subset") == pl.col("b_subset")))
+    assert (same["jaccard"] == 1.0).all() and (overlap["jaccard"] <= 1.0).all()
+    claims = pl.read_csv(folder / "claims.csv")
+    assert claims.height == 6 and set(claims.columns) >= {"claim", "evidence", "supported"}
+    # a verdict wherever both of its numbers exist, none where one is missing
+    for r in claims.iter_rows(named=True):
+        assert (r["supported"] is None) == (r["a"] is None or r["b"] is None), r
+
+
 def test_figures_are_written(run):
     names = {"memorization_scores", "divergence_positions", "pair_counts",
              "memorization_by_duplicates",
-             "attribution/branch_comparison.stdlib-docstrings.logit_diff"}
+             "attribution/branch_comparison.stdlib-docstrings.logit_diff",
+             "circuits/faithfulness.branch_comparison.stdlib-docstrings",
+             "circuits/circuit.branch_comparison.stdlib-docstrings",
+             "circuits/transfer", "circuits/overlap"}
     for name in names:
         blob = (run / "figures" / "organism" / f"{name}.png").read_bytes()
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
