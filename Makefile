@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint clean
+.PHONY: run test setup lint clean figures report
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,18 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/pytest -q
+
+# Figures and the HTML report from finished results alone: only the figure rules run
+# (the tables they read must exist; nothing upstream is recomputed).
+FIGURE_RULES := $(shell sed -n 's/^rule \(figure[a-z_]*\):/\1/p' rules/*.smk)
+REPORT ?= results/report.html
+SMK_ARGS ?=
+
+figures:
+	$(BIN)/snakemake --cores $(CORES) --forcerun $(FIGURE_RULES) --allowed-rules all $(FIGURE_RULES) $(SMK_ARGS)
+
+report:
+	$(BIN)/snakemake --report $(REPORT) $(SMK_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

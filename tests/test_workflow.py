@@ -270,3 +270,127 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
             assert res.get("gpu") == "1" and res["slurm_partition"] == "gpu", rule
         else:
             assert "gpu" not in res and res["slurm_partition"] != "gpu", rule
+
+
+def planned(out: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's job stats table."""
+    jobs, on = {}, False
+    for line in out.stdout.splitlines():
+        if line.startswith("Job stats:"):
+            on = True
+        elif on and len(line.split()) == 2 and line.split()[1].isdigit():
+            rule, n = line.split()
+            if rule != "total":
+                jobs[rule] = int(n)
+        elif on and line.startswith("Reasons:"):
+            break
+    return jobs
+
+
+@pytest.mark.parametrize("section, key, value, rules", [
+    ("attribution", "ig_steps", 3,
+     {"attribution", "figure_attribution_layers", "circuit", "circuit_transfer",
+      "circuit_claims", "figure_faithfulness", "figure_transfer"}),
+    ("circuits", "target", 0.8,
+     {"circuit", "circuit_transfer", "circuit_claims", "figure_faithfulness",
+      "figure_transfer"}),
+    ("contrastive", "eval_fraction", 0.2,
+     {"pairs", "figures_memorization", "attribution", "figure_attribution_layers", "circuit",
+      "circuit_transfer", "circuit_claims", "figure_faithfulness", "figure_transfer"}),
+])
+def test_a_config_change_reruns_only_the_rules_downstream_of_it(run, tmp_path, section, key,
+                                                                value, rules):
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg[section][key] = value
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned(snakemake(run.parent, "--configfile", str(tmp_path / "changed.yaml"), "-n"))
+    jobs.pop("all", None)
+    assert set(jobs) == rules
+    a = CFG["attribution"]
+    n_attr = len(a["tasks"]) * len(CFG["corpus"]["subsets"]) * len(a["metrics"])
+    assert jobs.get("attribution", n_attr) == n_attr   # every attribution file, none twice
+
+
+def test_a_job_killed_mid_run_leaves_nothing_a_rerun_takes_as_complete(tmp_path):
+    """SIGKILL the whole run while the organism trains: no output of that job exists, and
+    the rerun schedules the job again."""
+    import os
+    import signal
+    import time
+
+    target = "results/models/organism/model.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--cores", "2", "--configfile", str(TEST_CONFIG), target],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "logs" / "models" / "organism.log"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.is_file() and "epoch 0 step" in log.read_text()):
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.2)
+    assert log.is_file(), "training never started"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    folder = tmp_path / "results" / "models" / "organism"
+    left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    assert all(name.startswith(".") and name.endswith(".tmp") for name in left), left
+    jobs = planned(snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "-n", target))
+    assert jobs.get("train_organism") == 1
+
+
+def test_figures_regenerate_from_finished_results_alone(run):
+    """`make figures` (README) reruns the figure rules only, and every figure comes back."""
+    import shutil
+
+    figures = run / "figures"
+    before = sorted(p.relative_to(figures) for p in figures.rglob("*.png"))
+    shutil.rmtree(figures)
+    venv = Path(sys.executable).parent.parent
+    proc = subprocess.run(
+        ["make", "-s", "figures", f"VENV={venv}", "CORES=2",
+         f"SMK_ARGS=-d {run.parent} --configfile {TEST_CONFIG}"],
+        cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    ran = {line.split()[1].rstrip(":") for line in (proc.stdout + proc.stderr).splitlines()
+           if line.startswith(("rule ", "localrule "))}
+    assert ran and all(r.startswith("figure") or r == "all" for r in ran), ran
+    assert sorted(p.relative_to(figures) for p in figures.rglob("*.png")) == before
+    # and the finished run is still complete
+    assert "Nothing to be done" in snakemake(run.parent, "--configfile", str(TEST_CONFIG),
+                                             "-n").stdout
+
+
+def test_report_holds_every_figure_with_its_caption_grouped_by_study(run, tmp_path):
+    html = tmp_path / "report.html"
+    snakemake(run.parent, "--configfile", str(TEST_CONFIG), "--report", str(html))
+    text = html.read_text()
+    for png in (run / "figures").rglob("*.png"):
+        assert png.name in text, png.name
+    assert "claims.csv" in text
+    for caption in sorted((REPO / "report").glob("*.rst")):
+        assert caption.read_text()[:40] in text, caption.name
+    assert "Study A" in text
+
+
+def test_two_runs_give_byte_identical_tables_with_provenance(run, tmp_path):
+    """A second run of the test config in a fresh folder: every table and tensor file is
+    byte-identical; records differ only in timings. Every table names what made it."""
+    snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
+    second = tmp_path / "results"
+    tables = sorted(p.relative_to(run) for p in run.rglob("*")
+                    if p.suffix in (".parquet", ".safetensors", ".csv"))
+    assert len(tables) > 20
+    assert tables == sorted(p.relative_to(second) for p in second.rglob("*")
+                            if p.suffix in (".parquet", ".safetensors", ".csv"))
+    for rel in tables:
+        assert (run / rel).read_bytes() == (second / rel).read_bytes(), rel
+    for a in run.rglob("*.json"):
+        ja, jb = (io.read_json(p) for p in (a, second / a.relative_to(run)))
+        for j in (ja, jb):
+            j.pop("train_seconds", None)
+        assert ja == jb, a
+    for rel in tables:
+        if rel.suffix == ".parquet":
+            prov = io.read_provenance(run / rel)
+            assert {"model", "revision", "config_hash", "packages"} <= set(prov), rel
+            assert prov["packages"]["torch"].startswith("2.13.0")  # +cpu or +cuXXX build

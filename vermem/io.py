@@ -71,9 +71,12 @@ def config_hash(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def provenance(config: Mapping[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-    """What made an output: the config slice's hash, package versions, and any fields given."""
-    rec: dict[str, Any] = dict(fields)
+def provenance(config: Mapping[str, Any] | None = None, model: str | None = None,
+               revision: str | None = None, **fields: Any) -> dict[str, Any]:
+    """What made an output: the model and its revision (None where no model made it, and
+    for the organism, whose recipe hash is its record's `commit`), the config slice's hash,
+    package versions, and any fields given."""
+    rec: dict[str, Any] = {"model": model, "revision": revision, **fields}
     if config is not None:
         rec["config_hash"] = config_hash(config)
     rec["packages"] = package_versions()
