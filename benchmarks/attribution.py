@@ -22,29 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import SHAPES, make_model  # noqa: E402
+
 from vermem import attribution as A  # noqa: E402
 from vermem.graph import Graph, Shape  # noqa: E402
-
-SHAPES = {  # layers, width, heads (GPT-NeoX, parallel residual, rotary 25%, vocab 50304)
-    "pythia-70m": (6, 512, 8),
-    "pythia-160m": (12, 768, 12),
-    "pythia-410m": (24, 1024, 16),
-    "pythia-1b": (16, 2048, 8),
-    "organism": (4, 128, 4),
-}
-
-
-def make_model(shape: str, device: str, dtype: torch.dtype):
-    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
-
-    layers, width, heads = SHAPES[shape]
-    torch.manual_seed(0)
-    cfg = GPTNeoXConfig(vocab_size=50304 if shape != "organism" else 2048, hidden_size=width,
-                        num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=4 * width, use_parallel_residual=True,
-                        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                         "partial_rotary_factor": 0.25})
-    return GPTNeoXForCausalLM(cfg).to(device=device, dtype=dtype).eval()
 
 
 def child(a) -> dict:

@@ -34,6 +34,37 @@ def organism_or_random(results: Path, device: str, seed: int = 0):
     return model.to(device).eval(), None, "random organism-shaped model (no results/ found)"
 
 
+SHAPES = {  # layers, width, heads (GPT-NeoX, parallel residual, rotary 25%, vocab 50304)
+    "pythia-70m": (6, 512, 8),
+    "pythia-160m": (12, 768, 12),
+    "pythia-410m": (24, 1024, 16),
+    "pythia-1b": (16, 2048, 8),
+    "organism": (4, 128, 4),
+}
+
+
+def make_model(shape: str, device: str, dtype: torch.dtype = torch.float32):
+    """A randomly initialised GPT-NeoX of a real shape (no hub needed)."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    layers, width, heads = SHAPES[shape]
+    torch.manual_seed(0)
+    cfg = GPTNeoXConfig(vocab_size=50304 if shape != "organism" else 2048, hidden_size=width,
+                        num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=4 * width, use_parallel_residual=True,
+                        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                         "partial_rotary_factor": 0.25})
+    return GPTNeoXForCausalLM(cfg).to(device=device, dtype=dtype).eval()
+
+
+def model_for(results: Path, device: str, shape: str | None):
+    """The trained organism (shape None) or a random model of `shape`:
+    (model, samples [N, P + C] or None, description)."""
+    if shape is None:
+        return organism_or_random(results, device)
+    return make_model(shape, device), None, f"random {shape}-shaped model"
+
+
 def timed(fn, *args, **kwargs):
     if torch.cuda.is_available():
         torch.cuda.synchronize()

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import polars as pl
 import torch
-from common import organism_or_random, timed
+from common import SHAPES, model_for, timed
 
 from vermem import divergence, labels
 
 
 def run(results: Path, n: int, prefix: int, cont: int, batch_size: int = 64,
-        device: str = "cpu") -> dict:
-    model, _, what = organism_or_random(results, device)
+        device: str = "cpu", shape: str | None = None) -> dict:
+    model, _, what = model_for(results, device, shape)
     lab = results / "labels" / "organism.parquet"
     if lab.is_file() and "trained" in what:
         df = pl.read_parquet(lab).filter(pl.col("label") == "memorized").head(n)
@@ -31,7 +31,7 @@ def run(results: Path, n: int, prefix: int, cont: int, batch_size: int = 64,
         prefix = len(fulls[0]) - len(df["continuation"][0])
     else:
         g = torch.Generator().manual_seed(0)
-        starts = torch.randint(1, 2048, (n, 4), generator=g).to(device)
+        starts = torch.randint(1, model.config.vocab_size, (n, 4), generator=g).to(device)
         fulls = torch.cat([starts, labels.greedy(model, starts, prefix + cont - 4)], 1).tolist()
     fast, t_fast = timed(divergence.divergence_points, model, fulls, prefix, batch_size)
     slow, t_slow = timed(lambda: [divergence.divergence_naive(model, f, prefix) for f in fulls])
@@ -51,8 +51,11 @@ def main() -> None:
     ap.add_argument("--prefix", type=int, default=32)
     ap.add_argument("--continuation", type=int, default=32)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--shape", choices=SHAPES, help="a random model of this shape "
+                    "(default: the trained organism of a finished run)")
     a = ap.parse_args()
-    for k, v in run(a.results, a.n, a.prefix, a.continuation, device=a.device).items():
+    for k, v in run(a.results, a.n, a.prefix, a.continuation, device=a.device,
+                    shape=a.shape).items():
         print(f"{k:>24}: {v}")
 
 

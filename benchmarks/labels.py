@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import torch
-from common import organism_or_random, timed
+from common import SHAPES, model_for, timed
 
 from vermem import labels
 
@@ -32,11 +32,11 @@ def naive(model, prompts: torch.Tensor, n_new: int) -> torch.Tensor:
 
 
 def run(results: Path, batch_size: int, n: int, naive_n: int, prefix: int, cont: int,
-        device: str = "cpu") -> dict:
-    model, data, what = organism_or_random(results, device)
+        device: str = "cpu", shape: str | None = None) -> dict:
+    model, data, what = model_for(results, device, shape)
     if data is None:
         g = torch.Generator().manual_seed(0)
-        data = torch.randint(1, 2048, (n, prefix + cont), generator=g)
+        data = torch.randint(1, model.config.vocab_size, (n, prefix + cont), generator=g)
     data = data[:n].to(device)
     prompts = data[:, :prefix]
     fast, t_fast = timed(labels.generate_all, model, prompts.tolist(), cont, batch_size,
@@ -61,9 +61,12 @@ def main() -> None:
     ap.add_argument("--prefix", type=int, default=32)
     ap.add_argument("--continuation", type=int, default=32)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--shape", choices=SHAPES, help="a random model of this shape "
+                    "(default: the trained organism of a finished run)")
     a = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
-    r = run(a.results, a.batch_size, a.n, a.naive_n, a.prefix, a.continuation, a.device)
+    r = run(a.results, a.batch_size, a.n, a.naive_n, a.prefix, a.continuation, a.device,
+            a.shape)
     for k, v in r.items():
         print(f"{k:>20}: {v}")
 

@@ -1,0 +1,77 @@
+"""Every benchmark in one run, side by side: labelling (batched KV-cache greedy against
+per-sample `generate`), divergence (batched against the naive definition) and EAP-IG
+attribution (nnsight against plain hooks), on CPU with the trained organism (or its shape)
+and a Pythia-160m-shaped model, and, where torch sees a GPU, with Pythia-160m and
+Pythia-1b shapes on it. Models of Pythia shapes are randomly initialised (no hub).
+
+    python benchmarks/all.py [--results results] [--quick]
+
+Prints one table: a row per figure, a column per device and model shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import attribution
+import divergence
+import labels
+import torch
+
+# (device, shape or None for the trained organism, sizes)
+CPU = [("cpu", None, {"n": 256, "naive_n": 32, "div_n": 24, "prefix": 32, "batch": 2}),
+       ("cpu", "pythia-160m", {"n": 64, "naive_n": 8, "div_n": 4, "prefix": 16, "batch": 2})]
+GPU = [("cuda", "pythia-160m", {"n": 512, "naive_n": 32, "div_n": 32, "prefix": 32, "batch": 16}),
+       ("cuda", "pythia-1b", {"n": 512, "naive_n": 16, "div_n": 16, "prefix": 32, "batch": 8})]
+QUICK = [("cpu", None, {"n": 64, "naive_n": 8, "div_n": 4, "prefix": 16, "batch": 2})]
+
+
+def column(results: Path, device: str, shape: str | None, s: dict) -> dict[str, object]:
+    p = s["prefix"]
+    lab = labels.run(results, 64, s["n"], s["naive_n"], p, p, device, shape)
+    div = divergence.run(results, s["div_n"], p, p, 64, device, shape)
+    att = attribution.run(shape or "organism", device, batch=s["batch"], length=50, steps=5)
+    return {
+        "model": lab["model"],
+        "labels: tokens/s (batched)": lab["tokens_per_s"],
+        "labels: tokens/s (naive)": lab["naive_tokens_per_s"],
+        "labels: speed-up": lab["speedup"],
+        "labels: same tokens": lab["same_tokens"],
+        "divergence: samples/s (batched)": div["samples_per_s"],
+        "divergence: samples/s (naive)": div["naive_samples_per_s"],
+        "divergence: speed-up": div["speedup"],
+        "divergence: same points": div["same_points"],
+        "attribution: edges": att["edges"],
+        "attribution: examples/s (hooks)": att["hooks_examples_per_s"],
+        "attribution: examples/s (nnsight)": att["nnsight_examples_per_s"],
+        "attribution: nnsight overhead %": att["nnsight_overhead_pct"],
+        "attribution: peak MiB (hooks)": att["hooks_peak_mib"],
+        "attribution: peak MiB (nnsight)": att["nnsight_peak_mib"],
+        "attribution: same scores": att["same_scores"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--quick", action="store_true", help="organism on CPU only, small sizes")
+    a = ap.parse_args()
+    plan = QUICK if a.quick else CPU + (GPU if torch.cuda.is_available() else [])
+    cols = {}
+    for device, shape, sizes in plan:
+        name = f"{device} / {shape or 'organism'}"
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        cols[name] = column(a.results, device, shape, sizes)
+    if not torch.cuda.is_available():
+        print("no GPU: the Pythia-160m and Pythia-1b GPU columns are not run", file=sys.stderr)
+    rows = list(next(iter(cols.values())))
+    width = max(map(len, rows))
+    print(f"{'':<{width}}  " + "  ".join(f"{c:>24}" for c in cols))
+    for r in rows:
+        print(f"{r:<{width}}  " + "  ".join(f"{str(v[r])[:24]:>24}" for v in cols.values()))
+
+
+if __name__ == "__main__":
+    main()
