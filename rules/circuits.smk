@@ -15,7 +15,9 @@ rule circuit:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
         config=config["circuits"],
-    threads: 2
+    # many small patched forward passes: one thread each, jobs in parallel (the SLURM
+    # profile gives GPU jobs more)
+    threads: 1
     resources:
         gpu=1,
         mem_mb=32000,
