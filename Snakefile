@@ -22,6 +22,7 @@ include: "rules/divergence.smk"
 include: "rules/contrastive.smk"
 include: "rules/attribution.smk"
 include: "rules/figures.smk"
+include: "rules/dynamics.smk"
 
 
 wildcard_constraints:
@@ -43,4 +44,5 @@ rule all:
             subset=SUBSETS,
             metric=config["attribution"]["metrics"],
         ),
+        DYNAMICS_TARGETS,
     default_target: True

@@ -209,7 +209,8 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
             rule = line.split()[1].rstrip(":")
         elif line.strip().startswith("resources:") and rule:
             resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
-    gpu_rules = {"train_organism", "labels", "divergence", "pairs", "attribution"}
+    gpu_rules = {"train_organism", "labels", "divergence", "pairs", "attribution",
+                 "dynamics_train", "dynamics_sequential"}
     assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
     for rule, res in resources.items():
         if rule in gpu_rules:
