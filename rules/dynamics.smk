@@ -65,7 +65,7 @@ if DYN:
         params:
             device=config["device"],
             config=DYN,
-        threads: 2
+        threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
         resources:
             gpu=1,
             mem_mb=16000,
@@ -86,7 +86,7 @@ if DYN:
         params:
             device=config["device"],
             config=DYN,
-        threads: 2
+        threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
         resources:
             gpu=1,
             mem_mb=16000,

@@ -9,6 +9,16 @@ import torch
 from vermem import dynamics as D
 from vermem import io
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train faster on one thread (as the rules run them locally)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 GRID = {"alphabet_sizes": [2, 4, 26], "entropy_fractions": [1.0, 0.5], "lengths": [8, 16],
         "seeds": [0, 1]}
 

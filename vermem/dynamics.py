@@ -319,16 +319,16 @@ def q2_ks(n: int, ks: Sequence[int], fractions: Sequence[float]) -> list[int]:
 # ---------------------------------------------------------------- training
 
 
-def _metrics_frame(m: Mapping[str, torch.Tensor], epoch: int) -> pl.DataFrame:
-    n = m["correct"].shape[-1]
+def _metrics_frame(ms: Sequence[Mapping[str, torch.Tensor]]) -> pl.DataFrame:
+    """Rows (epoch, position) from per-epoch metrics of one string, epoch = list index."""
+    e, n = len(ms), ms[0]["correct"].shape[-1]
+    col = {k: torch.cat([m[k][0] for m in ms]).numpy() for k in ms[0]}  # [e * n] each
     return pl.DataFrame({
-        "epoch": [epoch] * n, "position": list(range(n)),
-        "correct": m["correct"][0].tolist(), "loss": m["loss"][0].tolist(),
-        "p_true": m["p_true"][0].tolist(), "entropy": m["entropy"][0].tolist(),
-        "pred": m["pred"][0].tolist()},
-        schema={"epoch": pl.Int32, "position": pl.Int32, "correct": pl.Boolean,
-                "loss": pl.Float64, "p_true": pl.Float64, "entropy": pl.Float64,
-                "pred": pl.Int64})
+        "epoch": np.repeat(np.arange(e, dtype=np.int32), n),
+        "position": np.tile(np.arange(n, dtype=np.int32), e),
+        "correct": col["correct"], "loss": col["loss"].astype(np.float64),
+        "p_true": col["p_true"].astype(np.float64), "entropy": col["entropy"].astype(np.float64),
+        "pred": col["pred"].astype(np.int64)})
 
 
 def optimizer(model, training: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -355,15 +355,15 @@ def train_string(model, ids: Sequence[int], bos: int, training: Mapping[str, Any
     torch.manual_seed(seed)
     x = torch.tensor([[bos, *ids]], device=device)
     opt = optimizer(model, training)
-    frames = [_metrics_frame(position_metrics(model, x), 0)]
+    ms = [position_metrics(model, x)]
     if on_epoch:
         on_epoch(0)
     for e in range(1, training["epochs"] + 1):
         step(model, opt, x)
-        frames.append(_metrics_frame(position_metrics(model, x), e))
+        ms.append(position_metrics(model, x))
         if on_epoch:
             on_epoch(e)
-    return pl.concat(frames)
+    return _metrics_frame(ms)
 
 
 def memorized_at(acc: Sequence[float], hold: int) -> int | None:
@@ -414,7 +414,7 @@ def sequential(model, strings: Sequence[Sequence[int]], bos: int, training: Mapp
 @dataclass(frozen=True)
 class Phases:
     guess_end: int | None          # first epoch with loss <= H + tolerance
-    memorization_start: int | None  # from there, first epoch accuracy > guess + rise
+    memorization_start: int | None  # from there, first epoch accuracy > guess + rise (or 1)
     memorized: int | None          # first epoch accuracy stays 1 (hold epochs)
 
 
@@ -428,7 +428,8 @@ def detect_phases(acc: Sequence[float], loss: Sequence[float], h: float, guess: 
     guess_end = next((e for e, v in enumerate(loss) if v <= h + tolerance), None)
     start = None
     if guess_end is not None:
-        start = next((e for e in range(guess_end, len(acc)) if acc[e] > guess + rise), None)
+        start = next((e for e in range(guess_end, len(acc))
+                      if acc[e] > guess + rise or acc[e] >= 1), None)
     return Phases(guess_end, start, memorized_at(acc, hold))
 
 
