@@ -455,7 +455,8 @@ def phases_table(curves: pl.DataFrame, strings: pl.DataFrame, keys: Sequence[str
         rows.append({**dict(zip(group_keys, key, strict=True)),
                      "alphabet_size": s["alphabet_size"],
                      "entropy_fraction": s["entropy_fraction"], "length": s["length"],
-                     "entropy": s["entropy"], "guess_accuracy": s["guess_accuracy"],
+                     "entropy": s["entropy"], "max_p": s["max_p"],
+                     "guess_accuracy": s["guess_accuracy"],
                      "epochs": int(g["epoch"].max()), "final_accuracy": g["accuracy"][-1],
                      "guess_end": ph.guess_end, "memorization_start": ph.memorization_start,
                      "memorized": ph.memorized})

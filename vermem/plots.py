@@ -114,10 +114,11 @@ def layer_heatmap(per_layer, columns, title: str):
 
 def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
     """Loss and accuracy against epoch per alphabet size (mean over seeds), with H(p) on the
-    loss panels and the best constant guess on the accuracy panels."""
+    loss panels and max p (the best guess's expected accuracy) on the accuracy panels."""
     c = curves.filter(pl.col("model") == model).join(
         phases.select("model", "init", "string_id", "seed", "alphabet_size", "length",
-                      "entropy", "guess_accuracy"), on=["model", "init", "string_id", "seed"])
+                      pl.col("entropy").alias("h"), "max_p"),
+        on=["model", "init", "string_id", "seed"])  # h: H(p); entropy: the model's
     sizes = sorted(c["alphabet_size"].unique())
     fig, axes = plt.subplots(2, len(sizes), figsize=(3.2 * len(sizes), 5.2), sharex=True,
                              squeeze=False)
@@ -130,14 +131,14 @@ def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
             sns.lineplot(d, x="epoch", y=metric, hue="init", style="length", errorbar=None,
                          ax=ax, legend=(i, j) == (0, len(sizes) - 1))
             ref = c.filter(pl.col("alphabet_size") == l)
-            for v in sorted(ref["entropy" if i == 0 else "guess_accuracy"].unique()):
+            for v in sorted(ref["h" if i == 0 else "max_p"].unique()):
                 ax.axhline(v, color="grey", ls="--", lw=0.8)
             if i == 0:
                 ax.set_yscale("log")
                 ax.set_title(f"alphabet size {l} (dashed: H(p))")
             else:
                 ax.set_ylim(-0.03, 1.03)
-                ax.set_title("dashed: best constant guess", fontsize=8)
+                ax.set_title("dashed: max p", fontsize=8)
     if len(sizes):
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.suptitle(f"{model}: memorizing random strings", y=1.02)
