@@ -257,3 +257,28 @@ def test_phase_and_q1_tables():
     q1 = D.q1_table(ph.with_columns(pl.lit(10).alias("n_params")))
     assert q1.row(0, named=True)["share_memorized"] == 0.5
     assert q1.row(0, named=True)["epochs_to_memorize"] == 3
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(models=["nope"]), "config error at dynamics.models: 'nope' is not one"),
+    (lambda d: d["grid"].update(lengths=[16, 200]),
+     "config error at dynamics.grid.lengths: 200 letters + BOS exceed the context of organism"),
+    (lambda d: d["q2"].update(epochs=[10, 1000]), "config error at dynamics.q2.epochs: [1000]"),
+    (lambda d: d["grid"].update(bogus=1), "config error at dynamics.grid: unknown key(s) 'bogus'"),
+    (lambda d: d["grid"].update(alphabet_sizes=[27]), "dynamics.grid.alphabet_sizes.0: 27"),
+])
+def test_bad_dynamics_config_is_one_line_naming_the_key(mutate, message):
+    import yaml
+
+    from vermem.config import ConfigError, check, load_schema
+
+    from .conftest import REPO
+
+    schema = load_schema(REPO / "config" / "schema.yaml")
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    check(copy.deepcopy(cfg), schema)
+    check({**copy.deepcopy(cfg), "dynamics": None}, schema)  # Study B switched off
+    mutate(cfg["dynamics"])
+    with pytest.raises(ConfigError) as e:
+        check(cfg, schema)
+    assert message in str(e.value) and "\n" not in str(e.value)
