@@ -291,22 +291,31 @@ def context_recall(model, ids: Sequence[int], bos: int, letters: Sequence[int],
     """Q2: recall of each letter i > k from its last k letters, the earlier ones changed.
 
     Only positions with an earlier context (i > k) are measured: below that every condition
-    sees the whole prefix. Rows: condition, k, position, correct, p_true.
+    sees the whole prefix. `kept` is the teacher-forced pass over the whole string. Rows:
+    condition, k, position, correct, p_true.
     """
     ids = list(ids)
-    seqs, tgts, keys = [], [], []
+    full = position_metrics(model, torch.tensor([[bos, *ids]], device=device))
+    seqs, tgts, keys, rows = [], [], [], []
     for ci, cond in enumerate(conditions):
         for k in ks:
             rng = rng_for("q2", seed, ci, k)
             for i in range(k + 1, len(ids)):
+                if cond == "kept":
+                    rows.append((cond, k, i, bool(full["correct"][0, i]),
+                                 float(full["p_true"][0, i])))
+                    continue
                 seqs.append([bos] + _earlier(cond, ids, i - k, letters, probs, rng)
                             + ids[i - k: i])
                 tgts.append(ids[i])
                 keys.append((cond, k, i))
-    correct, p_true = last_token_metrics(model, seqs, tgts, bos, batch_size, device)
-    return pl.DataFrame({"condition": [c for c, _, _ in keys], "k": [k for _, k, _ in keys],
-                         "position": [i for _, _, i in keys], "correct": correct,
-                         "p_true": p_true},
+    order = sorted(range(len(seqs)), key=lambda j: len(seqs[j]))  # batches of similar length
+    correct, p_true = last_token_metrics(model, [seqs[j] for j in order],
+                                         [tgts[j] for j in order], bos, batch_size, device)
+    rows += [(*keys[j], c, p) for j, c, p in zip(order, correct, p_true, strict=True)]
+    rank = {c: r for r, c in enumerate(conditions)}
+    rows.sort(key=lambda r: (rank[r[0]], r[1], r[2]))
+    return pl.DataFrame(rows, orient="row",
                         schema={"condition": pl.String, "k": pl.Int32, "position": pl.Int32,
                                 "correct": pl.Boolean, "p_true": pl.Float64})
 
