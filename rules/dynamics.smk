@@ -2,28 +2,10 @@
 # checked), one fine-tuning job per model, init and grid cell (its seeds one after another,
 # a fresh model copy per string), Q3 sequential exposure, then the tables and figures.
 
+from vermem.dynamics import example_cell, grid_cells
+
 DYN = config.get("dynamics") or {}
-
-
-def dyn_cells():
-    """Grid cells (alphabet size, entropy fraction, length) as file-name ids."""
-    from vermem.dynamics import string_id
-
-    g = DYN["grid"]
-    return [string_id(l, f, n) for l in g["alphabet_sizes"] for f in g["entropy_fractions"]
-            for n in g["lengths"]]
-
-
-def dyn_example_cell():
-    """The cell drawn in the position x epoch grid: largest alphabet, entropy and length."""
-    from vermem.dynamics import string_id
-
-    g = DYN["grid"]
-    return string_id(max(g["alphabet_sizes"]), max(g["entropy_fractions"]), max(g["lengths"]))
-
-
-def dyn_runs(pattern):
-    return expand(pattern, model=DYN["models"], init=DYN["inits"], cell=dyn_cells())
+CELLS = grid_cells(DYN["grid"]) if DYN else []
 
 
 DYNAMICS_TARGETS = []
@@ -102,8 +84,10 @@ if DYN:
         input:
             strings=expand("results/dynamics/{model}/strings.parquet", model=DYN["models"]),
             summaries=expand("results/dynamics/{model}/strings.json", model=DYN["models"]),
-            curves=dyn_runs("results/dynamics/{model}/{init}/{cell}.parquet"),
-            q2=dyn_runs("results/dynamics/{model}/{init}/{cell}.q2.parquet"),
+            curves=expand("results/dynamics/{model}/{init}/{cell}.parquet",
+                          model=DYN["models"], init=DYN["inits"], cell=CELLS),
+            q2=expand("results/dynamics/{model}/{init}/{cell}.q2.parquet",
+                      model=DYN["models"], init=DYN["inits"], cell=CELLS),
             sequential=expand("results/dynamics/{model}/{init}/sequential.parquet",
                               model=DYN["models"], init=DYN["inits"]),
         output:
@@ -132,7 +116,7 @@ if DYN:
             sequential="results/dynamics/sequential.parquet",
             q3="results/dynamics/q3.parquet",
             examples=expand("results/dynamics/{{model}}/{init}/{cell}.parquet",
-                            init=DYN["inits"], cell=dyn_example_cell()),
+                            init=DYN["inits"], cell=example_cell(DYN["grid"])),
         output:
             curves=report("results/figures/dynamics/{model}/curves.png",
                           caption="../report/dynamics_curves.rst", category="Study B",

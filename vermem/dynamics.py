@@ -76,6 +76,18 @@ def string_id(l: int, fraction: float, n: int) -> str:
     return f"l{l}-h{fraction:g}-n{n}"
 
 
+def grid_cells(grid: Mapping[str, Any]) -> list[str]:
+    """Ids of the grid cells (alphabet size x entropy fraction x length)."""
+    return [string_id(l, f, n) for l in grid["alphabet_sizes"]
+            for f in grid["entropy_fractions"] for n in grid["lengths"]]
+
+
+def example_cell(grid: Mapping[str, Any]) -> str:
+    """The cell drawn in the position x epoch grid: largest alphabet, entropy and length."""
+    return string_id(max(grid["alphabet_sizes"]), max(grid["entropy_fractions"]),
+                     max(grid["lengths"]))
+
+
 def rng_for(*key: int | float | str) -> np.random.Generator:
     """A generator seeded by a tuple of ints, floats (to 1e-6) and short strings."""
     ints = []
