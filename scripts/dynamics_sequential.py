@@ -20,9 +20,9 @@ with rule(snakemake) as log:
     model = dynamics.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
     training = {**dyn["training"], "epochs": seq["epochs"]}
     df = dynamics.sequential(model, strings["token_ids"].to_list(), int(strings["bos_id"][0]),
-                             training, dyn["phases"]["hold_epochs"], seq["seed"],
+                             training, seq["hold_epochs"], seq["seed"],
                              seq["relearn"])
     io.write_parquet(df, snakemake.output.table,
                      io.provenance(dyn, model=wc.model, revision=record["revision"],
                                    init=wc.init))
-    log.info("%s", dynamics.q3_table(df, [], dyn["phases"]["hold_epochs"]))
+    log.info("%s", dynamics.q3_table(df, []))

@@ -20,7 +20,6 @@ def tagged(path):
 
 with rule(snakemake) as log:
     inp, out, dyn = snakemake.input, snakemake.output, snakemake.params.config
-    hold = dyn["phases"]["hold_epochs"]
     strings = pl.concat([pl.read_parquet(f).select(pl.lit(Path(f).parts[-2]).alias("model"),
                                                    pl.all()) for f in inp.strings])
     n_params = {io.read_json(f)["model"]: io.read_json(f)["n_params"] for f in inp.summaries}
@@ -38,7 +37,7 @@ with rule(snakemake) as log:
     q2 = dynamics.q2_table(pl.concat([tagged(f) for f in inp.q2]).join(
         lengths, on=["model", "string_id", "seed"]), KEYS)
     seq = pl.concat([tagged(f) for f in inp.sequential])
-    q3 = dynamics.q3_table(seq, KEYS, hold)
+    q3 = dynamics.q3_table(seq, KEYS)
     prov = io.provenance(dyn)
     for df, path in ((curves, out.curves), (phases, out.phases), (q1, out.q1), (q2, out.q2),
                      (q3, out.q3), (seq, out.sequential)):

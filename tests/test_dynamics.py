@@ -173,18 +173,19 @@ def test_phases_found_on_synthetic_curves():
            [h * (1 - (e - 30) / 25) + 0.01 for e in range(30, epochs)]
     acc = [0.1] * 5 + [0.3] * 25 + [min(1.0, 0.3 + 0.035 * (e - 30)) for e in range(30, epochs)]
     loss = [max(v, 0.01) for v in loss]
-    ph = D.detect_phases(acc, loss, h, guess, 0.05, 0.1, 3)
+    ph = D.detect_phases(acc, loss, h, guess, 0.05, 0.1)
     first_one = acc.index(1.0)
     assert ph.guess_end == next(e for e, v in enumerate(loss) if v <= h + 0.05) == 10
     assert ph.memorization_start == 33 and ph.memorized == first_one
-    never = D.detect_phases([0.3] * 50, [5.0] * 50, h, guess, 0.05, 0.1, 3)
+    never = D.detect_phases([0.3] * 50, [5.0] * 50, h, guess, 0.05, 0.1)
     assert never == D.Phases(None, None, None)
 
 
-def test_memorized_must_hold():
-    assert D.memorized_at([0, 1, 0, 1, 1, 1, 1], 3) == 3
-    assert D.memorized_at([0, 1, 1, 0, 0.9, 1, 1], 3) == 5      # holds to the end
-    assert D.memorized_at([0, 0.5, 0.9], 3) is None
+def test_memorized_means_accuracy_stays_1_to_the_end():
+    assert D.memorized_at([0, 1, 0, 1, 1, 1, 1]) == 3
+    assert D.memorized_at([0, 1, 1, 1, 0.9, 1, 1]) == 5
+    assert D.memorized_at([0, 1, 1, 0.9]) is None
+    assert D.memorized_at([1, 1]) == 0
 
 
 def train_cfg(epochs, lr=0.03):
@@ -201,7 +202,7 @@ def test_a_tiny_model_memorizes_a_short_string(tiny_model_dir, tokenizer):
     curves = D.epoch_curves(df.with_columns(pl.lit("x").alias("k")), ["k"])
     acc, loss = curves["accuracy"].to_list(), curves["loss"].to_list()
     assert acc[-1] == 1.0 and loss[-1] < 0.1 < loss[0]
-    ph = D.detect_phases(acc, loss, s["entropy"], s["guess_accuracy"], 0.05, 0.1, 3)
+    ph = D.detect_phases(acc, loss, s["entropy"], s["guess_accuracy"], 0.05, 0.1)
     assert ph.memorized is not None and ph.guess_end is not None
     assert ph.guess_end <= ph.memorization_start <= ph.memorized
 
@@ -234,7 +235,7 @@ def test_sequential_exposure_tracks_every_string(tiny_model_dir):
     df = D.sequential(model, strings, 0, train_cfg(50), hold=3, seed=0, relearn=True)
     assert df["stage"].unique().sort().to_list() == [0, 1, 2]
     assert df.group_by("stage", "epoch").len()["len"].unique().to_list() == [2]
-    q3 = D.q3_table(df, [], 3)
+    q3 = D.q3_table(df, [])
     assert q3["trained"].to_list() == [0, 1, 0] and q3["relearn"].to_list() == [False, False, True]
     assert q3["epochs_to_memorize"].is_not_null().all()
     # each stage stops once its string has been memorized for `hold` epochs

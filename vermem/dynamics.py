@@ -387,20 +387,18 @@ def train_string(model, ids: Sequence[int], bos: int, training: Mapping[str, Any
     return _metrics_frame(ms)
 
 
-def memorized_at(acc: Sequence[float], hold: int) -> int | None:
-    """First epoch from which accuracy is 1 for `hold` epochs (or up to the last epoch)."""
-    run = 0
-    for e, a in enumerate(acc):
-        run = run + 1 if a >= 1 else 0
-        if run == hold:
-            return e - hold + 1
-    return len(acc) - run if run else None
+def memorized_at(acc: Sequence[float]) -> int | None:
+    """First epoch from which accuracy stays 1 up to the last epoch (None if it ends below)."""
+    e = len(acc)
+    while e and acc[e - 1] >= 1:
+        e -= 1
+    return e if e < len(acc) else None
 
 
 def sequential(model, strings: Sequence[Sequence[int]], bos: int, training: Mapping[str, Any],
                hold: int, seed: int, relearn: bool) -> pl.DataFrame:
     """Q3: strings s0..s{K-1} one after another on one model (a fresh AdamW per exposure),
-    each until memorized (accuracy 1 for `hold` epochs) or training.epochs; then s0 again
+    each until accuracy has been 1 for `hold` epochs, or training.epochs; then s0 again
     when `relearn`. After every epoch, the accuracy and loss on every string.
 
     Rows: stage, trained (index of the string being trained), epoch (within the stage,
@@ -436,11 +434,11 @@ def sequential(model, strings: Sequence[Sequence[int]], bos: int, training: Mapp
 class Phases:
     guess_end: int | None          # first epoch with loss <= H + tolerance
     memorization_start: int | None  # from there, first epoch accuracy > guess + rise (or 1)
-    memorized: int | None          # first epoch accuracy stays 1 (hold epochs)
+    memorized: int | None          # first epoch from which accuracy stays 1
 
 
 def detect_phases(acc: Sequence[float], loss: Sequence[float], h: float, guess: float,
-                  tolerance: float, rise: float, hold: int) -> Phases:
+                  tolerance: float, rise: float) -> Phases:
     """Phase boundaries (epochs) of one string's per-epoch accuracy and mean loss.
 
     h: the entropy of the string's distribution (nats); guess: the accuracy of the best
@@ -451,7 +449,7 @@ def detect_phases(acc: Sequence[float], loss: Sequence[float], h: float, guess: 
     if guess_end is not None:
         start = next((e for e in range(guess_end, len(acc))
                       if acc[e] > guess + rise or acc[e] >= 1), None)
-    return Phases(guess_end, start, memorized_at(acc, hold))
+    return Phases(guess_end, start, memorized_at(acc))
 
 
 def epoch_curves(per_position: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
@@ -472,7 +470,7 @@ def phases_table(curves: pl.DataFrame, strings: pl.DataFrame, keys: Sequence[str
         s = info[(key[-2], key[-1])]
         ph = detect_phases(g["accuracy"].to_list(), g["loss"].to_list(), s["entropy"],
                            s["guess_accuracy"], phases_cfg["loss_tolerance"],
-                           phases_cfg["accuracy_rise"], phases_cfg["hold_epochs"])
+                           phases_cfg["accuracy_rise"])
         rows.append({**dict(zip(group_keys, key, strict=True)),
                      "alphabet_size": s["alphabet_size"],
                      "entropy_fraction": s["entropy_fraction"], "length": s["length"],
@@ -508,7 +506,7 @@ def q2_table(q2: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
             .sort(*keys, "string_id", "seed", "epoch", "condition", "k"))
 
 
-def q3_table(seq: pl.DataFrame, keys: Sequence[str], hold: int) -> pl.DataFrame:
+def q3_table(seq: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     """Per stage: the string trained, epochs to memorize it, and the accuracy on every
     other string at the end of the stage (forgetting of earlier ones)."""
     rows = []
@@ -519,7 +517,7 @@ def q3_table(seq: pl.DataFrame, keys: Sequence[str], hold: int) -> pl.DataFrame:
         rows.append({**dict(zip([*keys, "stage"], key, strict=True)),
                      "trained": int(g["trained"][0]),
                      "relearn": int(g["stage"][0]) >= seq["evaluated"].n_unique(),
-                     "epochs_to_memorize": memorized_at(own["accuracy"].to_list(), hold),
+                     "epochs_to_memorize": memorized_at(own["accuracy"].to_list()),
                      "start_accuracy": float(own["accuracy"][0]),
                      "end_accuracy": end["accuracy"].to_list()})
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(
