@@ -526,8 +526,8 @@ def q3_table(seq: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
 
 def summarize(phases: pl.DataFrame, q1: pl.DataFrame, q2: pl.DataFrame,
               q3: pl.DataFrame) -> dict[str, Any]:
-    """Headline numbers per model and init: strings memorized, epochs to memorize, whether
-    the guessing plateau shows (loss at H(p) before accuracy rises), Q2 and Q3 in brief."""
+    """Headline numbers per model and init: strings memorized, epochs to memorize, how many
+    show a plateau at loss H(p) before accuracy rises, Q2 and Q3 in brief."""
     out: dict[str, Any] = {}
     for (model, init), g in phases.group_by("model", "init", maintain_order=True):
         plateau = g["memorization_start"] - g["guess_end"]
@@ -538,7 +538,8 @@ def summarize(phases: pl.DataFrame, q1: pl.DataFrame, q2: pl.DataFrame,
             "strings": g.height,
             "memorized": int(g["memorized"].is_not_null().sum()),
             "epochs_to_memorize_mean": g["memorized"].mean(),
-            "two_phases": int((plateau > 0).sum()),
+            # strings with >= 1 epoch at loss <= H(p) before accuracy rises above the guess
+            "plateau_at_entropy": int((plateau > 0).sum()),
             "plateau_epochs_mean": plateau.mean(),
             "q1": q1.filter((pl.col("model") == model) & (pl.col("init") == init))
             .select("alphabet_size", "entropy_fraction", "length", "epochs_to_memorize",

@@ -155,6 +155,7 @@ def position_grid(runs: dict[str, pl.DataFrame], title: str):
         grid = np.array(d["correct"].cast(pl.Int8).to_list()).reshape(
             d["epoch"].n_unique(), d["position"].n_unique())
         ax.imshow(grid, aspect="auto", origin="lower", cmap="Greys", interpolation="nearest")
+        ax.grid(False)
         ax.set_xlabel("position")
         ax.set_ylabel("epoch")
         ax.set_title(name)
