@@ -23,6 +23,7 @@ include: "rules/contrastive.smk"
 include: "rules/attribution.smk"
 include: "rules/circuits.smk"
 include: "rules/figures.smk"
+include: "rules/dynamics.smk"
 
 
 wildcard_constraints:
@@ -52,4 +53,5 @@ rule all:
             task=config["attribution"]["tasks"],
             subset=SUBSETS,
         ),
+        DYNAMICS_TARGETS,
     default_target: True

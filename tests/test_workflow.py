@@ -230,6 +230,91 @@ def test_figures_are_written(run):
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
 
 
+DYN = CFG["dynamics"]
+
+
+def test_dynamics_strings_are_one_token_per_letter_of_the_organism(run):
+    from vermem import models
+
+    record = io.read_json(run / "models" / "organism" / "model.json")
+    tok = models.load_tokenizer({"path": str(run.parent / record["path"])})
+    strings = pl.read_parquet(run / "dynamics" / "organism" / "strings.parquet")
+    g = DYN["grid"]
+    assert (strings["study"] == "q1").sum() == (len(g["alphabet_sizes"]) * len(g["lengths"])
+                                                * len(g["entropy_fractions"]) * len(g["seeds"]))
+    assert (strings["study"] == "q3").sum() == DYN["sequential"]["strings"]
+    for text, ids, letters, l in strings.select("text", "token_ids", "letter_ids",
+                                                "alphabet_size").iter_rows():
+        assert tok.decode(ids) == text and len(ids) == len(text)
+        assert [tok.encode(c, add_special_tokens=False) for c in "abcdefghijklm"[:l]] == [
+            [i] for i in letters]
+    summary = io.read_json(run / "dynamics" / "organism" / "strings.json")
+    assert summary["n_params"] == record["n_params"]
+
+
+def test_dynamics_curves_phases_and_q2_agree_with_the_per_position_tables(run):
+    strings = pl.read_parquet(run / "dynamics" / "organism" / "strings.parquet")
+    phases = pl.read_parquet(run / "dynamics" / "phases.parquet")
+    q2 = pl.read_parquet(run / "dynamics" / "q2.parquet")
+    E = DYN["training"]["epochs"]
+    assert phases.height == len(DYN["inits"]) * (strings["study"] == "q1").sum()
+    for ph in phases.iter_rows(named=True):
+        s = strings.filter((pl.col("string_id") == ph["string_id"])
+                           & (pl.col("seed") == ph["seed"])).row(0, named=True)
+        df = pl.read_parquet(run / "dynamics" / "organism" / ph["init"]
+                             / f"{ph['string_id']}.parquet").filter(pl.col("seed") == ph["seed"])
+        assert df.height == (E + 1) * s["length"]
+        truth = pl.Series(s["token_ids"] * (E + 1))
+        assert (df.sort("epoch", "position")["pred"] == truth).to_list() == df.sort(
+            "epoch", "position")["correct"].to_list()
+        acc = df.group_by("epoch").agg(pl.col("correct").mean()).sort("epoch")["correct"]
+        if ph["memorized"] is not None:
+            assert acc[ph["memorized"]] == 1.0 and acc[-1] == 1.0
+            assert ph["guess_end"] <= ph["memorization_start"] <= ph["memorized"]
+        assert ph["final_accuracy"] == acc[-1]
+        for e in DYN["q2"]["epochs"]:
+            kept = q2.filter(pl.col("init") == ph["init"], pl.col("string_id") == s["string_id"],
+                             pl.col("seed") == s["seed"], pl.col("epoch") == e,
+                             pl.col("condition") == "kept")
+            for k, a in kept.select("k", "accuracy").iter_rows():
+                at = df.filter((pl.col("epoch") == e) & (pl.col("position") > k))
+                assert abs(at["correct"].mean() - a) < 1e-12
+    # at least the pretrained organism memorizes its strings within the test budget
+    assert phases.filter(pl.col("init") == "pretrained")["memorized"].is_not_null().all()
+    assert set(q2["condition"]) == set(DYN["q2"]["conditions"])
+
+
+def test_dynamics_sequential_exposure_and_figures(run):
+    q3 = pl.read_parquet(run / "dynamics" / "q3.parquet")
+    K = DYN["sequential"]["strings"]
+    for init in DYN["inits"]:
+        g = q3.filter(pl.col("init") == init).sort("stage")
+        assert g["trained"].to_list() == list(range(K)) + [0]
+        assert all(len(a) == K for a in g["end_accuracy"])
+    summary = io.read_json(run / "dynamics" / "summary.json")
+    assert set(summary) == {f"organism/{i}" for i in DYN["inits"]}
+    for name in ("curves", "position_grid", "q2_context", "q3_forgetting"):
+        blob = (run / "figures" / "dynamics" / "organism" / f"{name}.png").read_bytes()
+        assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
+    assert (run / "figures" / "dynamics" / "q1_factors.png").stat().st_size > 10_000
+
+
+def test_dynamics_training_reruns_to_identical_bytes(run, tmp_path):
+    import shutil
+
+    for rel in ("models/organism", "dynamics/organism/strings.parquet"):
+        src, dst = run / rel, tmp_path / "results" / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+    cell = f"l{DYN['grid']['alphabet_sizes'][-1]}-h1-n{DYN['grid']['lengths'][0]}"
+    target = f"results/dynamics/organism/random/{cell}.parquet"
+    snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "--allowed-rules", "dynamics_train",
+              "--", target)
+    for name in (f"{cell}.parquet", f"{cell}.q2.parquet"):
+        rel = f"dynamics/organism/random/{name}"
+        assert (tmp_path / "results" / rel).read_bytes() == (run / rel).read_bytes(), name
+
+
 def test_finished_workflow_reruns_nothing(run):
     out = snakemake(run.parent, "--configfile", str(TEST_CONFIG), "-n")
     assert "Nothing to be done" in out.stdout + out.stderr
@@ -263,7 +348,7 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
         elif line.strip().startswith("resources:") and rule:
             resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
     gpu_rules = {"train_organism", "labels", "divergence", "pairs", "attribution", "circuit",
-                 "circuit_transfer"}
+                 "circuit_transfer", "dynamics_train", "dynamics_sequential"}
     assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
     for rule, res in resources.items():
         if rule in gpu_rules:

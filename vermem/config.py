@@ -140,3 +140,26 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
         if org["architecture"]["width"] % org["architecture"]["heads"]:
             raise ConfigError("config error at organism.architecture.heads: "
                               "does not divide width")
+    if config.get("dynamics"):
+        check_dynamics(config)
+
+
+def check_dynamics(config: Mapping[str, Any]) -> None:
+    """Study B: its models exist, its strings fit the organism's context, its Q2 epochs are
+    trained. (A hub model's context is checked by the dynamics_strings rule.)"""
+    dyn = config["dynamics"]
+    for name in dyn["models"]:
+        if name not in config["models"]:
+            raise ConfigError(f"config error at dynamics.models: {name!r} is not one of "
+                              f"models {list(config['models'])}")
+    longest = max(max(dyn["grid"]["lengths"]), dyn["sequential"]["length"])
+    for name in dyn["models"]:
+        if config["models"][name]["source"] == "organism" and config.get("organism"):
+            context = config["organism"]["architecture"]["context"]
+            if longest + 1 > context:
+                raise ConfigError(f"config error at dynamics.grid.lengths: {longest} letters "
+                                  f"+ BOS exceed the context of {name} ({context})")
+    late = [e for e in dyn["q2"]["epochs"] if e > dyn["training"]["epochs"]]
+    if late:
+        raise ConfigError(f"config error at dynamics.q2.epochs: {late} after the last "
+                          f"epoch (dynamics.training.epochs = {dyn['training']['epochs']})")

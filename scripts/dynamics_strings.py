@@ -1,0 +1,35 @@
+"""Rule dynamics_strings: the Q1 grid and Q3 strings as token ids of one model, each letter
+checked to be one token that round-trips; the model's full fine-tuning memory checked
+before any training job starts."""
+
+import polars as pl
+from _rule import rule
+
+from vermem import dynamics, io, models
+
+with rule(snakemake) as log:
+    p = snakemake.params
+    dyn, name = p.config, snakemake.wildcards.model
+    record = io.read_json(snakemake.input.model)
+    n_params = record.get("n_params") or dynamics.count_params(record["path"])
+    train = dyn["training"]
+    if p.device != "cpu":  # training may run on a GPU: fail here, before any GPU job
+        dynamics.check_memory(name, n_params, train["gpu_memory_gb"], train["memory_margin"])
+    context = dynamics.context_length(record["path"])
+    strings = pl.concat([dynamics.grid_strings(dyn["grid"]),
+                         dynamics.sequential_strings(dyn["sequential"])])
+    longest = int(strings["length"].max())
+    if context is not None and longest + 1 > context:
+        raise dynamics.DynamicsError(f"dynamics: model {name}: {longest} letters + BOS exceed "
+                                     f"its context of {context} tokens")
+    table = dynamics.tokenize_strings(strings, models.load_tokenizer(record), name)
+    io.write_parquet(table, snakemake.output.table,
+                     io.provenance(dyn, model=name, revision=record["revision"]))
+    summary = {"model": name, "n_params": n_params, "context": context,
+               "full_finetune_bytes": dynamics.full_finetune_bytes(n_params,
+                                                                   train["memory_margin"]),
+               "bos_id": int(table["bos_id"][0]), "strings": table.height,
+               "letter_ids": dict(zip(dynamics.LETTERS, table["letter_ids"][
+                   int(table["alphabet_size"].arg_max())], strict=False))}
+    io.write_json(summary, snakemake.output.summary)
+    log.info("%s", summary)

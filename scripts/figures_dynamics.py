@@ -1,0 +1,22 @@
+"""Rule figures_dynamics: loss/accuracy curves with H(p), the position x epoch grid of the
+example cell, Q2 recall against k, Q3 forgetting, for one model."""
+
+from pathlib import Path
+
+import polars as pl
+from _rule import rule
+
+from vermem import plots
+
+with rule(snakemake):
+    inp, out, model = snakemake.input, snakemake.output, snakemake.wildcards.model
+    phases = pl.read_parquet(inp.phases)
+    plots.save(plots.dynamics_curves(pl.read_parquet(inp.curves), phases, model), out.curves)
+    runs = {}
+    for init, path in zip(snakemake.params.inits, inp.examples, strict=True):
+        df = pl.read_parquet(path)
+        runs[init] = df.filter(pl.col("seed") == df["seed"].min())
+    cell = Path(inp.examples[0]).stem
+    plots.save(plots.position_grid(runs, f"{model}: {cell}, first seed"), out.grid)
+    plots.save(plots.q2_context(pl.read_parquet(inp.q2), model), out.q2)
+    plots.save(plots.q3_forgetting(pl.read_parquet(inp.sequential), model), out.q3)

@@ -1,0 +1,285 @@
+import copy
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from vermem import dynamics as D
+from vermem import io
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train faster on one thread (as the rules run them locally)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+GRID = {"alphabet_sizes": [2, 4, 26], "entropy_fractions": [1.0, 0.5], "lengths": [8, 16],
+        "seeds": [0, 1]}
+
+
+@pytest.mark.parametrize("l", [2, 4, 7, 13, 26])
+@pytest.mark.parametrize("f", [1.0, 0.8, 0.5, 0.2])
+def test_skewed_distribution_has_the_asked_entropy(l, f):
+    p = D.skewed(l, f)
+    assert len(p) == l and math.isclose(sum(p), 1, abs_tol=1e-12)
+    assert math.isclose(D.entropy(p), f * math.log(l), abs_tol=1e-9)
+    assert all(a >= b for a, b in zip(p, p[1:], strict=False))
+    if f == 1.0:
+        assert p == [1 / l] * l
+
+
+def test_strings_follow_their_distribution_and_are_seeded():
+    p = D.skewed(4, 0.5)
+    s = D.sample_string(p, 40_000, D.rng_for("q1", 4, 0.5, 40_000, 0))
+    assert set(s) <= set("abcd")
+    freq = [s.count(c) / len(s) for c in "abcd"]
+    assert np.allclose(freq, p, atol=0.01)
+    assert math.isclose(D.entropy(freq), D.entropy(p), abs_tol=0.01)
+    assert s == D.sample_string(p, 40_000, D.rng_for("q1", 4, 0.5, 40_000, 0))
+    assert s[:100] != D.sample_string(p, 100, D.rng_for("q1", 4, 0.5, 40_000, 1))
+
+
+def test_grid_has_one_string_per_cell_and_seed():
+    g = D.grid_strings(GRID)
+    assert g.height == 3 * 2 * 2 * 2
+    assert g.equals(D.grid_strings(GRID))
+    for r in g.iter_rows(named=True):
+        assert len(r["text"]) == r["length"]
+        assert set(r["text"]) <= set(D.LETTERS[: r["alphabet_size"]])
+        assert r["string_id"] == D.string_id(r["alphabet_size"], r["entropy_fraction"], r["length"])
+        assert r["guess_accuracy"] == max(r["text"].count(c) for c in set(r["text"])) / r["length"]
+        assert math.isclose(r["entropy"], r["entropy_fraction"] * math.log(r["alphabet_size"]))
+    assert D.string_id(4, 1.0, 64) == "l4-h1-n64" and D.string_id(4, 0.5, 64) == "l4-h0.5-n64"
+    q3 = D.sequential_strings({"strings": 3, "alphabet_size": 4, "entropy_fraction": 1.0,
+                               "length": 16, "seed": 100})
+    assert q3["string_id"].to_list() == ["q3-0", "q3-1", "q3-2"] and q3["text"].n_unique() == 3
+
+
+def check_letters(tok, name):
+    ids = D.letter_tokens(tok, 26, name)
+    assert len(set(ids.values())) == 26
+    for c, i in ids.items():
+        assert tok.encode(c, add_special_tokens=False) == [i] and tok.decode([i]) == c
+    g = D.tokenize_strings(D.grid_strings(GRID), tok, name)
+    for text, t, bos in g.select("text", "token_ids", "bos_id").iter_rows():
+        assert len(t) == len(text) and tok.decode(t) == text and bos == D.bos_id(tok, name)
+    return ids
+
+
+def test_each_letter_is_one_token_that_round_trips(tokenizer):
+    check_letters(tokenizer, "tiny")
+
+
+def test_each_letter_is_one_token_of_the_pythia_tokenizer(real_tokenizer):
+    tok = copy.deepcopy(real_tokenizer)
+    tok.eos_token = "<|endoftext|>"  # as the hub's tokenizer_config.json sets it
+    ids = check_letters(tok, "pythia")
+    assert ids["a"] == tok.convert_tokens_to_ids("a") and D.bos_id(tok, "pythia") == 0
+
+
+def test_a_letter_that_is_not_one_token_is_an_error_naming_model_and_letter(tokenizer):
+    class Merged:
+        def encode(self, text, add_special_tokens=False):
+            return [1, 2] if text == "c" else tokenizer.encode(text, add_special_tokens=False)
+
+        def decode(self, ids):
+            return tokenizer.decode(ids)
+
+    with pytest.raises(D.DynamicsError, match=r"model weird: letter 'c' is not one token"):
+        D.letter_tokens(Merged(), 4, "weird")
+
+
+def test_a_model_too_large_for_the_gpu_is_rejected_naming_it():
+    D.check_memory("pythia-1b", 1_011_781_632, 80, 0.25)
+    with pytest.raises(D.DynamicsError) as e:
+        D.check_memory("pythia-1b", 1_011_781_632, 16, 0.25)
+    msg = str(e.value)
+    assert "pythia-1b" in msg and "1,011,781,632 parameters" in msg and "18.8 GiB" in msg
+    assert "gpu_memory_gb = 16" in msg
+    D.check_memory("huge", 10**12, None, 0.25)  # no limit configured
+
+
+def test_parameter_count_from_the_config_alone(tiny_model_dir, tiny_model):
+    assert D.count_params(str(tiny_model_dir)) == sum(p.numel() for p in tiny_model.parameters())
+    assert D.context_length(str(tiny_model_dir)) == 64
+
+
+def test_position_metrics_equal_a_direct_computation(tiny_model):
+    x = torch.tensor([[0, 70, 71, 72, 71, 70, 73]])
+    m = D.position_metrics(tiny_model, x)
+    for t in range(x.shape[1] - 1):
+        with torch.no_grad():
+            logits = tiny_model(x[:, : t + 1]).logits[0, -1]  # only the prefix up to t
+        p = torch.softmax(logits.double(), -1)
+        true = x[0, t + 1]
+        assert m["correct"][0, t] == (logits.argmax() == true)
+        assert math.isclose(m["p_true"][0, t], p[true], rel_tol=1e-4)
+        assert math.isclose(m["loss"][0, t], -math.log(p[true]), rel_tol=1e-4)
+        assert math.isclose(m["entropy"][0, t], -(p * p.log()).sum(), rel_tol=1e-4)
+
+
+def test_right_padded_batches_equal_one_sequence_at_a_time(tiny_model):
+    seqs, tgts = [[0, 70], [0, 70, 71, 72], [0, 73, 72, 71, 70, 71]], [71, 73, 72]
+    batched = D.last_token_metrics(tiny_model, seqs, tgts, 0, 8, "cpu")
+    single = [D.last_token_metrics(tiny_model, [s], [t], 0, 1, "cpu") for s, t in
+              zip(seqs, tgts, strict=True)]
+    assert batched[0] == [c[0][0] for c in single]
+    assert np.allclose(batched[1], [c[1][0] for c in single], rtol=1e-5)
+
+
+def test_q2_conditions_change_only_the_earlier_context():
+    letters, probs = [10, 11, 12, 13], [0.25] * 4
+    ids = [10, 11, 12, 13, 10, 11, 12, 13, 10, 10]
+    rng = np.random.default_rng(0)
+    assert D._earlier("kept", ids, 6, letters, probs, rng) == ids[:6]
+    assert D._earlier("local", ids, 6, letters, probs, rng) == []
+    sh = D._earlier("shuffled", ids, 6, letters, probs, rng)
+    assert sorted(sh) == sorted(ids[:6])
+    rs = D._earlier("resampled", ids, 6, letters, probs, rng)
+    assert len(rs) == 6 and set(rs) <= set(letters)
+    rp = D._earlier("replaced", ids, 6, letters, probs, rng)
+    assert len(rp) == 6 and set(rp) <= set(letters)
+    assert all(a != b for a, b in zip(rp, ids[:6], strict=True))
+    assert D.q2_ks(16, [1, 2, 32], [0.25, 0.5]) == [1, 2, 4, 8]
+
+
+def test_q2_kept_and_local_equal_direct_evaluation(tiny_model):
+    ids, bos, letters = [70, 71, 72, 71, 70, 73, 72, 70], 0, [70, 71, 72, 73]
+    df = D.context_recall(tiny_model, ids, bos, letters, [0.25] * 4, [2, 3],
+                          list(D.CONDITIONS), seed=0, batch_size=4, device="cpu")
+    assert set(df["condition"]) == set(D.CONDITIONS)
+    full = D.position_metrics(tiny_model, torch.tensor([[bos, *ids]]))["correct"][0]
+    for k in (2, 3):
+        kept = df.filter((pl.col("condition") == "kept") & (pl.col("k") == k)).sort("position")
+        assert kept["position"].to_list() == list(range(k + 1, len(ids)))
+        assert kept["correct"].to_list() == full[k + 1:].tolist()
+        local = df.filter((pl.col("condition") == "local") & (pl.col("k") == k))
+        for i, c in local.select("position", "correct").iter_rows():
+            direct = D.last_token_metrics(tiny_model, [[bos, *ids[i - k: i]]], [ids[i]], 0, 1,
+                                          "cpu")
+            assert c == direct[0][0]
+
+
+def test_phases_found_on_synthetic_curves():
+    h, guess = math.log(4), 0.3
+    epochs = 80
+    loss = [7 - 0.5 * e if e < 10 else h for e in range(30)] + \
+           [h * (1 - (e - 30) / 25) + 0.01 for e in range(30, epochs)]
+    acc = [0.1] * 5 + [0.3] * 25 + [min(1.0, 0.3 + 0.035 * (e - 30)) for e in range(30, epochs)]
+    loss = [max(v, 0.01) for v in loss]
+    ph = D.detect_phases(acc, loss, h, guess, 0.05, 0.1)
+    first_one = acc.index(1.0)
+    assert ph.guess_end == next(e for e, v in enumerate(loss) if v <= h + 0.05) == 10
+    assert ph.memorization_start == 33 and ph.memorized == first_one
+    never = D.detect_phases([0.3] * 50, [5.0] * 50, h, guess, 0.05, 0.1)
+    assert never == D.Phases(None, None, None)
+
+
+def test_memorized_means_accuracy_stays_1_to_the_end():
+    assert D.memorized_at([0, 1, 0, 1, 1, 1, 1]) == 3
+    assert D.memorized_at([0, 1, 1, 1, 0.9, 1, 1]) == 5
+    assert D.memorized_at([0, 1, 1, 0.9]) is None
+    assert D.memorized_at([1, 1]) == 0
+
+
+def train_cfg(epochs, lr=0.03):
+    return {"epochs": epochs, "learning_rate": lr, "weight_decay": 0.0}
+
+
+def test_a_tiny_model_memorizes_a_short_string(tiny_model_dir, tokenizer):
+    g = D.tokenize_strings(D.grid_strings({"alphabet_sizes": [4], "entropy_fractions": [1.0],
+                                           "lengths": [12], "seeds": [0]}), tokenizer, "tiny")
+    s = g.row(0, named=True)
+    model = D.fresh_model(str(tiny_model_dir), "random", 0, torch.device("cpu"))
+    df = D.train_string(model, s["token_ids"], s["bos_id"], train_cfg(60, 0.01), seed=0)
+    assert df.height == 61 * 12 and df["epoch"].max() == 60
+    curves = D.epoch_curves(df.with_columns(pl.lit("x").alias("k")), ["k"])
+    acc, loss = curves["accuracy"].to_list(), curves["loss"].to_list()
+    assert acc[-1] == 1.0 and loss[-1] < 0.1 < loss[0]
+    ph = D.detect_phases(acc, loss, s["entropy"], s["guess_accuracy"], 0.05, 0.1)
+    assert ph.memorized is not None and ph.guess_end is not None
+    assert ph.guess_end <= ph.memorization_start <= ph.memorized
+
+
+def test_training_is_deterministic_to_the_byte(tiny_model_dir, tmp_path):
+    blobs = []
+    for i in range(2):
+        model = D.fresh_model(str(tiny_model_dir), "random", 0, torch.device("cpu"))
+        df = D.train_string(model, [70, 71, 72, 70, 71, 73], 0, train_cfg(5), seed=0)
+        io.write_parquet(df, tmp_path / f"{i}.parquet", {"x": 1})
+        blobs.append((tmp_path / f"{i}.parquet").read_bytes())
+    assert blobs[0] == blobs[1]
+
+
+def test_pretrained_and_random_inits_differ_and_random_is_seeded(tiny_model_dir, tiny_model):
+    x = torch.tensor([[0, 70, 71]])
+    pre = D.fresh_model(str(tiny_model_dir), "pretrained", 0, torch.device("cpu"))
+    r0 = D.fresh_model(str(tiny_model_dir), "random", 0, torch.device("cpu"))
+    r0b = D.fresh_model(str(tiny_model_dir), "random", 0, torch.device("cpu"))
+    r1 = D.fresh_model(str(tiny_model_dir), "random", 1, torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.equal(pre(x).logits, tiny_model(x).logits)
+        assert torch.equal(r0(x).logits, r0b(x).logits)
+        assert not torch.equal(r0(x).logits, r1(x).logits)
+
+
+def test_sequential_exposure_tracks_every_string(tiny_model_dir):
+    model = D.fresh_model(str(tiny_model_dir), "random", 0, torch.device("cpu"))
+    strings = [[70, 71, 72, 73, 70, 72], [73, 72, 71, 70, 73, 71]]
+    df = D.sequential(model, strings, 0, train_cfg(50), hold=3, seed=0, relearn=True)
+    assert df["stage"].unique().sort().to_list() == [0, 1, 2]
+    assert df.group_by("stage", "epoch").len()["len"].unique().to_list() == [2]
+    q3 = D.q3_table(df, [])
+    assert q3["trained"].to_list() == [0, 1, 0] and q3["relearn"].to_list() == [False, False, True]
+    assert q3["epochs_to_memorize"].is_not_null().all()
+    # each stage stops once its string has been memorized for `hold` epochs
+    for _, g in df.group_by("stage"):
+        own = g.filter(pl.col("evaluated") == pl.col("trained")).sort("epoch")
+        assert own["accuracy"].tail(3).to_list() == [1.0] * 3
+
+
+def test_phase_and_q1_tables():
+    strings = D.grid_strings({"alphabet_sizes": [4], "entropy_fractions": [1.0],
+                              "lengths": [8], "seeds": [0, 1]})
+    acc = {0: [0.2, 0.3, 0.5, 1, 1, 1], 1: [0.2, 0.3, 0.3, 0.5, 0.8, 0.9]}
+    loss = [5, 1.3, 1.0, 0.2, 0.1, 0.05]
+    curves = pl.DataFrame([{"model": "m", "init": "random", "string_id": "l4-h1-n8", "seed": s,
+                            "epoch": e, "accuracy": acc[s][e], "loss": loss[e]}
+                           for s in (0, 1) for e in range(6)])
+    ph = D.phases_table(curves, strings, ["model", "init"],
+                        {"loss_tolerance": 0.05, "accuracy_rise": 0.1, "hold_epochs": 3})
+    assert ph["memorized"].to_list() == [3, None] and ph["guess_end"].to_list() == [1, 1]
+    q1 = D.q1_table(ph.with_columns(pl.lit(10).alias("n_params")))
+    assert q1.row(0, named=True)["share_memorized"] == 0.5
+    assert q1.row(0, named=True)["epochs_to_memorize"] == 3
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(models=["nope"]), "config error at dynamics.models: 'nope' is not one"),
+    (lambda d: d["grid"].update(lengths=[16, 200]),
+     "config error at dynamics.grid.lengths: 200 letters + BOS exceed the context of organism"),
+    (lambda d: d["q2"].update(epochs=[10, 1000]), "config error at dynamics.q2.epochs: [1000]"),
+    (lambda d: d["grid"].update(bogus=1), "config error at dynamics.grid: unknown key(s) 'bogus'"),
+    (lambda d: d["grid"].update(alphabet_sizes=[27]), "dynamics.grid.alphabet_sizes.0: 27"),
+])
+def test_bad_dynamics_config_is_one_line_naming_the_key(mutate, message):
+    import yaml
+
+    from vermem.config import ConfigError, check, load_schema
+
+    from .conftest import REPO
+
+    schema = load_schema(REPO / "config" / "schema.yaml")
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    check(copy.deepcopy(cfg), schema)
+    check({**copy.deepcopy(cfg), "dynamics": None}, schema)  # Study B switched off
+    mutate(cfg["dynamics"])
+    with pytest.raises(ConfigError) as e:
+        check(cfg, schema)
+    assert message in str(e.value) and "\n" not in str(e.value)
