@@ -14,7 +14,8 @@ rule circuit:
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
-        config=config["circuits"],
+        config=circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
+                             "placements", "ablations", "random_seeds", "batch_size"),
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)
     threads: 1
@@ -40,7 +41,7 @@ rule circuit_transfer:
         overlap="results/circuits/{model}/overlap.parquet",
     params:
         device=config["device"],
-        config=config["circuits"],
+        config=circuits_keys("metric", "main", "random_seeds", "batch_size"),
     threads: 2
     resources:
         gpu=1,
@@ -64,7 +65,7 @@ rule circuit_claims:
                    category="Study A", subcategory="Circuits"),
     params:
         main_subset=config["corpus"]["main_subset"],
-        config=config["circuits"],
+        config=circuits_keys("main", "claims"),
     log:
         "logs/circuits/{model}/claims.log",
     conda:

@@ -50,6 +50,11 @@ def attribution_targets(models):
                   model=models, task=a["tasks"], subset=SUBSETS, metric=a["metrics"])
 
 
+def circuits_keys(*keys):
+    """A slice of config['circuits']: a rule reruns only when a key it reads changes."""
+    return {k: config["circuits"][k] for k in keys}
+
+
 def circuit_files(name):
     """One file per task and subset of a model's circuits (an input function)."""
 

@@ -14,7 +14,7 @@ with rule(snakemake) as log:
              if (c["placement"], c["ablation"]) == (cfg["main"]["placement"],
                                                     cfg["main"]["ablation"])}
     table = circuits.claims(pl.read_parquet(snakemake.input.transfer), sizes, p.main_subset,
-                            cfg["claims"]["transfer_threshold"])
+                            cfg["claims"]["transfer_threshold"], cfg["claims"]["margin"])
     io.write_parquet(table, snakemake.output.table,
                      io.provenance(cfg, model=snakemake.wildcards.model))
     with io.atomic_path(snakemake.output.csv) as tmp:

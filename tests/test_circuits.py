@@ -164,15 +164,22 @@ def test_transfer_relations_overlap_and_claims():
     sizes = {(BC, "main", d): (14, 32491) for d in C.DIRECTIONS}
     sizes[MD, "main", "noising"] = (141, 32491)
     out = C.claims(t, sizes, "main", threshold=0.5)
-    got = {(r["claim"].split()[0], r["direction"]): r["supported"]
+    got = {(" ".join(r["claim"].split()[:2]), r["direction"]): r["supported"]
            for r in out.iter_rows(named=True)}
-    assert got[("Memorization", "noising")] is True     # MD -> BC 0.8, BC -> MD 0.1
-    assert got[("Memorization", "denoising")] is True
-    assert got[("Induction", "both")] is True           # drops 0.75 (de-noising) vs 0.05
-    assert got[("Branch", "noising")] is True           # 14 < 141 edges
-    assert got[("Branch", "denoising")] is None         # no MD size: no verdict
+    assert got[("Memorization Decision", "noising")] is True  # MD -> BC 0.8, BC -> MD 0.1
+    assert got[("Memorization Decision", "denoising")] is True
+    assert got[("Memorization prevention", "noising")] is True  # cross-domain 0.9 >= 0.5
+    assert got[("Induction (de-noising)", "both")] is True  # drops 0.75 vs 0.05
+    assert got[("Branch Comparison", "noising")] is True    # 14 < 141 edges
+    assert got[("Branch Comparison", "denoising")] is None  # no MD size: no verdict
     flipped = C.claims(t.with_columns(
         pl.when(pl.col("source_task") == MD).then(0.1).otherwise(pl.col("faithfulness"))
         .alias("faithfulness")), sizes, "main", 0.5)
     assert flipped["supported"][0] is False
     assert not any(math.isnan(x) for x in out["a"].drop_nulls().to_list())
+    # a difference below the margin supports no comparative claim
+    strict = C.claims(t, sizes, "main", threshold=0.5, margin=0.8)
+    got = {(" ".join(r["claim"].split()[:2]), r["direction"]): r["supported"]
+           for r in strict.iter_rows(named=True)}
+    assert got[("Induction (de-noising)", "both")] is False  # 0.75 - 0.05 < 0.8
+    assert got[("Memorization Decision", "noising")] is False  # 0.8 - 0.1 < 0.8

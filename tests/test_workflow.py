@@ -376,6 +376,7 @@ def planned(out: subprocess.CompletedProcess) -> dict[str, int]:
     ("attribution", "ig_steps", 3,
      {"attribution", "figure_attribution_layers", "circuit", "circuit_transfer",
       "circuit_claims", "figure_faithfulness", "figure_transfer"}),
+    ("circuits", "claims", {"transfer_threshold": 0.6, "margin": 0.1}, {"circuit_claims"}),
     ("circuits", "target", 0.8,
      {"circuit", "circuit_transfer", "circuit_claims", "figure_faithfulness",
       "figure_transfer"}),
