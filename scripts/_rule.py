@@ -31,3 +31,20 @@ def rule(snakemake):
         log.exception("failed")
         raise
     log.info("done")
+
+
+def model_graph_pairs(snakemake, split: str):
+    """(model record, model on the rule's device, its edge graph, the pairs of the rule's
+    task and subset in `split`): the start of every rule that patches or attributes."""
+    import polars as pl
+
+    from vermem import graph, io, models
+
+    p, wc = snakemake.params, snakemake.wildcards
+    record = io.read_json(snakemake.input.model)
+    model, _ = models.load(record, p.device)
+    g = graph.Graph(graph.Shape.from_config(model.config))
+    pairs = pl.read_parquet(snakemake.input.pairs).filter(
+        (pl.col("task") == wc.task) & (pl.col("subset") == p.subset)
+        & (pl.col("split") == split))
+    return record, model, g, pairs

@@ -1,19 +1,13 @@
 """Rule attribution: edge scores of one task, subset and metric over its attribution pairs."""
 
-import polars as pl
-from _rule import rule
+from _rule import model_graph_pairs, rule
 
-from vermem import attribution, graph, io, models
+from vermem import attribution, io
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
     cfg = p.config
-    record = io.read_json(snakemake.input.model)
-    model, _ = models.load(record, p.device)
-    g = graph.Graph(graph.Shape.from_config(model.config))
-    pairs = pl.read_parquet(snakemake.input.pairs).filter(
-        (pl.col("task") == wc.task) & (pl.col("subset") == p.subset)
-        & (pl.col("split") == "attribution"))
+    record, model, g, pairs = model_graph_pairs(snakemake, "attribution")
     if pairs.height == 0:
         log.warning("no attribution pairs for %s / %s: scores are all zero", wc.task, p.subset)
     scores, n = attribution.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),

@@ -1,21 +1,15 @@
 """Rule circuit: faithfulness curves and minimal circuits of one task and subset, on its
 held-out evaluation pairs, from the edges ranked by attribution."""
 
-import polars as pl
 import torch
-from _rule import rule
+from _rule import model_graph_pairs, rule
 
-from vermem import attribution, circuits, graph, io, models
+from vermem import attribution, circuits, io
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
     cfg = p.config
-    record = io.read_json(snakemake.input.model)
-    model, _ = models.load(record, p.device)
-    g = graph.Graph(graph.Shape.from_config(model.config))
-    pairs = pl.read_parquet(snakemake.input.pairs).filter(
-        (pl.col("task") == wc.task) & (pl.col("subset") == p.subset)
-        & (pl.col("split") == "evaluation"))
+    record, model, g, pairs = model_graph_pairs(snakemake, "evaluation")
     tensors, meta = attribution.load(snakemake.input.scores)
     ev = circuits.EvalSet.make(model, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
                                pairs["answer"].to_list(), pairs["wrong"].to_list(),

@@ -198,49 +198,44 @@ def circuit_drawing(minimal: dict, main: dict, title: str):
     return fig
 
 
-def transfer_heatmaps(transfer: pl.DataFrame, model: str):
-    """Faithfulness of every circuit (rows) on every evaluation set (columns), per direction."""
+def _direction_heatmaps(df: pl.DataFrame, rows: list[str], cols: list[str], value: str,
+                        title: str, **heatmap):
+    """One heatmap per direction of `value`, indexed by the 'task / subset' named by the
+    `rows` and `cols` column pairs."""
     import pandas as pd
 
-    directions = transfer["direction"].unique(maintain_order=True).to_list() or ["none"]
+    directions = df["direction"].unique(maintain_order=True).to_list() or ["none"]
     fig, axes = plt.subplots(1, len(directions), squeeze=False,
                              figsize=(5.5 * len(directions), 4.5))
     for ax, direction in zip(axes[0], directions, strict=True):
-        d = transfer.filter(pl.col("direction") == direction).with_columns(
-            (pl.col("source_task").str.replace("_", " ") + " / " + pl.col("source_subset"))
-            .alias("circuit"),
-            (pl.col("target_task").str.replace("_", " ") + " / " + pl.col("target_subset"))
-            .alias("pairs"))
-        df = pd.DataFrame(d.select("circuit", "pairs", "faithfulness").to_dict(as_series=False))
-        if len(df):
-            grid = df.pivot(index="circuit", columns="pairs", values="faithfulness")
-            sns.heatmap(grid, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-1, vmax=1.5,
-                        ax=ax, cbar_kws={"label": "faithfulness"}, annot_kws={"fontsize": 7})
-        ax.set_title(f"{model}: transfer, {direction}")
+        d = df.filter(pl.col("direction") == direction).with_columns(
+            (pl.col(rows[0]).str.replace("_", " ") + " / " + pl.col(rows[1])).alias("_r"),
+            (pl.col(cols[0]).str.replace("_", " ") + " / " + pl.col(cols[1])).alias("_c"))
+        p = pd.DataFrame(d.select("_r", "_c", value).to_dict(as_series=False))
+        if len(p):
+            sns.heatmap(p.pivot(index="_r", columns="_c", values=value), annot=True, fmt=".2f",
+                        ax=ax, annot_kws={"fontsize": 7}, **heatmap)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.set_title(f"{title}, {direction}")
     fig.tight_layout()
     return fig
 
 
-def overlap_heatmaps(overlap: pl.DataFrame, model: str):
-    import pandas as pd
+def transfer_heatmaps(transfer: pl.DataFrame, model: str):
+    """Faithfulness of every circuit (rows) on every evaluation set (columns), per direction."""
+    return _direction_heatmaps(transfer, ["source_task", "source_subset"],
+                               ["target_task", "target_subset"], "faithfulness",
+                               f"{model}: transfer (rows: circuit, columns: pairs)",
+                               cmap="RdBu_r", center=0, vmin=-1, vmax=1.5,
+                               cbar_kws={"label": "faithfulness"})
 
-    directions = overlap["direction"].unique(maintain_order=True).to_list() or ["none"]
-    fig, axes = plt.subplots(1, len(directions), squeeze=False,
-                             figsize=(5.2 * len(directions), 4.3))
-    for ax, direction in zip(axes[0], directions, strict=True):
-        d = overlap.filter(pl.col("direction") == direction).with_columns(
-            (pl.col("a_task").str.replace("_", " ") + " / " + pl.col("a_subset")).alias("a"),
-            (pl.col("b_task").str.replace("_", " ") + " / " + pl.col("b_subset")).alias("b"))
-        df = pd.DataFrame(d.select("a", "b", "jaccard").to_dict(as_series=False))
-        if len(df):
-            sns.heatmap(df.pivot(index="a", columns="b", values="jaccard"), annot=True,
-                        fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax,
-                        cbar_kws={"label": "Jaccard"}, annot_kws={"fontsize": 7})
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-        ax.set_title(f"{model}: circuit overlap, {direction}")
-    fig.tight_layout()
-# ---------------------------------------------------------------- Study B
+
+def overlap_heatmaps(overlap: pl.DataFrame, model: str):
+    """Jaccard index of every two circuits' edge sets, per direction."""
+    return _direction_heatmaps(overlap, ["a_task", "a_subset"], ["b_task", "b_subset"],
+                               "jaccard", f"{model}: circuit overlap", vmin=0, vmax=1,
+                               cmap="viridis", cbar_kws={"label": "Jaccard"})
 
 
 def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
