@@ -28,7 +28,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint --cores 1
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -rs
 
 lint: setup
 	$(BIN)/ruff check .
