@@ -32,7 +32,7 @@ import yaml
 from . import slurm_cluster
 from .conftest import LOCAL_CORES, REPO, TEST_CONFIG
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = pytest.mark.slurm
 
 PROFILE = REPO / "slurm" / "config.yaml"
 # fields that legitimately differ between two runs of the same workflow (wall-clock time)
@@ -230,6 +230,7 @@ def check_placement(cluster: slurm_cluster.Cluster, jobs: list[dict]) -> str:
     return "\n".join(table)
 
 
+@pytest.mark.slow
 def test_test_config_on_a_real_slurm_cluster(cluster, workflow_run, tmp_path):
     jobs = dry_run_jobs(REPO / "slurm", tmp_path / "dry")
     profile = write_test_profile(tmp_path / "profile", cluster.node,
@@ -254,3 +255,19 @@ def test_test_config_on_a_real_slurm_cluster(cluster, workflow_run, tmp_path):
           f"local run's, equal by content only ({sorted(VOLATILE)} dropped from JSON):")
     print("\n".join(f"  {name}" for name in by_content))
     assert not differ, f"SLURM and local outputs differ: {differ}"
+
+
+def test_test_profile_keeps_partitions_and_fits_one_small_node(tmp_path):
+    """No cluster needed: the generated profile, dry-run, asks what one 2-CPU node has."""
+    node = {"name": "n", "cpus": 2, "memory_mb": 6000}
+    real = dry_run_jobs(REPO / "slurm", tmp_path / "dry")
+    profile = write_test_profile(tmp_path / "profile", node, [j for j in real if j["submitted"]])
+    test = dry_run_jobs(profile, tmp_path / "dry")
+    assert [j["rule"] for j in test] == [j["rule"] for j in real]
+    for r, t in zip(real, test, strict=True):
+        res = t["resources"]
+        assert res["slurm_partition"] == r["resources"]["slurm_partition"], t
+        assert res.get("gpu") == r["resources"].get("gpu"), t
+        assert int(res["mem_mb"]) <= node["memory_mb"] // 2, t
+        assert 1 <= int(res["cpus_per_task"]) <= node["cpus"], t
+    assert {r["rule"] for r in real if r["resources"].get("gpu") == "1"} >= {"attribution"}
