@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -221,7 +222,15 @@ def check_placement(cluster: slurm_cluster.Cluster, jobs: list[dict]) -> str:
         else:
             assert job["Partition"] == "cpu", job
             assert "gpu" not in request and "gpu" not in allocated, job
-    table = [f"{len(ran)} SLURM jobs (scontrol show job):"]
+    spans = sorted((datetime.fromisoformat(j["StartTime"]), datetime.fromisoformat(j["EndTime"]))
+                   for j in ran)
+    busy, idle, end = 0.0, 0.0, spans[0][0]
+    for a, b in spans:                       # time with at least one job running, and gaps
+        idle += max(0.0, (a - end).total_seconds())
+        busy += max(0.0, (b - max(a, end)).total_seconds())
+        end = max(end, b)
+    table = [f"{len(ran)} SLURM jobs (scontrol show job); from first start to last end "
+             f"{busy + idle:.0f} s: {busy:.0f} s with a job running, {idle:.0f} s between jobs"]
     for rule, rows in sorted(seen.items()):
         for partition, request, allocated, cpus_per_task, state in sorted(rows):
             table.append(f"  {rule:26} x{expected[rule]:<3} partition={partition:4} "
