@@ -52,28 +52,39 @@ def unavailable(reason: str):
     pytest.skip(f"SLURM integration test: {reason}")
 
 
-@pytest.fixture(scope="module")
-def cluster():
+@pytest.fixture(scope="session")
+def slurm_installed() -> str:
+    """Session-scoped so that it is decided before the (session) local run is made."""
     if os.environ.get("VERMEM_SLURM_TEST", "1") == "0":
         pytest.skip("SLURM integration test: disabled by VERMEM_SLURM_TEST=0")
     if os.geteuid() != 0:
         unavailable("needs root (apt-get install slurm-wlm munge; slurmd runs jobs as root)")
     try:
-        print(slurm_cluster.ensure_installed())
+        return slurm_cluster.ensure_installed()
     except slurm_cluster.Unavailable as e:
-        unavailable(str(e))
+        reason = str(e)
+    unavailable(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster(slurm_installed):
+    print(slurm_installed)
     c = slurm_cluster.Cluster(tempfile.mkdtemp(prefix="vermem-slurm-"))
     try:
+        reason = None
         try:
             c.start()
         except slurm_cluster.Unavailable as e:
-            unavailable(f"the cluster did not start: {e}")
+            reason = f"the cluster did not start: {e}"
+        if reason:
+            unavailable(reason)
         yield c
     finally:
         c.stop()
         left = c.leftover_pids()
         assert not left, f"processes of the test cluster still running: {left}"
         assert not c.root.exists()
+        assert not (c.conf.is_file() and c.conf.read_text().startswith(c.header())), c.conf
 
 
 def dry_run_jobs(profile: Path, workdir: Path) -> list[dict]:
@@ -240,7 +251,7 @@ def check_placement(cluster: slurm_cluster.Cluster, jobs: list[dict]) -> str:
 
 
 @pytest.mark.slow
-def test_test_config_on_a_real_slurm_cluster(cluster, workflow_run, tmp_path):
+def test_test_config_on_a_real_slurm_cluster(slurm_installed, workflow_run, cluster, tmp_path):
     jobs = dry_run_jobs(REPO / "slurm", tmp_path / "dry")
     profile = write_test_profile(tmp_path / "profile", cluster.node,
                                  [j for j in jobs if j["submitted"]])
