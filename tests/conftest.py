@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +14,27 @@ from vermem import organism
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
+LOCAL_CORES = 2
 TEXT = [
     "def add(a, b):\n    return a + b\n",
     "The quick brown fox jumps over the lazy dog. " * 4,
     "Return the number of items in the container, counting duplicates once.",
     "class Stack:\n    def push(self, x):\n        self.items.append(x)\n",
 ] * 8
+
+
+@pytest.fixture(scope="session")
+def workflow_run(tmp_path_factory) -> Path:
+    """One local run of the test config, shared by tests/test_workflow.py and the SLURM
+    test (which compares its outputs with these); the run's results/ folder."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--cores", str(LOCAL_CORES), "--configfile", str(TEST_CONFIG)],
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir / "results"
 
 
 @pytest.fixture(scope="session")

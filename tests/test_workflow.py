@@ -28,10 +28,8 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    snakemake(workdir, "--configfile", str(TEST_CONFIG))
-    return workdir / "results"
+def run(workflow_run) -> Path:
+    return workflow_run  # conftest.py: one local run, also compared with the SLURM run
 
 
 def test_standin_shards_are_pile_format_with_three_labelled_domains(run):

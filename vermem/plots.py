@@ -54,7 +54,7 @@ def rate_by_duplicates(labels: pl.DataFrame, model: str):
     df = (labels.filter(pl.col("dup_count").is_not_null())
           .group_by("subset", "dup_count")
           .agg(pl.col("extractable").mean().alias("memorized"), pl.len().alias("n"))
-          .sort("dup_count"))
+          .sort("dup_count", "subset"))  # group_by order varies: fixes the hue order
     overall = (labels.filter(pl.col("dup_count").is_not_null()).group_by("dup_count")
                .agg(pl.col("extractable").mean().alias("memorized")).sort("dup_count")
                .with_columns(pl.lit("all").alias("subset")))

@@ -1,0 +1,293 @@
+"""Integration: the test config through `--profile slurm` on a real single-node SLURM cluster.
+
+tests/slurm_cluster.py installs Debian's slurm-wlm and munge when missing and starts
+munged, slurmctld and slurmd on localhost (partitions cpu and gpu, one fake GPU). The
+test profile is slurm/config.yaml plus only what this cluster needs (written by
+`write_test_profile`): status from squeue (no accounting), no account, quick status checks,
+and requests scaled to fit the one node. Then every job must have run in the partition
+its rule's resources call for, with a GPU request exactly when the rule asks `gpu=1`
+(read back from `scontrol show job`), and the results must equal those of the local run.
+
+Skipped, with the reason, where SLURM cannot run (not root, no apt-get, packages not
+installable, daemons not starting) or with VERMEM_SLURM_TEST=0; in CI (CI=true) as root
+with apt-get, those are failures instead of skips.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from . import slurm_cluster
+from .conftest import LOCAL_CORES, REPO, TEST_CONFIG
+
+pytestmark = pytest.mark.slurm
+
+PROFILE = REPO / "slurm" / "config.yaml"
+# fields that legitimately differ between two runs of the same workflow (wall-clock time)
+VOLATILE = {"train_seconds"}
+
+
+def must_run() -> bool:
+    """CI as root with apt-get: SLURM can be had, so not getting it is a failure."""
+    return (os.environ.get("CI", "").lower() == "true" and os.geteuid() == 0
+            and shutil.which("apt-get") is not None)
+
+
+def unavailable(reason: str):
+    if must_run():
+        pytest.fail(f"SLURM integration test cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(f"SLURM integration test: {reason}")
+
+
+@pytest.fixture(scope="session")
+def slurm_installed() -> str:
+    """Session-scoped so that it is decided before the (session) local run is made."""
+    if os.environ.get("VERMEM_SLURM_TEST", "1") == "0":
+        pytest.skip("SLURM integration test: disabled by VERMEM_SLURM_TEST=0")
+    if os.geteuid() != 0:
+        unavailable("needs root (apt-get install slurm-wlm munge; slurmd runs jobs as root)")
+    try:
+        return slurm_cluster.ensure_installed()
+    except slurm_cluster.Unavailable as e:
+        reason = str(e)
+    unavailable(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster(slurm_installed):
+    print(slurm_installed)
+    c = slurm_cluster.Cluster(tempfile.mkdtemp(prefix="vermem-slurm-"))
+    try:
+        reason = None
+        try:
+            c.start()
+        except slurm_cluster.Unavailable as e:
+            reason = f"the cluster did not start: {e}"
+        if reason:
+            unavailable(reason)
+        yield c
+    finally:
+        c.stop()
+        left = c.leftover_pids()
+        assert not left, f"processes of the test cluster still running: {left}"
+        assert not c.root.exists()
+        assert not (c.conf.is_file() and c.conf.read_text().startswith(c.header())), c.conf
+
+
+def dry_run_jobs(profile: Path, workdir: Path) -> list[dict]:
+    """The jobs of the test config under `profile`: rule, resources, whether submitted."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", str(profile), "-n",
+         "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(TEST_CONFIG)],
+        capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = []
+    for line in proc.stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            kind, name = line.split()
+            # local rules run on the submit host; a job without output (the target rule)
+            # runs nothing: neither becomes a SLURM job
+            jobs.append({"rule": name.rstrip(":"), "submitted": kind == "rule",
+                         "has_output": False, "resources": {}})
+        elif jobs and line.startswith("    output:"):
+            jobs[-1]["has_output"] = True
+        elif jobs and line.startswith("    resources:"):
+            pairs = (kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
+            jobs[-1]["resources"] = {k.strip(): v for k, v in pairs}
+    for job in jobs:
+        job["submitted"] &= job.pop("has_output")
+    return jobs
+
+
+def write_test_profile(folder: Path, node: dict, jobs: list[dict]) -> Path:
+    """slurm/config.yaml plus what the one-node test cluster needs; returns the folder.
+
+    Per-rule partitions and GPU requests are the real profile's. Memory requests are
+    scaled so that the largest fits in half the node, CPUs and threads capped at the
+    node's CPUs (threads also at the local run's cores, so that both runs compute alike).
+    """
+    profile = yaml.safe_load(PROFILE.read_text())
+    mems = [int(j["resources"]["mem_mb"]) for j in jobs if "mem_mb" in j["resources"]]
+    mems.append(int(profile["default-resources"].get("mem_mb", 1000)))
+    factor = min(1.0, node["memory_mb"] / 2 / max(mems))
+
+    def fit(res: dict) -> dict:
+        res = dict(res)
+        if "mem_mb" in res:
+            res["mem_mb"] = max(100, int(int(res["mem_mb"]) * factor))
+        if "cpus_per_task" in res:
+            res["cpus_per_task"] = min(int(res["cpus_per_task"]), node["cpus"])
+        return res
+
+    set_resources = profile.get("set-resources", {})
+    for job in jobs:
+        rule, res = job["rule"], job["resources"]
+        keep = {k: res[k] for k in ("mem_mb", "cpus_per_task") if k in res}
+        set_resources[rule] = fit({**set_resources.get(rule, {}), **keep})
+    profile.update({
+        "default-resources": fit(profile["default-resources"]),
+        "set-resources": set_resources,
+        "set-threads": {rule: min(int(n), node["cpus"], LOCAL_CORES)
+                        for rule, n in profile.get("set-threads", {}).items()},
+        "slurm-status-command": "squeue",        # no accounting: slurmctld's view only
+        "slurm-no-account": True,
+        "slurm-init-seconds-before-status-checks": 2,
+        "latency-wait": 5,                        # one file system, nothing to wait for
+    })
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(
+        "# generated by tests/test_slurm.py from slurm/config.yaml\n"
+        + yaml.safe_dump(profile, sort_keys=False))
+    return folder
+
+
+def rule_of(job: dict) -> str:
+    """The executor's job comment: rule_<name> or rule_<name>_wildcards_<values>."""
+    comment = job.get("Comment", "")
+    assert comment.startswith("rule_"), job
+    return comment[len("rule_"):].split("_wildcards_", 1)[0]
+
+
+def files_under(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def strip(record, volatile=VOLATILE):
+    if isinstance(record, dict):
+        return {k: strip(v) for k, v in record.items() if k not in volatile}
+    if isinstance(record, list):
+        return [strip(v) for v in record]
+    return record
+
+
+def safetensors_content(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Equal once parsed: JSON minus VOLATILE fields, Parquet frames, safetensors tensors
+    and metadata (whose key order in the header varies from one process to the next)."""
+    if a.suffix == ".json":
+        return strip(json.loads(a.read_text())) == strip(json.loads(b.read_text()))
+    if a.suffix == ".parquet":
+        return pl.read_parquet(a).equals(pl.read_parquet(b))
+    if a.suffix == ".safetensors":
+        import torch
+
+        (meta_a, ta), (meta_b, tb) = safetensors_content(a), safetensors_content(b)
+        return meta_a == meta_b and ta.keys() == tb.keys() and all(
+            torch.equal(ta[k], tb[k]) for k in ta)
+    return False
+
+
+def differences(local: Path, other: Path) -> tuple[list[str], list[str]]:
+    """Files of two results/ folders: (differing, equal by content only, not by bytes)."""
+    a, b = files_under(local), files_under(other)
+    assert a.keys() == b.keys(), sorted(a.keys() ^ b.keys())
+    differ, by_content = [], []
+    for name, path in a.items():
+        if path.read_bytes() != b[name].read_bytes():
+            (by_content if same_content(path, b[name]) else differ).append(name)
+    return differ, by_content
+
+
+def check_placement(cluster: slurm_cluster.Cluster, jobs: list[dict]) -> str:
+    """Every submitted job of the dry run ran as a SLURM job where its rule's resources
+    say: `gpu=1` in partition gpu with a GPU request and the fake GPU allocated, any other
+    in partition cpu with neither. Returns a table of what `scontrol show job` showed."""
+    node = cluster.node
+    expected = collections.Counter(j["rule"] for j in jobs if j["submitted"])
+    gpu_rules = {j["rule"] for j in jobs if j["resources"].get("gpu") == "1"}
+    cpus = {j["rule"]: min(int(j["resources"].get("cpus_per_task", 1)), node["cpus"])
+            for j in jobs}
+    ran = cluster.jobs()
+    assert collections.Counter(rule_of(j) for j in ran) == expected
+    seen = collections.defaultdict(set)
+    for job in ran:
+        rule = rule_of(job)
+        request = job.get("TresPerJob", "") + job.get("TresPerNode", "")   # what sbatch asked
+        allocated = job.get("JOB_GRES", "(null)")                           # what it got
+        seen[rule].add((job["Partition"], request or "-", allocated, job["CPUs/Task"],
+                        job["JobState"]))
+        assert job["JobState"] == "COMPLETED", job
+        assert int(job["CPUs/Task"]) == cpus[rule], job
+        if rule in gpu_rules:
+            assert job["Partition"] == "gpu", job
+            assert "gres:gpu:1" in request and allocated == "gpu:fake:1", job
+        else:
+            assert job["Partition"] == "cpu", job
+            assert "gpu" not in request and "gpu" not in allocated, job
+    spans = sorted((datetime.fromisoformat(j["StartTime"]), datetime.fromisoformat(j["EndTime"]))
+                   for j in ran)
+    busy, idle, end = 0.0, 0.0, spans[0][0]
+    for a, b in spans:                       # time with at least one job running, and gaps
+        idle += max(0.0, (a - end).total_seconds())
+        busy += max(0.0, (b - max(a, end)).total_seconds())
+        end = max(end, b)
+    table = [f"{len(ran)} SLURM jobs (scontrol show job); from first start to last end "
+             f"{busy + idle:.0f} s: {busy:.0f} s with a job running, {idle:.0f} s between jobs"]
+    for rule, rows in sorted(seen.items()):
+        for partition, request, allocated, cpus_per_task, state in sorted(rows):
+            table.append(f"  {rule:26} x{expected[rule]:<3} partition={partition:4} "
+                         f"request={request:11} gres={allocated:10} cpus={cpus_per_task} "
+                         f"{state}")
+    return "\n".join(table)
+
+
+@pytest.mark.slow
+def test_test_config_on_a_real_slurm_cluster(slurm_installed, workflow_run, cluster, tmp_path):
+    jobs = dry_run_jobs(REPO / "slurm", tmp_path / "dry")
+    profile = write_test_profile(tmp_path / "profile", cluster.node,
+                                 [j for j in jobs if j["submitted"]])
+    workdir = tmp_path / "slurm-run"
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", str(profile),
+         "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(TEST_CONFIG)],
+        capture_output=True, text=True, cwd=REPO, env=cluster.env, timeout=1500)
+    seconds = time.monotonic() - start
+    assert proc.returncode == 0, (proc.stdout[-3000:] + proc.stderr[-5000:]
+                                  + "\n--- slurmctld\n" + cluster.log_tail("slurmctld"))
+
+    print(f"\nSLURM run of the test config: {seconds:.0f} s")
+    print(check_placement(cluster, jobs))
+
+    # and computed what the local run computed
+    differ, by_content = differences(workflow_run, workdir / "results")
+    n = len(files_under(workdir / "results"))
+    print(f"results/: {n} files, {n - len(differ) - len(by_content)} byte-identical to the "
+          f"local run's, equal by content only ({sorted(VOLATILE)} dropped from JSON):")
+    print("\n".join(f"  {name}" for name in by_content))
+    assert not differ, f"SLURM and local outputs differ: {differ}"
+
+
+def test_test_profile_keeps_partitions_and_fits_one_small_node(tmp_path):
+    """No cluster needed: the generated profile, dry-run, asks what one 2-CPU node has."""
+    node = {"name": "n", "cpus": 2, "memory_mb": 6000}
+    real = dry_run_jobs(REPO / "slurm", tmp_path / "dry")
+    profile = write_test_profile(tmp_path / "profile", node, [j for j in real if j["submitted"]])
+    test = dry_run_jobs(profile, tmp_path / "dry")
+    assert [j["rule"] for j in test] == [j["rule"] for j in real]
+    for r, t in zip(real, test, strict=True):
+        res = t["resources"]
+        assert res["slurm_partition"] == r["resources"]["slurm_partition"], t
+        assert res.get("gpu") == r["resources"].get("gpu"), t
+        assert int(res["mem_mb"]) <= node["memory_mb"] // 2, t
+        assert 1 <= int(res["cpus_per_task"]) <= node["cpus"], t
+    assert {r["rule"] for r in real if r["resources"].get("gpu") == "1"} >= {"attribution"}
