@@ -610,6 +610,7 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # -- over a pair set, and on disk -----------------------------------------------------------
 
+HEADER_KEY = "vermem"
 LAYER_COLUMNS = ("into q", "into k", "into v", "into mlp", "from heads", "from mlp")
 
 
@@ -672,16 +673,17 @@ def save(path: str | os.PathLike, graph: Graph, scores: torch.Tensor,
 
     tensors = {"scores": scores.float().contiguous(), "mask": graph.mask.to(torch.uint8),
                "per_layer": per_layer(graph, scores), **layer_tensors(graph, scores.float())}
-    header = {"sources": json.dumps(graph.sources), "destinations": json.dumps(graph.destinations),
-              "per_layer_columns": json.dumps(LAYER_COLUMNS),
-              **{k: json.dumps(v) for k, v in meta.items()}}
+    header = {"sources": graph.sources, "destinations": graph.destinations,
+              "per_layer_columns": LAYER_COLUMNS, **meta}
+    # one metadata key holding sorted JSON: safetensors writes several keys in a
+    # per-process order, and the file's bytes must not depend on the process
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+        save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(header, sort_keys=True)})
 
 
 def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
-        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        meta = json.loads((f.metadata() or {}).get(HEADER_KEY, "{}"))
         return {k: f.get_tensor(k) for k in f.keys()}, meta
