@@ -32,7 +32,7 @@ test: setup
 
 # Figures and the HTML report from finished results alone: only the figure rules run
 # (the tables they read must exist; nothing upstream is recomputed).
-FIGURE_RULES := $(shell sed -n 's/^rule \(figure[a-z_]*\):/\1/p' rules/*.smk)
+FIGURE_RULES := $(shell sed -n 's/^ *rule \(figures\{0,1\}_[a-z0-9_]*\):/\1/p' rules/*.smk)
 REPORT ?= results/report.html
 SMK_ARGS ?=
 

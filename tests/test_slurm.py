@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from . import slurm_cluster
-from .conftest import LOCAL_CORES, REPO, TEST_CONFIG
+from .conftest import REPO, TEST_CONFIG
 
 pytestmark = pytest.mark.slurm
 
@@ -116,10 +116,13 @@ def write_test_profile(folder: Path, node: dict, jobs: list[dict]) -> Path:
     """slurm/config.yaml plus what the one-node test cluster needs; returns the folder.
 
     Per-rule partitions and GPU requests are the real profile's. Memory requests are
-    scaled so that the largest fits in half the node, CPUs and threads capped at the
-    node's CPUs (threads also at the local run's cores, so that both runs compute alike).
+    scaled so that the largest fits in half the node, CPUs capped at the node's; threads
+    are the rules' own, as in the local run, so that both runs compute alike.
     """
     profile = yaml.safe_load(PROFILE.read_text())
+    # each job keeps its rule's own threads, as in the local run (--cores 2, no rule asks
+    # more): torch's reductions depend on the thread count, the outputs must not
+    profile.pop("set-threads", None)
     mems = [int(j["resources"]["mem_mb"]) for j in jobs if "mem_mb" in j["resources"]]
     mems.append(int(profile["default-resources"].get("mem_mb", 1000)))
     factor = min(1.0, node["memory_mb"] / 2 / max(mems))
@@ -140,8 +143,6 @@ def write_test_profile(folder: Path, node: dict, jobs: list[dict]) -> Path:
     profile.update({
         "default-resources": fit(profile["default-resources"]),
         "set-resources": set_resources,
-        "set-threads": {rule: min(int(n), node["cpus"], LOCAL_CORES)
-                        for rule, n in profile.get("set-threads", {}).items()},
         "slurm-status-command": "squeue",        # no accounting: slurmctld's view only
         "slurm-no-account": True,
         "slurm-init-seconds-before-status-checks": 2,

@@ -361,12 +361,11 @@ def planned(out: subprocess.CompletedProcess) -> dict[str, int]:
     for line in out.stdout.splitlines():
         if line.startswith("Job stats:"):
             on = True
+        elif on and line.startswith("total"):
+            break
         elif on and len(line.split()) == 2 and line.split()[1].isdigit():
             rule, n = line.split()
-            if rule != "total":
-                jobs[rule] = int(n)
-        elif on and line.startswith("Reasons:"):
-            break
+            jobs[rule] = int(n)
     return jobs
 
 
@@ -405,7 +404,7 @@ def test_a_job_killed_mid_run_leaves_nothing_a_rerun_takes_as_complete(tmp_path)
     target = "results/models/organism/model.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-         "--cores", "2", "--configfile", str(TEST_CONFIG), target],
+         "--cores", "2", target, "--configfile", str(TEST_CONFIG)],  # nargs+: target first
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     log = tmp_path / "logs" / "models" / "organism.log"
     deadline = time.time() + 300
@@ -418,7 +417,7 @@ def test_a_job_killed_mid_run_leaves_nothing_a_rerun_takes_as_complete(tmp_path)
     folder = tmp_path / "results" / "models" / "organism"
     left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
     assert all(name.startswith(".") and name.endswith(".tmp") for name in left), left
-    jobs = planned(snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "-n", target))
+    jobs = planned(snakemake(tmp_path, target, "--configfile", str(TEST_CONFIG), "-n"))
     assert jobs.get("train_organism") == 1
 
 
