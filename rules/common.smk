@@ -5,13 +5,17 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
-from vermem.config import ConfigError, check, expand_shards, load_schema, slugify
+from vermem.config import check, expand_shards, load_schema, slugify, standin_shards
+from vermem.errors import VermemError
+from vermem.models import check_models, requirements as model_requirements
 
 
 try:
-    # the JSON schema (shapes, types, unknown keys) plus cross-key checks, one-line errors
+    # the JSON schema (shapes, types, unknown keys) plus cross-key checks, then every local
+    # model folder (hub models: model_record, once fetched); one-line errors
     check(config, load_schema(Path(workflow.basedir) / "config" / "schema.yaml"))
-except ConfigError as e:
+    check_models(config)
+except VermemError as e:
     raise WorkflowError(str(e))
 
 
@@ -19,6 +23,7 @@ MODELS = list(config["models"])
 ORGANISMS = [m for m, spec in config["models"].items() if spec["source"] == "organism"]
 EXTERNAL = [m for m in MODELS if m not in ORGANISMS]
 SHARDS = expand_shards(config)
+STANDIN_SHARDS = standin_shards(config)  # written by the stand-in rule; the rest are the user's
 # file-name-safe subset names: "Wikipedia (en)" -> "wikipedia-en"
 SUBSETS = {slugify(s): s for s in config["corpus"]["subsets"]}
 ENV = "../envs/vermem.yaml"

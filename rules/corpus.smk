@@ -6,7 +6,7 @@ if config["standin"]:
 
     rule standin_corpus:
         output:
-            shards=SHARDS,
+            shards=STANDIN_SHARDS,
             summary="results/standin/summary.json",
         params:
             standin=config["standin"],

@@ -13,6 +13,7 @@ rule model_record:
         model="|".join(EXTERNAL) or "^$",
     params:
         spec=lambda wc: config["models"][wc.model],
+        needs=lambda wc: model_requirements(wc.model, config),
     log:
         "logs/models/{model}.log",
     conda:
@@ -23,7 +24,7 @@ rule model_record:
 
 rule train_organism:
     input:
-        shards=SHARDS,
+        shards=STANDIN_SHARDS,
     output:
         folder=directory("results/models/{model}/hf"),
         record="results/models/{model}/model.json",

@@ -1,8 +1,10 @@
 """Shared start of every rule script.
 
 Makes the repository's package importable (a conda env from envs/ carries its dependencies,
-not the package itself), sends logging to the rule's log file, and logs a failure's
-traceback there before Snakemake reports the job as failed.
+not the package itself), sends logging to the rule's log file. The project's own errors
+(`vermem.errors.VermemError`: bad config, corpus, model or data) end the script with their
+one line on stderr and in the log, no traceback, and a non-zero exit; any other exception
+is a bug and keeps its traceback (in the log, then re-raised).
 """
 
 import contextlib
@@ -25,12 +27,24 @@ def rule(snakemake):
     except ImportError:
         pass
     log.info("start: wildcards %s, threads %d", dict(snakemake.wildcards), snakemake.threads)
+    from vermem.errors import VermemError, one_line
+
     try:
         yield log
+    except VermemError as e:
+        line = f"error in rule {snakemake.rule} ({_wildcards(snakemake)}): {one_line(e)}"
+        log.error("%s", line)
+        logging.shutdown()
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     except BaseException:
         log.exception("failed")
         raise
     log.info("done")
+
+
+def _wildcards(snakemake) -> str:
+    return ", ".join(f"{k}={v}" for k, v in dict(snakemake.wildcards).items()) or "no wildcards"
 
 
 def model_graph_pairs(snakemake, split: str):

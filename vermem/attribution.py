@@ -61,6 +61,10 @@ class Arch:
     path: dict[str, str]       # attribute paths, for nnsight
 
 
+# model_type values arch_of has an adapter for (checked for every model before any job)
+SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "llama", "mistral", "qwen2")
+
+
 def arch_of(model) -> Arch:
     """Module handles of a supported Hugging Face causal LM (GPT-NeoX/Pythia, GPT-Neo,
     Llama-style with grouped-query attention: Llama, Mistral, Qwen2)."""

@@ -8,6 +8,7 @@ refer to each other consistently, that the organism's samples fit its planted do
 from __future__ import annotations
 
 import glob
+import os
 import re
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .errors import VermemError
 
-class ConfigError(ValueError):
+
+class ConfigError(VermemError, ValueError):
     """Invalid configuration; str() is one line naming the key or file."""
 
 
@@ -55,18 +58,30 @@ def validate_schema(config: Mapping[str, Any], schema: Mapping[str, Any]) -> Non
         raise ConfigError(f"config error at {_one_line(err)}")
 
 
+STANDIN_DIR = "results/standin"  # where the stand-in rule writes its shards
+
+
+def _is_standin(path: str) -> bool:
+    return Path(os.path.normpath(path)).parts[:2] == tuple(Path(STANDIN_DIR).parts)
+
+
 def standin_shards(config: Mapping[str, Any]) -> list[str]:
-    """Shards the stand-in rule writes: the configured ones, when a stand-in is set."""
-    return list(config["corpus"]["shards"]) if config.get("standin") else []
+    """Shards the stand-in rule writes: the configured ones under results/standin/, when a
+    stand-in is set. Every other entry is a shard of the user's own."""
+    if not config.get("standin"):
+        return []
+    return [p for p in config["corpus"]["shards"] if _is_standin(p)]
 
 
 def expand_shards(config: Mapping[str, Any]) -> list[str]:
-    """Shard paths with glob patterns expanded; a pattern matching nothing is an error."""
-    if config.get("standin"):
-        return list(config["corpus"]["shards"])
+    """Shard paths with glob patterns expanded (stand-in shards as configured, as the
+    stand-in rule writes them); a pattern matching nothing is an error."""
+    written = set(standin_shards(config))
     out: list[str] = []
     for pattern in config["corpus"]["shards"]:
-        if glob.has_magic(pattern):
+        if pattern in written:
+            out.append(pattern)
+        elif glob.has_magic(pattern):
             hits = sorted(glob.glob(pattern))
             if not hits:
                 raise ConfigError(f"config error at corpus.shards: pattern {pattern!r} "
@@ -101,11 +116,18 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error at memorization.thresholds: {name}: "
                               f"low {t['low']} > high {t['high']}")
     if config.get("standin"):
+        if not standin_shards(config):
+            raise ConfigError(f"config error at corpus.shards: standin is set but no shard is "
+                              f"under {STANDIN_DIR}/, where the stand-in corpus is written")
         names = {d["pile_set_name"] for d in config["standin"]["domains"].values()}
         unknown = [s for s in subsets if s not in names]
-        if unknown:
+        own = len(standin_shards(config)) < len(corpus["shards"])
+        # with shards of the user's own, the corpus_candidates scan checks every subset in
+        # all shards (a shard's subsets are unknown until it is read)
+        if unknown and not own:
             raise ConfigError(f"config error at corpus.subsets: {unknown} not written by the "
-                              f"stand-in corpus (its subsets: {sorted(names)})")
+                              f"stand-in corpus (its subsets: {sorted(names)}) and no other "
+                              f"shard is configured")
         if config["standin"]["min_chars"] > config["standin"]["max_chars"]:
             raise ConfigError("config error at standin.min_chars: larger than max_chars")
     slugs = [slugify(s) for s in subsets]
@@ -137,6 +159,10 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error at organism.duplicates.max_tokens: "
                               f"{org['duplicates']['max_tokens']} < prefix + continuation "
                               f"tokens ({need}): no planted document could be a sample")
+        if org["architecture"]["context"] < need:
+            raise ConfigError(f"config error at organism.architecture.context: "
+                              f"{org['architecture']['context']} < prefix + continuation "
+                              f"tokens ({need})")
         if org["architecture"]["width"] % org["architecture"]["heads"]:
             raise ConfigError("config error at organism.architecture.heads: "
                               "does not divide width")

@@ -26,6 +26,8 @@ from typing import Any
 
 import polars as pl
 
+from .errors import VermemError
+
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_MALFORMED = 100
@@ -66,7 +68,7 @@ class IngestReport:
         }
 
 
-class CorpusError(ValueError):
+class CorpusError(VermemError, ValueError):
     """Bad corpus input; the message names the file (and line) at fault."""
 
 

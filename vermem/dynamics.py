@@ -28,13 +28,15 @@ import numpy as np
 import polars as pl
 import torch
 
+from .errors import VermemError
+
 LETTERS = _string.ascii_lowercase
 CONDITIONS = ("kept", "local", "shuffled", "resampled", "replaced")
 INITS = ("pretrained", "random")
 BYTES_PER_PARAM = 16  # fp32 weights 4 + gradients 4 + AdamW moments 8
 
 
-class DynamicsError(ValueError):
+class DynamicsError(VermemError, ValueError):
     """A model or tokenizer that cannot take part in Study B; the message names it."""
 
 

@@ -19,23 +19,52 @@ from typing import Any
 
 import torch
 
+from .errors import VermemError, one_line
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
 
 
-class ModelError(RuntimeError):
+class ModelError(VermemError, RuntimeError):
     """A model that cannot be found or loaded; the message names it."""
 
 
-def resolve(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    """Locate a hub or local model and describe it: the record that `load` takes."""
+# a sample every checked tokenizer must encode and decode back (up to whitespace)
+ROUND_TRIP_SAMPLE = ("The quick brown fox jumps over the lazy dog.\n"
+                     "def area(r):\n    return 3.14159 * r ** 2  # (0-9)\n")
+
+
+def requirements(name: str, config: Mapping[str, Any]) -> tuple[int, str]:
+    """(tokens of context the config asks of model `name`, what needs them)."""
+    mem = config["memorization"]
+    need, why = mem["prefix_tokens"] + mem["continuation_tokens"], "prefix + continuation"
+    dyn = config.get("dynamics")
+    if dyn and name in dyn["models"]:
+        longest = max(max(dyn["grid"]["lengths"]), dyn["sequential"]["length"]) + 1
+        if longest > need:
+            need, why = longest, "the longest Study B string + BOS"
+    return need, why
+
+
+def check_models(config: Mapping[str, Any]) -> None:
+    """Check every local model folder before any job (hub models: in `resolve`, once
+    fetched). Raises ModelError whose one line names the model key and what is wrong."""
+    for name, spec in config["models"].items():
+        if spec["source"] == "local":
+            check_folder(Path(spec["path"]).resolve(), f"config error at models.{name}.path",
+                         *requirements(name, config))
+
+
+def resolve(name: str, spec: Mapping[str, Any],
+            needs: tuple[int, str] = (0, "prefix + continuation")) -> dict[str, Any]:
+    """Locate a hub or local model, check it (`check_folder`) and describe it: the record
+    that `load` takes."""
     source = spec["source"]
     if source == "local":
         path = Path(spec["path"]).resolve()
-        if not (path / "config.json").is_file():
-            raise ModelError(f"models.{name}.path: no config.json in {path}")
+        where = f"config error at models.{name}.path"
         rec = {"source": "local", "path": str(path), "id": None, "revision": None,
                "commit": None}
     elif source == "hub":
@@ -47,17 +76,87 @@ def resolve(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         except Exception as e:  # offline, unknown id or revision, gated model
             raise ModelError(
                 f"models.{name}: cannot fetch {spec['id']}@{spec.get('revision', 'main')} "
-                f"from the hub ({type(e).__name__}: {e}). Offline? Download it where the hub "
-                f"is reachable and use source: local with its folder."
+                f"from the hub ({type(e).__name__}: {one_line(e, 200)}). Offline? Download it "
+                f"where the hub is reachable and use source: local with its folder."
             ) from None
+        where = f"models.{name} ({spec['id']}@{spec.get('revision', 'main')})"
         rec = {"source": "hub", "path": str(path), "id": spec["id"],
                "revision": spec.get("revision", "main"), "commit": path.name}
     else:
         raise ModelError(f"models.{name}: source {source!r} is not resolved by this rule")
     rec["name"] = name
     rec["dtype"] = spec.get("dtype", "float32")
-    rec.update(describe_folder(Path(rec["path"])))
+    rec.update(check_folder(path, where, *needs))
     return rec
+
+
+def check_folder(path: Path, where: str, need_context: int = 0,
+                 why: str = "prefix + continuation") -> dict[str, Any]:
+    """Everything the workflow asks of a saved model, without loading its weights: the
+    folder, config.json, a causal LM whose model_type the attribution supports, weights, a
+    context of `need_context` tokens, a fast tokenizer that round-trips a sample and whose
+    ids fit the embedding. Raises ModelError '{where}: what is wrong'; returns
+    `describe_folder`'s record."""
+    from transformers import AutoConfig
+
+    from .attribution import SUPPORTED_MODEL_TYPES
+
+    if not path.is_dir():
+        raise ModelError(f"{where}: no such folder {path}")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{where}: no config.json in {path}")
+    try:
+        cfg = AutoConfig.from_pretrained(path)
+    except Exception as e:  # invalid JSON, unknown model_type
+        raise ModelError(f"{where}: cannot read {path / 'config.json'}: "
+                         f"{type(e).__name__}: {one_line(e, 200)}") from None
+    kind = cfg.model_type
+    if kind not in SUPPORTED_MODEL_TYPES:
+        raise ModelError(f"{where}: model_type {kind!r} is not supported by the attribution "
+                         f"stage (supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})")
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    if kind == "gpt_neox" and not getattr(text_cfg, "use_parallel_residual", True):
+        raise ModelError(f"{where}: GPT-NeoX without parallel residual is not supported by "
+                         f"the attribution stage")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ModelError(f"{where}: no weights (*.safetensors or *.bin) in {path}")
+    context = context_length(text_cfg)
+    if context is not None and context < need_context:
+        raise ModelError(f"{where}: context of {context} tokens is shorter than {why} "
+                         f"({need_context} tokens)")
+    tok = _checked_tokenizer(path, where)
+    vocab = text_cfg.vocab_size
+    if len(tok) > vocab:
+        raise ModelError(f"{where}: the tokenizer has {len(tok)} tokens but the embedding "
+                         f"only {vocab} rows")
+    return describe_folder(path)
+
+
+def _checked_tokenizer(path: Path, where: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # no tokenizer files, unknown tokenizer class
+        raise ModelError(f"{where}: no tokenizer loads from {path} "
+                         f"({type(e).__name__}: {one_line(e, 200)})") from None
+    if not getattr(tok, "is_fast", False):
+        raise ModelError(f"{where}: the tokenizer in {path} is not a fast tokenizer "
+                         f"(samples need its tokenizer.json)")
+    ids = tok.backend_tokenizer.encode(ROUND_TRIP_SAMPLE, add_special_tokens=False).ids
+    back = tok.decode(ids) if ids else ""
+    if back.split() != ROUND_TRIP_SAMPLE.split():
+        raise ModelError(f"{where}: the tokenizer in {path} does not round-trip a sample "
+                         f"({len(ids)} tokens, decoded {one_line(repr(back), 60)})")
+    return tok
+
+
+def context_length(cfg: Any) -> int | None:
+    """Positions the model can attend over, from its (text) config; None if unbounded."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        if getattr(cfg, key, None):
+            return int(getattr(cfg, key))
+    return None
 
 
 def describe_folder(path: Path) -> dict[str, Any]:
