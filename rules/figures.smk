@@ -19,6 +19,8 @@ rule figures_memorization:
     params:
         score=config["memorization"]["score"],
         prefix_tokens=config["memorization"]["prefix_tokens"],
+        subsets=config["corpus"]["subsets"],
+        tasks=config["attribution"]["tasks"],
     log:
         "logs/figures/{model}.memorization.log",
     conda:

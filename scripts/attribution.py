@@ -9,14 +9,15 @@ with rule(snakemake) as log:
     cfg = p.config
     record, model, g, pairs = model_graph_pairs(snakemake, "attribution")
     if pairs.height == 0:
-        log.warning("no attribution pairs for %s / %s: scores are all zero", wc.task, p.subset)
+        log.warning("no attribution pairs for %s / %s: marked empty (scores are not results)",
+                    wc.task, p.subset)
     scores, n = attribution.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
                                 pairs["answer"].to_list(), pairs["wrong"].to_list(),
                                 cfg["method"], cfg["ig_steps"], wc.metric, cfg["batch_size"],
                                 cfg["backend"])
     meta = {"model": record["name"], "revision": record["revision"], "task": wc.task,
             "subset": p.subset, "metric": wc.metric, "method": cfg["method"],
-            "ig_steps": cfg["ig_steps"], "n_examples": n, "n_edges": g.n_edges,
+            "ig_steps": cfg["ig_steps"], "n_examples": n, "empty": n == 0, "n_edges": g.n_edges,
             "provenance": io.provenance(cfg, model=record["name"])}
     attribution.save(snakemake.output.scores, g, scores, meta)
     log.info("%d pairs, %d edges, top |score| %.4g", n, g.n_edges, float(scores.abs().max()))

@@ -8,5 +8,9 @@ with rule(snakemake):
     tensors, meta = attribution.load(snakemake.input.scores)
     title = (f"{meta['model']}: {meta['task'].replace('_', ' ')}, {meta['subset']}, "
              f"{meta['metric']} (n = {meta['n_examples']})")
-    plots.save(plots.layer_heatmap(tensors["per_layer"], meta["per_layer_columns"], title),
-               snakemake.output.figure)
+    if meta.get("empty") or not meta["n_examples"]:
+        fig = plots.empty_figure(title, "no attribution pairs (n = 0):\nno edge scores, "
+                                 "nothing to draw")
+    else:
+        fig = plots.layer_heatmap(tensors["per_layer"], meta["per_layer_columns"], title)
+    plots.save(fig, snakemake.output.figure)

@@ -11,4 +11,5 @@ with rule(snakemake):
     labels, div = pl.read_parquet(inp.labels), pl.read_parquet(inp.divergence)
     plots.save(plots.score_histograms(labels, p.score, model), out.scores)
     plots.save(plots.divergence_histogram(div, p.prefix_tokens, model), out.divergence)
-    plots.save(plots.pair_counts(pl.read_parquet(inp.pairs), model), out.pairs)
+    plots.save(plots.pair_counts(pl.read_parquet(inp.pairs), model, p.subsets, p.tasks),
+               out.pairs)

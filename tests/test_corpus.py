@@ -106,3 +106,84 @@ def test_first_tokens_of_a_cut_equal_the_whole_texts_tokens(real_tokenizer):
 def test_real_tokenizer_prefix_is_pythia_tokenization(real_tokenizer):
     ids = corpus.first_tokens(real_tokenizer, "Hello world, this is the Pile. " * 10, 5)
     assert ids == [12092, 1533, 13, 436, 310]
+
+
+# -- the shard reader on arbitrary input (property-based) --------------------------------
+
+import json  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROPERTY = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=200)
+records = st.lists(st.tuples(texts, st.sampled_from(["A", "B", "Ünï €"])), max_size=12)
+
+
+def _read(path):
+    report = corpus.IngestReport()
+    docs = list(corpus.iter_documents([path], report))
+    return docs, report
+
+
+def _shard(tmp_path, name, blob: bytes):
+    if name.endswith(".zst"):
+        import zstandard
+
+        blob = zstandard.ZstdCompressor().compress(blob)
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return path
+
+
+@PROPERTY
+@given(blob=st.binary(max_size=2000), zst=st.booleans())
+def test_random_bytes_are_documents_malformed_lines_or_one_corpus_error(tmp_path, blob, zst):
+    path = _shard(tmp_path, "r.jsonl.zst" if zst else "r.jsonl", blob)
+    try:
+        docs, report = _read(path)
+    except corpus.CorpusError as e:  # not UTF-8: named by file and line, one line
+        assert str(path) in str(e) and "\n" not in str(e)
+        return
+    assert report.lines == report.documents + report.blank + report.malformed
+    assert len(docs) == report.documents
+    assert all(isinstance(d.text, str) for d in docs)
+
+
+@PROPERTY
+@given(recs=records, crlf=st.booleans(), bom=st.booleans(), blanks=st.integers(0, 3),
+       zst=st.booleans())
+def test_any_unicode_crlf_bom_and_empty_lines_read_back_exactly(tmp_path, recs, crlf, bom,
+                                                              blanks, zst):
+    eol = "\r\n" if crlf else "\n"
+    lines = []
+    for text, subset in recs:
+        lines += [json.dumps({"text": text, "meta": {"pile_set_name": subset}},
+                             ensure_ascii=False)] + [""] * blanks
+    blob = (("\ufeff" if bom else "") + (eol.join(lines) + eol if lines else "")).encode()
+    docs, report = _read(_shard(tmp_path, "u.jsonl.zst" if zst else "u.jsonl", blob))
+    assert [(d.text, d.subset) for d in docs] == recs
+    assert report.malformed == 0
+    assert report.blank == blanks * len(recs)
+    # doc ids are file:line, counting the empty lines
+    assert [int(d.doc_id.rsplit(":", 1)[1]) for d in docs] == [
+        1 + i * (blanks + 1) for i in range(len(recs))]
+
+
+@settings(max_examples=5, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(size=st.integers(1 << 20, 3 << 20), char=st.sampled_from(["a", "é", "€", "𝄞"]))
+def test_lines_longer_than_a_read_chunk_survive_whole(tmp_path, size, char):
+    text = char * (size // len(char.encode()))  # multi-byte characters cut across chunks
+    path = write_jsonl(tmp_path / "long.jsonl.zst", [doc(text, "A"), doc("short", "B")])
+    docs, report = _read(path)
+    assert [d.text for d in docs] == [text, "short"]
+    assert report.lines == 2
+
+
+def test_bom_shard_loses_no_document(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(doc("first", "A")).encode() + b"\r\n")
+    docs, report = _read(path)
+    assert [d.text for d in docs] == ["first"] and report.malformed == 0

@@ -91,9 +91,10 @@ def _zst_chunks(fh: io.BufferedReader, size: int = 1 << 20) -> Iterator[bytes]:
 
 
 def open_lines(path: str | Path) -> Iterator[str]:
-    """Lines (split at \\n only) of a `.jsonl` or `.jsonl.zst` shard, as a stream."""
+    """Lines (split at \\n only; a UTF-8 byte-order mark at the start is dropped) of a
+    `.jsonl` or `.jsonl.zst` shard, as a stream."""
     path = Path(path)
-    decoder = codecs.getincrementaldecoder("utf-8")("strict")
+    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
     with path.open("rb") as fh:
         chunks = _zst_chunks(fh) if path.suffix == ".zst" else iter(lambda: fh.read(1 << 20), b"")
         rest = ""

@@ -132,9 +132,15 @@ def check_folder(path: Path, where: str, need_context: int = 0,
     return describe_folder(path)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+
+
 def _checked_tokenizer(path: Path, where: str):
     from transformers import AutoTokenizer
 
+    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+        raise ModelError(f"{where}: no tokenizer in {path} (none of {', '.join(TOKENIZER_FILES)}"
+                         f"); save it there with tokenizer.save_pretrained")
     try:
         tok = AutoTokenizer.from_pretrained(path)
     except Exception as e:  # no tokenizer files, unknown tokenizer class

@@ -31,18 +31,55 @@ def save(fig, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
+def note(ax, message: str) -> None:
+    """Write `message` across an empty (or nearly empty) panel: what is missing, and why."""
+    ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", fontsize=8,
+            color="0.3", wrap=True,
+            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
+
+
+def empty_figure(title: str, message: str, size: tuple[float, float] = (4.5, 3)):
+    """A figure that says what is missing instead of plotting nothing (or zeros)."""
+    fig, ax = plt.subplots(figsize=size)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    note(ax, message)
+    ax.set_title(title)
+    return fig
+
+
+def _bins(values, n: int = 20):
+    """Histogram bin edges that also work for one value or a constant column."""
+    import numpy as np
+
+    lo, hi = (float(min(values)), float(max(values))) if len(values) else (0.0, 1.0)
+    if 0.0 <= lo and hi <= 1.0:
+        lo, hi = 0.0, 1.0
+    elif hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    return np.linspace(lo, hi, n + 1)
+
+
 def score_histograms(labels: pl.DataFrame, score: str, model: str):
-    """Memorization score per subset, coloured by label."""
+    """Memorization score per subset, coloured by label (n per subset in its title)."""
     subsets = sorted(labels["subset"].unique())
+    if not subsets:
+        return empty_figure(f"{model}: memorization score per subset",
+                            "no samples (n = 0): nothing was labelled")
     fig, axes = plt.subplots(1, len(subsets), figsize=(3.2 * len(subsets), 2.8), sharey=False,
                              squeeze=False)
     value = labels[score].cast(pl.Float64)
     df = _pandas(labels.with_columns(value.alias("score")), "subset", "score", "label")
+    bins = _bins(df["score"].dropna().tolist())
+    order = ["non-memorized", "ambiguous", "memorized"]
     for ax, s in zip(axes[0], subsets, strict=True):
-        sns.histplot(df[df.subset == s], x="score", hue="label", bins=20, ax=ax,
-                     multiple="stack", hue_order=["non-memorized", "ambiguous", "memorized"],
-                     legend=ax is axes[0][-1])
-        ax.set_title(s)
+        d = df[df.subset == s]
+        sns.histplot(d, x="score", hue="label", bins=bins, ax=ax, multiple="stack",
+                     hue_order=order, legend=ax is axes[0][-1])
+        n_mem = int((d.label == "memorized").sum())
+        ax.set_title(f"{s} (n = {len(d)}, {n_mem} memorized)")
+        if d.score.nunique() == 1:
+            note(ax, f"all {len(d)} scores = {d.score.iloc[0]:.3g}")
         ax.set_yscale("log")
         ax.set_xlabel(score.replace("_", " "))
     fig.suptitle(f"{model}: memorization score per subset", y=1.04)
@@ -51,11 +88,14 @@ def score_histograms(labels: pl.DataFrame, score: str, model: str):
 
 def rate_by_duplicates(labels: pl.DataFrame, model: str):
     """Share of samples memorized (k-extractable) against how often the model saw them."""
-    df = (labels.filter(pl.col("dup_count").is_not_null())
-          .group_by("subset", "dup_count")
+    title = f"{model}: memorization against duplication"
+    seen = labels.filter(pl.col("dup_count").is_not_null())
+    if seen.height == 0:
+        return empty_figure(title, "no sample with a known duplicate count (n = 0)")
+    df = (seen.group_by("subset", "dup_count")
           .agg(pl.col("extractable").mean().alias("memorized"), pl.len().alias("n"))
           .sort("dup_count", "subset"))  # group_by order varies: fixes the hue order
-    overall = (labels.filter(pl.col("dup_count").is_not_null()).group_by("dup_count")
+    overall = (seen.group_by("dup_count")
                .agg(pl.col("extractable").mean().alias("memorized")).sort("dup_count")
                .with_columns(pl.lit("all").alias("subset")))
     both = _pandas(pl.concat([df.drop("n"), overall.select(df.drop("n").columns)]),
@@ -67,29 +107,49 @@ def rate_by_duplicates(labels: pl.DataFrame, model: str):
     ax.set_xlabel("times seen per epoch (0 = never, drawn at 0.5)")
     ax.set_ylabel("share memorized (k-extractable)")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"{model}: memorization against duplication")
+    ax.set_title(f"{title} (n = {seen.height})")
+    if both["seen"].nunique() == 1:
+        note(ax, "one duplicate count only: a single point per subset")
     return fig
 
 
 def divergence_histogram(div: pl.DataFrame, prefix_tokens: int, model: str):
+    import numpy as np
+
     fig, ax = plt.subplots(figsize=(4.5, 3))
     df = _pandas(div.filter(pl.col("d").is_not_null()), "d", "subset")
-    sns.histplot(df, x="d", hue="subset", multiple="stack", discrete=True, ax=ax)
-    ax.set_xlim(0, prefix_tokens + 1)
-    ax.set_xlabel("divergence point d (tokens)")
     n_drop = div.filter(pl.col("d").is_null()).height
+    if len(df):
+        sns.histplot(df, x="d", hue="subset", multiple="stack", ax=ax,
+                     bins=np.arange(prefix_tokens + 2) - 0.5)
+    elif div.height == 0:
+        note(ax, "no memorized sample (n = 0):\nno divergence point to find")
+    else:
+        note(ax, f"none of the {div.height} memorized samples has a divergence point")
+    ax.set_xlim(-0.5, prefix_tokens + 1)
+    ax.set_xlabel("divergence point d (tokens)")
     ax.set_title(f"{model}: divergence points ({n_drop} of {div.height} without one)")
     return fig
 
 
-def pair_counts(pairs: pl.DataFrame, model: str):
+def pair_counts(pairs: pl.DataFrame, model: str, subsets=(), tasks=()):
+    """Pairs per task, subset and split; task / subset combinations with none are named."""
     df = _pandas(pairs.group_by("task", "subset", "split").len().sort("task", "subset", "split"),
                  "task", "subset", "split", "len")
+    have = set(zip(df["task"], df["subset"], strict=True)) if len(df) else set()
+    none = [f"{t.replace('_', ' ')} / {s}" for t in tasks for s in subsets
+            if (t, s) not in have]
     fig, ax = plt.subplots(figsize=(5, 3))
     if len(df):
         df["task / split"] = df["task"].str.replace("_", " ") + " / " + df["split"]
         sns.barplot(df, x="subset", y="len", hue="task / split", ax=ax)
         sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        if none:
+            ax.text(0.0, -0.35, "no pairs (n = 0): " + "; ".join(none), fontsize=6,
+                    transform=ax.transAxes, va="top", wrap=True)
+    else:
+        note(ax, "no contrastive pairs (n = 0)" + (":\nnothing memorized to contrast"
+                                                   if pairs.height == 0 else ""))
     ax.set_ylabel("pairs")
     ax.set_title(f"{model}: contrastive pairs per task and subset")
     ax.tick_params(axis="x", labelrotation=15)
