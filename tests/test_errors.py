@@ -1,0 +1,313 @@
+"""Bad models and degenerate data (issue 14): every row of its table, one line each.
+
+Config and model errors are raised at parse time (checked here with `check` /
+`check_models` and `snakemake -n`); corpus and hub errors by the first job that reads them,
+as one line on stderr and in the log, without a traceback and without an output file a rerun
+would take as complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from vermem import models, plots
+from vermem.attribution import SUPPORTED_MODEL_TYPES
+from vermem.config import ConfigError, check, load_schema
+from vermem.errors import VermemError
+
+from .conftest import REPO, TEST_CONFIG, doc, write_jsonl
+
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
+TRACEBACK = "Traceback (most recent call last)"
+# small configs of model types, the first one nobody supports is the unsupported row
+TINY_CONFIGS = {
+    "bloom": {"hidden_size": 32, "n_layer": 2, "n_head": 4},
+    "opt": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "ffn_dim": 64, "word_embed_proj_dim": 32, "max_position_embeddings": 64},
+    "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64},
+}
+
+
+def config_with(models_: dict, standin: bool = True) -> dict:
+    """The .test config with these models, no organism, no Study B (and no stand-in)."""
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg["models"], cfg["organism"], cfg["dynamics"] = models_, None, None
+    if not standin:
+        cfg["standin"] = None
+    return cfg
+
+
+def snakemake(workdir: Path, cfg: dict, *args: str, env: dict | None = None):
+    (workdir / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--configfile", str(workdir / "c.yaml"), "--cores", "1", *args],
+        capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def error_lines(proc) -> list[str]:
+    return [line for line in (proc.stdout + proc.stderr).splitlines()
+            if line.startswith(("error in rule", "config error"))]
+
+
+def only_hidden_files(folder: Path) -> bool:
+    """Nothing a rerun would take as complete: no files, or only hidden temporaries."""
+    return not folder.exists() or all(p.name.startswith(".") for p in folder.rglob("*")
+                                      if p.is_file())
+
+
+@pytest.fixture
+def local(tiny_model_dir):
+    return {"m": {"source": "local", "path": str(tiny_model_dir)}}
+
+
+# -- config rows --------------------------------------------------------------------------
+
+def test_negative_prefix_tokens_is_one_line_before_any_job(local):
+    cfg = config_with(local)
+    cfg["memorization"]["prefix_tokens"] = -3
+    with pytest.raises(ConfigError) as e:
+        check(cfg, SCHEMA)
+    assert str(e.value) == ("config error at memorization.prefix_tokens: -3 is less than the "
+                            "minimum of 1")
+
+
+def test_shard_glob_matching_nothing(tmp_path, local):
+    cfg = config_with(local, standin=False)
+    cfg["corpus"]["shards"] = [str(tmp_path / "nothing-*.jsonl")]
+    with pytest.raises(ConfigError) as e:
+        check(cfg, SCHEMA)
+    assert str(e.value) == (f"config error at corpus.shards: pattern "
+                            f"'{tmp_path}/nothing-*.jsonl' matches no file")
+
+
+def test_standin_plus_a_user_shard_is_accepted_and_scanned_together(tmp_path, local):
+    cfg = config_with(local, standin=True)
+    own = write_jsonl(tmp_path / "famous.jsonl", [doc(f"famous text {i} " * 30, "Famous")
+                                                   for i in range(4)])
+    cfg["corpus"]["shards"].append(str(own))
+    cfg["corpus"]["subsets"].append("Famous")
+    check(cfg, SCHEMA)  # was: ['Famous'] not written by the stand-in corpus
+    proc = snakemake(tmp_path, cfg, "results/corpus/ingest.json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ingest = json.loads((tmp_path / "results/corpus/ingest.json").read_text())
+    assert ingest["documents_per_subset"]["Famous"] == 4
+    assert set(cfg["corpus"]["subsets"]) <= set(ingest["documents_per_subset"])
+
+
+def test_standin_alone_still_refuses_a_subset_it_does_not_write(local):
+    cfg = config_with(local, standin=True)
+    cfg["corpus"]["subsets"].append("Famous")
+    with pytest.raises(ConfigError, match=r"^config error at corpus.subsets: \['Famous'\] not "
+                                          r"written by the stand-in corpus"):
+        check(cfg, SCHEMA)
+
+
+# -- model rows -----------------------------------------------------------------------------
+
+def test_local_path_that_does_not_exist_fails_at_parse_time(tmp_path):
+    missing = tmp_path / "no-such-model"
+    proc = snakemake(tmp_path, config_with({"m": {"source": "local", "path": str(missing)}}),
+                     "-n")
+    assert proc.returncode != 0
+    assert error_lines(proc) == [f"config error at models.m.path: no such folder {missing}"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_folder_without_config_json(tmp_path):
+    with pytest.raises(models.ModelError) as e:
+        models.check_models(config_with({"m": {"source": "local", "path": str(tmp_path)}}))
+    assert str(e.value) == f"config error at models.m.path: no config.json in {tmp_path}"
+
+
+def test_local_folder_without_tokenizer(tmp_path, tiny_model_dir):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder,
+                    ignore=shutil.ignore_patterns("tokenizer*", "special_tokens*"))
+    with pytest.raises(models.ModelError) as e:
+        models.check_models(config_with({"m": {"source": "local", "path": str(folder)}}))
+    assert str(e.value) == (
+        f"config error at models.m.path: no tokenizer in {folder} (none of tokenizer.json, "
+        f"tokenizer_config.json, vocab.json, tokenizer.model); save it there with "
+        f"tokenizer.save_pretrained")
+
+
+def _saved(kind: str, folder: Path, tokenizer) -> Path:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model(kind, vocab_size=len(tokenizer), **TINY_CONFIGS[kind])
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_unsupported_model_type_fails_before_any_job(tmp_path, tokenizer):
+    kind = next(k for k in TINY_CONFIGS if k not in SUPPORTED_MODEL_TYPES)
+    folder = _saved(kind, tmp_path / kind, tokenizer)
+    proc = snakemake(tmp_path, config_with({"m": {"source": "local", "path": str(folder)}}),
+                     "-n")
+    assert proc.returncode != 0
+    assert error_lines(proc) == [
+        f"config error at models.m.path: model_type {kind!r} is not supported by the "
+        f"attribution stage (supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_every_supported_tiny_type_passes_the_check(tmp_path, tokenizer):
+    for kind in (k for k in TINY_CONFIGS if k in SUPPORTED_MODEL_TYPES):
+        rec = models.check_folder(_saved(kind, tmp_path / kind, tokenizer), "x", 32)
+        assert rec["model_type"] == kind
+
+
+def test_context_shorter_than_prefix_plus_continuation(local, tiny_model_dir):
+    cfg = config_with(local)
+    cfg["memorization"].update(prefix_tokens=40, continuation_tokens=40)
+    with pytest.raises(models.ModelError) as e:
+        models.check_models(cfg)
+    assert str(e.value) == ("config error at models.m.path: context of 64 tokens is shorter "
+                            "than prefix + continuation (80 tokens)")
+
+
+def test_tokenizer_larger_than_the_embedding(tmp_path, tiny_model_dir):
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["vocab_size"] = 100
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(models.ModelError) as e:
+        models.check_folder(folder, "config error at models.m.path", 32)
+    assert str(e.value) == ("config error at models.m.path: the tokenizer has 300 tokens but "
+                            "the embedding only 100 rows")
+
+
+def test_hub_model_without_network_is_one_line_from_model_record(tmp_path, local):
+    cfg = config_with({"p": {"source": "hub", "id": "EleutherAI/pythia-70m-deduped",
+                             "revision": "step143000"}})
+    proc = snakemake(tmp_path, cfg, "results/models/p/model.json",
+                     env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode != 0
+    [line] = error_lines(proc)
+    assert line.startswith("error in rule model_record (model=p): models.p: cannot fetch "
+                           "EleutherAI/pythia-70m-deduped@step143000 from the hub (")
+    assert line.endswith("Offline? Download it where the hub is reachable and use source: "
+                         "local with its folder.")
+    log = (tmp_path / "logs/models/p.log").read_text()
+    assert TRACEBACK not in proc.stderr + log and line in log
+    assert only_hidden_files(tmp_path / "results")
+
+
+# -- corpus rows ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["malformed", "truncated"])
+def test_bad_shard_is_one_line_from_the_scan_without_traceback(tmp_path, local, kind):
+    recs = [doc(f"text number {i} " * 20, "StdLib Docstrings") for i in range(8)]
+    if kind == "malformed":
+        shard = write_jsonl(tmp_path / "malformed.jsonl", recs,
+                            raw_lines={5: "{not json", 7: '["a list"]'})
+        want = (f"2 of 10 lines malformed (allowed fraction 0.0); first: {shard}:6: "
+                f"invalid JSON: Expecting property name enclosed in double quotes (column 2)")
+    else:
+        full = write_jsonl(tmp_path / "full.jsonl.zst", recs)
+        shard = tmp_path / "trunc.jsonl.zst"
+        shard.write_bytes(full.read_bytes()[:-20])
+        want = (f"{shard}: cannot read after line 0: truncated zstd stream "
+                f"(incomplete last frame)")
+    cfg = config_with(local, standin=False)
+    cfg["corpus"].update(shards=[str(shard)], subsets=["StdLib Docstrings"])
+    cfg["memorization"]["thresholds"].pop("per_subset")
+    proc = snakemake(tmp_path, cfg, "results/corpus/candidates.parquet")
+    assert proc.returncode != 0
+    assert error_lines(proc) == [f"error in rule corpus_candidates (no wildcards): {want}"]
+    log = (tmp_path / "logs/corpus_candidates.log").read_text()
+    assert TRACEBACK not in proc.stderr + log and want in log
+    assert only_hidden_files(tmp_path / "results")
+
+
+# -- the rule wrapper ----------------------------------------------------------------------
+
+class _Snakemake:
+    def __init__(self, log):
+        self.log, self.rule, self.wildcards, self.threads = [str(log)], "r", {"model": "m"}, 1
+
+
+def test_rule_turns_own_errors_into_one_line_and_keeps_tracebacks_of_bugs(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "scripts"))
+    from _rule import rule
+
+    with pytest.raises(SystemExit) as e, rule(_Snakemake(tmp_path / "a.log")):
+        raise VermemError("models.m: something the user can fix")
+    assert e.value.code == 1
+    line = "error in rule r (model=m): models.m: something the user can fix"
+    assert capsys.readouterr().err == line + "\n"
+    assert line in (tmp_path / "a.log").read_text()
+    assert TRACEBACK not in (tmp_path / "a.log").read_text()
+    with pytest.raises(KeyError), rule(_Snakemake(tmp_path / "b.log")):
+        raise KeyError("a bug")
+    assert TRACEBACK in (tmp_path / "b.log").read_text()
+
+
+# -- degenerate data: figures say what is missing ---------------------------------------------
+
+def _texts(fig) -> str:
+    return " | ".join(t.get_text() for ax in fig.axes for t in ax.texts + [ax.title])
+
+
+def test_nothing_memorized_gives_annotated_figures_not_a_crash():
+    labels = pl.DataFrame({"subset": ["A"] * 5 + ["B"] * 3, "match_fraction": [0.0] * 8,
+                           "label": ["non-memorized"] * 8, "extractable": [False] * 8,
+                           "dup_count": [None] * 8})
+    fig = plots.score_histograms(labels, "match_fraction", "m")
+    assert "A (n = 5, 0 memorized)" in _texts(fig) and "all 3 scores = 0" in _texts(fig)
+    div = pl.DataFrame({"d": [], "subset": []}, schema={"d": pl.Int32, "subset": pl.String})
+    assert "no memorized sample (n = 0)" in _texts(plots.divergence_histogram(div, 16, "m"))
+    pairs = pl.DataFrame(schema={"task": pl.String, "subset": pl.String, "split": pl.String})
+    assert "no contrastive pairs (n = 0)" in _texts(plots.pair_counts(pairs, "m", ["A"],
+                                                                      ["branch_comparison"]))
+    assert "(n = 0)" in _texts(plots.rate_by_duplicates(labels, "m"))
+
+
+def test_a_single_pair_and_a_subset_without_pairs_are_drawn_and_named():
+    pairs = pl.DataFrame({"task": ["branch_comparison"], "subset": ["A"],
+                          "split": ["attribution"]})
+    fig = plots.pair_counts(pairs, "m", ["A", "B"], ["branch_comparison"])
+    assert "no pairs (n = 0): branch comparison / B" in _texts(fig)
+    div = pl.DataFrame({"d": [3], "subset": ["A"]}, schema={"d": pl.Int32, "subset": pl.String})
+    fig = plots.divergence_histogram(div, 16, "m")
+    assert "(0 of 1 without one)" in _texts(fig)
+    assert sum(p.get_height() for p in fig.axes[0].patches) == pytest.approx(1)
+
+
+def test_empty_attribution_is_marked_and_drawn_as_empty(tmp_path, tiny_model):
+    import torch
+
+    from vermem import attribution, graph
+
+    g = graph.Graph(graph.Shape.from_config(tiny_model.config))
+    scores, n = attribution.run(tiny_model, g, [], [], [], [], "EAP-IG", 2, "logit_diff", 4,
+                                "hooks")
+    assert n == 0 and not scores.any()
+    path = tmp_path / "a.safetensors"
+    attribution.save(path, g, scores, {"n_examples": n, "empty": n == 0})
+    tensors, meta = attribution.load(path)
+    assert meta["empty"] is True and meta["n_examples"] == 0
+    fig = plots.empty_figure("m: t", "no attribution pairs (n = 0):\nno edge scores")
+    assert "no attribution pairs (n = 0)" in _texts(fig)
+    assert isinstance(tensors["scores"], torch.Tensor)
+
+
+def test_config_copy_is_not_mutated_by_checks(local):
+    cfg = config_with(local)
+    before = copy.deepcopy(cfg)
+    check(cfg, SCHEMA)
+    models.check_models(cfg)
+    assert cfg == before
