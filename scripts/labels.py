@@ -16,5 +16,8 @@ with rule(snakemake) as log:
     io.write_parquet(df, snakemake.output.table,
                      io.provenance(p.config, model=record["name"], revision=record["revision"]))
     summary = labels.summarize(df)
+    for counts in summary["labels_per_subset"].values():  # n = 0 said, not left out
+        for label in ("memorized", "ambiguous", "non-memorized"):
+            counts.setdefault(label, 0)
     io.write_json(summary, snakemake.output.summary)
     log.info("%s", summary)

@@ -148,8 +148,8 @@ def pair_counts(pairs: pl.DataFrame, model: str, subsets=(), tasks=()):
             ax.text(0.0, -0.35, "no pairs (n = 0): " + "; ".join(none), fontsize=6,
                     transform=ax.transAxes, va="top", wrap=True)
     else:
-        note(ax, "no contrastive pairs (n = 0)" + (":\nnothing memorized to contrast"
-                                                   if pairs.height == 0 else ""))
+        ax.set_xticks([])
+        note(ax, "no contrastive pairs (n = 0)\nfor any task and subset")
     ax.set_ylabel("pairs")
     ax.set_title(f"{model}: contrastive pairs per task and subset")
     ax.tick_params(axis="x", labelrotation=15)
