@@ -311,3 +311,40 @@ def test_config_copy_is_not_mutated_by_checks(local):
     check(cfg, SCHEMA)
     models.check_models(cfg)
     assert cfg == before
+
+
+def test_hub_model_is_checked_once_fetched(monkeypatch, tmp_path, tokenizer):
+    kind = next(k for k in TINY_CONFIGS if k not in SUPPORTED_MODEL_TYPES)
+    folder = _saved(kind, tmp_path / kind, tokenizer)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: str(folder))
+    with pytest.raises(models.ModelError) as e:
+        models.resolve("p", {"source": "hub", "id": "org/x", "revision": "main"}, (32, "x"))
+    assert str(e.value).startswith(f"models.p (org/x@main): model_type {kind!r} is not "
+                                   f"supported by the attribution stage")
+
+
+def test_a_model_that_memorizes_nothing_runs_through_with_n_0(tmp_path, tiny_model_dir):
+    """A random model memorizes nothing: labels, divergence, pairs, attribution and their
+    figures complete, the summaries say n = 0 and the attribution is marked empty."""
+    cfg = config_with({"m": {"source": "local", "path": str(tiny_model_dir)}})
+    cfg["corpus"].update(subsets=["StdLib Docstrings"], main_subset="StdLib Docstrings")
+    cfg["standin"]["domains"] = {"docstrings": cfg["standin"]["domains"]["docstrings"]}
+    cfg["attribution"].update(tasks=["branch_comparison"], metrics=["logit_diff"])
+    figs = tmp_path / "results/figures/m"
+    proc = snakemake(tmp_path, cfg, "results/pairs/m.summary.json",
+                     "results/figures/m/memorization_scores.png",
+                     "results/figures/m/attribution/branch_comparison.stdlib-docstrings"
+                     ".logit_diff.png")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    labels = json.loads((tmp_path / "results/labels/m.summary.json").read_text())
+    assert labels["labels_per_subset"]["StdLib Docstrings"]["memorized"] == 0
+    pairs = json.loads((tmp_path / "results/pairs/m.summary.json").read_text())
+    assert pairs["branch_comparison"]["StdLib Docstrings"]["pairs"] == 0
+    assert pairs["divergence"]["StdLib Docstrings"] == {"memorized": 0, "with_divergence": 0}
+    from vermem import attribution
+
+    _, meta = attribution.load(tmp_path / "results/attribution/m/branch_comparison/"
+                               "stdlib-docstrings/logit_diff.safetensors")
+    assert meta["n_examples"] == 0 and meta["empty"] is True
+    for name in ("memorization_scores", "divergence_positions", "pair_counts"):
+        assert (figs / f"{name}.png").stat().st_size > 5000
