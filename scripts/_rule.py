@@ -32,7 +32,7 @@ def rule(snakemake):
     try:
         yield log
     except VermemError as e:
-        line = f"error in rule {snakemake.rule} ({_wildcards(snakemake)}): {one_line(e)}"
+        line = f"error in rule {snakemake.rule} ({_wildcards(snakemake)}): {one_line(e, 2000)}"
         log.error("%s", line)
         logging.shutdown()
         print(line, file=sys.stderr, flush=True)
