@@ -7,7 +7,7 @@ sys.path.insert(0, workflow.basedir)
 
 from vermem.config import check, expand_shards, load_schema, slugify, standin_shards
 from vermem.errors import VermemError
-from vermem.models import check_models, requirements as model_requirements
+from vermem.models import check_models
 
 
 try:

@@ -13,7 +13,6 @@ rule model_record:
         model="|".join(EXTERNAL) or "^$",
     params:
         spec=lambda wc: config["models"][wc.model],
-        needs=lambda wc: model_requirements(wc.model, config),
     log:
         "logs/models/{model}.log",
     conda:

@@ -6,7 +6,10 @@ from _rule import rule
 from vermem import io, models
 
 with rule(snakemake) as log:
-    record = models.resolve(snakemake.wildcards.model, snakemake.params.spec,
-                            tuple(snakemake.params.needs))
+    name = snakemake.wildcards.model
+    # what the config asks of the model (context) is read from the config, not params:
+    # a change there must not rewrite the record and rerun everything downstream of it
+    record = models.resolve(name, snakemake.params.spec,
+                            models.requirements(name, snakemake.config))
     io.write_json(record, snakemake.output.record)
     log.info("%s", record)
