@@ -35,6 +35,10 @@ TINY_CONFIGS = {
     "opt": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
             "ffn_dim": 64, "word_embed_proj_dim": 32, "max_position_embeddings": 64},
     "gpt2": {"n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64},
+    "llama": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64},
+    "gpt_neo": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64,
+                "attention_types": [[["global", "local"], 1]], "max_position_embeddings": 64},
 }
 
 
@@ -164,9 +168,13 @@ def test_unsupported_model_type_fails_before_any_job(tmp_path, tokenizer):
 
 
 def test_every_supported_tiny_type_passes_the_check(tmp_path, tokenizer):
-    for kind in (k for k in TINY_CONFIGS if k in SUPPORTED_MODEL_TYPES):
+    kinds = [k for k in TINY_CONFIGS if k in SUPPORTED_MODEL_TYPES]
+    assert {"llama", "gpt_neo"} <= set(kinds)
+    for kind in kinds:
         rec = models.check_folder(_saved(kind, tmp_path / kind, tokenizer), "x", 32)
         assert rec["model_type"] == kind
+        if kind == "llama":  # grouped-query attention is described, not refused
+            assert (rec["n_heads"], rec["n_kv_heads"]) == (4, 2)
 
 
 def test_context_shorter_than_prefix_plus_continuation(local, tiny_model_dir):
