@@ -106,13 +106,13 @@ def setup64(request):
 # -- finite differences and completeness (float64) -------------------------------------------
 
 def fd_edges(name: str, g: Graph) -> list[tuple[int, int]]:
-    """Every edge of the tiny models; for the GPT-2-small-shaped one a seeded sample of 60
+    """Every edge of the tiny models; for the GPT-2-small-shaped one a seeded sample of 40
     that covers every destination kind (q, k, v, MLP, logits) and every source kind."""
     edges = g.mask.nonzero().tolist()
     if name != "gpt2_small_heads":
         return edges
     gen = torch.Generator().manual_seed(2)
-    pick = [edges[i] for i in torch.randperm(len(edges), generator=gen)[:60].tolist()]
+    pick = [edges[i] for i in torch.randperm(len(edges), generator=gen)[:40].tolist()]
     kinds = {g.destinations[d].split(">")[0][-1] if "<" in g.destinations[d]
              else g.destinations[d][0] for _, d in pick}
     assert kinds == {"q", "k", "v", "m", "l"}, kinds
@@ -164,6 +164,8 @@ def test_eap_ig_over_the_input_edges_is_complete(setup64):
     where g is the integrand; g(1) is the EAP sum at clean and g(0) the EAP sum with clean
     and corrupt swapped, so the trapezoid rule built from them must be (nearly) exact."""
     name, model, g, batch = setup64
+    if name == "gpt2_small_heads":  # 50 steps of width 768 in float64: two rows suffice
+        batch = make_batch(rows=2)
     with torch.no_grad():
         m = [A.metric(model(input_ids=ids, attention_mask=batch.mask).logits, batch,
                       "logit_diff").sum() for ids in (batch.clean, batch.corrupt)]
