@@ -12,6 +12,16 @@ def test_gpt2_small_shaped_graph_has_32491_edges():
     assert len(g.sources) == 1 + 12 * 13 and len(g.destinations) == 12 * 37 + 1
 
 
+def test_gpt2_and_gpt_neo_configs_give_the_gpt2_small_shape():
+    from transformers import GPT2Config, GPTNeoConfig
+
+    assert Shape.from_config(GPT2Config()) == GPT2_SMALL  # n_layer, n_head, n_embd aliases
+    neo = GPTNeoConfig(hidden_size=768, num_layers=12, num_heads=12,
+                       attention_types=[[["global", "local"], 6]])
+    assert Shape.from_config(neo) == GPT2_SMALL
+    assert Graph(Shape.from_config(GPT2Config())).n_edges == 32_491
+
+
 @pytest.mark.parametrize("name, layers, heads, width, edges", [
     ("pythia-70m", 6, 8, 512, 3_580),
     ("pythia-160m", 12, 12, 768, 32_491 - 12 * 12),  # no MLP <- same-layer head edges

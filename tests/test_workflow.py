@@ -268,7 +268,11 @@ def test_dynamics_curves_phases_and_q2_agree_with_the_per_position_tables(run):
         acc = df.group_by("epoch").agg(pl.col("correct").mean()).sort("epoch")["correct"]
         if ph["memorized"] is not None:
             assert acc[ph["memorized"]] == 1.0 and acc[-1] == 1.0
-            assert ph["guess_end"] <= ph["memorization_start"] <= ph["memorized"]
+            assert ph["memorization_start"] <= ph["memorized"]
+            if ph["phase_order"] == "guessing then memorization":
+                assert ph["guess_end"] < ph["memorization_start"]
+            else:
+                assert ph["guess_end"] is None and ph["phase_reason"]
         assert ph["final_accuracy"] == acc[-1]
         for e in DYN["q2"]["epochs"]:
             kept = q2.filter(pl.col("init") == ph["init"], pl.col("string_id") == s["string_id"],

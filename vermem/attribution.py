@@ -17,7 +17,11 @@ projection's weight; an MLP's is its output.
 
 Two capture backends compute the same tensors: `nnsight` (default; tracing the unmodified
 Hugging Face model) and `hooks` (plain PyTorch hooks, the reference for the benchmark).
-Scores accumulate in float32 whatever the model dtype.
+Scores accumulate in float32 whatever the model dtype (float64 for a float64 model).
+
+Supported architectures (`SUPPORTED_MODEL_TYPES`): GPT-NeoX/Pythia (parallel residual,
+fused q/k/v laid out per head), GPT-Neo, GPT-2 (`Conv1D` weights, x @ W + b, fused q/k/v
+laid out all-q | all-k | all-v), and Llama-style models with grouped-query attention.
 """
 
 from __future__ import annotations
@@ -35,6 +39,18 @@ from .graph import Graph, Shape
 from .io import atomic_path
 
 METRICS = ("logit_diff", "wrong_logit", "answer_logprob")
+SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "gpt2", "llama", "mistral", "qwen2")
+
+
+def _acc(t: torch.Tensor) -> torch.Tensor:
+    """The accumulation dtype: float32, or float64 where the tensor already is."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def linear_weight(m: nn.Module) -> torch.Tensor:
+    """A projection's weight as nn.Linear lays it out, [out, in]; GPT-2's Conv1D stores
+    [in, out] (it computes x @ W + b)."""
+    return m.weight.t() if type(m).__name__ == "Conv1D" else m.weight
 
 
 # -- architectures ---------------------------------------------------------------------------
@@ -54,11 +70,13 @@ class Layer:
 class Arch:
     shape: Shape
     head_dim: int
-    fused_qkv: bool            # GPT-NeoX: one Linear, output laid out [heads, 3, head_dim]
+    fused_qkv: bool            # one projection for q, k and v (GPT-NeoX, GPT-2)
     embed: nn.Module           # its output is the residual stream entering layer 0
     layers: list[Layer]
     final_ln: nn.Module
     path: dict[str, str]       # attribute paths, for nnsight
+    qkv_major: bool = False    # fused output laid out [3, heads, head_dim] (GPT-2), not
+    #                            [heads, 3, head_dim] (GPT-NeoX)
 
 
 # model_type values arch_of has an adapter for (checked for every model before any job)
@@ -67,11 +85,14 @@ SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "llama", "mistral", "qwen2")
 
 def arch_of(model) -> Arch:
     """Module handles of a supported Hugging Face causal LM (GPT-NeoX/Pythia, GPT-Neo,
-    Llama-style with grouped-query attention: Llama, Mistral, Qwen2)."""
+    GPT-2, Llama-style with grouped-query attention: Llama, Mistral, Qwen2)."""
     cfg = model.config
+    kind = cfg.model_type
+    if kind not in SUPPORTED_MODEL_TYPES:
+        raise NotImplementedError(f"no attribution adapter for model_type {kind!r}; "
+                                  f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
     shape = Shape.from_config(cfg)
     hd = shape.d_model // shape.n_heads
-    kind = cfg.model_type
     if kind == "gpt_neox":
         base = model.gpt_neox
         layers = [Layer(b.input_layernorm, b.attention.query_key_value, None, None,
@@ -94,6 +115,16 @@ def arch_of(model) -> Arch:
                 "v": "attn.attention.v_proj", "out": "attn.attention.out_proj",
                 "ln2": "ln_2", "mlp": "mlp", "final_ln": "transformer.ln_f"}
         return Arch(shape, hd, False, base.drop, layers, base.ln_f, path)
+    if kind == "gpt2":
+        base = model.transformer
+        if getattr(cfg, "add_cross_attention", False):
+            raise NotImplementedError("GPT-2 with cross-attention")
+        layers = [Layer(b.ln_1, b.attn.c_attn, None, None, b.attn.c_proj, b.ln_2, b.mlp)
+                  for b in base.h]
+        path = {"embed": "transformer.drop", "layers": "transformer.h", "ln1": "ln_1",
+                "q": "attn.c_attn", "out": "attn.c_proj", "ln2": "ln_2", "mlp": "mlp",
+                "final_ln": "transformer.ln_f"}
+        return Arch(shape, hd, True, base.drop, layers, base.ln_f, path, qkv_major=True)
     if kind in ("llama", "mistral", "qwen2"):
         base = model.model
         hd = getattr(cfg, "head_dim", None) or hd
@@ -105,14 +136,15 @@ def arch_of(model) -> Arch:
                 "v": "self_attn.v_proj", "out": "self_attn.o_proj",
                 "ln2": "post_attention_layernorm", "mlp": "mlp", "final_ln": "model.norm"}
         return Arch(shape, hd, False, base.embed_tokens, layers, base.norm, path)
-    raise NotImplementedError(f"no attribution adapter for model_type {kind!r}")
+    raise AssertionError(kind)  # every supported type returned above
 
 
 def norm_backward(ln: nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """d(output . g)/dx of a LayerNorm or RMSNorm at input x, in float32.
+    """d(output . g)/dx of a LayerNorm or RMSNorm at input x, in float32 (float64 if x is).
     x [..., D] broadcasts against g [..., D] (e.g. x [B, T, 1, D], g [B, T, n, D])."""
-    x, g = x.float(), g.float()
-    wg = g * ln.weight.float()
+    x = _acc(x)
+    g = g.to(x.dtype)
+    wg = g * ln.weight.to(x.dtype)
     eps = getattr(ln, "eps", None) or ln.variance_epsilon
     if isinstance(ln, nn.LayerNorm):
         xc = x - x.mean(-1, keepdim=True)
@@ -125,24 +157,29 @@ def norm_backward(ln: nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tens
 
 
 def norm_forward(ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """A LayerNorm or RMSNorm applied in float32 (any leading dimensions)."""
-    x = x.float()
+    """A LayerNorm or RMSNorm applied in float32 or float64 (any leading dimensions)."""
+    x = _acc(x)
+    w = ln.weight.to(x.dtype)
     eps = getattr(ln, "eps", None) or ln.variance_epsilon
     if isinstance(ln, nn.LayerNorm):
-        b = ln.bias.float() if ln.bias is not None else None
-        return nn.functional.layer_norm(x, x.shape[-1:], ln.weight.float(), b, eps)
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * ln.weight.float()
+        b = ln.bias.to(x.dtype) if ln.bias is not None else None
+        return nn.functional.layer_norm(x, x.shape[-1:], w, b, eps)
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
 
 def head_rows(arch: Arch, layer: int) -> torch.Tensor:
-    """Rows of the q/k/v projections per destination, [H + 2K, head_dim, D] (float32)."""
+    """Rows of the q/k/v projections per destination, [H + 2K, head_dim, D] (float32, or
+    float64 for a float64 model)."""
     s, hd, lay = arch.shape, arch.head_dim, arch.layers[layer]
     if arch.fused_qkv:
-        w = lay.q.weight.float().view(s.n_heads, 3, hd, s.d_model)
+        w = _acc(linear_weight(lay.q))
+        if arch.qkv_major:  # already [q heads, k heads, v heads]
+            return w.reshape(3 * s.n_heads, hd, s.d_model)
+        w = w.reshape(s.n_heads, 3, hd, s.d_model)
         return torch.cat([w[:, 0], w[:, 1], w[:, 2]])
-    return torch.cat([lay.q.weight.float().view(s.n_heads, hd, s.d_model),
-                      lay.k.weight.float().view(s.n_kv_heads, hd, s.d_model),
-                      lay.v.weight.float().view(s.n_kv_heads, hd, s.d_model)])
+    return torch.cat([_acc(linear_weight(lay.q)).reshape(s.n_heads, hd, s.d_model),
+                      _acc(linear_weight(lay.k)).reshape(s.n_kv_heads, hd, s.d_model),
+                      _acc(linear_weight(lay.v)).reshape(s.n_kv_heads, hd, s.d_model)])
 
 
 def head_bias(arch: Arch, layer: int) -> torch.Tensor | None:
@@ -151,20 +188,25 @@ def head_bias(arch: Arch, layer: int) -> torch.Tensor | None:
     if arch.fused_qkv:
         if lay.q.bias is None:
             return None
-        b = lay.q.bias.float().view(s.n_heads, 3, hd)
+        if arch.qkv_major:
+            return _acc(lay.q.bias).view(3 * s.n_heads, hd)
+        b = _acc(lay.q.bias).view(s.n_heads, 3, hd)
         return torch.cat([b[:, 0], b[:, 1], b[:, 2]])
     parts = [lay.q.bias, lay.k.bias, lay.v.bias]
     if all(p is None for p in parts):
         return None
     n = (s.n_heads, s.n_kv_heads, s.n_kv_heads)
-    return torch.cat([p.float().view(k, hd) if p is not None
-                      else torch.zeros(k, hd, device=lay.q.weight.device)
+    dt = _acc(lay.q.weight).dtype
+    return torch.cat([p.to(dt).view(k, hd) if p is not None
+                      else torch.zeros(k, hd, device=lay.q.weight.device, dtype=dt)
                       for p, k in zip(parts, n, strict=True)])
 
 
 def split_qkv_grad(arch: Arch, grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """Gradients at the projection output(s) -> per destination [N, T, H + 2K, head_dim]."""
     s, hd = arch.shape, arch.head_dim
+    if arch.fused_qkv and arch.qkv_major:
+        return grads[0].view(*grads[0].shape[:2], 3 * s.n_heads, hd)
     if arch.fused_qkv:
         g = grads[0].view(*grads[0].shape[:2], s.n_heads, 3, hd)
         return torch.cat([g[:, :, :, 0], g[:, :, :, 1], g[:, :, :, 2]], dim=2)
@@ -174,10 +216,10 @@ def split_qkv_grad(arch: Arch, grads: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def head_outputs(arch: Arch, layer: int, z: torch.Tensor) -> torch.Tensor:
-    """Each head's write to the residual: z [B, T, H*hd] -> [B, T, H, D] (float32)."""
+    """Each head's write to the residual: z [B, T, H*hd] -> [B, T, H, D] (float32 or 64)."""
     s, hd = arch.shape, arch.head_dim
-    w = arch.layers[layer].out.weight.float().view(s.d_model, s.n_heads, hd)
-    return torch.einsum("bthe,dhe->bthd", z.float().view(*z.shape[:2], s.n_heads, hd), w)
+    w = _acc(linear_weight(arch.layers[layer].out)).reshape(s.d_model, s.n_heads, hd)
+    return torch.einsum("bthe,dhe->bthd", _acc(z).view(*z.shape[:2], s.n_heads, hd), w)
 
 
 # -- metrics ---------------------------------------------------------------------------------
@@ -213,7 +255,7 @@ def metric(logits: torch.Tensor, batch: Batch, kind: str) -> torch.Tensor:
     of the batch (IG steps stacked step-major). -> [N]"""
     reps = logits.shape[0] // batch.last.shape[0]
     last, ans, wr = batch.last.repeat(reps), batch.answer.repeat(reps), batch.wrong.repeat(reps)
-    lg = logits[torch.arange(logits.shape[0], device=logits.device), last].float()  # [N, V]
+    lg = _acc(logits[torch.arange(logits.shape[0], device=logits.device), last])  # [N, V]
     a = lg.gather(1, ans[:, None])[:, 0]
     w = lg.gather(1, wr[:, None])[:, 0]
     if kind == "logit_diff":
@@ -245,10 +287,10 @@ class Grads:
 
 
 def _stack_sources(arch: Arch, emb, zs, mlps) -> torch.Tensor:
-    parts = [emb.float()[None]]
+    parts = [_acc(emb)[None]]
     for layer in range(arch.shape.n_layers):
         parts.append(head_outputs(arch, layer, zs[layer]).permute(2, 0, 1, 3))
-        parts.append(mlps[layer].float()[None])
+        parts.append(_acc(mlps[layer])[None])
     return torch.cat(parts)
 
 
@@ -417,7 +459,7 @@ def dest_grads(arch: Arch, g: Grads, steps: int) -> tuple[list, list, torch.Tens
     att, mlp = [], []
     for layer in range(arch.shape.n_layers):
         rows = head_rows(arch, layer)  # [n, hd, D]
-        g_ln = torch.einsum("btne,ned->btnd", g.g_qkv[layer].float(), rows)
+        g_ln = torch.einsum("btne,ned->btnd", g.g_qkv[layer].to(rows.dtype), rows)
         ln1, ln2 = arch.layers[layer].ln1, arch.layers[layer].ln2
         att.append(avg(norm_backward(ln1, g.x1[layer][:, :, None], g_ln)))
         mlp.append(avg(norm_backward(ln2, g.x2[layer], g.g2[layer])))
@@ -426,8 +468,9 @@ def dest_grads(arch: Arch, g: Grads, steps: int) -> tuple[list, list, torch.Tens
 
 def edge_scores(graph: Graph, arch: Arch, delta: torch.Tensor, att, mlp, logit_g
                 ) -> torch.Tensor:
-    """[S, D] scores: sum over examples and positions of delta . gradient (float32)."""
-    scores = torch.zeros(graph.mask.shape, dtype=torch.float32, device=delta.device)
+    """[S, D] scores: sum over examples and positions of delta . gradient (float32, or
+    float64 for a float64 model)."""
+    scores = torch.zeros(graph.mask.shape, dtype=delta.dtype, device=delta.device)
     H = arch.shape.n_heads
     for layer in range(arch.shape.n_layers):
         up = graph.source_end(layer)
@@ -442,7 +485,8 @@ def edge_scores(graph: Graph, arch: Arch, delta: torch.Tensor, att, mlp, logit_g
 
 def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: int = 5,
               kind: str = "logit_diff", backend: str = "nnsight") -> torch.Tensor:
-    """Summed (not yet averaged) edge scores of one batch, [S, D] float32.
+    """Summed (not yet averaged) edge scores of one batch, [S, D] float32 (float64 for a
+    float64 model).
 
     EAP: gradient at the clean run. EAP-IG (inputs variant): the input embeddings are
     interpolated from corrupt to clean in `steps` steps (alpha = k / steps, k = 1..steps),
@@ -455,7 +499,7 @@ def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: 
         corrupt = be.sources(model, arch, batch.corrupt, batch.mask)
         delta = (corrupt.acts - clean.acts) * batch.mask[None, :, :, None]
         n = 1 if method == "EAP" else steps
-        alphas = torch.arange(1, n + 1, device=delta.device, dtype=torch.float32) / n
+        alphas = torch.arange(1, n + 1, device=delta.device, dtype=delta.dtype) / n
         e_clean, e_corr = clean.acts[0], corrupt.acts[0]
         embeds = (e_corr[None] + alphas[:, None, None, None] * (e_clean - e_corr)[None])
         embeds = embeds.reshape(-1, *e_clean.shape[1:]).to(next(model.parameters()).dtype)
@@ -480,7 +524,7 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     """
     arch = arch_of(model)
     ids = batch.clean if ids is None else ids
-    patch = patch.float().to(replacement.device)
+    patch = patch.to(replacement.device, replacement.dtype)
     run: dict[int, torch.Tensor] = {}
     state: dict = {}
     H = arch.shape.n_heads
@@ -489,7 +533,7 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
         return replacement[:upto] - torch.stack([run[s] for s in range(upto)])
 
     def embed_hook(m, a, o):
-        run[0] = o.float()
+        run[0] = _acc(o)
 
     def out_pre(m, a, layer):
         s0, _ = graph.head_sources(layer)
@@ -497,7 +541,7 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
             run[s0 + h] = t
 
     def mlp_hook(m, a, o, layer):
-        run[graph.mlp_source(layer)] = o.float()
+        run[graph.mlp_source(layer)] = _acc(o)
 
     def ln1_pre(m, a, k, layer):
         x = _first(a, k)
@@ -508,7 +552,7 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
         if p.any():
             d = torch.einsum("sbtd,sn->btnd", diff(up), p)  # [B, T, n, D]
             xn = norm_forward(m, x[:, :, None] + d)        # each destination's own input
-            y = torch.einsum("btnd,ned->btne", xn.float(), head_rows(arch, layer))
+            y = torch.einsum("btnd,ned->btne", xn, head_rows(arch, layer))
             b = head_bias(arch, layer)
             state["qkv"] = (y + b if b is not None else y, p.any(0))
 
@@ -517,14 +561,14 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
             return None
         y, which = state["qkv"]  # [B, T, n, hd], [n]
         s = arch.shape
-        if arch.fused_qkv:
+        if arch.fused_qkv and not arch.qkv_major:
             o4 = o.view(*o.shape[:2], s.n_heads, 3, arch.head_dim).clone()
             for c in range(3):
                 sel = which[c * H:(c + 1) * H]
                 o4[:, :, sel, c] = y[:, :, c * H:(c + 1) * H][:, :, sel].to(o.dtype)
             return o4.view_as(o)
         lo = [0, H, H + s.n_kv_heads][j]
-        n = H if j == 0 else s.n_kv_heads
+        n = H + 2 * s.n_kv_heads if arch.fused_qkv else H if j == 0 else s.n_kv_heads
         o3 = o.view(*o.shape[:2], n, arch.head_dim).clone()
         sel = which[lo: lo + n]
         o3[:, :, sel] = y[:, :, lo: lo + n][:, :, sel].to(o.dtype)

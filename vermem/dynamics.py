@@ -432,11 +432,17 @@ def sequential(model, strings: Sequence[Sequence[int]], bos: int, training: Mapp
 # ---------------------------------------------------------------- phases and tables
 
 
+IN_ORDER, NO_GUESSING = "guessing then memorization", "no guessing phase"
+
+
 @dataclass(frozen=True)
 class Phases:
-    guess_end: int | None          # first epoch with loss <= H + tolerance
-    memorization_start: int | None  # from there, first epoch accuracy > guess + rise (or 1)
-    memorized: int | None          # first epoch from which accuracy stays 1
+    guess_end: int | None           # first epoch at loss <= H + tolerance, while accuracy is
+                                    # still at the best guess (None: no guessing phase)
+    memorization_start: int | None  # first epoch accuracy > guess + rise (or reaches 1)
+    memorized: int | None           # first epoch from which accuracy stays 1
+    order: str = IN_ORDER           # IN_ORDER or NO_GUESSING
+    reason: str = ""                # why there is no guessing phase ("" when in order)
 
 
 def detect_phases(acc: Sequence[float], loss: Sequence[float], h: float, guess: float,
@@ -444,14 +450,71 @@ def detect_phases(acc: Sequence[float], loss: Sequence[float], h: float, guess: 
     """Phase boundaries (epochs) of one string's per-epoch accuracy and mean loss.
 
     h: the entropy of the string's distribution (nats); guess: the accuracy of the best
-    constant guess (share of the string's most frequent letter).
+    constant guess (share of the string's most frequent letter). The two phases are reported
+    only when they occur in order: the loss reaches H(p) + tolerance while the accuracy is
+    still within `rise` of the best guess, and only later does the accuracy rise. Otherwise
+    `guess_end` is None, `order` is NO_GUESSING and `reason` says which condition failed;
+    the epoch at which the accuracy rose is kept either way.
     """
-    guess_end = next((e for e, v in enumerate(loss) if v <= h + tolerance), None)
-    start = None
-    if guess_end is not None:
-        start = next((e for e in range(guess_end, len(acc))
-                      if acc[e] > guess + rise or acc[e] >= 1), None)
-    return Phases(guess_end, start, memorized_at(acc))
+    reached = next((e for e, v in enumerate(loss) if v <= h + tolerance), None)
+    start = next((e for e, v in enumerate(acc) if v > guess + rise or v >= 1), None)
+    done = memorized_at(acc)
+    if reached is None:
+        why = (f"the loss never came within {tolerance} nats of H(p) = {h:.3f} "
+               f"(lowest {min(loss, default=float('nan')):.3f})")
+        return Phases(None, start, done, NO_GUESSING, why)
+    if start is not None and start <= reached:
+        why = (f"the accuracy rose above the best guess {guess:.3f} + {rise} at epoch {start}, "
+               f"not after the loss reached H(p) = {h:.3f} + {tolerance} (epoch {reached}; "
+               f"loss {loss[start]:.3f} at epoch {start})")
+        return Phases(None, start, done, NO_GUESSING, why)
+    return Phases(reached, start, done)
+
+
+def censored_median(times: Sequence[int | None], horizon: int, level: float = 0.95
+                    ) -> dict[str, Any]:
+    """Median epochs to memorize with never-memorized strings (None) censored at `horizon`.
+
+    Every string is censored at the same epoch (the end of training), so the Kaplan-Meier
+    estimate equals the empirical distribution with the censored strings counted as
+    '> horizon'. The median is the smallest epoch by which at least half of the strings are
+    memorized; None with `median_censored` True when fewer than half ever are. The interval
+    is the distribution-free one from order statistics (binomial(n, 1/2)) with coverage of
+    at least `level`; None where n is too small for one (n < 6 at 95%) or where its upper
+    end is censored (then `hi_censored`)."""
+    n = len(times)
+    t = sorted(math.inf if v is None else float(v) for v in times)
+    out: dict[str, Any] = {"n": n, "memorized": sum(v is not None for v in times),
+                           "horizon": horizon, "median": None, "median_censored": False,
+                           "lo": None, "hi": None, "hi_censored": False}
+    if not n:
+        return out
+    m = t[math.ceil(n / 2) - 1]
+    out["median"], out["median_censored"] = (None, True) if math.isinf(m) else (m, False)
+    # the largest j with P(B <= j - 1) <= alpha / 2: then [t_(j), t_(n+1-j)] covers >= level
+    alpha = 1 - level
+    j = max((j for j in range(1, n // 2 + 1) if _binom_half_cdf(j - 1, n) <= alpha / 2),
+            default=None)
+    if j is not None:
+        lo, hi = t[j - 1], t[n - j]
+        out["lo"] = None if math.isinf(lo) else lo
+        out["hi"], out["hi_censored"] = (None, True) if math.isinf(hi) else (hi, False)
+    return out
+
+
+def _binom_half_cdf(k: int, n: int) -> float:
+    """P(B <= k) for B ~ binomial(n, 1/2)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None]:
+    """Wilson score interval of a proportion k / n (None, None when n = 0)."""
+    if not n:
+        return None, None
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    d = 1 + z * z / n
+    return max(0.0, (centre - half) / d), min(1.0, (centre + half) / d)
 
 
 def epoch_curves(per_position: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
@@ -480,23 +543,42 @@ def phases_table(curves: pl.DataFrame, strings: pl.DataFrame, keys: Sequence[str
                      "guess_accuracy": s["guess_accuracy"],
                      "epochs": int(g["epoch"].max()), "final_accuracy": g["accuracy"][-1],
                      "guess_end": ph.guess_end, "memorization_start": ph.memorization_start,
-                     "memorized": ph.memorized})
+                     "memorized": ph.memorized, "phase_order": ph.order,
+                     "phase_reason": ph.reason})
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(
         pl.col("guess_end", "memorization_start", "memorized").cast(pl.Int32))
 
 
-def q1_table(phases: pl.DataFrame) -> pl.DataFrame:
-    """Epochs to memorize per model, init, alphabet size, entropy and length (over seeds)."""
-    return (phases.group_by("model", "n_params", "init", "alphabet_size", "entropy_fraction",
-                            "length")
-            .agg(pl.len().alias("strings"),
-                 pl.col("memorized").is_not_null().mean().alias("share_memorized"),
-                 pl.col("memorized").mean().alias("epochs_to_memorize"),
-                 pl.col("memorized").min().alias("epochs_min"),
-                 pl.col("memorized").max().alias("epochs_max"),
-                 pl.col("guess_end").mean().alias("guess_end"),
-                 pl.col("memorization_start").mean().alias("memorization_start"))
-            .sort("model", "init", "alphabet_size", "entropy_fraction", "length"))
+def time_to_memorize(g: pl.DataFrame) -> dict[str, Any]:
+    """Censored epochs to memorize and the share memorized (Wilson 95%) of a group of
+    strings (rows of the phases table)."""
+    med = censored_median(g["memorized"].to_list(), int(g["epochs"].max()) if g.height else 0)
+    lo, hi = wilson(med["memorized"], med["n"])
+    return {"strings": med["n"], "memorized_strings": med["memorized"],
+            "share_memorized": med["memorized"] / med["n"] if med["n"] else None,
+            "share_lo": lo, "share_hi": hi, "epochs": med["horizon"],
+            "median_epochs": med["median"], "median_censored": med["median_censored"],
+            "median_lo": med["lo"], "median_hi": med["hi"],
+            "median_hi_censored": med["hi_censored"]}
+
+
+Q1_KEYS = ("model", "n_params", "init", "alphabet_size", "entropy_fraction", "length")
+
+
+def q1_table(phases: pl.DataFrame, keys: Sequence[str] = Q1_KEYS) -> pl.DataFrame:
+    """Epochs to memorize per group of strings (by default per model, init, alphabet size,
+    entropy and length, over seeds), as censored data: the share memorized with its Wilson
+    interval, and the median epochs with never-memorized strings counted as '> epochs'
+    (`censored_median`), never a mean over the strings that happened to be memorized. Also
+    how many strings show the guessing phase in order."""
+    rows = []
+    for key, g in phases.sort(*keys).group_by(*keys, maintain_order=True):
+        guess = g.filter(pl.col("phase_order") == IN_ORDER)
+        rows.append({**dict(zip(keys, key, strict=True)), **time_to_memorize(g),
+                     "guessing_phase": guess.height,
+                     "guess_end_median": guess["guess_end"].median(),
+                     "memorization_start_median": g["memorization_start"].median()})
+    return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def q2_table(q2: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
@@ -532,20 +614,20 @@ def summarize(phases: pl.DataFrame, q1: pl.DataFrame, q2: pl.DataFrame,
     show a plateau at loss H(p) before accuracy rises, Q2 and Q3 in brief."""
     out: dict[str, Any] = {}
     for (model, init), g in phases.group_by("model", "init", maintain_order=True):
-        plateau = g["memorization_start"] - g["guess_end"]
         q2g = q2.filter((pl.col("model") == model) & (pl.col("init") == init))
         last = q2g.filter(pl.col("epoch") == q2g["epoch"].max()) if q2g.height else q2g
         q3g = q3.filter((pl.col("model") == model) & (pl.col("init") == init)).sort("stage")
         out[f"{model}/{init}"] = {
-            "strings": g.height,
-            "memorized": int(g["memorized"].is_not_null().sum()),
-            "epochs_to_memorize_mean": g["memorized"].mean(),
-            # strings with >= 1 epoch at loss <= H(p) before accuracy rises above the guess
-            "plateau_at_entropy": int((plateau > 0).sum()),
-            "plateau_epochs_mean": plateau.mean(),
+            **time_to_memorize(g),
+            # strings whose loss reached H(p) while accuracy stayed at the best guess, before
+            # the accuracy rose; the others with the reason
+            "guessing_phase": int((g["phase_order"] == IN_ORDER).sum()),
+            "no_guessing_phase": g.filter(pl.col("phase_order") == NO_GUESSING)
+            .select("alphabet_size", "length", "seed", "phase_reason").to_dicts(),
             "q1": q1.filter((pl.col("model") == model) & (pl.col("init") == init))
-            .select("alphabet_size", "entropy_fraction", "length", "epochs_to_memorize",
-                    "share_memorized", "guess_end", "memorization_start").to_dicts(),
+            .select("alphabet_size", "entropy_fraction", "length", "strings", "share_memorized",
+                    "share_lo", "share_hi", "median_epochs", "median_censored", "median_lo",
+                    "median_hi", "guessing_phase").to_dicts(),
             "q2_last_epoch": None if not last.height else {
                 "epoch": int(last["epoch"][0]),
                 "accuracy": last.group_by("condition", "k_fraction").agg(pl.col("accuracy")

@@ -350,20 +350,63 @@ def position_grid(runs: dict[str, pl.DataFrame], title: str):
 
 
 def q1_factors(phases: pl.DataFrame):
-    """Epochs to memorize against alphabet size, entropy, length and model (mean over the
-    other factors; strings never memorized are left out and counted in the title)."""
-    df = _pandas(phases, "model", "n_params", "init", "alphabet_size", "entropy_fraction",
-                 "length", "memorized")
+    """Per Q1 factor (pooling the other factors) and init: the median epochs to memorize
+    with never-memorized strings censored at the last epoch (top; a triangle at the last
+    epoch marks a median beyond it, bars are the order-statistic 95% interval where n allows
+    one), and the share of strings memorized with its Wilson 95% interval (bottom); n
+    strings under each point."""
+    from .dynamics import time_to_memorize
+
     factors = [("alphabet_size", "alphabet size"), ("entropy_fraction", "H(p) / log(l)"),
                ("length", "string length"), ("model", "model")]
-    fig, axes = plt.subplots(1, len(factors), figsize=(3.3 * len(factors), 3), sharey=True)
-    for ax, (col, label) in zip(axes, factors, strict=True):
-        sns.pointplot(df, x=col, y="memorized", hue="init", errorbar=None, ax=ax,
-                      legend=ax is axes[-1], dodge=0.2, order=sorted(df[col].unique()))
-        ax.set_xlabel(label)
-        ax.set_ylabel("epochs to memorize")
-    never = int(phases["memorized"].is_null().sum())
-    fig.suptitle(f"Q1: epochs to memorize ({never} of {phases.height} strings never)", y=1.04)
+    inits = sorted(phases["init"].unique()) if phases.height else []
+    fig, axes = plt.subplots(2, len(factors), figsize=(3.4 * len(factors), 5.6),
+                             sharey="row", squeeze=False)
+    horizon = int(phases["epochs"].max()) if phases.height else 0
+    colors = sns.color_palette(n_colors=max(1, len(inits)))
+    for j, (col, label) in enumerate(factors):
+        levels = sorted(phases[col].unique()) if phases.height else []
+        for i, init in enumerate(inits):
+            off = (i - (len(inits) - 1) / 2) * 0.25
+            for x, level in enumerate(levels):
+                t = time_to_memorize(phases.filter((pl.col(col) == level)
+                                                   & (pl.col("init") == init)))
+                if not t["strings"]:
+                    continue
+                ax, c = axes[0][j], colors[i]
+                if t["median_censored"]:
+                    ax.plot(x + off, horizon, marker="^", color=c, ms=8)
+                else:
+                    ax.plot(x + off, t["median_epochs"], marker="o", color=c)
+                if t["median_lo"] is not None:
+                    hi = horizon if t["median_hi"] is None else t["median_hi"]
+                    ax.vlines(x + off, t["median_lo"], hi, color=c, lw=1.2,
+                              linestyles="dotted" if t["median_hi"] is None else "solid")
+                ax = axes[1][j]
+                ax.errorbar(x + off, t["share_memorized"],
+                            yerr=[[t["share_memorized"] - t["share_lo"]],
+                                  [t["share_hi"] - t["share_memorized"]]],
+                            marker="o", color=c, capsize=2,
+                            label=init if x == 0 and j == len(factors) - 1 else None)
+                ax.annotate(f"{t['strings']}", (x + off, -0.02), fontsize=6, ha="center",
+                            va="top", color=c)
+        for row in (0, 1):
+            axes[row][j].set_xticks(range(len(levels)), [str(v) for v in levels])
+            axes[row][j].set_xlim(-0.5, max(0.5, len(levels) - 0.5))
+        axes[1][j].set_xlabel(label)
+        axes[1][j].set_ylim(-0.12, 1.05)
+    axes[0][0].set_ylabel("median epochs to memorize")
+    axes[1][0].set_ylabel("share memorized")
+    if horizon:
+        for ax in axes[0]:
+            ax.axhline(horizon, color="grey", ls="--", lw=0.8)
+    if inits:
+        axes[1][-1].legend(title="init", loc="upper left", bbox_to_anchor=(1.01, 1),
+                           frameon=False)
+    never = int(phases["memorized"].is_null().sum()) if phases.height else 0
+    fig.suptitle(f"Q1: epochs to memorize, censored at {horizon} (triangle: median > "
+                 f"{horizon}; {never} of {phases.height} strings never memorized; "
+                 "n strings under each point)", y=1.02)
     return fig
 
 
