@@ -79,10 +79,6 @@ class Arch:
     #                            [heads, 3, head_dim] (GPT-NeoX)
 
 
-# model_type values arch_of has an adapter for (checked for every model before any job)
-SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "llama", "mistral", "qwen2")
-
-
 def arch_of(model) -> Arch:
     """Module handles of a supported Hugging Face causal LM (GPT-NeoX/Pythia, GPT-Neo,
     GPT-2, Llama-style with grouped-query attention: Llama, Mistral, Qwen2)."""
