@@ -13,10 +13,9 @@ rule attribution:
         subset=lambda wc: SUBSETS[wc.subset],
         config=config["attribution"],
     threads: 2
+    retries: RETRIES
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        **gpu_resources("attribution"),
     log:
         "logs/attribution/{model}/{task}/{subset}/{metric}.log",
     conda:

@@ -48,10 +48,9 @@ if DYN:
             device=config["device"],
             config=DYN,
         threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+        retries: RETRIES
         resources:
-            gpu=1,
-            mem_mb=16000,
-            runtime=240,
+            **gpu_resources("dynamics_train"),
         log:
             "logs/dynamics/{model}/{init}/{cell}.log",
         conda:
@@ -69,10 +68,9 @@ if DYN:
             device=config["device"],
             config=DYN,
         threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+        retries: RETRIES
         resources:
-            gpu=1,
-            mem_mb=16000,
-            runtime=240,
+            **gpu_resources("dynamics_sequential"),
         log:
             "logs/dynamics/{model}/{init}/sequential.log",
         conda:
