@@ -13,6 +13,7 @@ rule attribution:
         subset=lambda wc: SUBSETS[wc.subset],
         config=config["attribution"],
     threads: 2
+    group: "attribution-{model}"
     retries: RETRIES
     resources:
         **gpu_resources("attribution"),
@@ -22,6 +23,10 @@ rule attribution:
         ENV
     script:
         "../scripts/attribution.py"
+
+
+localrules:
+    figure_attribution_layers,
 
 
 rule figure_attribution_layers:

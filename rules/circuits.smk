@@ -19,6 +19,7 @@ rule circuit:
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)
     threads: 1
+    group: "circuits-{model}"
     retries: RETRIES
     resources:
         **gpu_resources("circuit"),
@@ -42,6 +43,7 @@ rule circuit_transfer:
         device=config["device"],
         config=circuits_keys("metric", "main", "random_seeds", "batch_size"),
     threads: 2
+    group: "circuits-{model}"
     retries: RETRIES
     resources:
         **gpu_resources("circuit_transfer"),
@@ -51,6 +53,12 @@ rule circuit_transfer:
         ENV
     script:
         "../scripts/circuit_transfer.py"
+
+
+localrules:
+    circuit_claims,
+    figure_faithfulness,
+    figure_transfer,
 
 
 rule circuit_claims:

@@ -48,6 +48,7 @@ if DYN:
             device=config["device"],
             config=DYN,
         threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+        group: "dynamics-{model}-{init}"
         retries: RETRIES
         resources:
             **gpu_resources("dynamics_train"),
@@ -68,6 +69,7 @@ if DYN:
             device=config["device"],
             config=DYN,
         threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+        group: "dynamics-{model}-{init}"
         retries: RETRIES
         resources:
             **gpu_resources("dynamics_sequential"),
@@ -77,6 +79,11 @@ if DYN:
             ENV
         script:
             "../scripts/dynamics_sequential.py"
+
+    localrules:
+        dynamics_tables,
+        figures_dynamics,
+        figure_dynamics_q1,
 
     rule dynamics_tables:
         input:
