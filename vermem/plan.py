@@ -40,6 +40,7 @@ class PlannedJob:
     group: str | None          # SLURM submission id of its group job, None when alone
     local: bool                # runs on the submitting host
     has_output: bool = True
+    retries: int = 0           # restarts after a failure (attempt 2, 3, ...)
 
 
 @dataclass
@@ -124,7 +125,7 @@ def build(configfile: Path, profile: Path | None = REPO / "slurm",
             plan.jobs.append(PlannedJob(
                 job.rule.name, dict(job.wildcards_dict), dict(job.resources.items()),
                 None if (g is None or local) else str(g.groupid), local,
-                bool(job.output)))
+                bool(job.output), int(job.rule.restart_times or 0)))
     return plan
 
 

@@ -57,6 +57,7 @@ class Shape:
     dtype: str = "float32"
     tied: bool = False          # input and output embeddings shared (GPT-2, GPT-Neo)
     n_kv_heads: int | None = None
+    positions: int = 0          # learned position embeddings (GPT-2, GPT-Neo); 0: rotary
 
     @property
     def kv_heads(self) -> int:
@@ -66,7 +67,8 @@ class Shape:
     def n_params(self) -> int:
         """Embeddings plus 12 d^2 + 13 d per block (attention 4 d^2, MLP 8 d^2, norms, biases)."""
         d = self.d_model
-        return self.vocab_size * d * (1 if self.tied else 2) + self.n_layers * (12 * d * d + 13 * d)
+        embed = (self.vocab_size * (1 if self.tied else 2) + self.positions) * d
+        return embed + self.n_layers * (12 * d * d + 13 * d)
 
     @property
     def bytes_per_value(self) -> int:
@@ -94,7 +96,8 @@ _TIED = {"gpt-neo-125m": (12, 768, 12), "gpt-neo-1.3b": (24, 2048, 16),
          "gpt2-large": (36, 1280, 20), "gpt2-xl": (48, 1600, 25)}
 KNOWN_SHAPES: dict[str, Shape] = {
     **{k: Shape(*v) for k, v in _PYTHIA.items()},
-    **{k: Shape(*v, vocab_size=50257, tied=True) for k, v in _TIED.items()},
+    **{k: Shape(*v, vocab_size=50257, tied=True, positions=2048 if "neo" in k else 1024)
+       for k, v in _TIED.items()},
 }
 DEFAULT_SHAPE = KNOWN_SHAPES["pythia-1b"]
 
