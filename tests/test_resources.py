@@ -148,12 +148,12 @@ def dry_run_resources(configfile: Path, workdir: Path) -> dict[tuple, dict[str, 
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs, rule, wc = {}, None, ""
-    for line in proc.stdout.splitlines():
+    for line in (raw.strip() for raw in proc.stdout.splitlines()):   # group jobs indent
         if line.startswith(("rule ", "localrule ")):
             rule, wc = line.split()[1].rstrip(":"), ""
-        elif line.startswith("    wildcards:"):
+        elif line.startswith("wildcards:"):
             wc = line.split(":", 1)[1].strip()
-        elif line.startswith("    resources:"):
+        elif line.startswith("resources:"):
             jobs[(rule, wc)] = dict(kv.strip().split("=", 1)
                                     for kv in line.split(":", 1)[1].split(", "))
     return jobs
@@ -171,7 +171,7 @@ def test_dry_run_resources_differ_between_pythia_70m_and_1b(pythia_config, tmp_p
     assert int(big["gpu_mem_mb"]) > 2 * int(small["gpu_mem_mb"])
     assert int(big["runtime"]) > int(small["runtime"])
     # Study B: longer strings need more of everything
-    cell = "model=pythia-1b-deduped, init=pretrained, cell=l26-h1.0-n{}"
+    cell = "model=pythia-1b-deduped, init=pretrained, cell=l26-h0.5-n{}"
     short = jobs[("dynamics_train", cell.format(16))]
     long = jobs[("dynamics_train", cell.format(1024))]
     assert int(long["gpu_mem_mb"]) > int(short["gpu_mem_mb"])
