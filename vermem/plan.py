@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vermem import resources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,25 +61,13 @@ class Plan:
         return out
 
 
-def profile_settings(profile: Path | None) -> dict[str, Any]:
-    """group-components, resources and resource scopes of a profile folder's config.yaml."""
-    if profile is None:
-        return {}
-    return yaml.safe_load((Path(profile) / "config.yaml").read_text()) or {}
-
-
-def _pairs(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, str]:
-    if not items:
-        return {}
-    if isinstance(items, Mapping):
-        return {str(k): v for k, v in items.items()}
-    return dict(str(i).rsplit("=", 1) for i in items)
-
-
 def build(configfile: Path, profile: Path | None = REPO / "slurm",
           snakefile: Path = REPO / "Snakefile", workdir: Path | None = None) -> Plan:
-    """Dry-run the workflow through Snakemake's API; every job with its group and place."""
+    """Dry-run the workflow through Snakemake's API, with the settings that
+    `snakemake --profile PROFILE -n --configfile CONFIGFILE` would use (parsed by
+    Snakemake's own command line parser); every job with its resources, group and place."""
     from snakemake.api import SnakemakeApi
+    from snakemake.cli import parse_args
     from snakemake.settings.types import (
         ConfigSettings,
         DAGSettings,
@@ -91,27 +77,32 @@ def build(configfile: Path, profile: Path | None = REPO / "slurm",
         ResourceSettings,
     )
 
-    prof = profile_settings(profile)
-    comps = {k: int(v) for k, v in _pairs(prof.get("group-components")).items()}
-    res = {k: int(v) for k, v in _pairs(prof.get("resources")).items()}
-    scopes = _pairs(prof.get("set-resource-scopes"))
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vermem-plan-")))
+        argv = ["-n", "-s", str(snakefile), "-d", str(workdir),
+                "--configfile", str(Path(configfile).absolute())]
+        if profile is not None:
+            argv = ["--profile", str(Path(profile).absolute()), *argv]
         sink = io.StringIO()
         stack.enter_context(contextlib.redirect_stdout(sink))
         stack.enter_context(contextlib.redirect_stderr(sink))
+        _, args = parse_args(argv)
         api = stack.enter_context(SnakemakeApi(OutputSettings(quiet={Quietness.ALL},
                                                               dryrun=True)))
         wf = api.workflow(
-            resource_settings=ResourceSettings(cores=1, nodes=100, resources=res,
-                                               overwrite_resource_scopes=scopes),
-            config_settings=ConfigSettings(configfiles=[Path(configfile).absolute()]),
+            resource_settings=ResourceSettings(
+                cores=args.cores or 1, nodes=args.jobs or 1, resources=args.resources,
+                overwrite_threads=args.set_threads,
+                overwrite_resource_scopes=args.set_resource_scopes,
+                overwrite_resources=args.set_resources,
+                default_resources=args.default_resources),
+            config_settings=ConfigSettings(configfiles=args.configfile),
             snakefile=Path(snakefile), workdir=Path(workdir))
         try:
             wf.dag(DAGSettings()).execute_workflow(
-                executor="slurm" if profile else "local", pseudo_executor="dryrun",
-                group_settings=GroupSettings(group_components=comps))
+                executor=args.executor or "local", pseudo_executor="dryrun",
+                group_settings=GroupSettings(group_components=args.group_components))
         except Exception:
             sys.stderr.write(sink.getvalue()[-3000:])
             raise
