@@ -167,14 +167,14 @@ def render(plan: Plan, device: str = "cuda", throughput: Mapping[str, Any] | Non
     out = [f"{'rule':<26} {'jobs':>5} {'slurm':>5} {'GPU-h':>8} {'peak GPU GB':>11} {'batch':>7}"]
     for r in rows:
         dash = "-"
-        gpu = (f"{r.gpu_hours:8.2f} {r.peak_gpu_gb:11.1f}" if r.peak_gpu_gb
+        gpu = (f"{r.gpu_hours:8.3g} {r.peak_gpu_gb:11.1f}" if r.peak_gpu_gb
                else f"{dash:>8} {dash:>11}")
         out.append(f"{r.rule:<26} {r.jobs:>5} {r.slurm:>5} {gpu} {r.batch:>7}")
     subs = plan.submissions()
     total_h = sum(r.gpu_hours for r in rows)
     peak = max((r.peak_gpu_gb for r in rows), default=0.0)
     out.append(f"{'total':<26} {sum(r.jobs for r in rows):>5} {sum(subs.values()):>5} "
-               f"{total_h:8.2f} {peak:11.1f}")
+               f"{total_h:8.3g} {peak:11.1f}")
     out.append(f"throughput: {source}; gpu_memory_gb: {lim}; GPU-hours are estimates "
                f"(vermem.resources: FLOPs / throughput, pairs assumed "
                f"{resources.MEMORIZED_FRACTION:.0%} of samples)")
