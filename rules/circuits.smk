@@ -43,7 +43,6 @@ rule circuit_transfer:
         device=config["device"],
         config=circuits_keys("metric", "main", "random_seeds", "batch_size"),
     threads: 2
-    group: "circuits-{model}"
     retries: RETRIES
     resources:
         **gpu_resources("circuit_transfer"),

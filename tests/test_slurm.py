@@ -310,7 +310,7 @@ def test_small_jobs_stay_local_and_gpu_jobs_of_a_model_share_one_slurm_job(tmp_p
         if j["submitted"] and j["group"]:
             groups[j["group"]].add(j["rule"])
     assert groups["attribution-organism"] == {"attribution"}
-    assert groups["circuits-organism"] == {"circuit", "circuit_transfer"}
+    assert groups["circuits-organism"] == {"circuit"}
     assert groups["dynamics-organism-pretrained"] == {"dynamics_train", "dynamics_sequential"}
     assert len(groups) == 4, groups
     subs = {j["group"] or id(j) for j in jobs if j["submitted"]}
