@@ -164,7 +164,8 @@ def render(plan: Plan, device: str = "cuda", throughput: Mapping[str, Any] | Non
            ) -> str:
     rows, source = table(plan, device, throughput)
     lim = plan.config.get("gpu_memory_gb")
-    out = [f"{'rule':<26} {'jobs':>5} {'slurm':>5} {'GPU-h':>8} {'peak GPU GB':>11} {'batch':>7}"]
+    hours = ("GPU" if device == "cuda" else device.upper()) + "-h"
+    out = [f"{'rule':<26} {'jobs':>5} {'slurm':>5} {hours:>8} {'peak GPU GB':>11} {'batch':>7}"]
     for r in rows:
         dash = "-"
         gpu = (f"{r.gpu_hours:8.3g} {r.peak_gpu_gb:11.1f}" if r.peak_gpu_gb
