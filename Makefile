@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint clean figures report
+.PHONY: run test setup lint clean figures report plan
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,15 @@ figures:
 
 report:
 	$(BIN)/snakemake --report $(REPORT) $(SMK_ARGS)
+
+# The bill before submitting: jobs and SLURM jobs per rule, GPU-hours and peak GPU memory
+# (vermem.plan; memory model and benchmarks/throughput.json), e.g.
+#   make plan CONFIG=config/pythia.yaml        (PLAN_ARGS='--device cpu', '--profile none')
+CONFIG ?= config/config.yaml
+PLAN_ARGS ?=
+
+plan: setup
+	$(BIN)/python -m vermem.plan --configfile $(CONFIG) $(PLAN_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

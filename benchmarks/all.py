@@ -4,18 +4,23 @@ attribution (nnsight against plain hooks), on CPU with the trained organism (or 
 and a Pythia-160m-shaped model, and, where torch sees a GPU, with Pythia-160m and
 Pythia-1b shapes on it. Models of Pythia shapes are randomly initialised (no hub).
 
-    python benchmarks/all.py [--results results] [--quick]
+    python benchmarks/all.py [--results results] [--quick] [--throughput-only]
 
-Prints one table: a row per figure, a column per device and model shape.
+Prints one table: a row per figure, a column per device and model shape. Writes the
+attribution throughput (examples per second per device and model shape, as effective
+TFLOP/s, with the measured peak memory next to vermem.resources' model of it) to
+benchmarks/throughput.json, which `make plan` reads; --throughput-only runs just that.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import attribution
+import common
 import divergence
 import labels
 import torch
@@ -50,15 +55,57 @@ def column(results: Path, device: str, shape: str | None, s: dict) -> dict[str, 
         "attribution: peak MiB (hooks)": att["hooks_peak_mib"],
         "attribution: peak MiB (nnsight)": att["nnsight_peak_mib"],
         "attribution: same scores": att["same_scores"],
+        "_attribution": att,
     }
+
+
+THROUGHPUT = Path(__file__).resolve().parent / "throughput.json"
+
+
+def throughput_row(att: dict) -> dict:
+    """One measurement of benchmarks/throughput.json: EAP-IG examples per second (hooks
+    backend) as effective TFLOP/s of the modelled FLOPs, and measured vs modelled memory."""
+    from vermem import resources
+
+    name = att["shape"] if att["shape"] in resources.KNOWN_SHAPES else None
+    layers, width, heads = common.SHAPES[att["shape"]]
+    shape = resources.KNOWN_SHAPES[name] if name else resources.Shape(layers, width, heads, 2048)
+    shape = resources.replace(shape, dtype=att.get("dtype", "float32"))
+    flops = (2 + 3 * att["ig_steps"]) * shape.forward_flops(att["length"])
+    model = resources.attribution_bytes(shape, att["batch"], att["ig_steps"], att["length"])
+    return {"rule": "attribution", "device": att["device"], "shape": att["shape"],
+            "dtype": shape.dtype, "batch": att["batch"], "length": att["length"],
+            "ig_steps": att["ig_steps"], "examples_per_s": att["hooks_examples_per_s"],
+            "tflops": round(att["hooks_examples_per_s"] * flops / 1e12, 5),
+            "peak_mib_measured": att["hooks_peak_mib"],
+            "peak_mib_model": round((model - resources.OVERHEAD_BYTES) / 2**20)}
+
+
+def write_throughput(rows: list[dict], path: Path = THROUGHPUT) -> None:
+    old = json.loads(path.read_text()).get("measurements", []) if path.is_file() else []
+    keys = {(r["device"], r["shape"]) for r in rows}
+    keep = [r for r in old if (r["device"], r["shape"]) not in keys]
+    path.write_text(json.dumps({"written_by": "benchmarks/all.py",
+                                "measurements": keep + rows}, indent=1) + "\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", type=Path, default=Path("results"))
     ap.add_argument("--quick", action="store_true", help="organism on CPU only, small sizes")
+    ap.add_argument("--throughput-only", action="store_true",
+                    help="only the attribution throughput, written to throughput.json")
     a = ap.parse_args()
     plan = QUICK if a.quick else CPU + (GPU if torch.cuda.is_available() else [])
+    if a.throughput_only:
+        rows = []
+        for device, shape, s in plan:
+            print(f"attribution throughput {device} / {shape or 'organism'} ...", file=sys.stderr)
+            rows.append(throughput_row(attribution.run(shape or "organism", device,
+                                                       batch=s["batch"], length=50, steps=5)))
+            print(json.dumps(rows[-1]))
+        write_throughput(rows)
+        return
     cols = {}
     for device, shape, sizes in plan:
         name = f"{device} / {shape or 'organism'}"
@@ -66,6 +113,7 @@ def main() -> None:
         cols[name] = column(a.results, device, shape, sizes)
     if not torch.cuda.is_available():
         print("no GPU: the Pythia-160m and Pythia-1b GPU columns are not run", file=sys.stderr)
+    write_throughput([throughput_row(c.pop("_attribution")) for c in cols.values()])
     rows = list(next(iter(cols.values())))
     width = max(map(len, rows))
     print(f"{'':<{width}}  " + "  ".join(f"{c:>24}" for c in cols))

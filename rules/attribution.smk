@@ -13,16 +13,20 @@ rule attribution:
         subset=lambda wc: SUBSETS[wc.subset],
         config=config["attribution"],
     threads: 2
+    group: "attribution-{model}"
+    retries: RETRIES
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        **gpu_resources("attribution"),
     log:
         "logs/attribution/{model}/{task}/{subset}/{metric}.log",
     conda:
         ENV
     script:
         "../scripts/attribution.py"
+
+
+localrules:
+    figure_attribution_layers,
 
 
 rule figure_attribution_layers:

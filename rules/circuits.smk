@@ -19,10 +19,10 @@ rule circuit:
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)
     threads: 1
+    group: "circuits-{model}"
+    retries: RETRIES
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        **gpu_resources("circuit"),
     log:
         "logs/circuits/{model}/{task}/{subset}.log",
     conda:
@@ -43,16 +43,21 @@ rule circuit_transfer:
         device=config["device"],
         config=circuits_keys("metric", "main", "random_seeds", "batch_size"),
     threads: 2
+    retries: RETRIES
     resources:
-        gpu=1,
-        mem_mb=32000,
-        runtime=240,
+        **gpu_resources("circuit_transfer"),
     log:
         "logs/circuits/{model}/transfer.log",
     conda:
         ENV
     script:
         "../scripts/circuit_transfer.py"
+
+
+localrules:
+    circuit_claims,
+    figure_faithfulness,
+    figure_transfer,
 
 
 rule circuit_claims:

@@ -68,3 +68,30 @@ def circuit_files(name):
                       task=config["attribution"]["tasks"], subset=SUBSETS, name=name)
 
     return files
+
+
+# -- resources per job (vermem.resources): SLURM requests grow with the model and the work
+from vermem import resources as _res
+
+RETRIES = 2  # a job killed at its time or memory limit comes back with attempt x more
+
+
+def gpu_resources(rule_name):
+    """`resources:` of a GPU rule: gpu=1, and per job mem_mb, runtime (both x attempt) and
+    gpu_mem_mb (peak GPU memory of the memory model) from the model's record when it
+    exists, else its known shape, and the rule's work (pairs, strings, IG steps, lengths)."""
+    cache = {}
+
+    def request(wc):
+        key = tuple(sorted(wc.items()))
+        if key not in cache:
+            record = f"results/models/{wc.model}/model.json" if "model" in wc.keys() else None
+            cache[key] = _res.job(rule_name, config, dict(wc.items()), record)
+        return cache[key]
+
+    return {
+        "gpu": 1,
+        "mem_mb": lambda wc, attempt: request(wc).mem_mb * attempt,
+        "runtime": lambda wc, attempt: request(wc).runtime * attempt,
+        "gpu_mem_mb": lambda wc: request(wc).gpu_mem_mb,
+    }

@@ -18,10 +18,9 @@ rule pairs:
         same_subset=config["contrastive"]["decision_same_subset"],
         config=config["contrastive"],
     threads: 2
+    retries: RETRIES
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=120,
+        **gpu_resources("pairs"),
     log:
         "logs/pairs/{model}.log",
     conda:

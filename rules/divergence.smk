@@ -15,10 +15,9 @@ rule divergence:
         epsilon=config["divergence"]["bleu_epsilon"],
         config=config["divergence"],
     threads: 2
+    retries: RETRIES
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=120,
+        **gpu_resources("divergence"),
     log:
         "logs/divergence/{model}.log",
     conda:

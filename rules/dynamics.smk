@@ -48,10 +48,10 @@ if DYN:
             device=config["device"],
             config=DYN,
         threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+        group: "dynamics-{model}-{init}"
+        retries: RETRIES
         resources:
-            gpu=1,
-            mem_mb=16000,
-            runtime=240,
+            **gpu_resources("dynamics_train"),
         log:
             "logs/dynamics/{model}/{init}/{cell}.log",
         conda:
@@ -69,16 +69,21 @@ if DYN:
             device=config["device"],
             config=DYN,
         threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+        group: "dynamics-{model}-{init}"
+        retries: RETRIES
         resources:
-            gpu=1,
-            mem_mb=16000,
-            runtime=240,
+            **gpu_resources("dynamics_sequential"),
         log:
             "logs/dynamics/{model}/{init}/sequential.log",
         conda:
             ENV
         script:
             "../scripts/dynamics_sequential.py"
+
+    localrules:
+        dynamics_tables,
+        figures_dynamics,
+        figure_dynamics_q1,
 
     rule dynamics_tables:
         input:

@@ -1,6 +1,11 @@
 # Figures of the labelling and contrastive stages (seaborn), per model.
 
 
+localrules:
+    figures_memorization,
+    figure_duplicates,
+
+
 rule figures_memorization:
     input:
         labels="results/labels/{model}.parquet",

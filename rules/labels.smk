@@ -16,10 +16,9 @@ rule labels:
         batch_size=config["memorization"]["batch_size"],
         config=memo("continuation_tokens", "score", "thresholds"),
     threads: 2
+    retries: RETRIES
     resources:
-        gpu=1,
-        mem_mb=16000,
-        runtime=120,
+        **gpu_resources("labels"),
     log:
         "logs/labels/{model}.log",
     conda:

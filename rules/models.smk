@@ -36,10 +36,9 @@ rule train_organism:
         sample_tokens=config["memorization"]["prefix_tokens"]
         + config["memorization"]["continuation_tokens"],
     threads: 2
+    retries: RETRIES
     resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=60,
+        **gpu_resources("train_organism"),
     log:
         "logs/models/{model}.log",
     conda:

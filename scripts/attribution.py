@@ -2,18 +2,20 @@
 
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, io
+from vermem import attribution, io, resources
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
     cfg = p.config
+    # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
+    batch = resources.attribution_batch(io.read_json(snakemake.input.model), snakemake.config)
     record, model, g, pairs = model_graph_pairs(snakemake, "attribution")
     if pairs.height == 0:
         log.warning("no attribution pairs for %s / %s: marked empty (scores are not results)",
                     wc.task, p.subset)
     scores, n = attribution.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
                                 pairs["answer"].to_list(), pairs["wrong"].to_list(),
-                                cfg["method"], cfg["ig_steps"], wc.metric, cfg["batch_size"],
+                                cfg["method"], cfg["ig_steps"], wc.metric, batch,
                                 cfg["backend"])
     meta = {"model": record["name"], "revision": record["revision"], "task": wc.task,
             "subset": p.subset, "metric": wc.metric, "method": cfg["method"],

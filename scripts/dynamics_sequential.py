@@ -13,7 +13,7 @@ with rule(snakemake) as log:
     device = models.pick_device(p.device)
     if device.type == "cuda":
         n_params = record.get("n_params") or dynamics.count_params(record["path"])
-        dynamics.check_memory(wc.model, n_params, dyn["training"]["gpu_memory_gb"],
+        dynamics.check_memory(wc.model, n_params, snakemake.config["gpu_memory_gb"],
                               dyn["training"]["memory_margin"])
     strings = pl.read_parquet(snakemake.input.strings).filter(pl.col("study") == "q3")
     strings = strings.sort(pl.col("string_id").str.extract(r"(\d+)$").cast(pl.Int32))

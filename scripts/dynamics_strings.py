@@ -14,7 +14,8 @@ with rule(snakemake) as log:
     n_params = record.get("n_params") or dynamics.count_params(record["path"])
     train = dyn["training"]
     if p.device != "cpu":  # training may run on a GPU: fail here, before any GPU job
-        dynamics.check_memory(name, n_params, train["gpu_memory_gb"], train["memory_margin"])
+        dynamics.check_memory(name, n_params, snakemake.config["gpu_memory_gb"],
+                              train["memory_margin"])
     context = dynamics.context_length(record["path"])
     strings = pl.concat([dynamics.grid_strings(dyn["grid"]),
                          dynamics.sequential_strings(dyn["sequential"])])

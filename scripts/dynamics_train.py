@@ -16,7 +16,7 @@ with rule(snakemake) as log:
         (pl.col("study") == "q1") & (pl.col("string_id") == wc.cell)).sort("seed")
     if device.type == "cuda":
         n_params = record.get("n_params") or dynamics.count_params(record["path"])
-        dynamics.check_memory(wc.model, n_params, dyn["training"]["gpu_memory_gb"],
+        dynamics.check_memory(wc.model, n_params, snakemake.config["gpu_memory_gb"],
                               dyn["training"]["memory_margin"])
     q2cfg = dyn["q2"]
     curves, q2 = [], []

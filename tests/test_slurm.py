@@ -30,6 +30,8 @@ import polars as pl
 import pytest
 import yaml
 
+from vermem import plan
+
 from . import slurm_cluster
 from .conftest import REPO, TEST_CONFIG
 
@@ -88,28 +90,13 @@ def cluster(slurm_installed):
 
 
 def dry_run_jobs(profile: Path, workdir: Path) -> list[dict]:
-    """The jobs of the test config under `profile`: rule, resources, whether submitted."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--profile", str(profile), "-n",
-         "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(TEST_CONFIG)],
-        capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    jobs = []
-    for line in proc.stdout.splitlines():
-        if line.startswith(("rule ", "localrule ")):
-            kind, name = line.split()
-            # local rules run on the submit host; a job without output (the target rule)
-            # runs nothing: neither becomes a SLURM job
-            jobs.append({"rule": name.rstrip(":"), "submitted": kind == "rule",
-                         "has_output": False, "resources": {}})
-        elif jobs and line.startswith("    output:"):
-            jobs[-1]["has_output"] = True
-        elif jobs and line.startswith("    resources:"):
-            pairs = (kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
-            jobs[-1]["resources"] = {k.strip(): v for k, v in pairs}
-    for job in jobs:
-        job["submitted"] &= job.pop("has_output")
-    return jobs
+    """The jobs of the test config under `profile` (a dry run through Snakemake's API,
+    vermem.plan): rule, resources, its group job (one SLURM job for all its members, from
+    the rules' `group:` and the profile's group-components), whether submitted (local
+    rules run on the submit host; a job without output, the target rule, runs nothing)."""
+    p = plan.build(TEST_CONFIG, profile, workdir=workdir)
+    return [{"rule": j.rule, "submitted": j.has_output and not j.local, "group": j.group,
+             "resources": {k: str(v) for k, v in j.resources.items()}} for j in p.jobs]
 
 
 def write_test_profile(folder: Path, node: dict, jobs: list[dict]) -> Path:
@@ -155,11 +142,18 @@ def write_test_profile(folder: Path, node: dict, jobs: list[dict]) -> Path:
     return folder
 
 
-def rule_of(job: dict) -> str:
-    """The executor's job comment: rule_<name> or rule_<name>_wildcards_<values>."""
+def rule_of(job: dict, groups: set[str] = frozenset()) -> str:
+    """The executor's job comment: rule_<name> or rule_<name>_wildcards_<values>, where a
+    group job's name is <group id>_<its rules>; the rule, or the group id."""
     comment = job.get("Comment", "")
     assert comment.startswith("rule_"), job
-    return comment[len("rule_"):].split("_wildcards_", 1)[0]
+    name = comment[len("rule_"):].split("_wildcards_", 1)[0]
+    return next((g for g in groups if name.startswith(g + "_")), name)
+
+
+def submission(job: dict) -> str:
+    """What one dry-run job becomes on SLURM: its group job, or a job of its own rule."""
+    return job["group"] or job["rule"]
 
 
 def files_under(root: Path) -> dict[str, Path]:
@@ -213,15 +207,22 @@ def check_placement(cluster: slurm_cluster.Cluster, jobs: list[dict]) -> str:
     say: `gpu=1` in partition gpu with a GPU request and the fake GPU allocated, any other
     in partition cpu with neither. Returns a table of what `scontrol show job` showed."""
     node = cluster.node
-    expected = collections.Counter(j["rule"] for j in jobs if j["submitted"])
-    gpu_rules = {j["rule"] for j in jobs if j["resources"].get("gpu") == "1"}
-    cpus = {j["rule"]: min(int(j["resources"].get("cpus_per_task", 1)), node["cpus"])
-            for j in jobs}
+    submitted = [j for j in jobs if j["submitted"]]
+    expected = collections.Counter()
+    for j in submitted:     # a group job counts once, whatever the number of its members
+        if j["group"] is None or j["group"] not in expected:
+            expected[submission(j)] += 1
+    groups = {j["group"] for j in submitted if j["group"]}
+    gpu_rules = {submission(j) for j in submitted if j["resources"].get("gpu") == "1"}
+    cpus = collections.defaultdict(int)
+    for j in submitted:     # a group job runs its members one after another: their maximum
+        c = min(int(j["resources"].get("cpus_per_task", 1)), node["cpus"])
+        cpus[submission(j)] = max(cpus[submission(j)], c)
     ran = cluster.jobs()
-    assert collections.Counter(rule_of(j) for j in ran) == expected
+    assert collections.Counter(rule_of(j, groups) for j in ran) == expected
     seen = collections.defaultdict(set)
     for job in ran:
-        rule = rule_of(job)
+        rule = rule_of(job, groups)
         request = job.get("TresPerJob", "") + job.get("TresPerNode", "")   # what sbatch asked
         allocated = job.get("JOB_GRES", "(null)")                           # what it got
         seen[rule].add((job["Partition"], request or "-", allocated, job["CPUs/Task"],
@@ -293,3 +294,26 @@ def test_test_profile_keeps_partitions_and_fits_one_small_node(tmp_path):
         assert int(res["mem_mb"]) <= node["memory_mb"] // 2, t
         assert 1 <= int(res["cpus_per_task"]) <= node["cpus"], t
     assert {r["rule"] for r in real if r["resources"].get("gpu") == "1"} >= {"attribution"}
+
+
+def test_small_jobs_stay_local_and_gpu_jobs_of_a_model_share_one_slurm_job(tmp_path):
+    """No cluster needed: figures, tables and claims are local rules; attribution, circuits
+    and Study B cells are grouped per model (and init), so the queue sees far fewer jobs."""
+    jobs = [j for j in dry_run_jobs(REPO / "slurm", tmp_path / "dry") if j["rule"] != "all"]
+    local = {j["rule"] for j in jobs if not j["submitted"]}
+    assert {"figure_attribution_layers", "figure_faithfulness", "figure_transfer",
+            "circuit_claims", "figures_memorization", "dynamics_tables",
+            "figures_dynamics", "figure_dynamics_q1"} <= local
+    assert not {"attribution", "circuit", "dynamics_train", "labels"} & local
+    groups = collections.defaultdict(set)
+    for j in jobs:
+        if j["submitted"] and j["group"]:
+            groups[j["group"]].add(j["rule"])
+    assert groups["attribution-organism"] == {"attribution"}
+    assert groups["circuits-organism"] == {"circuit"}
+    assert groups["dynamics-organism-pretrained"] == {"dynamics_train", "dynamics_sequential"}
+    assert len(groups) == 4, groups
+    subs = {j["group"] or id(j) for j in jobs if j["submitted"]}
+    n = collections.Counter(j["rule"] for j in jobs)
+    print(f"\n{len(jobs)} jobs, {len(subs)} SLURM jobs; per rule {dict(n)}")
+    assert len(subs) <= len(jobs) // 3

@@ -205,7 +205,7 @@ def check_memory(model: str, n_params: int, gpu_memory_gb: float | None, margin:
             f"dynamics: model {model} ({n_params:,} parameters) is too large for full "
             f"fine-tuning on one GPU: it needs about {need / 2**30:.1f} GiB (fp32 weights, "
             f"gradients and AdamW states, +{margin:.0%}), more than "
-            f"dynamics.training.gpu_memory_gb = {gpu_memory_gb:g}")
+            f"gpu_memory_gb = {gpu_memory_gb:g}")
 
 
 def count_params(path: str) -> int:

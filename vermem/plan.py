@@ -1,0 +1,199 @@
+"""The bill of a configuration before submitting it: jobs per rule, SLURM submissions
+(with the profile's groups and local rules), estimated GPU-hours and peak GPU memory.
+
+    python -m vermem.plan --configfile config/pythia.yaml [--profile slurm] [--device cuda]
+    make plan CONFIG=config/pythia.yaml
+
+The DAG is built by Snakemake itself (dry run through its API, in an empty scratch
+working directory unless --directory is given, so every job counts); groups come from the
+rules' `group:` and the profile's `group-components`, local rules from `localrules:`.
+GPU-hours and peak memory come from vermem.resources: the memory model at the batch that
+fits `gpu_memory_gb`, and FLOPs over the throughput benchmarks/all.py measured on the
+device (benchmarks/throughput.json), else its documented default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import io
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vermem import resources
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class PlannedJob:
+    rule: str
+    wildcards: dict[str, str]
+    resources: dict[str, Any]
+    group: str | None          # SLURM submission id of its group job, None when alone
+    local: bool                # runs on the submitting host
+    has_output: bool = True
+    retries: int = 0           # restarts after a failure (attempt 2, 3, ...)
+
+
+@dataclass
+class Plan:
+    config: dict[str, Any]
+    jobs: list[PlannedJob] = field(default_factory=list)
+
+    def submissions(self) -> collections.Counter:
+        """SLURM jobs: a group job's id, or an ungrouped job's rule, with its count."""
+        out: collections.Counter = collections.Counter()
+        groups = set()
+        for j in self.jobs:
+            if j.local or not j.has_output:
+                continue
+            if j.group is None:
+                out[j.rule] += 1
+            elif j.group not in groups:
+                groups.add(j.group)
+                out[j.group] += 1
+        return out
+
+
+def build(configfile: Path, profile: Path | None = REPO / "slurm",
+          snakefile: Path = REPO / "Snakefile", workdir: Path | None = None) -> Plan:
+    """Dry-run the workflow through Snakemake's API, with the settings that
+    `snakemake --profile PROFILE -n --configfile CONFIGFILE` would use (parsed by
+    Snakemake's own command line parser); every job with its resources, group and place."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.cli import parse_args
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        GroupSettings,
+        OutputSettings,
+        Quietness,
+        ResourceSettings,
+    )
+
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vermem-plan-")))
+        argv = ["-n", "-s", str(snakefile), "-d", str(workdir),
+                "--configfile", str(Path(configfile).absolute())]
+        if profile is not None:
+            argv = ["--profile", str(Path(profile).absolute()), *argv]
+        sink = io.StringIO()
+        stack.enter_context(contextlib.redirect_stdout(sink))
+        stack.enter_context(contextlib.redirect_stderr(sink))
+        _, args = parse_args(argv)
+        api = stack.enter_context(SnakemakeApi(OutputSettings(quiet={Quietness.ALL},
+                                                              dryrun=True)))
+        wf = api.workflow(
+            resource_settings=ResourceSettings(
+                cores=args.cores or 1, nodes=args.jobs or 1, resources=args.resources,
+                overwrite_threads=args.set_threads,
+                overwrite_resource_scopes=args.set_resource_scopes,
+                overwrite_resources=args.set_resources,
+                default_resources=args.default_resources),
+            config_settings=ConfigSettings(configfiles=args.configfile),
+            snakefile=Path(snakefile), workdir=Path(workdir))
+        try:
+            wf.dag(DAGSettings()).execute_workflow(
+                executor=args.executor or "local", pseudo_executor="dryrun",
+                group_settings=GroupSettings(group_components=args.group_components))
+        except Exception:
+            sys.stderr.write(sink.getvalue()[-3000:])
+            raise
+        w = wf._workflow
+        d = w.dag
+        groups = getattr(d, "_group", {})
+        plan = Plan(dict(w.config))
+        for job in d.jobs:
+            g = groups.get(job)
+            local = job.rule.name in w._localrules or job.rule.norun
+            plan.jobs.append(PlannedJob(
+                job.rule.name, dict(job.wildcards_dict), dict(job.resources.items()),
+                None if (g is None or local) else str(g.groupid), local,
+                bool(job.output), int(job.rule.restart_times or 0)))
+    return plan
+
+
+@dataclass
+class Row:
+    rule: str
+    jobs: int
+    slurm: int
+    gpu_hours: float
+    peak_gpu_gb: float
+    batch: str
+
+
+def table(plan: Plan, device: str = "cuda",
+          throughput: Mapping[str, Any] | None = None) -> tuple[list[Row], str]:
+    """Rows per rule and where the throughput comes from."""
+    tf, source = resources.tflops(device, throughput)
+    by_rule: dict[str, list[PlannedJob]] = collections.defaultdict(list)
+    for j in plan.jobs:
+        if j.has_output:
+            by_rule[j.rule].append(j)
+    group_rules: dict[str, set[str]] = collections.defaultdict(set)
+    for j in plan.jobs:
+        if j.group:
+            group_rules[j.rule].add(j.group)
+    rows = []
+    for rule, jobs in by_rule.items():
+        hours, peak, batches = 0.0, 0.0, set()
+        for j in jobs:
+            w = resources.work(rule, plan.config, j.wildcards,
+                               f"results/models/{j.wildcards.get('model')}/model.json")
+            if w is None or "gpu" not in j.resources:
+                continue
+            hours += w.flops / (tf * 1e12) / 3600
+            peak = max(peak, w.gpu_bytes / resources.GiB)
+            batches.add(w.batch)
+        slurm = 0 if all(j.local for j in jobs) else (
+            len(group_rules[rule]) or sum(not j.local for j in jobs))
+        rows.append(Row(rule, len(jobs), slurm, hours, peak,
+                        ",".join(map(str, sorted(batches))) or "-"))
+    return rows, f"{tf:g} TFLOP/s on {device}, {source}"
+
+
+def render(plan: Plan, device: str = "cuda", throughput: Mapping[str, Any] | None = None
+           ) -> str:
+    rows, source = table(plan, device, throughput)
+    lim = plan.config.get("gpu_memory_gb")
+    hours = ("GPU" if device == "cuda" else device.upper()) + "-h"
+    out = [f"{'rule':<26} {'jobs':>5} {'slurm':>5} {hours:>8} {'peak GPU GB':>11} {'batch':>7}"]
+    for r in rows:
+        dash = "-"
+        gpu = (f"{r.gpu_hours:8.3g} {r.peak_gpu_gb:11.1f}" if r.peak_gpu_gb
+               else f"{dash:>8} {dash:>11}")
+        out.append(f"{r.rule:<26} {r.jobs:>5} {r.slurm:>5} {gpu} {r.batch:>7}")
+    subs = plan.submissions()
+    total_h = sum(r.gpu_hours for r in rows)
+    peak = max((r.peak_gpu_gb for r in rows), default=0.0)
+    out.append(f"{'total':<26} {sum(r.jobs for r in rows):>5} {sum(subs.values()):>5} "
+               f"{total_h:8.3g} {peak:11.1f}")
+    out.append(f"throughput: {source}; gpu_memory_gb: {lim}; GPU-hours are estimates "
+               f"(vermem.resources: FLOPs / throughput, pairs assumed "
+               f"{resources.MEMORIZED_FRACTION:.0%} of samples)")
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--configfile", type=Path, default=REPO / "config" / "config.yaml")
+    ap.add_argument("--profile", default=str(REPO / "slurm"),
+                    help="profile folder whose groups count (none: no profile)")
+    ap.add_argument("--device", default="cuda", help="throughput of this device (cuda, cpu)")
+    ap.add_argument("--directory", type=Path, default=None,
+                    help="working directory (default: empty scratch, i.e. everything to run)")
+    a = ap.parse_args(argv)
+    profile = None if a.profile in ("", "none") else Path(a.profile)
+    print(render(build(a.configfile, profile, workdir=a.directory), a.device))
+
+
+if __name__ == "__main__":
+    main()
