@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import VermemError
+
 GiB = 2**30
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 # bytes of CUDA context, allocator slack and small tensors on top of the modelled ones
@@ -42,7 +44,7 @@ BASE_MINUTES = 5
 THROUGHPUT_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.json"
 
 
-class ResourceError(ValueError):
+class ResourceError(VermemError, ValueError):
     """A job that cannot fit `gpu_memory_gb`; the message is one line."""
 
 
