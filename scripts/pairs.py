@@ -1,4 +1,4 @@
-"""Rule pairs: Branch Comparison and Memorization Decision pairs, split 90/10."""
+"""Rule pairs: Branch Comparison and Memorization Decision pairs, split by document."""
 
 import polars as pl
 from _rule import rule
@@ -9,9 +9,10 @@ with rule(snakemake) as log:
     p = snakemake.params
     record = io.read_json(snakemake.input.model)
     model, _ = models.load(record, p.device)
+    docs = pl.read_parquet(snakemake.input.candidates, columns=["doc_id", "subset"])
     pairs, summary = contrastive.build(model, pl.read_parquet(snakemake.input.labels),
-                                       pl.read_parquet(snakemake.input.divergence),
-                                       p.batch_size, p.seed, p.eval_fraction, p.same_subset)
+                                       pl.read_parquet(snakemake.input.divergence), docs,
+                                       p.batch_size, p.seed, p.split, p.same_subset)
     io.write_parquet(pairs, snakemake.output.table,
                      io.provenance(p.config, model=record["name"], revision=record["revision"]))
     io.write_json(summary, snakemake.output.summary)

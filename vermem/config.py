@@ -100,6 +100,10 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
         if t["low"] > t["high"]:
             raise ConfigError(f"config error at memorization.thresholds: {name}: "
                               f"low {t['low']} > high {t['high']}")
+    fractions = config["contrastive"]["split"]
+    if abs(sum(fractions.values()) - 1) > 1e-6:
+        raise ConfigError(f"config error at contrastive.split: fractions {dict(fractions)} "
+                          f"sum to {sum(fractions.values()):g}, not 1")
     if config.get("standin"):
         names = {d["pile_set_name"] for d in config["standin"]["domains"].values()}
         unknown = [s for s in subsets if s not in names]
@@ -137,6 +141,10 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error at organism.duplicates.max_tokens: "
                               f"{org['duplicates']['max_tokens']} < prefix + continuation "
                               f"tokens ({need}): no planted document could be a sample")
+        per = org["duplicates"]["docs_per_count"]
+        if isinstance(per, list) and len(per) != len(org["duplicates"]["counts"]):
+            raise ConfigError(f"config error at organism.duplicates.docs_per_count: {len(per)} "
+                              f"numbers for {len(org['duplicates']['counts'])} counts")
         if org["architecture"]["width"] % org["architecture"]["heads"]:
             raise ConfigError("config error at organism.architecture.heads: "
                               "does not divide width")
