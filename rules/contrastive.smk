@@ -1,5 +1,6 @@
 # Contrastive pair sets, Branch Comparison and Memorization Decision (SPEC A.4-6), with
-# the seeded attribution / evaluation split and the reasons every sample was dropped.
+# the seeded document split into attribution / selection / evaluation parts shared by
+# every task, metric and model, and the reasons every sample was dropped.
 
 
 rule pairs:
@@ -7,6 +8,7 @@ rule pairs:
         model="results/models/{model}/model.json",
         labels="results/labels/{model}.parquet",
         divergence="results/divergence/{model}.parquet",
+        candidates="results/corpus/candidates.parquet",
     output:
         table="results/pairs/{model}.parquet",
         summary="results/pairs/{model}.summary.json",
@@ -14,7 +16,7 @@ rule pairs:
         device=config["device"],
         batch_size=config["memorization"]["batch_size"],
         seed=config["seed"],
-        eval_fraction=config["contrastive"]["eval_fraction"],
+        split=config["contrastive"]["split"],
         same_subset=config["contrastive"]["decision_same_subset"],
         config=config["contrastive"],
     threads: 2

@@ -50,7 +50,9 @@ rule samples:
         prefix_tokens=config["memorization"]["prefix_tokens"],
         continuation_tokens=config["memorization"]["continuation_tokens"],
         samples_per_subset=config["corpus"]["samples_per_subset"],
-        config=memo("prefix_tokens", "continuation_tokens"),
+        windows=config["corpus"]["windows"],
+        config={**memo("prefix_tokens", "continuation_tokens"),
+                "windows": config["corpus"]["windows"]},
     log:
         "logs/samples/{model}.log",
     conda:

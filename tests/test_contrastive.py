@@ -1,6 +1,7 @@
 import polars as pl
 import pytest
 import torch
+import yaml
 
 from vermem import contrastive
 
@@ -8,7 +9,8 @@ P = 10
 
 
 def div_table(rows):
-    return pl.DataFrame(rows, schema={"doc_id": pl.String, "subset": pl.String,
+    rows = [{"offset": 0, **r} for r in rows]
+    return pl.DataFrame(rows, schema={"doc_id": pl.String, "offset": pl.Int32, "subset": pl.String,
                                       "full": pl.List(pl.Int32), "d": pl.Int32,
                                       "generation": pl.List(pl.Int32)})
 
@@ -51,13 +53,15 @@ def test_decision_pair_takes_the_most_similar_candidate_that_predicts_the_target
     tail = [1] * (P - d - 1)
     div = div_table([{"doc_id": "h", "subset": "W", "full": h + [target] + tail, "d": d,
                       "generation": [0]}])
-    non = pl.DataFrame({"doc_id": ["decoy", "good", "other-subset"], "subset": ["W", "W", "G"],
+    non = pl.DataFrame({"doc_id": ["decoy", "good", "other-subset"], "offset": [0, 16, 0],
+                        "subset": ["W", "W", "G"],
                         "full": [decoy + [target] + tail, good + [target] + tail,
                                  good + [target] + tail]})
     pairs, drops = contrastive.decision_pairs(tiny_model, div, non, batch_size=2)
     assert not drops and pairs.height == 1
     p = pairs.row(0, named=True)
     assert p["corrupt_doc_id"] == "good"  # decoy is more similar (identical) but is skipped
+    assert (p["offset"], p["corrupt_offset"]) == (0, 16)
     assert p["clean"] == h and p["corrupt"] == good
     assert (p["answer"], p["wrong"]) == (greedy_after(h), target)
     with torch.no_grad():
@@ -69,6 +73,17 @@ def test_decision_pair_takes_the_most_similar_candidate_that_predicts_the_target
                                           batch_size=2)
     assert drops == {("W", "no candidate whose greedy token is the target"): 1}
     _, drops = contrastive.decision_pairs(tiny_model, div, non.head(0), batch_size=2)
+    assert drops == {("W", "no non-memorized sample with the target at d"): 1}
+    # candidates come from h's document part only, and never from h's own document
+    parts = {"h": "evaluation", "decoy": "evaluation", "good": "attribution",
+             "other-subset": "evaluation"}
+    _, drops = contrastive.decision_pairs(tiny_model, div, non, batch_size=2, parts=parts)
+    assert drops == {("W", "no candidate whose greedy token is the target"): 1}
+    parts["good"] = "evaluation"
+    pairs, _ = contrastive.decision_pairs(tiny_model, div, non, batch_size=2, parts=parts)
+    assert pairs["corrupt_doc_id"].to_list() == ["good"]
+    same_doc = non.with_columns(pl.lit("h").alias("doc_id"))
+    _, drops = contrastive.decision_pairs(tiny_model, div, same_doc, batch_size=2)
     assert drops == {("W", "no non-memorized sample with the target at d"): 1}
 
 
@@ -84,17 +99,89 @@ def test_logit_diffs_are_the_last_position_answer_minus_wrong(tiny_model):
     assert out["clean_prefers_answer"].to_list() == [v > 0 for v in out["clean_logit_diff"]]
 
 
-def test_split_is_seeded_disjoint_and_holds_out_a_tenth_per_task_and_subset():
-    pairs = pl.DataFrame({"task": ["t"] * 30 + ["u"] * 3,
-                          "subset": ["A"] * 20 + ["B"] * 10 + ["A"] * 3,
-                          "doc_id": [f"d{i}" for i in range(33)]})
-    a = contrastive.split(pairs, seed=0, eval_fraction=0.1)
-    b = contrastive.split(pairs.reverse(), seed=0, eval_fraction=0.1)
-    c = contrastive.split(pairs, seed=1, eval_fraction=0.1)
-    counts = a.group_by("task", "subset", "split").len().sort("task", "subset", "split")
-    assert counts.rows() == [("t", "A", "attribution", 18), ("t", "A", "evaluation", 2),
-                             ("t", "B", "attribution", 9), ("t", "B", "evaluation", 1),
-                             ("u", "A", "attribution", 2), ("u", "A", "evaluation", 1)]
-    assert a.sort("doc_id")["split"].equals(b.sort("doc_id")["split"])
-    assert not a.sort("doc_id")["split"].equals(c.sort("doc_id")["split"])
-    assert a["doc_id"].to_list() == pairs["doc_id"].to_list()
+def pool(n_per_subset=(300, 200)):
+    """A candidate pool: documents of two subsets."""
+    return pl.DataFrame({"doc_id": [f"{s}{i}" for s, n in zip("AB", n_per_subset, strict=True)
+                                    for i in range(n)],
+                         "subset": [s for s, n in zip("AB", n_per_subset, strict=True)
+                                    for _ in range(n)]})
+
+
+FRACTIONS = {"attribution": 0.5, "selection": 0.2, "evaluation": 0.3}
+
+
+def test_document_parts_respect_the_fractions_in_every_subset_and_depend_on_the_seed():
+    docs = pool()
+    parts = contrastive.document_parts(docs, seed=0, fractions=FRACTIONS)
+    assert set(parts) == set(docs["doc_id"])
+    for subset, n in (("A", 300), ("B", 200)):
+        got = [parts[d] for d in docs.filter(pl.col("subset") == subset)["doc_id"]]
+        for part, f in FRACTIONS.items():
+            assert abs(got.count(part) - f * n) <= 1, (subset, part)
+    # the order of the pool does not matter, the seed does
+    assert contrastive.document_parts(docs.reverse(), 0, FRACTIONS) == parts
+    other = contrastive.document_parts(docs, 1, FRACTIONS)
+    assert sum(parts[d] != other[d] for d in parts) > 100
+    # a random-looking assignment: parts are not runs of consecutive ids
+    evaluation = sorted(int(d[1:]) for d in parts if d[0] == "A" and parts[d] == "evaluation")
+    assert 100 < sum(evaluation) / len(evaluation) < 200
+
+
+def pair_rows(parts, rng, n=400):
+    """Branch Comparison pairs (one document) and Memorization Decision pairs (a memorized
+    and a candidate document) over the pool, as the pairs table has them."""
+    ids = sorted(parts)
+    rows = []
+    for i in range(n):
+        h = rng.choice(ids)
+        c = h if i % 2 else rng.choice([d for d in ids if parts[d] == parts[h] and d != h])
+        rows.append({"task": contrastive.BRANCH if i % 2 else contrastive.DECISION,
+                     "subset": h[0], "doc_id": h, "corrupt_doc_id": c})
+    return pl.DataFrame(rows)
+
+
+def test_split_puts_every_document_in_one_part_across_both_tasks():
+    import random
+
+    docs = pool()
+    parts = contrastive.document_parts(docs, seed=0, fractions=FRACTIONS)
+    pairs = contrastive.split(pair_rows(parts, random.Random(0)), parts)
+    part_of: dict[str, set[str]] = {}
+    for doc, corrupt, part in pairs.select("doc_id", "corrupt_doc_id", "split").iter_rows():
+        part_of.setdefault(doc, set()).add(part)
+        part_of.setdefault(corrupt, set()).add(part)
+    assert all(len(p) == 1 for p in part_of.values())
+    # both tasks use the same documents, so a document is in one part for both
+    assert {t: set(g["doc_id"]) for (t,), g in pairs.group_by("task")}.keys() == {
+        contrastive.BRANCH, contrastive.DECISION}
+    share = pairs.group_by("split").len()
+    share = dict(zip(share["split"], share["len"] / pairs.height, strict=True))
+    for part, f in FRACTIONS.items():
+        assert abs(share[part] - f) < 0.08, share
+    # a second pair table (another model: other pairs of the same pool) gets the same parts
+    other = contrastive.split(pair_rows(parts, random.Random(1)), parts)
+    again = dict(zip(other["doc_id"], other["split"], strict=True))
+    assert all(again[d] == next(iter(part_of[d])) for d in again if d in part_of)
+    assert set(again) & set(part_of)
+
+
+def test_split_rejects_a_pair_across_parts_or_outside_the_pool():
+    parts = {"a": "attribution", "b": "evaluation"}
+    cross = pl.DataFrame({"doc_id": ["a"], "corrupt_doc_id": ["b"]})
+    with pytest.raises(ValueError, match="cross parts"):
+        contrastive.split(cross, parts)
+    with pytest.raises(ValueError, match="not in the split's document pool"):
+        contrastive.split(pl.DataFrame({"doc_id": ["a"], "corrupt_doc_id": ["z"]}), parts)
+
+
+def test_split_fractions_must_sum_to_one():
+    from vermem.config import ConfigError, check, load_schema
+
+    from .conftest import REPO
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["contrastive"]["split"] = {"attribution": 0.5, "selection": 0.2, "evaluation": 0.2}
+    with pytest.raises(ConfigError) as e:
+        check(cfg, load_schema(REPO / "config" / "schema.yaml"))
+    assert "contrastive.split" in str(e.value) and "sum to 0.9" in str(e.value)
+    assert "\n" not in str(e.value)

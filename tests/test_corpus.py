@@ -69,8 +69,9 @@ def test_missing_subset_is_an_error_listing_what_is_there(shards):
 def test_samples_drop_short_documents_and_split_prefix_continuation(shards, tokenizer):
     cands, _ = corpus.scan_candidates(shards, [WIKI, CODE], None, seed=0, max_malformed_fraction=1)
     df, summary = corpus.make_samples(cands, tokenizer, 8, 4, per_subset=25)
-    assert summary[WIKI] == {"candidates": 41, "too_short": 1, "kept": 25}
-    assert summary[CODE] == {"candidates": 20, "too_short": 0, "kept": 20}
+    assert summary[WIKI] == {"candidates": 41, "too_short": 1, "kept": 25, "samples": 25}
+    assert summary[CODE] == {"candidates": 20, "too_short": 0, "kept": 20, "samples": 20}
+    assert df["offset"].unique().to_list() == [0]
     short = cands.filter(pl.col("text") == "short")["doc_id"].item()
     assert short not in df["doc_id"].to_list()
     assert set(df["prefix"].list.len()) == {8} and set(df["continuation"].list.len()) == {4}
@@ -86,6 +87,27 @@ def test_samples_join_duplicate_counts(shards, tokenizer):
                         schema_overrides={"dup_count": pl.Int32})
     df, _ = corpus.make_samples(cands, tokenizer, 4, 4, None, dups)
     assert df.join(dups, on="doc_id")["dup_count"].equals(df["dup_count"])
+
+
+def test_windows_are_the_documents_tokens_at_stride_offsets(shards, tokenizer):
+    cands, _ = corpus.scan_candidates(shards, [WIKI, CODE], None, seed=0, max_malformed_fraction=1)
+    one, _ = corpus.make_samples(cands, tokenizer, 8, 4, per_subset=25)
+    df, summary = corpus.make_samples(cands, tokenizer, 8, 4, per_subset=25, windows=3, stride=5)
+    # the same documents; each gives the windows at 0, 5, 10 that fit in it
+    assert df["doc_id"].unique().sort().equals(one["doc_id"].unique().sort())
+    assert df.filter(pl.col("offset") == 0).drop("offset").equals(one.drop("offset"))
+    assert df.select("doc_id", "offset").is_unique().all()
+    text_of = dict(cands.select("doc_id", "text").iter_rows())
+    for doc_id, offsets in df.group_by("doc_id").agg("offset").iter_rows():
+        ids = tokenizer(text_of[doc_id])["input_ids"]
+        assert sorted(offsets) == [o for o in (0, 5, 10) if o + 12 <= len(ids)]
+    for r in df.iter_rows(named=True):
+        ids = tokenizer(text_of[r["doc_id"]])["input_ids"]
+        assert r["prefix"] + r["continuation"] == ids[r["offset"]: r["offset"] + 12]
+    assert summary[WIKI]["kept"] == 25 and summary[WIKI]["samples"] == (
+        df.filter(pl.col("subset") == WIKI).height) > 25
+    assert corpus.window_offsets(30, 12, 4, 8) == [0, 8, 16]
+    assert corpus.window_offsets(11, 12, 4, 8) == []
 
 
 def test_first_tokens_of_a_cut_equal_the_whole_texts_tokens(real_tokenizer):

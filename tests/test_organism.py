@@ -27,6 +27,21 @@ def test_planting_gives_each_count_its_documents_spread_over_subsets():
     assert t.filter(pl.col("role") == "background")["dup_count"].unique().to_list() == [1]
 
 
+def test_planting_takes_a_number_of_documents_per_count():
+    docs = docs_table()
+    t = organism.plant_duplicates(docs, set(), [4, 32, 64], [2, 9, 3], 50, 80, seed=0)
+    planted = t.filter(pl.col("role") == "planted")
+    assert dict(planted.group_by("dup_count").len().iter_rows()) == {4: 2, 32: 9, 64: 3}
+    assert planted.filter(pl.col("dup_count") == 32)["subset"].value_counts()["count"].to_list() \
+        == [3, 3, 3]
+    try:
+        organism.plant_duplicates(docs, set(), [4, 32], [2, 9, 3], 50, 80, seed=0)
+    except ValueError as e:
+        assert "3 numbers for 2 counts" in str(e)
+    else:
+        raise AssertionError("no error")
+
+
 def test_planting_fails_clearly_when_too_few_documents_fit():
     docs = docs_table(5)
     try:

@@ -58,7 +58,7 @@ def test_planted_duplicates_are_memorized_and_unseen_documents_are_not(run):
     planted64 = dups.filter(pl.col("dup_count") == 64)["doc_id"]
     assert planted64.len() == CFG["organism"]["duplicates"]["docs_per_count"]
     top = lab.filter(pl.col("dup_count") == 64)
-    assert top.height == planted64.len()                  # every planted document is sampled
+    assert set(top["doc_id"]) == set(planted64)           # every planted document is sampled
     assert top["extractable"].mean() >= 0.8
     assert (top["label"] == "memorized").mean() >= 0.8
     rare = lab.filter(pl.col("dup_count") <= 1)
@@ -109,25 +109,37 @@ def test_divergence_on_the_organism_equals_the_naive_definition(run, organism):
 def test_pairs_are_well_formed_split_and_summarised(run):
     pairs = pl.read_parquet(run / "pairs" / "organism.parquet")
     lab = pl.read_parquet(run / "labels" / "organism.parquet")
-    label_of = dict(zip(lab["doc_id"], lab["label"], strict=True))
-    full_of = {r[0]: r[1] + r[2] for r in lab.select("doc_id", "prefix", "continuation").rows()}
+    key = ("doc_id", "offset")   # a sample is a window of a document
+    label_of = {(d, o): lab for d, o, lab in lab.select(*key, "label").rows()}
+    full_of = {(d, o): p + c for d, o, p, c in lab.select(*key, "prefix", "continuation").rows()}
     assert set(pairs["task"]) == {"branch_comparison", "memorization_decision"}
     for p in pairs.iter_rows(named=True):
         assert len(p["clean"]) == len(p["corrupt"]) and p["answer"] != p["wrong"]
-        assert label_of[p["doc_id"]] == "memorized"
-        full = full_of[p["doc_id"]]
+        assert label_of[p["doc_id"], p["offset"]] == "memorized"
+        full = full_of[p["doc_id"], p["offset"]]
         if p["task"] == "branch_comparison":
             assert p["clean"] == full[: p["d"] + 1] and p["corrupt"][:-1] == full[: p["d"]]
             assert p["corrupt"][-1] != full[p["d"]] and p["answer"] == full[p["d"] + 1]
         else:
             assert p["clean"] == full[: p["d"]] and p["wrong"] == full[p["d"]]
-            assert label_of[p["corrupt_doc_id"]] == "non-memorized"
-            assert full_of[p["corrupt_doc_id"]][p["d"]] == p["wrong"]
+            corrupt = p["corrupt_doc_id"], p["corrupt_offset"]
+            assert label_of[corrupt] == "non-memorized" and full_of[corrupt][p["d"]] == p["wrong"]
+            assert p["corrupt_doc_id"] != p["doc_id"]
+    assert lab.select(*key).n_unique() == lab.height > lab["doc_id"].n_unique()
     summary = io.read_json(run / "pairs" / "organism.summary.json")
     for task in ("branch_comparison", "memorization_decision"):
         assert sum(v["pairs"] for v in summary[task].values()) == (pairs["task"] == task).sum()
+        g = pairs.filter(pl.col("task") == task)
+        for part in ("attribution", "selection", "evaluation"):
+            assert sum(v[part] for v in summary[task].values()) == (g["split"] == part).sum()
+    # every part has Branch Comparison pairs (the tiny organism has few Memorization
+    # Decision pairs: 1 on the test config)
     bc = pairs.filter(pl.col("task") == "branch_comparison")
-    assert set(bc["split"]) == {"attribution", "evaluation"}
+    assert set(bc["split"]) == {"attribution", "selection", "evaluation"}
+    # one part per document, across both tasks and both sides of a pair
+    sides = pl.concat([pairs.select("doc_id", "split"),
+                       pairs.select(pl.col("corrupt_doc_id").alias("doc_id"), "split")])
+    assert sides.group_by("doc_id").agg(pl.col("split").n_unique())["split"].max() == 1
 
 
 def test_attribution_files_per_task_subset_and_metric(run):
@@ -381,7 +393,7 @@ def planned(out: subprocess.CompletedProcess) -> dict[str, int]:
     ("circuits", "target", 0.8,
      {"circuit", "circuit_transfer", "circuit_claims", "figure_faithfulness",
       "figure_transfer"}),
-    ("contrastive", "eval_fraction", 0.2,
+    ("contrastive", "split", {"attribution": 0.5, "selection": 0.2, "evaluation": 0.3},
      {"pairs", "figures_memorization", "attribution", "figure_attribution_layers", "circuit",
       "circuit_transfer", "circuit_claims", "figure_faithfulness", "figure_transfer"}),
 ])

@@ -115,6 +115,10 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
         if t["low"] > t["high"]:
             raise ConfigError(f"config error at memorization.thresholds: {name}: "
                               f"low {t['low']} > high {t['high']}")
+    fractions = config["contrastive"]["split"]
+    if abs(sum(fractions.values()) - 1) > 1e-6:
+        raise ConfigError(f"config error at contrastive.split: fractions {dict(fractions)} "
+                          f"sum to {sum(fractions.values()):g}, not 1")
     if config.get("standin"):
         if not standin_shards(config):
             raise ConfigError(f"config error at corpus.shards: standin is set but no shard is "
@@ -163,6 +167,10 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error at organism.architecture.context: "
                               f"{org['architecture']['context']} < prefix + continuation "
                               f"tokens ({need})")
+        per = org["duplicates"]["docs_per_count"]
+        if isinstance(per, list) and len(per) != len(org["duplicates"]["counts"]):
+            raise ConfigError(f"config error at organism.duplicates.docs_per_count: {len(per)} "
+                              f"numbers for {len(org['duplicates']['counts'])} counts")
         if org["architecture"]["width"] % org["architecture"]["heads"]:
             raise ConfigError("config error at organism.architecture.heads: "
                               "does not divide width")

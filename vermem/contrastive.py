@@ -18,24 +18,28 @@ corrupt run does not prefer the wrong token) is flagged, not removed.
 
 from __future__ import annotations
 
-import random
+import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 import torch
 
 BRANCH, DECISION = "branch_comparison", "memorization_decision"
+# the parts of the document split, in the order their fractions are cut
+PARTS = ("attribution", "selection", "evaluation")
 
 PAIR_SCHEMA = {
-    "task": pl.String, "subset": pl.String, "doc_id": pl.String, "corrupt_doc_id": pl.String,
-    "d": pl.Int32, "clean": pl.List(pl.Int32), "corrupt": pl.List(pl.Int32),
+    "task": pl.String, "subset": pl.String, "doc_id": pl.String, "offset": pl.Int32,
+    "corrupt_doc_id": pl.String, "corrupt_offset": pl.Int32, "d": pl.Int32,
+    "clean": pl.List(pl.Int32), "corrupt": pl.List(pl.Int32),
     "answer": pl.Int32, "wrong": pl.Int32, "similarity": pl.Float64,
 }
 
 
 def branch_pairs(div: pl.DataFrame) -> tuple[pl.DataFrame, Counter]:
-    """Branch Comparison pairs from divergence rows (doc_id, subset, full, d, generation)."""
+    """Branch Comparison pairs from divergence rows (doc_id, offset, subset, full, d,
+    generation)."""
     rows, drops = [], Counter()
     for r in div.iter_rows(named=True):
         if r["d"] is None:
@@ -50,7 +54,8 @@ def branch_pairs(div: pl.DataFrame) -> tuple[pl.DataFrame, Counter]:
             drops[r["subset"], "second tokens agree"] += 1
         else:
             rows.append({"task": BRANCH, "subset": r["subset"], "doc_id": r["doc_id"],
-                         "corrupt_doc_id": r["doc_id"], "d": d,
+                         "offset": r["offset"], "corrupt_doc_id": r["doc_id"],
+                         "corrupt_offset": r["offset"], "d": d,
                          "clean": full[:d] + [full[d]], "corrupt": full[:d] + [g[0]],
                          "answer": full[d + 1], "wrong": g[1], "similarity": None})
     return pl.DataFrame(rows, schema=PAIR_SCHEMA), drops
@@ -79,33 +84,43 @@ def prefix_states(model, fulls: Sequence[Sequence[int]], lengths: Sequence[Seque
     return out
 
 
+def _codes(values: Sequence[str], vocab: dict[str, int]) -> torch.Tensor:
+    return torch.tensor([vocab.setdefault(v, len(vocab)) for v in values], dtype=torch.long)
+
+
 def decision_pairs(model, div: pl.DataFrame, nonmem: pl.DataFrame, batch_size: int,
-                   same_subset: bool = True) -> tuple[pl.DataFrame, Counter]:
+                   same_subset: bool = True, parts: Mapping[str, str] | None = None,
+                   ) -> tuple[pl.DataFrame, Counter]:
     """Memorization Decision pairs.
 
-    div: memorized rows (doc_id, subset, full, d); nonmem: non-memorized rows (doc_id,
-    subset, full). Candidates for a memorized h are non-memorized samples (of h's subset
-    when `same_subset`) whose token at d is h's; they are ranked by cosine similarity of
-    the mean-pooled last hidden state over [:d], and the first whose greedy token after
-    [:d] is that target is taken.
+    div: memorized rows (doc_id, offset, subset, full, d); nonmem: non-memorized rows
+    (doc_id, offset, subset, full). Candidates for a memorized h are non-memorized samples
+    of other documents (of h's subset when `same_subset`, of h's document part when
+    `parts`, doc_id -> part, is given) whose token at d is h's; they are ranked by cosine
+    similarity of the mean-pooled last hidden state over [:d], and the first whose greedy
+    token after [:d] is that target is taken.
     """
     drops: Counter = Counter()
     non_full = nonmem["full"].to_list()
-    non_subset = nonmem["subset"].to_list()
+    non_doc = nonmem["doc_id"].to_list()
     mem = list(div.iter_rows(named=True))
     width = len(non_full[0]) if non_full else 0
     table = torch.tensor(non_full, dtype=torch.long).reshape(len(non_full), width)  # [N, T]
-    subset_ids = {s: i for i, s in enumerate(sorted(set(non_subset)))}
-    subset_col = torch.tensor([subset_ids[s] for s in non_subset], dtype=torch.long)
+    vocab: dict[str, int] = {}
+    subset_col = _codes(nonmem["subset"].to_list(), vocab)
+    doc_col = _codes(non_doc, vocab)
+    part_col = _codes([parts[d] for d in non_doc], vocab) if parts is not None else None
     cands: list[list[int]] = []
     for r in mem:
         d = r["d"]
         if d is None or not len(non_full):
             cands.append([])
             continue
-        hit = table[:, d] == r["full"][d]
+        hit = (table[:, d] == r["full"][d]) & (doc_col != vocab.get(r["doc_id"], -1))
         if same_subset:
-            hit &= subset_col == subset_ids.get(r["subset"], -1)
+            hit &= subset_col == vocab.get(r["subset"], -1)
+        if part_col is not None:
+            hit &= part_col == vocab.get(parts[r["doc_id"]], -1)
         cands.append(hit.nonzero().flatten().tolist())
     need: list[set[int]] = [set() for _ in non_full]
     for r, cs in zip(mem, cands, strict=True):
@@ -137,7 +152,8 @@ def decision_pairs(model, div: pl.DataFrame, nonmem: pl.DataFrame, batch_size: i
             continue
         c, sim = chosen
         rows.append({"task": DECISION, "subset": r["subset"], "doc_id": r["doc_id"],
-                     "corrupt_doc_id": nonmem["doc_id"][c], "d": d, "clean": r["full"][:d],
+                     "offset": r["offset"], "corrupt_doc_id": non_doc[c],
+                     "corrupt_offset": nonmem["offset"][c], "d": d, "clean": r["full"][:d],
                      "corrupt": non_full[c][:d], "answer": answer, "wrong": target,
                      "similarity": sim})
     return pl.DataFrame(rows, schema=PAIR_SCHEMA), drops
@@ -180,35 +196,74 @@ def logit_diffs(model, pairs: pl.DataFrame, batch_size: int) -> pl.DataFrame:
     )
 
 
-def split(pairs: pl.DataFrame, seed: int, eval_fraction: float) -> pl.DataFrame:
-    """Seeded shuffle per (task, subset); the last `eval_fraction` held out for evaluation."""
-    labels = []
-    order = pairs.with_row_index("_row").sort("task", "subset", "doc_id")
-    for (task, subset), g in order.group_by("task", "subset", maintain_order=True):
-        rows = g["_row"].to_list()
-        random.Random(f"{seed}:{task}:{subset}").shuffle(rows)
-        # at least one held-out pair wherever there are two (evaluation never sees
-        # attribution pairs)
-        n_eval = max(1, round(eval_fraction * len(rows))) if len(rows) >= 2 else 0
-        n_attr = len(rows) - n_eval
-        labels += [(r, "attribution" if i < n_attr else "evaluation") for i, r in enumerate(rows)]
-    lab = pl.DataFrame(labels, schema={"_row": pl.UInt32, "split": pl.String}, orient="row")
-    return (pairs.with_row_index("_row").join(lab, on="_row", how="left")
-            .sort("_row").drop("_row"))
+def part_key(seed: int, doc_id: str) -> int:
+    """A seeded hash of a document id that ranks documents for the split (salted, so it is
+    independent of the corpus sampling key)."""
+    h = hashlib.blake2b(f"{seed}:part:{doc_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big")
 
 
-def build(model, labels: pl.DataFrame, div: pl.DataFrame, batch_size: int, seed: int,
-          eval_fraction: float, same_subset: bool) -> tuple[pl.DataFrame, dict]:
-    """Both pair sets from the labels and divergence tables, split, with a summary of
-    pair counts, ordering checks and drop reasons per task and subset."""
+def document_parts(docs: pl.DataFrame, seed: int,
+                   fractions: Mapping[str, float]) -> dict[str, str]:
+    """doc_id -> part ("attribution", "selection" or "evaluation") of every document.
+
+    docs: one row per document (doc_id, subset), the model-independent pool (the corpus
+    candidates), so that every model, task and metric sees the same parts. Within each
+    subset the documents are ranked by `part_key` and cut by the cumulative fractions:
+    each subset gets each part in its share, up to rounding.
+    """
+    out: dict[str, str] = {}
+    for _, g in docs.unique("doc_id").group_by("subset"):
+        ids = sorted(g["doc_id"].to_list(), key=lambda d: (part_key(seed, d), d))
+        cuts, acc = [], 0.0
+        for part in PARTS:
+            acc += fractions[part]
+            cuts.append(round(acc * len(ids)))
+        cuts[-1] = len(ids)
+        start = 0
+        for part, end in zip(PARTS, cuts, strict=True):
+            out.update((d, part) for d in ids[start:end])
+            start = end
+    return out
+
+
+def split(pairs: pl.DataFrame, parts: Mapping[str, str]) -> pl.DataFrame:
+    """The pairs with `split`, the part of their (clean) document. A pair whose two
+    documents lie in different parts, or whose document has no part, is an error."""
+    clean = pairs["doc_id"].to_list()
+    missing = sorted({d for d in clean + pairs["corrupt_doc_id"].to_list() if d not in parts})
+    if missing:
+        raise ValueError(f"{len(missing)} pair document(s) not in the split's document pool, "
+                         f"e.g. {missing[0]!r}")
+    crossing = [(a, b) for a, b in zip(clean, pairs["corrupt_doc_id"], strict=True)
+                if parts[a] != parts[b]]
+    if crossing:
+        raise ValueError(f"{len(crossing)} pair(s) cross parts, e.g. {crossing[0]}")
+    return pairs.with_columns(pl.Series("split", [parts[d] for d in clean], dtype=pl.String))
+
+
+def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
+          batch_size: int, seed: int, fractions: Mapping[str, float],
+          same_subset: bool) -> tuple[pl.DataFrame, dict]:
+    """Both pair sets from the labels and divergence tables, split by document (`docs`:
+    doc_id, subset of the corpus candidates), with a summary of pair and document counts
+    per part, ordering checks and drop reasons per task and subset."""
+    parts = document_parts(docs, seed, fractions)
     nonmem = (labels.filter(pl.col("label") == "non-memorized")
-              .select("doc_id", "subset", pl.concat_list("prefix", "continuation").alias("full")))
+              .select("doc_id", "offset", "subset",
+                      pl.concat_list("prefix", "continuation").alias("full")))
     bc, bc_drops = branch_pairs(div)
-    md, md_drops = decision_pairs(model, div, nonmem, batch_size, same_subset)
-    pairs = split(logit_diffs(model, pl.concat([bc, md]), batch_size), seed, eval_fraction)
-    summary: dict = {"divergence": {}, BRANCH: {}, DECISION: {}}
+    md, md_drops = decision_pairs(model, div, nonmem, batch_size, same_subset, parts)
+    pairs = split(logit_diffs(model, pl.concat([bc, md]), batch_size), parts)
+    summary: dict = {"split": {"seed": seed, "fractions": dict(fractions), "documents": {}},
+                     "divergence": {}, BRANCH: {}, DECISION: {}}
+    pool = docs.unique("doc_id").with_columns(
+        pl.col("doc_id").replace_strict(parts, return_dtype=pl.String).alias("part"))
+    for (subset,), g in sorted(pool.group_by("subset"), key=lambda kv: kv[0]):
+        summary["split"]["documents"][subset] = {p: int((g["part"] == p).sum()) for p in PARTS}
     for (subset,), g in div.group_by("subset", maintain_order=True):
         summary["divergence"][subset] = {"memorized": g.height,
+                                         "memorized_documents": g["doc_id"].n_unique(),
                                          "with_divergence": g["d"].is_not_null().sum()}
     subsets = sorted(set(div["subset"]) | set(pairs["subset"]))
     for task, drops in ((BRANCH, bc_drops), (DECISION, md_drops)):
@@ -216,8 +271,9 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, batch_size: int, seed:
             g = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset))
             summary[task][subset] = {
                 "pairs": g.height,
-                "attribution": int((g["split"] == "attribution").sum()),
-                "evaluation": int((g["split"] == "evaluation").sum()),
+                **{p: int((g["split"] == p).sum()) for p in PARTS},
+                "documents": {p: g.filter(pl.col("split") == p)["doc_id"].n_unique()
+                              for p in PARTS},
                 "clean_not_preferring_answer": int((~g["clean_prefers_answer"]).sum()),
                 "corrupt_not_preferring_wrong": int((~g["corrupt_prefers_wrong"]).sum()),
                 "dropped": {reason: n for (s, reason), n in sorted(drops.items())

@@ -8,7 +8,8 @@ studied:
    hash key (a uniform sample without replacement that does not depend on shard order).
    Malformed lines are counted with file and line number.
 2. `make_samples`: per model, walk each subset's candidates in key order, tokenize, drop
-   documents shorter than prefix + continuation tokens, keep the first `n`.
+   documents shorter than prefix + continuation tokens, keep the first `n`; each kept
+   document gives the window at its start and, when asked, windows at further offsets.
 """
 
 from __future__ import annotations
@@ -194,12 +195,14 @@ def scan_candidates(
     return df, report
 
 
-def first_tokens(tokenizer: Any, text: str, n: int) -> list[int] | None:
+def first_tokens(tokenizer: Any, text: str, n: int, at_least: int | None = None,
+                 ) -> list[int] | None:
     """The first `n` token ids of `text` as the tokenizer splits the whole text, or None.
 
-    Long documents are tokenized from a cut. BPE merges never cross a pre-token boundary,
-    so tokens that end before the cut text's last two pre-tokens are the whole text's
-    tokens; otherwise (or without a pre-tokenizer) the whole text is tokenized.
+    With `at_least`, a text of fewer than `n` (but at least `at_least`) tokens gives all
+    its tokens. Long documents are tokenized from a cut. BPE merges never cross a pre-token
+    boundary, so tokens that end before the cut text's last two pre-tokens are the whole
+    text's tokens; otherwise (or without a pre-tokenizer) the whole text is tokenized.
     """
     bt = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
     cut_at = 32 * n
@@ -213,7 +216,13 @@ def first_tokens(tokenizer: Any, text: str, n: int) -> list[int] | None:
             if enc.offsets[n - 1][1] <= safe_end:
                 return list(enc.ids[:n])
     ids = bt.encode(text, add_special_tokens=False).ids
-    return list(ids[:n]) if len(ids) >= n else None
+    return list(ids[:n]) if len(ids) >= (n if at_least is None else at_least) else None
+
+
+def window_offsets(n_tokens: int, width: int, windows: int, stride: int) -> list[int]:
+    """Token offsets of the (at most `windows`) samples of a document of `n_tokens`
+    tokens: 0, stride, 2 * stride, ... while a whole window of `width` tokens fits."""
+    return [k * stride for k in range(windows) if k * stride + width <= n_tokens]
 
 
 def make_samples(
@@ -223,28 +232,37 @@ def make_samples(
     continuation_tokens: int,
     per_subset: int | None,
     dup_counts: pl.DataFrame | None = None,
+    windows: int = 1,
+    stride: int = 1,
 ) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
-    """One sample per document: its first P + C tokens, split into prefix and continuation."""
+    """Samples of P + C tokens, split into prefix and continuation: per document, the
+    window at token offset 0 (the paper's one sample per document) and, with `windows` > 1,
+    the windows at offsets stride, 2 * stride, ... that fit in the document. `per_subset`
+    counts documents. A sample is (doc_id, offset)."""
     n = prefix_tokens + continuation_tokens
     rows, summary = [], {}
     for subset, group in candidates.sort("subset", "key").group_by("subset", maintain_order=True):
-        kept = short = 0
+        kept = short = n_windows = 0
         for doc_id, text in group.select("doc_id", "text").iter_rows():
             if per_subset is not None and kept >= per_subset:
                 break
-            ids = first_tokens(tokenizer, text, n)
+            ids = first_tokens(tokenizer, text, n + (windows - 1) * stride, at_least=n)
             if ids is None:
                 short += 1
                 continue
             kept += 1
-            rows.append({"doc_id": doc_id, "subset": subset[0],
-                         "prefix": ids[:prefix_tokens], "continuation": ids[prefix_tokens:]})
-        summary[subset[0]] = {"candidates": group.height, "too_short": short, "kept": kept}
+            for off in window_offsets(len(ids), n, windows, stride):
+                w = ids[off: off + n]
+                rows.append({"doc_id": doc_id, "offset": off, "subset": subset[0],
+                             "prefix": w[:prefix_tokens], "continuation": w[prefix_tokens:]})
+                n_windows += 1
+        summary[subset[0]] = {"candidates": group.height, "too_short": short, "kept": kept,
+                              "samples": n_windows}
         if per_subset is not None and kept < per_subset:
             log.warning("subset %r: only %d of %d wanted samples (%d candidates too short)",
                         subset[0], kept, per_subset, short)
-    df = pl.DataFrame(rows, schema={"doc_id": pl.String, "subset": pl.String,
-                                    "prefix": pl.List(pl.Int32),
+    df = pl.DataFrame(rows, schema={"doc_id": pl.String, "offset": pl.Int32,
+                                    "subset": pl.String, "prefix": pl.List(pl.Int32),
                                     "continuation": pl.List(pl.Int32)})
     if dup_counts is not None:
         df = df.join(dup_counts.select("doc_id", "dup_count"), on="doc_id", how="left")

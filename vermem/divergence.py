@@ -132,14 +132,15 @@ def divergence_points(model, fulls: Sequence[Sequence[int]], prefix_tokens: int,
 
 def run(model, labels: pl.DataFrame, prefix_tokens: int, batch_size: int, drop: float,
         epsilon: float) -> pl.DataFrame:
-    """Divergence table of the memorized samples of a labels table: doc_id, subset,
-    dup_count, full (token ids), d, generation (g_d), bleu (B_P, B_{P-1}, ...), generations."""
+    """Divergence table of the memorized samples of a labels table: doc_id, offset,
+    subset, dup_count, full (token ids), d, generation (g_d), bleu (B_P, B_{P-1}, ...),
+    generations."""
     mem = labels.filter(pl.col("label") == "memorized")
     fulls = [a + b for a, b in zip(mem["prefix"].to_list(), mem["continuation"].to_list(),
                                    strict=True)]
     divs = divergence_points(model, fulls, prefix_tokens, batch_size, drop, epsilon,
                              base_generations=mem["generation"].to_list())
-    return mem.select("doc_id", "subset", "dup_count").with_columns(
+    return mem.select("doc_id", "offset", "subset", "dup_count").with_columns(
         pl.Series("full", fulls, dtype=pl.List(pl.Int32)),
         pl.Series("d", [v.d for v in divs], dtype=pl.Int32),
         pl.Series("generation", [v.generation for v in divs], dtype=pl.List(pl.Int32)),

@@ -52,13 +52,14 @@ def plant_duplicates(
     docs: pl.DataFrame,
     holdout: set[str],
     counts: Sequence[int],
-    docs_per_count: int,
+    docs_per_count: int | Sequence[int],
     min_tokens: int,
     max_tokens: int,
     seed: int,
 ) -> pl.DataFrame:
     """Duplicate count per document: 0 held out, 1 by default, and `docs_per_count`
-    planted documents for each count, drawn evenly from every subset.
+    planted documents for each count (one number for all, or one per count), drawn evenly
+    from every subset.
 
     `docs` has columns doc_id, subset, n_tokens. Planted documents are drawn among those
     with min_tokens <= n_tokens <= max_tokens (long enough to be a sample).
@@ -76,12 +77,16 @@ def plant_duplicates(
     # the subsets' shuffled pools interleaved: each count's consecutive block of documents
     # takes from every subset in turn
     order = [p[i] for i in range(max(map(len, pools), default=0)) for p in pools if i < len(p)]
-    need = len(counts) * docs_per_count
-    if len(order) < need:
+    per = [docs_per_count] * len(counts) if isinstance(docs_per_count, int) else docs_per_count
+    if len(per) != len(counts):
+        raise ValueError(f"organism.duplicates.docs_per_count: {len(per)} numbers for "
+                         f"{len(counts)} counts")
+    plan = [c for c, n in zip(counts, per, strict=True) for _ in range(n)]
+    if len(order) < len(plan):
         raise ValueError(f"only {len(order)} documents of {min_tokens}..{max_tokens} tokens "
-                         f"to plant {need}; lower organism.duplicates.docs_per_count")
-    for i, doc in enumerate(order[:need]):
-        dup[doc], role[doc] = counts[i // docs_per_count], "planted"
+                         f"to plant {len(plan)}; lower organism.duplicates.docs_per_count")
+    for doc, count in zip(order, plan, strict=False):
+        dup[doc], role[doc] = count, "planted"
     return docs.with_columns(
         pl.col("doc_id").replace_strict(dup, return_dtype=pl.Int32).alias("dup_count"),
         pl.col("doc_id").replace_strict(role, return_dtype=pl.String).alias("role"),
