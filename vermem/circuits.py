@@ -126,6 +126,29 @@ class EvalSet:
         return cls(batches, cl, co, total / count if count else torch.zeros(0))
 
 
+PARTS = ("attribution", "selection", "evaluation")
+
+
+def split_sets(pairs: pl.DataFrame, task: str, subset: str, name: str = "pairs"
+               ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(selection, evaluation) pairs of one task and subset. Raises, naming the file and
+    the documents, when a document evaluated here is also in the attribution or selection
+    part of any task or subset (the split is by document, shared by every task)."""
+    bad = set(pairs["split"].unique()) - set(PARTS)
+    if bad:
+        raise ValueError(f"{name}: column split has values {sorted(bad)}, not in {PARTS}")
+    ev_docs = set(pairs.filter(pl.col("split") == "evaluation")["doc_id"])
+    used = pairs.filter(pl.col("split") != "evaluation")
+    used_docs = set(used["doc_id"]) | set(used["corrupt_doc_id"].drop_nulls())
+    leak = sorted(ev_docs & used_docs)
+    if leak:
+        raise ValueError(f"{name}: {len(leak)} documents are evaluated and also used for "
+                         f"attribution or selection (e.g. {leak[:3]}); the split must be by "
+                         "document, shared by every task")
+    q = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset))
+    return q.filter(pl.col("split") == "selection"), q.filter(pl.col("split") == "evaluation")
+
+
 @dataclass
 class PerPair:
     """One evaluated circuit: per-pair values over an EvalSet, in its (length-sorted) order."""
