@@ -1,6 +1,5 @@
 """Circuit evaluation by exact edge patching, faithfulness, minimal circuits, transfer."""
 
-import math
 
 import polars as pl
 import pytest
