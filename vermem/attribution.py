@@ -475,7 +475,7 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     patch: [S, D] float (0/1), the same for every row, or [N, S, D], one mask per row of
     `ids` [N, T], where N is a multiple r of the batch size B (the batch tiled r times, e.g.
     r circuits evaluated in one forward: row n is prompt n % B); replacement: [S, B, T, D]
-    (e.g. corrupt-run sources), tiled the same way. Rows whose mask leaves a destination
+    (e.g. corrupt-run sources), read tiled the same way. Rows whose mask leaves a destination
     alone keep the run's own value there exactly.
     """
     arch = arch_of(model)
@@ -485,14 +485,20 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     patch = patch.float().to(replacement.device)
     if patch.dim() == 2:
         patch = patch.expand(ids.shape[0], *patch.shape)  # [N, S, D]
-    if reps > 1:
-        replacement = replacement.repeat(1, reps, 1, 1)
     run: dict[int, torch.Tensor] = {}
     state: dict = {}
     H = arch.shape.n_heads
 
     def diff(upto: int) -> torch.Tensor:
-        return replacement[:upto] - torch.stack([run[s] for s in range(upto)])
+        # replacement - run of each source, computed once (sources arrive in graph order)
+        if "diff" not in state:
+            state["diff"] = torch.empty((graph.mask.shape[0], *run[0].shape),
+                                        dtype=run[0].dtype, device=run[0].device)
+            state["done"] = 0
+        for s in range(state["done"], upto):
+            state["diff"][s] = replacement[s].repeat(reps, 1, 1) - run[s]
+        state["done"] = max(state["done"], upto)
+        return state["diff"][:upto]
 
     def embed_hook(m, a, o):
         run[0] = o.float()
