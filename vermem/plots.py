@@ -229,7 +229,8 @@ def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: l
     import numpy as np
     import pandas as pd
 
-    keys = df.select(group).unique(maintain_order=True).rows() if df.height else [("none",)]
+    keys = (df.select(group).unique(maintain_order=True).rows() if df.height
+            else [("none",) * len(group)])
     fig, axes = plt.subplots(1, len(keys), squeeze=False, figsize=(6.0 * len(keys), 4.8))
     for ax, key in zip(axes[0], keys, strict=True):
         d = df
