@@ -372,6 +372,9 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
         return evaluate_many(model, graph, es, jobs, kind, per_forward)
 
     def rows_of(split, es, mode, name, seed, ks, res, empty, full, search=False):
+        if not ks:
+            return (torch.zeros(0, dtype=torch.float64),
+                    torch.zeros(0, boot.samples, dtype=torch.float64))
         idx = boot.indices(es.n)
         mc = torch.stack([res[k].metric for k in ks])
         point, reps = f_replicates(mc, empty.metric, full.metric, idx)
