@@ -17,7 +17,7 @@ rule circuit:
         subset=lambda wc: SUBSETS[wc.subset],
         config=circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
                              "placements", "ablations", "random_seeds", "random_modes",
-                             "batch_size", "circuits_per_forward", "search_width",
+                             "random_points", "batch_size", "circuits_per_forward", "search_width",
                              "bootstrap"),
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)

@@ -34,7 +34,7 @@ with rule(snakemake) as log:
         model, g, sel, ev, tensors["scores"], modes if usable else [],
         circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
         random_modes, cfg["target"], cfg["metric"], circuits.Bootstrap(**cfg["bootstrap"]),
-        cfg["circuits_per_forward"], cfg["search_width"])
+        cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"])
     scores = tensors["scores"].flatten()
     record_out = {
         "model": record["name"], "revision": record["revision"], "task": wc.task,

@@ -71,6 +71,10 @@ def test_faithfulness_is_zero_for_no_circuit_and_one_for_all_in_every_mode(setup
     for r in ends.iter_rows(named=True):
         assert r["faithfulness"] == pytest.approx(0.0 if r["k"] == 0 else 1.0, abs=1e-6)
     assert set(minimal) == set(modes)           # F(full) = 1 is in the band: always found
+    few, _ = C.sweep(model, g, sel, ev, scores, modes[:1], C.log_sizes(g.n_edges, 9), [0],
+                     modes[:1], 0.85, boot=C.Bootstrap(50), random_points=3)
+    rk = set(few.filter(pl.col("circuit") == "random")["k"])
+    assert rk <= set(few["k"]) and 3 <= len(rk - {0, g.n_edges}) <= 4
     order = C.ranking(g, scores)
     for mode, v in minimal.items():
         assert 0.85 <= v["selection_faithfulness"] <= 1.15 and 0 < v["k"] <= g.n_edges

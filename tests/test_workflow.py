@@ -202,7 +202,7 @@ def test_circuits_are_chosen_on_selection_pairs_and_beat_random_ones(run):
             top = f.filter(pl.col("circuit") == "attribution").drop("circuit")
             rnd = f.filter(pl.col("circuit") == "random").drop("circuit")
             both = top.join(rnd, on=["direction", "k"], suffix="_random")
-            assert both.height == top.height > 0
+            assert both.height == rnd.height > 0  # random sizes are curve sizes
             gaps.append((both["faithfulness"] - both["faithfulness_random"]).mean())
     # attribution-ranked circuits beat random circuits of the same sizes, on average
     assert not gaps or sum(gaps) / len(gaps) > 0.2, gaps

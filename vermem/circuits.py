@@ -348,8 +348,8 @@ def _nan_none(x: float) -> float | None:
 def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
           modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
           random_modes: Sequence[Mode], target: float, kind: str = "logit_diff",
-          boot: Bootstrap = Bootstrap(), per_forward: int = 16, search_width: int = 8
-          ) -> tuple[pl.DataFrame, dict[Mode, dict]]:
+          boot: Bootstrap = Bootstrap(), per_forward: int = 16, search_width: int = 8,
+          random_points: int | None = None) -> tuple[pl.DataFrame, dict[Mode, dict]]:
     """Faithfulness curves (with bootstrap intervals) of the top-k circuits by |score| on
     the selection and the evaluation pairs, random circuits of the same sizes (the modes
     in `random_modes` only) on the evaluation pairs, and per mode the minimal circuit:
@@ -357,9 +357,14 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
     reported on the evaluation pairs next to random circuits of the same size.
 
     Returns the curve table (CURVE_SCHEMA; `split` says which pairs, `search` marks sizes
-    added by the search) and {mode: record} for the modes with an in-band size."""
+    added by the search) and {mode: record} for the modes with an in-band size. Random
+    curves are evaluated at about `random_points` of the curve's sizes (evenly spread over
+    it; None: all of them)."""
     n = graph.n_edges
     sizes = sorted(set(sizes) | {0, n})
+    inner = [k for k in sizes if 0 < k < n]
+    stride = max(1, math.ceil(len(inner) / random_points)) if random_points else 1
+    r_sizes = [0, *inner[::-1][::stride][::-1], n]  # always the largest inner size
     order = ranking(graph, scores)
     randoms = {s: random_ranking(graph, s) for s in seeds}
     rows: list[dict] = []
@@ -395,7 +400,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
     # evaluation pairs: every mode's curve; random circuits for the random modes
     jobs = [(m, circuit(graph, order, k)) for m in modes_ for k in sizes]
     jobs += [(m, circuit(graph, randoms[s], k)) for m in rand_modes for s in seeds
-             for k in sizes if 0 < k < n]
+             for k in r_sizes if 0 < k < n]
     out = iter(run(ev, jobs))
     ev_res = {m: {k: next(out) for k in sizes} for m in modes_}
     for m in modes_:
@@ -404,8 +409,8 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
     for m in rand_modes:
         for s in seeds:
             res = {0: ev_res[m][0], n: ev_res[m][n]}
-            res.update({k: next(out) for k in sizes if 0 < k < n})
-            rows_of("evaluation", ev, m, "random", s, sizes, res, res[0], res[n])
+            res.update({k: next(out) for k in r_sizes if 0 < k < n})
+            rows_of("evaluation", ev, m, "random", s, r_sizes, res, res[0], res[n])
 
     # selection pairs: the curves, then the search, all modes' sizes in one pass per round
     out = iter(run(sel, [(m, circuit(graph, order, k)) for m in modes_ for k in sizes]))
