@@ -182,11 +182,6 @@ def logit_diffs(model, pairs: pl.DataFrame, batch_size: int) -> pl.DataFrame:
 
 def split(pairs: pl.DataFrame, seed: int, eval_fraction: float) -> pl.DataFrame:
     """Seeded shuffle per (task, subset); the last `eval_fraction` held out for evaluation."""
-    docs = sorted(set(pairs["doc_id"]))  # TEMPORARY (circuits helper's local test only)
-    random.Random(seed).shuffle(docs)
-    part = {d: ("attribution", "selection", "evaluation")[min(2, int(3 * i / len(docs)))]
-            for i, d in enumerate(docs)}
-    return pairs.with_columns(pl.col("doc_id").replace_strict(part).alias("split"))
     labels = []
     order = pairs.with_row_index("_row").sort("task", "subset", "doc_id")
     for (task, subset), g in order.group_by("task", "subset", maintain_order=True):
