@@ -231,8 +231,12 @@ def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: l
 
     keys = (df.select(group).unique(maintain_order=True).rows() if df.height
             else [("none",) * len(group)])
-    fig, axes = plt.subplots(1, len(keys), squeeze=False, figsize=(6.0 * len(keys), 4.8))
-    for ax, key in zip(axes[0], keys, strict=True):
+    ncols = min(2, len(keys))
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(7.5 * ncols, 6.0 * nrows))
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys, strict=False):
         d = df
         for g_, v in zip(group, key, strict=True):
             d = d.filter(pl.col(g_) == v) if d.height else d
