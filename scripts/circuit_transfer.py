@@ -1,6 +1,7 @@
 """Rule circuit_transfer: every task's and subset's minimal circuits (main ablation, every
-placement) evaluated on every evaluation pair set, directions paired by meaning
-(prevention with prevention); overlap between the main mode's circuits."""
+placement; random circuits of the same size for the main placement) evaluated on every
+evaluation pair set, directions paired by meaning (prevention with prevention); overlap
+between the main mode's circuits."""
 
 import polars as pl
 from _rule import rule
@@ -25,7 +26,7 @@ with rule(snakemake) as log:
     transfer = circuits.transfer(model, g, evsets, found, cfg["main"]["ablation"],
                                  range(cfg["random_seeds"]), cfg["metric"],
                                  circuits.Bootstrap(**cfg["bootstrap"]),
-                                 cfg["circuits_per_forward"])
+                                 cfg["circuits_per_forward"], [cfg["main"]["placement"]])
     main = {k[:3]: v for k, v in found.items() if k[3] == cfg["main"]["placement"]}
     prov = io.provenance(cfg, model=record["name"], revision=record["revision"])
     io.write_parquet(transfer, snakemake.output.transfer, prov)

@@ -389,3 +389,24 @@ def test_size_claims_need_pairs_separated_intervals_and_better_than_random():
     # a difference below the margin supports no comparative claim
     got, _ = verdicts(t, sizes_for(), margin=0.8)
     assert got["Induction (de-noising", "both"][0] != "supported"
+
+
+def test_transfer_evaluates_a_circuit_in_the_direction_of_the_same_meaning(setup):
+    model, g, ev, _ = setup
+    if model.config.model_type != "gpt_neox":
+        pytest.skip("one architecture is enough for the bookkeeping")
+    a = C.circuit(g, C.random_ranking(g, 7), g.n_edges // 4)
+    found = {(C.DECISION, "s", "noising", "outside"): a,
+             (C.BRANCH, "s", "noising", "inside"): a}
+    t = C.transfer(model, g, {(C.BRANCH, "s"): ev}, found, "resample", [0, 1],
+                   boot=C.Bootstrap(100), random_placements=["outside"])
+    md = t.filter(pl.col("source_task") == C.DECISION).row(0, named=True)
+    assert (md["semantics"], md["target_direction"]) == ("induction", "denoising")
+    mode = C.Mode("denoising", "outside", "resample")
+    e, f, r = (C.evaluate(model, g, ev, x, mode).metric
+               for x in (torch.zeros_like(g.mask), g.mask, a))
+    assert md["faithfulness"] == pytest.approx(C.faithfulness(r, e, f), abs=1e-6)
+    assert md["random_faithfulness"] is not None and md["n_pairs"] == ev.n
+    bc = t.filter(pl.col("source_task") == C.BRANCH).row(0, named=True)
+    assert (bc["semantics"], bc["target_direction"]) == ("prevention", "noising")
+    assert bc["random_faithfulness"] is None  # random circuits for the main placement only

@@ -553,13 +553,16 @@ def _mean_ci(x: torch.Tensor, idx: torch.Tensor, boot: Bootstrap) -> tuple[float
 def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
              circuits: dict[tuple[str, str, str, str], torch.Tensor], ablation: str,
              seeds: Sequence[int], kind: str = "logit_diff", boot: Bootstrap = Bootstrap(),
-             per_forward: int = 16) -> pl.DataFrame:
+             per_forward: int = 16, random_placements: Iterable[str] | None = None
+             ) -> pl.DataFrame:
     """Every circuit (source task, subset, direction, placement) evaluated on every
     evaluation set (target task, subset) in the direction with the same meaning there
     (prevention with prevention, induction with induction: `SEMANTICS`), in its own
     placement and `ablation`; next to it random circuits of the same size (mean F over the
-    seeds) and the target's unpatched clean-run logit difference and accuracy. Every
-    estimate has a bootstrap interval over the target's pairs."""
+    seeds; only for circuits of `random_placements`, default all) and the target's
+    unpatched clean-run logit difference and accuracy. Every estimate has a bootstrap
+    interval over the target's pairs."""
+    rand_at = None if random_placements is None else set(random_placements)
     rows = []
     plain = Mode("noising", "inside", "resample")  # with no edge patched: the clean run
     nothing = torch.zeros_like(graph.mask)
@@ -576,12 +579,14 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
                 ends[mode] = (len(jobs), len(jobs) + 1)
                 jobs += [(mode, nothing), (mode, graph.mask)]
             k = int(edges.sum())
-            cells.append(((task, subset, direction, placement), mode, meaning, k, len(jobs)))
+            cell_seeds = list(seeds) if rand_at is None or placement in rand_at else []
+            cells.append(((task, subset, direction, placement), mode, meaning, k, len(jobs),
+                          cell_seeds))
             jobs.append((mode, edges))
-            jobs += [(mode, circuit(graph, random_ranking(graph, s), k)) for s in seeds]
+            jobs += [(mode, circuit(graph, random_ranking(graph, s), k)) for s in cell_seeds]
         res = evaluate_many(model, graph, ev, jobs, kind, per_forward)
         clean = Result.of(res[0])
-        for (task, subset, direction, placement), mode, meaning, k, j in cells:
+        for (task, subset, direction, placement), mode, meaning, k, j, seeds_ in cells:
             e, f = res[ends[mode][0]].metric, res[ends[mode][1]].metric
             p, r = f_replicates(res[j].metric[None], e, f, idx)
             lo, hi = boot.interval(r)
@@ -589,9 +594,9 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
             acc = _mean_ci(res[j].correct, idx, boot)
             rand = {"random_faithfulness": None, "random_faithfulness_lo": None,
                     "random_faithfulness_hi": None}
-            if seeds:
+            if seeds_:
                 rp, rr = f_replicates(torch.stack([res[j + 1 + i].metric
-                                                   for i in range(len(seeds))]), e, f, idx)
+                                                   for i in range(len(seeds_))]), e, f, idx)
                 rlo, rhi = boot.interval(rr.nanmean(0)[None])
                 rand = {"random_faithfulness": _nan_none(float(rp.nanmean())),
                         "random_faithfulness_lo": _nan_none(float(rlo[0])),
