@@ -1,6 +1,7 @@
 """Every benchmark in one run, side by side: labelling (batched KV-cache greedy against
-per-sample `generate`), divergence (batched against the naive definition) and EAP-IG
-attribution (nnsight against plain hooks), on CPU with the trained organism (or its shape)
+per-sample `generate`), divergence (batched against the naive definition), EAP-IG
+attribution (nnsight against plain hooks) and circuit evaluation (many circuits per forward
+against one at a time), on CPU with the trained organism (or its shape)
 and a Pythia-160m-shaped model, and, where torch sees a GPU, with Pythia-160m and
 Pythia-1b shapes on it. Models of Pythia shapes are randomly initialised (no hub).
 
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 
 import attribution
+import circuits
 import common
 import divergence
 import labels
@@ -38,6 +40,8 @@ def column(results: Path, device: str, shape: str | None, s: dict) -> dict[str, 
     lab = labels.run(results, 64, s["n"], s["naive_n"], p, p, device, shape)
     div = divergence.run(results, s["div_n"], p, p, 64, device, shape)
     att = attribution.run(shape or "organism", device, batch=s["batch"], length=50, steps=5)
+    circ = circuits.run(shape, device, pairs=s.get("circ_pairs", 4), length=64,
+                        n_circuits=s.get("circ_circuits", 16), results=results)
     return {
         "model": lab["model"],
         "labels: tokens/s (batched)": lab["tokens_per_s"],
@@ -56,6 +60,10 @@ def column(results: Path, device: str, shape: str | None, s: dict) -> dict[str, 
         "attribution: peak MiB (nnsight)": att["nnsight_peak_mib"],
         "attribution: same scores": att["same_scores"],
         "_attribution": att,
+        "circuits: evals/s (batched)": circ["evals_per_s_batched"],
+        "circuits: evals/s (one at a time)": circ["evals_per_s_one_at_a_time"],
+        "circuits: speed-up": circ["speedup"],
+        "circuits: max abs difference": circ["max_abs_diff"],
     }
 
 

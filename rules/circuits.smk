@@ -1,5 +1,6 @@
 # Circuits (SPEC A.9-11): faithfulness curves and minimal circuits per task and subset,
-# evaluated on the held-out split only; transfer across tasks and subsets, circuit
+# sizes chosen on the selection split, faithfulness reported on the evaluation split, with
+# bootstrap intervals over pairs; transfer across tasks and subsets, circuit
 # overlap, and the paper's claims checked against this run's numbers.
 
 
@@ -15,7 +16,9 @@ rule circuit:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
         config=circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
-                             "placements", "ablations", "random_seeds", "batch_size"),
+                             "placements", "ablations", "random_seeds", "random_modes",
+                             "random_points", "batch_size", "circuits_per_forward", "search_width",
+                             "bootstrap"),
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)
     threads: 1
@@ -41,7 +44,8 @@ rule circuit_transfer:
         overlap="results/circuits/{model}/overlap.parquet",
     params:
         device=config["device"],
-        config=circuits_keys("metric", "main", "random_seeds", "batch_size"),
+        config=circuits_keys("metric", "main", "random_seeds", "batch_size",
+                             "circuits_per_forward", "bootstrap"),
     threads: 2
     retries: RETRIES
     resources:
@@ -70,7 +74,7 @@ rule circuit_claims:
                    category="Study A", subcategory="Circuits"),
     params:
         main_subset=config["corpus"]["main_subset"],
-        config=circuits_keys("main", "claims"),
+        config=circuits_keys("main", "claims", "bootstrap"),
     log:
         "logs/circuits/{model}/claims.log",
     conda:

@@ -1,6 +1,8 @@
-"""Rule circuit: faithfulness curves and minimal circuits of one task and subset, on its
-held-out evaluation pairs, from the edges ranked by attribution."""
+"""Rule circuit: faithfulness curves and minimal circuits of one task and subset: sizes
+chosen on the selection pairs, faithfulness reported on the evaluation pairs, from the
+edges ranked by attribution."""
 
+import polars as pl
 import torch
 from _rule import model_graph_pairs, rule
 
@@ -9,29 +11,47 @@ from vermem import attribution, circuits, io
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
     cfg = p.config
-    record, model, g, pairs = model_graph_pairs(snakemake, "evaluation")
+    record, model, g, _ = model_graph_pairs(snakemake, "evaluation")
+    sel_pairs, ev_pairs = circuits.split_sets(pl.read_parquet(snakemake.input.pairs), wc.task,
+                                              p.subset, snakemake.input.pairs)
     tensors, meta = attribution.load(snakemake.input.scores)
-    ev = circuits.EvalSet.make(model, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
-                               pairs["answer"].to_list(), pairs["wrong"].to_list(),
-                               cfg["batch_size"])
-    if ev.n == 0:
-        log.warning("no evaluation pairs for %s / %s: no curve, no circuit", wc.task, p.subset)
+
+    def evset(q):
+        return circuits.EvalSet.make(model, q["clean"].to_list(), q["corrupt"].to_list(),
+                                     q["answer"].to_list(), q["wrong"].to_list(),
+                                     cfg["batch_size"])
+
+    sel, ev = evset(sel_pairs), evset(ev_pairs)
+    n_attr = int(meta.get("n_examples", 0))
+    usable = n_attr > 0 and sel.n > 0 and ev.n > 0
+    if not usable:
+        log.warning("%s / %s: %d attribution, %d selection, %d evaluation pairs: no curve, "
+                    "no circuit", wc.task, p.subset, n_attr, sel.n, ev.n)
     modes = circuits.modes(cfg["directions"], cfg["placements"], cfg["ablations"])
+    random_modes = [m for m in modes if {"placement": m.placement, "ablation": m.ablation}
+                    in cfg["random_modes"]]
     curve, minimal = circuits.sweep(
-        model, g, ev, tensors["scores"], modes if ev.n else [],
+        model, g, sel, ev, tensors["scores"], modes if usable else [],
         circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
-        cfg["target"], cfg["metric"])
+        random_modes, cfg["target"], cfg["metric"], circuits.Bootstrap(**cfg["bootstrap"]),
+        cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"])
     scores = tensors["scores"].flatten()
     record_out = {
         "model": record["name"], "revision": record["revision"], "task": wc.task,
-        "subset": p.subset, "n_edges": g.n_edges, "n_pairs": ev.n, "target": cfg["target"],
+        "subset": p.subset, "n_edges": g.n_edges, "n_pairs": ev.n, "n_selection": sel.n,
+        "target": cfg["target"], "band": [cfg["target"], 2 - cfg["target"]],
         "metric": cfg["metric"], "rank_by": cfg["rank_by"], "n_layers": g.shape.n_layers,
-        "n_heads": g.shape.n_heads,
-        "attribution_pairs": meta["n_examples"],
+        "n_heads": g.shape.n_heads, "attribution_pairs": n_attr,
+        "selection_docs": sorted(set(sel_pairs["doc_id"])),
+        "evaluation_docs": sorted(set(ev_pairs["doc_id"])),
+        "not_found": [{"direction": m.direction, "placement": m.placement,
+                       "ablation": m.ablation} for m in (modes if usable else [])
+                      if m not in minimal],
         "circuits": [{"direction": m.direction, "placement": m.placement,
-                      "ablation": m.ablation, "k": v["k"], "share": v["k"] / g.n_edges,
-                      "faithfulness": v["faithfulness"], "metric": v["metric"],
-                      "accuracy": v["accuracy"], "empty": v["empty"], "full": v["full"],
+                      "ablation": m.ablation, "semantics": circuits.semantics(wc.task,
+                                                                              m.direction),
+                      "share": v["k"] / g.n_edges, "n_edges": g.n_edges,
+                      **{k: x for k, x in v.items() if k != "edges"},
                       "edge_index": v["edges"],
                       "edges": g.edge_names(torch.tensor(v["edges"], dtype=torch.long)),
                       "scores": [float(scores[i]) for i in v["edges"]]}
@@ -42,5 +62,7 @@ with rule(snakemake) as log:
                      io.provenance(cfg, model=record["name"], revision=record["revision"]))
     io.write_json(record_out, snakemake.output.minimal)
     for c in record_out["circuits"]:
-        log.info("%s/%s/%s: minimal circuit %d edges, F = %.3f", c["direction"],
-                 c["placement"], c["ablation"], c["k"], c["faithfulness"])
+        log.info("%s/%s/%s: minimal circuit %d edges [%s, %s] (selection, n = %d), "
+                 "F = %s [%s, %s] on %d evaluation pairs", c["direction"], c["placement"],
+                 c["ablation"], c["k"], c["k_lo"], c["k_hi"], sel.n, c["faithfulness"],
+                 c["faithfulness_lo"], c["faithfulness_hi"], ev.n)

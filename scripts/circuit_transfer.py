@@ -1,5 +1,7 @@
-"""Rule circuit_transfer: every task's and subset's minimal circuit (main placement and
-ablation) evaluated on every held-out pair set; overlap between the circuits."""
+"""Rule circuit_transfer: every task's and subset's minimal circuits (main ablation, every
+placement; random circuits of the same size for the main placement) evaluated on every
+evaluation pair set, directions paired by meaning (prevention with prevention); overlap
+between the main mode's circuits."""
 
 import polars as pl
 from _rule import rule
@@ -12,18 +14,22 @@ with rule(snakemake) as log:
     record = io.read_json(snakemake.input.model)
     model, _ = models.load(record, p.device)
     g = graph.Graph(graph.Shape.from_config(model.config))
-    pairs = pl.read_parquet(snakemake.input.pairs).filter(pl.col("split") == "evaluation")
-    found = circuits.main_circuits(g, [io.read_json(f) for f in snakemake.input.minimal],
-                                   cfg["main"])
+    pairs = pl.read_parquet(snakemake.input.pairs)
+    records = [io.read_json(f) for f in snakemake.input.minimal]
+    found = circuits.main_circuits(g, records, cfg["main"]["ablation"])
     evsets = {}
-    for rec in map(io.read_json, snakemake.input.minimal):
-        q = pairs.filter((pl.col("task") == rec["task"]) & (pl.col("subset") == rec["subset"]))
+    for rec in records:
+        _, q = circuits.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs)
         evsets[rec["task"], rec["subset"]] = circuits.EvalSet.make(
             model, q["clean"].to_list(), q["corrupt"].to_list(), q["answer"].to_list(),
             q["wrong"].to_list(), cfg["batch_size"])
-    transfer = circuits.transfer(model, g, evsets, found, cfg["main"],
-                                 range(cfg["random_seeds"]), cfg["metric"])
+    transfer = circuits.transfer(model, g, evsets, found, cfg["main"]["ablation"],
+                                 range(cfg["random_seeds"]), cfg["metric"],
+                                 circuits.Bootstrap(**cfg["bootstrap"]),
+                                 cfg["circuits_per_forward"], [cfg["main"]["placement"]])
+    main = {k[:3]: v for k, v in found.items() if k[3] == cfg["main"]["placement"]}
     prov = io.provenance(cfg, model=record["name"], revision=record["revision"])
     io.write_parquet(transfer, snakemake.output.transfer, prov)
-    io.write_parquet(circuits.overlap(found), snakemake.output.overlap, prov)
-    log.info("%d circuits on %d evaluation sets", len(found), len(evsets))
+    io.write_parquet(circuits.overlap(main), snakemake.output.overlap, prov)
+    log.info("%d circuits on %d evaluation sets: %d transfer cells", len(found), len(evsets),
+             transfer.height)

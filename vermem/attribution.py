@@ -516,17 +516,33 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     patch[s, d] = 1 carries replacement[s] instead of the run's own source activation:
     destination d reads x + sum_s patch[s, d] (replacement_s - a_s(run)).
 
-    patch: [S, D] float (0/1); replacement: [S, B, T, D] (e.g. corrupt-run sources).
+    patch: [S, D] float (0/1), the same for every row, or [N, S, D], one mask per row of
+    `ids` [N, T], where N is a multiple r of the batch size B (the batch tiled r times, e.g.
+    r circuits evaluated in one forward: row n is prompt n % B); replacement: [S, B, T, D]
+    (e.g. corrupt-run sources), read tiled the same way. Rows whose mask leaves a destination
+    alone keep the run's own value there exactly.
     """
     arch = arch_of(model)
     ids = batch.clean if ids is None else ids
+    reps = ids.shape[0] // batch.mask.shape[0]
+    mask_ids = batch.mask.repeat(reps, 1)
     patch = patch.to(replacement.device, replacement.dtype)
+    if patch.dim() == 2:
+        patch = patch.expand(ids.shape[0], *patch.shape)  # [N, S, D]
     run: dict[int, torch.Tensor] = {}
     state: dict = {}
     H = arch.shape.n_heads
 
     def diff(upto: int) -> torch.Tensor:
-        return replacement[:upto] - torch.stack([run[s] for s in range(upto)])
+        # replacement - run of each source, computed once (sources arrive in graph order)
+        if "diff" not in state:
+            state["diff"] = torch.empty((graph.mask.shape[0], *run[0].shape),
+                                        dtype=run[0].dtype, device=run[0].device)
+            state["done"] = 0
+        for s in range(state["done"], upto):
+            state["diff"][s] = replacement[s].repeat(reps, 1, 1) - run[s]
+        state["done"] = max(state["done"], upto)
+        return state["diff"][:upto]
 
     def embed_hook(m, a, o):
         run[0] = _acc(o)
@@ -543,48 +559,48 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
         x = _first(a, k)
         up = graph.source_end(layer)
         a0, a1 = graph.attn_dest_range(layer)
-        p = patch[:up, a0:a1]
+        p = patch[:, :up, a0:a1]
         state["qkv"] = None
         if p.any():
-            d = torch.einsum("sbtd,sn->btnd", diff(up), p)  # [B, T, n, D]
+            d = torch.einsum("sbtd,bsn->btnd", diff(up), p)  # [B, T, n, D]
             xn = norm_forward(m, x[:, :, None] + d)        # each destination's own input
             y = torch.einsum("btnd,ned->btne", xn, head_rows(arch, layer))
             b = head_bias(arch, layer)
-            state["qkv"] = (y + b if b is not None else y, p.any(0))
+            state["qkv"] = (y + b if b is not None else y, p.any(1))  # [B, n] patched
 
     def proj_hook(m, a, o, layer, j):
         if state.get("qkv") is None:
             return None
-        y, which = state["qkv"]  # [B, T, n, hd], [n]
+        y, which = state["qkv"]  # [B, T, n, hd], [B, n]
         s = arch.shape
         if arch.fused_qkv and not arch.qkv_major:
             o4 = o.view(*o.shape[:2], s.n_heads, 3, arch.head_dim).clone()
             for c in range(3):
-                sel = which[c * H:(c + 1) * H]
-                o4[:, :, sel, c] = y[:, :, c * H:(c + 1) * H][:, :, sel].to(o.dtype)
+                sel = which[:, None, c * H:(c + 1) * H, None]
+                o4[:, :, :, c] = torch.where(sel, y[:, :, c * H:(c + 1) * H].to(o.dtype),
+                                             o4[:, :, :, c])
             return o4.view_as(o)
         lo = [0, H, H + s.n_kv_heads][j]
         n = H + 2 * s.n_kv_heads if arch.fused_qkv else H if j == 0 else s.n_kv_heads
-        o3 = o.view(*o.shape[:2], n, arch.head_dim).clone()
-        sel = which[lo: lo + n]
-        o3[:, :, sel] = y[:, :, lo: lo + n][:, :, sel].to(o.dtype)
-        return o3.view_as(o)
+        o3 = o.view(*o.shape[:2], n, arch.head_dim)
+        sel = which[:, None, lo: lo + n, None]
+        return torch.where(sel, y[:, :, lo: lo + n].to(o.dtype), o3).reshape(o.shape)
 
     def ln2_pre(m, a, k, layer):
         up = graph.source_end(layer) + (0 if arch.shape.parallel else H)
-        p = patch[:up, graph.mlp_dest(layer)]
+        p = patch[:, :up, graph.mlp_dest(layer)]
         if not p.any():
             return None
         x = _first(a, k)
-        x = x + torch.einsum("sbtd,s->btd", diff(up), p).to(x.dtype)
+        x = x + torch.einsum("sbtd,bs->btd", diff(up), p).to(x.dtype)
         return ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x})
 
     def final_pre(m, a, k):
-        p = patch[:, -1]
+        p = patch[:, :, -1]
         if not p.any():
             return None
         x = _first(a, k)
-        x = x + torch.einsum("sbtd,s->btd", diff(graph.mask.shape[0]), p).to(x.dtype)
+        x = x + torch.einsum("sbtd,bs->btd", diff(graph.mask.shape[0]), p).to(x.dtype)
         return ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x})
 
     hs = [arch.embed.register_forward_hook(embed_hook),
@@ -600,7 +616,7 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
         hs.append(lay.ln2.register_forward_pre_hook(
             lambda m, a, k, i=i: ln2_pre(m, a, k, i), with_kwargs=True))
     with _hooks(hs):
-        return model(input_ids=ids, attention_mask=batch.mask).logits
+        return model(input_ids=ids, attention_mask=mask_ids).logits
 
 
 @torch.no_grad()

@@ -14,8 +14,21 @@ replacement value of that source, everything else is recomputed). A mode is a
   patches every other edge (EAP-IG's evaluation: the rest of the model ablated).
 
 Faithfulness F(C) = (M(C) - M(empty)) / (M(full) - M(empty)), with M the mean metric over
-the evaluation pairs and M(empty), M(full) evaluated in the same mode, so F(full) = 1 and
-F(empty) = 0 in every mode.
+the pairs (a ratio of means) and M(empty), M(full) evaluated in the same mode, so F(full) =
+1 and F(empty) = 0 in every mode.
+
+Speed: `evaluate_many` runs many circuits in one forward pass, the pair batch tiled once
+per circuit and each row patched with its own circuit's mask (`patched_logits` takes a
+mask per row); circuits that run the same prompts with the same replacement values share
+a forward whatever their placement. The numbers equal one-at-a-time evaluation.
+
+Honest numbers: every F has a seeded percentile bootstrap interval over pairs (`Bootstrap`:
+the pairs resampled, F recomputed as a ratio of means). The minimal circuit is chosen on
+the *selection* pairs, as the smallest size whose F lies in the target band |1 - F| <= 1 -
+target (an overshoot is reported, never selected), and reported on the disjoint
+*evaluation* pairs next to random circuits of the same size. Directions mean different
+things per task (`SEMANTICS`): transfer and overlap pair circuits by meaning (prevention,
+induction), and `claims` gives each of the paper's claims a three-way verdict.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import polars as pl
 import torch
@@ -125,38 +139,100 @@ class EvalSet:
         return cls(batches, cl, co, total / count if count else torch.zeros(0))
 
 
+PARTS = ("attribution", "selection", "evaluation")
+
+
+def split_sets(pairs: pl.DataFrame, task: str, subset: str, name: str = "pairs"
+               ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(selection, evaluation) pairs of one task and subset. Raises, naming the file and
+    the documents, when a document evaluated here is also in the attribution or selection
+    part of any task or subset (the split is by document, shared by every task)."""
+    bad = set(pairs["split"].unique()) - set(PARTS)
+    if bad:
+        raise ValueError(f"{name}: column split has values {sorted(bad)}, not in {PARTS}")
+    ev_docs = set(pairs.filter(pl.col("split") == "evaluation")["doc_id"])
+    used = pairs.filter(pl.col("split") != "evaluation")
+    used_docs = set(used["doc_id"]) | set(used["corrupt_doc_id"].drop_nulls())
+    leak = sorted(ev_docs & used_docs)
+    if leak:
+        raise ValueError(f"{name}: {len(leak)} documents are evaluated and also used for "
+                         f"attribution or selection (e.g. {leak[:3]}); the split must be by "
+                         "document, shared by every task")
+    q = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset))
+    return q.filter(pl.col("split") == "selection"), q.filter(pl.col("split") == "evaluation")
+
+
+@dataclass
+class PerPair:
+    """One evaluated circuit: per-pair values over an EvalSet, in its (length-sorted) order."""
+    metric: torch.Tensor      # [n] float64, the evaluated metric
+    logit_diff: torch.Tensor  # [n] logit(answer) - logit(wrong)
+    correct: torch.Tensor     # [n] 1.0 where the answer is the argmax
+
+
 @dataclass
 class Result:
     metric: float       # mean over examples of the evaluated metric
     logit_diff: float   # mean logit(answer) - logit(wrong)
     accuracy: float     # share of examples whose answer is the argmax
 
+    @classmethod
+    def of(cls, r: PerPair) -> Result:
+        n = max(1, r.metric.numel())
+        return cls(float(r.metric.sum()) / n, float(r.logit_diff.sum()) / n,
+                   float(r.correct.sum()) / n)
+
+
+def _plan(graph: Graph, mode: Mode, edges: torch.Tensor) -> tuple[torch.Tensor, str, str]:
+    """(edges patched, replacement values, prompts run) of circuit `edges` in `mode`."""
+    patched = edges & graph.mask if mode.placement == "inside" else graph.mask & ~edges
+    if mode.direction == "noising":
+        return patched, mode.ablation, "clean"
+    if mode.ablation == "resample":
+        return patched, "clean", "corrupt"
+    # de-noising from the ablated model: everything not restored is ablated
+    return graph.mask & ~patched, mode.ablation, "clean"
+
 
 @torch.no_grad()
+def evaluate_many(model, graph: Graph, ev: EvalSet, jobs: Sequence[tuple[Mode, torch.Tensor]],
+                  kind: str = "logit_diff", per_forward: int = 16) -> list[PerPair]:
+    """Evaluate many (mode, circuit) jobs, `per_forward` circuits per forward pass: jobs
+    that run the same prompts with the same replacement values (whatever their placement)
+    share a forward, each batch row carrying its own circuit's patch mask. Equal, up to
+    float rounding, to evaluating them one at a time (per_forward=1)."""
+    groups: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
+    for j, (mode, edges) in enumerate(jobs):
+        patch, repl, ids = _plan(graph, mode, edges)
+        groups.setdefault((repl, ids), []).append((j, patch))
+    out = {j: ([], [], []) for j in range(len(jobs))}
+    for b, clean, corrupt in zip(ev.batches, ev.clean, ev.corrupt, strict=True):
+        B = int(b.answer.numel())
+        for (repl, ids), members in groups.items():
+            replacement = {"resample": corrupt, "clean": clean,
+                           "zero": torch.zeros_like(clean),
+                           "mean": ev.mean[:, None, None, :].expand_as(clean)}[repl]
+            run = b.clean if ids == "clean" else b.corrupt
+            for c0 in range(0, len(members), max(1, per_forward)):
+                chunk = members[c0: c0 + max(1, per_forward)]
+                c = len(chunk)
+                masks = torch.stack([m for _, m in chunk]).repeat_interleave(B, 0)
+                logits = A.patched_logits(model, graph, b, masks, replacement, run.repeat(c, 1))
+                m = A.metric(logits, b, kind).double().view(c, B)
+                ld = A.metric(logits, b, "logit_diff").double().view(c, B)
+                last = logits[torch.arange(c * B, device=logits.device), b.last.repeat(c)]
+                ok = (last.argmax(-1) == b.answer.repeat(c)).double().view(c, B)
+                for i, (j, _) in enumerate(chunk):
+                    for lst, v in zip(out[j], (m[i], ld[i], ok[i]), strict=True):
+                        lst.append(v.cpu())
+    empty = torch.zeros(0, dtype=torch.float64)
+    return [PerPair(*(torch.cat(v) if v else empty for v in out[j])) for j in range(len(jobs))]
+
+
 def evaluate(model, graph: Graph, ev: EvalSet, edges: torch.Tensor, mode: Mode,
              kind: str = "logit_diff") -> Result:
     """Run the evaluation pairs with circuit `edges` ([S, D] bool) patched as `mode` says."""
-    patched = edges & graph.mask if mode.placement == "inside" else graph.mask & ~edges
-    tot_m = tot_ld = tot_acc = 0.0
-    for b, clean, corrupt in zip(ev.batches, ev.clean, ev.corrupt, strict=True):
-        if mode.ablation == "resample":
-            ablated = corrupt
-        elif mode.ablation == "zero":
-            ablated = torch.zeros_like(clean)
-        else:
-            ablated = ev.mean[:, None, None, :].expand_as(clean)
-        if mode.direction == "noising":
-            logits = A.patched_logits(model, graph, b, patched, ablated, b.clean)
-        elif mode.ablation == "resample":
-            logits = A.patched_logits(model, graph, b, patched, clean, b.corrupt)
-        else:  # de-noising from the ablated model: everything not restored is ablated
-            logits = A.patched_logits(model, graph, b, graph.mask & ~patched, ablated, b.clean)
-        tot_m += float(A.metric(logits, b, kind).sum())
-        tot_ld += float(A.metric(logits, b, "logit_diff").sum())
-        last = logits[torch.arange(len(b.last), device=logits.device), b.last]
-        tot_acc += float((last.argmax(-1) == b.answer).float().sum())
-    n = max(1, ev.n)
-    return Result(tot_m / n, tot_ld / n, tot_acc / n)
+    return Result.of(evaluate_many(model, graph, ev, [(mode, edges)], kind)[0])
 
 
 def faithfulness(m: float, empty: float, full: float) -> float:
@@ -164,94 +240,300 @@ def faithfulness(m: float, empty: float, full: float) -> float:
     return (m - empty) / (full - empty) if full != empty else float("nan")
 
 
-# -- curves and minimal circuits -----------------------------------------------------------
+# -- uncertainty: bootstrap over pairs -----------------------------------------------------
 
-def minimal_size(f: Callable[[int], float], curve: dict[int, float], target: float
-                 ) -> tuple[int | None, dict[int, float]]:
-    """Smallest circuit size with F >= target, precise to one edge where F allows.
+@dataclass(frozen=True)
+class Bootstrap:
+    """Seeded percentile bootstrap over evaluation pairs (config `circuits.bootstrap`)."""
+    samples: int = 1000
+    seed: int = 0
+    level: float = 0.95
 
-    `curve` maps evaluated sizes to F (it must hold 0 and the full size). The first size on
-    it that reaches the target brackets a crossing with the size before it; bisection then
-    evaluates `f` inside the bracket until it is one edge wide, so the answer k has
-    F(k) >= target and F(k - 1) < target. Returns (k or None, the sizes evaluated on the
-    way)."""
+    def indices(self, n: int) -> torch.Tensor:
+        """[samples, n] pairs drawn with replacement (the same draws for every quantity
+        computed on one pair set, so differences between them are resampled jointly)."""
+        if n == 0:
+            return torch.zeros(self.samples, 0, dtype=torch.long)
+        g = torch.Generator().manual_seed(self.seed)
+        return torch.randint(0, n, (self.samples, n), generator=g)
+
+    def interval(self, replicates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Percentile interval over the last dimension, NaN replicates (F undefined in a
+        resample) left out; NaN where every replicate is."""
+        a = (1 - self.level) / 2
+        r = replicates.double()
+        q = torch.tensor([a, 1 - a], dtype=torch.float64)
+        out = torch.nanquantile(r, q, dim=-1) if r.shape[-1] else torch.full(
+            (2, *r.shape[:-1]), math.nan, dtype=torch.float64)
+        return out[0], out[1]
+
+
+def f_replicates(mc: torch.Tensor, me: torch.Tensor, mf: torch.Tensor, idx: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """F = (mean M(C) - mean M(empty)) / (mean M(full) - mean M(empty)), a ratio of means
+    over the pairs: point estimates [J] and bootstrap replicates [J, R] (idx [R, n]).
+    mc [J, n], me and mf [n]. NaN where M(full) = M(empty)."""
+    def ratio(c, e, f):
+        d = f - e
+        return torch.where(d != 0, (c - e) / torch.where(d != 0, d, 1.0), math.nan)
+
+    point = ratio(mc.mean(-1), me.mean(), mf.mean())
+    reps = ratio(mc[:, idx].mean(-1), me[idx].mean(-1), mf[idx].mean(-1))
+    return point, reps
+
+
+# -- the target band and minimal circuits ---------------------------------------------------
+
+def band(f: float | None, target: float) -> str | None:
+    """'in' where |1 - F| <= 1 - target, 'below' or 'above' (overshoot) otherwise."""
+    if f is None or math.isnan(f):
+        return None
+    if f < target:
+        return "below"
+    return "above" if f > 2 - target + 1e-12 else "in"
+
+
+def in_band(f: float, target: float) -> bool:
+    return band(f, target) == "in"
+
+
+def search_points(curve: dict[int, float], target: float, width: int) -> list[int]:
+    """Sizes to evaluate next in the search for the smallest size in the target band.
+
+    F is not monotone in k, so no search can promise the global smallest in-band size
+    without evaluating every k; this one finds the first in-band size on the evaluated
+    grid, brackets it with the evaluated size before it (which is out of band: below it,
+    or an overshoot above it), and evaluates up to `width` evenly spaced sizes inside the
+    bracket, round after round (bisection when width is 1), until the bracket is one edge
+    wide. The result is an in-band k whose predecessor k - 1 is out of band; an in-band
+    size below an earlier grid point that the grid skipped over is not looked for."""
     sizes = sorted(curve)
-    hit = next((k for k in sizes if curve[k] >= target), None)
+    hit = next((i for i, k in enumerate(sizes) if in_band(curve[k], target)), None)
+    if not hit:  # none in band, or the smallest evaluated size already is
+        return []
+    lo, hi = sizes[hit - 1], sizes[hit]
+    if hi - lo <= 1:
+        return []
+    step = (hi - lo) / (min(width, hi - lo - 1) + 1)
+    return sorted({min(hi - 1, max(lo + 1, round(lo + step * i)))
+                   for i in range(1, min(width, hi - lo - 1) + 1)})
+
+
+def minimal_size(f: Callable[[list[int]], list[float]], curve: dict[int, float],
+                 target: float, width: int = 1) -> tuple[int | None, dict[int, float]]:
+    """Smallest circuit size with F in the target band, by `search_points` rounds (each
+    round's sizes evaluated together by `f`). Returns (k or None, the sizes evaluated on
+    the way and their F)."""
     found: dict[int, float] = {}
-    if hit is None:
-        return None, found
-    i = sizes.index(hit)
-    lo, hi = (sizes[i - 1], hit) if i else (hit, hit)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        found[mid] = f(mid)
-        if found[mid] >= target:
-            hi = mid
-        else:
-            lo = mid
-    return hi, found
+    while pts := search_points({**curve, **found}, target, width):
+        found.update(zip(pts, f(pts), strict=True))
+    both = {**curve, **found}
+    k = min((k for k, v in both.items() if in_band(v, target)), default=None)
+    return k, found
 
 
 CURVE_SCHEMA = {
-    "direction": pl.String, "placement": pl.String, "ablation": pl.String,
-    "circuit": pl.String, "seed": pl.Int32, "k": pl.Int32, "share": pl.Float64,
-    "metric": pl.Float64, "logit_diff": pl.Float64, "accuracy": pl.Float64,
-    "faithfulness": pl.Float64, "search": pl.Boolean,
+    "split": pl.String, "direction": pl.String, "placement": pl.String,
+    "ablation": pl.String, "circuit": pl.String, "seed": pl.Int32, "k": pl.Int32,
+    "share": pl.Float64, "n_pairs": pl.Int32, "metric": pl.Float64, "logit_diff": pl.Float64,
+    "accuracy": pl.Float64, "faithfulness": pl.Float64, "faithfulness_lo": pl.Float64,
+    "faithfulness_hi": pl.Float64, "band": pl.String, "search": pl.Boolean,
 }
 
 
-def sweep(model, graph: Graph, ev: EvalSet, scores: torch.Tensor, modes_: Sequence[Mode],
-          sizes: Sequence[int], seeds: Sequence[int], target: float, kind: str = "logit_diff"
-          ) -> tuple[pl.DataFrame, dict[Mode, dict]]:
-    """Faithfulness curves of the top-k circuits (by |score|) and of random circuits of the
-    same sizes, per mode, and the minimal circuit of each mode.
+def _nan_none(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
 
-    Returns the curve table (CURVE_SCHEMA; `search` marks sizes added by the bisection) and
-    {mode: {"k", "faithfulness", "metric", "accuracy", "edges" (flat indices)}}."""
+
+def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
+          modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
+          random_modes: Sequence[Mode], target: float, kind: str = "logit_diff",
+          boot: Bootstrap = Bootstrap(), per_forward: int = 16, search_width: int = 8,
+          random_points: int | None = None) -> tuple[pl.DataFrame, dict[Mode, dict]]:
+    """Faithfulness curves (with bootstrap intervals) of the top-k circuits by |score| on
+    the selection and the evaluation pairs, random circuits of the same sizes (the modes
+    in `random_modes` only) on the evaluation pairs, and per mode the minimal circuit:
+    its size chosen on the selection pairs (smallest k in the target band), its F
+    reported on the evaluation pairs next to random circuits of the same size.
+
+    Returns the curve table (CURVE_SCHEMA; `split` says which pairs, `search` marks sizes
+    added by the search) and {mode: record} for the modes with an in-band size. Random
+    curves are evaluated at about `random_points` of the curve's sizes (evenly spread over
+    it; None: all of them)."""
     n = graph.n_edges
     sizes = sorted(set(sizes) | {0, n})
+    inner = [k for k in sizes if 0 < k < n]
+    stride = max(1, math.ceil(len(inner) / random_points)) if random_points else 1
+    r_sizes = [0, *inner[::-1][::stride][::-1], n]  # always the largest inner size
     order = ranking(graph, scores)
     randoms = {s: random_ranking(graph, s) for s in seeds}
-    rows, minimal = [], {}
+    rows: list[dict] = []
+    if sel.n == 0 or ev.n == 0:
+        return pl.DataFrame(rows, schema=CURVE_SCHEMA), {}
+    modes_ = list(modes_)
+    rand_modes = [m for m in modes_ if m in set(random_modes)]
 
-    def row(mode, name, seed, k, r, f, search=False):
-        rows.append({"direction": mode.direction, "placement": mode.placement,
-                     "ablation": mode.ablation, "circuit": name, "seed": seed, "k": k,
-                     "share": k / n, "metric": r.metric, "logit_diff": r.logit_diff,
-                     "accuracy": r.accuracy, "faithfulness": f, "search": search})
+    def run(es, jobs):
+        return evaluate_many(model, graph, es, jobs, kind, per_forward)
 
-    for mode in modes_:
-        res = {k: evaluate(model, graph, ev, circuit(graph, order, k), mode, kind)
-               for k in sizes}
-        empty, full = res[0].metric, res[n].metric
-        for k in sizes:
-            row(mode, "attribution", None, k, res[k], faithfulness(res[k].metric, empty, full))
+    def rows_of(split, es, mode, name, seed, ks, res, empty, full, search=False):
+        if not ks:
+            return (torch.zeros(0, dtype=torch.float64),
+                    torch.zeros(0, boot.samples, dtype=torch.float64))
+        idx = boot.indices(es.n)
+        mc = torch.stack([res[k].metric for k in ks])
+        point, reps = f_replicates(mc, empty.metric, full.metric, idx)
+        lo, hi = boot.interval(reps)
+        for i, k in enumerate(ks):
+            r = Result.of(res[k])
+            f = _nan_none(float(point[i]))
+            rows.append({"split": split, "direction": mode.direction,
+                         "placement": mode.placement, "ablation": mode.ablation,
+                         "circuit": name, "seed": seed, "k": k, "share": k / n,
+                         "n_pairs": es.n, "metric": r.metric, "logit_diff": r.logit_diff,
+                         "accuracy": r.accuracy, "faithfulness": f,
+                         "faithfulness_lo": _nan_none(float(lo[i])),
+                         "faithfulness_hi": _nan_none(float(hi[i])),
+                         "band": band(f, target), "search": search})
+        return point, reps
 
-        def f(k, mode=mode, empty=empty, full=full, res=res):
-            res[k] = evaluate(model, graph, ev, circuit(graph, order, k), mode, kind)
-            return faithfulness(res[k].metric, empty, full)
+    # evaluation pairs: every mode's curve; random circuits for the random modes
+    jobs = [(m, circuit(graph, order, k)) for m in modes_ for k in sizes]
+    jobs += [(m, circuit(graph, randoms[s], k)) for m in rand_modes for s in seeds
+             for k in r_sizes if 0 < k < n]
+    out = iter(run(ev, jobs))
+    ev_res = {m: {k: next(out) for k in sizes} for m in modes_}
+    for m in modes_:
+        rows_of("evaluation", ev, m, "attribution", None, sizes, ev_res[m], ev_res[m][0],
+                ev_res[m][n])
+    for m in rand_modes:
+        for s in seeds:
+            res = {0: ev_res[m][0], n: ev_res[m][n]}
+            res.update({k: next(out) for k in r_sizes if 0 < k < n})
+            rows_of("evaluation", ev, m, "random", s, r_sizes, res, res[0], res[n])
 
-        curve = {k: faithfulness(res[k].metric, empty, full) for k in sizes}
-        k_min, searched = minimal_size(f, curve, target)
-        for k, fk in sorted(searched.items()):
-            row(mode, "attribution", None, k, res[k], fk, search=True)
-        for seed, rand in randoms.items():
-            for k in sizes:
-                r = res[k] if k in (0, n) else evaluate(model, graph, ev,
-                                                        circuit(graph, rand, k), mode, kind)
-                row(mode, "random", seed, k, r, faithfulness(r.metric, empty, full))
-        if k_min is not None:
-            minimal[mode] = {"k": k_min, "faithfulness": {**curve, **searched}[k_min],
-                             "metric": res[k_min].metric, "accuracy": res[k_min].accuracy,
-                             "empty": empty, "full": full, "edges": order[:k_min].tolist()}
+    # selection pairs: the curves, then the search, all modes' sizes in one pass per round
+    out = iter(run(sel, [(m, circuit(graph, order, k)) for m in modes_ for k in sizes]))
+    sel_res = {m: {k: next(out) for k in sizes} for m in modes_}
+
+    def f_sel(m, ks):
+        e, f = float(sel_res[m][0].metric.mean()), float(sel_res[m][n].metric.mean())
+        return {k: faithfulness(float(sel_res[m][k].metric.mean()), e, f) for k in ks}
+
+    curves = {m: f_sel(m, sizes) for m in modes_}
+    searched: dict[Mode, dict[int, float]] = {m: {} for m in modes_}
+    while True:
+        todo = {m: search_points({**curves[m], **searched[m]}, target, search_width)
+                for m in modes_}
+        jobs = [(m, circuit(graph, order, k)) for m in modes_ for k in todo[m]]
+        if not jobs:
+            break
+        out = iter(run(sel, jobs))
+        for m in modes_:
+            for k in todo[m]:
+                sel_res[m][k] = next(out)
+            searched[m].update(f_sel(m, todo[m]))
+
+    minimal: dict[Mode, dict] = {}
+    chosen: dict[Mode, int] = {}
+    for m in modes_:
+        grid_ks = sorted(sel_res[m])
+        point, reps = rows_of("selection", sel, m, "attribution", None, sizes, sel_res[m],
+                              sel_res[m][0], sel_res[m][n])
+        sp, sr = rows_of("selection", sel, m, "attribution", None, sorted(searched[m]),
+                         sel_res[m], sel_res[m][0], sel_res[m][n], search=True)
+        f_all = {**dict(zip(sizes, point.tolist(), strict=True)),
+                 **dict(zip(sorted(searched[m]), sp.tolist(), strict=True))}
+        k = min((k for k, v in f_all.items() if in_band(v, target)), default=None)
+        if k is None:
+            continue
+        chosen[m] = k
+        # the minimal size's own uncertainty: the same rule on every resample of the
+        # selection pairs (over the evaluated sizes)
+        all_ks = sizes + sorted(searched[m])
+        rep_all = torch.cat([reps, sr]) if len(sr) else reps
+        lo_r, _ = boot.interval(rep_all)
+        ks_t = torch.tensor(all_ks, dtype=torch.float64)
+        ok = (rep_all >= target) & (rep_all <= 2 - target + 1e-12)  # [K, R]
+        k_rep = torch.where(ok, ks_t[:, None], math.inf).min(0).values
+        k_rep = torch.where(torch.isinf(k_rep), math.nan, k_rep)
+        k_lo, k_hi = boot.interval(k_rep[None])
+        conservative = [kk for kk, lo_ in zip(all_ks, lo_r.tolist(), strict=True)
+                        if lo_ >= target and in_band(f_all[kk], target)]
+        minimal[m] = {"k": k, "k_lo": _nan_none(float(k_lo[0])),
+                      "k_hi": _nan_none(float(k_hi[0])),
+                      "k_lower_bound": min(conservative, default=None),
+                      "k_unresolved_share": float(torch.isnan(k_rep).double().mean()),
+                      "overshoot_before": min((x for x in grid_ks if x < k
+                                               and band(f_all[x], target) == "above"),
+                                              default=None),
+                      "selection_faithfulness": f_all[k], "n_selection": sel.n,
+                      "edges": order[:k].tolist()}
+
+    # the chosen sizes on the evaluation pairs, with random circuits of the same size
+    jobs = [(m, circuit(graph, order, k)) for m, k in chosen.items()]
+    jobs += [(m, circuit(graph, randoms[s], k)) for m, k in chosen.items() for s in seeds]
+    out = iter(run(ev, jobs))
+    top = {m: next(out) for m in chosen}
+    rnd = {m: [next(out) for _ in seeds] for m in chosen}
+    idx = boot.indices(ev.n)
+    for m in chosen:
+        empty, full = ev_res[m][0].metric, ev_res[m][n].metric
+        p, r = f_replicates(top[m].metric[None], empty, full, idx)
+        lo, hi = boot.interval(r)
+        rec = Result.of(top[m])
+        minimal[m].update({"faithfulness": _nan_none(float(p[0])),
+                           "faithfulness_lo": _nan_none(float(lo[0])),
+                           "faithfulness_hi": _nan_none(float(hi[0])),
+                           "band": band(float(p[0]), target),
+                           "metric": rec.metric, "accuracy": rec.accuracy,
+                           "empty": float(empty.mean()), "full": float(full.mean()),
+                           "n_pairs": ev.n})
+        if seeds:
+            rp, rr = f_replicates(torch.stack([x.metric for x in rnd[m]]), empty, full, idx)
+            lo, hi = boot.interval(rr.nanmean(0)[None])
+            minimal[m].update({"random_faithfulness": _nan_none(float(rp.nanmean())),
+                               "random_faithfulness_lo": _nan_none(float(lo[0])),
+                               "random_faithfulness_hi": _nan_none(float(hi[0]))})
+        else:
+            minimal[m].update({"random_faithfulness": None, "random_faithfulness_lo": None,
+                               "random_faithfulness_hi": None})
     return pl.DataFrame(rows, schema=CURVE_SCHEMA), minimal
 
 
+# -- transfer ------------------------------------------------------------------------------
+
+BRANCH, DECISION = "branch_comparison", "memorization_decision"
+# What a direction does to memorization, per task. Branch Comparison: clean = the memorized
+# branch, so noising (corrupting edges of the clean run) prevents memorization and
+# de-noising (restoring them in the corrupt run) induces it. Memorization Decision: clean =
+# the non-memorized start, corrupt = the memorized one, so it is the other way round.
+SEMANTICS = {(BRANCH, "noising"): "prevention", (BRANCH, "denoising"): "induction",
+             (DECISION, "noising"): "induction", (DECISION, "denoising"): "prevention"}
+
+
+def semantics(task: str, direction: str) -> str:
+    return SEMANTICS.get((task, direction), direction)
+
+
+def direction_for(task: str, meaning: str) -> str:
+    """The direction that has `meaning` (prevention / induction) on `task`."""
+    for (t, d), s in SEMANTICS.items():
+        if t == task and s == meaning:
+            return d
+    return meaning  # a task without semantics: the meaning is the direction
+
+
 TRANSFER_SCHEMA = {
-    "direction": pl.String, "source_task": pl.String, "source_subset": pl.String,
-    "target_task": pl.String, "target_subset": pl.String, "relation": pl.String,
-    "k": pl.Int32, "n_pairs": pl.Int32, "logit_diff": pl.Float64, "accuracy": pl.Float64,
-    "faithfulness": pl.Float64, "random_faithfulness": pl.Float64,
+    "semantics": pl.String, "source_task": pl.String, "source_subset": pl.String,
+    "source_direction": pl.String, "target_task": pl.String, "target_subset": pl.String,
+    "target_direction": pl.String, "placement": pl.String, "ablation": pl.String,
+    "relation": pl.String, "k": pl.Int32, "n_pairs": pl.Int32,
+    "logit_diff": pl.Float64, "logit_diff_lo": pl.Float64, "logit_diff_hi": pl.Float64,
+    "accuracy": pl.Float64, "accuracy_lo": pl.Float64, "accuracy_hi": pl.Float64,
+    "faithfulness": pl.Float64, "faithfulness_lo": pl.Float64, "faithfulness_hi": pl.Float64,
+    "random_faithfulness": pl.Float64, "random_faithfulness_lo": pl.Float64,
+    "random_faithfulness_hi": pl.Float64,
     "clean_logit_diff": pl.Float64, "clean_accuracy": pl.Float64,
 }
 
@@ -263,138 +545,340 @@ def relation(source: tuple[str, str], target: tuple[str, str]) -> str:
             (True, False): "cross-domain", (False, False): "cross-both"}[same_task, same_subset]
 
 
+def _mean_ci(x: torch.Tensor, idx: torch.Tensor, boot: Bootstrap) -> tuple[float, float, float]:
+    lo, hi = boot.interval(x[idx].mean(-1)[None])
+    return float(x.mean()), float(lo[0]), float(hi[0])
+
+
 def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
-             circuits: dict[tuple[str, str, str], torch.Tensor], main: dict[str, str],
-             seeds: Sequence[int], kind: str = "logit_diff") -> pl.DataFrame:
-    """Every circuit (source task, subset, direction) evaluated on every evaluation set
-    (target task, subset) in its direction, with the main placement and ablation; next to
-    it the mean faithfulness of random circuits of the same size and the target's
-    unpatched clean-run logit difference and accuracy."""
+             circuits: dict[tuple[str, str, str, str], torch.Tensor], ablation: str,
+             seeds: Sequence[int], kind: str = "logit_diff", boot: Bootstrap = Bootstrap(),
+             per_forward: int = 16, random_placements: Iterable[str] | None = None
+             ) -> pl.DataFrame:
+    """Every circuit (source task, subset, direction, placement) evaluated on every
+    evaluation set (target task, subset) in the direction with the same meaning there
+    (prevention with prevention, induction with induction: `SEMANTICS`), in its own
+    placement and `ablation`; next to it random circuits of the same size (mean F over the
+    seeds; only for circuits of `random_placements`, default all) and the target's
+    unpatched clean-run logit difference and accuracy. Every estimate has a bootstrap
+    interval over the target's pairs."""
+    rand_at = None if random_placements is None else set(random_placements)
     rows = []
     plain = Mode("noising", "inside", "resample")  # with no edge patched: the clean run
     nothing = torch.zeros_like(graph.mask)
-    cleans = {key: evaluate(model, graph, ev, nothing, plain, kind) for key, ev in evsets.items()}
-    for (task, subset, direction), edges in sorted(circuits.items()):
-        mode = Mode(direction, main["placement"], main["ablation"])
-        k = int(edges.sum())
-        for (t_task, t_subset), ev in sorted(evsets.items()):
-            if ev.n == 0:
-                continue
-            empty = evaluate(model, graph, ev, nothing, mode, kind)
-            full = evaluate(model, graph, ev, graph.mask, mode, kind)
-            r = evaluate(model, graph, ev, edges, mode, kind)
-            rand = [faithfulness(evaluate(model, graph, ev,
-                                          circuit(graph, random_ranking(graph, s), k),
-                                          mode, kind).metric, empty.metric, full.metric)
-                    for s in seeds]
-            rows.append({"direction": direction, "source_task": task,
-                         "source_subset": subset, "target_task": t_task,
-                         "target_subset": t_subset,
+    for (t_task, t_subset), ev in sorted(evsets.items()):
+        if ev.n == 0:
+            continue
+        idx = boot.indices(ev.n)
+        jobs, cells = [(plain, nothing)], []
+        ends: dict[Mode, tuple[int, int]] = {}
+        for (task, subset, direction, placement), edges in sorted(circuits.items()):
+            meaning = semantics(task, direction)
+            mode = Mode(direction_for(t_task, meaning), placement, ablation)
+            if mode not in ends:
+                ends[mode] = (len(jobs), len(jobs) + 1)
+                jobs += [(mode, nothing), (mode, graph.mask)]
+            k = int(edges.sum())
+            cell_seeds = list(seeds) if rand_at is None or placement in rand_at else []
+            cells.append(((task, subset, direction, placement), mode, meaning, k, len(jobs),
+                          cell_seeds))
+            jobs.append((mode, edges))
+            jobs += [(mode, circuit(graph, random_ranking(graph, s), k)) for s in cell_seeds]
+        res = evaluate_many(model, graph, ev, jobs, kind, per_forward)
+        clean = Result.of(res[0])
+        for (task, subset, direction, placement), mode, meaning, k, j, seeds_ in cells:
+            e, f = res[ends[mode][0]].metric, res[ends[mode][1]].metric
+            p, r = f_replicates(res[j].metric[None], e, f, idx)
+            lo, hi = boot.interval(r)
+            ld = _mean_ci(res[j].logit_diff, idx, boot)
+            acc = _mean_ci(res[j].correct, idx, boot)
+            rand = {"random_faithfulness": None, "random_faithfulness_lo": None,
+                    "random_faithfulness_hi": None}
+            if seeds_:
+                rp, rr = f_replicates(torch.stack([res[j + 1 + i].metric
+                                                   for i in range(len(seeds_))]), e, f, idx)
+                rlo, rhi = boot.interval(rr.nanmean(0)[None])
+                rand = {"random_faithfulness": _nan_none(float(rp.nanmean())),
+                        "random_faithfulness_lo": _nan_none(float(rlo[0])),
+                        "random_faithfulness_hi": _nan_none(float(rhi[0]))}
+            rows.append({"semantics": meaning, "source_task": task, "source_subset": subset,
+                         "source_direction": direction, "target_task": t_task,
+                         "target_subset": t_subset, "target_direction": mode.direction,
+                         "placement": placement, "ablation": ablation,
                          "relation": relation((task, subset), (t_task, t_subset)),
-                         "k": k, "n_pairs": ev.n, "logit_diff": r.logit_diff,
-                         "accuracy": r.accuracy,
-                         "faithfulness": faithfulness(r.metric, empty.metric, full.metric),
-                         "random_faithfulness": sum(rand) / len(rand) if rand else None,
-                         "clean_logit_diff": cleans[t_task, t_subset].logit_diff,
-                         "clean_accuracy": cleans[t_task, t_subset].accuracy})
+                         "k": k, "n_pairs": ev.n, "logit_diff": ld[0], "logit_diff_lo": ld[1],
+                         "logit_diff_hi": ld[2], "accuracy": acc[0], "accuracy_lo": acc[1],
+                         "accuracy_hi": acc[2], "faithfulness": _nan_none(float(p[0])),
+                         "faithfulness_lo": _nan_none(float(lo[0])),
+                         "faithfulness_hi": _nan_none(float(hi[0])), **rand,
+                         "clean_logit_diff": clean.logit_diff,
+                         "clean_accuracy": clean.accuracy})
     return pl.DataFrame(rows, schema=TRANSFER_SCHEMA)
 
 
 def overlap(circuits: dict[tuple[str, str, str], torch.Tensor]) -> pl.DataFrame:
-    """Shared edges and Jaccard index between every two circuits of one direction."""
+    """Shared edges and Jaccard index between every two circuits of the same meaning
+    (prevention with prevention, induction with induction: `SEMANTICS`)."""
     rows = []
     for (ta, sa, da), a in sorted(circuits.items()):
         for (tb, sb, db), b in sorted(circuits.items()):
-            if da == db:
-                rows.append({"direction": da, "a_task": ta, "a_subset": sa, "b_task": tb,
-                             "b_subset": sb, "a_edges": int(a.sum()), "b_edges": int(b.sum()),
+            if semantics(ta, da) == semantics(tb, db):
+                rows.append({"semantics": semantics(ta, da), "a_task": ta, "a_subset": sa,
+                             "a_direction": da, "b_task": tb, "b_subset": sb,
+                             "b_direction": db, "a_edges": int(a.sum()), "b_edges": int(b.sum()),
                              "shared": int((a & b).sum()), "jaccard": jaccard(a, b)})
     return pl.DataFrame(rows, schema={
-        "direction": pl.String, "a_task": pl.String, "a_subset": pl.String,
-        "b_task": pl.String, "b_subset": pl.String, "a_edges": pl.Int32,
-        "b_edges": pl.Int32, "shared": pl.Int32, "jaccard": pl.Float64})
+        "semantics": pl.String, "a_task": pl.String, "a_subset": pl.String,
+        "a_direction": pl.String, "b_task": pl.String, "b_subset": pl.String,
+        "b_direction": pl.String, "a_edges": pl.Int32, "b_edges": pl.Int32,
+        "shared": pl.Int32, "jaccard": pl.Float64})
 
 
-CLAIM_SCHEMA = {"claim": pl.String, "direction": pl.String, "test": pl.String,
-                "a": pl.Float64, "b": pl.Float64, "evidence": pl.String,
-                "supported": pl.Boolean}
+# -- claims ----------------------------------------------------------------------------------
 
-BRANCH, DECISION = "branch_comparison", "memorization_decision"
+CLAIM_SCHEMA = {
+    "claim": pl.String, "semantics": pl.String, "test": pl.String, "placement": pl.String,
+    "n_pairs": pl.Int32, "estimate": pl.Float64, "estimate_lo": pl.Float64,
+    "estimate_hi": pl.Float64, "reference": pl.Float64, "reference_lo": pl.Float64,
+    "reference_hi": pl.Float64, "random_faithfulness": pl.Float64, "threshold": pl.Float64,
+    "margin": pl.Float64, "verdict": pl.String, "reason": pl.String, "evidence": pl.String,
+}
+VERDICTS = ("supported", "refuted", "insufficient evidence")
 
 
-def _mean(df: pl.DataFrame, col: str = "faithfulness") -> float | None:
-    vals = [v for v in df[col].to_list() if v is not None and not math.isnan(v)]
-    return sum(vals) / len(vals) if vals else None
+@dataclass
+class Estimate:
+    value: float | None
+    lo: float | None
+    hi: float | None
+    n: int                    # pairs of the smallest evaluation set behind it
+    random: float | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.value is None or self.lo is None or self.hi is None
 
 
-def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], tuple[int, int]],
-           main_subset: str, threshold: float, margin: float = 0.0) -> pl.DataFrame:
-    """The paper's claims (SPEC A.11) checked against this run's own transfer results.
+NONE = Estimate(None, None, None, 0)
 
-    transfer_df: `transfer`'s table; sizes: (task, subset, direction) -> (minimal circuit
-    size, edges in the graph); `threshold`: the faithfulness at which a circuit counts as
-    transferring. `supported` is null where the run has no data for the test."""
+
+def combine(parts: Sequence[Estimate], level: float, weights: Sequence[float] | None = None
+            ) -> Estimate:
+    """A weighted sum of independent estimates (e.g. the mean over subsets: weights 1/m).
+    A single estimate keeps its bootstrap interval; a combination gets a normal
+    approximation, each part's standard error read off its interval as
+    (hi - lo) / (2 z)."""
+    if not parts or any(p.missing for p in parts):
+        return Estimate(None, None, None, min((p.n for p in parts), default=0))
+    w = list(weights) if weights is not None else [1 / len(parts)] * len(parts)
+    rnd = [p.random for p in parts]
+    random = (None if any(r is None for r in rnd)
+              else sum(wi * r for wi, r in zip(w, rnd, strict=True)))
+    n = min(p.n for p in parts)
+    if len(parts) == 1 and w[0] == 1:
+        return Estimate(parts[0].value, parts[0].lo, parts[0].hi, n, random)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    value = sum(wi * p.value for wi, p in zip(w, parts, strict=True))
+    se = math.sqrt(sum((wi * (p.hi - p.lo) / (2 * z)) ** 2
+                       for wi, p in zip(w, parts, strict=True)))
+    return Estimate(value, value - z * se, value + z * se, n, random)
+
+
+def _cells(t: pl.DataFrame, level: float) -> Estimate:
+    """The mean faithfulness of transfer cells (one per target subset) with its interval."""
+    parts = [Estimate(_nan_none(r["faithfulness"]), _nan_none(r["faithfulness_lo"]),
+                      _nan_none(r["faithfulness_hi"]), int(r["n_pairs"]),
+                      _nan_none(r["random_faithfulness"])) for r in t.iter_rows(named=True)]
+    return combine(parts, level)
+
+
+def _fmt(e: Estimate) -> str:
+    if e.missing:
+        return "n/a"
+    return f"{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}] (n = {e.n})"
+
+
+def _threshold_verdict(e: Estimate, threshold: float, margin: float, min_pairs: int,
+                       what: str) -> tuple[str, str]:
+    """'what transfers': F >= threshold, better than random circuits by the margin."""
+    if e.missing:
+        return "insufficient evidence", f"no data for {what}"
+    if e.n < min_pairs:
+        return "insufficient evidence", f"too few pairs: n = {e.n} < {min_pairs}"
+    if e.hi < threshold:
+        return "refuted", f"{what}: upper bound {e.hi:.3f} < {threshold}"
+    if e.lo < threshold:
+        return "insufficient evidence", f"{what}: interval crosses the threshold {threshold}"
+    if e.random is not None and not e.lo > e.random + margin:
+        return "insufficient evidence", (f"{what}: circuit not better than random "
+                                         f"(lower bound {e.lo:.3f} <= random {e.random:.3f}"
+                                         f" + margin {margin})")
+    return "supported", f"{what}: lower bound {e.lo:.3f} >= {threshold}, above random"
+
+
+def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
+           main_subset: str, threshold: float, margin: float = 0.0, min_pairs: int = 20,
+           level: float = 0.95, placement: str = "outside") -> pl.DataFrame:
+    """The paper's claims (SPEC A.11) checked against this run's own results.
+
+    transfer_df: `transfer`'s table (cells of `placement` are read); sizes: (task, subset,
+    direction) -> the minimal-circuit record of the paper's mode (keys k, k_lo, k_hi,
+    n_selection, n_edges, faithfulness, random_faithfulness, n_pairs); threshold: the F at
+    which a circuit counts as transferring; margin: how much a circuit must beat random
+    circuits of its size, and a difference must exceed, to count; min_pairs: fewer
+    evaluation pairs than this support no verdict.
+
+    Verdicts: `supported` when the interval clears the threshold (or margin) on the
+    claim's side and the circuit beats random ones; `refuted` when the interval lies on
+    the other side; `insufficient evidence` otherwise, with the reason (no data, too few
+    pairs, interval crosses the threshold, circuit not better than random). Directions
+    are compared by meaning (`SEMANTICS`): prevention with prevention, induction with
+    induction, whatever each task calls them."""
     rows = []
-    t = transfer_df
+    t = transfer_df.filter(pl.col("placement") == placement) if transfer_df.height else \
+        transfer_df
 
-    def add(claim, direction, test, a, b, evidence, ok):
-        rows.append({"claim": claim, "direction": direction, "test": test, "a": a, "b": b,
-                     "evidence": evidence, "supported": None if a is None or b is None
-                     else bool(ok(a, b))})
+    def add(claim, meaning, test, a: Estimate, b: Estimate | None, verdict, evidence):
+        rows.append({"claim": claim, "semantics": meaning, "test": test,
+                     "placement": placement, "n_pairs": a.n if b is None else min(a.n, b.n),
+                     "estimate": a.value, "estimate_lo": a.lo, "estimate_hi": a.hi,
+                     "reference": None if b is None else b.value,
+                     "reference_lo": None if b is None else b.lo,
+                     "reference_hi": None if b is None else b.hi,
+                     "random_faithfulness": a.random, "threshold": threshold,
+                     "margin": margin, "verdict": verdict[0], "reason": verdict[1],
+                     "evidence": evidence})
 
-    def fmt(x):
-        return "n/a" if x is None else f"{x:.3f}"
+    def sel(**eq):
+        if not t.height:
+            return t
+        cond = pl.lit(True)
+        for k, v in eq.items():
+            cond = cond & (pl.col(k) == v)
+        return t.filter(cond)
 
-    for direction in DIRECTIONS:
-        d = t.filter(pl.col("direction") == direction)
-        cross = d.filter(pl.col("relation") == "cross-task")
-        a = _mean(cross.filter(pl.col("source_task") == DECISION))
-        b = _mean(cross.filter(pl.col("source_task") == BRANCH))
-        add("Memorization Decision circuits also maintain memorization (Branch Comparison), "
-            "not the reverse", direction,
-            f"F(MD circuit on BC pairs) >= {threshold} > F(BC circuit on MD pairs), same subset",
-            a, b, f"F(MD->BC) = {fmt(a)}, F(BC->MD) = {fmt(b)} (mean over subsets)",
-            lambda a, b: a >= threshold > b and a > b + margin)
+    for meaning in ("prevention", "induction"):
+        a = _cells(sel(relation="cross-task", source_task=DECISION, semantics=meaning), level)
+        b = _cells(sel(relation="cross-task", source_task=BRANCH, semantics=meaning), level)
+        va = _threshold_verdict(a, threshold, margin, min_pairs, "MD circuit on BC pairs")
+        if va[0] == "supported":
+            if b.missing or b.n < min_pairs:
+                verdict = ("insufficient evidence", "no data or too few pairs for the reverse")
+            elif b.lo >= threshold:
+                verdict = ("refuted", f"the reverse also transfers: BC circuit on MD pairs, "
+                                      f"lower bound {b.lo:.3f} >= {threshold}")
+            elif b.hi >= threshold:
+                verdict = ("insufficient evidence", "the reverse's interval crosses the "
+                                                    f"threshold {threshold}")
+            else:
+                verdict = ("supported", va[1] + f"; reverse upper bound {b.hi:.3f} < "
+                                                 f"{threshold}")
+        else:
+            verdict = va
+        add("Memorization Decision circuits also work on Branch Comparison, not the reverse",
+            meaning, f"F(MD circuit on BC pairs) >= {threshold} > F(BC circuit on MD pairs),"
+            f" same subset, same meaning ({meaning}), mean over subsets", a, b, verdict,
+            f"MD->BC = {_fmt(a)}, BC->MD = {_fmt(b)}, random at the same size = "
+            + ("n/a" if a.random is None else f"{a.random:.3f}"))
+
     dom = {}
-    for direction in DIRECTIONS:
-        d = t.filter((pl.col("direction") == direction) & (pl.col("source_task") == BRANCH)
-                     & (pl.col("target_task") == BRANCH) & (pl.col("source_subset") == main_subset))
-        own = _mean(d.filter(pl.col("relation") == "in-domain"))
-        other = _mean(d.filter(pl.col("relation") == "cross-domain"))
-        dom[direction] = (own, other, None if own is None or other is None else own - other)
-    own, other, _ = dom["noising"]
-    add("Memorization prevention (noising) transfers across domains", "noising",
-        f"F of the {main_subset} Branch Comparison circuit on the other subsets >= {threshold}",
-        other, threshold, f"F in-domain = {fmt(own)}, cross-domain = {fmt(other)}",
-        lambda a, b: a >= b)
-    drop_n, drop_d = dom["noising"][2], dom["denoising"][2]
-    add("Induction (de-noising) is more context-dependent than prevention (noising)", "both",
-        f"F drop from in-domain to cross-domain: de-noising > noising + {margin}", drop_d,
-        drop_n, f"drop de-noising = {fmt(drop_d)}, noising = {fmt(drop_n)}",
-        lambda a, b: a > b + margin)
-    for direction in DIRECTIONS:
-        bc = sizes.get((BRANCH, main_subset, direction))
-        md = sizes.get((DECISION, main_subset, direction))
-        a = None if bc is None else float(bc[0])
-        b = None if md is None else float(md[0])
+    for meaning in ("prevention", "induction"):
+        d = sel(source_task=BRANCH, target_task=BRANCH, source_subset=main_subset,
+                semantics=meaning)
+        own = _cells(d.filter(pl.col("relation") == "in-domain") if d.height else d, level)
+        other = _cells(d.filter(pl.col("relation") == "cross-domain") if d.height else d,
+                       level)
+        dom[meaning] = (own, other)
+    own, other = dom["prevention"]
+    add("Memorization prevention transfers across domains", "prevention",
+        f"F of the {main_subset} Branch Comparison circuit (noising = prevention) on the "
+        f"other subsets >= {threshold}, better than random by {margin}", other, None,
+        _threshold_verdict(other, threshold, margin, min_pairs, "cross-domain prevention"),
+        f"in-domain = {_fmt(own)}, cross-domain = {_fmt(other)}")
+
+    (oi, xi), (op, xp) = dom["induction"], dom["prevention"]
+    drop = combine([oi, xi, op, xp], level, [1, -1, -1, 1])
+    drop.random = None
+    if drop.missing:
+        verdict = ("insufficient evidence", "no data for a drop")
+    elif drop.n < min_pairs:
+        verdict = ("insufficient evidence", f"too few pairs: n = {drop.n} < {min_pairs}")
+    elif drop.lo > margin:
+        verdict = ("supported", f"difference of drops > margin {margin} (lower bound "
+                                f"{drop.lo:.3f})")
+    elif drop.hi <= margin:
+        verdict = ("refuted", f"difference of drops <= margin {margin} (upper bound "
+                              f"{drop.hi:.3f})")
+    else:
+        verdict = ("insufficient evidence", f"interval crosses the margin {margin}")
+    add("Induction (de-noising in Branch Comparison) is more context-dependent than "
+        "prevention", "both",
+        f"(F in-domain - F cross-domain) of induction minus that of prevention > {margin}"
+        " (Branch Comparison circuits; normal approximation from the cells' intervals)",
+        drop, None, verdict, f"induction: in-domain {_fmt(oi)}, cross-domain {_fmt(xi)}; "
+        f"prevention: in-domain {_fmt(op)}, cross-domain {_fmt(xp)}")
+
+    for meaning in ("prevention", "induction"):
+        recs = {task: sizes.get((task, main_subset, direction_for(task, meaning)))
+                for task in (BRANCH, DECISION)}
+
+        def size(rec):
+            if rec is None or rec.get("k") is None or rec.get("k_lo") is None:
+                return NONE
+            return Estimate(float(rec["k"]), rec["k_lo"], rec["k_hi"],
+                            int(rec.get("n_selection", 0)), rec.get("random_faithfulness"))
+
+        bc, md = size(recs[BRANCH]), size(recs[DECISION])
+        if bc.missing or md.missing:
+            verdict = ("insufficient evidence", "no circuit in the target band for "
+                       + " and ".join(t_ for t_ in (BRANCH, DECISION)
+                                      if size(recs[t_]).missing))
+        elif min(bc.n, md.n) < min_pairs:
+            verdict = ("insufficient evidence",
+                       f"too few selection pairs: n = {min(bc.n, md.n)} < {min_pairs}")
+        else:
+            weak = [t_ for t_ in (BRANCH, DECISION)
+                    if (recs[t_].get("faithfulness_lo") is None
+                        or recs[t_].get("random_faithfulness") is None
+                        or not recs[t_]["faithfulness_lo"]
+                        > recs[t_]["random_faithfulness"] + margin)]
+            if weak:
+                verdict = ("insufficient evidence", "circuit not better than random on the "
+                           "evaluation pairs: " + ", ".join(weak))
+            elif bc.hi < md.lo:
+                verdict = ("supported", "BC size interval below MD's")
+            elif bc.lo >= md.hi:
+                verdict = ("refuted", "BC size interval at or above MD's")
+            else:
+                verdict = ("insufficient evidence", "size intervals overlap")
+
+        def desc(rec):
+            if rec is None or rec.get("k") is None:
+                return "n/a"
+            return (f"{rec['k']} edges ({100 * rec['k'] / rec['n_edges']:.2f}%), "
+                    f"[{rec['k_lo']}, {rec['k_hi']}], F(eval) = "
+                    f"{rec.get('faithfulness')}, random {rec.get('random_faithfulness')}")
+
         add("Branch Comparison circuits are smaller than Memorization Decision circuits "
-            "(GPT-Neo-125M: 14 vs 141 edges)", direction,
-            f"minimal circuit sizes on {main_subset}: BC < MD", a, b,
-            "BC = " + ("n/a" if bc is None else f"{bc[0]} edges ({100 * bc[0] / bc[1]:.2f}%)")
-            + ", MD = " + ("n/a" if md is None else f"{md[0]} edges ({100 * md[0] / md[1]:.2f}%)"),
-            lambda a, b: a < b)
+            "(GPT-Neo-125M: 14 vs 141 edges)", meaning,
+            f"minimal sizes on {main_subset} ({meaning}; chosen on the selection pairs, "
+            f"bootstrap intervals): BC < MD", bc, md, verdict,
+            f"BC = {desc(recs[BRANCH])}; MD = {desc(recs[DECISION])}")
     return pl.DataFrame(rows, schema=CLAIM_SCHEMA)
 
 
-def main_circuits(graph: Graph, records: Sequence[dict], main: dict[str, str]
-                  ) -> dict[tuple[str, str, str], torch.Tensor]:
-    """(task, subset, direction) -> edge mask of the minimal circuits found in the main
-    placement and ablation, from the `circuit` rule's records."""
+def main_circuits(graph: Graph, records: Sequence[dict], ablation: str,
+                  placements: Iterable[str] | None = None
+                  ) -> dict[tuple[str, str, str, str], torch.Tensor]:
+    """(task, subset, direction, placement) -> edge mask of the minimal circuits found with
+    `ablation` (in `placements`, default all), from the `circuit` rule's records."""
     out = {}
+    keep = None if placements is None else set(placements)
     for rec in records:
         for c in rec["circuits"]:
-            if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"]):
+            if c["ablation"] == ablation and (keep is None or c["placement"] in keep):
                 m = torch.zeros(graph.mask.numel(), dtype=torch.bool)
                 m[torch.tensor(c["edge_index"], dtype=torch.long)] = True
-                out[rec["task"], rec["subset"], c["direction"]] = m.view(graph.mask.shape)
+                out[rec["task"], rec["subset"], c["direction"], c["placement"]] = \
+                    m.view(graph.mask.shape)
     return out

@@ -170,41 +170,60 @@ def layer_heatmap(per_layer, columns, title: str):
 
 
 def faithfulness_curves(curve: pl.DataFrame, minimal: dict, title: str):
-    """F against circuit size per mode (rows: ablation; columns: direction / placement),
-    with the random circuits' range and mean, the target and the minimal circuit."""
-    combos = curve.select("direction", "placement").unique(maintain_order=True).rows()
-    ablations = curve["ablation"].unique(maintain_order=True).to_list()
+    """F against circuit size per mode (rows: ablation; columns: direction / placement) on
+    the evaluation pairs with its bootstrap interval (shaded), the selection pairs' curve
+    (dashed), random circuits (range over seeds and mean), the target band and the minimal
+    circuit (chosen on the selection pairs, its evaluation F with interval)."""
+    ev = curve.filter(pl.col("split") == "evaluation") if curve.height else curve
+    combos = ev.select("direction", "placement").unique(maintain_order=True).rows()
+    ablations = ev["ablation"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(max(1, len(ablations)), max(1, len(combos)), squeeze=False,
                              figsize=(3.2 * max(1, len(combos)), 2.6 * max(1, len(ablations))),
                              sharex=True)
     found = {(c["direction"], c["placement"], c["ablation"]): c for c in minimal["circuits"]}
+    target = minimal["target"]
     for i, abl in enumerate(ablations):
         for j, (direction, placement) in enumerate(combos):
             ax = axes[i][j]
-            d = curve.filter((pl.col("direction") == direction)
-                             & (pl.col("placement") == placement)
-                             & (pl.col("ablation") == abl) & (pl.col("k") > 0))
+            mode = ((pl.col("direction") == direction) & (pl.col("placement") == placement)
+                    & (pl.col("ablation") == abl) & (pl.col("k") > 0))
+            d = ev.filter(mode)
             rnd = (d.filter(pl.col("circuit") == "random").group_by("k")
                    .agg(pl.col("faithfulness").min().alias("lo"),
                         pl.col("faithfulness").max().alias("hi"),
                         pl.col("faithfulness").mean().alias("mean")).sort("k"))
             if rnd.height:
-                ax.fill_between(rnd["k"], rnd["lo"], rnd["hi"], color="0.8", label="random")
+                ax.fill_between(rnd["k"], rnd["lo"], rnd["hi"], color="0.85",
+                                label="random (range)")
                 ax.plot(rnd["k"], rnd["mean"], color="0.5", lw=0.8)
-            top = d.filter(pl.col("circuit") == "attribution").sort("k")
-            ax.plot(top["k"], top["faithfulness"], marker=".", ms=3, label="top-k by |score|")
-            ax.axhline(minimal["target"], ls="--", color="k", lw=0.7)
+            top = d.filter((pl.col("circuit") == "attribution") & ~pl.col("search")).sort("k")
+            ax.fill_between(top["k"], top["faithfulness_lo"].fill_null(float("nan")),
+                            top["faithfulness_hi"].fill_null(float("nan")), color="C0",
+                            alpha=0.25, lw=0)
+            ax.plot(top["k"], top["faithfulness"], marker=".", ms=3, color="C0",
+                    label=f"top-k, evaluation (n = {minimal['n_pairs']}), 95% CI")
+            sel = curve.filter(mode & (pl.col("split") == "selection")
+                               & (pl.col("circuit") == "attribution")).sort("k")
+            if sel.height:
+                ax.plot(sel["k"], sel["faithfulness"], ls="--", lw=0.8, color="C1",
+                        label=f"top-k, selection (n = {minimal.get('n_selection', 0)})")
+            ax.axhspan(target, 2 - target, color="C2", alpha=0.12, lw=0)
+            ax.axhline(target, ls="--", color="k", lw=0.7)
             c = found.get((direction, placement, abl))
-            if c is not None:
-                ax.plot([c["k"]], [c["faithfulness"]], "o", color="C3",
-                        label=f"minimal: {c['k']} edges")
-                ax.legend(fontsize=6, loc="lower right")
+            if c is not None and c.get("faithfulness") is not None:
+                lo, hi = c.get("faithfulness_lo"), c.get("faithfulness_hi")
+                err = None if lo is None or hi is None else [
+                    [max(0.0, c["faithfulness"] - lo)], [max(0.0, hi - c["faithfulness"])]]
+                ax.errorbar([c["k"]], [c["faithfulness"]], yerr=err, fmt="o", color="C3",
+                            capsize=2, label=f"minimal: {c['k']} edges")
+            ax.legend(fontsize=5, loc="lower right")
             ax.set_xscale("log")
             ax.set_title(f"{direction}, {placement}, {abl}", fontsize=8)
             ax.set_xlabel("circuit size (edges)" if i == len(ablations) - 1 else "")
             ax.set_ylabel("faithfulness" if j == 0 else "")
-    fig.suptitle(f"{title} ({minimal['n_pairs']} held-out pairs, {minimal['n_edges']} edges)",
-                 y=1.01)
+    fig.suptitle(f"{title} ({minimal['n_pairs']} evaluation, "
+                 f"{minimal.get('n_selection', 0)} selection pairs, {minimal['n_edges']} edges;"
+                 f" band [{target:g}, {2 - target:g}])", y=1.01)
     fig.tight_layout()
     return fig
 
@@ -253,49 +272,73 @@ def circuit_drawing(minimal: dict, main: dict, title: str):
                 ax.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         ax.set_yticks([2 * i + 1 for i in range(L)], [f"layer {i}" for i in range(L)])
         ax.set_xticks([])
-        ax.set_title(f"{c['direction']}: {c['k']} edges, F = {c['faithfulness']:.2f}", fontsize=9)
+        f, lo, hi = (c.get(x) for x in ("faithfulness", "faithfulness_lo", "faithfulness_hi"))
+        ftxt = "n/a" if f is None else f"{f:.2f}" + (
+            "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]")
+        ax.set_title(f"{c['direction']}: {c['k']} edges, F = {ftxt}", fontsize=9)
     fig.suptitle(title, y=1.02)
     return fig
 
 
-def _direction_heatmaps(df: pl.DataFrame, rows: list[str], cols: list[str], value: str,
-                        title: str, **heatmap):
-    """One heatmap per direction of `value`, indexed by the 'task / subset' named by the
-    `rows` and `cols` column pairs."""
+def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: list[str],
+                    value: str, title: str, interval: tuple[str, str] | None = None,
+                    **heatmap):
+    """One heatmap of `value` per value of the `group` columns, indexed by the
+    'task / subset' named by the `rows` and `cols` column pairs; cells annotated with the
+    value and, where `interval` names lo/hi columns, its interval."""
+    import numpy as np
     import pandas as pd
 
-    directions = df["direction"].unique(maintain_order=True).to_list() or ["none"]
-    fig, axes = plt.subplots(1, len(directions), squeeze=False,
-                             figsize=(5.5 * len(directions), 4.5))
-    for ax, direction in zip(axes[0], directions, strict=True):
-        d = df.filter(pl.col("direction") == direction).with_columns(
-            (pl.col(rows[0]).str.replace("_", " ") + " / " + pl.col(rows[1])).alias("_r"),
-            (pl.col(cols[0]).str.replace("_", " ") + " / " + pl.col(cols[1])).alias("_c"))
-        p = pd.DataFrame(d.select("_r", "_c", value).to_dict(as_series=False))
-        if len(p):
-            sns.heatmap(p.pivot(index="_r", columns="_c", values=value), annot=True, fmt=".2f",
-                        ax=ax, annot_kws={"fontsize": 7}, **heatmap)
+    keys = (df.select(group).unique(maintain_order=True).rows() if df.height
+            else [("none",) * len(group)])
+    ncols = min(2, len(keys))
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(7.5 * ncols, 6.0 * nrows))
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys, strict=False):
+        d = df
+        for g_, v in zip(group, key, strict=True):
+            d = d.filter(pl.col(g_) == v) if d.height else d
+        if d.height:
+            d = d.with_columns(
+                (pl.col(rows[0]).str.replace("_", " ") + " / " + pl.col(rows[1])).alias("_r"),
+                (pl.col(cols[0]).str.replace("_", " ") + " / " + pl.col(cols[1])).alias("_c"))
+            p = pd.DataFrame(d.select("_r", "_c", value).to_dict(as_series=False))
+            table = p.pivot(index="_r", columns="_c", values=value)
+            annot = True
+            if interval is not None:
+                text = {(r["_r"], r["_c"]): "n/a" if r[value] is None else (
+                    f"{r[value]:.2f}" + ("" if r[interval[0]] is None or r[interval[1]] is None
+                                         else f"\n[{r[interval[0]]:.2f}, {r[interval[1]]:.2f}]"))
+                        for r in d.iter_rows(named=True)}
+                annot = np.array([[text.get((r, c), "") for c in table.columns]
+                                  for r in table.index])
+            sns.heatmap(table, annot=annot, fmt="" if interval is not None else ".2f", ax=ax,
+                        annot_kws={"fontsize": 6}, **heatmap)
         ax.set_xlabel("")
         ax.set_ylabel("")
-        ax.set_title(f"{title}, {direction}")
+        ax.set_title(f"{title}, " + ", ".join(map(str, key)), fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def transfer_heatmaps(transfer: pl.DataFrame, model: str):
-    """Faithfulness of every circuit (rows) on every evaluation set (columns), per direction."""
-    return _direction_heatmaps(transfer, ["source_task", "source_subset"],
-                               ["target_task", "target_subset"], "faithfulness",
-                               f"{model}: transfer (rows: circuit, columns: pairs)",
-                               cmap="RdBu_r", center=0, vmin=-1, vmax=1.5,
-                               cbar_kws={"label": "faithfulness"})
+    """Faithfulness (95% bootstrap interval below) of every circuit (rows) on every
+    evaluation set (columns), one panel per placement and meaning (prevention circuits
+    evaluated as prevention on the other task, induction as induction)."""
+    return _group_heatmaps(transfer, ["placement", "semantics"],
+                           ["source_task", "source_subset"], ["target_task", "target_subset"],
+                           "faithfulness", f"{model}: transfer (rows: circuit, columns: pairs)",
+                           ("faithfulness_lo", "faithfulness_hi"), cmap="RdBu_r", center=0,
+                           vmin=-1, vmax=1.5, cbar_kws={"label": "faithfulness"})
 
 
 def overlap_heatmaps(overlap: pl.DataFrame, model: str):
-    """Jaccard index of every two circuits' edge sets, per direction."""
-    return _direction_heatmaps(overlap, ["a_task", "a_subset"], ["b_task", "b_subset"],
-                               "jaccard", f"{model}: circuit overlap", vmin=0, vmax=1,
-                               cmap="viridis", cbar_kws={"label": "Jaccard"})
+    """Jaccard index of every two circuits' edge sets, circuits of the same meaning."""
+    return _group_heatmaps(overlap, ["semantics"], ["a_task", "a_subset"],
+                           ["b_task", "b_subset"], "jaccard", f"{model}: circuit overlap",
+                           vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "Jaccard"})
 
 
 def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
