@@ -18,7 +18,8 @@ rule circuit:
         config=circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
                              "placements", "ablations", "random_seeds", "random_modes",
                              "random_points", "batch_size", "circuits_per_forward", "search_width",
-                             "bootstrap"),
+                             "bootstrap", "max_pairs"),
+        seed=config["seed"],
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)
     threads: 1
@@ -45,7 +46,8 @@ rule circuit_transfer:
     params:
         device=config["device"],
         config=circuits_keys("metric", "main", "random_seeds", "batch_size",
-                             "circuits_per_forward", "bootstrap"),
+                             "circuits_per_forward", "bootstrap", "max_pairs"),
+        seed=config["seed"],
     threads: 2
     retries: RETRIES
     resources:

@@ -13,13 +13,14 @@ with rule(snakemake) as log:
     cfg = p.config
     record, model, g, _ = model_graph_pairs(snakemake, "evaluation")
     sel_pairs, ev_pairs = circuits.split_sets(pl.read_parquet(snakemake.input.pairs), wc.task,
-                                              p.subset, snakemake.input.pairs)
+                                              p.subset, snakemake.input.pairs,
+                                              cfg["max_pairs"], p.seed)
     tensors, meta = attribution.load(snakemake.input.scores)
 
     def evset(q):
         return circuits.EvalSet.make(model, q["clean"].to_list(), q["corrupt"].to_list(),
                                      q["answer"].to_list(), q["wrong"].to_list(),
-                                     cfg["batch_size"])
+                                     cfg["batch_size"], q["doc_id"].to_list())
 
     sel, ev = evset(sel_pairs), evset(ev_pairs)
     n_attr = int(meta.get("n_examples", 0))

@@ -19,10 +19,11 @@ with rule(snakemake) as log:
     found = circuits.main_circuits(g, records, cfg["main"]["ablation"])
     evsets = {}
     for rec in records:
-        _, q = circuits.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs)
+        _, q = circuits.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs,
+                                   cfg["max_pairs"], p.seed)
         evsets[rec["task"], rec["subset"]] = circuits.EvalSet.make(
             model, q["clean"].to_list(), q["corrupt"].to_list(), q["answer"].to_list(),
-            q["wrong"].to_list(), cfg["batch_size"])
+            q["wrong"].to_list(), cfg["batch_size"], q["doc_id"].to_list())
     transfer = circuits.transfer(model, g, evsets, found, cfg["main"]["ablation"],
                                  range(cfg["random_seeds"]), cfg["metric"],
                                  circuits.Bootstrap(**cfg["bootstrap"]),

@@ -410,3 +410,28 @@ def test_transfer_evaluates_a_circuit_in_the_direction_of_the_same_meaning(setup
     bc = t.filter(pl.col("source_task") == C.BRANCH).row(0, named=True)
     assert (bc["semantics"], bc["target_direction"]) == ("prevention", "noising")
     assert bc["random_faithfulness"] is None  # random circuits for the main placement only
+
+
+def test_bootstrap_resamples_documents_not_windows():
+    # 4 documents of 10 identical windows each: 4 independent values, not 40
+    x = torch.tensor([0.0] * 10 + [1.0] * 10 + [0.0] * 10 + [1.0] * 10, dtype=torch.float64)
+    groups = torch.arange(4).repeat_interleave(10)
+    boot = C.Bootstrap(2000, 0)
+    lo_p, hi_p = boot.interval(C.wmean(x, boot.indices(40))[None])
+    lo_d, hi_d = boot.interval(C.wmean(x, boot.indices(40, groups))[None])
+    assert float(hi_p - lo_p) < 0.35          # pairs as if independent: too narrow
+    assert float(hi_d - lo_d) > 0.7           # documents: as wide as 4 coin flips allow
+    w = boot.indices(40, groups)
+    assert torch.all(w.view(2000, 4, 10) == w.view(2000, 4, 10)[:, :, :1])  # whole documents
+    assert torch.allclose(w.sum(1), torch.full((2000,), 40.0, dtype=torch.float64))
+
+
+def test_spread_takes_one_pair_per_document_first():
+    pairs = pl.DataFrame({"doc_id": [f"d{i // 5}" for i in range(15)],
+                          "offset": [8 * (i % 5) for i in range(15)], "answer": [1] * 15})
+    got = C.spread(pairs, 4, seed=0)
+    assert got.height == 4 and got["doc_id"].n_unique() == 3
+    assert set(C.spread(pairs, 4, 0)["doc_id"]) == set(C.spread(pairs.reverse(), 4, 0)["doc_id"])
+    assert C.spread(pairs.reverse(), 4, 0).sort("doc_id", "offset").equals(
+        got.sort("doc_id", "offset"))  # independent of row order
+    assert C.spread(pairs, None).height == 15 and C.spread(pairs, 99).height == 15

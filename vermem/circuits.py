@@ -33,8 +33,9 @@ induction), and `claims` gives each of the paper's claims a three-way verdict.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -111,6 +112,7 @@ class EvalSet:
     clean: list[torch.Tensor]    # per batch [S, B, T, D] float32
     corrupt: list[torch.Tensor]  # per batch [S, B, T, D]
     mean: torch.Tensor           # [S, D]: clean sources averaged over examples and positions
+    groups: torch.Tensor | None = None  # [n] document index of each pair (batch order)
 
     @property
     def n(self) -> int:
@@ -119,7 +121,10 @@ class EvalSet:
     @classmethod
     @torch.no_grad()
     def make(cls, model, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
-             answer: Sequence[int], wrong: Sequence[int], batch_size: int) -> EvalSet:
+             answer: Sequence[int], wrong: Sequence[int], batch_size: int,
+             groups: Sequence[str] | None = None) -> EvalSet:
+        """`groups`: the document of each pair, so that the bootstrap resamples documents
+        (windows of one document are correlated), not pairs."""
         dev = next(model.parameters()).device
         arch, be = A.arch_of(model), A.HooksBackend()
         order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
@@ -136,15 +141,41 @@ class EvalSet:
             s = (c * b.mask[None, :, :, None]).sum((1, 2))  # [S, D]
             total = s if total is None else total + s
             count += int(b.mask.sum())
-        return cls(batches, cl, co, total / count if count else torch.zeros(0))
+        g = None
+        if groups is not None:
+            names = {d: i for i, d in enumerate(sorted(set(groups)))}
+            g = torch.tensor([names[groups[i]] for i in order], dtype=torch.long)
+        return cls(batches, cl, co, total / count if count else torch.zeros(0), g)
 
 
 PARTS = ("attribution", "selection", "evaluation")
 
 
-def split_sets(pairs: pl.DataFrame, task: str, subset: str, name: str = "pairs"
+def spread(pairs: pl.DataFrame, n: int | None, seed: int = 0) -> pl.DataFrame:
+    """At most n pairs, spread over as many documents as possible: one seeded pair of every
+    document (documents in seeded order), then a second of each, and so on. n None: all."""
+    if n is None or pairs.height <= n:
+        return pairs
+
+    def key(*parts: object) -> int:
+        return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(),
+                                              digest_size=8).digest(), "big")
+
+    offsets = pairs["offset"] if "offset" in pairs.columns else pl.Series(range(pairs.height))
+    ranked = pairs.with_columns(
+        pl.Series("_doc", [key(seed, d) for d in pairs["doc_id"]], dtype=pl.UInt64),
+        pl.Series("_pair", [key(seed, d, o, a) for d, o, a in
+                            zip(pairs["doc_id"], offsets, pairs["answer"], strict=True)],
+                  dtype=pl.UInt64))
+    ranked = ranked.with_columns(pl.col("_pair").rank("ordinal").over("doc_id").alias("_r"))
+    return ranked.sort("_r", "_doc", "_pair").head(n).drop("_doc", "_pair", "_r")
+
+
+def split_sets(pairs: pl.DataFrame, task: str, subset: str, name: str = "pairs",
+               max_pairs: Mapping[str, int | None] | None = None, seed: int = 0
                ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(selection, evaluation) pairs of one task and subset. Raises, naming the file and
+    """(selection, evaluation) pairs of one task and subset, each capped at
+    `max_pairs[part]` pairs spread over documents (`spread`). Raises, naming the file and
     the documents, when a document evaluated here is also in the attribution or selection
     part of any task or subset (the split is by document, shared by every task)."""
     bad = set(pairs["split"].unique()) - set(PARTS)
@@ -159,7 +190,9 @@ def split_sets(pairs: pl.DataFrame, task: str, subset: str, name: str = "pairs"
                          f"attribution or selection (e.g. {leak[:3]}); the split must be by "
                          "document, shared by every task")
     q = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset))
-    return q.filter(pl.col("split") == "selection"), q.filter(pl.col("split") == "evaluation")
+    cap = dict(max_pairs or {})
+    return tuple(spread(q.filter(pl.col("split") == part), cap.get(part), seed)
+                 for part in ("selection", "evaluation"))
 
 
 @dataclass
@@ -244,18 +277,28 @@ def faithfulness(m: float, empty: float, full: float) -> float:
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """Seeded percentile bootstrap over evaluation pairs (config `circuits.bootstrap`)."""
+    """Seeded percentile bootstrap over evaluation pairs, resampling whole documents when
+    the pairs' documents are known (config `circuits.bootstrap`)."""
     samples: int = 1000
     seed: int = 0
     level: float = 0.95
 
-    def indices(self, n: int) -> torch.Tensor:
-        """[samples, n] pairs drawn with replacement (the same draws for every quantity
-        computed on one pair set, so differences between them are resampled jointly)."""
+    def indices(self, n: int, groups: torch.Tensor | None = None) -> torch.Tensor:
+        """[samples, n] bootstrap weights: how often each pair is in each resample (the same
+        draws for every quantity computed on one pair set, so differences between them are
+        resampled jointly). With `groups` ([n] document index per pair) documents are drawn
+        with replacement and a pair counts as often as its document was drawn: a cluster
+        bootstrap, since windows of one document are not independent."""
         if n == 0:
-            return torch.zeros(self.samples, 0, dtype=torch.long)
+            return torch.zeros(self.samples, 0, dtype=torch.float64)
         g = torch.Generator().manual_seed(self.seed)
-        return torch.randint(0, n, (self.samples, n), generator=g)
+        if groups is None:
+            groups = torch.arange(n)
+        k = int(groups.max()) + 1
+        draws = torch.randint(0, k, (self.samples, k), generator=g)
+        counts = torch.zeros(self.samples, k, dtype=torch.float64)
+        counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
+        return counts[:, groups]
 
     def interval(self, replicates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Percentile interval over the last dimension, NaN replicates (F undefined in a
@@ -268,6 +311,11 @@ class Bootstrap:
         return out[0], out[1]
 
 
+def wmean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted means of x [..., n] under bootstrap weights w [R, n]: [..., R]."""
+    return (x.double() @ w.T) / w.sum(1).clamp_min(1e-12)
+
+
 def f_replicates(mc: torch.Tensor, me: torch.Tensor, mf: torch.Tensor, idx: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """F = (mean M(C) - mean M(empty)) / (mean M(full) - mean M(empty)), a ratio of means
@@ -278,7 +326,7 @@ def f_replicates(mc: torch.Tensor, me: torch.Tensor, mf: torch.Tensor, idx: torc
         return torch.where(d != 0, (c - e) / torch.where(d != 0, d, 1.0), math.nan)
 
     point = ratio(mc.mean(-1), me.mean(), mf.mean())
-    reps = ratio(mc[:, idx].mean(-1), me[idx].mean(-1), mf[idx].mean(-1))
+    reps = ratio(wmean(mc, idx), wmean(me, idx), wmean(mf, idx))
     return point, reps
 
 
@@ -380,7 +428,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
         if not ks:
             return (torch.zeros(0, dtype=torch.float64),
                     torch.zeros(0, boot.samples, dtype=torch.float64))
-        idx = boot.indices(es.n)
+        idx = boot.indices(es.n, es.groups)
         mc = torch.stack([res[k].metric for k in ks])
         point, reps = f_replicates(mc, empty.metric, full.metric, idx)
         lo, hi = boot.interval(reps)
@@ -476,7 +524,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
     out = iter(run(ev, jobs))
     top = {m: next(out) for m in chosen}
     rnd = {m: [next(out) for _ in seeds] for m in chosen}
-    idx = boot.indices(ev.n)
+    idx = boot.indices(ev.n, ev.groups)
     for m in chosen:
         empty, full = ev_res[m][0].metric, ev_res[m][n].metric
         p, r = f_replicates(top[m].metric[None], empty, full, idx)
@@ -546,7 +594,7 @@ def relation(source: tuple[str, str], target: tuple[str, str]) -> str:
 
 
 def _mean_ci(x: torch.Tensor, idx: torch.Tensor, boot: Bootstrap) -> tuple[float, float, float]:
-    lo, hi = boot.interval(x[idx].mean(-1)[None])
+    lo, hi = boot.interval(wmean(x, idx)[None])
     return float(x.mean()), float(lo[0]), float(hi[0])
 
 
@@ -569,7 +617,7 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
     for (t_task, t_subset), ev in sorted(evsets.items()):
         if ev.n == 0:
             continue
-        idx = boot.indices(ev.n)
+        idx = boot.indices(ev.n, ev.groups)
         jobs, cells = [(plain, nothing)], []
         ends: dict[Mode, tuple[int, int]] = {}
         for (task, subset, direction, placement), edges in sorted(circuits.items()):
