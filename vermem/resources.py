@@ -279,9 +279,17 @@ def samples_per_subset(config: Mapping[str, Any]) -> int:
 
 def expected_pairs(config: Mapping[str, Any]) -> int:
     """Attribution pairs of one task and subset, before the pairs exist: the memorized
-    share of the subset's samples, minus the held-out evaluation share."""
-    n = samples_per_subset(config) * MEMORIZED_FRACTION
-    return max(1, int(n * (1 - config["contrastive"]["eval_fraction"])))
+    share of the subset's samples in the attribution part."""
+    return part_pairs(config, "attribution")
+
+
+def part_pairs(config: Mapping[str, Any], part: str) -> int:
+    """Expected pairs of one task and subset in one part of the document split, capped by
+    `circuits.max_pairs` for the parts the circuits stage reads."""
+    n = max(1, int(samples_per_subset(config) * MEMORIZED_FRACTION
+                   * config["contrastive"]["split"][part]))
+    cap = (config.get("circuits", {}).get("max_pairs") or {}).get(part)
+    return n if cap is None else min(n, int(cap))
 
 
 def host_mb(s: Shape, extra_bytes: int = 0) -> int:
@@ -332,13 +340,11 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
         if rule == "circuit":
             per_pair = points * (len(c["directions"]) * len(c["placements"]) * len(c["ablations"])
                                  + c["random_seeds"])
-            pairs = max(1, int(expected_pairs(config) * config["contrastive"]["eval_fraction"]
-                               / (1 - config["contrastive"]["eval_fraction"])))
+            pairs = part_pairs(config, "selection") + part_pairs(config, "evaluation")
         else:   # every circuit on every task and subset's held-out pairs, with random ones
             cells = len(config["attribution"]["tasks"]) * len(config["corpus"]["subsets"])
             per_pair = cells * (1 + c["random_seeds"])
-            pairs = cells * max(1, int(samples_per_subset(config) * MEMORIZED_FRACTION
-                                       * config["contrastive"]["eval_fraction"]))
+            pairs = cells * part_pairs(config, "evaluation")
         return Work(circuit_bytes(s, b, T), pairs * per_pair * fwd, host_mb(s, edges_bytes(s)),
                     b, f"{pairs} pairs x {per_pair} patched passes")
     if rule in ("dynamics_train", "dynamics_sequential"):
@@ -358,7 +364,10 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
     if rule == "train_organism":
         t = config["organism"]["training"]
         dup = config["organism"].get("duplicates", {})
-        docs = n_samples + dup.get("docs_per_count", 0) * sum(dup.get("counts", [0]))
+        per = dup.get("docs_per_count", 0)
+        counts = dup.get("counts", [0])
+        per = [per] * len(counts) if isinstance(per, int) else per
+        docs = n_samples + sum(p * c for p, c in zip(per, counts, strict=True))
         ctx = config["organism"]["architecture"]["context"]
         return Work(finetune_bytes(s, ctx) + t["batch_size"] * activation_bytes(s, 1, ctx),
                     t["epochs"] * docs * 3 * s.forward_flops(ctx), host_mb(s), t["batch_size"],
