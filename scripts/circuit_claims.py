@@ -1,4 +1,4 @@
-"""Rule circuit_claims: the paper's claims (SPEC A.11) against this run's own numbers."""
+"""Rule circuit_claims: the paper's claims (docs/study-a.md §11) against this run's own numbers."""
 
 import polars as pl
 from _rule import rule

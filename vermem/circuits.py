@@ -1,4 +1,4 @@
-"""Circuits (SPEC A.9-10): top-k edges, exact edge-patching evaluation, faithfulness.
+"""Circuits (docs/study-a.md §9-10): top-k edges, exact edge-patching evaluation, faithfulness.
 
 A circuit is a boolean [S, D] edge mask (`Graph` layout). It is evaluated on held-out pairs
 by exact edge patching (`attribution.patched_logits`: every patched destination reads the
@@ -10,7 +10,7 @@ replacement value of that source, everything else is recomputed). A mode is a
   prompt's activations in a run on the corrupt prompt (resample). Zero and mean ablation
   have no corrupt prompt to run on, so there de-noising starts from the clean prompt with
   every edge outside the restored set ablated.
-- placement: `inside` patches the circuit's edges (SPEC A.9's definitions), `outside`
+- placement: `inside` patches the circuit's edges (docs/study-a.md §9), `outside`
   patches every other edge (EAP-IG's evaluation: the rest of the model ablated).
 
 Faithfulness F(C) = (M(C) - M(empty)) / (M(full) - M(empty)), with M the mean metric over
@@ -329,7 +329,7 @@ def _mean(df: pl.DataFrame, col: str = "faithfulness") -> float | None:
 
 def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], tuple[int, int]],
            main_subset: str, threshold: float, margin: float = 0.0) -> pl.DataFrame:
-    """The paper's claims (SPEC A.11) checked against this run's own transfer results.
+    """The paper's claims (docs/study-a.md §11) checked against this run's own transfer results.
 
     transfer_df: `transfer`'s table; sizes: (task, subset, direction) -> (minimal circuit
     size, edges in the graph); `threshold`: the faithfulness at which a circuit counts as
