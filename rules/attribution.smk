@@ -1,5 +1,5 @@
-# Edge attribution (EAP-IG or EAP) per model, task, subset and metric (SPEC A.7-8), on the
-# attribution split of each pair set; per-layer tensors and a layer x node-type heatmap.
+# Edge attribution (EAP-IG or EAP) per model, task, subset and metric (docs/study-a.md §7-8),
+# on the attribution split of each pair set; per-layer tensors and a layer x node-type heatmap.
 
 
 rule attribution:

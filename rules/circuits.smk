@@ -1,4 +1,4 @@
-# Circuits (SPEC A.9-11): faithfulness curves and minimal circuits per task and subset,
+# Circuits (docs/study-a.md §9-11): faithfulness curves and minimal circuits per task and subset,
 # sizes chosen on the selection split, faithfulness reported on the evaluation split, with
 # bootstrap intervals over pairs; transfer across tasks and subsets, circuit
 # overlap, and the paper's claims checked against this run's numbers.

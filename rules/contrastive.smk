@@ -1,4 +1,4 @@
-# Contrastive pair sets, Branch Comparison and Memorization Decision (SPEC A.4-6), with
+# Contrastive pair sets, Branch Comparison and Memorization Decision (docs/study-a.md §4-6), with
 # the seeded document split into attribution / selection / evaluation parts shared by
 # every task, metric and model, and the reasons every sample was dropped.
 

@@ -1,5 +1,5 @@
 # Corpus: the offline stand-in shards (embedded default), one scan of the shards into a
-# seeded candidate pool per subset, and per-model token-id samples (SPEC A.1).
+# seeded candidate pool per subset, and per-model token-id samples (docs/study-a.md §1).
 
 
 if config["standin"]:

@@ -1,4 +1,4 @@
-# Divergence points of memorized samples (SPEC A.3), batched over prefix lengths.
+# Divergence points of memorized samples (docs/study-a.md §3), batched over prefix lengths.
 
 
 rule divergence:

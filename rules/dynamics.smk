@@ -1,4 +1,4 @@
-# Study B: dynamics of memorizing random strings (SPEC B). Strings per model (tokens
+# Study B: dynamics of memorizing random strings (docs/study-b.md). Strings per model (tokens
 # checked), one fine-tuning job per model, init and grid cell (its seeds one after another,
 # a fresh model copy per string), Q3 sequential exposure, then the tables and figures.
 

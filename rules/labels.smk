@@ -1,4 +1,4 @@
-# Memorization labels: batched greedy decoding with a KV cache (SPEC A.2).
+# Memorization labels: batched greedy decoding with a KV cache (docs/study-a.md §2).
 
 
 rule labels:

@@ -1,4 +1,4 @@
-"""Rule circuit_claims: the paper's claims (SPEC A.11) against this run's own numbers,
+"""Rule circuit_claims: the paper's claims (docs/study-a.md §11) against this run's own numbers,
 each with n, intervals, random circuits of the same size and a three-way verdict."""
 
 import polars as pl

@@ -1,13 +1,14 @@
-"""Edge attribution (EAP, EAP-IG) and exact edge patching on Hugging Face models (SPEC A.8).
+"""Edge attribution (EAP, EAP-IG) and exact edge patching on Hugging Face models
+(docs/study-a.md §8).
 
 Edge score (source s -> destination d) = mean over examples of
     sum over positions of (a_s(corrupt) - a_s(clean)) . dM/dx_d,
 where x_d is d's own copy of the residual stream and dM/dx_d is averaged over the IG steps.
 
-How dM/dx_d is had for every destination from one backward pass (SPEC implementation
-notes): the gradient at each q/k/v projection output is mapped back through that head's
-rows of the projection weight, then through the layer norm's backward, which is linear
-once the forward's statistics are kept. So the forward records the norms' inputs and the
+How dM/dx_d is had for every destination from one backward pass (docs/study-a.md §8):
+the gradient at each q/k/v projection output is mapped back through that head's rows of
+the projection weight, then through the layer norm's backward, which is linear once the
+forward's statistics are kept. So the forward records the norms' inputs and the
 backward the gradients at the projection outputs, the MLP norm's output and the final
 norm's output; nothing is copied per head in the forward.
 

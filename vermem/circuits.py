@@ -1,4 +1,4 @@
-"""Circuits (SPEC A.9-10): top-k edges, exact edge-patching evaluation, faithfulness.
+"""Circuits (docs/study-a.md §9-10): top-k edges, exact edge-patching evaluation, faithfulness.
 
 A circuit is a boolean [S, D] edge mask (`Graph` layout). It is evaluated on held-out pairs
 by exact edge patching (`attribution.patched_logits`: every patched destination reads the
@@ -10,7 +10,7 @@ replacement value of that source, everything else is recomputed). A mode is a
   prompt's activations in a run on the corrupt prompt (resample). Zero and mean ablation
   have no corrupt prompt to run on, so there de-noising starts from the clean prompt with
   every edge outside the restored set ablated.
-- placement: `inside` patches the circuit's edges (SPEC A.9's definitions), `outside`
+- placement: `inside` patches the circuit's edges (docs/study-a.md §9's definitions), `outside`
   patches every other edge (EAP-IG's evaluation: the rest of the model ablated).
 
 Faithfulness F(C) = (M(C) - M(empty)) / (M(full) - M(empty)), with M the mean metric over
@@ -767,7 +767,7 @@ def _threshold_verdict(e: Estimate, threshold: float, margin: float, min_pairs: 
 def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
            main_subset: str, threshold: float, margin: float = 0.0, min_pairs: int = 20,
            level: float = 0.95, placement: str = "outside") -> pl.DataFrame:
-    """The paper's claims (SPEC A.11) checked against this run's own results.
+    """The paper's claims (docs/study-a.md §11) checked against this run's own results.
 
     transfer_df: `transfer`'s table (cells of `placement` are read); sizes: (task, subset,
     direction) -> the minimal-circuit record of the paper's mode (keys k, k_lo, k_hi,

@@ -1,4 +1,4 @@
-"""The two contrastive pair sets of Lasy et al. (SPEC A.4, A.5), on token ids.
+"""The two contrastive pair sets of Lasy et al. (docs/study-a.md §4, §5), on token ids.
 
 Both take memorized samples with their divergence point d (0-based: full[d] is the first
 token the model does not reproduce from full[:d]) and g, the greedy continuation of

@@ -1,4 +1,4 @@
-"""Pile shards in, token-id samples out (SPEC A.1).
+"""Pile shards in, token-id samples out (docs/study-a.md §1).
 
 Two steps, so that the expensive scan of the shards happens once however many models are
 studied:

@@ -1,4 +1,4 @@
-"""Divergence points of memorized samples (SPEC A.3).
+"""Divergence points of memorized samples (docs/study-a.md §3).
 
 For full = prefix + true continuation (T = P + C tokens) and L = P, P-1, ..., 1, let g_L be
 the greedy continuation of full[:L] to length T and B_L the smoothed BLEU-4 of g_L against

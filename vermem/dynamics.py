@@ -1,4 +1,4 @@
-"""Study B: dynamics of memorizing random strings (SPEC B; Speicher et al. 2024).
+"""Study B: dynamics of memorizing random strings (docs/study-b.md; Speicher et al. 2024).
 
 A random string over the first l lowercase letters is fed one token per letter, after the
 model's BOS token, so every letter is predicted; the softmax stays over the full

@@ -1,4 +1,4 @@
-"""The computation graph of SPEC A.7, as dense tensors with names (EAP-IG's layout).
+"""The computation graph of docs/study-a.md §7, as dense tensors with names (EAP-IG's layout).
 
 Sources (what writes to the residual stream): the input embeddings, every attention head,
 every MLP. Destinations (what reads it): every head's query, key and value input, every

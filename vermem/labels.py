@@ -1,4 +1,4 @@
-"""Memorization labels by greedy decoding (SPEC A.2).
+"""Memorization labels by greedy decoding (docs/study-a.md §2).
 
 All samples share one prefix length P, so a batch needs no padding: the prefixes run in
 one forward pass that fills the KV cache, then C single-token steps extend it.
