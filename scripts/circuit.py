@@ -6,11 +6,13 @@ import polars as pl
 import torch
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, circuits, io
+from vermem import attribution, circuits, io, resources
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
     cfg = p.config
+    # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
+    batch = resources.circuit_batch(io.read_json(snakemake.input.model), snakemake.config)
     record, model, g, _ = model_graph_pairs(snakemake, "evaluation")
     sel_pairs, ev_pairs = circuits.split_sets(pl.read_parquet(snakemake.input.pairs), wc.task,
                                               p.subset, snakemake.input.pairs,
@@ -20,7 +22,7 @@ with rule(snakemake) as log:
     def evset(q):
         return circuits.EvalSet.make(model, q["clean"].to_list(), q["corrupt"].to_list(),
                                      q["answer"].to_list(), q["wrong"].to_list(),
-                                     cfg["batch_size"], q["doc_id"].to_list())
+                                     batch, q["doc_id"].to_list())
 
     sel, ev = evset(sel_pairs), evset(ev_pairs)
     n_attr = int(meta.get("n_examples", 0))

@@ -6,12 +6,14 @@ between the main mode's circuits."""
 import polars as pl
 from _rule import rule
 
-from vermem import circuits, graph, io, models
+from vermem import circuits, graph, io, models, resources
 
 with rule(snakemake) as log:
     p = snakemake.params
     cfg = p.config
     record = io.read_json(snakemake.input.model)
+    # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
+    batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
     model, _ = models.load(record, p.device)
     g = graph.Graph(graph.Shape.from_config(model.config))
     pairs = pl.read_parquet(snakemake.input.pairs)
@@ -23,7 +25,7 @@ with rule(snakemake) as log:
                                    cfg["max_pairs"], p.seed)
         evsets[rec["task"], rec["subset"]] = circuits.EvalSet.make(
             model, q["clean"].to_list(), q["corrupt"].to_list(), q["answer"].to_list(),
-            q["wrong"].to_list(), cfg["batch_size"], q["doc_id"].to_list())
+            q["wrong"].to_list(), batch, q["doc_id"].to_list())
     transfer = circuits.transfer(model, g, evsets, found, cfg["main"]["ablation"],
                                  range(cfg["random_seeds"]), cfg["metric"],
                                  circuits.Bootstrap(**cfg["bootstrap"]),

@@ -427,8 +427,8 @@ def q1_factors(phases: pl.DataFrame):
                               linestyles="dotted" if t["median_hi"] is None else "solid")
                 ax = axes[1][j]
                 ax.errorbar(x + off, t["share_memorized"],
-                            yerr=[[t["share_memorized"] - t["share_lo"]],
-                                  [t["share_hi"] - t["share_memorized"]]],
+                            yerr=[[max(0.0, t["share_memorized"] - t["share_lo"])],
+                                  [max(0.0, t["share_hi"] - t["share_memorized"])]],
                             marker="o", color=c, capsize=2,
                             label=init if x == 0 and j == len(factors) - 1 else None)
                 ax.annotate(f"{t['strings']}", (x + off, -0.02), fontsize=6, ha="center",

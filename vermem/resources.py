@@ -273,8 +273,10 @@ class Work:
 
 
 def samples_per_subset(config: Mapping[str, Any]) -> int:
+    """Samples (windows) of one subset: documents times windows per document."""
     n = config["corpus"]["samples_per_subset"]
-    return DEFAULT_SAMPLES if n is None else int(n)
+    windows = (config["corpus"].get("windows") or {}).get("per_document", 1)
+    return (DEFAULT_SAMPLES if n is None else int(n)) * int(windows)
 
 
 def expected_pairs(config: Mapping[str, Any]) -> int:
