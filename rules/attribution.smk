@@ -13,6 +13,10 @@ rule attribution:
         subset=lambda wc: SUBSETS[wc.subset],
         config=config["attribution"],
     threads: 2
+    # seconds each on the organism: run them all before the circuit jobs, which then share
+    # the cores (otherwise a 1-thread circuit job keeps the next 2-thread attribution waiting
+    # and the circuit jobs run one at a time)
+    priority: 10
     group: "attribution-{model}"
     retries: RETRIES
     resources:
