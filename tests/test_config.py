@@ -71,8 +71,8 @@ def test_paper_config_with_real_shards_passes(tmp_path):
      "config error at corpus.shards: shard file not found: /no/such/00.jsonl"),
     (lambda c: c["circuits"].update(rank_by="wrong_logit"),
      "config error at circuits.rank_by: 'wrong_logit' is not one of attribution.metrics"),
-    (lambda c: c["circuits"].update(placements=["outside"]),
-     "config error at circuits.main.placement: 'inside' is not one of circuits.placements"),
+    (lambda c: c["circuits"].update(placements=["inside"]),
+     "config error at circuits.main.placement: 'outside' is not one of circuits.placements"),
     (lambda c: c["circuits"].update(directions=["sideways"]),
      "config error at circuits.directions.0: 'sideways' is not one of"),
 ])
