@@ -348,7 +348,8 @@ def test_a_model_that_memorizes_nothing_runs_through_with_n_0(tmp_path, tiny_mod
     assert labels["labels_per_subset"]["StdLib Docstrings"]["memorized"] == 0
     pairs = json.loads((tmp_path / "results/pairs/m.summary.json").read_text())
     assert pairs["branch_comparison"]["StdLib Docstrings"]["pairs"] == 0
-    assert pairs["divergence"]["StdLib Docstrings"] == {"memorized": 0, "with_divergence": 0}
+    assert pairs["divergence"]["StdLib Docstrings"] == {"memorized": 0, "with_divergence": 0,
+                                                        "memorized_documents": 0}
     from vermem import attribution
 
     _, meta = attribution.load(tmp_path / "results/attribution/m/branch_comparison/"
