@@ -375,7 +375,7 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     resources, rule = {}, None
     for line in proc.stdout.splitlines():
-        if line.startswith(("rule ", "localrule ")):
+        if line.strip().startswith(("rule ", "localrule ")):  # group jobs: indented
             rule = line.split()[1].rstrip(":")
         elif line.strip().startswith("resources:") and rule:
             resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
