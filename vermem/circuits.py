@@ -33,7 +33,6 @@ induction), and `claims` gives each of the paper's claims a three-way verdict.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import polars as pl
 import torch
 
 from . import attribution as A
+from .corpus import sample_key
 from .graph import Graph
 
 DIRECTIONS = ("noising", "denoising")
@@ -157,16 +157,12 @@ def spread(pairs: pl.DataFrame, n: int | None, seed: int = 0) -> pl.DataFrame:
     if n is None or pairs.height <= n:
         return pairs
 
-    def key(*parts: object) -> int:
-        return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(),
-                                              digest_size=8).digest(), "big")
-
     offsets = pairs["offset"] if "offset" in pairs.columns else pl.Series(range(pairs.height))
     ranked = pairs.with_columns(
-        pl.Series("_doc", [key(seed, d) for d in pairs["doc_id"]], dtype=pl.UInt64),
-        pl.Series("_pair", [key(seed, d, o, a) for d, o, a in
+        pl.Series("_doc", [sample_key(seed, d) for d in pairs["doc_id"]], dtype=pl.Int64),
+        pl.Series("_pair", [sample_key(seed, f"{d}:{o}:{a}") for d, o, a in
                             zip(pairs["doc_id"], offsets, pairs["answer"], strict=True)],
-                  dtype=pl.UInt64))
+                  dtype=pl.Int64))
     ranked = ranked.with_columns(pl.col("_pair").rank("ordinal").over("doc_id").alias("_r"))
     return ranked.sort("_r", "_doc", "_pair").head(n).drop("_doc", "_pair", "_r")
 

@@ -18,12 +18,13 @@ corrupt run does not prefer the wrong token) is flagged, not removed.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import polars as pl
 import torch
+
+from .corpus import sample_key
 
 BRANCH, DECISION = "branch_comparison", "memorization_decision"
 # the parts of the document split, in the order their fractions are cut
@@ -199,8 +200,7 @@ def logit_diffs(model, pairs: pl.DataFrame, batch_size: int) -> pl.DataFrame:
 def part_key(seed: int, doc_id: str) -> int:
     """A seeded hash of a document id that ranks documents for the split (salted, so it is
     independent of the corpus sampling key)."""
-    h = hashlib.blake2b(f"{seed}:part:{doc_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big")
+    return sample_key(seed, f"part:{doc_id}")
 
 
 def document_parts(docs: pl.DataFrame, seed: int,
