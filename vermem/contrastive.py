@@ -261,11 +261,13 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
         pl.col("doc_id").replace_strict(parts, return_dtype=pl.String).alias("part"))
     for (subset,), g in sorted(pool.group_by("subset"), key=lambda kv: kv[0]):
         summary["split"]["documents"][subset] = {p: int((g["part"] == p).sum()) for p in PARTS}
-    for (subset,), g in div.group_by("subset", maintain_order=True):
+    # every labelled subset, with n = 0 where nothing was memorized or no pair got through
+    subsets = sorted(set(labels["subset"]) | set(div["subset"]) | set(pairs["subset"]))
+    for subset in subsets:
+        g = div.filter(pl.col("subset") == subset)
         summary["divergence"][subset] = {"memorized": g.height,
                                          "memorized_documents": g["doc_id"].n_unique(),
-                                         "with_divergence": g["d"].is_not_null().sum()}
-    subsets = sorted(set(div["subset"]) | set(pairs["subset"]))
+                                         "with_divergence": int(g["d"].is_not_null().sum())}
     for task, drops in ((BRANCH, bc_drops), (DECISION, md_drops)):
         for subset in subsets:
             g = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset))
