@@ -22,6 +22,7 @@ include: "rules/divergence.smk"
 include: "rules/contrastive.smk"
 include: "rules/attribution.smk"
 include: "rules/circuits.smk"
+include: "rules/checkpoints.smk"
 include: "rules/figures.smk"
 include: "rules/dynamics.smk"
 
@@ -53,5 +54,7 @@ rule all:
             task=config["attribution"]["tasks"],
             subset=SUBSETS,
         ),
+        expand("results/figures/{model}/checkpoints/{name}.png", model=CKPT_MODELS,
+               name=["memorization", "circuits", "overlap"]),
         DYNAMICS_TARGETS,
     default_target: True

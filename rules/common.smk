@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)
 from vermem.config import check, expand_shards, load_schema, slugify, standin_shards
 from vermem.errors import VermemError
 from vermem.models import check_models
+from vermem import checkpoints as _ck
 
 
 try:
@@ -68,6 +69,42 @@ def circuit_files(name):
                       task=config["attribution"]["tasks"], subset=SUBSETS, name=name)
 
     return files
+
+
+# -- the checkpoint axis (rules/checkpoints.smk, docs/study-a.md §12)
+CKPTS = {m: _ck.listed(config, m) for m in MODELS}
+CKPT_MODELS = [m for m in MODELS if CKPTS[m]]
+CKPT_SUBSETS = _ck.subsets(config)  # slug -> name: attribution and circuits at checkpoints
+FINAL = _ck.FINAL
+
+
+def point_record(wc):
+    """The record of a point of the axis: a checkpoint's, or the final model's own."""
+    if wc.ckpt == FINAL:
+        return f"results/models/{wc.model}/model.json"
+    return f"results/models/{wc.model}/checkpoints/{wc.ckpt}/model.json"
+
+
+def ckpt_circuit_config():
+    """The circuit rule's config at checkpoints: the main mode only (both directions),
+    random circuits at the minimal size only."""
+    c = circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
+                      "random_seeds", "random_points", "batch_size", "circuits_per_forward",
+                      "search_width", "bootstrap", "max_pairs")
+    return {**c, "placements": [config["circuits"]["main"]["placement"]],
+            "ablations": [config["circuits"]["main"]["ablation"]], "random_modes": []}
+
+
+def point_files(wc, final_pattern, ckpt_pattern, **fmt):
+    """One file per point of the model's axis (its checkpoints in config order, then the
+    final model), per task and subset at checkpoints when the patterns name them."""
+    out = []
+    for ckpt in [*CKPTS[wc.model], FINAL]:
+        pattern = final_pattern if ckpt == FINAL else ckpt_pattern
+        per_set = {"task": config["attribution"]["tasks"], "subset": list(CKPT_SUBSETS)}
+        out += expand(pattern, model=wc.model, ckpt=ckpt, **fmt,
+                      **(per_set if "{task}" in pattern else {}))
+    return out
 
 
 # -- resources per job (vermem.resources): SLURM requests grow with the model and the work

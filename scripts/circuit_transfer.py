@@ -3,29 +3,13 @@ placement; random circuits of the same size for the main placement) evaluated on
 evaluation pair set, directions paired by meaning (prevention with prevention); overlap
 between the main mode's circuits."""
 
-import polars as pl
-from _rule import rule
+from _rule import minimal_circuits_and_evsets, rule
 
-from vermem import circuits, graph, io, models, resources
+from vermem import circuits, io
 
 with rule(snakemake) as log:
-    p = snakemake.params
-    cfg = p.config
-    record = io.read_json(snakemake.input.model)
-    # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
-    batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
-    model, _ = models.load(record, p.device)
-    g = graph.Graph(graph.Shape.from_config(model.config))
-    pairs = pl.read_parquet(snakemake.input.pairs)
-    records = [io.read_json(f) for f in snakemake.input.minimal]
-    found = circuits.main_circuits(g, records, cfg["main"]["ablation"])
-    evsets = {}
-    for rec in records:
-        _, q = circuits.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs,
-                                   cfg["max_pairs"], p.seed)
-        evsets[rec["task"], rec["subset"]] = circuits.EvalSet.make(
-            model, q["clean"].to_list(), q["corrupt"].to_list(), q["answer"].to_list(),
-            q["wrong"].to_list(), batch, q["doc_id"].to_list())
+    cfg = snakemake.params.config
+    record, model, g, found, evsets = minimal_circuits_and_evsets(snakemake)
     transfer = circuits.transfer(model, g, evsets, found, cfg["main"]["ablation"],
                                  range(cfg["random_seeds"]), cfg["metric"],
                                  circuits.Bootstrap(**cfg["bootstrap"]),

@@ -176,6 +176,9 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
                               "does not divide width")
     if config.get("dynamics"):
         check_dynamics(config)
+    from .checkpoints import check as check_checkpoints
+
+    check_checkpoints(config)
 
 
 def check_dynamics(config: Mapping[str, Any]) -> None:

@@ -90,6 +90,38 @@ def resolve(name: str, spec: Mapping[str, Any],
     return rec
 
 
+def resolve_checkpoint(name: str, spec: Mapping[str, Any], final: Mapping[str, Any],
+                       checkpoint: str, needs: tuple[int, str] = (0, "prefix + continuation")
+                       ) -> dict[str, Any]:
+    """The record of checkpoint `checkpoint` of model `name` (docs/study-a.md §12): a hub
+    revision (fetched), a subfolder of a local model's folder, or a snapshot the organism
+    saved (listed in its record `final`). Same keys as the model's record, plus
+    `checkpoint` and `step`; checked like the model (`check_folder`)."""
+    from .checkpoints import step_of
+
+    source = spec["source"]
+    if source == "hub":
+        rec = resolve(name, {**spec, "revision": checkpoint}, needs)
+        step = step_of(checkpoint)
+    elif source == "local":
+        path = Path(spec["path"]).resolve() / checkpoint
+        rec = {"source": "local", "path": str(path), "id": None, "revision": checkpoint,
+               "commit": None, "name": name, "dtype": spec.get("dtype", "float32"),
+               **check_folder(path, f"config error at models.{name}.checkpoints "
+                                    f"({checkpoint!r})", *needs)}
+        step = step_of(checkpoint)
+    else:
+        saved = {c["name"]: c for c in final.get("checkpoints", [])}
+        if checkpoint not in saved:
+            raise ModelError(f"models.{name}: the organism saved no checkpoint {checkpoint!r} "
+                             f"(saved: {sorted(saved)}); retrain it with organism.checkpoints")
+        rec = {**final, "path": saved[checkpoint]["path"], "revision": checkpoint,
+               **describe_folder(Path(saved[checkpoint]["path"]))}
+        rec.pop("checkpoints", None)
+        step = saved[checkpoint]["step"]
+    return {**rec, "checkpoint": checkpoint, "step": step}
+
+
 def check_folder(path: Path, where: str, need_context: int = 0,
                  why: str = "prefix + continuation") -> dict[str, Any]:
     """Everything the workflow asks of a saved model, without loading its weights: the

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -115,6 +115,7 @@ class TrainResult:
     tokens_per_epoch: int
     seconds: float
     log: pl.DataFrame  # step, epoch, lr, loss
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # step -> weights
 
 
 def epoch_blocks(seqs: Sequence[Sequence[int]], dup: Sequence[int], context: int,
@@ -128,8 +129,12 @@ def epoch_blocks(seqs: Sequence[Sequence[int]], dup: Sequence[int], context: int
 
 
 def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
-          training: Mapping[str, Any], context: int) -> TrainResult:
-    """Next-token training on packed blocks; documents end with EOS and may span blocks."""
+          training: Mapping[str, Any], context: int, points: int = 1) -> TrainResult:
+    """Next-token training on packed blocks; documents end with EOS and may span blocks.
+    With `points` = n > 1, the weights after k/n of the steps (k < n; `checkpoints.
+    organism_steps`) are kept as snapshots: the checkpoint axis of docs/study-a.md §12."""
+    from .checkpoints import organism_steps
+
     seed = training["seed"]
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -150,6 +155,7 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
     rows, step, t0 = [], 0, time.perf_counter()
+    keep, snapshots = set(organism_steps(total, points)), {}
     for epoch in range(epochs):
         blocks = epoch_blocks(seqs, dup, context, rng)  # [n_blocks, context]
         for i in range(0, len(blocks), bs):
@@ -164,10 +170,12 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
             if step % 100 == 0:
                 log.info("epoch %d step %d/%d loss %.3f", epoch, step, total, loss.item())
             step += 1
+            if step in keep:
+                snapshots[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.eval()
     df = pl.DataFrame(rows, schema={"step": pl.Int32, "epoch": pl.Int32, "lr": pl.Float64,
                                     "loss": pl.Float64}, orient="row")
-    return TrainResult(step, tokens_per_epoch, time.perf_counter() - t0, df)
+    return TrainResult(step, tokens_per_epoch, time.perf_counter() - t0, df, snapshots)
 
 
 def fit(doc_ids: Sequence[str], subsets: Sequence[str], texts: Sequence[str],
@@ -191,5 +199,5 @@ def fit(doc_ids: Sequence[str], subsets: Sequence[str], texts: Sequence[str],
     model = make_model(len(tok), tok.eos_token_id, cfg["architecture"])
     seqs = [i + [tok.eos_token_id] for i in ids]
     result = train(model, seqs, table["dup_count"].to_list(), cfg["training"],
-                   cfg["architecture"]["context"])
+                   cfg["architecture"]["context"], cfg.get("checkpoints", 1))
     return model, tok, table, result

@@ -1,0 +1,303 @@
+"""Training time as an axis of Study A (docs/study-a.md §12).
+
+A model may list checkpoints: revisions of a hub model (Pythia's `step{N}`), subfolders of a
+local model's folder, or, for the organism, the snapshots it saves while training (named
+`t{percent of the training steps}`). Each checkpoint goes through the existing stages on
+fixed inputs, so that checkpoints are compared on the same data:
+- labels of one fixed sample set (`sample_set`: the document-start windows, at most
+  `per_group` documents per subset and duplicate count, one window per document so that the
+  samples are independent and a Wilson interval holds);
+- EAP-IG attribution and the minimal circuit (the main mode: selection and evaluation parts,
+  bootstrap intervals) on the FINAL model's contrastive pairs;
+- the final model's minimal circuit evaluated at the checkpoint, and the clean-minus-corrupt
+  logit difference there;
+- overlap with the final circuit: edge Jaccard and rank correlation of |edge scores|.
+The last point of every axis is the final model itself (`FINAL`), whose labels, attribution
+and circuits are the main run's.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+import torch
+
+from . import circuits as C
+from .config import ConfigError, slugify
+from .corpus import sample_key
+from .dynamics import wilson
+from .graph import Graph
+
+FINAL = "final"  # the path name of the final model's point on the axis
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+# -- names and steps -------------------------------------------------------------------------
+
+def organism_names(n: int) -> list[str]:
+    """Names of the organism's n - 1 saved snapshots at k/n of training (k < n; the n-th
+    point is the final model): 't{round(100 k / n)}'."""
+    return [f"t{round(100 * k / n)}" for k in range(1, n)]
+
+
+def organism_steps(total: int, n: int) -> list[int]:
+    """Training steps (completed) of those snapshots, evenly spaced over `total` steps."""
+    return [round(k * total / n) for k in range(1, n)]
+
+
+def step_of(name: str | None) -> int | None:
+    """The training step a revision or folder name carries: its last integer
+    ('step1000' -> 1000); None without one."""
+    found = re.findall(r"\d+", name or "")
+    return int(found[-1]) if found else None
+
+
+def listed(config: Mapping[str, Any], model: str) -> list[str]:
+    """The checkpoints studied for `model` ([] when the axis is off or it lists none). The
+    organism studies all its snapshots unless it lists some of them."""
+    if not config.get("checkpoints"):
+        return []
+    spec = config["models"][model]
+    if spec["source"] == "organism" and "checkpoints" not in spec:
+        return organism_names(config["organism"]["checkpoints"])
+    return list(spec.get("checkpoints") or [])
+
+
+def final_step(config: Mapping[str, Any], model: str) -> int | None:
+    """The final model's training step when the config tells it (the organism's is in its
+    record): `final_step`, else the step in its revision."""
+    spec = config["models"][model]
+    return spec.get("final_step", step_of(spec.get("revision")))
+
+
+def subsets(config: Mapping[str, Any]) -> dict[str, str]:
+    """slug -> subset name of the subsets with attribution and circuits at every checkpoint."""
+    names = (config.get("checkpoints") or {}).get("subsets") or config["corpus"]["subsets"]
+    return {slugify(s): s for s in names}
+
+
+def check(config: Mapping[str, Any]) -> None:
+    """Cross-key checks of the checkpoint axis. Raises ConfigError naming the key."""
+    ck = config.get("checkpoints")
+    for model, spec in config["models"].items():
+        where = f"config error at models.{model}.checkpoints"
+        names = spec.get("checkpoints")
+        if names is None:
+            continue
+        if not ck:
+            raise ConfigError(f"{where}: listed, but the top-level checkpoints section is null "
+                              f"(set it to study them)")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}: {names} lists a checkpoint twice")
+        for name in names:
+            if name == FINAL or not NAME.match(name):
+                raise ConfigError(f"{where}: bad name {name!r} (a revision or folder name of "
+                                  f"letters, digits, '.', '_', '-'; not {FINAL!r})")
+        if spec["source"] == "organism":
+            saved = organism_names(config["organism"]["checkpoints"])
+            unknown = [n for n in names if n not in saved]
+            if unknown:
+                raise ConfigError(f"{where}: {unknown} are not saved by the organism "
+                                  f"(organism.checkpoints = {config['organism']['checkpoints']} "
+                                  f"saves {saved})")
+            continue
+        if spec.get("revision") in names:
+            raise ConfigError(f"{where}: {spec['revision']!r} is the model's own revision, the "
+                              f"final point of the axis; list only earlier checkpoints")
+        unnumbered = [n for n in names if step_of(n) is None]
+        if unnumbered:
+            raise ConfigError(f"{where}: {unnumbered} carry no training step (a checkpoint is "
+                              f"named by its step, e.g. step1000)")
+        last = final_step(config, model)
+        if last is None:
+            raise ConfigError(f"config error at models.{model}.final_step: the final model's "
+                              f"training step is needed to place it after its checkpoints "
+                              f"(its revision {spec.get('revision', 'main')!r} names none)")
+        late = [n for n in names if step_of(n) >= last]
+        if late:
+            raise ConfigError(f"{where}: {late} are not before the final model's step {last}")
+    if ck and ck.get("subsets"):
+        unknown = [s for s in ck["subsets"] if s not in config["corpus"]["subsets"]]
+        if unknown:
+            raise ConfigError(f"config error at checkpoints.subsets: {unknown} are not in "
+                              f"corpus.subsets {config['corpus']['subsets']}")
+
+
+# -- labels: a fixed sample set --------------------------------------------------------------
+
+def sample_set(samples: pl.DataFrame, per_group: int | None, seed: int) -> pl.DataFrame:
+    """The samples every checkpoint is labelled on: one window per document (its start,
+    offset 0: the paper's sample), at most `per_group` documents (seeded) per subset and,
+    where the table has it, duplicate count. None: every document."""
+    keys = ["subset", "dup_count"] if "dup_count" in samples.columns else ["subset"]
+    starts = samples.filter(pl.col("offset") == 0)
+    starts = starts.with_columns(pl.col("doc_id").map_elements(
+        lambda d: sample_key(seed, d), return_dtype=pl.Int64).alias("_key"))
+    if per_group is not None:
+        starts = starts.sort("_key").group_by(keys, maintain_order=True).head(per_group)
+    return starts.sort("subset", "doc_id").drop("_key")
+
+
+MEMO_SCHEMA = {"model": pl.String, "checkpoint": pl.String, "step": pl.Int64, "final": pl.Boolean,
+               "by": pl.String, "group": pl.String, "n": pl.Int64, "memorized": pl.Int64,
+               "share": pl.Float64, "share_lo": pl.Float64, "share_hi": pl.Float64}
+
+
+def memorization(model: str, points: Sequence[tuple[str, int, bool, pl.DataFrame]],
+                 sample_keys: pl.DataFrame) -> pl.DataFrame:
+    """Share memorized of the sample set per checkpoint and subset (and duplicate count),
+    with 95% Wilson intervals. `points`: (checkpoint, step, final?, labels) in step order;
+    labels of the final model may cover more samples: only `sample_keys` (doc_id, offset)
+    count."""
+    rows = []
+    for name, step, final, labels in points:
+        lab = labels.join(sample_keys.select("doc_id", "offset"), on=["doc_id", "offset"],
+                          how="semi")
+        if lab.height != sample_keys.height:
+            raise ValueError(f"checkpoint {name}: labels of {lab.height} of the "
+                             f"{sample_keys.height} samples of the checkpoint sample set")
+        lab = lab.with_columns((pl.col("label") == "memorized").alias("_m"))
+        bys = ["subset"] + (["dup_count"] if "dup_count" in lab.columns else [])
+        for by in bys:
+            for (group,), g in sorted(lab.group_by(by), key=lambda kv: kv[0]):
+                n, k = g.height, int(g["_m"].sum())
+                lo, hi = wilson(k, n)
+                rows.append({"model": model, "checkpoint": name, "step": step, "final": final,
+                             "by": by, "group": str(group), "n": n, "memorized": k,
+                             "share": k / n if n else None, "share_lo": lo, "share_hi": hi})
+    return pl.DataFrame(rows, schema=MEMO_SCHEMA)
+
+
+# -- circuits at a checkpoint ------------------------------------------------------------------
+
+FINAL_SCHEMA = {
+    "task": pl.String, "subset": pl.String, "direction": pl.String, "semantics": pl.String,
+    "n_pairs": pl.Int64, "logit_gap": pl.Float64, "logit_gap_lo": pl.Float64,
+    "logit_gap_hi": pl.Float64, "final_k": pl.Int64, "final_faithfulness": pl.Float64,
+    "final_faithfulness_lo": pl.Float64, "final_faithfulness_hi": pl.Float64,
+    "final_random_faithfulness": pl.Float64,
+}
+
+
+def logit_gap(model, graph: Graph, ev: C.EvalSet, boot: C.Bootstrap
+              ) -> tuple[float | None, float | None, float | None]:
+    """Mean over the pairs of logit diff(clean run) - logit diff(corrupt run), with its
+    bootstrap interval: how strongly the model tells the memorized continuation apart."""
+    if ev.n == 0:
+        return None, None, None
+    plain = C.Mode("noising", "inside", "resample")  # nothing patched: clean; all: corrupt
+    clean, corrupt = C.evaluate_many(model, graph, ev, [(plain, torch.zeros_like(graph.mask)),
+                                                        (plain, graph.mask)])
+    gap = clean.logit_diff - corrupt.logit_diff
+    lo, hi = boot.interval(C.wmean(gap, boot.indices(ev.n, ev.groups))[None])
+    return float(gap.mean()), float(lo[0]), float(hi[0])
+
+
+def final_circuits(model, graph: Graph, evsets: Mapping[tuple[str, str], C.EvalSet],
+                   found: Mapping[tuple[str, str, str, str], torch.Tensor],
+                   directions: Sequence[str], ablation: str, seeds: Sequence[int], kind: str,
+                   boot: C.Bootstrap, per_forward: int) -> pl.DataFrame:
+    """The final model's minimal circuits (`found`: (task, subset, direction, placement) ->
+    edge mask, one placement) evaluated on this model's evaluation pairs of their own task
+    and subset: F with its interval, random circuits of the same size, and the logit gap.
+    A row per evaluation set and direction; F is null where the final model has no circuit
+    (none in the band) or there are no pairs."""
+    rows = []
+    for (task, subset), ev in sorted(evsets.items()):
+        own = {k: v for k, v in found.items() if k[:2] == (task, subset)}
+        gap = logit_gap(model, graph, ev, boot)
+        t = C.transfer(model, graph, {(task, subset): ev}, own, ablation, seeds, kind, boot,
+                       per_forward)
+        by_dir = {r["source_direction"]: r for r in t.iter_rows(named=True)}
+        sizes = {k[2]: int(v.sum()) for k, v in own.items()}
+        for direction in directions:
+            r = by_dir.get(direction, {})
+            rows.append({"task": task, "subset": subset, "direction": direction,
+                         "semantics": C.semantics(task, direction), "n_pairs": ev.n,
+                         "logit_gap": gap[0], "logit_gap_lo": gap[1], "logit_gap_hi": gap[2],
+                         "final_k": sizes.get(direction),
+                         "final_faithfulness": r.get("faithfulness"),
+                         "final_faithfulness_lo": r.get("faithfulness_lo"),
+                         "final_faithfulness_hi": r.get("faithfulness_hi"),
+                         "final_random_faithfulness": r.get("random_faithfulness")})
+    return pl.DataFrame(rows, schema=FINAL_SCHEMA)
+
+
+# -- overlap with the final circuit and the gathered table -----------------------------------
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    """Spearman rank correlation (average ranks for ties); None if either is constant."""
+    ra = pl.Series(a.double().numpy()).rank("average").to_numpy()
+    rb = pl.Series(b.double().numpy()).rank("average").to_numpy()
+    ra, rb = torch.tensor(ra) - ra.mean(), torch.tensor(rb) - rb.mean()
+    den = math.sqrt(float((ra * ra).sum()) * float((rb * rb).sum()))
+    return float((ra * rb).sum()) / den if den else None
+
+
+def edge_scores(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """|score| of every edge of the graph (mask order) from an attribution file's tensors."""
+    return tensors["scores"].flatten()[tensors["mask"].flatten().bool()].abs()
+
+
+def _mask(edge_index: Sequence[int], shape: torch.Size) -> torch.Tensor:
+    m = torch.zeros(math.prod(shape), dtype=torch.bool)
+    m[torch.tensor(list(edge_index), dtype=torch.long)] = True
+    return m
+
+
+def main_circuit(record: Mapping[str, Any], direction: str, main: Mapping[str, str]
+                 ) -> dict | None:
+    """The circuit record of the main mode in `direction` from a minimal.json, or None."""
+    for c in record.get("circuits", []):
+        if (c["direction"], c["placement"], c["ablation"]) == (
+                direction, main["placement"], main["ablation"]):
+            return c
+    return None
+
+
+CIRCUIT_SCHEMA = {
+    "model": pl.String, "checkpoint": pl.String, "step": pl.Int64, "final": pl.Boolean,
+    "task": pl.String, "subset": pl.String, "direction": pl.String, "semantics": pl.String,
+    "n_pairs": pl.Int64, "n_selection": pl.Int64,
+    "logit_gap": pl.Float64, "logit_gap_lo": pl.Float64, "logit_gap_hi": pl.Float64,
+    "k": pl.Float64, "k_lo": pl.Float64, "k_hi": pl.Float64, "n_edges": pl.Int64,
+    "faithfulness": pl.Float64, "faithfulness_lo": pl.Float64, "faithfulness_hi": pl.Float64,
+    "final_k": pl.Int64, "final_faithfulness": pl.Float64, "final_faithfulness_lo": pl.Float64,
+    "final_faithfulness_hi": pl.Float64, "final_random_faithfulness": pl.Float64,
+    "jaccard": pl.Float64, "rank_corr": pl.Float64,
+}
+
+
+def circuit_table(model: str, points: Sequence[dict], main: Mapping[str, str]) -> pl.DataFrame:
+    """One row per checkpoint, task, subset and direction. Each point: {checkpoint, step,
+    final, minimal: {(task, subset): minimal.json record}, scores: {(task, subset): attribution
+    tensors}, evaluated: that point's `final_circuits` table}; the last point is the final
+    model, whose circuits and scores the others are compared with."""
+    last = points[-1]
+    rows = []
+    for p in points:
+        for r in p["evaluated"].iter_rows(named=True):
+            key, d = (r["task"], r["subset"]), r["direction"]
+            rec = p["minimal"][key]
+            own, fin = main_circuit(rec, d, main), main_circuit(last["minimal"][key], d, main)
+            jac = None
+            if own is not None and fin is not None:
+                shape = p["scores"][key]["scores"].shape
+                jac = C.jaccard(_mask(own["edge_index"], shape), _mask(fin["edge_index"], shape))
+            rank = spearman(edge_scores(p["scores"][key]), edge_scores(last["scores"][key]))
+            rows.append({
+                "model": model, "checkpoint": p["checkpoint"], "step": p["step"],
+                "final": p["final"], **{k: r[k] for k in ("task", "subset", "direction",
+                                                          "semantics", "n_pairs")},
+                "n_selection": rec.get("n_selection"),
+                **{k: r[k] for k in ("logit_gap", "logit_gap_lo", "logit_gap_hi", "final_k",
+                                     "final_faithfulness", "final_faithfulness_lo",
+                                     "final_faithfulness_hi", "final_random_faithfulness")},
+                **{k: (own or {}).get(k) for k in ("k", "k_lo", "k_hi", "faithfulness",
+                                                   "faithfulness_lo", "faithfulness_hi")},
+                "n_edges": rec.get("n_edges"), "jaccard": jac, "rank_corr": rank})
+    return pl.DataFrame(rows, schema=CIRCUIT_SCHEMA)
