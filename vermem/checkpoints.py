@@ -161,9 +161,11 @@ def memorization(model: str, points: Sequence[tuple[str, int, bool, pl.DataFrame
             raise ValueError(f"checkpoint {name}: labels of {lab.height} of the "
                              f"{sample_keys.height} samples of the checkpoint sample set")
         lab = lab.with_columns((pl.col("label") == "memorized").alias("_m"))
-        bys = ["subset"] + (["dup_count"] if "dup_count" in lab.columns else [])
-        for by in bys:
-            for (group,), g in sorted(lab.group_by(by), key=lambda kv: kv[0]):
+        # duplicate counts are known for the organism only (null for hub and local models)
+        known = "dup_count" in lab.columns and lab["dup_count"].null_count() < lab.height
+        for by in ["subset"] + (["dup_count"] if known else []):
+            for (group,), g in sorted(lab.filter(pl.col(by).is_not_null()).group_by(by),
+                                      key=lambda kv: kv[0]):
                 n, k = g.height, int(g["_m"].sum())
                 lo, hi = wilson(k, n)
                 rows.append({"model": model, "checkpoint": name, "step": step, "final": final,

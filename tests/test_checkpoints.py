@@ -1,0 +1,268 @@
+"""The checkpoint axis (docs/study-a.md §12): names and steps, config checks, the fixed sample
+set, the memorization and circuit tables, the final circuit evaluated at a checkpoint."""
+
+import copy
+import shutil
+
+import polars as pl
+import pytest
+import torch
+import yaml
+
+from vermem import checkpoints as K
+from vermem import circuits as C
+from vermem import models, organism
+from vermem.config import ConfigError, check, load_schema
+
+from .conftest import REPO, TEST_CONFIG
+from .test_circuits import setup  # noqa: F401  (fixture: tiny models with an EvalSet)
+
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
+CFG = yaml.safe_load(TEST_CONFIG.read_text())
+
+
+def test_organism_snapshots_are_evenly_spaced_and_named_by_share_of_training():
+    assert K.organism_names(6) == ["t17", "t33", "t50", "t67", "t83"]
+    assert K.organism_steps(1158, 6) == [193, 386, 579, 772, 965]
+    assert K.organism_names(1) == [] and K.organism_steps(10, 1) == []
+    for n in range(2, 101):  # distinct names for every allowed count
+        assert len(set(K.organism_names(n))) == n - 1
+    steps = K.organism_steps(1000, 5)
+    assert [b - a for a, b in zip([0, *steps], [*steps, 1000], strict=True)] == [200] * 5
+
+
+def test_step_of_reads_the_last_integer():
+    assert K.step_of("step143000") == 143000
+    assert K.step_of("ckpt-v2-step64") == 64
+    assert K.step_of("main") is None and K.step_of(None) is None
+
+
+def hub_config(**model):
+    cfg = copy.deepcopy(CFG)
+    cfg["models"]["p160"] = {"source": "hub", "id": "EleutherAI/pythia-160m-deduped",
+                             "revision": "step143000", **model}
+    cfg["dynamics"] = None
+    return cfg
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(checkpoints=None),
+     r"models.organism.checkpoints: listed, but the top-level checkpoints section is null"),
+    (lambda c: c["models"]["organism"].update(checkpoints=["t30"]),
+     r"models.organism.checkpoints: \['t30'\] are not saved by the organism"),
+    (lambda c: c["models"]["organism"].update(checkpoints=["final"]),
+     r"models.organism.checkpoints: bad name 'final'"),
+    (lambda c: c["checkpoints"].update(subsets=["Wikipedia"]),
+     r"checkpoints.subsets: \['Wikipedia'\] are not in corpus.subsets"),
+])
+def test_bad_checkpoint_config_is_one_line_naming_the_key(change, message):
+    cfg = copy.deepcopy(CFG)
+    change(cfg)
+    with pytest.raises(ConfigError, match=message):
+        check(cfg, SCHEMA)
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"checkpoints": ["step1000", "step143000"]}, r"is the model's own revision"),
+    ({"checkpoints": ["early"]}, r"\['early'\] carry no training step"),
+    ({"checkpoints": ["step1000"], "revision": "main"}, r"models.p160.final_step"),
+    ({"checkpoints": ["step200000"]}, r"not before the final model's step 143000"),
+])
+def test_hub_checkpoints_must_be_numbered_and_before_the_final_step(model, message):
+    with pytest.raises(ConfigError, match=message):
+        check(hub_config(**model), SCHEMA)
+
+
+def test_listed_checkpoints_and_final_step():
+    cfg = hub_config(checkpoints=["step1000", "step8000"])
+    check(cfg, SCHEMA)
+    assert K.listed(cfg, "p160") == ["step1000", "step8000"]
+    assert K.final_step(cfg, "p160") == 143000
+    assert K.listed(cfg, "organism") == ["t25", "t50"]          # listed in the test config
+    del cfg["models"]["organism"]["checkpoints"]
+    assert K.listed(cfg, "organism") == ["t25", "t50", "t75"]   # all it saves
+    cfg["checkpoints"] = None
+    assert K.listed(cfg, "organism") == []
+    main = hub_config(checkpoints=["step1000"], revision="main", final_step=143000)
+    check(main, SCHEMA)
+    assert K.final_step(main, "p160") == 143000
+
+
+def samples_table():
+    rows = []
+    for subset in ("A", "B"):
+        for dup in (0, 1, 64):
+            for d in range(10 if dup != 64 else 3):
+                for offset in (0, 8, 16):
+                    rows.append({"doc_id": f"{subset}{dup}:{d}", "offset": offset,
+                                 "subset": subset, "dup_count": dup})
+    return pl.DataFrame(rows)
+
+
+def test_sample_set_is_one_start_window_per_document_capped_per_group():
+    s = samples_table()
+    got = K.sample_set(s, per_group=4, seed=0)
+    assert (got["offset"] == 0).all() and got["doc_id"].n_unique() == got.height
+    counts = {(a, b): n for a, b, n in got.group_by("subset", "dup_count").len().iter_rows()}
+    assert counts == {("A", 0): 4, ("A", 1): 4, ("A", 64): 3, ("B", 0): 4, ("B", 1): 4,
+                      ("B", 64): 3}
+    assert got.equals(K.sample_set(s, per_group=4, seed=0))          # seeded
+    assert not got.equals(K.sample_set(s, per_group=4, seed=1))
+    # a group's documents do not depend on the other groups
+    only_a = K.sample_set(s.filter(pl.col("subset") == "A"), per_group=4, seed=0)
+    assert only_a.equals(got.filter(pl.col("subset") == "A"))
+    assert K.sample_set(s, per_group=None, seed=0).height == 2 * (10 + 10 + 3)
+
+
+def labels_for(keys, memorized):
+    return keys.with_columns(pl.when(pl.col("doc_id").is_in(list(memorized)))
+                             .then(pl.lit("memorized")).otherwise(pl.lit("non-memorized"))
+                             .alias("label"))
+
+
+def test_memorization_table_counts_the_sample_set_with_wilson_intervals():
+    s = samples_table()
+    keys = K.sample_set(s, per_group=None, seed=0)
+    planted = keys.filter(pl.col("dup_count") == 64)["doc_id"].to_list()
+    early = labels_for(keys, planted[:1])
+    final = labels_for(s, planted)                # the final model's labels: every window
+    t = K.memorization("m", [("t50", 50, False, early), ("final", 100, True, final)], keys)
+    row = t.filter((pl.col("checkpoint") == "final") & (pl.col("by") == "dup_count")
+                   & (pl.col("group") == "64")).row(0, named=True)
+    assert (row["n"], row["memorized"], row["share"]) == (6, 6, 1.0)   # windows 8, 16 ignored
+    assert row["share_lo"] == pytest.approx(0.6097, abs=1e-3) and row["share_hi"] == 1.0
+    row = t.filter((pl.col("checkpoint") == "t50") & (pl.col("group") == "64")).row(
+        0, named=True)
+    assert (row["n"], row["memorized"]) == (6, 1) and row["share_lo"] < 1 / 6 < row["share_hi"]
+    unseen = t.filter((pl.col("by") == "dup_count") & (pl.col("group") == "0"))
+    assert unseen["memorized"].to_list() == [0, 0] and unseen["share_hi"][0] > 0
+    hub = K.memorization("m", [("final", 100, True, final.with_columns(
+        pl.lit(None, pl.Int32).alias("dup_count")))], keys)
+    assert set(hub["by"]) == {"subset"} and hub["n"].to_list() == [23, 23]
+    with pytest.raises(ValueError, match="checkpoint t50: labels of 45 of the 46"):
+        K.memorization("m", [("t50", 50, False, early.slice(1))], keys)
+
+
+def test_spearman_rank_correlation():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert K.spearman(a, a * 10) == pytest.approx(1.0)
+    assert K.spearman(a, -a) == pytest.approx(-1.0)
+    # ties get average ranks: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
+    assert K.spearman(torch.tensor([0.0, 1.0, 1.0, 5.0]), a) == pytest.approx(
+        4.5 / (4.5 * 5) ** 0.5)
+    assert K.spearman(torch.zeros(4), a) is None
+
+
+def test_final_circuit_at_a_checkpoint_is_exact_patching(setup):  # noqa: F811
+    """All edges kept: F = 1; none: F = 0 (outside placement, every mode's direction); the
+    logit gap equals unpatched clean minus corrupt runs."""
+    from .test_circuits import plain_metric
+
+    model, g, ev, (clean, corrupt, answer, wrong) = setup
+    found = {("bc", "A", "noising", "outside"): g.mask.clone(),
+             ("bc", "A", "denoising", "outside"): torch.zeros_like(g.mask)}
+    t = K.final_circuits(model, g, {("bc", "A"): ev}, found, ["noising", "denoising"],
+                         "resample", [0], "logit_diff", C.Bootstrap(200), 8)
+    rows = {r["direction"]: r for r in t.iter_rows(named=True)}
+    assert rows["noising"]["final_faithfulness"] == pytest.approx(1.0, abs=1e-6)
+    assert rows["denoising"]["final_faithfulness"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["noising"]["final_k"] == int(g.mask.sum()) and rows["denoising"]["final_k"] == 0
+    gap = plain_metric(model, clean, answer, wrong) - plain_metric(model, corrupt, answer, wrong)
+    assert rows["noising"]["logit_gap"] == pytest.approx(gap, abs=1e-4)
+    assert rows["noising"]["logit_gap_lo"] <= rows["noising"]["logit_gap"] <= \
+        rows["noising"]["logit_gap_hi"]
+    # a direction without a final circuit still has its row (F null, the gap known)
+    t = K.final_circuits(model, g, {("bc", "A"): ev}, {}, ["noising"], "resample", [0],
+                         "logit_diff", C.Bootstrap(200), 8)
+    assert t.height == 1 and t["final_faithfulness"][0] is None
+    assert t["logit_gap"][0] == pytest.approx(gap, abs=1e-4)
+
+
+def point(name, step, final, edges, scores, direction="noising"):
+    rec = {"n_selection": 8, "n_edges": 6, "circuits": [] if edges is None else [
+        {"direction": direction, "placement": "outside", "ablation": "resample", "k": len(edges),
+         "k_lo": 1.0, "k_hi": 5.0, "faithfulness": 0.9, "faithfulness_lo": 0.8,
+         "faithfulness_hi": 1.0, "edge_index": edges}]}
+    evaluated = pl.DataFrame([{"task": "bc", "subset": "A", "direction": direction,
+                               "semantics": "prevention", "n_pairs": 20, "logit_gap": 1.0,
+                               "logit_gap_lo": 0.5, "logit_gap_hi": 1.5, "final_k": 3,
+                               "final_faithfulness": 0.5, "final_faithfulness_lo": 0.4,
+                               "final_faithfulness_hi": 0.6,
+                               "final_random_faithfulness": 0.0}], schema=K.FINAL_SCHEMA)
+    mask = torch.ones(2, 3, dtype=torch.uint8)
+    return {"checkpoint": name, "step": step, "final": final,
+            "minimal": {("bc", "A"): rec},
+            "scores": {("bc", "A"): {"scores": torch.tensor(scores).view(2, 3), "mask": mask}},
+            "evaluated": evaluated}
+
+
+def test_circuit_table_overlap_with_the_final_circuit():
+    main = {"placement": "outside", "ablation": "resample"}
+    pts = [point("s1", 10, False, None, [6.0, 5, 4, 3, 2, 1]),
+           point("s2", 20, False, [0, 1, 4], [-6.0, 5, 4, 3, 2, 1]),
+           point("final", 30, True, [0, 1, 2], [1.0, 2, 3, 4, 5, 6])]
+    t = K.circuit_table("m", pts, main)
+    assert t["checkpoint"].to_list() == ["s1", "s2", "final"]
+    assert t["jaccard"].to_list() == [None, pytest.approx(2 / 4), 1.0]
+    # |scores| ranks: reversed (-1) for s1 and s2, identical for the final model
+    assert t["rank_corr"].to_list() == [pytest.approx(-1.0), pytest.approx(-1.0),
+                                        pytest.approx(1.0)]
+    assert t["k"].to_list() == [None, 3.0, 3.0]
+    assert t["final_faithfulness"].to_list() == [0.5, 0.5, 0.5]
+
+
+def test_organism_keeps_snapshots_at_evenly_spaced_steps(tokenizer):
+    torch.manual_seed(0)
+    arch = {"layers": 1, "width": 16, "heads": 2, "mlp_ratio": 2, "rotary_pct": 0.25,
+            "context": 16}
+    model = organism.make_model(len(tokenizer), tokenizer.eos_token_id, arch)
+    seqs = [list(range(1, 40))] * 8
+    training = {"epochs": 2, "batch_size": 2, "learning_rate": 0.01, "warmup_steps": 1,
+                "weight_decay": 0.0, "seed": 0}
+    r = organism.train(model, seqs, [1] * 8, training, 16, points=4)
+    assert r.steps == 20 and sorted(r.snapshots) == K.organism_steps(20, 4) == [5, 10, 15]
+    final = model.state_dict()
+    for step, sd in r.snapshots.items():
+        assert set(sd) == set(final)
+        assert not torch.equal(sd["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"], final["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"]), step
+    a, b = r.snapshots[5]["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"], r.snapshots[10]["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"]
+    assert not torch.equal(a, b)
+
+
+def test_checkpoint_of_a_local_model_is_its_subfolder(tiny_model_dir, tmp_path):
+    root = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, root)
+    shutil.copytree(tiny_model_dir, root / "step100")
+    spec = {"source": "local", "path": str(root), "checkpoints": ["step100"]}
+    final = models.resolve("m", spec)
+    rec = models.resolve_checkpoint("m", spec, final, "step100")
+    assert rec["path"] == str((root / "step100").resolve())
+    assert (rec["checkpoint"], rec["step"], rec["revision"]) == ("step100", 100, "step100")
+    assert rec["n_layers"] == final["n_layers"]
+    with pytest.raises(models.ModelError, match=r"models.m.checkpoints \('step200'\): no such"):
+        models.resolve_checkpoint("m", spec, final, "step200")
+
+
+def test_checkpoint_of_a_hub_model_fetches_its_revision(tiny_model_dir, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, revision=None, allow_patterns=None:
+                        calls.append((repo_id, revision)) or str(tiny_model_dir))
+    spec = {"source": "hub", "id": "EleutherAI/pythia-160m-deduped", "revision": "step143000"}
+    rec = models.resolve_checkpoint("p", spec, {}, "step1000")
+    assert calls == [("EleutherAI/pythia-160m-deduped", "step1000")]
+    assert (rec["revision"], rec["step"], rec["checkpoint"]) == ("step1000", 1000, "step1000")
+
+
+def test_organism_checkpoint_record_points_at_its_snapshot(tiny_model_dir):
+    final = {"name": "organism", "source": "organism", "path": "x/hf", "revision": None,
+             "step": 30, "checkpoints": [{"name": "t50", "step": 15,
+                                          "path": str(tiny_model_dir)}]}
+    rec = models.resolve_checkpoint("organism", {"source": "organism"}, final, "t50")
+    assert (rec["path"], rec["step"], rec["revision"]) == (str(tiny_model_dir), 15, "t50")
+    assert "checkpoints" not in rec
+    with pytest.raises(models.ModelError, match=r"saved no checkpoint 't20'"):
+        models.resolve_checkpoint("organism", {"source": "organism"}, final, "t20")
+
