@@ -86,8 +86,10 @@ def circuits(steps=ORGANISM_STEPS, model="organism", subsets=("StdLib Code",),
                 for direction in ("noising", "denoising"):
                     sem = MEANING[(task, direction)]
                     k = None if first else 400 * (1 - t) + 12 + 5 * s
-                    f = 0.05 + 0.85 * t ** 2 + (0.1 if sem == "induction" else 0.0)
-                    gap = 0.2 + 4 * t
+                    f = 0.05 + (0.85 - 0.15 * s) * t ** (2 + s) + (
+                        0.1 if sem == "induction" else 0.0)
+                    gap = 0.2 + (4 - s) * t
+                    late = 0.5 if sem == "induction" else 0.0
                     rows.append({
                         "model": model, "checkpoint": _checkpoint(step, steps, model),
                         "step": step, "final": step == steps[-1], "task": task,
@@ -103,7 +105,8 @@ def circuits(steps=ORGANISM_STEPS, model="organism", subsets=("StdLib Code",),
                         "final_faithfulness": f, "final_faithfulness_lo": f - 0.15,
                         "final_faithfulness_hi": f + 0.15,
                         "final_random_faithfulness": 0.02 * t,
-                        "jaccard": None if k is None else t, "rank_corr": 2 * t - 1})
+                        "jaccard": None if k is None else t ** (1 + s + late),
+                        "rank_corr": 2 * t ** (0.5 + s / 2 + late) - 1})
     return pl.DataFrame(rows, schema=CIRCUIT_SCHEMA)
 
 
@@ -112,8 +115,10 @@ def _texts(fig) -> str:
         " | " + fig._suptitle.get_text() if fig._suptitle else "")
 
 
-def _legend_labels(ax) -> list[str]:
-    return [t.get_text() for t in ax.get_legend().get_texts()]
+def _legend_labels(holder) -> list[str]:
+    """The labels of an axes' legend, or of a figure's (one legend below all panels)."""
+    legend = holder.legends[0] if hasattr(holder, "legends") else holder.get_legend()
+    return [t.get_text() for t in legend.get_texts()]
 
 
 def _data_lines(ax):
@@ -203,7 +208,7 @@ def test_organism_circuits_columns_are_tasks_and_lines_are_semantics():
     assert grid[0].get_title().startswith("branch comparison")
     assert grid[1].get_title().startswith("memorization decision")
     assert "n = 30 evaluation, 16 selection pairs" in grid[0].get_title()
-    labels = _legend_labels(grid[1])
+    labels = _legend_labels(fig)
     assert labels[0].startswith("prevention") and labels[1].startswith("induction")
     assert "branch comparison: noising" in labels[0]
     assert "memorization decision: denoising" in labels[0]
@@ -226,7 +231,16 @@ def test_organism_circuits_columns_are_tasks_and_lines_are_semantics():
     assert f_lines[0].get_ydata()[-1] == pytest.approx(want)
     assert all(ax.get_xscale() == "linear" for ax in grid)
     assert all(_vertical_at(ax, 900) for ax in grid)
-    assert len(_data_lines(g_ax)) == 2
+    # both meanings of a task share their pairs, hence their logit gap: drawn once, in grey
+    gap = _data_lines(g_ax)
+    assert len(gap) == 1 and mcolors.same_color(gap[0].get_color(), "0.25")
+    assert gap[0].get_ydata()[-1] == pytest.approx(4.2)
+    assert "logit gap: both meanings\n(the same pairs)" in labels
+    differ = df.with_columns(pl.when(pl.col("semantics") == "induction")
+                             .then(pl.col("logit_gap") + 1).otherwise(pl.col("logit_gap"))
+                             .alias("logit_gap"))
+    g_ax = plots.checkpoint_circuits(differ, "organism", 0.85).axes[4]
+    assert [ln.get_ydata()[-1] for ln in _data_lines(g_ax)] == pytest.approx([4.2, 5.2])
 
 
 def test_small_size_range_keeps_a_linear_size_axis():
@@ -246,7 +260,7 @@ def test_pythia_circuits_facet_by_semantics_with_a_line_per_subset_on_a_log_step
     assert "branch comparison\nprevention (noising)" in titles[0]
     assert "memorization decision\ninduction (noising)" in titles[3]
     assert "14–16 selection pairs" in titles[0]
-    assert _legend_labels(grid[3])[:3] == SUBSETS
+    assert _legend_labels(fig)[:3] == SUBSETS
     assert all(ax.get_xscale() == "log" for ax in grid)
     assert all(_vertical_at(ax, 143000) for ax in grid)
     assert [len(_data_lines(ax)) for ax in grid] == [3] * 12

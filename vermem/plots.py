@@ -523,10 +523,17 @@ def _final_step(df: pl.DataFrame) -> int | None:
     return int(final.max()) if final.len() else None
 
 
+def _steps_label(x: float, _pos=None) -> str:
+    """1000 -> '1k', 143000 -> '143k': readable step ticks on a log axis."""
+    return f"{x / 1000:g}k" if abs(x) >= 1000 else f"{x:g}"
+
+
 def _step_axis(ax, steps, final: int | None, label_final: bool = True) -> None:
     """Training step on x: log when the steps span more than 20x (Pythia: step1000 ..
     step143000; symlog if step 0 is among them), linear otherwise with a tick per step when
     there are few; a dotted vertical line at the final model's step, labelled 'final'."""
+    from matplotlib.ticker import FuncFormatter
+
     steps = sorted({int(s) for s in steps if s is not None})
     positive = [s for s in steps if s > 0]
     if positive and positive[-1] / positive[0] > 20:
@@ -534,6 +541,7 @@ def _step_axis(ax, steps, final: int | None, label_final: bool = True) -> None:
             ax.set_xscale("symlog", linthresh=positive[0])
         else:
             ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(_steps_label))
     elif 0 < len(steps) <= 10:
         ax.set_xticks(steps, [str(s) for s in steps])
     if final is not None:
@@ -693,8 +701,9 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
     final = _final_step(df)
     steps = df["step"].to_list()
     fig, axes = plt.subplots(3, len(panels), squeeze=False, sharex="col",
-                             figsize=(3.3 * len(panels) + 1.6, 7.6))
+                             figsize=(3.4 * len(panels) + 0.8, 7.6))
     lo_f, hi_f = -1.5, 2.5  # F explodes where the full model's logit gap is ~0: clip
+    any_shared = False
     for j, (task, sem) in enumerate(panels):
         d = _panel(df, task, sem)
         k_ax, f_ax, g_ax = axes[:, j]
@@ -707,13 +716,15 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
         f_max = min(hi_f, max([2 - target + 0.1, *fs]))
         spread = (max(d["step"].drop_nulls().to_list(), default=1)
                   / max(1, min(d["step"].drop_nulls().to_list(), default=1)))
+        shared_gap = _same_gap(d, lines)
+        any_shared |= shared_gap
         for i, (kind, value, color) in enumerate(lines):
             ld = d.filter(pl.col(kind) == value).filter(pl.col("step").is_not_null())
             if ld.height == 0:
                 continue
-            # a small shift per line so that the size intervals do not hide each other
+            # a shift per line of 2.5% of the axis, so the size intervals do not hide each other
             shift = (i - (len(lines) - 1) / 2) * 0.025
-            x = ld.with_columns(pl.col("step").cast(pl.Float64) * (1 + shift) if spread > 20
+            x = ld.with_columns(pl.col("step").cast(pl.Float64) * spread ** shift if spread > 20
                                 else pl.col("step") + shift * (max(steps) - min(steps) or 1))
             kd = x.filter(pl.col("k").is_not_null()).sort("step")
             if kd.height:
@@ -729,7 +740,12 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
             rnd = ld.filter(pl.col("final_random_faithfulness").is_not_null()).sort("step")
             f_ax.plot(rnd["step"].to_list(), rnd["final_random_faithfulness"].to_list(),
                       ls=":", color=color, lw=1.2)
-            n_g += _band_line(g_ax, ld, "logit_gap", "logit_gap_lo", "logit_gap_hi", color)
+            if not shared_gap:
+                n_g += _band_line(g_ax, ld, "logit_gap", "logit_gap_lo", "logit_gap_hi",
+                                  color)
+        if shared_gap:
+            n_g += _band_line(g_ax, d.filter(pl.col(lines[0][0]) == lines[0][1]), "logit_gap",
+                              "logit_gap_lo", "logit_gap_hi", "0.25")
         if ks and max(ks) / min(ks) > 20:
             k_ax.set_yscale("log")
         edges = _span(d["n_edges"].to_list())
@@ -760,12 +776,31 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
                 Patch(color="C2", alpha=0.25, label=f"faithfulness band\n"
                       f"[{target:g}, {2 - target:g}]"),
                 Line2D([], [], color="0.35", ls=":", lw=1, label="final model")]
-    _legend_outside(axes[0][-1], handles, title="subset" if lines[0][0] == "subset" else None,
-                    title_fontsize=7)
+    if any_shared:
+        handles.append(Line2D([], [], color="0.25", marker="o", ms=3.5,
+                              label="logit gap: both meanings\n(the same pairs)"))
     fig.suptitle(f"{title}{_subset_note(subsets)} (error bars, shading: 95% cluster bootstrap "
-                 "over documents;\ntriangles: beyond the axis)", fontsize=9)
+                 "over documents; triangles: beyond the axis)", fontsize=9)
     fig.tight_layout()
+    _legend_below(fig, handles, "subset" if lines[0][0] == "subset" else None)
     return fig
+
+
+def _same_gap(d: pl.DataFrame, lines) -> bool:
+    """Whether the lines of a panel (one per meaning) share their logit gap at every step:
+    both directions of a task are measured on the same pairs, so one line is drawn."""
+    if len(lines) < 2 or lines[0][0] != "semantics":
+        return False
+    cols = ("logit_gap", "logit_gap_lo", "logit_gap_hi")
+    per_step = d.group_by("step", "subset").agg(pl.col(c).n_unique() for c in cols)
+    return all(per_step[c].max() == 1 for c in cols)
+
+
+def _legend_below(fig, handles, title: str | None) -> None:
+    """One legend for all panels, below them (beside them it squeezes the panels)."""
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(len(handles), 4), frameon=False, fontsize=7, title=title,
+               title_fontsize=7)
 
 
 def checkpoint_overlap(df: pl.DataFrame, model: str):
@@ -781,7 +816,7 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
     final = _final_step(df)
     steps = df["step"].to_list()
     fig, axes = plt.subplots(2, len(panels), squeeze=False, sharex="col",
-                             figsize=(3.3 * len(panels) + 1.6, 5.2))
+                             figsize=(3.4 * len(panels) + 0.8, 5.2))
     for j, (task, sem) in enumerate(panels):
         d = _panel(df, task, sem)
         j_ax, r_ax = axes[:, j]
@@ -806,9 +841,8 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
     handles = [Line2D([], [], color=c, marker="o", ms=3.5, label=_line_label(kind, v, df))
                for kind, v, c in lines]
     handles.append(Line2D([], [], color="0.35", ls=":", lw=1, label="final model"))
-    _legend_outside(axes[0][-1], handles, title="subset" if lines[0][0] == "subset" else None,
-                    title_fontsize=7)
     fig.suptitle(f"{title}{_subset_note(subsets)} (no interval: one attribution per "
                  "checkpoint)", fontsize=9)
     fig.tight_layout()
+    _legend_below(fig, handles, "subset" if lines[0][0] == "subset" else None)
     return fig
