@@ -699,7 +699,7 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
         return empty_figure(title, "no checkpoint circuit rows (n = 0): nothing to draw")
     panels, lines, subsets = _line_keys(df)
     final = _final_step(df)
-    steps = df["step"].to_list()
+    steps = df["step"].drop_nulls().to_list()
     fig, axes = plt.subplots(3, len(panels), squeeze=False, sharex="col",
                              figsize=(3.4 * len(panels) + 0.8, 7.6))
     lo_f, hi_f = -1.5, 2.5  # F explodes where the full model's logit gap is ~0: clip
@@ -714,8 +714,8 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
               for v in d[c].drop_nulls().to_list() if np.isfinite(v)]
         f_min = max(lo_f, min([-0.1, *fs]))
         f_max = min(hi_f, max([2 - target + 0.1, *fs]))
-        spread = (max(d["step"].drop_nulls().to_list(), default=1)
-                  / max(1, min(d["step"].drop_nulls().to_list(), default=1)))
+        spread = max(steps, default=1) / max(1, min(steps, default=1))
+        width = (max(steps, default=1) - min(steps, default=0)) or 1
         shared_gap = _same_gap(d, lines)
         any_shared |= shared_gap
         for i, (kind, value, color) in enumerate(lines):
@@ -725,7 +725,7 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
             # a shift per line of 2.5% of the axis, so the size intervals do not hide each other
             shift = (i - (len(lines) - 1) / 2) * 0.025
             x = ld.with_columns(pl.col("step").cast(pl.Float64) * spread ** shift if spread > 20
-                                else pl.col("step") + shift * (max(steps) - min(steps) or 1))
+                                else pl.col("step") + shift * width)
             kd = x.filter(pl.col("k").is_not_null()).sort("step")
             if kd.height:
                 k = np.array(kd["k"].to_list())
@@ -814,7 +814,7 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
         return empty_figure(title, "no checkpoint circuit rows (n = 0): nothing to draw")
     panels, lines, subsets = _line_keys(df)
     final = _final_step(df)
-    steps = df["step"].to_list()
+    steps = df["step"].drop_nulls().to_list()
     fig, axes = plt.subplots(2, len(panels), squeeze=False, sharex="col",
                              figsize=(3.4 * len(panels) + 0.8, 5.2))
     for j, (task, sem) in enumerate(panels):
