@@ -35,6 +35,14 @@ MEANING = {("branch_comparison", "noising"): "prevention",
            ("memorization_decision", "denoising"): "prevention"}
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
 def _wilson(m: int, n: int) -> tuple[float | None, float | None, float | None]:
     if n == 0:
         return None, None, None
@@ -174,6 +182,21 @@ def test_hub_memorization_has_a_line_per_subset_and_a_log_step_axis():
     assert len(_data_lines(ax)) == 3
     assert ax.get_xscale() == "log"
     assert _vertical_at(ax, 143000)
+
+
+def test_unknown_duplicate_counts_fall_back_to_subsets_or_are_named():
+    hub = memorization(PYTHIA_STEPS, "pythia-160m", dup_counts=False, subsets=SUBSETS)
+    unknown = hub.filter(pl.col("group") == SUBSETS[0]).with_columns(
+        pl.lit("dup_count").alias("by"), pl.lit("None").alias("group"))
+    ax = plots.checkpoint_memorization(pl.concat([hub, unknown]), "p").axes[0]
+    assert _legend_labels(ax) == ["Python Reference (n = 400)", "StdLib Code (n = 450)",
+                                  "StdLib Docstrings (n = 500)"]
+    organism = memorization()
+    mixed = pl.concat([organism, unknown.with_columns(
+        pl.lit(900, dtype=pl.Int64).alias("step"), pl.lit(True).alias("final"))])
+    labels = _legend_labels(plots.checkpoint_memorization(mixed, "organism").axes[0])
+    assert labels[0] == "unseen (n = 2141)" and labels[-1] == "count unknown (n = 400)"
+    assert len(labels) == 7
 
 
 def test_a_group_with_no_samples_draws_nothing_and_says_n_0():

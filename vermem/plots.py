@@ -578,6 +578,14 @@ def _legend_outside(ax, handles=None, **kwargs) -> None:
               **kwargs)
 
 
+def _count(group: str) -> float | None:
+    """A duplicate count written as a string ('0', '16'), or None ('None': unknown)."""
+    try:
+        return float(group)
+    except ValueError:
+        return None
+
+
 def checkpoint_memorization(df: pl.DataFrame, model: str):
     """Share of a fixed sample set memorized (k-extractable) at each training checkpoint: a
     line per duplicate count when the table has them (the model organism; 0 = unseen), else
@@ -585,14 +593,18 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
     title = f"{model}: memorization across training"
     if df.height == 0:
         return empty_figure(title, "no checkpoint rows (n = 0): nothing to draw")
-    by = "dup_count" if (df["by"] == "dup_count").any() else "subset"
+    counts = {g: _count(g) for g in df.filter(pl.col("by") == "dup_count")["group"]}
+    # duplicate counts only where some are known (a hub model's are all null: 'None')
+    by = "dup_count" if any(c is not None for c in counts.values()) else "subset"
     d = df.filter(pl.col("by") == by)
     if by == "dup_count":
-        groups = sorted(d["group"].unique().to_list(), key=lambda g: (float(g), g))
+        groups = sorted(counts, key=lambda g: (counts[g] is None, counts[g] or 0, g))
         shade = plt.cm.viridis([0.1 + 0.75 * i / max(1, len(groups) - 1)
                                 for i in range(len(groups))])
-        colors = {g: ("0.45" if float(g) == 0 else shade[i]) for i, g in enumerate(groups)}
-        names = {g: "unseen" if float(g) == 0 else f"seen {g}×" for g in groups}
+        colors = {g: ("0.45" if counts[g] in (0, None) else shade[i])
+                  for i, g in enumerate(groups)}
+        names = {g: ("count unknown" if counts[g] is None else "unseen" if counts[g] == 0
+                     else f"seen {g}×") for g in groups}
     else:
         groups = _ordered(d["group"].to_list())
         colors = dict(zip(groups, sns.color_palette(n_colors=len(groups)), strict=True))
