@@ -131,7 +131,9 @@ rule checkpoint_tables:
     output:
         memorization="results/checkpoints/{model}/memorization.parquet",
         circuits="results/checkpoints/{model}/circuits.parquet",
+        summary="results/checkpoints/{model}/summary.json",
     params:
+        target=config["circuits"]["target"],
         names=lambda wc: [*CKPTS[wc.model], FINAL],
         final_step=lambda wc: _ck.final_step(config, wc.model),
         tasks=config["attribution"]["tasks"],

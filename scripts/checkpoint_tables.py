@@ -34,5 +34,6 @@ with rule(snakemake) as log:
     prov = io.provenance({"main": p.main}, model=model)
     io.write_parquet(memo, snakemake.output.memorization, prov)
     io.write_parquet(circ, snakemake.output.circuits, prov)
+    io.write_json(checkpoints.summary(memo, circ, p.target), snakemake.output.summary)
     log.info("%d checkpoints: %d memorization rows, %d circuit rows", len(points), memo.height,
              circ.height)

@@ -13,6 +13,7 @@ from vermem import checkpoints as K
 from vermem import circuits as C
 from vermem import models, organism
 from vermem.config import ConfigError, check, load_schema
+from vermem.dynamics import wilson
 
 from .conftest import REPO, TEST_CONFIG
 from .test_circuits import setup  # noqa: F401  (fixture: tiny models with an EvalSet)
@@ -221,11 +222,11 @@ def test_organism_keeps_snapshots_at_evenly_spaced_steps(tokenizer):
                 "weight_decay": 0.0, "seed": 0}
     r = organism.train(model, seqs, [1] * 8, training, 16, points=4)
     assert r.steps == 20 and sorted(r.snapshots) == K.organism_steps(20, 4) == [5, 10, 15]
-    final = model.state_dict()
+    final, w = model.state_dict(), "gpt_neox.layers.0.mlp.dense_h_to_4h.weight"
     for step, sd in r.snapshots.items():
         assert set(sd) == set(final)
-        assert not torch.equal(sd["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"], final["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"]), step
-    a, b = r.snapshots[5]["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"], r.snapshots[10]["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"]
+        assert not torch.equal(sd[w], final[w]), step
+    a, b = r.snapshots[5][w], r.snapshots[10][w]
     assert not torch.equal(a, b)
 
 
@@ -266,3 +267,27 @@ def test_organism_checkpoint_record_points_at_its_snapshot(tiny_model_dir):
     with pytest.raises(models.ModelError, match=r"saved no checkpoint 't20'"):
         models.resolve_checkpoint("organism", {"source": "organism"}, final, "t20")
 
+
+
+def test_summary_reads_emergence_and_faithfulness_steps_off_the_tables():
+    rows = []
+    for step, (k0, k64) in zip([10, 20, 30], [(0, 0), (0, 3), (0, 10)], strict=True):
+        for group, k in (("0", k0), ("64", k64)):
+            lo, hi = wilson(k, 10)
+            rows.append({"model": "m", "checkpoint": f"s{step}", "step": step,
+                         "final": step == 30, "by": "dup_count", "group": group, "n": 10,
+                         "memorized": k, "share": k / 10, "share_lo": lo, "share_hi": hi})
+    memo = pl.DataFrame(rows, schema=K.MEMO_SCHEMA)
+    crow = {c: None for c in K.CIRCUIT_SCHEMA}
+    circ = pl.DataFrame([{**crow, "step": s, "task": "bc", "subset": "A", "direction": "noising",
+                          "semantics": "prevention", "n_pairs": 30, "final_k": 12, "k": k,
+                          "final_faithfulness": f, "final_faithfulness_lo": f - w,
+                          "final_faithfulness_hi": f + w}
+                         for s, k, f, w in [(10, None, 0.2, 0.1), (20, 50.0, 0.9, 0.2),
+                                            (30, 12.0, 1.0, 0.1)]], schema=K.CIRCUIT_SCHEMA)
+    s = K.summary(memo, circ, 0.85)
+    assert s["memorization"] == [{"by": "dup_count", "group": "64", "n": 10, "final_share": 1.0,
+                                  "emerges": 30, "half": 30}]
+    # 3 of 10 at step 20: Wilson [0.11, 0.60] overlaps the unseen [0, 0.28]
+    c = s["circuits"][0]
+    assert (c["final_in_band"], c["final_faithful"], c["own_circuit"]) == (20, 30, 20)

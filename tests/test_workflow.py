@@ -252,7 +252,8 @@ def test_figures_are_written(run):
              "attribution/branch_comparison.stdlib-docstrings.logit_diff",
              "circuits/faithfulness.branch_comparison.stdlib-docstrings",
              "circuits/circuit.branch_comparison.stdlib-docstrings",
-             "circuits/transfer", "circuits/overlap"}
+             "circuits/transfer", "circuits/overlap", "checkpoints/memorization",
+             "checkpoints/circuits", "checkpoints/overlap"}
     for name in names:
         blob = (run / "figures" / "organism" / f"{name}.png").read_bytes()
         assert blob[:8] == b"\x89PNG\r\n\x1a\n" and len(blob) > 10_000
@@ -347,6 +348,64 @@ def test_dynamics_training_reruns_to_identical_bytes(run, tmp_path):
         assert (tmp_path / "results" / rel).read_bytes() == (run / rel).read_bytes(), name
 
 
+def test_checkpoints_are_the_organism_s_snapshots_in_step_order(run):
+    from vermem import checkpoints as K
+
+    record = io.read_json(run / "models" / "organism" / "model.json")
+    n = CFG["organism"]["checkpoints"]
+    assert [c["name"] for c in record["checkpoints"]] == K.organism_names(n)
+    assert [c["step"] for c in record["checkpoints"]] == K.organism_steps(record["step"], n)
+    for c in record["checkpoints"]:  # a loadable model of the final one's shape
+        assert (Path(c["path"].replace("results/", str(run) + "/", 1)) / "config.json").is_file()
+    memo = pl.read_parquet(run / "checkpoints" / "organism" / "memorization.parquet")
+    circ = pl.read_parquet(run / "checkpoints" / "organism" / "circuits.parquet")
+    studied = CFG["models"]["organism"]["checkpoints"]
+    steps = {c["name"]: c["step"] for c in record["checkpoints"]}
+    for t in (memo, circ):
+        points = t.select("checkpoint", "step", "final").unique(maintain_order=True).rows()
+        assert points == [(c, steps[c], False) for c in studied] + [("final", record["step"],
+                                                                     True)]
+    # one sample set at every checkpoint; the final point is the main run's labels of it
+    keys = pl.read_parquet(run / "checkpoints" / "organism" / "samples.parquet")
+    assert (keys["offset"] == 0).all() and keys["doc_id"].n_unique() == keys.height
+    labels = pl.read_parquet(run / "labels" / "organism.parquet").join(
+        keys.select("doc_id", "offset"), on=["doc_id", "offset"], how="semi")
+    final = memo.filter(pl.col("final") & (pl.col("by") == "subset"))
+    for subset, n_, k in final.select("group", "n", "memorized").rows():
+        sub = labels.filter(pl.col("subset") == subset)
+        assert (n_, k) == (sub.height, int((sub["label"] == "memorized").sum()))
+    assert memo.filter(pl.col("by") == "dup_count")["group"].unique().sort().to_list() == \
+        sorted(str(c) for c in {0, 1, *CFG["organism"]["duplicates"]["counts"]})
+    # a row per point, task, subset and direction; the final model overlaps itself fully
+    c = CFG["circuits"]
+    assert circ.height == (len(studied) + 1) * len(CFG["attribution"]["tasks"]) * len(
+        CFG["checkpoints"]["subsets"]) * len(c["directions"])
+    assert circ.filter(pl.col("final"))["rank_corr"].drop_nulls().to_list() == \
+        [pytest.approx(1.0)] * circ.filter(pl.col("final"))["rank_corr"].drop_nulls().len()
+    # the checkpoint circuit rule ran the main mode only
+    ck = json.loads((run / "checkpoints" / "organism" / studied[0] / "circuits" /
+                     "branch_comparison" / "stdlib-docstrings" / "minimal.json").read_text())
+    assert {(m["placement"], m["ablation"]) for m in ck["circuits"] + ck["not_found"]} <= \
+        {(c["main"]["placement"], c["main"]["ablation"])}
+
+
+def test_adding_a_checkpoint_reruns_only_its_jobs_and_the_gathering_ones(run, tmp_path):
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg["models"]["organism"]["checkpoints"] = [*cfg["models"]["organism"]["checkpoints"], "t75"]
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = snakemake(run.parent, "--configfile", str(tmp_path / "more.yaml"), "-n")
+    jobs = planned(out)
+    jobs.pop("all", None)
+    per_set = len(CFG["attribution"]["tasks"]) * len(CFG["checkpoints"]["subsets"])
+    assert jobs == {"checkpoint_record": 1, "checkpoint_labels": 1,
+                    "checkpoint_attribution": per_set, "checkpoint_circuit": per_set,
+                    "checkpoint_final_circuits": 1, "checkpoint_tables": 1,
+                    "figure_checkpoints": 1}
+    new = [line for line in out.stdout.splitlines() if "output:" in line
+           and "checkpoints/" in line and "/t75/" not in line]
+    assert all("memorization.parquet" in line or "figures" in line for line in new), new
+
+
 def test_finished_workflow_reruns_nothing(run):
     out = snakemake(run.parent, "--configfile", str(TEST_CONFIG), "-n")
     assert "Nothing to be done" in out.stdout + out.stderr
@@ -367,6 +426,27 @@ def test_paper_config_builds_the_pythia_dag(tmp_path):
         assert rule not in text
 
 
+def test_checkpoint_config_builds_the_pythia_training_axis_dag(tmp_path):
+    """config/pythia-checkpoints.yaml: 7 checkpoints + the final model of two Pythias, every
+    stage per checkpoint, from a dry run (no hub needed)."""
+    cfg = yaml.safe_load((REPO / "config" / "pythia-checkpoints.yaml").read_text())
+    write_jsonl(tmp_path / "00.jsonl.zst", [])
+    cfg["corpus"]["shards"] = [str(tmp_path / "00.jsonl.zst")]
+    (tmp_path / "ck.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned(snakemake(tmp_path, "--configfile", str(tmp_path / "ck.yaml"), "-n"))
+    steps = cfg["models"]["pythia-160m-deduped"]["checkpoints"]
+    assert [int(s.removeprefix("step")) for s in steps] == sorted(
+        int(s.removeprefix("step")) for s in steps) and steps[0] == "step1000"
+    models, n = len(cfg["models"]), len(steps)
+    sets = len(cfg["attribution"]["tasks"]) * len(cfg["corpus"]["subsets"])
+    assert models == 2 and 6 <= n + 1 <= 10
+    assert jobs["checkpoint_record"] == jobs["checkpoint_labels"] == models * n
+    assert jobs["checkpoint_attribution"] == jobs["checkpoint_circuit"] == models * n * sets
+    assert jobs["checkpoint_final_circuits"] == models * (n + 1)
+    assert jobs["checkpoint_tables"] == jobs["figure_checkpoints"] == models
+    assert jobs["labels"] == jobs["model_record"] == models and "dynamics_train" not in jobs
+
+
 def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
     """`--profile slurm` from the repository root: GPU rules ask for a GPU, CPU rules none."""
     proc = subprocess.run(
@@ -380,7 +460,8 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
         elif line.strip().startswith("resources:") and rule:
             resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
     gpu_rules = {"train_organism", "labels", "divergence", "pairs", "attribution", "circuit",
-                 "circuit_transfer", "dynamics_train", "dynamics_sequential"}
+                 "circuit_transfer", "dynamics_train", "dynamics_sequential", "checkpoint_labels",
+                 "checkpoint_attribution", "checkpoint_circuit", "checkpoint_final_circuits"}
     assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
     for rule, res in resources.items():
         if rule in gpu_rules:

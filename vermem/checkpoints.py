@@ -303,3 +303,55 @@ def circuit_table(model: str, points: Sequence[dict], main: Mapping[str, str]) -
                                                    "faithfulness_lo", "faithfulness_hi")},
                 "n_edges": rec.get("n_edges"), "jaccard": jac, "rank_corr": rank})
     return pl.DataFrame(rows, schema=CIRCUIT_SCHEMA)
+
+
+# -- what the axis shows, computed ------------------------------------------------------------
+
+def _first(rows: Sequence[dict], ok) -> int | None:
+    return next((r["step"] for r in rows if ok(r)), None)
+
+
+def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float) -> dict[str, Any]:
+    """The steps at which things happen, from the two tables (null: not within the axis):
+    - per duplicate count (organism) or subset: `emerges`, the first step whose Wilson
+      interval lies wholly above that of the unseen documents (duplicate count 0; for a
+      subset, above 0), and `half`, the first step with at least half memorized;
+    - per task, subset and direction: `final_faithful`, the first step whose interval of the
+      final circuit's F lies inside the band [target, 2 - target], `final_in_band`, the
+      first whose point estimate does, and `own_circuit`, the first with a minimal circuit.
+    A step is only as precise as the spacing of the checkpoints around it."""
+    out: dict[str, Any] = {"target": target, "memorization": [], "circuits": []}
+    by = "dup_count" if (memo["by"] == "dup_count").any() else "subset"
+    m = memo.filter(pl.col("by") == by).sort("step")
+    unseen = {r["step"]: r for r in m.filter(pl.col("group") == "0").iter_rows(named=True)} \
+        if by == "dup_count" else {}
+    groups = sorted(set(m["group"]), key=lambda g: (by == "dup_count" and int(g), g))
+    for g in groups:
+        rows = m.filter(pl.col("group") == g).to_dicts()
+        if by == "dup_count" and g == "0":
+            continue
+
+        def above(r):
+            ref = unseen.get(r["step"], {}).get("share_hi", 0.0) or 0.0
+            return r["share_lo"] is not None and r["share_lo"] > ref
+        out["memorization"].append({
+            "by": by, "group": g, "n": rows[-1]["n"] if rows else 0,
+            "final_share": rows[-1]["share"] if rows else None,
+            "emerges": _first(rows, above),
+            "half": _first(rows, lambda r: r["share"] is not None and r["share"] >= 0.5)})
+    lo_band, hi_band = target, 2 - target
+    for key, g in sorted(circ.sort("step").group_by("task", "subset", "direction",
+                                                   maintain_order=True),
+                         key=lambda kv: kv[0]):
+        rows = g.to_dicts()
+        out["circuits"].append({
+            "task": key[0], "subset": key[1], "direction": key[2],
+            "semantics": rows[0]["semantics"], "n_pairs": rows[-1]["n_pairs"],
+            "final_k": rows[-1]["final_k"],
+            "final_faithful": _first(rows, lambda r: r["final_faithfulness_lo"] is not None
+                                     and r["final_faithfulness_lo"] >= lo_band
+                                     and r["final_faithfulness_hi"] <= hi_band),
+            "final_in_band": _first(rows, lambda r: r["final_faithfulness"] is not None
+                                    and lo_band <= r["final_faithfulness"] <= hi_band),
+            "own_circuit": _first(rows, lambda r: r["k"] is not None)})
+    return out
