@@ -63,7 +63,7 @@ use rule attribution as checkpoint_attribution with:
     output:
         scores="results/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.safetensors",
     group:
-        "checkpoint-{model}-{ckpt}"
+        "ckpt-attribution-{model}-{ckpt}"
     log:
         "logs/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.log",
 
@@ -79,7 +79,7 @@ use rule circuit as checkpoint_circuit with:
     params:
         config=ckpt_circuit_config(),
     group:
-        "checkpoint-{model}-{ckpt}"
+        "ckpt-circuits-{model}-{ckpt}"
     log:
         "logs/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}.log",
 
@@ -99,7 +99,6 @@ rule checkpoint_final_circuits:
                              "circuits_per_forward", "bootstrap", "max_pairs"),
         seed=config["seed"],
     threads: 1
-    group: "checkpoint-{model}-{ckpt}"
     retries: RETRIES
     resources:
         **gpu_resources("circuit_transfer"),
