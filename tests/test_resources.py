@@ -242,3 +242,18 @@ def test_plan_prints_jobs_gpu_hours_and_peak_memory(pythia_plan):
         {"device": "cuda", "tflops": 2 * R.DEFAULT_TFLOPS["cuda"]}]})
     fast_att = float(next(l for l in fast.splitlines() if l.startswith("attribution ")).split()[3])
     assert fast_att == pytest.approx(att / 2, rel=0.05)
+
+
+def test_checkpoint_jobs_cost_their_stage_on_less_work():
+    """A checkpoint's labels run on the fixed sample set, its circuits in the main mode only:
+    less work than the stage at the final model, and more when the set is larger."""
+    cfg = yaml.safe_load((REPO / "config" / "pythia-checkpoints.yaml").read_text())
+    wc = {"model": "pythia-160m-deduped", "task": "branch_comparison", "subset": "github",
+          "ckpt": "step1000"}
+    full = {r: R.work(r, cfg, wc).flops for r in ("labels", "circuit")}
+    ck = {r: R.work(f"checkpoint_{r}", cfg, wc).flops for r in ("labels", "circuit")}
+    assert ck["labels"] == pytest.approx(full["labels"] * 5000 / 20000)
+    assert 0 < ck["circuit"] < full["circuit"]
+    cfg["checkpoints"]["samples_per_group"] = 10000
+    assert R.work("checkpoint_labels", cfg, wc).flops == pytest.approx(2 * ck["labels"])
+    assert R.work("checkpoint_attribution", cfg, wc).flops == R.work("attribution", cfg, wc).flops

@@ -306,11 +306,38 @@ def dynamics_cells(grid: Mapping[str, Any]) -> list[int]:
             for length in grid["lengths"]]
 
 
+# checkpoint rules run the stage they are named after, on less: labels of the fixed sample
+# set (one window of at most samples_per_group documents per subset and duplicate count),
+# circuits in the main mode only, the final circuits of the checkpoint subsets
+CHECKPOINT_RULES = {"checkpoint_labels": "labels", "checkpoint_attribution": "attribution",
+                    "checkpoint_circuit": "circuit",
+                    "checkpoint_final_circuits": "circuit_transfer"}
+
+
+def checkpoint_work(rule: str, config: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(the stage's rule, a config whose work is that of the checkpoint job)."""
+    cfg = {**config, "corpus": dict(config["corpus"]), "circuits": dict(config["circuits"])}
+    ck = config.get("checkpoints") or {}
+    per = ck.get("samples_per_group")
+    if rule == "checkpoint_labels" and per is not None:
+        docs = config["corpus"]["samples_per_subset"]
+        cfg["corpus"]["samples_per_subset"] = per if docs is None else min(docs, per)
+        cfg["corpus"]["windows"] = {**config["corpus"].get("windows", {}), "per_document": 1}
+    if rule == "checkpoint_circuit":
+        cfg["circuits"].update(placements=[config["circuits"]["main"]["placement"]],
+                               ablations=[config["circuits"]["main"]["ablation"]])
+    if rule == "checkpoint_final_circuits" and ck.get("subsets"):
+        cfg["corpus"]["subsets"] = ck["subsets"]
+    return CHECKPOINT_RULES[rule], cfg
+
+
 def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
          record: str | Path | None = None) -> Work | None:
     """What one job of `rule` does, or None for a rule without a model on a GPU."""
     if "model" not in wildcards:
         return None
+    if rule in CHECKPOINT_RULES:  # the same stage at one checkpoint (docs/study-a.md §12)
+        rule, config = checkpoint_work(rule, config)
     model = wildcards["model"]
     s = model_shape(model, config, record)
     T = study_a_tokens(config)
