@@ -165,7 +165,7 @@ def test_organism_memorization_has_a_line_per_duplicate_count_in_numeric_order()
     assert ax.get_xscale() == "linear"
     assert [int(x) for x in ax.get_xticks()] == ORGANISM_STEPS
     assert _vertical_at(ax, 900) and "final" in _texts(fig)
-    assert "n = 23024 samples" in _texts(fig) and "organism" in _texts(fig)
+    assert "n = 23024 documents" in _texts(fig) and "organism" in _texts(fig)
     # one Wilson band per group, its top at the final 32x share's upper bound
     bands = ax.collections
     assert len(bands) == 6

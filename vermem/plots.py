@@ -587,7 +587,7 @@ def _count(group: str) -> float | None:
 
 
 def checkpoint_memorization(df: pl.DataFrame, model: str):
-    """Share of a fixed sample set memorized (k-extractable) at each training checkpoint: a
+    """Share of a fixed sample set labelled memorized at each training checkpoint: a
     line per duplicate count when the table has them (the model organism; 0 = unseen), else
     per subset, with the Wilson 95% interval shaded; n per group in the legend."""
     title = f"{model}: memorization across training"
@@ -621,13 +621,14 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
                             label=f"{names[g]} (n = {n})")
     _step_axis(ax, d["step"].to_list(), final)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("share memorized (k-extractable)")
+    ax.set_ylabel("share labelled memorized")
     if drawn == 0:
         note(ax, "no share to draw: every group has n = 0 at every checkpoint")
     _legend_outside(ax, title="duplicate count" if by == "dup_count" else "subset",
                     title_fontsize=7)
     n_ck = d["checkpoint"].n_unique()
-    ax.set_title(f"{title}\n({n_ck} checkpoints, n = {total} samples; shaded: Wilson 95%)",
+    ax.set_title(f"{title}\n({n_ck} points, n = {total} documents, one sample each; "
+                 f"shaded: Wilson 95%)",
                  fontsize=9, pad=12)
     return fig
 
