@@ -52,6 +52,8 @@ use rule labels as checkpoint_labels with:
     output:
         table="results/checkpoints/{model}/{ckpt}/labels.parquet",
         summary="results/checkpoints/{model}/{ckpt}/labels.summary.json",
+    # off the main path: they fill the cores the main stages leave free
+    priority: 0
     log:
         "logs/checkpoints/{model}/{ckpt}/labels.log",
 
@@ -62,6 +64,7 @@ use rule attribution as checkpoint_attribution with:
         pairs="results/pairs/{model}.parquet",
     output:
         scores="results/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.safetensors",
+    priority: 0
     group:
         "ckpt-attribution-{model}-{ckpt}"
     log:
@@ -78,6 +81,7 @@ use rule circuit as checkpoint_circuit with:
         minimal="results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/minimal.json",
     params:
         config=ckpt_circuit_config(),
+    priority: 0
     group:
         "ckpt-circuits-{model}-{ckpt}"
     log:
