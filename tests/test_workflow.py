@@ -484,18 +484,26 @@ def planned(out: subprocess.CompletedProcess) -> dict[str, int]:
     return jobs
 
 
+CKPT_DOWNSTREAM = {"checkpoint_circuit", "checkpoint_final_circuits", "checkpoint_tables",
+                   "figure_checkpoints"}
+
+
 @pytest.mark.parametrize("section, key, value, rules", [
     ("attribution", "ig_steps", 3,
      {"attribution", "figure_attribution_layers", "circuit", "circuit_transfer",
-      "circuit_claims", "figure_faithfulness", "figure_transfer"}),
+      "circuit_claims", "figure_faithfulness", "figure_transfer", "checkpoint_attribution",
+      *CKPT_DOWNSTREAM}),
     ("circuits", "claims", {"transfer_threshold": 0.6, "margin": 0.1, "min_pairs": 20},
      {"circuit_claims"}),
     ("circuits", "target", 0.8,
      {"circuit", "circuit_transfer", "circuit_claims", "figure_faithfulness",
-      "figure_transfer"}),
+      "figure_transfer", *CKPT_DOWNSTREAM}),
     ("contrastive", "split", {"attribution": 0.5, "selection": 0.2, "evaluation": 0.3},
      {"pairs", "figures_memorization", "attribution", "figure_attribution_layers", "circuit",
-      "circuit_transfer", "circuit_claims", "figure_faithfulness", "figure_transfer"}),
+      "circuit_transfer", "circuit_claims", "figure_faithfulness", "figure_transfer",
+      "checkpoint_attribution", *CKPT_DOWNSTREAM}),
+    ("checkpoints", "samples_per_group", 10,
+     {"checkpoint_samples", "checkpoint_labels", "checkpoint_tables", "figure_checkpoints"}),
 ])
 def test_a_config_change_reruns_only_the_rules_downstream_of_it(run, tmp_path, section, key,
                                                                 value, rules):
