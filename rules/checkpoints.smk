@@ -20,7 +20,9 @@ rule checkpoint_record:
     output:
         record="results/models/{model}/checkpoints/{ckpt}/model.json",
     params:
-        spec=lambda wc: config["models"][wc.model],
+        # the model without its list of checkpoints: adding one reruns only its own jobs
+        spec=lambda wc: {k: v for k, v in config["models"][wc.model].items()
+                         if k != "checkpoints"},
     log:
         "logs/models/{model}/checkpoints/{ckpt}.log",
     conda:

@@ -303,8 +303,11 @@ def test_small_jobs_stay_local_and_gpu_jobs_of_a_model_share_one_slurm_job(tmp_p
     local = {j["rule"] for j in jobs if not j["submitted"]}
     assert {"figure_attribution_layers", "figure_faithfulness", "figure_transfer",
             "circuit_claims", "figures_memorization", "dynamics_tables",
-            "figures_dynamics", "figure_dynamics_q1"} <= local
-    assert not {"attribution", "circuit", "dynamics_train", "labels"} & local
+            "figures_dynamics", "figure_dynamics_q1", "checkpoint_record", "checkpoint_samples",
+            "checkpoint_tables", "figure_checkpoints"} <= local
+    assert not {"attribution", "circuit", "dynamics_train", "labels", "checkpoint_labels",
+                "checkpoint_attribution", "checkpoint_circuit",
+                "checkpoint_final_circuits"} & local
     groups = collections.defaultdict(set)
     for j in jobs:
         if j["submitted"] and j["group"]:
@@ -312,7 +315,12 @@ def test_small_jobs_stay_local_and_gpu_jobs_of_a_model_share_one_slurm_job(tmp_p
     assert groups["attribution-organism"] == {"attribution"}
     assert groups["circuits-organism"] == {"circuit"}
     assert groups["dynamics-organism-pretrained"] == {"dynamics_train", "dynamics_sequential"}
-    assert len(groups) == 4, groups
+    # one SLURM job per checkpoint for its attribution, one for its circuits
+    ckpts = yaml.safe_load(TEST_CONFIG.read_text())["models"]["organism"]["checkpoints"]
+    for ckpt in ckpts:
+        assert groups[f"ckpt-attribution-organism-{ckpt}"] == {"checkpoint_attribution"}
+        assert groups[f"ckpt-circuits-organism-{ckpt}"] == {"checkpoint_circuit"}
+    assert len(groups) == 4 + 2 * len(ckpts), groups
     subs = {j["group"] or id(j) for j in jobs if j["submitted"]}
     n = collections.Counter(j["rule"] for j in jobs)
     print(f"\n{len(jobs)} jobs, {len(subs)} SLURM jobs; per rule {dict(n)}")
