@@ -760,7 +760,13 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
             n_g += _band_line(g_ax, d.filter(pl.col(lines[0][0]) == lines[0][1]), "logit_gap",
                               "logit_gap_lo", "logit_gap_hi", "0.25")
         if ks and max(ks) / min(ks) > 20:
+            from matplotlib.ticker import LogFormatter
+
             k_ax.set_yscale("log")
+            # plain edge counts (2, 5, 20), not 2×10^0
+            k_ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+            k_ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False,
+                                                         minor_thresholds=(2, 0.5)))
         edges = _span(d["n_edges"].to_list())
         k_ax.set_ylabel(f"minimal circuit size k\n(edges, of {edges})" if j == 0 else "")
         f_ax.axhspan(target, 2 - target, color="C2", alpha=0.12, lw=0)
