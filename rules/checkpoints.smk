@@ -20,9 +20,7 @@ rule checkpoint_record:
     output:
         record="results/models/{model}/checkpoints/{ckpt}/model.json",
     params:
-        # the model without its list of checkpoints: adding one reruns only its own jobs
-        spec=lambda wc: {k: v for k, v in config["models"][wc.model].items()
-                         if k != "checkpoints"},
+        spec=record_spec,
     log:
         "logs/models/{model}/checkpoints/{ckpt}.log",
     conda:

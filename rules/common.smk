@@ -78,6 +78,11 @@ CKPT_SUBSETS = _ck.subsets(config)  # slug -> name: attribution and circuits at 
 FINAL = _ck.FINAL
 
 
+def record_spec(wc):
+    """The params of the rules that make a model's records (`_ck.record_spec`)."""
+    return _ck.record_spec(config["models"][wc.model])
+
+
 def point_record(wc):
     """The record of a point of the axis: a checkpoint's, or the final model's own."""
     if wc.ckpt == FINAL:

@@ -12,7 +12,7 @@ rule model_record:
     wildcard_constraints:
         model="|".join(EXTERNAL) or "^$",
     params:
-        spec=lambda wc: config["models"][wc.model],
+        spec=record_spec,
     log:
         "logs/models/{model}.log",
     conda:

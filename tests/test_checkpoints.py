@@ -291,3 +291,11 @@ def test_summary_reads_emergence_and_faithfulness_steps_off_the_tables():
     # 3 of 10 at step 20: Wilson [0.11, 0.60] overlaps the unseen [0, 0.28]
     c = s["circuits"][0]
     assert (c["final_in_band"], c["final_faithful"], c["own_circuit"]) == (20, 30, 20)
+
+
+def test_a_record_is_made_from_the_model_without_its_training_axis():
+    spec = {"source": "hub", "id": "EleutherAI/pythia-160m-deduped", "revision": "step143000",
+            "dtype": "float16", "checkpoints": ["step1000", "step2000"], "final_step": 143000}
+    assert K.record_spec(spec) == {"source": "hub", "id": "EleutherAI/pythia-160m-deduped",
+                                   "revision": "step143000", "dtype": "float16"}
+    assert spec["checkpoints"] == ["step1000", "step2000"] and spec["final_step"] == 143000

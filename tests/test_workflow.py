@@ -406,6 +406,23 @@ def test_adding_a_checkpoint_reruns_only_its_jobs_and_the_gathering_ones(run, tm
     assert all("memorization.parquet" in line or "figures" in line for line in new), new
 
 
+def test_a_hub_or_local_model_s_record_ignores_its_checkpoint_list(tmp_path, tiny_model_dir):
+    """The final model's record is made once: listing another checkpoint of a local (or hub)
+    model, or its final_step, must not rewrite it and rerun everything downstream."""
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg["organism"], cfg["dynamics"] = None, None
+    cfg["models"] = {"m": {"source": "local", "path": str(tiny_model_dir), "final_step": 4000,
+                           "checkpoints": ["step1000"]}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # the target first: --configfile takes every path after it
+    snakemake(tmp_path, "results/models/m/model.json", "--configfile", str(tmp_path / "c.yaml"))
+    cfg["models"]["m"].update(final_step=8000, checkpoints=["step1000", "step2000"])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = snakemake(tmp_path, "results/models/m/model.json", "-n", "--configfile",
+                    str(tmp_path / "c.yaml"))
+    assert "Nothing to be done" in out.stdout + out.stderr, out.stdout[-2000:]
+
+
 def test_finished_workflow_reruns_nothing(run):
     out = snakemake(run.parent, "--configfile", str(TEST_CONFIG), "-n")
     assert "Nothing to be done" in out.stdout + out.stderr

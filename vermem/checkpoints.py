@@ -67,6 +67,17 @@ def listed(config: Mapping[str, Any], model: str) -> list[str]:
     return list(spec.get("checkpoints") or [])
 
 
+AXIS_KEYS = ("checkpoints", "final_step")  # a model's training axis: read where it is used
+
+
+def record_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's config entry without its training axis (`AXIS_KEYS`): what its records,
+    the final model's and each checkpoint's, are made from. Listing one more checkpoint, or
+    correcting `final_step`, then rewrites no record and reruns only the jobs that read
+    them."""
+    return {k: v for k, v in spec.items() if k not in AXIS_KEYS}
+
+
 def final_step(config: Mapping[str, Any], model: str) -> int | None:
     """The final model's training step when the config tells it (the organism's is in its
     record): `final_step`, else the step in its revision."""
