@@ -52,8 +52,7 @@ use rule labels as checkpoint_labels with:
     output:
         table="results/checkpoints/{model}/{ckpt}/labels.parquet",
         summary="results/checkpoints/{model}/{ckpt}/labels.summary.json",
-    # off the main path: they fill the cores the main stages leave free
-    priority: 0
+    priority: OFF_PATH  # not the priority of the rule it reuses (nor below)
     log:
         "logs/checkpoints/{model}/{ckpt}/labels.log",
 
@@ -64,7 +63,7 @@ use rule attribution as checkpoint_attribution with:
         pairs="results/pairs/{model}.parquet",
     output:
         scores="results/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.safetensors",
-    priority: 0
+    priority: OFF_PATH
     group:
         "ckpt-attribution-{model}-{ckpt}"
     log:
@@ -81,7 +80,7 @@ use rule circuit as checkpoint_circuit with:
         minimal="results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/minimal.json",
     params:
         config=ckpt_circuit_config(),
-    priority: 0
+    priority: OFF_PATH
     group:
         "ckpt-circuits-{model}-{ckpt}"
     log:

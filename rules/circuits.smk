@@ -20,7 +20,7 @@ rule circuit:
                              "random_points", "batch_size", "circuits_per_forward", "search_width",
                              "bootstrap", "max_pairs"),
         seed=config["seed"],
-    priority: 5  # the main path: before Study B and checkpoint jobs
+    priority: MAIN_PATH
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)
     threads: 1
@@ -49,7 +49,7 @@ rule circuit_transfer:
         config=circuits_keys("metric", "main", "random_seeds", "batch_size",
                              "circuits_per_forward", "bootstrap", "max_pairs"),
         seed=config["seed"],
-    priority: 5  # the main path: before Study B and checkpoint jobs
+    priority: MAIN_PATH
     threads: 2
     retries: RETRIES
     resources:

@@ -28,6 +28,10 @@ STANDIN_SHARDS = standin_shards(config)  # written by the stand-in rule; the res
 # file-name-safe subset names: "Wikipedia (en)" -> "wikipedia-en"
 SUBSETS = {slugify(s): s for s in config["corpus"]["subsets"]}
 ENV = "../envs/vermem.yaml"
+# scheduling on a few cores: attribution first (priority 10, rules/attribution.smk), then the
+# main path of Study A; Study B and the checkpoint jobs (OFF_PATH) fill the free cores
+MAIN_PATH = 5
+OFF_PATH = 0
 
 
 def memo(*keys):

@@ -19,7 +19,7 @@ rule pairs:
         split=config["contrastive"]["split"],
         same_subset=config["contrastive"]["decision_same_subset"],
         config=config["contrastive"],
-    priority: 5  # the main path: before Study B and checkpoint jobs
+    priority: MAIN_PATH
     threads: 2
     retries: RETRIES
     resources:

@@ -53,7 +53,7 @@ rule samples:
         windows=config["corpus"]["windows"],
         config={**memo("prefix_tokens", "continuation_tokens"),
                 "windows": config["corpus"]["windows"]},
-    priority: 5  # the main path starts as soon as the model exists
+    priority: MAIN_PATH  # it starts as soon as the model exists
     log:
         "logs/samples/{model}.log",
     conda:

@@ -14,7 +14,7 @@ rule divergence:
         drop=config["divergence"]["bleu_drop"],
         epsilon=config["divergence"]["bleu_epsilon"],
         config=config["divergence"],
-    priority: 5  # the main path: before Study B and checkpoint jobs
+    priority: MAIN_PATH
     threads: 2
     retries: RETRIES
     resources:

@@ -15,7 +15,7 @@ rule labels:
         continuation_tokens=config["memorization"]["continuation_tokens"],
         batch_size=config["memorization"]["batch_size"],
         config=memo("continuation_tokens", "score", "thresholds"),
-    priority: 5  # the main path: before Study B and checkpoint jobs
+    priority: MAIN_PATH
     threads: 2
     retries: RETRIES
     resources:

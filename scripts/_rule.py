@@ -23,9 +23,10 @@ def rule(snakemake):
     log = logging.getLogger(f"rule.{snakemake.rule}")
     # the rule's threads for torch: set now if the script imported it, else at its import
     # (figure and table scripts never import it: 1.4 s saved per job)
-    os.environ["OMP_NUM_THREADS"] = str(max(1, snakemake.threads))
+    threads = max(1, snakemake.threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(max(1, snakemake.threads))
+        sys.modules["torch"].set_num_threads(threads)
     log.info("start: wildcards %s, threads %d", dict(snakemake.wildcards), snakemake.threads)
     from vermem.errors import VermemError, one_line
 
