@@ -4,7 +4,7 @@ logit gap there."""
 
 from _rule import minimal_circuits_and_evsets, rule
 
-from vermem import checkpoints, circuits, io
+from vermem import checkpoints, io, stats
 
 with rule(snakemake) as log:
     cfg = snakemake.params.config
@@ -12,7 +12,7 @@ with rule(snakemake) as log:
                                                                   [cfg["main"]["placement"]])
     table = checkpoints.final_circuits(model, g, evsets, found, cfg["directions"],
                                        cfg["main"]["ablation"], range(cfg["random_seeds"]),
-                                       cfg["metric"], circuits.Bootstrap(**cfg["bootstrap"]),
+                                       cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
                                        cfg["circuits_per_forward"])
     io.write_parquet(table, snakemake.output.table,
                      io.provenance(cfg, model=record["name"], revision=record["revision"]))

@@ -6,7 +6,7 @@ import polars as pl
 import torch
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, circuits, io, resources
+from vermem import attribution, circuits, io, resources, stats
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
@@ -36,7 +36,7 @@ with rule(snakemake) as log:
     curve, minimal = circuits.sweep(
         model, g, sel, ev, tensors["scores"], modes if usable else [],
         circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
-        random_modes, cfg["target"], cfg["metric"], circuits.Bootstrap(**cfg["bootstrap"]),
+        random_modes, cfg["target"], cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
         cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"])
     scores = tensors["scores"].flatten()
     record_out = {

@@ -4,7 +4,7 @@ each with n, intervals, random circuits of the same size and a three-way verdict
 import polars as pl
 from _rule import rule
 
-from vermem import circuits, io
+from vermem import claims, io
 
 with rule(snakemake) as log:
     p = snakemake.params
@@ -13,10 +13,10 @@ with rule(snakemake) as log:
     sizes = {(rec["task"], rec["subset"], c["direction"]): c
              for rec in map(io.read_json, snakemake.input.minimal) for c in rec["circuits"]
              if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])}
-    table = circuits.claims(pl.read_parquet(snakemake.input.transfer), sizes, p.main_subset,
-                            cfg["claims"]["transfer_threshold"], cfg["claims"]["margin"],
-                            cfg["claims"]["min_pairs"], cfg["bootstrap"]["level"],
-                            main["placement"])
+    table = claims.claims(pl.read_parquet(snakemake.input.transfer), sizes, p.main_subset,
+                          cfg["claims"]["transfer_threshold"], cfg["claims"]["margin"],
+                          cfg["claims"]["min_pairs"], cfg["bootstrap"]["level"],
+                          main["placement"])
     io.write_parquet(table, snakemake.output.table,
                      io.provenance(cfg, model=snakemake.wildcards.model))
     with io.atomic_path(snakemake.output.csv) as tmp:

@@ -5,14 +5,14 @@ between the main mode's circuits."""
 
 from _rule import minimal_circuits_and_evsets, rule
 
-from vermem import circuits, io
+from vermem import circuits, io, stats
 
 with rule(snakemake) as log:
     cfg = snakemake.params.config
     record, model, g, found, evsets = minimal_circuits_and_evsets(snakemake)
     transfer = circuits.transfer(model, g, evsets, found, cfg["main"]["ablation"],
                                  range(cfg["random_seeds"]), cfg["metric"],
-                                 circuits.Bootstrap(**cfg["bootstrap"]),
+                                 stats.Bootstrap(**cfg["bootstrap"]),
                                  cfg["circuits_per_forward"], [cfg["main"]["placement"]])
     main = {k[:3]: v for k, v in found.items() if k[3] == cfg["main"]["placement"]}
     prov = io.provenance(cfg, model=record["name"], revision=record["revision"])

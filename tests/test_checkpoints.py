@@ -10,10 +10,9 @@ import torch
 import yaml
 
 from vermem import checkpoints as K
-from vermem import circuits as C
 from vermem import models, organism
 from vermem.config import ConfigError, check, load_schema
-from vermem.dynamics import wilson
+from vermem.stats import Bootstrap, wilson
 
 from .conftest import REPO, TEST_CONFIG
 from .test_circuits import setup  # noqa: F401  (fixture: tiny models with an EvalSet)
@@ -163,7 +162,7 @@ def test_final_circuit_at_a_checkpoint_is_exact_patching(setup):  # noqa: F811
     found = {("bc", "A", "noising", "outside"): g.mask.clone(),
              ("bc", "A", "denoising", "outside"): torch.zeros_like(g.mask)}
     t = K.final_circuits(model, g, {("bc", "A"): ev}, found, ["noising", "denoising"],
-                         "resample", [0], "logit_diff", C.Bootstrap(200), 8)
+                         "resample", [0], "logit_diff", Bootstrap(200), 8)
     rows = {r["direction"]: r for r in t.iter_rows(named=True)}
     assert rows["noising"]["final_faithfulness"] == pytest.approx(1.0, abs=1e-6)
     assert rows["denoising"]["final_faithfulness"] == pytest.approx(0.0, abs=1e-6)
@@ -174,7 +173,7 @@ def test_final_circuit_at_a_checkpoint_is_exact_patching(setup):  # noqa: F811
         rows["noising"]["logit_gap_hi"]
     # a direction without a final circuit still has its row (F null, the gap known)
     t = K.final_circuits(model, g, {("bc", "A"): ev}, {}, ["noising"], "resample", [0],
-                         "logit_diff", C.Bootstrap(200), 8)
+                         "logit_diff", Bootstrap(200), 8)
     assert t.height == 1 and t["final_faithfulness"][0] is None
     assert t["logit_gap"][0] == pytest.approx(gap, abs=1e-4)
 

@@ -7,6 +7,8 @@ import torch
 
 from vermem import attribution as A
 from vermem import circuits as C
+from vermem import claims as CL
+from vermem import stats as S
 from vermem.graph import Graph, Shape
 
 from .test_attribution import gpt_neo, llama, neox
@@ -65,14 +67,14 @@ def test_faithfulness_is_zero_for_no_circuit_and_one_for_all_in_every_mode(setup
     sel = C.EvalSet.make(model, clean[:3], corrupt[:3], answer[:3], wrong[:3], 3)
     scores = torch.randn(g.mask.shape, generator=torch.Generator().manual_seed(0)) * g.mask
     curve, minimal = C.sweep(model, g, sel, ev, scores, modes, [5, 20], seeds=[0, 1],
-                             random_modes=modes, target=0.85, boot=C.Bootstrap(100))
+                             random_modes=modes, target=0.85, boot=S.Bootstrap(100))
     ends = curve.filter(pl.col("k").is_in([0, g.n_edges]) & (pl.col("split") == "evaluation"))
     assert ends.height == len(modes) * 2 * 3  # attribution + 2 random seeds
     for r in ends.iter_rows(named=True):
         assert r["faithfulness"] == pytest.approx(0.0 if r["k"] == 0 else 1.0, abs=1e-6)
     assert set(minimal) == set(modes)           # F(full) = 1 is in the band: always found
     few, _ = C.sweep(model, g, sel, ev, scores, modes[:1], C.log_sizes(g.n_edges, 9), [0],
-                     modes[:1], 0.85, boot=C.Bootstrap(50), random_points=3)
+                     modes[:1], 0.85, boot=S.Bootstrap(50), random_points=3)
     rk = set(few.filter(pl.col("circuit") == "random")["k"])
     assert rk <= set(few["k"]) and 3 <= len(rk - {0, g.n_edges}) <= 4
     order = C.ranking(g, scores)
@@ -198,7 +200,7 @@ def test_band_selection_never_picks_an_overshoot():
 
 
 def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_n():
-    boot = C.Bootstrap(samples=400, seed=0, level=0.95)
+    boot = S.Bootstrap(samples=400, seed=0, level=0.95)
     gen = torch.Generator().manual_seed(0)
 
     def data(n, f_true=0.7):
@@ -210,7 +212,7 @@ def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_n():
     widths, covered = {}, 0
     for n in (20, 500):
         mc, me, mf = data(n)
-        p, r = C.f_replicates(mc[None], me, mf, boot.indices(n))
+        p, r = S.f_replicates(mc[None], me, mf, boot.indices(n))
         lo, hi = boot.interval(r)
         assert lo[0] <= p[0] <= hi[0]
         # the point estimate is the ratio of means
@@ -220,11 +222,11 @@ def test_bootstrap_interval_covers_the_estimate_and_shrinks_with_n():
     assert widths[500] < 0.5 * widths[20]
     for _ in range(100):  # coverage of the true F = 0.7 at n = 30
         mc, me, mf = data(30)
-        lo, hi = boot.interval(C.f_replicates(mc[None], me, mf, boot.indices(30))[1])
+        lo, hi = boot.interval(S.f_replicates(mc[None], me, mf, boot.indices(30))[1])
         covered += int(lo[0] <= 0.7 <= hi[0])
     assert 85 <= covered <= 100
-    assert torch.equal(boot.indices(30), C.Bootstrap(400, 0).indices(30))  # seeded
-    assert not torch.equal(boot.indices(30), C.Bootstrap(400, 1).indices(30))
+    assert torch.equal(boot.indices(30), S.Bootstrap(400, 0).indices(30))  # seeded
+    assert not torch.equal(boot.indices(30), S.Bootstrap(400, 1).indices(30))
 
 
 def test_selection_and_evaluation_pairs_are_disjoint_documents():
@@ -258,7 +260,7 @@ def test_no_pairs_flow_through_to_insufficient_evidence(setup):
         assert curve.height == 0 and minimal == {}
     t = C.transfer(model, g, {(C.BRANCH, "s"): empty}, {}, "resample", [0])
     assert t.height == 0 and set(t.columns) == set(C.TRANSFER_SCHEMA)
-    out = C.claims(t, {}, "s", threshold=0.5, margin=0.05, min_pairs=20)
+    out = CL.claims(t, {}, "s", threshold=0.5, margin=0.05, min_pairs=20)
     assert out.height == 6 and set(out["verdict"]) == {"insufficient evidence"}
     assert (out["n_pairs"] == 0).all()
 
@@ -333,9 +335,9 @@ def sizes_for(bc=(14, 10, 20), md=(141, 100, 200), n=25, f_lo=0.8, rnd=0.1):
 
 
 def verdicts(t, sizes, **kw):
-    out = C.claims(t, sizes, "main", threshold=0.5, margin=kw.pop("margin", 0.05),
+    out = CL.claims(t, sizes, "main", threshold=0.5, margin=kw.pop("margin", 0.05),
                    min_pairs=20, **kw)
-    assert set(out["verdict"]) <= set(C.VERDICTS)
+    assert set(out["verdict"]) <= set(CL.VERDICTS)
     assert out["reason"].is_not_null().all()
     return {(" ".join(r["claim"].split()[:2]), r["semantics"]): (r["verdict"], r["reason"])
             for r in out.iter_rows(named=True)}, out
@@ -399,7 +401,7 @@ def test_transfer_evaluates_a_circuit_in_the_direction_of_the_same_meaning(setup
     found = {(C.DECISION, "s", "noising", "outside"): a,
              (C.BRANCH, "s", "noising", "inside"): a}
     t = C.transfer(model, g, {(C.BRANCH, "s"): ev}, found, "resample", [0, 1],
-                   boot=C.Bootstrap(100), random_placements=["outside"])
+                   boot=S.Bootstrap(100), random_placements=["outside"])
     md = t.filter(pl.col("source_task") == C.DECISION).row(0, named=True)
     assert (md["semantics"], md["target_direction"]) == ("induction", "denoising")
     mode = C.Mode("denoising", "outside", "resample")
@@ -416,9 +418,9 @@ def test_bootstrap_resamples_documents_not_windows():
     # 4 documents of 10 identical windows each: 4 independent values, not 40
     x = torch.tensor([0.0] * 10 + [1.0] * 10 + [0.0] * 10 + [1.0] * 10, dtype=torch.float64)
     groups = torch.arange(4).repeat_interleave(10)
-    boot = C.Bootstrap(2000, 0)
-    lo_p, hi_p = boot.interval(C.wmean(x, boot.indices(40))[None])
-    lo_d, hi_d = boot.interval(C.wmean(x, boot.indices(40, groups))[None])
+    boot = S.Bootstrap(2000, 0)
+    lo_p, hi_p = boot.interval(S.wmean(x, boot.indices(40))[None])
+    lo_d, hi_d = boot.interval(S.wmean(x, boot.indices(40, groups))[None])
     assert float(hi_p - lo_p) < 0.35          # pairs as if independent: too narrow
     assert float(hi_d - lo_d) > 0.7           # documents: as wide as 4 coin flips allow
     w = boot.indices(40, groups)

@@ -19,7 +19,6 @@ and circuits are the main run's.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,33 +26,19 @@ import polars as pl
 import torch
 
 from . import circuits as C
-from .config import ConfigError, slugify
+from . import stats as S
+from .config import (  # noqa: F401  (the axis's names, re-exported)
+    FINAL,
+    NAME,
+    final_step,
+    organism_names,
+    organism_steps,
+    slugify,
+    step_of,
+)
 from .corpus import sample_key
-from .dynamics import wilson
 from .graph import Graph
-
-FINAL = "final"  # the path name of the final model's point on the axis
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-# -- names and steps -------------------------------------------------------------------------
-
-def organism_names(n: int) -> list[str]:
-    """Names of the organism's n - 1 saved snapshots at k/n of training (k < n; the n-th
-    point is the final model): 't{round(100 k / n)}'."""
-    return [f"t{round(100 * k / n)}" for k in range(1, n)]
-
-
-def organism_steps(total: int, n: int) -> list[int]:
-    """Training steps (completed) of those snapshots, evenly spaced over `total` steps."""
-    return [round(k * total / n) for k in range(1, n)]
-
-
-def step_of(name: str | None) -> int | None:
-    """The training step a revision or folder name carries: its last integer
-    ('step1000' -> 1000); None without one."""
-    found = re.findall(r"\d+", name or "")
-    return int(found[-1]) if found else None
+from .stats import wilson
 
 
 def listed(config: Mapping[str, Any], model: str) -> list[str]:
@@ -78,64 +63,10 @@ def record_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in AXIS_KEYS}
 
 
-def final_step(config: Mapping[str, Any], model: str) -> int | None:
-    """The final model's training step when the config tells it (the organism's is in its
-    record): `final_step`, else the step in its revision."""
-    spec = config["models"][model]
-    return spec.get("final_step", step_of(spec.get("revision")))
-
-
 def subsets(config: Mapping[str, Any]) -> dict[str, str]:
     """slug -> subset name of the subsets with attribution and circuits at every checkpoint."""
     names = (config.get("checkpoints") or {}).get("subsets") or config["corpus"]["subsets"]
     return {slugify(s): s for s in names}
-
-
-def check(config: Mapping[str, Any]) -> None:
-    """Cross-key checks of the checkpoint axis. Raises ConfigError naming the key."""
-    ck = config.get("checkpoints")
-    for model, spec in config["models"].items():
-        where = f"config error at models.{model}.checkpoints"
-        names = spec.get("checkpoints")
-        if names is None:
-            continue
-        if not ck:
-            raise ConfigError(f"{where}: listed, but the top-level checkpoints section is null "
-                              f"(set it to study them)")
-        if len(set(names)) != len(names):
-            raise ConfigError(f"{where}: {names} lists a checkpoint twice")
-        for name in names:
-            if name == FINAL or not NAME.match(name):
-                raise ConfigError(f"{where}: bad name {name!r} (a revision or folder name of "
-                                  f"letters, digits, '.', '_', '-'; not {FINAL!r})")
-        if spec["source"] == "organism":
-            saved = organism_names(config["organism"]["checkpoints"])
-            unknown = [n for n in names if n not in saved]
-            if unknown:
-                raise ConfigError(f"{where}: {unknown} are not saved by the organism "
-                                  f"(organism.checkpoints = {config['organism']['checkpoints']} "
-                                  f"saves {saved})")
-            continue
-        if spec.get("revision") in names:
-            raise ConfigError(f"{where}: {spec['revision']!r} is the model's own revision, the "
-                              f"final point of the axis; list only earlier checkpoints")
-        unnumbered = [n for n in names if step_of(n) is None]
-        if unnumbered:
-            raise ConfigError(f"{where}: {unnumbered} carry no training step (a checkpoint is "
-                              f"named by its step, e.g. step1000)")
-        last = final_step(config, model)
-        if last is None:
-            raise ConfigError(f"config error at models.{model}.final_step: the final model's "
-                              f"training step is needed to place it after its checkpoints "
-                              f"(its revision {spec.get('revision', 'main')!r} names none)")
-        late = [n for n in names if step_of(n) >= last]
-        if late:
-            raise ConfigError(f"{where}: {late} are not before the final model's step {last}")
-    if ck and ck.get("subsets"):
-        unknown = [s for s in ck["subsets"] if s not in config["corpus"]["subsets"]]
-        if unknown:
-            raise ConfigError(f"config error at checkpoints.subsets: {unknown} are not in "
-                              f"corpus.subsets {config['corpus']['subsets']}")
 
 
 # -- labels: a fixed sample set --------------------------------------------------------------
@@ -196,7 +127,7 @@ FINAL_SCHEMA = {
 }
 
 
-def logit_gap(model, graph: Graph, ev: C.EvalSet, boot: C.Bootstrap
+def logit_gap(model, graph: Graph, ev: C.EvalSet, boot: S.Bootstrap
               ) -> tuple[float | None, float | None, float | None]:
     """Mean over the pairs of logit diff(clean run) - logit diff(corrupt run), with its
     bootstrap interval: how strongly the model tells the memorized continuation apart."""
@@ -206,14 +137,14 @@ def logit_gap(model, graph: Graph, ev: C.EvalSet, boot: C.Bootstrap
     clean, corrupt = C.evaluate_many(model, graph, ev, [(plain, torch.zeros_like(graph.mask)),
                                                         (plain, graph.mask)])
     gap = clean.logit_diff - corrupt.logit_diff
-    lo, hi = boot.interval(C.wmean(gap, boot.indices(ev.n, ev.groups))[None])
+    lo, hi = boot.interval(S.wmean(gap, boot.indices(ev.n, ev.groups))[None])
     return float(gap.mean()), float(lo[0]), float(hi[0])
 
 
 def final_circuits(model, graph: Graph, evsets: Mapping[tuple[str, str], C.EvalSet],
                    found: Mapping[tuple[str, str, str, str], torch.Tensor],
                    directions: Sequence[str], ablation: str, seeds: Sequence[int], kind: str,
-                   boot: C.Bootstrap, per_forward: int) -> pl.DataFrame:
+                   boot: S.Bootstrap, per_forward: int) -> pl.DataFrame:
     """The final model's minimal circuits (`found`: (task, subset, direction, placement) ->
     edge mask, one placement) evaluated on this model's evaluation pairs of their own task
     and subset: F with its interval, random circuits of the same size, and the logit gap.

@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import polars as pl
 import torch
@@ -44,10 +43,12 @@ import torch
 from . import attribution as A
 from .corpus import sample_key
 from .graph import Graph
+from .stats import Bootstrap, f_replicates, mean_ci
 
 DIRECTIONS = ("noising", "denoising")
 PLACEMENTS = ("inside", "outside")
 ABLATIONS = ("resample", "zero", "mean")
+BOOTSTRAP = Bootstrap()  # the default: 1000 resamples, seed 0, 95%
 
 
 @dataclass(frozen=True)
@@ -269,63 +270,6 @@ def faithfulness(m: float, empty: float, full: float) -> float:
     return (m - empty) / (full - empty) if full != empty else float("nan")
 
 
-# -- uncertainty: bootstrap over pairs -----------------------------------------------------
-
-@dataclass(frozen=True)
-class Bootstrap:
-    """Seeded percentile bootstrap over evaluation pairs, resampling whole documents when
-    the pairs' documents are known (config `circuits.bootstrap`)."""
-    samples: int = 1000
-    seed: int = 0
-    level: float = 0.95
-
-    def indices(self, n: int, groups: torch.Tensor | None = None) -> torch.Tensor:
-        """[samples, n] bootstrap weights: how often each pair is in each resample (the same
-        draws for every quantity computed on one pair set, so differences between them are
-        resampled jointly). With `groups` ([n] document index per pair) documents are drawn
-        with replacement and a pair counts as often as its document was drawn: a cluster
-        bootstrap, since windows of one document are not independent."""
-        if n == 0:
-            return torch.zeros(self.samples, 0, dtype=torch.float64)
-        g = torch.Generator().manual_seed(self.seed)
-        if groups is None:
-            groups = torch.arange(n)
-        k = int(groups.max()) + 1
-        draws = torch.randint(0, k, (self.samples, k), generator=g)
-        counts = torch.zeros(self.samples, k, dtype=torch.float64)
-        counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
-        return counts[:, groups]
-
-    def interval(self, replicates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Percentile interval over the last dimension, NaN replicates (F undefined in a
-        resample) left out; NaN where every replicate is."""
-        a = (1 - self.level) / 2
-        r = replicates.double()
-        q = torch.tensor([a, 1 - a], dtype=torch.float64)
-        out = torch.nanquantile(r, q, dim=-1) if r.shape[-1] else torch.full(
-            (2, *r.shape[:-1]), math.nan, dtype=torch.float64)
-        return out[0], out[1]
-
-
-def wmean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Weighted means of x [..., n] under bootstrap weights w [R, n]: [..., R]."""
-    return (x.double() @ w.T) / w.sum(1).clamp_min(1e-12)
-
-
-def f_replicates(mc: torch.Tensor, me: torch.Tensor, mf: torch.Tensor, idx: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """F = (mean M(C) - mean M(empty)) / (mean M(full) - mean M(empty)), a ratio of means
-    over the pairs: point estimates [J] and bootstrap replicates [J, R] (idx [R, n]).
-    mc [J, n], me and mf [n]. NaN where M(full) = M(empty)."""
-    def ratio(c, e, f):
-        d = f - e
-        return torch.where(d != 0, (c - e) / torch.where(d != 0, d, 1.0), math.nan)
-
-    point = ratio(mc.mean(-1), me.mean(), mf.mean())
-    reps = ratio(wmean(mc, idx), wmean(me, idx), wmean(mf, idx))
-    return point, reps
-
-
 # -- the target band and minimal circuits ---------------------------------------------------
 
 def band(f: float | None, target: float) -> str | None:
@@ -392,7 +336,7 @@ def _nan_none(x: float) -> float | None:
 def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
           modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
           random_modes: Sequence[Mode], target: float, kind: str = "logit_diff",
-          boot: Bootstrap = Bootstrap(), per_forward: int = 16, search_width: int = 8,
+          boot: Bootstrap = BOOTSTRAP, per_forward: int = 16, search_width: int = 8,
           random_points: int | None = None) -> tuple[pl.DataFrame, dict[Mode, dict]]:
     """Faithfulness curves (with bootstrap intervals) of the top-k circuits by |score| on
     the selection and the evaluation pairs, random circuits of the same sizes (the modes
@@ -589,14 +533,9 @@ def relation(source: tuple[str, str], target: tuple[str, str]) -> str:
             (True, False): "cross-domain", (False, False): "cross-both"}[same_task, same_subset]
 
 
-def _mean_ci(x: torch.Tensor, idx: torch.Tensor, boot: Bootstrap) -> tuple[float, float, float]:
-    lo, hi = boot.interval(wmean(x, idx)[None])
-    return float(x.mean()), float(lo[0]), float(hi[0])
-
-
 def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
              circuits: dict[tuple[str, str, str, str], torch.Tensor], ablation: str,
-             seeds: Sequence[int], kind: str = "logit_diff", boot: Bootstrap = Bootstrap(),
+             seeds: Sequence[int], kind: str = "logit_diff", boot: Bootstrap = BOOTSTRAP,
              per_forward: int = 16, random_placements: Iterable[str] | None = None
              ) -> pl.DataFrame:
     """Every circuit (source task, subset, direction, placement) evaluated on every
@@ -634,8 +573,8 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
             e, f = res[ends[mode][0]].metric, res[ends[mode][1]].metric
             p, r = f_replicates(res[j].metric[None], e, f, idx)
             lo, hi = boot.interval(r)
-            ld = _mean_ci(res[j].logit_diff, idx, boot)
-            acc = _mean_ci(res[j].correct, idx, boot)
+            ld = mean_ci(res[j].logit_diff, idx, boot)
+            acc = mean_ci(res[j].correct, idx, boot)
             rand = {"random_faithfulness": None, "random_faithfulness_lo": None,
                     "random_faithfulness_hi": None}
             if seeds_:
@@ -676,239 +615,6 @@ def overlap(circuits: dict[tuple[str, str, str], torch.Tensor]) -> pl.DataFrame:
         "a_direction": pl.String, "b_task": pl.String, "b_subset": pl.String,
         "b_direction": pl.String, "a_edges": pl.Int32, "b_edges": pl.Int32,
         "shared": pl.Int32, "jaccard": pl.Float64})
-
-
-# -- claims ----------------------------------------------------------------------------------
-
-CLAIM_SCHEMA = {
-    "claim": pl.String, "semantics": pl.String, "test": pl.String, "placement": pl.String,
-    "n_pairs": pl.Int32, "estimate": pl.Float64, "estimate_lo": pl.Float64,
-    "estimate_hi": pl.Float64, "reference": pl.Float64, "reference_lo": pl.Float64,
-    "reference_hi": pl.Float64, "random_faithfulness": pl.Float64, "threshold": pl.Float64,
-    "margin": pl.Float64, "verdict": pl.String, "reason": pl.String, "evidence": pl.String,
-}
-VERDICTS = ("supported", "refuted", "insufficient evidence")
-
-
-@dataclass
-class Estimate:
-    value: float | None
-    lo: float | None
-    hi: float | None
-    n: int                    # pairs of the smallest evaluation set behind it
-    random: float | None = None
-
-    @property
-    def missing(self) -> bool:
-        return self.value is None or self.lo is None or self.hi is None
-
-
-NONE = Estimate(None, None, None, 0)
-
-
-def combine(parts: Sequence[Estimate], level: float, weights: Sequence[float] | None = None
-            ) -> Estimate:
-    """A weighted sum of independent estimates (e.g. the mean over subsets: weights 1/m).
-    A single estimate keeps its bootstrap interval; a combination gets a normal
-    approximation, each part's standard error read off its interval as
-    (hi - lo) / (2 z)."""
-    if not parts or any(p.missing for p in parts):
-        return Estimate(None, None, None, min((p.n for p in parts), default=0))
-    w = list(weights) if weights is not None else [1 / len(parts)] * len(parts)
-    rnd = [p.random for p in parts]
-    random = (None if any(r is None for r in rnd)
-              else sum(wi * r for wi, r in zip(w, rnd, strict=True)))
-    n = min(p.n for p in parts)
-    if len(parts) == 1 and w[0] == 1:
-        return Estimate(parts[0].value, parts[0].lo, parts[0].hi, n, random)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    value = sum(wi * p.value for wi, p in zip(w, parts, strict=True))
-    se = math.sqrt(sum((wi * (p.hi - p.lo) / (2 * z)) ** 2
-                       for wi, p in zip(w, parts, strict=True)))
-    return Estimate(value, value - z * se, value + z * se, n, random)
-
-
-def _cells(t: pl.DataFrame, level: float) -> Estimate:
-    """The mean faithfulness of transfer cells (one per target subset) with its interval."""
-    parts = [Estimate(_nan_none(r["faithfulness"]), _nan_none(r["faithfulness_lo"]),
-                      _nan_none(r["faithfulness_hi"]), int(r["n_pairs"]),
-                      _nan_none(r["random_faithfulness"])) for r in t.iter_rows(named=True)]
-    return combine(parts, level)
-
-
-def _fmt(e: Estimate) -> str:
-    if e.missing:
-        return "n/a"
-    return f"{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}] (n = {e.n})"
-
-
-def _threshold_verdict(e: Estimate, threshold: float, margin: float, min_pairs: int,
-                       what: str) -> tuple[str, str]:
-    """'what transfers': F >= threshold, better than random circuits by the margin."""
-    if e.missing:
-        return "insufficient evidence", f"no data for {what}"
-    if e.n < min_pairs:
-        return "insufficient evidence", f"too few pairs: n = {e.n} < {min_pairs}"
-    if e.hi < threshold:
-        return "refuted", f"{what}: upper bound {e.hi:.3f} < {threshold}"
-    if e.lo < threshold:
-        return "insufficient evidence", f"{what}: interval crosses the threshold {threshold}"
-    if e.random is not None and not e.lo > e.random + margin:
-        return "insufficient evidence", (f"{what}: circuit not better than random "
-                                         f"(lower bound {e.lo:.3f} <= random {e.random:.3f}"
-                                         f" + margin {margin})")
-    return "supported", f"{what}: lower bound {e.lo:.3f} >= {threshold}, above random"
-
-
-def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
-           main_subset: str, threshold: float, margin: float = 0.0, min_pairs: int = 20,
-           level: float = 0.95, placement: str = "outside") -> pl.DataFrame:
-    """The paper's claims (docs/study-a.md §11) checked against this run's own results.
-
-    transfer_df: `transfer`'s table (cells of `placement` are read); sizes: (task, subset,
-    direction) -> the minimal-circuit record of the paper's mode (keys k, k_lo, k_hi,
-    n_selection, n_edges, faithfulness, random_faithfulness, n_pairs); threshold: the F at
-    which a circuit counts as transferring; margin: how much a circuit must beat random
-    circuits of its size, and a difference must exceed, to count; min_pairs: fewer
-    evaluation pairs than this support no verdict.
-
-    Verdicts: `supported` when the interval clears the threshold (or margin) on the
-    claim's side and the circuit beats random ones; `refuted` when the interval lies on
-    the other side; `insufficient evidence` otherwise, with the reason (no data, too few
-    pairs, interval crosses the threshold, circuit not better than random). Directions
-    are compared by meaning (`SEMANTICS`): prevention with prevention, induction with
-    induction, whatever each task calls them."""
-    rows = []
-    t = transfer_df.filter(pl.col("placement") == placement) if transfer_df.height else \
-        transfer_df
-
-    def add(claim, meaning, test, a: Estimate, b: Estimate | None, verdict, evidence):
-        rows.append({"claim": claim, "semantics": meaning, "test": test,
-                     "placement": placement, "n_pairs": a.n if b is None else min(a.n, b.n),
-                     "estimate": a.value, "estimate_lo": a.lo, "estimate_hi": a.hi,
-                     "reference": None if b is None else b.value,
-                     "reference_lo": None if b is None else b.lo,
-                     "reference_hi": None if b is None else b.hi,
-                     "random_faithfulness": a.random, "threshold": threshold,
-                     "margin": margin, "verdict": verdict[0], "reason": verdict[1],
-                     "evidence": evidence})
-
-    def sel(**eq):
-        if not t.height:
-            return t
-        cond = pl.lit(True)
-        for k, v in eq.items():
-            cond = cond & (pl.col(k) == v)
-        return t.filter(cond)
-
-    for meaning in ("prevention", "induction"):
-        a = _cells(sel(relation="cross-task", source_task=DECISION, semantics=meaning), level)
-        b = _cells(sel(relation="cross-task", source_task=BRANCH, semantics=meaning), level)
-        va = _threshold_verdict(a, threshold, margin, min_pairs, "MD circuit on BC pairs")
-        if va[0] == "supported":
-            if b.missing or b.n < min_pairs:
-                verdict = ("insufficient evidence", "no data or too few pairs for the reverse")
-            elif b.lo >= threshold:
-                verdict = ("refuted", f"the reverse also transfers: BC circuit on MD pairs, "
-                                      f"lower bound {b.lo:.3f} >= {threshold}")
-            elif b.hi >= threshold:
-                verdict = ("insufficient evidence", "the reverse's interval crosses the "
-                                                    f"threshold {threshold}")
-            else:
-                verdict = ("supported", va[1] + f"; reverse upper bound {b.hi:.3f} < "
-                                                 f"{threshold}")
-        else:
-            verdict = va
-        add("Memorization Decision circuits also work on Branch Comparison, not the reverse",
-            meaning, f"F(MD circuit on BC pairs) >= {threshold} > F(BC circuit on MD pairs),"
-            f" same subset, same meaning ({meaning}), mean over subsets", a, b, verdict,
-            f"MD->BC = {_fmt(a)}, BC->MD = {_fmt(b)}, random at the same size = "
-            + ("n/a" if a.random is None else f"{a.random:.3f}"))
-
-    dom = {}
-    for meaning in ("prevention", "induction"):
-        d = sel(source_task=BRANCH, target_task=BRANCH, source_subset=main_subset,
-                semantics=meaning)
-        own = _cells(d.filter(pl.col("relation") == "in-domain") if d.height else d, level)
-        other = _cells(d.filter(pl.col("relation") == "cross-domain") if d.height else d,
-                       level)
-        dom[meaning] = (own, other)
-    own, other = dom["prevention"]
-    add("Memorization prevention transfers across domains", "prevention",
-        f"F of the {main_subset} Branch Comparison circuit (noising = prevention) on the "
-        f"other subsets >= {threshold}, better than random by {margin}", other, None,
-        _threshold_verdict(other, threshold, margin, min_pairs, "cross-domain prevention"),
-        f"in-domain = {_fmt(own)}, cross-domain = {_fmt(other)}")
-
-    (oi, xi), (op, xp) = dom["induction"], dom["prevention"]
-    drop = combine([oi, xi, op, xp], level, [1, -1, -1, 1])
-    drop.random = None
-    if drop.missing:
-        verdict = ("insufficient evidence", "no data for a drop")
-    elif drop.n < min_pairs:
-        verdict = ("insufficient evidence", f"too few pairs: n = {drop.n} < {min_pairs}")
-    elif drop.lo > margin:
-        verdict = ("supported", f"difference of drops > margin {margin} (lower bound "
-                                f"{drop.lo:.3f})")
-    elif drop.hi <= margin:
-        verdict = ("refuted", f"difference of drops <= margin {margin} (upper bound "
-                              f"{drop.hi:.3f})")
-    else:
-        verdict = ("insufficient evidence", f"interval crosses the margin {margin}")
-    add("Induction (de-noising in Branch Comparison) is more context-dependent than "
-        "prevention", "both",
-        f"(F in-domain - F cross-domain) of induction minus that of prevention > {margin}"
-        " (Branch Comparison circuits; normal approximation from the cells' intervals)",
-        drop, None, verdict, f"induction: in-domain {_fmt(oi)}, cross-domain {_fmt(xi)}; "
-        f"prevention: in-domain {_fmt(op)}, cross-domain {_fmt(xp)}")
-
-    for meaning in ("prevention", "induction"):
-        recs = {task: sizes.get((task, main_subset, direction_for(task, meaning)))
-                for task in (BRANCH, DECISION)}
-
-        def size(rec):
-            if rec is None or rec.get("k") is None or rec.get("k_lo") is None:
-                return NONE
-            return Estimate(float(rec["k"]), rec["k_lo"], rec["k_hi"],
-                            int(rec.get("n_selection", 0)), rec.get("random_faithfulness"))
-
-        bc, md = size(recs[BRANCH]), size(recs[DECISION])
-        if bc.missing or md.missing:
-            verdict = ("insufficient evidence", "no circuit in the target band for "
-                       + " and ".join(t_ for t_ in (BRANCH, DECISION)
-                                      if size(recs[t_]).missing))
-        elif min(bc.n, md.n) < min_pairs:
-            verdict = ("insufficient evidence",
-                       f"too few selection pairs: n = {min(bc.n, md.n)} < {min_pairs}")
-        else:
-            weak = [t_ for t_ in (BRANCH, DECISION)
-                    if (recs[t_].get("faithfulness_lo") is None
-                        or recs[t_].get("random_faithfulness") is None
-                        or not recs[t_]["faithfulness_lo"]
-                        > recs[t_]["random_faithfulness"] + margin)]
-            if weak:
-                verdict = ("insufficient evidence", "circuit not better than random on the "
-                           "evaluation pairs: " + ", ".join(weak))
-            elif bc.hi < md.lo:
-                verdict = ("supported", "BC size interval below MD's")
-            elif bc.lo >= md.hi:
-                verdict = ("refuted", "BC size interval at or above MD's")
-            else:
-                verdict = ("insufficient evidence", "size intervals overlap")
-
-        def desc(rec):
-            if rec is None or rec.get("k") is None:
-                return "n/a"
-            return (f"{rec['k']} edges ({100 * rec['k'] / rec['n_edges']:.2f}%), "
-                    f"[{rec['k_lo']}, {rec['k_hi']}], F(eval) = "
-                    f"{rec.get('faithfulness')}, random {rec.get('random_faithfulness')}")
-
-        add("Branch Comparison circuits are smaller than Memorization Decision circuits "
-            "(GPT-Neo-125M: 14 vs 141 edges)", meaning,
-            f"minimal sizes on {main_subset} ({meaning}; chosen on the selection pairs, "
-            f"bootstrap intervals): BC < MD", bc, md, verdict,
-            f"BC = {desc(recs[BRANCH])}; MD = {desc(recs[DECISION])}")
-    return pl.DataFrame(rows, schema=CLAIM_SCHEMA)
 
 
 def main_circuits(graph: Graph, records: Sequence[dict], ablation: str,

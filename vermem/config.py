@@ -176,8 +176,6 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
                               "does not divide width")
     if config.get("dynamics"):
         check_dynamics(config)
-    from .checkpoints import check as check_checkpoints
-
     check_checkpoints(config)
 
 
@@ -200,3 +198,81 @@ def check_dynamics(config: Mapping[str, Any]) -> None:
     if late:
         raise ConfigError(f"config error at dynamics.q2.epochs: {late} after the last "
                           f"epoch (dynamics.training.epochs = {dyn['training']['epochs']})")
+
+
+# -- the checkpoint axis: names and steps (vermem.checkpoints runs the axis) -------------
+
+FINAL = "final"  # the path name of the final model's point on the axis
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def organism_names(n: int) -> list[str]:
+    """Names of the organism's n - 1 saved snapshots at k/n of training (k < n; the n-th
+    point is the final model): 't{round(100 k / n)}'."""
+    return [f"t{round(100 * k / n)}" for k in range(1, n)]
+
+
+def organism_steps(total: int, n: int) -> list[int]:
+    """Training steps (completed) of those snapshots, evenly spaced over `total` steps."""
+    return [round(k * total / n) for k in range(1, n)]
+
+
+def step_of(name: str | None) -> int | None:
+    """The training step a revision or folder name carries: its last integer
+    ('step1000' -> 1000); None without one."""
+    found = re.findall(r"\d+", name or "")
+    return int(found[-1]) if found else None
+
+
+def final_step(config: Mapping[str, Any], model: str) -> int | None:
+    """The final model's training step when the config tells it (the organism's is in its
+    record): `final_step`, else the step in its revision."""
+    spec = config["models"][model]
+    return spec.get("final_step", step_of(spec.get("revision")))
+
+
+def check_checkpoints(config: Mapping[str, Any]) -> None:
+    """Cross-key checks of the checkpoint axis. Raises ConfigError naming the key."""
+    ck = config.get("checkpoints")
+    for model, spec in config["models"].items():
+        where = f"config error at models.{model}.checkpoints"
+        names = spec.get("checkpoints")
+        if names is None:
+            continue
+        if not ck:
+            raise ConfigError(f"{where}: listed, but the top-level checkpoints section is null "
+                              f"(set it to study them)")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}: {names} lists a checkpoint twice")
+        for name in names:
+            if name == FINAL or not NAME.match(name):
+                raise ConfigError(f"{where}: bad name {name!r} (a revision or folder name of "
+                                  f"letters, digits, '.', '_', '-'; not {FINAL!r})")
+        if spec["source"] == "organism":
+            saved = organism_names(config["organism"]["checkpoints"])
+            unknown = [n for n in names if n not in saved]
+            if unknown:
+                raise ConfigError(f"{where}: {unknown} are not saved by the organism "
+                                  f"(organism.checkpoints = {config['organism']['checkpoints']} "
+                                  f"saves {saved})")
+            continue
+        if spec.get("revision") in names:
+            raise ConfigError(f"{where}: {spec['revision']!r} is the model's own revision, the "
+                              f"final point of the axis; list only earlier checkpoints")
+        unnumbered = [n for n in names if step_of(n) is None]
+        if unnumbered:
+            raise ConfigError(f"{where}: {unnumbered} carry no training step (a checkpoint is "
+                              f"named by its step, e.g. step1000)")
+        last = final_step(config, model)
+        if last is None:
+            raise ConfigError(f"config error at models.{model}.final_step: the final model's "
+                              f"training step is needed to place it after its checkpoints "
+                              f"(its revision {spec.get('revision', 'main')!r} names none)")
+        late = [n for n in names if step_of(n) >= last]
+        if late:
+            raise ConfigError(f"{where}: {late} are not before the final model's step {last}")
+    if ck and ck.get("subsets"):
+        unknown = [s for s in ck["subsets"] if s not in config["corpus"]["subsets"]]
+        if unknown:
+            raise ConfigError(f"config error at checkpoints.subsets: {unknown} are not in "
+                              f"corpus.subsets {config['corpus']['subsets']}")

@@ -29,6 +29,7 @@ import polars as pl
 import torch
 
 from .errors import VermemError
+from .stats import censored_median, wilson
 
 LETTERS = _string.ascii_lowercase
 CONDITIONS = ("kept", "local", "shuffled", "resampled", "replaced")
@@ -469,52 +470,6 @@ def detect_phases(acc: Sequence[float], loss: Sequence[float], h: float, guess: 
                f"loss {loss[start]:.3f} at epoch {start})")
         return Phases(None, start, done, NO_GUESSING, why)
     return Phases(reached, start, done)
-
-
-def censored_median(times: Sequence[int | None], horizon: int, level: float = 0.95
-                    ) -> dict[str, Any]:
-    """Median epochs to memorize with never-memorized strings (None) censored at `horizon`.
-
-    Every string is censored at the same epoch (the end of training), so the Kaplan-Meier
-    estimate equals the empirical distribution with the censored strings counted as
-    '> horizon'. The median is the smallest epoch by which at least half of the strings are
-    memorized; None with `median_censored` True when fewer than half ever are. The interval
-    is the distribution-free one from order statistics (binomial(n, 1/2)) with coverage of
-    at least `level`; None where n is too small for one (n < 6 at 95%) or where its upper
-    end is censored (then `hi_censored`)."""
-    n = len(times)
-    t = sorted(math.inf if v is None else float(v) for v in times)
-    out: dict[str, Any] = {"n": n, "memorized": sum(v is not None for v in times),
-                           "horizon": horizon, "median": None, "median_censored": False,
-                           "lo": None, "hi": None, "hi_censored": False}
-    if not n:
-        return out
-    m = t[math.ceil(n / 2) - 1]
-    out["median"], out["median_censored"] = (None, True) if math.isinf(m) else (m, False)
-    # the largest j with P(B <= j - 1) <= alpha / 2: then [t_(j), t_(n+1-j)] covers >= level
-    alpha = 1 - level
-    j = max((j for j in range(1, n // 2 + 1) if _binom_half_cdf(j - 1, n) <= alpha / 2),
-            default=None)
-    if j is not None:
-        lo, hi = t[j - 1], t[n - j]
-        out["lo"] = None if math.isinf(lo) else lo
-        out["hi"], out["hi_censored"] = (None, True) if math.isinf(hi) else (hi, False)
-    return out
-
-
-def _binom_half_cdf(k: int, n: int) -> float:
-    """P(B <= k) for B ~ binomial(n, 1/2)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-
-
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None]:
-    """Wilson score interval of a proportion k / n (None, None when n = 0)."""
-    if not n:
-        return None, None
-    p = k / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    d = 1 + z * z / n
-    return max(0.0, (centre - half) / d), min(1.0, (centre + half) / d)
 
 
 def epoch_curves(per_position: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
