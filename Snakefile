@@ -30,7 +30,7 @@ include: "rules/dynamics.smk"
 wildcard_constraints:
     model="|".join(MODELS),
     subset="|".join(SUBSETS),
-    task="branch_comparison|memorization_decision",
+    task="|".join(TASKS),
     metric="logit_diff|wrong_logit|answer_logprob",
 
 

@@ -79,7 +79,7 @@ use rule circuit as checkpoint_circuit with:
         curve="results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/curve.parquet",
         minimal="results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/minimal.json",
     params:
-        config=ckpt_circuit_config(),
+        config=main_mode_circuit_config(),
     priority: OFF_PATH
     group:
         "ckpt-circuits-{model}-{ckpt}"

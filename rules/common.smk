@@ -9,6 +9,7 @@ from vermem.config import check, expand_shards, load_schema, slugify, standin_sh
 from vermem.errors import VermemError
 from vermem.models import check_models
 from vermem import checkpoints as _ck
+from vermem import contrastive as _pairs
 
 
 try:
@@ -53,11 +54,19 @@ def candidates_per_subset():
     return None if n is None else int(n * config["corpus"]["candidate_factor"])
 
 
+# the tasks of the pair sets: the memorization tasks, then (contrastive.controls) each one's
+# control, the same construction on non-memorized text (vermem.contrastive.control_task)
+BASE_TASKS = list(config["attribution"]["tasks"])
+CONTROL_TASKS = ([_pairs.control_task(t) for t in BASE_TASKS]
+                 if config["contrastive"].get("controls", True) else [])
+TASKS = BASE_TASKS + CONTROL_TASKS
+
+
 def attribution_targets(models):
-    """Every attribution file: per model, task, subset and metric."""
+    """Every attribution file: per model, task (controls included), subset and metric."""
     a = config["attribution"]
     return expand("results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
-                  model=models, task=a["tasks"], subset=SUBSETS, metric=a["metrics"])
+                  model=models, task=TASKS, subset=SUBSETS, metric=a["metrics"])
 
 
 def circuits_keys(*keys):
@@ -65,12 +74,13 @@ def circuits_keys(*keys):
     return {k: config["circuits"][k] for k in keys}
 
 
-def circuit_files(name):
-    """One file per task and subset of a model's circuits (an input function)."""
+def circuit_files(name, tasks=None):
+    """One file per task (default: the memorization tasks) and subset of a model's circuits
+    (an input function)."""
 
     def files(wildcards):
         return expand("results/circuits/{model}/{task}/{subset}/{name}", model=wildcards.model,
-                      task=config["attribution"]["tasks"], subset=SUBSETS, name=name)
+                      task=BASE_TASKS if tasks is None else tasks, subset=SUBSETS, name=name)
 
     return files
 
@@ -94,9 +104,9 @@ def point_record(wc):
     return f"results/models/{wc.model}/checkpoints/{wc.ckpt}/model.json"
 
 
-def ckpt_circuit_config():
-    """The circuit rule's config at checkpoints: the main mode only (both directions),
-    random circuits at the minimal size only."""
+def main_mode_circuit_config():
+    """The circuit rule's config at checkpoints and for control tasks: the main mode only
+    (both directions), random circuits at the minimal size only."""
     c = circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
                       "random_seeds", "random_points", "batch_size", "circuits_per_forward",
                       "search_width", "bootstrap", "max_pairs")

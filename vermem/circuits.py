@@ -41,6 +41,7 @@ import polars as pl
 import torch
 
 from . import attribution as A
+from .contrastive import base_task
 from .corpus import sample_key
 from .graph import Graph
 from .stats import Bootstrap, f_replicates, mean_ci
@@ -501,7 +502,9 @@ SEMANTICS = {(BRANCH, "noising"): "prevention", (BRANCH, "denoising"): "inductio
 
 
 def semantics(task: str, direction: str) -> str:
-    return SEMANTICS.get((task, direction), direction)
+    """prevention / induction: what `direction` does on `task` (a control task: on the task it
+    mirrors)."""
+    return SEMANTICS.get((base_task(task), direction), direction)
 
 
 def direction_for(task: str, meaning: str) -> str:
