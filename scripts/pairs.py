@@ -12,7 +12,8 @@ with rule(snakemake) as log:
     labels = pl.read_parquet(snakemake.input.labels)
     docs = pl.read_parquet(snakemake.input.candidates, columns=["doc_id", "subset"])
     pairs, summary = contrastive.build(model, labels, pl.read_parquet(snakemake.input.divergence),
-                                       docs, p.batch_size, p.seed, p.split, p.same_subset)
+                                       docs, p.batch_size, p.seed, p.split, p.same_subset,
+                                       p.config.get("controls", True))
     io.write_parquet(pairs, snakemake.output.table,
                      io.provenance(p.config, model=record["name"], revision=record["revision"]))
     io.write_json(summary, snakemake.output.summary)

@@ -11,6 +11,21 @@ full[:d] (so g[0] is the model's token at position d).
   token after c[:d], is h's true token at d. answer = the model's greedy token after h[:d],
   wrong = that target.
 
+Controls (`controls`): the same two constructions on text the model has NOT memorized, so
+that a circuit's faithfulness can be told apart from what any next-token prediction needs.
+The pool is the samples labelled non-memorized whose document was seen at most once
+(unseen or seen once; every non-memorized sample where duplicate counts are unknown). Each
+memorized pair is matched, within its subset and document part, by a pool sample on which
+the model's greedy token at the same position d differs from the text (teacher-forced), so
+the control's d follows the memorized pairs' distribution exactly:
+- Branch Comparison control: clean = x[:d] + x[d], corrupt = x[:d] + g[0], answer = x[d+1],
+  wrong = g[1], with g the greedy continuation of x[:d] (the construction above);
+- Memorization Decision control: h = that pool sample, c = the most similar non-memorized
+  sample of another document (same part) whose token and greedy token at d are h's true
+  token (the construction above, with two non-memorized starts).
+A match that the construction drops is replaced by the next candidate (at most
+`CONTROL_CANDIDATES` per memorized pair); an unmatched pair is counted by reason.
+
 Every dropped sample is counted by reason; every pair keeps the logit difference of its
 clean and corrupt runs, and a pair whose clean run does not prefer the answer (or whose
 corrupt run does not prefer the wrong token) is flagged, not removed.
@@ -212,6 +227,160 @@ def logit_diffs(model, pairs: pl.DataFrame, batch_size: int) -> pl.DataFrame:
     )
 
 
+# -- controls: the same constructions on non-memorized text ----------------------------------
+
+CONTROL_CANDIDATES = 4  # pool samples tried per memorized pair before it counts as unmatched
+
+
+def control_pool(labels: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Non-memorized samples of documents seen at most once (doc_id, offset, subset, full),
+    spread over documents: one seeded window of every document, then a second, ..."""
+    q = labels.filter(pl.col("label") == "non-memorized")
+    if "dup_count" in q.columns:
+        q = q.filter(pl.col("dup_count").is_null() | (pl.col("dup_count") <= 1))
+    q = q.select("doc_id", "offset", "subset",
+                 pl.concat_list("prefix", "continuation").alias("full"))
+    keyed = q.with_columns(
+        pl.Series("_doc", [sample_key(seed, f"control:{d}") for d in q["doc_id"]],
+                  dtype=pl.Int64),
+        pl.Series("_win", [sample_key(seed, f"control:{d}:{o}")
+                           for d, o in zip(q["doc_id"], q["offset"], strict=True)],
+                  dtype=pl.Int64))
+    keyed = keyed.with_columns(pl.col("_win").rank("ordinal").over("doc_id").alias("_r"))
+    return keyed.sort("_r", "_doc", "_win").drop("_doc", "_win", "_r")
+
+
+@torch.no_grad()
+def teacher_forced(model, fulls: Sequence[Sequence[int]], batch_size: int) -> torch.Tensor:
+    """Greedy token after every prefix of equal-length sequences: [N, T], where [:, t-1]
+    follows full[:t]."""
+    dev = next(model.parameters()).device
+    if not fulls:
+        return torch.zeros(0, 0, dtype=torch.long)
+    x = torch.tensor(list(fulls), dtype=torch.long)
+    return torch.cat([model(input_ids=x[i: i + batch_size].to(dev)).logits.argmax(-1).cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def next_tokens(model, prompts: Sequence[Sequence[int]], batch_size: int) -> list[int]:
+    """The model's greedy token after each prompt (prompts of one length batch unpadded)."""
+    dev = next(model.parameters()).device
+    out = [0] * len(prompts)
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_len.setdefault(len(p), []).append(i)
+    for idx in by_len.values():
+        for j in range(0, len(idx), batch_size):
+            chunk = idx[j: j + batch_size]
+            x = torch.tensor([list(prompts[i]) for i in chunk], dtype=torch.long, device=dev)
+            for i, t in zip(chunk, model(input_ids=x).logits[:, -1].argmax(-1).tolist(),
+                            strict=True):
+                out[i] = int(t)
+    return out
+
+
+def match_positions(targets: Sequence[int], fulls: Sequence[Sequence[int]],
+                    pred: torch.Tensor, per_target: int) -> list[list[int]]:
+    """For each target position d (in order), up to `per_target` pool rows (in pool order,
+    each used once) on which the greedy token after full[:d] differs from full[d] and
+    full[d + 1] exists. pred: `teacher_forced` of the pool. -> candidate rows per target."""
+    out: list[list[int]] = [[] for _ in targets]
+    want: dict[int, list[int]] = {}
+    for i, d in enumerate(targets):
+        want.setdefault(d, []).append(i)
+    # fill round by round: every target gets its first candidate before any its second
+    queue = {d: [i for _ in range(per_target) for i in idx] for d, idx in want.items()}
+    for row, full in enumerate(fulls):
+        if not queue:
+            break
+        T = len(full)
+        miss = [d for d in queue if 1 <= d < T - 1 and int(pred[row, d - 1]) != full[d]]
+        if not miss:
+            continue
+        d = max(miss, key=lambda v: (len(queue[v]), -v))  # the most wanted position
+        out[queue[d].pop(0)].append(row)
+        if not queue[d]:
+            del queue[d]
+    return out
+
+
+def _first_per_target(pairs: pl.DataFrame, cand: pl.DataFrame) -> pl.DataFrame:
+    """Of the constructed pairs, the first candidate's pair for each target."""
+    if not pairs.height:
+        return pairs
+    keyed = pairs.join(cand.select("doc_id", "offset", "_target", "_rank"),
+                       on=["doc_id", "offset"], how="left")
+    return (keyed.sort("_target", "_rank").unique("_target", keep="first", maintain_order=True)
+            .drop("_target", "_rank"))
+
+
+def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
+                  nonmem: pl.DataFrame, parts: Mapping[str, str], batch_size: int, seed: int,
+                  same_subset: bool = True) -> tuple[pl.DataFrame, Counter]:
+    """Control pairs of both tasks, one per memorized pair where the pool allows (see the
+    module docstring). memorized: the memorized pairs (task, subset, doc_id, d); labels: the
+    labels table (the pool); nonmem: non-memorized rows (doc_id, offset, subset, full), the
+    Memorization Decision candidates as for memorized pairs. -> (pairs with tasks
+    `control_task(...)`, drops by (subset, reason), counted per task under the control
+    task's name)."""
+    pool = control_pool(labels, seed)
+    fulls = pool["full"].to_list()
+    pred = teacher_forced(model, fulls, batch_size)
+    pool_part = [parts.get(d) for d in pool["doc_id"]]
+    out, drops = [], Counter()
+    used: set[int] = set()  # a pool sample serves one control pair of one task
+    schema = {"doc_id": pl.String, "offset": pl.Int32, "subset": pl.String,
+              "full": pl.List(pl.Int32), "d": pl.Int32, "g0": pl.Int32, "_target": pl.Int64,
+              "_rank": pl.Int64}
+    for task in (BRANCH, DECISION):
+        ctl = control_task(task)
+        mem = memorized.filter(pl.col("task") == task).with_columns(
+            pl.col("doc_id").replace_strict(parts, default=None, return_dtype=pl.String)
+            .alias("_part"))
+        rows, target_subset = [], []
+        for (subset, part), g in sorted(mem.group_by("subset", "_part"),
+                                        key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            sel = [i for i, (s, p) in enumerate(zip(pool["subset"], pool_part, strict=True))
+                   if s == subset and p == part and i not in used]
+            targets = g.sort("doc_id", "offset", "answer")["d"].to_list()
+            cands = (match_positions(targets, [fulls[i] for i in sel], pred[sel],
+                                     CONTROL_CANDIDATES) if sel else [[] for _ in targets])
+            for t, cs in enumerate(cands):
+                tid = len(target_subset)
+                target_subset.append(subset)
+                if not cs:
+                    drops[ctl, subset, "no non-memorized sample with a greedy miss at d"] += 1
+                for rank, j in enumerate(cs):
+                    i = sel[j]
+                    used.add(i)
+                    rows.append({"doc_id": pool["doc_id"][i], "offset": pool["offset"][i],
+                                 "subset": subset, "full": fulls[i], "d": targets[t],
+                                 "g0": int(pred[i, targets[t] - 1]), "_target": tid,
+                                 "_rank": rank})
+        cand = pl.DataFrame(rows, schema=schema)
+        if task == BRANCH:
+            g1 = next_tokens(model, [f[:d] + [g0] for f, d, g0 in
+                                     zip(cand["full"].to_list(), cand["d"], cand["g0"],
+                                         strict=True)],
+                             batch_size)
+            made, _ = branch_pairs(cand.with_columns(pl.Series(
+                "generation", [[a, b] for a, b in zip(cand["g0"], g1, strict=True)],
+                dtype=pl.List(pl.Int32))))
+        else:
+            made, _ = decision_pairs(model, cand, nonmem, batch_size, same_subset, parts)
+        # the construction's own drops are per candidate; per memorized pair it is this:
+        made = _first_per_target(made, cand)
+        tried = set(cand["_target"].to_list())
+        got = set(cand.join(made.select("doc_id", "offset"), on=["doc_id", "offset"])
+                  ["_target"].to_list())
+        for t in sorted(tried - got):
+            drops[ctl, target_subset[t], "every candidate dropped by the construction"] += 1
+        out.append(made.with_columns(pl.lit(ctl).alias("task")))
+    pairs = pl.concat(out) if out else pl.DataFrame(schema=PAIR_SCHEMA)
+    return pairs.select(list(PAIR_SCHEMA)), drops
+
+
 def part_key(seed: int, doc_id: str) -> int:
     """A seeded hash of a document id that ranks documents for the split (salted, so it is
     independent of the corpus sampling key)."""
@@ -259,19 +428,30 @@ def split(pairs: pl.DataFrame, parts: Mapping[str, str]) -> pl.DataFrame:
 
 def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
           batch_size: int, seed: int, fractions: Mapping[str, float],
-          same_subset: bool) -> tuple[pl.DataFrame, dict]:
+          same_subset: bool, controls: bool = True) -> tuple[pl.DataFrame, dict]:
     """Both pair sets from the labels and divergence tables, split by document (`docs`:
     doc_id, subset of the corpus candidates), with a summary of pair and document counts
-    per part, ordering checks and drop reasons per task and subset."""
+    per part, ordering checks and drop reasons per task and subset; with `controls`, the
+    control pair sets of both tasks too (`control_pairs`), counted the same way."""
     parts = document_parts(docs, seed, fractions)
     nonmem = (labels.filter(pl.col("label") == "non-memorized")
               .select("doc_id", "offset", "subset",
                       pl.concat_list("prefix", "continuation").alias("full")))
     bc, bc_drops = branch_pairs(div)
     md, md_drops = decision_pairs(model, div, nonmem, batch_size, same_subset, parts)
-    pairs = split(logit_diffs(model, pl.concat([bc, md]), batch_size), parts)
+    drops_of = {BRANCH: bc_drops, DECISION: md_drops}
+    sets = [bc, md]
+    if controls:
+        ctl, ctl_drops = control_pairs(model, pl.concat([bc, md]), labels, nonmem, parts,
+                                       batch_size, seed, same_subset)
+        sets.append(ctl)
+        for task in (BRANCH, DECISION):
+            drops_of[control_task(task)] = Counter(
+                {(s, why): n for (t, s, why), n in ctl_drops.items()
+                 if t == control_task(task)})
+    pairs = split(logit_diffs(model, pl.concat(sets), batch_size), parts)
     summary: dict = {"split": {"seed": seed, "fractions": dict(fractions), "documents": {}},
-                     "divergence": {}, BRANCH: {}, DECISION: {}}
+                     "divergence": {}, **{task: {} for task in drops_of}}
     pool = docs.unique("doc_id").with_columns(
         pl.col("doc_id").replace_strict(parts, return_dtype=pl.String).alias("part"))
     for (subset,), g in sorted(pool.group_by("subset"), key=lambda kv: kv[0]):
@@ -283,7 +463,7 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
         summary["divergence"][subset] = {"memorized": g.height,
                                          "memorized_documents": g["doc_id"].n_unique(),
                                          "with_divergence": int(g["d"].is_not_null().sum())}
-    for task, drops in ((BRANCH, bc_drops), (DECISION, md_drops)):
+    for task, drops in drops_of.items():
         for subset in subsets:
             g = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset))
             summary[task][subset] = {
@@ -293,7 +473,11 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
                               for p in PARTS},
                 "clean_not_preferring_answer": int((~g["clean_prefers_answer"]).sum()),
                 "corrupt_not_preferring_wrong": int((~g["corrupt_prefers_wrong"]).sum()),
+                "d_mean": g["d"].mean(), "d_median": g["d"].median(),
                 "dropped": {reason: n for (s, reason), n in sorted(drops.items())
                             if s == subset},
             }
+            if is_control(task):  # what it was matched to
+                summary[task][subset]["memorized_pairs"] = summary[base_task(task)][subset][
+                    "pairs"]
     return pairs, summary
