@@ -44,12 +44,17 @@ rule circuit_transfer:
         model="results/models/{model}/model.json",
         pairs="results/pairs/{model}.parquet",
         minimal=circuit_files("minimal.json"),
+        scores=ranking_scores(BASE_TASKS)[0],
     output:
         transfer="results/circuits/{model}/transfer.parquet",
+        replicates="results/circuits/{model}/transfer.replicates.safetensors",
+        matched="results/circuits/{model}/transfer_matched.parquet",
+        matched_replicates="results/circuits/{model}/transfer_matched.replicates.safetensors",
         overlap="results/circuits/{model}/overlap.parquet",
     params:
         device=config["device"],
-        config=circuits_keys("metric", "main", "random_seeds", "batch_size",
+        score_keys=ranking_scores(BASE_TASKS)[1],
+        config=circuits_keys("metric", "main", "random_seeds", "batch_size", "curve_points",
                              "circuits_per_forward", "bootstrap", "max_pairs"),
         seed=config["seed"],
     priority: MAIN_PATH
@@ -65,15 +70,59 @@ rule circuit_transfer:
         "../scripts/circuit_transfer.py"
 
 
+rule circuit_specificity:
+    input:
+        model="results/models/{model}/model.json",
+        pairs="results/pairs/{model}.parquet",
+        minimal=circuit_files("minimal.json"),
+        control_minimal=circuit_files("minimal.json", CONTROL_TASKS),
+        scores=ranking_scores(TASKS)[0],
+    output:
+        table="results/circuits/{model}/specificity.parquet",
+        curves="results/circuits/{model}/specificity_curves.parquet",
+        replicates="results/circuits/{model}/specificity.replicates.safetensors",
+    params:
+        device=config["device"],
+        main_subset=config["corpus"]["main_subset"],
+        score_keys=ranking_scores(TASKS)[1],
+        config=circuits_keys("metric", "main", "curve_points", "random_seeds", "batch_size",
+                             "circuits_per_forward", "bootstrap", "max_pairs"),
+        seed=config["seed"],
+    priority: MAIN_PATH
+    threads: 1
+    retries: RETRIES
+    resources:
+        **gpu_resources("circuit_transfer"),
+    log:
+        "logs/circuits/{model}/specificity.log",
+    conda:
+        ENV
+    script:
+        "../scripts/circuit_specificity.py"
+
+
 localrules:
     circuit_claims,
     figure_faithfulness,
     figure_transfer,
 
 
+def claims_inputs(wc):
+    """The transfer tables with their replicates, the minimal circuits, and the controls'
+    specificity table when the controls are on."""
+    base = f"results/circuits/{wc.model}"
+    out = {"transfer": f"{base}/transfer.parquet",
+           "transfer_replicates": f"{base}/transfer.replicates.safetensors",
+           "matched": f"{base}/transfer_matched.parquet",
+           "matched_replicates": f"{base}/transfer_matched.replicates.safetensors"}
+    if CONTROL_TASKS:
+        out["specificity"] = f"{base}/specificity.parquet"
+    return out
+
+
 rule circuit_claims:
     input:
-        transfer="results/circuits/{model}/transfer.parquet",
+        unpack(claims_inputs),
         minimal=circuit_files("minimal.json"),
     output:
         table="results/circuits/{model}/claims.parquet",

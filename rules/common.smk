@@ -85,6 +85,17 @@ def circuit_files(name, tasks=None):
     return files
 
 
+def ranking_scores(tasks):
+    """(input function, params) of the ranking attribution of `tasks` x every subset."""
+    keys = [(t, s) for t in tasks for s in SUBSETS]
+
+    def files(wc):
+        return [f"results/attribution/{wc.model}/{t}/{s}/{config['circuits']['rank_by']}"
+                ".safetensors" for t, s in keys]
+
+    return files, [{"task": t, "subset": SUBSETS[s]} for t, s in keys]
+
+
 # -- the checkpoint axis (rules/checkpoints.smk, docs/study-a.md §12)
 CKPTS = {m: _ck.listed(config, m) for m in MODELS}
 CKPT_MODELS = [m for m in MODELS if CKPTS[m]]

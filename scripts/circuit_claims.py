@@ -1,22 +1,28 @@
 """Rule circuit_claims: the paper's claims (docs/study-a.md §11) against this run's own numbers,
-each with n, intervals, random circuits of the same size and a three-way verdict."""
+each with n, intervals (combined cells: from the joint bootstrap's replicates), random
+circuits of the same size and a three-way verdict; and, with the controls, whether each
+memorization circuit is specific to memorization."""
 
 import polars as pl
 from _rule import rule
 
-from vermem import claims, io
+from vermem import claims, io, stats
 
 with rule(snakemake) as log:
     p = snakemake.params
     cfg = p.config
     main = cfg["main"]
+    inp = snakemake.input
     sizes = {(rec["task"], rec["subset"], c["direction"]): c
-             for rec in map(io.read_json, snakemake.input.minimal) for c in rec["circuits"]
+             for rec in map(io.read_json, inp.minimal) for c in rec["circuits"]
              if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])}
-    table = claims.claims(pl.read_parquet(snakemake.input.transfer), sizes, p.main_subset,
-                          cfg["claims"]["transfer_threshold"], cfg["claims"]["margin"],
-                          cfg["claims"]["min_pairs"], cfg["bootstrap"]["level"],
-                          main["placement"])
+    spec = pl.read_parquet(inp.specificity) if "specificity" in inp.keys() else None
+    table = claims.claims(
+        pl.read_parquet(inp.transfer), sizes, p.main_subset, cfg["claims"]["transfer_threshold"],
+        cfg["claims"]["margin"], cfg["claims"]["min_pairs"], cfg["bootstrap"]["level"],
+        main["placement"], transfer_reps=stats.load_replicates(inp.transfer_replicates)[0][:, 0],
+        matched=pl.read_parquet(inp.matched),
+        matched_reps=stats.load_replicates(inp.matched_replicates)[0][:, 0], specificity=spec)
     io.write_parquet(table, snakemake.output.table,
                      io.provenance(cfg, model=snakemake.wildcards.model))
     with io.atomic_path(snakemake.output.csv) as tmp:

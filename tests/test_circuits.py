@@ -334,9 +334,21 @@ def sizes_for(bc=(14, 10, 20), md=(141, 100, 200), n=25, f_lo=0.8, rnd=0.1):
     return out
 
 
+def replicates_of(t, R=400):
+    """Replicates for each cell whose 2.5% and 97.5% quantiles are the cell's interval
+    (normal shape, the same standard normal draws for every cell: perfectly correlated)."""
+    z = torch.distributions.Normal(0.0, 1.0).icdf(
+        (torch.arange(R, dtype=torch.float64) + 0.5) / R)
+    z = z / float(torch.quantile(z, 0.975))
+    mid = (t["faithfulness_lo"].fill_null(0) + t["faithfulness_hi"].fill_null(0)) / 2
+    half = (t["faithfulness_hi"].fill_null(0) - t["faithfulness_lo"].fill_null(0)) / 2
+    return (torch.tensor(mid.to_list(), dtype=torch.float64)[:, None]
+            + torch.tensor(half.to_list(), dtype=torch.float64)[:, None] * z[None])
+
+
 def verdicts(t, sizes, **kw):
     out = CL.claims(t, sizes, "main", threshold=0.5, margin=kw.pop("margin", 0.05),
-                   min_pairs=20, **kw)
+                    min_pairs=20, transfer_reps=replicates_of(t), **kw)
     assert set(out["verdict"]) <= set(CL.VERDICTS)
     assert out["reason"].is_not_null().all()
     return {(" ".join(r["claim"].split()[:2]), r["semantics"]): (r["verdict"], r["reason"])
@@ -437,3 +449,37 @@ def test_spread_takes_one_pair_per_document_first():
     assert C.spread(pairs.reverse(), 4, 0).sort("doc_id", "offset").equals(
         got.sort("doc_id", "offset"))  # independent of row order
     assert C.spread(pairs, None).height == 15 and C.spread(pairs, 99).height == 15
+
+
+def test_size_matched_transfer_compares_rankings_at_the_same_k(setup):
+    model, g, ev, _ = setup
+    if model.config.model_type != "gpt_neox":
+        pytest.skip("one architecture is enough for the bookkeeping")
+    own, other = C.random_ranking(g, 1), C.random_ranking(g, 2)
+    evsets = {(C.BRANCH, "s"): ev}
+    orders = {(C.BRANCH, "s", "noising"): own, (C.DECISION, "s", "denoising"): other,
+              (C.BRANCH, "s", "denoising"): own, (C.DECISION, "s", "noising"): own}
+    reps: list = []
+    t = C.matched_transfer(model, g, evsets, orders, {("s", "prevention"): [3, 9],
+                                                      ("s", "induction"): [5]},
+                           "outside", "resample", boot=S.Bootstrap(100), replicates=reps)
+    assert t.height == 3 and len(reps) == 3
+    prev = t.filter(pl.col("semantics") == "prevention").sort("k")
+    assert prev["source_task"].to_list() == [C.DECISION] * 2
+    assert prev["source_direction"].to_list() == ["denoising"] * 2   # MD prevention
+    mode = C.Mode("noising", "outside", "resample")
+    e = C.evaluate(model, g, ev, torch.zeros_like(g.mask), mode).metric
+    f = C.evaluate(model, g, ev, g.mask, mode).metric
+    for r in prev.iter_rows(named=True):
+        k = r["k"]
+        want_own = C.faithfulness(C.evaluate(model, g, ev, C.circuit(g, own, k), mode).metric,
+                                  e, f)
+        want_src = C.faithfulness(C.evaluate(model, g, ev, C.circuit(g, other, k),
+                                             mode).metric, e, f)
+        assert r["own"] == pytest.approx(want_own, abs=1e-6)
+        assert r["transferred"] == pytest.approx(want_src, abs=1e-6)
+        assert r["gap"] == pytest.approx(want_src - want_own, abs=1e-6)
+    # the same ranking on both sides: the gap is 0 in every resample
+    ind = t.filter(pl.col("semantics") == "induction").row(0, named=True)
+    assert (ind["gap"], ind["gap_lo"], ind["gap_hi"]) == (0.0, 0.0, 0.0)
+    assert float(reps[-1].abs().max()) == 0.0

@@ -44,7 +44,7 @@ from . import attribution as A
 from .contrastive import base_task
 from .corpus import sample_key
 from .graph import Graph
-from .stats import Bootstrap, f_replicates, mean_ci
+from .stats import Bootstrap, Resampler, f_replicates, mean_ci
 
 DIRECTIONS = ("noising", "denoising")
 PLACEMENTS = ("inside", "outside")
@@ -115,6 +115,7 @@ class EvalSet:
     corrupt: list[torch.Tensor]  # per batch [S, B, T, D]
     mean: torch.Tensor           # [S, D]: clean sources averaged over examples and positions
     groups: torch.Tensor | None = None  # [n] document index of each pair (batch order)
+    docs: list[str] | None = None       # [n] document id of each pair (batch order)
 
     @property
     def n(self) -> int:
@@ -143,11 +144,19 @@ class EvalSet:
             s = (c * b.mask[None, :, :, None]).sum((1, 2))  # [S, D]
             total = s if total is None else total + s
             count += int(b.mask.sum())
-        g = None
+        g, docs = None, None
         if groups is not None:
             names = {d: i for i, d in enumerate(sorted(set(groups)))}
             g = torch.tensor([names[groups[i]] for i in order], dtype=torch.long)
-        return cls(batches, cl, co, total / count if count else torch.zeros(0), g)
+            docs = [groups[i] for i in order]
+        return cls(batches, cl, co, total / count if count else torch.zeros(0), g, docs)
+
+    def weights(self, boot: Bootstrap, resampler: Resampler | None = None) -> torch.Tensor:
+        """[R, n] bootstrap weights of the pairs: the run's shared document draws when a
+        `resampler` is given (pairs with known documents), else this set's own."""
+        if resampler is not None and self.docs is not None:
+            return resampler.weights(self.docs)
+        return boot.indices(self.n, self.groups)
 
 
 PARTS = ("attribution", "selection", "evaluation")
@@ -539,7 +548,8 @@ def relation(source: tuple[str, str], target: tuple[str, str]) -> str:
 def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
              circuits: dict[tuple[str, str, str, str], torch.Tensor], ablation: str,
              seeds: Sequence[int], kind: str = "logit_diff", boot: Bootstrap = BOOTSTRAP,
-             per_forward: int = 16, random_placements: Iterable[str] | None = None
+             per_forward: int = 16, random_placements: Iterable[str] | None = None,
+             resampler: Resampler | None = None, replicates: list | None = None
              ) -> pl.DataFrame:
     """Every circuit (source task, subset, direction, placement) evaluated on every
     evaluation set (target task, subset) in the direction with the same meaning there
@@ -547,7 +557,8 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
     placement and `ablation`; next to it random circuits of the same size (mean F over the
     seeds; only for circuits of `random_placements`, default all) and the target's
     unpatched clean-run logit difference and accuracy. Every estimate has a bootstrap
-    interval over the target's pairs."""
+    interval over the target's pairs (the run's shared draws with a `resampler`); with a
+    `replicates` list, each row's F replicates [R] are appended to it, in row order."""
     rand_at = None if random_placements is None else set(random_placements)
     rows = []
     plain = Mode("noising", "inside", "resample")  # with no edge patched: the clean run
@@ -555,7 +566,7 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
     for (t_task, t_subset), ev in sorted(evsets.items()):
         if ev.n == 0:
             continue
-        idx = boot.indices(ev.n, ev.groups)
+        idx = ev.weights(boot, resampler)
         jobs, cells = [(plain, nothing)], []
         ends: dict[Mode, tuple[int, int]] = {}
         for (task, subset, direction, placement), edges in sorted(circuits.items()):
@@ -576,6 +587,8 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
             e, f = res[ends[mode][0]].metric, res[ends[mode][1]].metric
             p, r = f_replicates(res[j].metric[None], e, f, idx)
             lo, hi = boot.interval(r)
+            if replicates is not None:
+                replicates.append(r[0])
             ld = mean_ci(res[j].logit_diff, idx, boot)
             acc = mean_ci(res[j].correct, idx, boot)
             rand = {"random_faithfulness": None, "random_faithfulness_lo": None,
@@ -635,3 +648,93 @@ def main_circuits(graph: Graph, records: Sequence[dict], ablation: str,
                 out[rec["task"], rec["subset"], c["direction"], c["placement"]] = \
                     m.view(graph.mask.shape)
     return out
+
+
+def resampler(pairs: pl.DataFrame, boot: Bootstrap,
+              max_pairs: Mapping[str, int | None] | None = None, seed: int = 0) -> Resampler:
+    """The run's shared bootstrap (`stats.Resampler`): per subset, the documents of every
+    task's evaluation set there (`split_sets` with the same caps; controls included), so that
+    every rule that evaluates any of them draws the same."""
+    strata: dict[str, set[str]] = {}
+    for task, subset in pairs.select("task", "subset").unique().iter_rows():
+        _, ev = split_sets(pairs, task, subset, max_pairs=max_pairs, seed=seed)
+        strata.setdefault(subset, set()).update(ev["doc_id"])
+    return Resampler(boot, {s: sorted(d) for s, d in strata.items()})
+
+
+def direction_scores(tensors: Mapping[str, torch.Tensor], direction: str) -> torch.Tensor:
+    """The edge scores that rank `direction`'s circuits from an attribution file: de-noising
+    by its own (swapped) attribution where the file has it, else the summed scores."""
+    if direction == "denoising" and "scores_denoising" in tensors:
+        return tensors["scores_denoising"]
+    return tensors["scores"]
+
+
+# -- size-matched transfer ---------------------------------------------------------------------
+
+MATCHED_SCHEMA = {
+    "semantics": pl.String, "subset": pl.String, "target_task": pl.String,
+    "target_direction": pl.String, "source_task": pl.String, "source_direction": pl.String,
+    "placement": pl.String, "ablation": pl.String, "k": pl.Int32, "n_pairs": pl.Int32,
+    "own": pl.Float64, "own_lo": pl.Float64, "own_hi": pl.Float64,
+    "transferred": pl.Float64, "transferred_lo": pl.Float64, "transferred_hi": pl.Float64,
+    "gap": pl.Float64, "gap_lo": pl.Float64, "gap_hi": pl.Float64,
+}
+
+
+def matched_transfer(model, graph: Graph, evsets: Mapping[tuple[str, str], EvalSet],
+                     orders: Mapping[tuple[str, str, str], torch.Tensor],
+                     sizes: Mapping[tuple[str, str], Sequence[int]], placement: str,
+                     ablation: str, kind: str = "logit_diff", boot: Bootstrap = BOOTSTRAP,
+                     per_forward: int = 16, resampler: Resampler | None = None,
+                     replicates: list | None = None) -> pl.DataFrame:
+    """Cross-task transfer at the same size: on each task's evaluation pairs (target), the
+    other task's top-k edges (source ranking) against the target's own top-k, for every k in
+    `sizes[(subset, meaning)]`, directions paired by meaning (`SEMANTICS`).
+
+    orders: (task, subset, direction) -> edge ranking (`ranking` of that direction's
+    scores). A row per (subset, meaning, target, k): F of the target's own top-k (`own`),
+    of the source's top-k (`transferred`) and `gap` = transferred - own, each with its
+    interval; the gap's replicates [R] are appended to `replicates` in row order."""
+    rows = []
+    for (t_task, subset), ev in sorted(evsets.items()):
+        if ev.n == 0:
+            continue
+        others = sorted({t for t, s, _ in orders if s == subset and t != t_task})
+        idx = ev.weights(boot, resampler)
+        for meaning in ("prevention", "induction"):
+            t_dir = direction_for(t_task, meaning)
+            mode = Mode(t_dir, placement, ablation)
+            own = orders.get((t_task, subset, t_dir))
+            ks = [k for k in sizes.get((subset, meaning), []) if 0 < k < graph.n_edges]
+            for s_task in others:
+                s_dir = direction_for(s_task, meaning)
+                src = orders.get((s_task, subset, s_dir))
+                if own is None or src is None or not ks:
+                    continue
+                jobs = [(mode, torch.zeros_like(graph.mask)), (mode, graph.mask)]
+                jobs += [(mode, circuit(graph, o, k)) for k in ks for o in (own, src)]
+                res = evaluate_many(model, graph, ev, jobs, kind, per_forward)
+                e, f = res[0].metric, res[1].metric
+                mc = torch.stack([r.metric for r in res[2:]])  # [2K, n]: own, src per k
+                point, reps = f_replicates(mc, e, f, idx)
+                for i, k in enumerate(ks):
+                    po, pt = point[2 * i], point[2 * i + 1]
+                    gap_reps = reps[2 * i + 1] - reps[2 * i]
+                    (olo, tlo, glo), (ohi, thi, ghi) = boot.interval(
+                        torch.stack([reps[2 * i], reps[2 * i + 1], gap_reps]))
+                    if replicates is not None:
+                        replicates.append(gap_reps)
+                    rows.append({"semantics": meaning, "subset": subset, "target_task": t_task,
+                                 "target_direction": t_dir, "source_task": s_task,
+                                 "source_direction": s_dir, "placement": placement,
+                                 "ablation": ablation, "k": k, "n_pairs": ev.n,
+                                 "own": _nan_none(float(po)), "own_lo": _nan_none(float(olo)),
+                                 "own_hi": _nan_none(float(ohi)),
+                                 "transferred": _nan_none(float(pt)),
+                                 "transferred_lo": _nan_none(float(tlo)),
+                                 "transferred_hi": _nan_none(float(thi)),
+                                 "gap": _nan_none(float(pt - po)),
+                                 "gap_lo": _nan_none(float(glo)),
+                                 "gap_hi": _nan_none(float(ghi))})
+    return pl.DataFrame(rows, schema=MATCHED_SCHEMA)

@@ -1,14 +1,25 @@
 """The claims of Lasy et al. (docs/study-a.md §11) against this run's own numbers, each with
 its test, n, estimate and reference with intervals, random circuits of the same size and a
-three-way verdict (`supported`, `refuted`, `insufficient evidence` with the reason).
+three-way verdict (`supported`, `refuted`, `insufficient evidence` with the reason), and the
+controls' claim that each memorization circuit is specific to memorization.
+
+Every claim that combines cells (a mean over subsets, a difference of drops, a size-matched
+gap) takes its interval from the same combination of the cells' bootstrap replicates (the
+run's shared `stats.Resampler` draws), so correlated cells are resampled jointly; no normal
+approximation is used.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
+import torch
 
 from .circuits import BRANCH, DECISION, _nan_none, direction_for
 from .stats import NONE, Estimate, combine
+
+ROW = "_row"  # a table's row index, to find each row's replicates
 
 CLAIM_SCHEMA = {
     "claim": pl.String, "semantics": pl.String, "test": pl.String, "placement": pl.String,
@@ -20,12 +31,19 @@ CLAIM_SCHEMA = {
 VERDICTS = ("supported", "refuted", "insufficient evidence")
 
 
-def _cells(t: pl.DataFrame, level: float) -> Estimate:
-    """The mean faithfulness of transfer cells (one per target subset) with its interval."""
-    parts = [Estimate(_nan_none(r["faithfulness"]), _nan_none(r["faithfulness_lo"]),
-                      _nan_none(r["faithfulness_hi"]), int(r["n_pairs"]),
-                      _nan_none(r["random_faithfulness"])) for r in t.iter_rows(named=True)]
+def _cells(t: pl.DataFrame, level: float, reps: torch.Tensor | None = None,
+           col: str = "faithfulness") -> Estimate:
+    """The mean of `col` over cells (one per target subset) with its interval; `reps`
+    [rows, R]: the replicates of the table's rows (by `ROW`)."""
+    parts = [Estimate(_nan_none(r[col]), _nan_none(r[f"{col}_lo"]), _nan_none(r[f"{col}_hi"]),
+                      int(r["n_pairs"]), _nan_none(r.get("random_faithfulness")),
+                      None if reps is None else reps[r[ROW]])
+             for r in t.iter_rows(named=True)]
     return combine(parts, level)
+
+
+def _indexed(t: pl.DataFrame) -> pl.DataFrame:
+    return t.with_row_index(ROW) if ROW not in t.columns else t
 
 
 def _fmt(e: Estimate) -> str:
@@ -54,7 +72,10 @@ def _threshold_verdict(e: Estimate, threshold: float, margin: float, min_pairs: 
 
 def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
            main_subset: str, threshold: float, margin: float = 0.0, min_pairs: int = 20,
-           level: float = 0.95, placement: str = "outside") -> pl.DataFrame:
+           level: float = 0.95, placement: str = "outside",
+           transfer_reps: torch.Tensor | None = None, matched: pl.DataFrame | None = None,
+           matched_reps: torch.Tensor | None = None, specificity: pl.DataFrame | None = None,
+           specificity_reps: torch.Tensor | None = None) -> pl.DataFrame:
     """The paper's claims (docs/study-a.md §11) checked against this run's own results.
 
     transfer_df: `transfer`'s table (cells of `placement` are read); sizes: (task, subset,
@@ -69,10 +90,16 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
     the other side; `insufficient evidence` otherwise, with the reason (no data, too few
     pairs, interval crosses the threshold, circuit not better than random). Directions
     are compared by meaning (`SEMANTICS`): prevention with prevention, induction with
-    induction, whatever each task calls them."""
+    induction, whatever each task calls them.
+
+    transfer_reps [rows, R]: replicates of transfer_df's F (row order), needed by every claim
+    that combines cells; matched / matched_reps: `circuits.matched_transfer`'s table and the
+    replicates of its gaps: claim 1 is decided on them, at matched size (without them, on
+    the minimal circuits' transfer cells, whose sizes differ); specificity /
+    specificity_reps: `specificity.evaluate`'s rows and replicates (the controls' rows)."""
     rows = []
-    t = transfer_df.filter(pl.col("placement") == placement) if transfer_df.height else \
-        transfer_df
+    t = _indexed(transfer_df)
+    t = t.filter(pl.col("placement") == placement) if t.height else t
 
     def add(claim, meaning, test, a: Estimate, b: Estimate | None, verdict, evidence):
         rows.append({"claim": claim, "semantics": meaning, "test": test,
@@ -94,8 +121,14 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
         return t.filter(cond)
 
     for meaning in ("prevention", "induction"):
-        a = _cells(sel(relation="cross-task", source_task=DECISION, semantics=meaning), level)
-        b = _cells(sel(relation="cross-task", source_task=BRANCH, semantics=meaning), level)
+        if matched is not None:
+            rows.append(_matched_claim(matched, matched_reps, sizes, meaning, margin,
+                                       min_pairs, level, placement, threshold))
+            continue
+        a = _cells(sel(relation="cross-task", source_task=DECISION, semantics=meaning), level,
+                   transfer_reps)
+        b = _cells(sel(relation="cross-task", source_task=BRANCH, semantics=meaning), level,
+                   transfer_reps)
         va = _threshold_verdict(a, threshold, margin, min_pairs, "MD circuit on BC pairs")
         if va[0] == "supported":
             if b.missing or b.n < min_pairs:
@@ -121,9 +154,10 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
     for meaning in ("prevention", "induction"):
         d = sel(source_task=BRANCH, target_task=BRANCH, source_subset=main_subset,
                 semantics=meaning)
-        own = _cells(d.filter(pl.col("relation") == "in-domain") if d.height else d, level)
+        own = _cells(d.filter(pl.col("relation") == "in-domain") if d.height else d, level,
+                     transfer_reps)
         other = _cells(d.filter(pl.col("relation") == "cross-domain") if d.height else d,
-                       level)
+                       level, transfer_reps)
         dom[meaning] = (own, other)
     own, other = dom["prevention"]
     add("Memorization prevention transfers across domains", "prevention",
@@ -150,7 +184,7 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
     add("Induction (de-noising in Branch Comparison) is more context-dependent than "
         "prevention", "both",
         f"(F in-domain - F cross-domain) of induction minus that of prevention > {margin}"
-        " (Branch Comparison circuits; normal approximation from the cells' intervals)",
+        " (Branch Comparison circuits; interval from the joint bootstrap of the four cells)",
         drop, None, verdict, f"induction: in-domain {_fmt(oi)}, cross-domain {_fmt(xi)}; "
         f"prevention: in-domain {_fmt(op)}, cross-domain {_fmt(xp)}")
 
@@ -200,4 +234,146 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
             f"minimal sizes on {main_subset} ({meaning}; chosen on the selection pairs, "
             f"bootstrap intervals): BC < MD", bc, md, verdict,
             f"BC = {desc(recs[BRANCH])}; MD = {desc(recs[DECISION])}")
+    if specificity is not None:
+        rows += specificity_claims(specificity, specificity_reps, main_subset, margin,
+                                   min_pairs, placement, threshold)
     return pl.DataFrame(rows, schema=CLAIM_SCHEMA)
+
+
+def _row(claim, meaning, test, placement, a: Estimate, b: Estimate | None, threshold, margin,
+         verdict, evidence) -> dict:
+    return {"claim": claim, "semantics": meaning, "test": test, "placement": placement,
+            "n_pairs": a.n if b is None else min(a.n, b.n), "estimate": a.value,
+            "estimate_lo": a.lo, "estimate_hi": a.hi,
+            "reference": None if b is None else b.value,
+            "reference_lo": None if b is None else b.lo,
+            "reference_hi": None if b is None else b.hi, "random_faithfulness": a.random,
+            "threshold": threshold, "margin": margin, "verdict": verdict[0],
+            "reason": verdict[1], "evidence": evidence}
+
+
+CLAIM_1 = "Memorization Decision circuits also work on Branch Comparison, not the reverse"
+
+
+def _matched_claim(matched: pl.DataFrame, reps: torch.Tensor | None,
+                   sizes: Mapping[tuple[str, str, str], dict], meaning: str, margin: float,
+                   min_pairs: int, level: float, placement: str, threshold: float) -> dict:
+    """Claim 1 at matched size: at k = the Memorization Decision minimal circuit's size of
+    each subset, the gap F(other task's top-k) - F(own top-k) on Branch Comparison pairs
+    (MD -> BC, a) and on Memorization Decision pairs (BC -> MD, b), each averaged over the
+    subsets. Supported when a >= -margin and b < -margin with their whole intervals (MD's
+    ranking as good as BC's own on BC pairs, BC's worse than MD's own on MD pairs); refuted
+    when a < -margin or b >= -margin with their whole intervals; else insufficient."""
+    m = _indexed(matched).filter((pl.col("semantics") == meaning)
+                                 & (pl.col("placement") == placement))
+    parts: dict[str, list[Estimate]] = {"a": [], "b": []}
+    ks = []
+    for (subset,), g in sorted(m.group_by("subset"), key=lambda kv: kv[0][0]):
+        rec = sizes.get((DECISION, subset, direction_for(DECISION, meaning)))
+        if rec is None or rec.get("k") is None:
+            continue
+        k = int(rec["k"])
+        ks.append(f"{subset}: k = {k}")
+        for key, target in (("a", BRANCH), ("b", DECISION)):
+            r = g.filter((pl.col("target_task") == target) & (pl.col("k") == k))
+            if r.height:
+                parts[key].append(_cells(r, level, reps, "gap"))
+    a = combine(parts["a"], level) if parts["a"] else NONE
+    b = combine(parts["b"], level) if parts["b"] else NONE
+    n = min(a.n, b.n)
+    if a.missing or b.missing:
+        verdict = ("insufficient evidence", "no Memorization Decision circuit in the band, or "
+                   "no pairs, for a matched comparison")
+    elif n < min_pairs:
+        verdict = ("insufficient evidence", f"too few pairs: n = {n} < {min_pairs}")
+    elif a.hi < -margin:
+        verdict = ("refuted", f"MD's top-k on BC pairs is worse than BC's own by more than the "
+                              f"margin (upper bound of the gap {a.hi:.3f} < -{margin})")
+    elif b.lo >= -margin:
+        verdict = ("refuted", f"the reverse also works at the same size: BC's top-k on MD pairs "
+                              f"within the margin of MD's own (lower bound {b.lo:.3f} >= "
+                              f"-{margin})")
+    elif a.lo >= -margin and b.hi < -margin:
+        verdict = ("supported", f"MD -> BC gap lower bound {a.lo:.3f} >= -{margin}; BC -> MD gap "
+                                f"upper bound {b.hi:.3f} < -{margin}")
+    else:
+        verdict = ("insufficient evidence", "a gap's interval crosses the margin")
+    return _row(CLAIM_1, meaning, "at the same k (the MD minimal size per subset), each "
+                f"task's own top-k against the other's ({meaning}); gap = F(other) - F(own) "
+                "on MD -> BC (estimate) and BC -> MD (reference), mean over subsets; "
+                f"margin {margin} on both sides", placement, a, b, threshold, margin, verdict,
+                f"MD -> BC gap = {_fmt(a)}, BC -> MD gap = {_fmt(b)}; " + ", ".join(ks))
+
+
+SPECIFIC = "The circuit is specific to memorization (it does not explain non-memorized text)"
+
+
+def specificity_claims(spec: pl.DataFrame, reps: torch.Tensor | None, main_subset: str,
+                       margin: float, min_pairs: int, placement: str, threshold: float
+                       ) -> list[dict]:
+    """One row per task and meaning on the main subset: F(memorized) - F(control) of the
+    memorization circuit at its size (`specificity.evaluate`). Supported when the interval
+    lies above the margin and the circuit beats random circuits on the memorized pairs;
+    refuted when it lies at or below the margin (as faithful on non-memorized text);
+    insufficient otherwise, or with fewer than `min_pairs` pairs on either side."""
+    out = []
+    s = _indexed(spec)
+    for task in (BRANCH, DECISION):
+        for meaning in ("prevention", "induction"):
+            r = s.filter((pl.col("task") == task) & (pl.col("subset") == main_subset)
+                         & (pl.col("semantics") == meaning)) if s.height else s
+            rec = r.row(0, named=True) if r.height else None
+            if rec is None or rec["specificity"] is None:
+                e = NONE
+                verdict = ("insufficient evidence", "no circuit in the band or no control pairs")
+                evidence = "n/a"
+            else:
+                e = Estimate(rec["specificity"], rec["specificity_lo"], rec["specificity_hi"],
+                             min(rec["n_memorized"], rec["n_control"]))
+                verdict = _specificity_verdict(rec, e, margin, min_pairs)
+                evidence = (f"k = {rec['k']}; F(memorized) = {_triple(rec, 'f_memorized')} "
+                            f"(n = {rec['n_memorized']}, random {_f(rec['random_memorized'])}); "
+                            f"F(control) = {_triple(rec, 'f_control')} (n = {rec['n_control']}, "
+                            f"random {_f(rec['random_control'])}); the control's own top-k on "
+                            f"memorized pairs {_triple(rec, 'f_control_circuit_memorized')}; "
+                            f"clean - corrupt gap {_triple(rec, 'gap_memorized')} memorized, "
+                            f"{_triple(rec, 'gap_control')} control")
+            out.append(_row(SPECIFIC, meaning, f"F(memorized pairs) - F(control pairs) of the "
+                            f"{task} circuit on {main_subset} ({meaning}) > {margin}, same k, "
+                            "joint bootstrap", placement, e,
+                            None if rec is None else Estimate(rec["f_control"],
+                                                              rec["f_control_lo"],
+                                                              rec["f_control_hi"],
+                                                              rec["n_control"]),
+                            threshold, margin, verdict, f"{task}: {evidence}"))
+    return out
+
+
+def _specificity_verdict(rec: dict, e: Estimate, margin: float, min_pairs: int
+                         ) -> tuple[str, str]:
+    if e.missing:
+        return "insufficient evidence", "no interval (F undefined in the resamples)"
+    if e.n < min_pairs:
+        return "insufficient evidence", f"too few pairs: n = {e.n} < {min_pairs}"
+    lo, rnd = rec["f_memorized_lo"], rec["random_memorized"]
+    if lo is None or rnd is None or not lo > rnd + margin:
+        return "insufficient evidence", ("circuit not better than random on the memorized "
+                                         f"pairs (lower bound {lo} <= random {rnd} + {margin})")
+    if e.lo > margin:
+        return "supported", (f"F on memorized pairs exceeds F on control pairs: lower bound "
+                             f"{e.lo:.3f} > {margin}")
+    if e.hi <= margin:
+        return "refuted", ("as faithful on non-memorized text: upper bound of F(memorized) - "
+                           f"F(control) {e.hi:.3f} <= {margin}")
+    return "insufficient evidence", f"interval crosses the margin {margin}"
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def _triple(rec: dict, name: str) -> str:
+    v, lo, hi = rec[name], rec[f"{name}_lo"], rec[f"{name}_hi"]
+    if v is None or lo is None or hi is None:
+        return "n/a"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"

@@ -10,10 +10,10 @@ approximation that would treat correlated cells as independent.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 from typing import Any
 
 import torch
@@ -55,6 +55,46 @@ class Bootstrap:
         return out[0], out[1]
 
 
+class Resampler:
+    """One cluster bootstrap shared by every pair set of a run: the documents of each stratum
+    (a subset; documents of different subsets are independent) are drawn with replacement,
+    as many as the stratum has, once per resample, seeded by the stratum's name; a pair
+    weighs as often as its document was drawn, in every pair set it is in. Every rule that
+    builds it from the same documents (every evaluation document of the pairs table, per
+    subset) gets the same draws, so replicates computed in different rules and on different
+    pair sets (memorized and control pairs, Branch Comparison and Memorization Decision pairs
+    of one document) combine into the replicates of any function of them."""
+
+    def __init__(self, boot: Bootstrap, strata: Mapping[str, Sequence[str]]) -> None:
+        self.boot = boot
+        self._counts: dict[str, torch.Tensor] = {}
+        for name in sorted(strata):
+            docs = sorted(set(strata[name]))
+            if not docs:
+                continue
+            key = int.from_bytes(hashlib.sha256(f"{boot.seed}:{name}".encode()).digest()[:7],
+                                 "big")
+            g = torch.Generator().manual_seed(key)
+            k = len(docs)
+            draws = torch.randint(0, k, (boot.samples, k), generator=g)
+            counts = torch.zeros(boot.samples, k, dtype=torch.float64)
+            counts.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
+            for i, d in enumerate(docs):
+                if d in self._counts:
+                    raise ValueError(f"document {d!r} is in two strata")
+                self._counts[d] = counts[:, i]
+
+    def weights(self, docs: Sequence[str]) -> torch.Tensor:
+        """[samples, n] weights of pairs from documents `docs` (one per pair)."""
+        if not docs:
+            return torch.zeros(self.boot.samples, 0, dtype=torch.float64)
+        missing = sorted({d for d in docs if d not in self._counts})
+        if missing:
+            raise ValueError(f"{len(missing)} documents outside the resampled strata, "
+                             f"e.g. {missing[0]!r}")
+        return torch.stack([self._counts[d] for d in docs], 1)
+
+
 def wmean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Weighted means of x [..., n] under bootstrap weights w [R, n]: [..., R]."""
     return (x.double() @ w.T) / w.sum(1).clamp_min(1e-12)
@@ -86,6 +126,7 @@ class Estimate:
     hi: float | None
     n: int                    # pairs of the smallest evaluation set behind it
     random: float | None = None
+    reps: torch.Tensor | None = None  # [R] bootstrap replicates (`Resampler` draws)
 
     @property
     def missing(self) -> bool:
@@ -97,10 +138,11 @@ NONE = Estimate(None, None, None, 0)
 
 def combine(parts: Sequence[Estimate], level: float, weights: Sequence[float] | None = None
             ) -> Estimate:
-    """A weighted sum of independent estimates (e.g. the mean over subsets: weights 1/m).
-    A single estimate keeps its bootstrap interval; a combination gets a normal
-    approximation, each part's standard error read off its interval as
-    (hi - lo) / (2 z)."""
+    """A weighted sum of estimates (e.g. the mean over subsets: weights 1/m; a difference of
+    drops: weights 1, -1, -1, 1), with the percentile interval of the same weighted sum of
+    their replicates: the parts must carry replicates from one `Resampler`, so correlated
+    parts (one pair set in two cells) are resampled jointly. A single estimate with weight 1
+    keeps its own interval. Missing when any part is."""
     if not parts or any(p.missing for p in parts):
         return Estimate(None, None, None, min((p.n for p in parts), default=0))
     w = list(weights) if weights is not None else [1 / len(parts)] * len(parts)
@@ -109,12 +151,18 @@ def combine(parts: Sequence[Estimate], level: float, weights: Sequence[float] | 
               else sum(wi * r for wi, r in zip(w, rnd, strict=True)))
     n = min(p.n for p in parts)
     if len(parts) == 1 and w[0] == 1:
-        return Estimate(parts[0].value, parts[0].lo, parts[0].hi, n, random)
-    z = NormalDist().inv_cdf(0.5 + level / 2)
+        return Estimate(parts[0].value, parts[0].lo, parts[0].hi, n, random, parts[0].reps)
+    if any(p.reps is None for p in parts):
+        raise ValueError("a combination of estimates needs their bootstrap replicates")
     value = sum(wi * p.value for wi, p in zip(w, parts, strict=True))
-    se = math.sqrt(sum((wi * (p.hi - p.lo) / (2 * z)) ** 2
-                       for wi, p in zip(w, parts, strict=True)))
-    return Estimate(value, value - z * se, value + z * se, n, random)
+    reps = sum(wi * p.reps.double() for wi, p in zip(w, parts, strict=True))
+    lo, hi = Bootstrap(len(reps), 0, level).interval(reps[None])
+    return Estimate(value, _num(lo[0]), _num(hi[0]), n, random, reps)
+
+
+def _num(x: torch.Tensor) -> float | None:
+    v = float(x)
+    return None if math.isnan(v) else v
 
 
 def censored_median(times: Sequence[int | None], horizon: int, level: float = 0.95
@@ -161,3 +209,29 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | N
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     d = 1 + z * z / n
     return max(0.0, (centre - half) / d), min(1.0, (centre + half) / d)
+
+
+def save_replicates(path, rows: Sequence[torch.Tensor], names: Sequence[str]) -> None:
+    """Bootstrap replicates of a table's rows, [rows, len(names), R] float64 (or [rows, R]
+    for one name), in the table's row order, as safetensors with the names in the header."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from .io import atomic_path
+
+    t = (torch.stack([r.double().reshape(len(names), -1) for r in rows]) if rows
+         else torch.zeros(0, len(names), 0, dtype=torch.float64))
+    with atomic_path(path) as tmp:
+        save_file({"replicates": t.contiguous()}, str(tmp),
+                  metadata={"names": json.dumps(list(names))})
+
+
+def load_replicates(path) -> tuple[torch.Tensor, list[str]]:
+    """(replicates [rows, names, R], names) written by `save_replicates`."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.get_tensor("replicates"), json.loads(f.metadata()["names"])

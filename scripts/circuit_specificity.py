@@ -1,0 +1,74 @@
+"""Rule circuit_specificity: every memorization circuit (main mode) on its task's control
+pairs at the same size, the control ranking's circuit on the memorized pairs, random circuits
+and logit gaps on both, from one joint bootstrap (vermem.specificity)."""
+
+import polars as pl
+from _rule import rule
+
+from vermem import (
+    attribution,
+    circuits,
+    contrastive,
+    graph,
+    io,
+    models,
+    resources,
+    specificity,
+    stats,
+)
+
+with rule(snakemake) as log:
+    p = snakemake.params
+    cfg = p.config
+    main = cfg["main"]
+    record = io.read_json(snakemake.input.model)
+    batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
+    model, _ = models.load(record, p.device)
+    g = graph.Graph(graph.Shape.from_config(model.config))
+    pairs = pl.read_parquet(snakemake.input.pairs)
+    boot = stats.Bootstrap(**cfg["bootstrap"])
+    shared = circuits.resampler(pairs, boot, cfg["max_pairs"], p.seed)
+    scores = {(t["task"], t["subset"]): attribution.load(f)[0]
+              for f, t in zip(snakemake.input.scores, p.score_keys, strict=True)}
+    rows, curves, reps = [], [], []
+    for rec in map(io.read_json, snakemake.input.minimal):
+        task, subset = rec["task"], rec["subset"]
+        ctl_task = contrastive.control_task(task)
+        evs = {}
+        for t in (task, ctl_task):
+            _, q = circuits.split_sets(pairs, t, subset, snakemake.input.pairs,
+                                       cfg["max_pairs"], p.seed)
+            evs[t] = circuits.EvalSet.make(model, q["clean"].to_list(), q["corrupt"].to_list(),
+                                           q["answer"].to_list(), q["wrong"].to_list(), batch,
+                                           q["doc_id"].to_list())
+        ctl_scores = scores.get((ctl_task, subset))
+        for c in rec["circuits"]:
+            if (c["placement"], c["ablation"]) != (main["placement"], main["ablation"]):
+                continue
+            if evs[ctl_task].n == 0:
+                log.warning("%s / %s: no control evaluation pairs", ctl_task, subset)
+                continue
+            d = c["direction"]
+            own = circuits.ranking(g, circuits.direction_scores(scores[task, subset], d))
+            control = (circuits.ranking(g, circuits.direction_scores(ctl_scores, d))
+                       if ctl_scores is not None and ctl_scores["scores"].abs().sum() > 0
+                       else None)
+            mode = circuits.Mode(d, main["placement"], main["ablation"])
+            row, curve, r = specificity.evaluate(
+                model, g, evs[task], evs[ctl_task], own, control, mode, int(c["k"]),
+                circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
+                subset == p.main_subset, cfg["metric"], boot, shared, cfg["circuits_per_forward"])
+            key = {"task": task, "subset": subset, "direction": d,
+                   "semantics": circuits.semantics(task, d)}
+            rows.append({**key, "placement": main["placement"], "ablation": main["ablation"],
+                         **row})
+            curves += [{**key, **x} for x in curve]
+            reps.append(r)
+            log.info("%s / %s / %s: k = %d, F(memorized) %s, F(control) %s, specificity %s "
+                     "[%s, %s]", task, subset, d, row["k"], row["f_memorized"], row["f_control"],
+                     row["specificity"], row["specificity_lo"], row["specificity_hi"])
+    prov = io.provenance(cfg, model=record["name"], revision=record["revision"])
+    io.write_parquet(pl.DataFrame(rows, schema=specificity.SCHEMA), snakemake.output.table, prov)
+    io.write_parquet(pl.DataFrame(curves, schema=specificity.CURVE_SCHEMA),
+                     snakemake.output.curves, prov)
+    stats.save_replicates(snakemake.output.replicates, reps, specificity.REPLICATES)
