@@ -48,6 +48,8 @@ rule all:
         ),
         expand("results/circuits/{model}/claims.csv", model=MODELS),
         expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
+        expand("results/figures/{model}/circuits/specificity.png",
+               model=MODELS if CONTROL_TASKS else []),
         expand(
             "results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
             model=MODELS,

@@ -105,19 +105,7 @@ localrules:
     circuit_claims,
     figure_faithfulness,
     figure_transfer,
-
-
-def claims_inputs(wc):
-    """The transfer tables with their replicates, the minimal circuits, and the controls'
-    specificity table when the controls are on."""
-    base = f"results/circuits/{wc.model}"
-    out = {"transfer": f"{base}/transfer.parquet",
-           "transfer_replicates": f"{base}/transfer.replicates.safetensors",
-           "matched": f"{base}/transfer_matched.parquet",
-           "matched_replicates": f"{base}/transfer_matched.replicates.safetensors"}
-    if CONTROL_TASKS:
-        out["specificity"] = f"{base}/specificity.parquet"
-    return out
+    figure_specificity,
 
 
 rule circuit_claims:
@@ -164,7 +152,13 @@ rule figure_transfer:
     input:
         transfer="results/circuits/{model}/transfer.parquet",
         overlap="results/circuits/{model}/overlap.parquet",
+        matched="results/circuits/{model}/transfer_matched.parquet",
+    params:
+        margin=config["circuits"]["claims"]["margin"],
     output:
+        matched=report("results/figures/{model}/circuits/transfer_matched.png",
+                       caption="../report/transfer_matched.rst", category="Study A",
+                       subcategory="Controls"),
         transfer=report("results/figures/{model}/circuits/transfer.png",
                         caption="../report/transfer.rst", category="Study A",
                         subcategory="Circuits"),
@@ -177,3 +171,22 @@ rule figure_transfer:
         ENV
     script:
         "../scripts/figure_transfer.py"
+
+
+rule figure_specificity:
+    input:
+        table="results/circuits/{model}/specificity.parquet",
+        curves="results/circuits/{model}/specificity_curves.parquet",
+    output:
+        specificity=report("results/figures/{model}/circuits/specificity.png",
+                           caption="../report/specificity.rst", category="Study A",
+                           subcategory="Controls"),
+    params:
+        main_subset=config["corpus"]["main_subset"],
+        target=config["circuits"]["target"],
+    log:
+        "logs/figures/{model}/circuits/specificity.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_specificity.py"

@@ -96,6 +96,19 @@ def ranking_scores(tasks):
     return files, [{"task": t, "subset": SUBSETS[s]} for t, s in keys]
 
 
+def claims_inputs(wc):
+    """The transfer tables with their replicates, the minimal circuits, and the controls'
+    specificity table when the controls are on."""
+    base = f"results/circuits/{wc.model}"
+    out = {"transfer": f"{base}/transfer.parquet",
+           "transfer_replicates": f"{base}/transfer.replicates.safetensors",
+           "matched": f"{base}/transfer_matched.parquet",
+           "matched_replicates": f"{base}/transfer_matched.replicates.safetensors"}
+    if CONTROL_TASKS:
+        out["specificity"] = f"{base}/specificity.parquet"
+    return out
+
+
 # -- the checkpoint axis (rules/checkpoints.smk, docs/study-a.md §12)
 CKPTS = {m: _ck.listed(config, m) for m in MODELS}
 CKPT_MODELS = [m for m in MODELS if CKPTS[m]]

@@ -28,8 +28,11 @@ with rule(snakemake) as log:
     pairs = pl.read_parquet(snakemake.input.pairs)
     boot = stats.Bootstrap(**cfg["bootstrap"])
     shared = circuits.resampler(pairs, boot, cfg["max_pairs"], p.seed)
-    scores = {(t["task"], t["subset"]): attribution.load(f)[0]
-              for f, t in zip(snakemake.input.scores, p.score_keys, strict=True)}
+    scores = {}
+    for f, t in zip(snakemake.input.scores, p.score_keys, strict=True):
+        tensors, meta = attribution.load(f)
+        if meta.get("n_examples"):  # a ranking only from attribution pairs
+            scores[t["task"], t["subset"]] = tensors
     rows, curves, reps = [], [], []
     for rec in map(io.read_json, snakemake.input.minimal):
         task, subset = rec["task"], rec["subset"]
@@ -50,9 +53,8 @@ with rule(snakemake) as log:
                 continue
             d = c["direction"]
             own = circuits.ranking(g, circuits.direction_scores(scores[task, subset], d))
-            control = (circuits.ranking(g, circuits.direction_scores(ctl_scores, d))
-                       if ctl_scores is not None and ctl_scores["scores"].abs().sum() > 0
-                       else None)
+            control = (None if ctl_scores is None else
+                       circuits.ranking(g, circuits.direction_scores(ctl_scores, d)))
             mode = circuits.Mode(d, main["placement"], main["ablation"])
             row, curve, r = specificity.evaluate(
                 model, g, evs[task], evs[ctl_task], own, control, mode, int(c["k"]),

@@ -27,7 +27,9 @@ with rule(snakemake) as log:
     orders, sizes = {}, {}
     grid = circuits.log_sizes(g.n_edges, cfg["curve_points"])
     for f, key in zip(snakemake.input.scores, p.score_keys, strict=True):
-        tensors, _ = attribution.load(f)
+        tensors, meta = attribution.load(f)
+        if not meta.get("n_examples"):  # no attribution pairs: no ranking to compare
+            continue
         for d in ("noising", "denoising"):
             orders[key["task"], key["subset"], d] = circuits.ranking(
                 g, circuits.direction_scores(tensors, d))
