@@ -1,0 +1,186 @@
+"""What a run concludes, written by the run: `results/summary.md`, from the tables alone.
+
+The README and docs quote no result of their own; they link this file, so that no number
+in them can go stale. Every number here carries its n and interval, as in the tables it is
+read from (named under each heading).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from .stats import wilson
+
+
+def _ci(v, lo, hi, digits: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    if lo is None or hi is None:
+        return f"{v:.{digits}f}"
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _pct(k: int, n: int) -> str:
+    if not n:
+        return "n/a (n = 0)"
+    lo, hi = wilson(k, n)
+    return f"{100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    if not rows:
+        return ["(none)", ""]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join("" if c is None else str(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def labels_section(model: str, labels: Mapping[str, Any]) -> list[str]:
+    out = [f"### Memorization by duplication (`results/labels/{model}.summary.json`)", "",
+           f"{labels.get('samples', 0)} samples; k-extractable share of the windows of "
+           "documents seen that often per epoch, 95% Wilson interval (windows of one "
+           "document are correlated: the interval is optimistic).", ""]
+    rows = []
+    for r in labels.get("by_dup_count", []):
+        k = round(r["extractable_share"] * r["n"])
+        rows.append((r["dup_count"], r["n"], _pct(k, r["n"])))
+    out += _table(("copies per epoch", "windows", "memorized"), rows)
+    per = labels.get("labels_per_subset", {})
+    out += _table(("subset", "memorized", "non-memorized", "ambiguous"),
+                  [(s, v.get("memorized", 0), v.get("non-memorized", 0), v.get("ambiguous", 0))
+                   for s, v in sorted(per.items())])
+    return out
+
+
+def pairs_section(model: str, pairs: Mapping[str, Any]) -> list[str]:
+    out = [f"### Pairs (`results/pairs/{model}.summary.json`)", "",
+           "Pairs per part of the document split (documents in brackets); controls: the "
+           "same construction on non-memorized text, matched to the memorized pairs' d.", ""]
+    rows = []
+    for task in sorted(k for k in pairs if k not in ("split", "divergence")):
+        for subset, v in sorted(pairs[task].items()):
+            docs = v.get("documents", {})
+            rows.append((task, subset, v["pairs"],
+                         *(f"{v.get(p, 0)} ({docs.get(p, 0)})"
+                           for p in ("attribution", "selection", "evaluation")),
+                         "" if v.get("d_mean") is None else f"{v['d_mean']:.1f}",
+                         v.get("memorized_pairs", "")))
+    out += _table(("task", "subset", "pairs", "attribution", "selection", "evaluation",
+                   "mean d", "matched to (memorized pairs)"), rows)
+    return out
+
+
+def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
+                     main: Mapping[str, str]) -> list[str]:
+    out = [f"### Minimal circuits, main mode {main['placement']}/{main['ablation']} "
+           f"(`results/circuits/{model}/*/*/minimal.json`)", "",
+           "Size chosen on the selection pairs (bootstrap interval), F on the disjoint "
+           "evaluation pairs (cluster-bootstrap interval), random circuits of the same size.",
+           ""]
+    rows = []
+    for rec in sorted(minimal, key=lambda r: (r["task"], r["subset"])):
+        found = {c["direction"]: c for c in rec["circuits"]
+                 if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])}
+        for d in ("noising", "denoising"):
+            c = found.get(d)
+            if c is None:
+                rows.append((rec["task"], rec["subset"], d, "none in the band", "", "",
+                             rec.get("n_selection", 0), rec.get("n_pairs", 0)))
+                continue
+            rows.append((rec["task"], rec["subset"], f"{d} ({c['semantics']})",
+                         f"{c['k']} of {c['n_edges']} [{c['k_lo']}, {c['k_hi']}]",
+                         _ci(c.get("faithfulness"), c.get("faithfulness_lo"),
+                             c.get("faithfulness_hi")),
+                         _ci(c.get("random_faithfulness"), c.get("random_faithfulness_lo"),
+                             c.get("random_faithfulness_hi")),
+                         rec.get("n_selection", 0), rec.get("n_pairs", 0)))
+    out += _table(("task", "subset", "direction", "k", "F (evaluation)", "random F",
+                   "n selection", "n evaluation"), rows)
+    return out
+
+
+def specificity_section(model: str, spec: pl.DataFrame) -> list[str]:
+    out = [f"### Specificity (`results/circuits/{model}/specificity.parquet`)", "",
+           "The memorization circuit's top-k on its memorized and on its control evaluation "
+           "pairs, the control ranking's top-k on the memorized pairs, and the clean - "
+           "corrupt gap of the metric on each (one joint bootstrap).", ""]
+    rows = [(r["task"], r["subset"], r["semantics"], r["k"],
+             _ci(r["f_memorized"], r["f_memorized_lo"], r["f_memorized_hi"]),
+             _ci(r["f_control"], r["f_control_lo"], r["f_control_hi"]),
+             _ci(r["specificity"], r["specificity_lo"], r["specificity_hi"]),
+             _ci(r["f_control_circuit_memorized"], r["f_control_circuit_memorized_lo"],
+                 r["f_control_circuit_memorized_hi"]),
+             _ci(r["gap_memorized"], r["gap_memorized_lo"], r["gap_memorized_hi"], 1),
+             _ci(r["gap_control"], r["gap_control_lo"], r["gap_control_hi"], 1),
+             f"{r['n_memorized']} / {r['n_control']}")
+            for r in spec.sort("task", "subset", "semantics").iter_rows(named=True)]
+    out += _table(("task", "subset", "meaning", "k", "F memorized", "F control",
+                   "difference", "control's circuit on memorized", "gap memorized",
+                   "gap control", "n mem / ctl"), rows)
+    return out
+
+
+def claims_section(model: str, claims: pl.DataFrame) -> list[str]:
+    out = [f"### Claims (`results/circuits/{model}/claims.csv`)", ""]
+    rows = [(r["claim"], r["semantics"],
+             _ci(r["estimate"], r["estimate_lo"], r["estimate_hi"], 3), r["n_pairs"],
+             f"**{r['verdict']}**", r["reason"]) for r in claims.iter_rows(named=True)]
+    out += _table(("claim", "meaning", "estimate", "n", "verdict", "reason"), rows)
+    return out
+
+
+def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
+    out = [f"### Along training (`results/checkpoints/{model}/summary.json`)", "",
+           "First training step at which each happens (none: not within the axis)."]
+    out += [""] + _table(("group", "n", "memorized at the end", "emerges", "half memorized"),
+                         [(f"{m['by']} {m['group']}", m["n"],
+                           "n/a" if m["final_share"] is None else f"{m['final_share']:.2f}",
+                           m["emerges"], m["half"]) for m in ck.get("memorization", [])])
+    out += _table(("task", "subset", "meaning", "final k", "final circuit faithful from",
+                   "own circuit from"),
+                  [(c["task"], c["subset"], c["semantics"], c["final_k"], c["final_faithful"],
+                    c["own_circuit"]) for c in ck.get("circuits", [])])
+    return out
+
+
+def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
+    out = ["## Study B: memorizing random strings (`results/dynamics/summary.json`)", "",
+           "Share of strings memorized (Wilson 95%) and the Kaplan-Meier median of epochs to "
+           "memorize (order-statistic interval; censored at the last epoch).", ""]
+    rows = []
+    for key, v in sorted(dyn.items()):
+        n = v.get("strings", v.get("n"))
+        k = v.get("memorized_strings")
+        med = ("> horizon" if v.get("median_censored") else
+               _ci(v.get("median_epochs"), v.get("median_lo"), v.get("median_hi"), 0))
+        rows.append((key, f"{k} of {n}" if n is not None else k,
+                     _pct(k, n) if isinstance(n, int) and isinstance(k, int) else "",
+                     med, v.get("guessing_phase")))
+    out += _table(("model/init", "memorized", "share", "median epochs", "guessing phase"),
+                  rows)
+    return out
+
+
+def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] | None,
+           main: Mapping[str, str]) -> str:
+    """The summary of a run. models: name -> {labels, pairs (summary JSONs), minimal (records),
+    claims (table), specificity (table or None), checkpoints (summary JSON or None)}."""
+    out = ["# What this run gives", "",
+           "Written by the `summary` rule from the run's own tables; every number below is "
+           "read from the file named in its heading.", ""]
+    for name, m in models.items():
+        out += [f"## Study A: {name}", ""]
+        out += labels_section(name, m["labels"])
+        out += pairs_section(name, m["pairs"])
+        out += circuits_section(name, m["minimal"], main)
+        if m.get("specificity") is not None:
+            out += specificity_section(name, m["specificity"])
+        out += claims_section(name, m["claims"])
+        if m.get("checkpoints") is not None:
+            out += checkpoints_section(name, m["checkpoints"])
+    if dynamics:
+        out += dynamics_section(dynamics)
+    return "\n".join(out).rstrip() + "\n"
