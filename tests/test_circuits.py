@@ -437,3 +437,49 @@ def test_spread_takes_one_pair_per_document_first():
     assert C.spread(pairs.reverse(), 4, 0).sort("doc_id", "offset").equals(
         got.sort("doc_id", "offset"))  # independent of row order
     assert C.spread(pairs, None).height == 15 and C.spread(pairs, 99).height == 15
+
+
+def test_sweep_ranks_each_direction_by_its_own_scores(setup):
+    """Noising and de-noising scores that rank the edges in opposite orders: every curve
+    point and the minimal circuit of a de-noising mode are the top edges of the de-noising
+    ranking, those of a noising mode the top of the noising ranking; a file without
+    de-noising scores ranks both by the noising ones."""
+    model, g, ev, (clean, corrupt, answer, wrong) = setup
+    if model.config.model_type != "gpt_neox":
+        pytest.skip("one architecture suffices: the ranking does not depend on it")
+    sel = C.EvalSet.make(model, clean[:3], corrupt[:3], answer[:3], wrong[:3], 3)
+    noising = torch.rand(g.mask.shape, generator=torch.Generator().manual_seed(0)) * g.mask
+    order = C.ranking(g, noising)
+    denoising = torch.zeros(g.mask.numel())
+    denoising[order] = torch.arange(1, g.n_edges + 1, dtype=torch.float32)  # reversed
+    denoising = denoising.view(g.mask.shape)
+    reverse = C.ranking(g, denoising)
+    assert torch.equal(reverse, order.flip(0))
+    modes = C.modes(C.DIRECTIONS, ["inside", "outside"], ["resample"])
+    ks = [g.n_edges // 4, g.n_edges // 2]
+    curve, minimal = C.sweep(model, g, sel, ev, {"noising": noising, "denoising": denoising},
+                             modes, ks, [], [], 0.85, boot=S.Bootstrap(20))
+    for m in modes:
+        mine, other = (order, reverse) if m.direction == "noising" else (reverse, order)
+        rows = curve.filter((pl.col("split") == "evaluation") & (pl.col("circuit") ==
+                            "attribution") & (pl.col("direction") == m.direction)
+                            & (pl.col("placement") == m.placement))
+        for k in ks:
+            got = rows.filter(pl.col("k") == k)["metric"][0]
+            want = C.evaluate(model, g, ev, C.circuit(g, mine, k), m).metric
+            wrong_ = C.evaluate(model, g, ev, C.circuit(g, other, k), m).metric
+            assert got == pytest.approx(want, abs=1e-9) and abs(want - wrong_) > 1e-4
+        k = minimal[m]["k"]
+        assert minimal[m]["edges"] == mine[:k].tolist()
+        if k < g.n_edges:
+            assert set(minimal[m]["edges"]) != set(other[:k].tolist())
+    den = C.Mode("denoising", "inside", "resample")
+    _, one = C.sweep(model, g, sel, ev, {"noising": noising}, [den], ks, [], [], 0.85,
+                     boot=S.Bootstrap(20))
+    assert one[den]["edges"] == order[:one[den]["k"]].tolist()
+
+
+def test_edge_overlap_of_two_directions():
+    assert C.edge_overlap([1, 2, 3], [3, 4], ("noising", "denoising")) == {
+        "noising_edges": 3, "denoising_edges": 2, "shared": 1, "jaccard": 0.25}
+    assert C.edge_overlap([1], None)["jaccard"] is None
