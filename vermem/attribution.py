@@ -854,13 +854,14 @@ def save(path: str | os.PathLike, graph: Graph, scores: torch.Tensor,
     tensors = {"scores": scores.float().contiguous(), "mask": graph.mask.to(torch.uint8),
                "per_layer": per_layer(graph, scores), **layer_tensors(graph, scores.float())}
     if scores_denoising is not None:
-        tensors["scores_denoising"] = scores_denoising.float().contiguous()
+        # own copies: safetensors refuses tensors that share memory with another
+        tensors["scores_denoising"] = scores_denoising.float().contiguous().clone()
         tensors["per_layer_denoising"] = per_layer(graph, scores_denoising)
         tensors.update({f"denoising.{k}": v for k, v in
                         layer_tensors(graph, scores_denoising.float()).items()})
     for key, t in (("positions", positions), ("positions_denoising", positions_denoising)):
         if t is not None:
-            tensors[key] = t.float().contiguous()
+            tensors[key] = t.float().contiguous().clone()
     header = {"sources": graph.sources, "destinations": graph.destinations,
               "per_layer_columns": LAYER_COLUMNS, **meta}
     if buckets is not None:
@@ -888,3 +889,31 @@ def direction_scores(tensors: Mapping[str, torch.Tensor], direction: str) -> tor
     if direction not in DIRECTIONS:
         raise ValueError(f"{direction!r} is not one of {DIRECTIONS}")
     return tensors["scores"]
+
+
+def bucket_label(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def position_mass(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, object]
+                  ) -> list[dict[str, object]]:
+    """Attribution mass by source position, per direction present in the file: for each
+    distance bucket the sum over edges of |score| of that bucket (`mass`) and its share of
+    the sum over buckets (`share`). No rows for an empty file or one written without
+    position-resolved scores."""
+    rows: list[dict[str, object]] = []
+    buckets = meta.get("position_buckets") or []
+    if meta.get("empty") or not meta.get("n_examples"):
+        return rows
+    mask = tensors["mask"].bool()
+    for direction, key in (("noising", "positions"), ("denoising", "positions_denoising")):
+        if key not in tensors or tensors[key].shape[0] != len(buckets):
+            continue
+        mass = (tensors[key].double().abs() * mask).sum((1, 2))
+        total = float(mass.sum())
+        for k, (first, last) in enumerate(buckets):
+            rows.append({"direction": direction, "bucket": k, "first": int(first),
+                         "last": int(last), "distance": bucket_label(first, last),
+                         "mass": float(mass[k]),
+                         "share": float(mass[k]) / total if total > 0 else None})
+    return rows
