@@ -1,7 +1,7 @@
 """Rule circuit_transfer: every task's and subset's minimal circuits (main ablation, every
 placement; random circuits of the same size for the main placement) evaluated on every
 evaluation pair set, directions paired by meaning (prevention with prevention); overlap
-between the main mode's circuits."""
+between the main mode's circuits (same meaning, and prevention against induction)."""
 
 from _rule import minimal_circuits_and_evsets, rule
 

@@ -279,10 +279,22 @@ def test_transfer_relations_overlap_and_claims():
     # overlap pairs circuits of the same meaning: MD noising is induction like BC de-noising
     ov = C.overlap({(C.DECISION, "s", "noising"): a, (C.BRANCH, "s", "denoising"): b,
                     (C.BRANCH, "s", "noising"): a})
-    assert set(ov["semantics"]) == {"induction", "prevention"}
-    cross = ov.filter(pl.col("a_task") != pl.col("b_task"))
+    assert set(ov["semantics"]) == {"induction", "prevention", C.ACROSS}
+    same = ov.filter(pl.col("semantics") != C.ACROSS)
+    cross = same.filter(pl.col("a_task") != pl.col("b_task"))
     assert set(zip(cross["a_direction"], cross["b_direction"], strict=True)) == {
         ("noising", "denoising"), ("denoising", "noising")}
+    # across meanings: a prevention (BC noising), b induction; on one task and subset that
+    # is its noising vs de-noising overlap
+    across = ov.filter(pl.col("semantics") == C.ACROSS)
+    assert set(zip(across["a_task"], across["a_direction"], across["b_task"],
+                   across["b_direction"], strict=True)) == {
+        (C.BRANCH, "noising", C.BRANCH, "denoising"),
+        (C.BRANCH, "noising", C.DECISION, "noising")}
+    row = across.filter(pl.col("b_task") == C.BRANCH).row(0, named=True)
+    assert (row["shared"], row["jaccard"]) == (3, 0.5)
+    assert set(C.overlap({(C.BRANCH, "s", "noising"): a, (C.BRANCH, "s", "denoising"): b},
+                         across=False)["semantics"]) == {"induction", "prevention"}
 
 
 def test_direction_semantics_pair_like_with_like():

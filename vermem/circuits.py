@@ -624,14 +624,24 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
     return pl.DataFrame(rows, schema=TRANSFER_SCHEMA)
 
 
-def overlap(circuits: dict[tuple[str, str, str], torch.Tensor]) -> pl.DataFrame:
+ACROSS = "prevention vs induction"
+
+
+def overlap(circuits: dict[tuple[str, str, str], torch.Tensor], across: bool = True
+            ) -> pl.DataFrame:
     """Shared edges and Jaccard index between every two circuits of the same meaning
-    (prevention with prevention, induction with induction: `SEMANTICS`)."""
+    (prevention with prevention, induction with induction: `SEMANTICS`); with `across`,
+    also every prevention circuit (a) against every induction circuit (b), semantics
+    `ACROSS`: where a and b share task and subset, that is the overlap of the task's
+    noising and de-noising circuits, each ranked by its own direction's attribution."""
     rows = []
     for (ta, sa, da), a in sorted(circuits.items()):
         for (tb, sb, db), b in sorted(circuits.items()):
-            if semantics(ta, da) == semantics(tb, db):
-                rows.append({"semantics": semantics(ta, da), "a_task": ta, "a_subset": sa,
+            pair = (semantics(ta, da), semantics(tb, db))
+            name = (pair[0] if pair[0] == pair[1] else ACROSS
+                    if across and pair == ("prevention", "induction") else None)
+            if name is not None:
+                rows.append({"semantics": name, "a_task": ta, "a_subset": sa,
                              "a_direction": da, "b_task": tb, "b_subset": sb,
                              "b_direction": db, "a_edges": int(a.sum()), "b_edges": int(b.sum()),
                              "shared": int((a & b).sum()), "jaccard": jaccard(a, b)})
