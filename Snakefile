@@ -46,6 +46,8 @@ rule all:
             subset=SUBSETS,
             metric=config["attribution"]["metrics"],
         ),
+        expand("results/figures/{model}/attribution/positions.{subset}.png", model=MODELS,
+               subset=SUBSETS),
         expand("results/circuits/{model}/claims.csv", model=MODELS),
         expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
         expand("results/figures/{model}/circuits/specificity.png",

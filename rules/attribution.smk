@@ -46,3 +46,29 @@ rule figure_attribution_layers:
         ENV
     script:
         "../scripts/figure_attribution_layers.py"
+
+
+localrules:
+    figure_positions,
+
+
+rule figure_positions:
+    input:
+        memorized=expand("results/attribution/{{model}}/{task}/{{subset}}/{metric}.safetensors",
+                         task=BASE_TASKS, metric=config["circuits"]["rank_by"]),
+        # empty when contrastive.controls is off: the figure shows memorized pairs only
+        control=expand("results/attribution/{{model}}/{task}/{{subset}}/{metric}.safetensors",
+                       task=CONTROL_TASKS, metric=config["circuits"]["rank_by"]),
+    output:
+        figure=report("results/figures/{model}/attribution/positions.{subset}.png",
+                      caption="../report/attribution_positions.rst", category="Study A",
+                      subcategory="Attribution"),
+    params:
+        subset=lambda wc: SUBSETS[wc.subset],
+        metric=config["circuits"]["rank_by"],
+    log:
+        "logs/figures/{model}/attribution/positions.{subset}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_positions.py"

@@ -21,7 +21,7 @@ rule circuit:
             circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
                           "placements", "ablations", "random_seeds", "random_modes",
                           "random_points", "batch_size", "circuits_per_forward", "search_width",
-                          "bootstrap", "max_pairs"),
+                          "bootstrap", "max_pairs", "main"),
         seed=config["seed"],
     priority: MAIN_PATH
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM

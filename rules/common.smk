@@ -133,7 +133,7 @@ def main_mode_circuit_config():
     (both directions), random circuits at the minimal size only."""
     c = circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
                       "random_seeds", "random_points", "batch_size", "circuits_per_forward",
-                      "search_width", "bootstrap", "max_pairs")
+                      "search_width", "bootstrap", "max_pairs", "main")
     return {**c, "placements": [config["circuits"]["main"]["placement"]],
             "ablations": [config["circuits"]["main"]["ablation"]], "random_modes": []}
 

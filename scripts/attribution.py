@@ -1,4 +1,6 @@
-"""Rule attribution: edge scores of one task, subset and metric over its attribution pairs."""
+"""Rule attribution: edge scores of one task, subset and metric over its attribution pairs,
+in both directions (noising; de-noising, clean and corrupt swapped), each also split by the
+source position's distance to the predicted position."""
 
 from _rule import model_graph_pairs, rule
 
@@ -13,13 +15,18 @@ with rule(snakemake) as log:
     if pairs.height == 0:
         log.warning("no attribution pairs for %s / %s: marked empty (scores are not results)",
                     wc.task, p.subset)
-    scores, n = attribution.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
-                                pairs["answer"].to_list(), pairs["wrong"].to_list(),
-                                cfg["method"], cfg["ig_steps"], wc.metric, batch,
-                                cfg["backend"])
+    clean = pairs["clean"].to_list()
+    out, n = attribution.run(model, g, clean, pairs["corrupt"].to_list(),
+                             pairs["answer"].to_list(), pairs["wrong"].to_list(),
+                             cfg["method"], cfg["ig_steps"], wc.metric, batch, cfg["backend"])
+    buckets = attribution.position_buckets(max(map(len, clean), default=0))
     meta = {"model": record["name"], "revision": record["revision"], "task": wc.task,
             "subset": p.subset, "metric": wc.metric, "method": cfg["method"],
             "ig_steps": cfg["ig_steps"], "n_examples": n, "empty": n == 0, "n_edges": g.n_edges,
             "provenance": io.provenance(cfg, model=record["name"])}
-    attribution.save(snakemake.output.scores, g, scores, meta)
-    log.info("%d pairs, %d edges, top |score| %.4g", n, g.n_edges, float(scores.abs().max()))
+    attribution.save(snakemake.output.scores, g, out["scores"], meta,
+                     out["scores_denoising"], out["positions"], out["positions_denoising"],
+                     buckets)
+    log.info("%d pairs, %d edges, top |score| %.4g noising, %.4g de-noising; %d position "
+             "buckets", n, g.n_edges, float(out["scores"].abs().max()),
+             float(out["scores_denoising"].abs().max()), len(buckets))

@@ -33,12 +33,18 @@ with rule(snakemake) as log:
     modes = circuits.modes(cfg["directions"], cfg["placements"], cfg["ablations"])
     random_modes = [m for m in modes if {"placement": m.placement, "ablation": m.ablation}
                     in cfg["random_modes"]]
+    # each mode ranked by its own direction's attribution (a file without de-noising
+    # scores ranks both by the noising ones)
+    by_dir = {d: attribution.direction_scores(tensors, d) for d in circuits.DIRECTIONS}
     curve, minimal = circuits.sweep(
-        model, g, sel, ev, tensors["scores"], modes if usable else [],
+        model, g, sel, ev, by_dir, modes if usable else [],
         circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
         random_modes, cfg["target"], cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
         cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"])
-    scores = tensors["scores"].flatten()
+    flat = {d: t.flatten() for d, t in by_dir.items()}
+    main = cfg["main"]
+    pair = [minimal.get(circuits.Mode(d, main["placement"], main["ablation"]))
+            for d in circuits.DIRECTIONS]
     record_out = {
         "model": record["name"], "revision": record["revision"], "task": wc.task,
         "subset": p.subset, "n_edges": g.n_edges, "n_pairs": ev.n, "n_selection": sel.n,
@@ -57,13 +63,24 @@ with rule(snakemake) as log:
                       **{k: x for k, x in v.items() if k != "edges"},
                       "edge_index": v["edges"],
                       "edges": g.edge_names(torch.tensor(v["edges"], dtype=torch.long)),
-                      "scores": [float(scores[i]) for i in v["edges"]]}
+                      "scores": [float(flat[m.direction][i]) for i in v["edges"]]}
                      for m, v in minimal.items()],
+        "ranked_by": {d: "scores_denoising" if d == "denoising" and "scores_denoising"
+                      in tensors else "scores" for d in circuits.DIRECTIONS},
+        # the main mode's noising and de-noising minimal circuits: how much the two
+        # directions' rankings agree where it matters (None: a direction has no circuit)
+        "direction_overlap": {
+            "placement": main["placement"], "ablation": main["ablation"],
+            **circuits.edge_overlap(*(None if c is None else c["edges"] for c in pair),
+                                    ("noising", "denoising"))},
         "provenance": io.provenance(cfg, model=record["name"]),
     }
     io.write_parquet(curve, snakemake.output.curve,
                      io.provenance(cfg, model=record["name"], revision=record["revision"]))
     io.write_json(record_out, snakemake.output.minimal)
+    log.info("main mode: noising and de-noising minimal circuits share %s edges "
+             "(Jaccard %s)", record_out["direction_overlap"]["shared"],
+             record_out["direction_overlap"]["jaccard"])
     for c in record_out["circuits"]:
         log.info("%s/%s/%s: minimal circuit %d edges [%s, %s] (selection, n = %d), "
                  "F = %s [%s, %s] on %d evaluation pairs", c["direction"], c["placement"],

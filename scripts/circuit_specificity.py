@@ -52,9 +52,9 @@ with rule(snakemake) as log:
                 log.warning("%s / %s: no control evaluation pairs", ctl_task, subset)
                 continue
             d = c["direction"]
-            own = circuits.ranking(g, circuits.direction_scores(scores[task, subset], d))
+            own = circuits.ranking(g, attribution.direction_scores(scores[task, subset], d))
             control = (None if ctl_scores is None else
-                       circuits.ranking(g, circuits.direction_scores(ctl_scores, d)))
+                       circuits.ranking(g, attribution.direction_scores(ctl_scores, d)))
             mode = circuits.Mode(d, main["placement"], main["ablation"])
             row, curve, r = specificity.evaluate(
                 model, g, evs[task], evs[ctl_task], own, control, mode, int(c["k"]),

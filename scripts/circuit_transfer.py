@@ -2,8 +2,9 @@
 placement; random circuits of the same size for the main placement) evaluated on every
 evaluation pair set, directions paired by meaning (prevention with prevention); the same
 cross-task comparison at matched sizes (each task's own ranking against the other's, at
-every curve size); overlap between the main mode's circuits. Intervals from the run's shared
-bootstrap, whose replicates are kept for the claims."""
+every curve size); overlap between the main mode's circuits (same meaning, and prevention
+against induction). Intervals from the run's shared bootstrap, whose replicates are kept
+for the claims."""
 
 import polars as pl
 from _rule import minimal_circuits_and_evsets, rule
@@ -32,7 +33,7 @@ with rule(snakemake) as log:
             continue
         for d in ("noising", "denoising"):
             orders[key["task"], key["subset"], d] = circuits.ranking(
-                g, circuits.direction_scores(tensors, d))
+                g, attribution.direction_scores(tensors, d))
         for meaning in ("prevention", "induction"):
             sizes.setdefault((key["subset"], meaning), set(grid))
     for (task, subset, d, placement), edges in found.items():

@@ -377,3 +377,123 @@ def test_saved_scores_round_trip_with_names(tmp_path):
     assert torch.equal(t["layer1.attn"], scores[:4, 7:13])
     assert t["per_layer"].shape == (2, len(A.LAYER_COLUMNS))
     assert t["per_layer"][:, :4].sum() == pytest.approx(float(scores[:, :-1].abs().sum()))
+
+
+# -- the de-noising direction and position-resolved scores ------------------------------------
+
+def test_denoising_scores_equal_attribute_on_the_swapped_batch(setup):
+    """De-noising is EAP-IG on the swapped dataset (run: corrupt; patch: clean; IG from clean
+    to corrupt); noising from the same call is `attribute` itself."""
+    _, model, g, batch = setup
+    both = A.attribute_directions(model, g, batch, "EAP-IG", 3, backend="hooks")
+    assert torch.equal(both["noising"].scores,
+                       A.attribute(model, g, batch, "EAP-IG", 3, backend="hooks"))
+    swapped = A.attribute(model, g, A.swapped(batch), "EAP-IG", 3, backend="hooks")
+    assert torch.allclose(both["denoising"].scores, swapped, atol=1e-7, rtol=0)
+    assert not torch.allclose(both["denoising"].scores, -both["noising"].scores, atol=1e-4)
+
+
+def test_denoising_eap_equals_a_central_difference_of_patching_the_corrupt_run(setup64):
+    """The de-noising scores estimate the de-noising patch: on the corrupt run, one edge
+    carrying corrupt + eps (clean - corrupt) of its source (circuits' de-noising resample
+    mode with one edge); per edge |FD - EAP| as in the noising test."""
+    name, model, g, batch = setup64
+    if name == "gpt2_small_heads":
+        pytest.skip("the noising test covers the wide heads; de-noising shares the code")
+    h, floor = (1e-3, 1e-5) if name == "gpt_neo" else (1e-4, 1e-8)
+    be, arch = A.HooksBackend(), A.arch_of(model)
+    clean = be.sources(model, arch, batch.clean, batch.mask).acts
+    corrupt = be.sources(model, arch, batch.corrupt, batch.mask).acts
+    delta = (clean - corrupt) * batch.mask[None, :, :, None]
+    edges = fd_edges(name, g)
+    patch = torch.zeros(g.mask.shape, dtype=torch.float64)
+    fd = []
+    for s, d in edges:
+        patch[s, d] = 1
+        m = [float(A.metric(A.patched_logits(model, g, batch, patch, corrupt + e * delta,
+                                             ids=batch.corrupt), batch, "logit_diff").sum())
+             for e in (h, -h)]
+        patch[s, d] = 0
+        fd.append((m[0] - m[1]) / (2 * h))
+    fd = torch.tensor(fd, dtype=torch.float64)
+    idx = torch.tensor(edges)
+    eap = A.attribute_directions(model, g, batch, "EAP", backend="hooks",
+                                 directions=["denoising"])["denoising"].scores
+    eap = eap[idx[:, 0], idx[:, 1]]
+    err, scale = (fd - eap).abs(), eap.abs().max()
+    print(f"{name}: {len(fd)} edges, de-noising max |FD - EAP| relative to max |EAP| "
+          f"{scale:.3f}: {err.max() / scale:.2e}")
+    assert scale > 1e-3
+    assert (err <= 1e-3 * eap.abs() + floor * scale).all()
+
+
+def test_position_buckets_are_log2_distances():
+    d = torch.arange(17)
+    assert A.bucket_of(d).tolist() == [0, 1, 2, 2, 3, 3, 3, 3] + [4] * 8 + [5]
+    assert A.position_buckets(8) == [[0, 0], [1, 1], [2, 3], [4, 7]]
+    assert A.position_buckets(9) == [[0, 0], [1, 1], [2, 3], [4, 7], [8, 15]]
+    assert A.position_buckets(1) == [[0, 0]] and A.position_buckets(0) == []
+    b = make_batch()  # rows of 8 tokens and one of 6 (padded)
+    oh = A.position_onehot(b, 4)
+    assert oh.shape == (4, 8, 4)
+    assert oh[0].argmax(-1).tolist() == [3, 3, 3, 3, 2, 2, 1, 0]
+    assert oh[-1, :6].argmax(-1).tolist() == [3, 3, 2, 2, 1, 0] and not oh[-1, 6:].any()
+    assert A.position_onehot(b, 2)[0].argmax(-1).tolist() == [1] * 7 + [0]  # last is open
+
+
+def test_position_buckets_sum_to_the_scores(setup):
+    """Both directions on a real tiny model with a padded row: the buckets sum to the summed
+    scores; the input node's delta sits where the prompts differ (the last two tokens of
+    every row), so its edges have mass at distances 0 and 1 only."""
+    _, model, g, batch = setup
+    both = A.attribute_directions(model, g, batch, "EAP-IG", 3, backend="hooks", buckets=4)
+    for d, sc in both.items():
+        assert sc.positions.shape == (4, *g.mask.shape)
+        assert torch.allclose(sc.positions.sum(0), sc.scores, atol=1e-5, rtol=1e-4), d
+        assert (sc.positions[:, ~g.mask] == 0).all()
+        assert sc.positions[:2, 0].abs().sum() > 0 and (sc.positions[2:, 0] == 0).all()
+
+
+def test_delta_at_one_position_lands_in_its_bucket():
+    """Hand-made delta, nonzero at position 4 only: in a row whose last real token is 7
+    that is distance 3 (bucket 2, 2-3), in a padded row ending at 5 distance 1 (bucket 1)."""
+    model = neox()
+    g, arch = Graph(Shape.from_config(model.config)), A.arch_of(model)
+    b = A.Batch.make([[1] * 8, [1] * 6], [[2] * 8, [2] * 6], [1, 1], [2, 2], "cpu")
+    S, (B, T), D = g.mask.shape[0], b.mask.shape, model.config.hidden_size
+    n = arch.shape.n_heads + 2 * arch.shape.n_kv_heads
+    gen = torch.Generator().manual_seed(3)
+    att = [torch.randn(B, T, n, D, generator=gen) for _ in range(arch.shape.n_layers)]
+    mlp = [torch.randn(B, T, D, generator=gen) for _ in range(arch.shape.n_layers)]
+    lg = torch.randn(B, T, D, generator=gen)
+    for row, bucket in ((0, 2), (1, 1)):
+        delta = torch.zeros(S, B, T, D)
+        delta[:, row, 4] = torch.randn(S, D, generator=gen)
+        scores, pos = A.edge_scores(g, arch, delta, att, mlp, lg, A.position_onehot(b, 4))
+        assert torch.allclose(pos[bucket], scores, atol=1e-5) and scores[g.mask].abs().min() > 0
+        assert (torch.cat([pos[:bucket], pos[bucket + 1:]]) == 0).all()
+
+
+def test_run_saves_both_directions_and_positions(tmp_path):
+    model = neox()
+    g = Graph(Shape.from_config(model.config))
+    b = make_batch()
+    clean = [row[: int(n) + 1] for row, n in zip(b.clean.tolist(), b.last, strict=True)]
+    corrupt = [row[: int(n) + 1] for row, n in zip(b.corrupt.tolist(), b.last, strict=True)]
+    out, n = A.run(model, g, clean, corrupt, b.answer.tolist(), b.wrong.tolist(), "EAP-IG", 3,
+                   "logit_diff", 3, "hooks")
+    assert n == 4 and out["positions"].shape == (4, *g.mask.shape)
+    both = A.attribute_directions(model, g, b, "EAP-IG", 3, backend="hooks")
+    assert torch.allclose(out["scores_denoising"], both["denoising"].scores / 4, atol=1e-6)
+    assert torch.allclose(out["positions_denoising"].sum(0), out["scores_denoising"],
+                          atol=1e-6)
+    A.save(tmp_path / "a.safetensors", g, out["scores"], {"n_examples": n},
+           out["scores_denoising"], out["positions"], out["positions_denoising"],
+           A.position_buckets(8))
+    t, meta = A.load(tmp_path / "a.safetensors")
+    assert meta["position_buckets"] == [[0, 0], [1, 1], [2, 3], [4, 7]]
+    assert torch.equal(t["positions_denoising"], out["positions_denoising"])
+    assert torch.equal(A.direction_scores(t, "denoising"), out["scores_denoising"])
+    assert torch.equal(t["denoising.logits"], out["scores_denoising"][:, -1])
+    old = {"scores": t["scores"]}  # a file written before de-noising scores existed
+    assert A.direction_scores(old, "denoising") is old["scores"]

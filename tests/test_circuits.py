@@ -279,10 +279,22 @@ def test_transfer_relations_overlap_and_claims():
     # overlap pairs circuits of the same meaning: MD noising is induction like BC de-noising
     ov = C.overlap({(C.DECISION, "s", "noising"): a, (C.BRANCH, "s", "denoising"): b,
                     (C.BRANCH, "s", "noising"): a})
-    assert set(ov["semantics"]) == {"induction", "prevention"}
-    cross = ov.filter(pl.col("a_task") != pl.col("b_task"))
+    assert set(ov["semantics"]) == {"induction", "prevention", C.ACROSS}
+    same = ov.filter(pl.col("semantics") != C.ACROSS)
+    cross = same.filter(pl.col("a_task") != pl.col("b_task"))
     assert set(zip(cross["a_direction"], cross["b_direction"], strict=True)) == {
         ("noising", "denoising"), ("denoising", "noising")}
+    # across meanings: a prevention (BC noising), b induction; on one task and subset that
+    # is its noising vs de-noising overlap
+    across = ov.filter(pl.col("semantics") == C.ACROSS)
+    assert set(zip(across["a_task"], across["a_direction"], across["b_task"],
+                   across["b_direction"], strict=True)) == {
+        (C.BRANCH, "noising", C.BRANCH, "denoising"),
+        (C.BRANCH, "noising", C.DECISION, "noising")}
+    row = across.filter(pl.col("b_task") == C.BRANCH).row(0, named=True)
+    assert (row["shared"], row["jaccard"]) == (3, 0.5)
+    assert set(C.overlap({(C.BRANCH, "s", "noising"): a, (C.BRANCH, "s", "denoising"): b},
+                         across=False)["semantics"]) == {"induction", "prevention"}
 
 
 def test_direction_semantics_pair_like_with_like():
@@ -483,3 +495,49 @@ def test_size_matched_transfer_compares_rankings_at_the_same_k(setup):
     ind = t.filter(pl.col("semantics") == "induction").row(0, named=True)
     assert (ind["gap"], ind["gap_lo"], ind["gap_hi"]) == (0.0, 0.0, 0.0)
     assert float(reps[-1].abs().max()) == 0.0
+
+
+def test_sweep_ranks_each_direction_by_its_own_scores(setup):
+    """Noising and de-noising scores that rank the edges in opposite orders: every curve
+    point and the minimal circuit of a de-noising mode are the top edges of the de-noising
+    ranking, those of a noising mode the top of the noising ranking; a file without
+    de-noising scores ranks both by the noising ones."""
+    model, g, ev, (clean, corrupt, answer, wrong) = setup
+    if model.config.model_type != "gpt_neox":
+        pytest.skip("one architecture suffices: the ranking does not depend on it")
+    sel = C.EvalSet.make(model, clean[:3], corrupt[:3], answer[:3], wrong[:3], 3)
+    noising = torch.rand(g.mask.shape, generator=torch.Generator().manual_seed(0)) * g.mask
+    order = C.ranking(g, noising)
+    denoising = torch.zeros(g.mask.numel())
+    denoising[order] = torch.arange(1, g.n_edges + 1, dtype=torch.float32)  # reversed
+    denoising = denoising.view(g.mask.shape)
+    reverse = C.ranking(g, denoising)
+    assert torch.equal(reverse, order.flip(0))
+    modes = C.modes(C.DIRECTIONS, ["inside", "outside"], ["resample"])
+    ks = [g.n_edges // 4, g.n_edges // 2]
+    curve, minimal = C.sweep(model, g, sel, ev, {"noising": noising, "denoising": denoising},
+                             modes, ks, [], [], 0.85, boot=S.Bootstrap(20))
+    for m in modes:
+        mine, other = (order, reverse) if m.direction == "noising" else (reverse, order)
+        rows = curve.filter((pl.col("split") == "evaluation") & (pl.col("circuit") ==
+                            "attribution") & (pl.col("direction") == m.direction)
+                            & (pl.col("placement") == m.placement))
+        for k in ks:
+            got = rows.filter(pl.col("k") == k)["metric"][0]
+            want = C.evaluate(model, g, ev, C.circuit(g, mine, k), m).metric
+            wrong_ = C.evaluate(model, g, ev, C.circuit(g, other, k), m).metric
+            assert got == pytest.approx(want, abs=1e-9) and abs(want - wrong_) > 1e-4
+        k = minimal[m]["k"]
+        assert minimal[m]["edges"] == mine[:k].tolist()
+        if k < g.n_edges:
+            assert set(minimal[m]["edges"]) != set(other[:k].tolist())
+    den = C.Mode("denoising", "inside", "resample")
+    _, one = C.sweep(model, g, sel, ev, {"noising": noising}, [den], ks, [], [], 0.85,
+                     boot=S.Bootstrap(20))
+    assert one[den]["edges"] == order[:one[den]["k"]].tolist()
+
+
+def test_edge_overlap_of_two_directions():
+    assert C.edge_overlap([1, 2, 3], [3, 4], ("noising", "denoising")) == {
+        "noising_edges": 3, "denoising_edges": 2, "shared": 1, "jaccard": 0.25}
+    assert C.edge_overlap([1], None)["jaccard"] is None

@@ -301,11 +301,15 @@ def test_empty_attribution_is_marked_and_drawn_as_empty(tmp_path, tiny_model):
     from vermem import attribution, graph
 
     g = graph.Graph(graph.Shape.from_config(tiny_model.config))
-    scores, n = attribution.run(tiny_model, g, [], [], [], [], "EAP-IG", 2, "logit_diff", 4,
-                                "hooks")
-    assert n == 0 and not scores.any()
+    out, n = attribution.run(tiny_model, g, [], [], [], [], "EAP-IG", 2, "logit_diff", 4,
+                             "hooks")
+    scores = out["scores"]
+    assert n == 0 and not scores.any() and not out["scores_denoising"].any()
+    assert out["positions"].shape == (0, *g.mask.shape)
     path = tmp_path / "a.safetensors"
-    attribution.save(path, g, scores, {"n_examples": n, "empty": n == 0})
+    attribution.save(path, g, scores, {"n_examples": n, "empty": n == 0},
+                     out["scores_denoising"], out["positions"], out["positions_denoising"],
+                     attribution.position_buckets(0))
     tensors, meta = attribution.load(path)
     assert meta["empty"] is True and meta["n_examples"] == 0
     fig = plots.empty_figure("m: t", "no attribution pairs (n = 0):\nno edge scores")

@@ -160,6 +160,11 @@ def test_attribution_files_per_task_subset_and_metric(run):
                 assert (t["scores"][t["mask"] == 0] == 0).all()
                 assert (t["scores"].abs().sum() > 0) == (n > 0)
                 assert t["per_layer"].shape[0] == CFG["organism"]["architecture"]["layers"]
+                # the de-noising direction and the position buckets, which sum to the scores
+                assert t["scores_denoising"].shape == t["scores"].shape
+                assert t["positions"].shape[0] == len(meta["position_buckets"])
+                if n:
+                    assert (t["positions"].sum(0) - t["scores"]).abs().max() < 1e-5
 
 
 def test_eap_ig_agrees_with_exact_patching_on_the_organism(run, organism):
@@ -195,6 +200,12 @@ def test_circuits_are_chosen_on_selection_pairs_and_beat_random_ones(run):
             assert not set(rec["selection_docs"]) & set(rec["evaluation_docs"])
             usable = held_out and selection and rec["attribution_pairs"]
             assert len(rec["circuits"]) + len(rec["not_found"]) == (n_modes if usable else 0)
+            # each direction ranked by its own attribution; their main-mode overlap recorded
+            assert rec["ranked_by"] == {"noising": "scores", "denoising": "scores_denoising"}
+            ov = rec["direction_overlap"]
+            assert (ov["placement"], ov["ablation"]) == (circ["main"]["placement"],
+                                                         circ["main"]["ablation"])
+            assert ov["jaccard"] is None or 0 <= ov["jaccard"] <= 1
             for c in rec["circuits"]:  # chosen in the band on selection pairs, never above
                 assert lo_band <= c["selection_faithfulness"] <= hi_band + 1e-9
                 assert len(c["edges"]) == c["k"] and c["n_pairs"] == held_out
@@ -252,6 +263,7 @@ def test_figures_are_written(run):
              "attribution/branch_comparison.stdlib-docstrings.logit_diff",
              "circuits/faithfulness.branch_comparison.stdlib-docstrings",
              "circuits/circuit.branch_comparison.stdlib-docstrings",
+             "attribution/positions.stdlib-docstrings",
              "circuits/transfer", "circuits/overlap", "checkpoints/memorization",
              "checkpoints/circuits", "checkpoints/overlap"}
     for name in names:

@@ -463,11 +463,57 @@ def dest_grads(arch: Arch, g: Grads, steps: int) -> tuple[list, list, torch.Tens
     return att, mlp, avg(norm_backward(arch.final_ln, g.xf, g.gf))
 
 
-def edge_scores(graph: Graph, arch: Arch, delta: torch.Tensor, att, mlp, logit_g
-                ) -> torch.Tensor:
+DIRECTIONS = ("noising", "denoising")
+
+
+def swapped(batch: Batch) -> Batch:
+    """The batch with clean and corrupt exchanged (the de-noising direction's run is the
+    corrupt prompt); the answer, the wrong token and the metric stay."""
+    return Batch(batch.corrupt, batch.clean, batch.mask, batch.last, batch.answer, batch.wrong)
+
+
+def bucket_of(distance: torch.Tensor) -> torch.Tensor:
+    """Log2 bucket of a distance to the predicted position: 0 -> 0, 1 -> 1, 2-3 -> 2,
+    4-7 -> 3, 8-15 -> 4, ... (the number of powers of two <= distance)."""
+    d = distance.clamp(min=0)
+    top = max(1, int(d.max()).bit_length()) if d.numel() else 1
+    return sum((d >= (1 << j)).long() for j in range(top))
+
+
+def position_buckets(length: int) -> list[list[int]]:
+    """[first, last] distance of each bucket covering distances 0 .. length - 1 (a prompt of
+    `length` tokens): [[0, 0], [1, 1], [2, 3], [4, 7], ...]."""
+    if length <= 0:
+        return []
+    k = int(bucket_of(torch.tensor([length - 1]))[0]) + 1
+    return [[0, 0]] + [[1 << (j - 1), (1 << j) - 1] for j in range(1, k)]
+
+
+def position_onehot(batch: Batch, buckets: int, dtype=torch.float32) -> torch.Tensor:
+    """[B, T, K] one-hot of each position's distance bucket to the batch's predicted
+    position (`batch.last`); padding rows are zero. Distances past the last bucket fall in
+    it."""
+    T = batch.mask.shape[1]
+    dist = batch.last[:, None] - torch.arange(T, device=batch.mask.device)[None]
+    b = bucket_of(dist).clamp(max=buckets - 1)
+    real = (batch.mask > 0) & (dist >= 0)
+    return nn.functional.one_hot(b, buckets).to(dtype) * real[..., None].to(dtype)
+
+
+def edge_scores(graph: Graph, arch: Arch, delta: torch.Tensor, att, mlp, logit_g,
+                onehot: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """[S, D] scores: sum over examples and positions of delta . gradient (float32, or
-    float64 for a float64 model)."""
+    float64 for a float64 model); with `onehot` [B, T, K] (`position_onehot`) also the
+    same sums split by position bucket, [K, S, D] (else None). The buckets come from
+    the per-position products (one more product per destination kind), the summed scores
+    from the same contraction as without them."""
     scores = torch.zeros(graph.mask.shape, dtype=delta.dtype, device=delta.device)
+    pos = None
+    if onehot is not None:
+        onehot = onehot.to(delta.dtype)
+        pos = torch.zeros((onehot.shape[-1], *graph.mask.shape), dtype=delta.dtype,
+                          device=delta.device)
     H = arch.shape.n_heads
     for layer in range(arch.shape.n_layers):
         up = graph.source_end(layer)
@@ -476,36 +522,85 @@ def edge_scores(graph: Graph, arch: Arch, delta: torch.Tensor, att, mlp, logit_g
         m_up = up if arch.shape.parallel else up + H
         scores[:m_up, graph.mlp_dest(layer)] = torch.einsum("sbtd,btd->s", delta[:m_up],
                                                             mlp[layer])
+        if pos is not None:
+            per_t = torch.einsum("sbtd,btnd->sbtn", delta[:up], att[layer])
+            pos[:, :up, a0:a1] = torch.einsum("sbtn,btk->ksn", per_t, onehot)
+            per_t = torch.einsum("sbtd,btd->sbt", delta[:m_up], mlp[layer])
+            pos[:, :m_up, graph.mlp_dest(layer)] = torch.einsum("sbt,btk->ks", per_t, onehot)
     scores[:, -1] = torch.einsum("sbtd,btd->s", delta, logit_g)
-    return scores
+    if pos is not None:
+        pos[:, :, -1] = torch.einsum("sbt,btk->ks", torch.einsum("sbtd,btd->sbt", delta,
+                                                                 logit_g), onehot)
+    return scores, pos
+
+
+@dataclass
+class Scores:
+    scores: torch.Tensor              # [S, D]
+    positions: torch.Tensor | None    # [K, S, D] by distance bucket, or None
+
+
+def _direction(model, arch: Arch, graph: Graph, be, batch: Batch, run_src: Sources,
+               other_src: Sources, method: str, steps: int, kind: str, buckets: int | None
+               ) -> Scores:
+    """Scores of one direction: the run is `batch.clean`, the patch `other_src`; IG
+    interpolates the embeddings from the other prompt's to the run's."""
+    delta = (other_src.acts - run_src.acts) * batch.mask[None, :, :, None]
+    n = 1 if method == "EAP" else steps
+    alphas = torch.arange(1, n + 1, device=delta.device, dtype=delta.dtype) / n
+    e_run, e_other = run_src.acts[0], other_src.acts[0]
+    embeds = (e_other[None] + alphas[:, None, None, None] * (e_run - e_other)[None])
+    embeds = embeds.reshape(-1, *e_run.shape[1:]).to(next(model.parameters()).dtype)
+    embeds.requires_grad_(True)
+    ids = batch.clean.repeat(n, 1)
+    g = be.grads(model, arch, ids, batch.mask.repeat(n, 1), embeds, batch, kind)
+    with torch.no_grad():
+        att, mlp, lg = dest_grads(arch, g, n)
+        onehot = None if buckets is None else position_onehot(batch, buckets, delta.dtype)
+        return Scores(*edge_scores(graph, arch, delta.detach(), att, mlp, lg, onehot))
+
+
+def attribute_directions(model, graph: Graph, batch: Batch, method: str = "EAP-IG",
+                         steps: int = 5, kind: str = "logit_diff", backend="nnsight",
+                         buckets: int | None = None,
+                         directions: Sequence[str] = DIRECTIONS) -> dict[str, Scores]:
+    """Summed (not yet averaged) edge scores of one batch per direction, from one pair of
+    source forwards and one IG backward per direction.
+
+    noising: the run is the clean prompt, the patch the corrupt one (`attribute`).
+    denoising: clean and corrupt exchanged (`swapped`), as EAP-IG does for a swapped
+    dataset: the run is the corrupt prompt, the patch the clean prompt's activations, the
+    embeddings interpolated from clean to corrupt; the metric is the same. Its scores
+    estimate M(corrupt run with that edge carrying the clean value) - M(corrupt run).
+    With `buckets`, each direction's scores are also split by distance bucket of the
+    source position to the predicted one (`position_onehot`), [K, S, D]."""
+    arch = arch_of(model)
+    be = BACKENDS[backend]() if isinstance(backend, str) else backend
+    out = {}
+    with frozen(model):
+        clean = be.sources(model, arch, batch.clean, batch.mask)
+        corrupt = be.sources(model, arch, batch.corrupt, batch.mask)
+        for d in directions:
+            if d not in DIRECTIONS:
+                raise ValueError(f"{d!r} is not one of {DIRECTIONS}")
+            b, run_src, other = ((batch, clean, corrupt) if d == "noising"
+                                 else (swapped(batch), corrupt, clean))
+            out[d] = _direction(model, arch, graph, be, b, run_src, other, method, steps,
+                                kind, buckets)
+    return out
 
 
 def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: int = 5,
               kind: str = "logit_diff", backend: str = "nnsight") -> torch.Tensor:
     """Summed (not yet averaged) edge scores of one batch, [S, D] float32 (float64 for a
-    float64 model).
+    float64 model): the noising direction.
 
     EAP: gradient at the clean run. EAP-IG (inputs variant): the input embeddings are
     interpolated from corrupt to clean in `steps` steps (alpha = k / steps, k = 1..steps),
     all steps run as one batch, one backward pass; gradients are averaged over the steps.
     """
-    arch = arch_of(model)
-    be = BACKENDS[backend]() if isinstance(backend, str) else backend
-    with frozen(model):
-        clean = be.sources(model, arch, batch.clean, batch.mask)
-        corrupt = be.sources(model, arch, batch.corrupt, batch.mask)
-        delta = (corrupt.acts - clean.acts) * batch.mask[None, :, :, None]
-        n = 1 if method == "EAP" else steps
-        alphas = torch.arange(1, n + 1, device=delta.device, dtype=delta.dtype) / n
-        e_clean, e_corr = clean.acts[0], corrupt.acts[0]
-        embeds = (e_corr[None] + alphas[:, None, None, None] * (e_clean - e_corr)[None])
-        embeds = embeds.reshape(-1, *e_clean.shape[1:]).to(next(model.parameters()).dtype)
-        embeds.requires_grad_(True)
-        ids = batch.clean.repeat(n, 1)
-        g = be.grads(model, arch, ids, batch.mask.repeat(n, 1), embeds, batch, kind)
-        with torch.no_grad():
-            att, mlp, lg = dest_grads(arch, g, n)
-            return edge_scores(graph, arch, delta.detach(), att, mlp, lg)
+    return attribute_directions(model, graph, batch, method, steps, kind, backend,
+                                directions=("noising",))["noising"].scores
 
 
 # -- exact patching ------------------------------------------------------------------------
@@ -677,20 +772,38 @@ LAYER_COLUMNS = ("into q", "into k", "into v", "into mlp", "from heads", "from m
 
 def run(model, graph: Graph, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
         answer: Sequence[int], wrong: Sequence[int], method: str, steps: int, kind: str,
-        batch_size: int, backend: str = "nnsight") -> tuple[torch.Tensor, int]:
-    """Edge scores averaged over all pairs ([S, D] float32, on CPU) and the pair count.
+        batch_size: int, backend: str = "nnsight", directions: Sequence[str] = DIRECTIONS,
+        positions: bool = True) -> tuple[dict[str, torch.Tensor], int]:
+    """Edge scores averaged over all pairs and the pair count. Returns float32 tensors on
+    the CPU: `scores` [S, D] (noising), `scores_denoising` (clean and corrupt swapped) and,
+    with `positions`, `positions` / `positions_denoising` [K, S, D] split by the source
+    position's distance bucket to the predicted position (`position_buckets` of the
+    longest prompt; K = 0 without pairs). Sums accumulate in float32 on the model's device.
     Pairs are batched by length to keep padding small."""
     dev = next(model.parameters()).device
     order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
-    total = torch.zeros(graph.mask.shape, dtype=torch.float32)
+    k = len(position_buckets(max(map(len, clean), default=0))) if positions else None
+    shape = graph.mask.shape
+    total = {}
+    for d in directions:
+        name = "" if d == "noising" else f"_{d}"
+        total["scores" + name] = torch.zeros(shape, dtype=torch.float32, device=dev)
+        if positions:
+            total["positions" + name] = torch.zeros((k, *shape), dtype=torch.float32,
+                                                    device=dev)
     be = BACKENDS[backend]()
     for j in range(0, len(order), batch_size):
         idx = order[j: j + batch_size]
         b = Batch.make([clean[i] for i in idx], [corrupt[i] for i in idx],
                        [answer[i] for i in idx], [wrong[i] for i in idx], dev)
-        total += attribute(model, graph, b, method, steps, kind, be).cpu()
+        got = attribute_directions(model, graph, b, method, steps, kind, be, k, directions)
+        for d, sc in got.items():
+            name = "" if d == "noising" else f"_{d}"
+            total["scores" + name] += sc.scores.float()
+            if positions:
+                total["positions" + name] += sc.positions.float()
     n = len(clean)
-    return (total / n if n else total), n
+    return {key: (v / n if n else v).cpu() for key, v in total.items()}, n
 
 
 def per_layer(graph: Graph, scores: torch.Tensor) -> torch.Tensor:
@@ -727,15 +840,32 @@ def layer_tensors(graph: Graph, scores: torch.Tensor) -> dict[str, torch.Tensor]
 
 
 def save(path: str | os.PathLike, graph: Graph, scores: torch.Tensor,
-         meta: Mapping[str, object]) -> None:
+         meta: Mapping[str, object], scores_denoising: torch.Tensor | None = None,
+         positions: torch.Tensor | None = None,
+         positions_denoising: torch.Tensor | None = None,
+         buckets: Sequence[Sequence[int]] | None = None) -> None:
     """Edge scores, edge mask, per-layer tensors and the layer x node-type summary, with
-    node names and `meta` in the safetensors header."""
+    node names and `meta` in the safetensors header; the de-noising direction's scores
+    (`scores_denoising`, `per_layer_denoising`, `denoising.layer{l}.attn`, ...) and the
+    position-resolved scores (`positions`, `positions_denoising` [K, S, D], their bucket
+    edges `buckets` in the header as `position_buckets`) where given."""
     from safetensors.torch import save_file
 
     tensors = {"scores": scores.float().contiguous(), "mask": graph.mask.to(torch.uint8),
                "per_layer": per_layer(graph, scores), **layer_tensors(graph, scores.float())}
+    if scores_denoising is not None:
+        # own copies: safetensors refuses tensors that share memory with another
+        tensors["scores_denoising"] = scores_denoising.float().contiguous().clone()
+        tensors["per_layer_denoising"] = per_layer(graph, scores_denoising)
+        tensors.update({f"denoising.{k}": v for k, v in
+                        layer_tensors(graph, scores_denoising.float()).items()})
+    for key, t in (("positions", positions), ("positions_denoising", positions_denoising)):
+        if t is not None:
+            tensors[key] = t.float().contiguous().clone()
     header = {"sources": graph.sources, "destinations": graph.destinations,
               "per_layer_columns": LAYER_COLUMNS, **meta}
+    if buckets is not None:
+        header["position_buckets"] = [list(map(int, b)) for b in buckets]
     # one metadata key holding sorted JSON: safetensors writes several keys in a
     # per-process order, and the file's bytes must not depend on the process
     with atomic_path(path) as tmp:
@@ -748,3 +878,42 @@ def load(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, ob
     with safe_open(str(path), "pt") as f:
         meta = json.loads((f.metadata() or {}).get(HEADER_KEY, "{}"))
         return {k: f.get_tensor(k) for k in f.keys()}, meta
+
+
+def direction_scores(tensors: Mapping[str, torch.Tensor], direction: str) -> torch.Tensor:
+    """The [S, D] scores that rank `direction`'s circuits: `scores` for noising,
+    `scores_denoising` for de-noising; a file without them (written before they existed,
+    or empty) falls back to `scores`."""
+    if direction == "denoising" and "scores_denoising" in tensors:
+        return tensors["scores_denoising"]
+    if direction not in DIRECTIONS:
+        raise ValueError(f"{direction!r} is not one of {DIRECTIONS}")
+    return tensors["scores"]
+
+
+def bucket_label(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}-{last}"
+
+
+def position_mass(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, object]
+                  ) -> list[dict[str, object]]:
+    """Attribution mass by source position, per direction present in the file: for each
+    distance bucket the sum over edges of |score| of that bucket (`mass`) and its share of
+    the sum over buckets (`share`). No rows for an empty file or one written without
+    position-resolved scores."""
+    rows: list[dict[str, object]] = []
+    buckets = meta.get("position_buckets") or []
+    if meta.get("empty") or not meta.get("n_examples"):
+        return rows
+    mask = tensors["mask"].bool()
+    for direction, key in (("noising", "positions"), ("denoising", "positions_denoising")):
+        if key not in tensors or tensors[key].shape[0] != len(buckets):
+            continue
+        mass = (tensors[key].double().abs() * mask).sum((1, 2))
+        total = float(mass.sum())
+        for k, (first, last) in enumerate(buckets):
+            rows.append({"direction": direction, "bucket": k, "first": int(first),
+                         "last": int(last), "distance": bucket_label(first, last),
+                         "mass": float(mass[k]),
+                         "share": float(mass[k]) / total if total > 0 else None})
+    return rows

@@ -105,6 +105,20 @@ def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
     return int((a & b).sum()) / union if union else 1.0
 
 
+def edge_overlap(a: Sequence[int] | None, b: Sequence[int] | None,
+                 names: tuple[str, str] = ("a", "b")) -> dict[str, int | float | None]:
+    """Sizes, shared edges and Jaccard index of two circuits given as flat edge indices
+    (None where a circuit was not found: then shared and Jaccard are None)."""
+    out: dict[str, int | float | None] = {f"{names[0]}_edges": None if a is None else len(a),
+                                          f"{names[1]}_edges": None if b is None else len(b),
+                                          "shared": None, "jaccard": None}
+    if a is not None and b is not None:
+        sa, sb = set(a), set(b)
+        out["shared"] = len(sa & sb)
+        out["jaccard"] = len(sa & sb) / len(sa | sb) if sa | sb else 1.0
+    return out
+
+
 # -- evaluation ------------------------------------------------------------------------------
 
 @dataclass
@@ -343,7 +357,8 @@ def _nan_none(x: float) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
 
 
-def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
+def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
+          scores: torch.Tensor | Mapping[str, torch.Tensor],
           modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
           random_modes: Sequence[Mode], target: float, kind: str = "logit_diff",
           boot: Bootstrap = BOOTSTRAP, per_forward: int = 16, search_width: int = 8,
@@ -357,13 +372,19 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
     Returns the curve table (CURVE_SCHEMA; `split` says which pairs, `search` marks sizes
     added by the search) and {mode: record} for the modes with an in-band size. Random
     curves are evaluated at about `random_points` of the curve's sizes (evenly spread over
-    it; None: all of them)."""
+    it; None: all of them).
+
+    `scores`: one [S, D] tensor that ranks every mode, or {direction: [S, D]} so that each
+    mode is ranked by its own direction's attribution (noising modes by the noising scores,
+    de-noising modes by the de-noising ones, `attribution.direction_scores`); a direction
+    missing from the mapping is ranked by the noising scores."""
     n = graph.n_edges
     sizes = sorted(set(sizes) | {0, n})
     inner = [k for k in sizes if 0 < k < n]
     stride = max(1, math.ceil(len(inner) / random_points)) if random_points else 1
     r_sizes = [0, *inner[::-1][::stride][::-1], n]  # always the largest inner size
-    order = ranking(graph, scores)
+    by_dir = scores if isinstance(scores, Mapping) else {d: scores for d in DIRECTIONS}
+    orders = {d: ranking(graph, by_dir.get(d, by_dir["noising"])) for d in DIRECTIONS}
     randoms = {s: random_ranking(graph, s) for s in seeds}
     rows: list[dict] = []
     if sel.n == 0 or ev.n == 0:
@@ -396,7 +417,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
         return point, reps
 
     # evaluation pairs: every mode's curve; random circuits for the random modes
-    jobs = [(m, circuit(graph, order, k)) for m in modes_ for k in sizes]
+    jobs = [(m, circuit(graph, orders[m.direction], k)) for m in modes_ for k in sizes]
     jobs += [(m, circuit(graph, randoms[s], k)) for m in rand_modes for s in seeds
              for k in r_sizes if 0 < k < n]
     out = iter(run(ev, jobs))
@@ -411,7 +432,8 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
             rows_of("evaluation", ev, m, "random", s, r_sizes, res, res[0], res[n])
 
     # selection pairs: the curves, then the search, all modes' sizes in one pass per round
-    out = iter(run(sel, [(m, circuit(graph, order, k)) for m in modes_ for k in sizes]))
+    out = iter(run(sel, [(m, circuit(graph, orders[m.direction], k)) for m in modes_
+                         for k in sizes]))
     sel_res = {m: {k: next(out) for k in sizes} for m in modes_}
 
     def f_sel(m, ks):
@@ -423,7 +445,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
     while True:
         todo = {m: search_points({**curves[m], **searched[m]}, target, search_width)
                 for m in modes_}
-        jobs = [(m, circuit(graph, order, k)) for m in modes_ for k in todo[m]]
+        jobs = [(m, circuit(graph, orders[m.direction], k)) for m in modes_ for k in todo[m]]
         if not jobs:
             break
         out = iter(run(sel, jobs))
@@ -466,10 +488,10 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet, scores: torch.Tensor,
                                                and band(f_all[x], target) == "above"),
                                               default=None),
                       "selection_faithfulness": f_all[k], "n_selection": sel.n,
-                      "edges": order[:k].tolist()}
+                      "edges": orders[m.direction][:k].tolist()}
 
     # the chosen sizes on the evaluation pairs, with random circuits of the same size
-    jobs = [(m, circuit(graph, order, k)) for m, k in chosen.items()]
+    jobs = [(m, circuit(graph, orders[m.direction], k)) for m, k in chosen.items()]
     jobs += [(m, circuit(graph, randoms[s], k)) for m, k in chosen.items() for s in seeds]
     out = iter(run(ev, jobs))
     top = {m: next(out) for m in chosen}
@@ -615,14 +637,24 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
     return pl.DataFrame(rows, schema=TRANSFER_SCHEMA)
 
 
-def overlap(circuits: dict[tuple[str, str, str], torch.Tensor]) -> pl.DataFrame:
+ACROSS = "prevention vs induction"
+
+
+def overlap(circuits: dict[tuple[str, str, str], torch.Tensor], across: bool = True
+            ) -> pl.DataFrame:
     """Shared edges and Jaccard index between every two circuits of the same meaning
-    (prevention with prevention, induction with induction: `SEMANTICS`)."""
+    (prevention with prevention, induction with induction: `SEMANTICS`); with `across`,
+    also every prevention circuit (a) against every induction circuit (b), semantics
+    `ACROSS`: where a and b share task and subset, that is the overlap of the task's
+    noising and de-noising circuits, each ranked by its own direction's attribution."""
     rows = []
     for (ta, sa, da), a in sorted(circuits.items()):
         for (tb, sb, db), b in sorted(circuits.items()):
-            if semantics(ta, da) == semantics(tb, db):
-                rows.append({"semantics": semantics(ta, da), "a_task": ta, "a_subset": sa,
+            pair = (semantics(ta, da), semantics(tb, db))
+            name = (pair[0] if pair[0] == pair[1] else ACROSS
+                    if across and pair == ("prevention", "induction") else None)
+            if name is not None:
+                rows.append({"semantics": name, "a_task": ta, "a_subset": sa,
                              "a_direction": da, "b_task": tb, "b_subset": sb,
                              "b_direction": db, "a_edges": int(a.sum()), "b_edges": int(b.sum()),
                              "shared": int((a & b).sum()), "jaccard": jaccard(a, b)})
@@ -660,14 +692,6 @@ def resampler(pairs: pl.DataFrame, boot: Bootstrap,
         _, ev = split_sets(pairs, task, subset, max_pairs=max_pairs, seed=seed)
         strata.setdefault(subset, set()).update(ev["doc_id"])
     return Resampler(boot, {s: sorted(d) for s, d in strata.items()})
-
-
-def direction_scores(tensors: Mapping[str, torch.Tensor], direction: str) -> torch.Tensor:
-    """The edge scores that rank `direction`'s circuits from an attribution file: de-noising
-    by its own (swapped) attribution where the file has it, else the summed scores."""
-    if direction == "denoising" and "scores_denoising" in tensors:
-        return tensors["scores_denoising"]
-    return tensors["scores"]
 
 
 # -- size-matched transfer ---------------------------------------------------------------------

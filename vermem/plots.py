@@ -335,7 +335,9 @@ def transfer_heatmaps(transfer: pl.DataFrame, model: str):
 
 
 def overlap_heatmaps(overlap: pl.DataFrame, model: str):
-    """Jaccard index of every two circuits' edge sets, circuits of the same meaning."""
+    """Jaccard index of every two circuits' edge sets, circuits of the same meaning; the
+    'prevention vs induction' panel (rows prevention, columns induction circuits) holds
+    each task's noising against de-noising circuit where row and column agree."""
     return _group_heatmaps(overlap, ["semantics"], ["a_task", "a_subset"],
                            ["b_task", "b_subset"], "jaccard", f"{model}: circuit overlap",
                            vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "Jaccard"})

@@ -158,19 +158,30 @@ def activation_bytes(s: Shape, examples: int, seq: int) -> int:
     return int(examples * (s.n_layers * per_layer + logits))
 
 
+def n_buckets(seq: int) -> int:
+    """Position buckets of prompts of `seq` tokens (vermem.attribution.position_buckets:
+    distance 0, 1, 2-3, 4-7, ...)."""
+    return max(1, (int(seq) - 1).bit_length() + 1)
+
+
 def attribution_bytes(s: Shape, batch: int, steps: int, seq: int) -> int:
     """Peak GPU bytes of one EAP-IG batch (vermem.attribution.attribute): weights (no
     parameter gradients); clean, corrupt and delta source activations, float32
     [1 + L (H + 1), B, T, D]; the forward-backward of B x steps interpolated inputs; the
     destination gradients, float32 [B, T, H + 2K, D] per layer, plus one layer's
-    un-averaged [steps B, T, H + 2K, D]."""
+    un-averaged [steps B, T, H + 2K, D]; one layer's per-position products [sources, B, T,
+    H + 2K] for the position buckets, and the two directions' summed and position-resolved
+    scores. The directions run one after the other, so the peak is one direction's."""
     d, L, T = s.d_model, s.n_layers, seq
     sources = 1 + L * (s.n_heads + 1)
     dests = s.n_heads + 2 * s.kv_heads
     src = 3 * sources * batch * T * d * 4
     fwd_bwd = activation_bytes(s, batch * steps, T)
     grads = batch * T * dests * d * 4 * (L + steps)
-    return int(s.weight_bytes + src + fwd_bwd + grads + OVERHEAD_BYTES)
+    per_position = sources * batch * T * dests * 4
+    buckets = n_buckets(T)
+    scores = 2 * (1 + buckets) * sources * (L * (dests + 1) + 1) * 4
+    return int(s.weight_bytes + src + fwd_bwd + grads + per_position + scores + OVERHEAD_BYTES)
 
 
 def circuit_bytes(s: Shape, batch: int, seq: int) -> int:
@@ -359,9 +370,13 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
         b = _batch(lambda x: attribution_bytes(s, x, n, T), config["attribution"]["batch_size"],
                    budget)
         pairs = expected_pairs(config)
-        # clean and corrupt forward passes, then steps x (forward + backward = 3 forwards)
-        return Work(attribution_bytes(s, b, n, T), pairs * (2 + 3 * n) * fwd,
-                    host_mb(s, 2 * edges_bytes(s)), b, f"{pairs} pairs x {n} IG steps")
+        # clean and corrupt forward passes, then per direction (noising, de-noising)
+        # steps x (forward + backward = 3 forwards)
+        return Work(attribution_bytes(s, b, n, T), pairs * (2 + 2 * 3 * n) * fwd,
+                    # per direction the summed scores and K position buckets, twice
+                    # (the totals and their copy written to disk)
+                    host_mb(s, 2 * 2 * (1 + n_buckets(T)) * edges_bytes(s)), b,
+                    f"{pairs} pairs x {n} IG steps x 2 directions")
     if rule in ("circuit", "circuit_transfer"):
         c = config["circuits"]
         b = _batch(lambda x: circuit_bytes(s, x, T), c["batch_size"], budget)
