@@ -25,6 +25,7 @@ include: "rules/circuits.smk"
 include: "rules/checkpoints.smk"
 include: "rules/figures.smk"
 include: "rules/dynamics.smk"
+include: "rules/summary.smk"
 
 
 wildcard_constraints:
@@ -61,4 +62,5 @@ rule all:
         expand("results/figures/{model}/checkpoints/{name}.png", model=CKPT_MODELS,
                name=["memorization", "circuits", "overlap"]),
         DYNAMICS_TARGETS,
+        "results/summary.md",
     default_target: True

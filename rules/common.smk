@@ -109,6 +109,24 @@ def claims_inputs(wc):
     return out
 
 
+def summary_inputs(wc):
+    """Every table the summary reads, named by kind and model (rules/summary.smk)."""
+    out = {}
+    for m in MODELS:
+        out[f"labels.{m}"] = f"results/labels/{m}.summary.json"
+        out[f"pairs.{m}"] = f"results/pairs/{m}.summary.json"
+        out[f"claims.{m}"] = f"results/circuits/{m}/claims.parquet"
+        out[f"minimal.{m}"] = expand("results/circuits/{model}/{task}/{subset}/minimal.json",
+                                     model=m, task=BASE_TASKS, subset=SUBSETS)
+        if CONTROL_TASKS:
+            out[f"specificity.{m}"] = f"results/circuits/{m}/specificity.parquet"
+        if CKPTS[m]:
+            out[f"checkpoints.{m}"] = f"results/checkpoints/{m}/summary.json"
+    if config.get("dynamics"):
+        out["dynamics"] = "results/dynamics/summary.json"
+    return out
+
+
 # -- the checkpoint axis (rules/checkpoints.smk, docs/study-a.md §12)
 CKPTS = {m: _ck.listed(config, m) for m in MODELS}
 CKPT_MODELS = [m for m in MODELS if CKPTS[m]]

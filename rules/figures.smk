@@ -25,7 +25,7 @@ rule figures_memorization:
         score=config["memorization"]["score"],
         prefix_tokens=config["memorization"]["prefix_tokens"],
         subsets=config["corpus"]["subsets"],
-        tasks=config["attribution"]["tasks"],
+        tasks=TASKS,
     log:
         "logs/figures/{model}.memorization.log",
     conda:

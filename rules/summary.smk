@@ -1,0 +1,23 @@
+# What the run concludes, written by the run (vermem/summary.py): results/summary.md from the
+# tables alone; README.md and docs/ link it instead of quoting numbers that could go stale.
+
+
+localrules:
+    summary,
+
+
+rule summary:
+    input:
+        unpack(summary_inputs),
+    output:
+        summary=report("results/summary.md", caption="../report/summary.rst",
+                       category="Summary"),
+    params:
+        models=MODELS,
+        main=config["circuits"]["main"],
+    log:
+        "logs/summary.log",
+    conda:
+        ENV
+    script:
+        "../scripts/summary.py"

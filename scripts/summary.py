@@ -1,0 +1,22 @@
+"""Rule summary: results/summary.md, what the run concludes, from its tables (vermem.summary)."""
+
+import polars as pl
+from _rule import rule
+
+from vermem import io, summary
+
+with rule(snakemake):
+    p, inp = snakemake.params, snakemake.input
+    models = {}
+    for m in p.models:
+        models[m] = {
+            "labels": io.read_json(inp[f"labels.{m}"]), "pairs": io.read_json(inp[f"pairs.{m}"]),
+            "minimal": [io.read_json(f) for f in inp[f"minimal.{m}"]],
+            "claims": pl.read_parquet(inp[f"claims.{m}"]),
+            "specificity": (pl.read_parquet(inp[f"specificity.{m}"])
+                            if f"specificity.{m}" in inp.keys() else None),
+            "checkpoints": (io.read_json(inp[f"checkpoints.{m}"])
+                            if f"checkpoints.{m}" in inp.keys() else None)}
+    dynamics = io.read_json(inp["dynamics"]) if "dynamics" in inp.keys() else None
+    with io.atomic_path(snakemake.output.summary) as tmp:
+        tmp.write_text(summary.render(models, dynamics, p.main))

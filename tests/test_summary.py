@@ -1,0 +1,59 @@
+"""results/summary.md (vermem.summary), and the rule that README.md and docs/ quote no result
+of their own: they link the generated summary."""
+
+import re
+from pathlib import Path
+
+import polars as pl
+
+from vermem import claims as CL
+from vermem import summary
+from vermem.stats import wilson
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
+    labels = {"samples": 110, "by_dup_count": [
+        {"dup_count": 0, "n": 100, "extractable_share": 0.0},
+        {"dup_count": 32, "n": 10, "extractable_share": 0.7}],
+        "labels_per_subset": {"W": {"memorized": 7, "non-memorized": 90, "ambiguous": 13}}}
+    pairs = {"split": {}, "divergence": {},
+             "branch_comparison": {"W": {"pairs": 5, "attribution": 1, "selection": 1,
+                                         "evaluation": 3, "d_mean": 4.0,
+                                         "documents": {"evaluation": 2}}},
+             "branch_comparison_control": {"W": {"pairs": 4, "attribution": 1, "selection": 1,
+                                                 "evaluation": 2, "d_mean": 4.0,
+                                                 "memorized_pairs": 5, "documents": {}}}}
+    main = {"placement": "outside", "ablation": "resample"}
+    minimal = [{"task": "branch_comparison", "subset": "W", "n_selection": 8, "n_pairs": 30,
+                "circuits": [{"direction": "noising", "placement": "outside",
+                              "ablation": "resample", "semantics": "prevention", "k": 16,
+                              "n_edges": 463, "k_lo": 5.0, "k_hi": 60.0, "faithfulness": 0.83,
+                              "faithfulness_lo": 0.77, "faithfulness_hi": 0.88,
+                              "random_faithfulness": 0.0, "random_faithfulness_lo": 0.0,
+                              "random_faithfulness_hi": 0.01}]}]
+    claims = pl.DataFrame([{**{k: None for k in CL.CLAIM_SCHEMA}, "claim": "X", "semantics":
+                            "prevention", "estimate": 0.5, "estimate_lo": 0.4,
+                            "estimate_hi": 0.6, "n_pairs": 30, "verdict": "refuted",
+                            "reason": "because"}], schema=CL.CLAIM_SCHEMA)
+    text = summary.render({"organism": {"labels": labels, "pairs": pairs, "minimal": minimal,
+                                        "claims": claims}}, None, main)
+    lo, hi = wilson(7, 10)
+    assert f"70.0% [{100 * lo:.1f}, {100 * hi:.1f}]" in text
+    assert "0.0% [0.0, 3.7]" in text                      # 0 of 100, Wilson upper 3.7%
+    assert "16 of 463 [5.0, 60.0]" in text and "0.83 [0.77, 0.88]" in text
+    assert "noising (prevention)" in text and "denoising | none in the band" in text
+    assert "| branch_comparison_control | W | 4 |" in text and "| 5 |" in text
+    assert "**refuted**" in text and "0.500 [0.400, 0.600]" in text
+
+
+INTERVAL = re.compile(r"-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]")
+
+
+def test_readme_and_docs_link_the_generated_summary_and_quote_no_interval():
+    readme = (REPO / "README.md").read_text()
+    assert "results/summary.md" in readme
+    for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        found = INTERVAL.findall(path.read_text())
+        assert not found, f"{path.name} quotes run results {found[:3]}: link results/summary.md"
