@@ -368,7 +368,19 @@ def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
                 "generation", [[a, b] for a, b in zip(cand["g0"], g1, strict=True)],
                 dtype=pl.List(pl.Int32))))
         else:
-            made, _ = decision_pairs(model, cand, nonmem, batch_size, same_subset, parts)
+            # round by round: the r-th candidates of the pairs still unmatched only (the
+            # construction's cost grows with the rows it is given)
+            made_parts, done = [], set()
+            for rank in range(CONTROL_CANDIDATES):
+                todo = cand.filter((pl.col("_rank") == rank)
+                                   & ~pl.col("_target").is_in(sorted(done)))
+                if not todo.height:
+                    break
+                got_r, _ = decision_pairs(model, todo, nonmem, batch_size, same_subset, parts)
+                made_parts.append(got_r)
+                done |= set(todo.join(got_r.select("doc_id", "offset"),
+                                      on=["doc_id", "offset"])["_target"].to_list())
+            made = pl.concat(made_parts) if made_parts else pl.DataFrame(schema=PAIR_SCHEMA)
         # the construction's own drops are per candidate; per memorized pair it is this:
         made = _first_per_target(made, cand)
         tried = set(cand["_target"].to_list())
