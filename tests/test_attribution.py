@@ -377,3 +377,63 @@ def test_saved_scores_round_trip_with_names(tmp_path):
     assert torch.equal(t["layer1.attn"], scores[:4, 7:13])
     assert t["per_layer"].shape == (2, len(A.LAYER_COLUMNS))
     assert t["per_layer"][:, :4].sum() == pytest.approx(float(scores[:, :-1].abs().sum()))
+
+
+# -- the fast patching path against the plain one ------------------------------------------
+
+def mixed_masks(g: Graph, rows: int, seed: int = 3) -> torch.Tensor:
+    """[rows, S, D] per-row masks of every kind the engine treats apart: nothing patched,
+    every edge, all but a few (most destinations fully patched), a few edges (most
+    destinations left alone), and one source's edges."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for r in range(rows):
+        kind = r % 5
+        if kind == 0:
+            m = torch.zeros_like(g.mask)
+        elif kind == 1:
+            m = g.mask.clone()
+        else:
+            keep = torch.rand(g.mask.shape, generator=gen)
+            m = g.mask & ((keep < 0.9) if kind == 2 else (keep < 0.05))
+            if kind == 4:
+                m = torch.zeros_like(g.mask)
+                m[r % g.mask.shape[0]] = g.mask[r % g.mask.shape[0]]
+        out.append(m)
+    return torch.stack(out).float()
+
+
+def check_against_reference(name, model, g: Graph, batch: A.Batch, tol: float) -> float:
+    """Per-row masks over a batch tiled 3 times, and one shared mask: the engine against the
+    pre-speed-up implementation (tests/patching_reference.py). Returns the largest
+    difference; rows patching nothing must be the run's own logits exactly."""
+    from .patching_reference import reference_patched_logits
+
+    repl = A.corrupt_sources(model, batch)
+    masks = mixed_masks(g, 3 * len(batch.last))
+    ids = batch.clean.repeat(3, 1)
+    got = A.patched_logits(model, g, batch, masks, repl, ids)
+    want = reference_patched_logits(model, g, batch, masks, repl, ids)
+    one = A.patched_logits(model, g, batch, masks[2], repl)
+    err = max(float((got - want).abs().max()),
+              float((one - reference_patched_logits(model, g, batch, masks[2], repl)).abs().max()))
+    print(f"{name}: max |engine - reference| = {err:.1e} (logits up to {want.abs().max():.1f})")
+    assert err <= tol, name
+    with torch.no_grad():  # row 0 patches nothing: exactly the run's own logits
+        plain = model(input_ids=ids, attention_mask=batch.mask.repeat(3, 1)).logits
+        corrupt = model(input_ids=batch.corrupt, attention_mask=batch.mask).logits
+    real = batch.mask[0].bool()
+    assert torch.equal(got[0][real], plain[0][real])
+    real = batch.mask[1].bool()  # row 1 patches every edge: the corrupt run
+    assert (got[1][real] - corrupt[1][real]).abs().max() < 1e-4
+    assert (got[1][real] - plain[1][real]).abs().max() > 1e-3
+    return err
+
+
+def test_patching_equals_the_plain_reference_float64(setup64):
+    check_against_reference(*setup64, tol=1e-6)
+
+
+def test_patching_equals_the_plain_reference_float32(setup):
+    """To float32 rounding: the two sum and multiply in different orders."""
+    check_against_reference(*setup, tol=1e-5)

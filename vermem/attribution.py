@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -510,6 +511,69 @@ def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: 
 
 # -- exact patching ------------------------------------------------------------------------
 
+@dataclass
+class PatchWeights:
+    """Per layer, the weights exact patching reads: `head_rows`, `head_bias` and the output
+    projection's per-head columns (float32, or float64 for a float64 model)."""
+    key: tuple               # the parameters' (storage, version, dtype): stale when changed
+    rows: list[torch.Tensor]  # per layer [H + 2K, hd, D]
+    bias: list[torch.Tensor | None]  # per layer [H + 2K, hd] or None
+    out: list[torch.Tensor]   # per layer [D, H, hd]
+
+
+_WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def patch_weights(model, arch: Arch) -> PatchWeights:
+    """The model's PatchWeights, cached until one of its parameters changes (storage or
+    in-place version): an evaluation runs hundreds of patched forwards, and rebuilding
+    them copied every q/k/v weight in each."""
+    key = tuple((q.data_ptr(), q._version, q.dtype) for q in model.parameters())
+    hit = _WEIGHTS.get(model)
+    if hit is not None and hit.key == key:
+        return hit
+    s, hd = arch.shape, arch.head_dim
+    L = range(s.n_layers)
+    w = PatchWeights(key, [head_rows(arch, i) for i in L], [head_bias(arch, i) for i in L],
+                     [_acc(linear_weight(arch.layers[i].out)).reshape(s.d_model, s.n_heads, hd)
+                      for i in L])
+    _WEIGHTS[model] = w
+    return w
+
+
+def _proj_ranges(arch: Arch) -> list[tuple[int, int]]:
+    """Each q/k/v projection module's destinations [lo, hi) in the layer's graph order
+    (q heads, k heads, v heads)."""
+    H, K = arch.shape.n_heads, arch.shape.n_kv_heads
+    return [(0, H + 2 * K)] if arch.fused_qkv else [(0, H), (H, H + K), (H + K, H + 2 * K)]
+
+
+def _dest_major(arch: Arch, o: torch.Tensor) -> torch.Tensor:
+    """View of one projection's output o [N, T, F] as [*dests, N, T, hd] in the layer's graph
+    order: dests (3, H) for GPT-NeoX, which interleaves q, k, v per head (not one dimension
+    as a view), else (n,)."""
+    N, T, hd = *o.shape[:2], arch.head_dim
+    if arch.fused_qkv and not arch.qkv_major:
+        return o.view(N, T, arch.shape.n_heads, 3, hd).permute(3, 2, 0, 1, 4)
+    return o.view(N, T, -1, hd).permute(2, 0, 1, 3)
+
+
+@contextlib.contextmanager
+def _forwards(swaps: list[tuple[nn.Module, object]]) -> Iterator[None]:
+    """Temporarily replace modules' forward (an instance attribute shadows the class's)."""
+    saved = [(m, m.__dict__.get("forward")) for m, _ in swaps]
+    for m, f in swaps:
+        m.forward = f
+    try:
+        yield
+    finally:
+        for m, f in saved:
+            if f is None:
+                del m.forward
+            else:
+                m.forward = f
+
+
 @torch.no_grad()
 def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
                    replacement: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -522,101 +586,141 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     r circuits evaluated in one forward: row n is prompt n % B); replacement: [S, B, T, D]
     (e.g. corrupt-run sources), read tiled the same way. Rows whose mask leaves a destination
     alone keep the run's own value there exactly.
+
+    Cost (near an unpatched forward): the differences replacement - run are written once
+    per source into one [N, S, T, D] buffer (only for sources some edge reads), each
+    layer's corrections are one batched matmul (the MLP's shares the attention's in a
+    parallel-residual model), and a q/k/v projection whose every destination is patched
+    in every row is not run: its output is built from the destinations' own inputs.
     """
     arch = arch_of(model)
+    w = patch_weights(model, arch)
     ids = batch.clean if ids is None else ids
-    reps = ids.shape[0] // batch.mask.shape[0]
+    N, B = ids.shape[0], batch.mask.shape[0]
+    reps = N // B
     mask_ids = batch.mask.repeat(reps, 1)
     patch = patch.to(replacement.device, replacement.dtype)
     if patch.dim() == 2:
-        patch = patch.expand(ids.shape[0], *patch.shape)  # [N, S, D]
-    run: dict[int, torch.Tensor] = {}
-    state: dict = {}
-    H = arch.shape.n_heads
+        patch = patch.expand(N, *patch.shape)  # [N, S, D]
+    S, H, par = graph.mask.shape[0], arch.shape.n_heads, arch.shape.parallel
+    live = patch.any(2).any(0).tolist()  # [S]: sources some patched edge reads
+    st: dict = {}
 
-    def diff(upto: int) -> torch.Tensor:
-        # replacement - run of each source, computed once (sources arrive in graph order)
-        if "diff" not in state:
-            state["diff"] = torch.empty((graph.mask.shape[0], *run[0].shape),
-                                        dtype=run[0].dtype, device=run[0].device)
-            state["done"] = 0
-        for s in range(state["done"], upto):
-            state["diff"][s] = replacement[s].repeat(reps, 1, 1) - run[s]
-        state["done"] = max(state["done"], upto)
-        return state["diff"][:upto]
+    def put(s0: int, a: torch.Tensor) -> None:
+        # diff[:, s0:s0+k] = replacement - run of sources s0.. (a [N, k, T, D])
+        if "diff" not in st:
+            make = torch.empty if all(live) else torch.zeros  # unread sources stay 0
+            st["diff"] = make((N, S, *a.shape[2:]), dtype=a.dtype, device=a.device)
+            st["repl"] = replacement.to(a.dtype).permute(1, 0, 2, 3)  # [B, S, T, D]
+        k, rest = a.shape[1], a.shape[2:]
+        dv = st["diff"].view(reps, B, S, *rest)
+        torch.sub(st["repl"][None, :, s0: s0 + k], a.view(reps, B, k, *rest),
+                  out=dv[:, :, s0: s0 + k])
+
+    def correction(p: torch.Tensor) -> torch.Tensor:
+        # p [N, up, n] -> [N, n, T, D]: sum over s of p[:, s, j] diff[:, s]
+        d = st["diff"]
+        up, n = p.shape[1], p.shape[2]
+        return torch.bmm(p.transpose(1, 2), d[:, :up].flatten(2)).view(N, n, *d.shape[2:])
 
     def embed_hook(m, a, o):
-        run[0] = _acc(o)
+        if live[0]:
+            put(0, _acc(o)[:, None])
 
     def out_pre(m, a, layer):
-        s0, _ = graph.head_sources(layer)
-        for h, t in enumerate(head_outputs(arch, layer, a[0]).unbind(2)):
-            run[s0 + h] = t
+        s0, s1 = graph.head_sources(layer)
+        if any(live[s0:s1]):
+            z = _acc(a[0]).view(N, -1, H, arch.head_dim)
+            put(s0, torch.einsum("bthe,dhe->bhtd", z, w.out[layer]))  # [N, H, T, D]
 
     def mlp_hook(m, a, o, layer):
-        run[graph.mlp_source(layer)] = _acc(o)
+        s = graph.mlp_source(layer)
+        if live[s]:
+            put(s, _acc(o)[:, None])
 
     def ln1_pre(m, a, k, layer):
-        x = _first(a, k)
-        up = graph.source_end(layer)
+        st["qkv"], st["mlp"] = None, None
         a0, a1 = graph.attn_dest_range(layer)
-        p = patch[:, :up, a0:a1]
-        state["qkv"] = None
-        if p.any():
-            d = torch.einsum("sbtd,bsn->btnd", diff(up), p)  # [B, T, n, D]
-            xn = norm_forward(m, x[:, :, None] + d)        # each destination's own input
-            y = torch.einsum("btnd,ned->btne", xn, head_rows(arch, layer))
-            b = head_bias(arch, layer)
-            state["qkv"] = (y + b if b is not None else y, p.any(1))  # [B, n] patched
+        p = patch[:, :graph.source_end(layer), a0: a1 + 1 if par else a1]
+        which = p.any(1)  # [N, n (+ 1: the MLP, parallel residual)]
+        if not bool(which.any()):
+            return
+        c = correction(p)
+        if par:
+            st["mlp"] = c[:, -1] if bool(which[:, -1].any()) else None
+            c, which = c[:, :-1], which[:, :-1]
+        if bool(which.any()):
+            st["qkv"] = (_first(a, k), c, which)
 
-    def proj_hook(m, a, o, layer, j):
-        if state.get("qkv") is None:
-            return None
-        y, which = state["qkv"]  # [B, T, n, hd], [B, n]
-        s = arch.shape
-        if arch.fused_qkv and not arch.qkv_major:
-            o4 = o.view(*o.shape[:2], s.n_heads, 3, arch.head_dim).clone()
-            for c in range(3):
-                sel = which[:, None, c * H:(c + 1) * H, None]
-                o4[:, :, :, c] = torch.where(sel, y[:, :, c * H:(c + 1) * H].to(o.dtype),
-                                             o4[:, :, :, c])
-            return o4.view_as(o)
-        lo = [0, H, H + s.n_kv_heads][j]
-        n = H + 2 * s.n_kv_heads if arch.fused_qkv else H if j == 0 else s.n_kv_heads
-        o3 = o.view(*o.shape[:2], n, arch.head_dim)
-        sel = which[:, None, lo: lo + n, None]
-        return torch.where(sel, y[:, :, lo: lo + n].to(o.dtype), o3).reshape(o.shape)
+    def proj_forward(orig, layer: int, lo: int, hi: int):
+        rows_t = w.rows[layer][lo:hi].transpose(1, 2)  # [n, D, hd]
+        bias = None if w.bias[layer] is None else w.bias[layer][lo:hi, None]  # [n, 1, hd]
+        ln = arch.layers[layer].ln1
+
+        def forward(h, *args, **kwargs):
+            if st.get("qkv") is None:
+                return orig(h, *args, **kwargs)
+            x, c, which = st["qkv"]  # [N, T, D], [N, n, T, D], [N, n]
+            wm = which[:, lo:hi]
+            hit = wm.any(1)  # rows with a patched destination here
+            rows = None if bool(hit.all()) else hit.nonzero()[:, 0]
+            if rows is not None:
+                x, c, wm = x[rows], c[rows], wm[rows]
+            # every destination's own input, destination-major: one batched projection
+            xs = norm_forward(ln, x[None] + c[:, lo:hi].transpose(0, 1))  # [n, R, T, D]
+            y = torch.bmm(xs.flatten(1, 2), rows_t)  # [n, R * T, hd]
+            y = (y if bias is None else y + bias).to(h.dtype)
+            if rows is None and bool(wm.all()):  # the model's own projection is unused
+                out = h.new_empty(*h.shape[:-1], (hi - lo) * arch.head_dim)
+                view = _dest_major(arch, out)
+                view.copy_(y.view(view.shape))
+                return out
+            out = orig(h, *args, **kwargs)  # destinations left alone keep the run's own
+            view = _dest_major(arch, out)
+            dims = view.dim() - 3  # the destination dims
+            own = view if rows is None else view.index_select(dims, rows)
+            sel = wm.T.reshape(*own.shape[:dims + 1], 1, 1)
+            new = torch.where(sel, y.view(own.shape), own)
+            if rows is None:
+                view.copy_(new)
+            else:
+                view.index_copy_(dims, rows, new)
+            return out
+        return forward
 
     def ln2_pre(m, a, k, layer):
-        up = graph.source_end(layer) + (0 if arch.shape.parallel else H)
-        p = patch[:, :up, graph.mlp_dest(layer)]
-        if not p.any():
+        if par:
+            c = st.pop("mlp", None)
+        else:
+            p = patch[:, :graph.source_end(layer) + H, graph.mlp_dest(layer)]
+            c = correction(p[:, :, None])[:, 0] if bool(p.any()) else None
+        if c is None:
             return None
         x = _first(a, k)
-        x = x + torch.einsum("sbtd,bs->btd", diff(up), p).to(x.dtype)
+        x = x + c.to(x.dtype)
         return ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x})
 
     def final_pre(m, a, k):
         p = patch[:, :, -1]
-        if not p.any():
+        if not bool(p.any()):
             return None
         x = _first(a, k)
-        x = x + torch.einsum("sbtd,bs->btd", diff(graph.mask.shape[0]), p).to(x.dtype)
+        x = x + correction(p[:, :, None])[:, 0].to(x.dtype)
         return ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x})
 
     hs = [arch.embed.register_forward_hook(embed_hook),
           arch.final_ln.register_forward_pre_hook(final_pre, with_kwargs=True)]
+    swaps = []
     for i, lay in enumerate(arch.layers):
         hs.append(lay.out.register_forward_pre_hook(lambda m, a, i=i: out_pre(m, a, i)))
         hs.append(lay.mlp.register_forward_hook(lambda m, a, o, i=i: mlp_hook(m, a, o, i)))
         hs.append(lay.ln1.register_forward_pre_hook(
             lambda m, a, k, i=i: ln1_pre(m, a, k, i), with_kwargs=True))
-        for j, proj in enumerate(_proj_modules(arch, i)):
-            hs.append(proj.register_forward_hook(
-                lambda m, a, o, i=i, j=j: proj_hook(m, a, o, i, j)))
+        for proj, (lo, hi) in zip(_proj_modules(arch, i), _proj_ranges(arch), strict=True):
+            swaps.append((proj, proj_forward(proj.forward, i, lo, hi)))
         hs.append(lay.ln2.register_forward_pre_hook(
             lambda m, a, k, i=i: ln2_pre(m, a, k, i), with_kwargs=True))
-    with _hooks(hs):
+    with _hooks(hs), _forwards(swaps):
         return model(input_ids=ids, attention_mask=mask_ids).logits
 
 
