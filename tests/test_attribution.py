@@ -437,3 +437,22 @@ def test_patching_equals_the_plain_reference_float64(setup64):
 def test_patching_equals_the_plain_reference_float32(setup):
     """To float32 rounding: the two sum and multiply in different orders."""
     check_against_reference(*setup, tol=1e-5)
+
+
+def test_cached_patch_weights_follow_in_place_weight_changes():
+    """head_rows and friends are cached per model; an in-place update (an optimizer step)
+    must not leave the patching engine on the old weights."""
+    from .patching_reference import reference_patched_logits
+
+    model = neox()
+    g, batch = Graph(Shape.from_config(model.config)), make_batch()
+    repl = A.corrupt_sources(model, batch)
+    some = torch.zeros(g.mask.shape)  # every edge into layer 1's q, k, v: the engine
+    a0, a1 = g.attn_dest_range(1)      # projects them itself, from the cached weights
+    some[:, a0:a1] = g.mask[:, a0:a1].float()
+    before = A.patched_logits(model, g, batch, some, repl)
+    with torch.no_grad():
+        model.gpt_neox.layers[1].attention.query_key_value.weight.mul_(1.5)
+    after = A.patched_logits(model, g, batch, some, repl)
+    assert not torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(after, reference_patched_logits(model, g, batch, some, repl), atol=1e-6)

@@ -515,7 +515,7 @@ def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: 
 class PatchWeights:
     """Per layer, the weights exact patching reads: `head_rows`, `head_bias` and the output
     projection's per-head columns (float32, or float64 for a float64 model)."""
-    key: tuple               # the parameters' (storage, version, dtype): stale when changed
+    key: tuple               # the weights' (storage, version, dtype): stale when changed
     rows: list[torch.Tensor]  # per layer [H + 2K, hd, D]
     bias: list[torch.Tensor | None]  # per layer [H + 2K, hd] or None
     out: list[torch.Tensor]   # per layer [D, H, hd]
@@ -525,10 +525,13 @@ _WEIGHTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def patch_weights(model, arch: Arch) -> PatchWeights:
-    """The model's PatchWeights, cached until one of its parameters changes (storage or
-    in-place version): an evaluation runs hundreds of patched forwards, and rebuilding
-    them copied every q/k/v weight in each."""
-    key = tuple((q.data_ptr(), q._version, q.dtype) for q in model.parameters())
+    """The model's PatchWeights, cached until one of the weights they are made of changes
+    (storage, in-place version or dtype): an evaluation runs hundreds of patched forwards,
+    and rebuilding them copied every q/k/v weight in each."""
+    read = [t for i in range(arch.shape.n_layers)
+            for m in (*_proj_modules(arch, i), arch.layers[i].out)
+            for t in (m.weight, m.bias) if t is not None]
+    key = tuple((t.data_ptr(), t._version, t.dtype) for t in read)
     hit = _WEIGHTS.get(model)
     if hit is not None and hit.key == key:
         return hit
