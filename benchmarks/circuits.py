@@ -100,8 +100,7 @@ def forward_cost(model, g: Graph, ev: C.EvalSet, jobs, tile: int, repeats: int
 
     def patched():
         for b, corrupt in zip(ev.batches, ev.corrupt, strict=True):
-            A.patched_logits(model, g, b, rows.repeat_interleave(len(b.last), 0), corrupt,
-                             b.clean.repeat(tile, 1))
+            A.patched_logits(model, g, b, rows, corrupt, b.clean.repeat(tile, 1))
 
     @torch.no_grad()
     def plain():

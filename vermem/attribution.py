@@ -578,6 +578,22 @@ def _forwards(swaps: list[tuple[nn.Module, object]]) -> Iterator[None]:
                 m.forward = f
 
 
+def _mask_blocks(patch: torch.Tensor, n_rows: int, batch: int) -> torch.Tensor:
+    """patch as [C, S, D] masks of C equal blocks of consecutive rows: [S, D] is one block;
+    per-row masks [N, S, D] that repeat over each tiled copy of the batch (what
+    `circuits.evaluate_many` passes) become one block per copy."""
+    if patch.dim() == 2:
+        return patch[None]
+    C = patch.shape[0]
+    if n_rows % C:
+        raise ValueError(f"{C} masks for {n_rows} rows: the rows must split into equal blocks")
+    if C == n_rows and batch > 1 and C % batch == 0:
+        blocks = patch.view(C // batch, batch, *patch.shape[1:])
+        if bool((blocks == blocks[:, :1]).all()):
+            return blocks[:, 0]
+    return patch
+
+
 @torch.no_grad()
 def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
                    replacement: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -585,17 +601,18 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     patch[s, d] = 1 carries replacement[s] instead of the run's own source activation:
     destination d reads x + sum_s patch[s, d] (replacement_s - a_s(run)).
 
-    patch: [S, D] float (0/1), the same for every row, or [N, S, D], one mask per row of
-    `ids` [N, T], where N is a multiple r of the batch size B (the batch tiled r times, e.g.
-    r circuits evaluated in one forward: row n is prompt n % B); replacement: [S, B, T, D]
-    (e.g. corrupt-run sources), read tiled the same way. Rows whose mask leaves a destination
-    alone keep the run's own value there exactly.
+    patch: [S, D] float (0/1), the same for every row, or [C, S, D], one mask per block of
+    N / C consecutive rows of `ids` [N, T] (C = N: one per row), where N is a multiple r of
+    the batch size B (the batch tiled r times, e.g. r circuits evaluated in one forward: row
+    n is prompt n % B); replacement: [S, B, T, D] (e.g. corrupt-run sources), read tiled
+    the same way. Rows whose mask leaves a destination alone keep the run's own value
+    there exactly.
 
     Cost (near an unpatched forward): the differences replacement - run are written once
-    per source into one [N, S, T, D] buffer (only for sources some edge reads), each
-    layer's corrections are one batched matmul (the MLP's shares the attention's in a
-    parallel-residual model), and a q/k/v projection whose every destination is patched
-    in every row is not run: its output is built from the destinations' own inputs.
+    per source into one source-major [S, N, T, D] buffer (only sources some edge reads);
+    every destination's input x + correction is one matmul per mask block, written
+    destination-major, where the destinations' own q/k/v projections are one batched
+    matmul; a projection whose every destination is patched in every row is not run.
     """
     arch = arch_of(model)
     w = patch_weights(model, arch)
@@ -603,60 +620,66 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     N, B = ids.shape[0], batch.mask.shape[0]
     reps = N // B
     mask_ids = batch.mask.repeat(reps, 1)
-    patch = patch.to(replacement.device, replacement.dtype)
-    if patch.dim() == 2:
-        patch = patch.expand(N, *patch.shape)  # [N, S, D]
-    S, H, par = graph.mask.shape[0], arch.shape.n_heads, arch.shape.parallel
+    patch = _mask_blocks(patch.to(replacement.device, replacement.dtype), N, B)  # [C, S, D]
+    C, S, D = patch.shape
+    rows_per = N // C
+    H, par = arch.shape.n_heads, arch.shape.parallel
     live = patch.any(2).any(0).tolist()  # [S]: sources some patched edge reads
     st: dict = {}
 
     def put(s0: int, a: torch.Tensor) -> None:
-        # diff[:, s0:s0+k] = replacement - run of sources s0.. (a [N, k, T, D])
+        # diff[s0:s0+k] = replacement - run of sources s0.. (a [k, N, T, D])
         if "diff" not in st:
             make = torch.empty if all(live) else torch.zeros  # unread sources stay 0
-            st["diff"] = make((N, S, *a.shape[2:]), dtype=a.dtype, device=a.device)
-            st["repl"] = replacement.to(a.dtype).permute(1, 0, 2, 3)  # [B, S, T, D]
-        k, rest = a.shape[1], a.shape[2:]
-        dv = st["diff"].view(reps, B, S, *rest)
-        torch.sub(st["repl"][None, :, s0: s0 + k], a.view(reps, B, k, *rest),
-                  out=dv[:, :, s0: s0 + k])
+            st["diff"] = make((S, *a.shape[1:]), dtype=a.dtype, device=a.device)
+            st["repl"] = replacement.to(a.dtype)
+        k, rest = a.shape[0], a.shape[2:]
+        dv = st["diff"].view(S, reps, B, *rest)
+        torch.sub(st["repl"][s0: s0 + k, None], a.view(k, reps, B, *rest), out=dv[s0: s0 + k])
 
-    def correction(p: torch.Tensor) -> torch.Tensor:
-        # p [N, up, n] -> [N, n, T, D]: sum over s of p[:, s, j] diff[:, s]
-        d = st["diff"]
+    def inputs(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        # x [N, T, D], p [C, up, n] -> [n, N, T, D]: x + sum_s p[c, s, j] diff[s] for the
+        # rows of block c, one matmul per block (x written where a block patches nothing)
         up, n = p.shape[1], p.shape[2]
-        # (a contiguous p^T: bmm ran 1.6x slower on the transposed view, Pythia-160m shapes)
-        pt = p.transpose(1, 2).contiguous()
-        return torch.bmm(pt, d[:, :up].flatten(2)).view(N, n, *d.shape[2:])
+        xb = _acc(x).reshape(C, 1, -1)  # [C, 1, rows_per * T * D]
+        v = torch.empty(n, C, xb.shape[-1], dtype=xb.dtype, device=x.device)
+        pt = p.transpose(1, 2)  # [C, n, up]
+        for c, hit in enumerate(p.flatten(1).any(1).tolist()):
+            if hit:  # (a patched edge's source is in diff already: sources come in order)
+                d = st["diff"][:up].view(up, C, -1)
+                torch.addmm(xb[c], pt[c], d[:, c], out=v[:, c])
+            else:
+                v[:, c] = xb[c]
+        return v.view(n, N, *x.shape[1:])
 
     def embed_hook(m, a, o):
         if live[0]:
-            put(0, _acc(o)[:, None])
+            put(0, _acc(o)[None])
 
     def out_pre(m, a, layer):
         s0, s1 = graph.head_sources(layer)
         if any(live[s0:s1]):
             z = _acc(a[0]).view(N, -1, H, arch.head_dim)
-            put(s0, torch.einsum("bthe,dhe->bhtd", z, w.out[layer]))  # [N, H, T, D]
+            put(s0, torch.einsum("bthe,dhe->hbtd", z, w.out[layer]))  # [H, N, T, D]
 
     def mlp_hook(m, a, o, layer):
         s = graph.mlp_source(layer)
         if live[s]:
-            put(s, _acc(o)[:, None])
+            put(s, _acc(o)[None])
 
     def ln1_pre(m, a, k, layer):
         st["qkv"], st["mlp"] = None, None
         a0, a1 = graph.attn_dest_range(layer)
         p = patch[:, :graph.source_end(layer), a0: a1 + 1 if par else a1]
-        which = p.any(1)  # [N, n (+ 1: the MLP, parallel residual)]
+        which = p.any(1)  # [C, n (+ 1: the MLP, parallel residual)]
         if not bool(which.any()):
             return
-        c = correction(p)
-        if par:
-            st["mlp"] = c[:, -1] if bool(which[:, -1].any()) else None
-            c, which = c[:, :-1], which[:, :-1]
+        v = inputs(_first(a, k), p)  # [n (+ 1), N, T, D]
+        if par:  # the MLP reads what attention reads: one matmul for both
+            st["mlp"] = v[-1] if bool(which[:, -1].any()) else None
+            v, which = v[:-1], which[:, :-1]
         if bool(which.any()):
-            st["qkv"] = (_first(a, k), c, which)
+            st["qkv"] = (v, which)
 
     def proj_forward(orig, layer: int, lo: int, hi: int):
         rows_t = w.rows_t[layer][lo:hi]  # [n, D, hd]
@@ -666,15 +689,14 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
         def forward(h, *args, **kwargs):
             if st.get("qkv") is None:
                 return orig(h, *args, **kwargs)
-            x, c, which = st["qkv"]  # [N, T, D], [N, n, T, D], [N, n]
-            wm = which[:, lo:hi]
+            v, which = st["qkv"]  # [n, N, T, D], [C, n]
+            v, wm = v[lo:hi], which[:, lo:hi].repeat_interleave(rows_per, 0)  # [N, n]
             hit = wm.any(1)  # rows with a patched destination here
             rows = None if bool(hit.all()) else hit.nonzero()[:, 0]
             if rows is not None:
-                x, c, wm = x[rows], c[rows], wm[rows]
-            # every destination's own input, destination-major: one batched projection
-            xs = norm_forward(ln, x[None] + c[:, lo:hi].transpose(0, 1))  # [n, R, T, D]
-            y = torch.bmm(xs.flatten(1, 2), rows_t)  # [n, R * T, hd]
+                v, wm = v[:, rows], wm[rows]
+            xs = norm_forward(ln, v)  # [n, R, T, D]: every destination's own input
+            y = torch.bmm(xs.flatten(1, 2), rows_t)  # [n, R * T, hd]: one batched projection
             y = (y if bias is None else y + bias).to(h.dtype)
             if rows is None and bool(wm.all()):  # the model's own projection is unused
                 out = h.new_empty(*h.shape[:-1], (hi - lo) * arch.head_dim)
@@ -694,25 +716,24 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
             return out
         return forward
 
-    def ln2_pre(m, a, k, layer):
-        if par:
-            c = st.pop("mlp", None)
-        else:
-            p = patch[:, :graph.source_end(layer) + H, graph.mlp_dest(layer)]
-            c = correction(p[:, :, None])[:, 0] if bool(p.any()) else None
-        if c is None:
-            return None
-        x = _first(a, k)
-        x = x + c.to(x.dtype)
+    def replaced(a, k, x):
         return ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x})
 
+    def ln2_pre(m, a, k, layer):
+        x = _first(a, k)
+        if par:
+            v = st.pop("mlp", None)
+        else:
+            p = patch[:, :graph.source_end(layer) + H, graph.mlp_dest(layer), None]
+            v = inputs(x, p)[0] if bool(p.any()) else None
+        return None if v is None else replaced(a, k, v.to(x.dtype))
+
     def final_pre(m, a, k):
-        p = patch[:, :, -1]
+        p = patch[:, :, -1, None]
         if not bool(p.any()):
             return None
         x = _first(a, k)
-        x = x + correction(p[:, :, None])[:, 0].to(x.dtype)
-        return ((x,) + tuple(a[1:]), k) if a else (a, {**k, "hidden_states": x})
+        return replaced(a, k, inputs(x, p)[0].to(x.dtype))
 
     hs = [arch.embed.register_forward_hook(embed_hook),
           arch.final_ln.register_forward_pre_hook(final_pre, with_kwargs=True)]

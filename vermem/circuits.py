@@ -18,9 +18,10 @@ the pairs (a ratio of means) and M(empty), M(full) evaluated in the same mode, s
 1 and F(empty) = 0 in every mode.
 
 Speed: `evaluate_many` runs many circuits in one forward pass, the pair batch tiled once
-per circuit and each row patched with its own circuit's mask (`patched_logits` takes a
-mask per row); circuits that run the same prompts with the same replacement values share
-a forward whatever their placement. The numbers equal one-at-a-time evaluation.
+per circuit and each copy patched with its own circuit's mask (`patched_logits` takes a
+mask per block of rows); circuits that run the same prompts with the same replacement
+values share a forward whatever their placement. The numbers equal one-at-a-time
+evaluation.
 
 Honest numbers: every F has a seeded percentile bootstrap interval over pairs (`Bootstrap`:
 the pairs resampled, F recomputed as a ratio of means). The minimal circuit is chosen on
@@ -279,7 +280,7 @@ def evaluate_many(model, graph: Graph, ev: EvalSet, jobs: Sequence[tuple[Mode, t
             for c0 in range(0, len(members), max(1, per_forward)):
                 chunk = members[c0: c0 + max(1, per_forward)]
                 c = len(chunk)
-                masks = torch.stack([m for _, m in chunk]).repeat_interleave(B, 0)
+                masks = torch.stack([m for _, m in chunk])  # [c, S, D]: one per tiled copy
                 logits = A.patched_logits(model, graph, b, masks, replacement, run.repeat(c, 1))
                 m = A.metric(logits, b, kind).double().view(c, B)
                 ld = A.metric(logits, b, "logit_diff").double().view(c, B)
