@@ -114,7 +114,8 @@ def forward_cost(model, g: Graph, ev: C.EvalSet, jobs, tile: int, repeats: int
 
 
 def run(shape: str | None, device: str, results: Path, n_circuits: int | None = None,
-        max_pairs: int | None = None, repeats: int | None = None) -> dict:
+        max_pairs: int | None = None, repeats: int | None = None,
+        max_padding: float = C.MAX_PADDING) -> dict:
     """Every figure of one model (shape None: the organism) on one device. Defaults: 16
     circuits on every pair, best of 5; a Pythia shape on CPU 8 circuits on 8 pairs, timed
     once (the whole CPU run about 2 minutes at one thread)."""
@@ -130,10 +131,12 @@ def run(shape: str | None, device: str, results: Path, n_circuits: int | None = 
     sets, where = pair_sets(results, model.config.vocab_size)
     name = next(iter(sets))
     # every set's padding (the organism only: it is the same for every model, and cheap)
-    pad = {k: round(C.EvalSet.make(model, *v[:4], batch_size=32, groups=v[4]).padding, 3)
+    pad = {k: round(C.EvalSet.make(model, *v[:4], batch_size=32, groups=v[4],
+                                   max_padding=max_padding).padding, 3)
            for k, v in (sets.items() if shape is None else [])}
     cl, co, an, wr, docs = (x[:max_pairs] for x in sets[name])
-    ev = C.EvalSet.make(model, cl, co, an, wr, batch_size=32, groups=docs)
+    ev = C.EvalSet.make(model, cl, co, an, wr, batch_size=32, groups=docs,
+                        max_padding=max_padding)
     jobs = jobs_for(g, n_circuits)
     C.evaluate_many(model, g, ev, jobs[:2], per_forward=2)  # warm-up
     out = {"model": desc, "device": device, "threads": torch.get_num_threads(),
@@ -175,6 +178,8 @@ def main() -> None:
     ap.add_argument("--circuits", type=int, default=None,
                     help="circuits evaluated (default 16; 8 for a Pythia shape on CPU)")
     ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--max-padding", type=float, default=C.MAX_PADDING,
+                    help="EvalSet batches' padding share limit (1: one batch of 32, as before)")
     a = ap.parse_args()
     if a.device == "cpu":
         torch.set_num_threads(a.threads)
@@ -182,7 +187,8 @@ def main() -> None:
     shapes = a.shapes or (["pythia-160m", "pythia-1b"] if on_gpu else ["organism", "pythia-160m"])
     print(f"loadavg at start: {os.getloadavg()}, threads {torch.get_num_threads()}", flush=True)
     for shape in shapes:
-        r = run(None if shape == "organism" else shape, a.device, a.results, a.circuits)
+        r = run(None if shape == "organism" else shape, a.device, a.results, a.circuits,
+                max_padding=a.max_padding)
         for k, v in r.items():
             print(f"{k:>42}: {v}")
         print(flush=True)
