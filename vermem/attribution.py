@@ -633,23 +633,41 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
             make = torch.empty if all(live) else torch.zeros  # unread sources stay 0
             st["diff"] = make((S, *a.shape[1:]), dtype=a.dtype, device=a.device)
             st["repl"] = replacement.to(a.dtype)
+            st["total"] = torch.zeros(a.shape[1:], dtype=a.dtype, device=a.device)
         k, rest = a.shape[0], a.shape[2:]
         dv = st["diff"].view(S, reps, B, *rest)
         torch.sub(st["repl"][s0: s0 + k, None], a.view(k, reps, B, *rest), out=dv[s0: s0 + k])
+        st["total"] += st["diff"][s0: s0 + k].sum(0)  # sum of every source's so far [N, T, D]
 
     def inputs(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         # x [N, T, D], p [C, up, n] -> [n, N, T, D]: x + sum_s p[c, s, j] diff[s] for the
-        # rows of block c, one matmul per block (x written where a block patches nothing)
+        # rows of block c, one matmul per block over the sources it reads, or, where fewer
+        # sources are left alone than read (most edges patched: the outside placement),
+        # x + the sum of all sources (every one so far is < up) - those left alone's share
         up, n = p.shape[1], p.shape[2]
         xb = _acc(x).reshape(C, 1, -1)  # [C, 1, rows_per * T * D]
         v = torch.empty(n, C, xb.shape[-1], dtype=xb.dtype, device=x.device)
-        pt = p.transpose(1, 2)  # [C, n, up]
-        for c, hit in enumerate(p.flatten(1).any(1).tolist()):
-            if hit:  # (a patched edge's source is in diff already: sources come in order)
-                d = st["diff"][:up].view(up, C, -1)
-                torch.addmm(xb[c], pt[c], d[:, c], out=v[:, c])
-            else:
+        read, alone = p.any(2), (p != 1).any(2)  # [C, up]: sources read, not always read
+        n_read, n_alone = read.sum(1).tolist(), alone.sum(1).tolist()
+        for c in range(C):
+            if not n_read[c]:
                 v[:, c] = xb[c]
+                continue
+            # (a patched edge's source is in diff already: sources come in order)
+            d = st["diff"][:up].view(up, C, -1)[:, c]  # [up, rows_per * T * D]
+            if 2 * min(n_read[c], n_alone[c]) > up:  # no fewer sources to gather: all
+                base, q, src, sign = xb[c], p[c], None, 1
+            elif n_alone[c] < n_read[c]:
+                base = xb[c] + st["total"].view(C, 1, -1)[c]
+                q, src, sign = 1 - p[c], alone[c], -1
+            else:
+                base, q, src, sign = xb[c], p[c], read[c], 1
+            if src is not None and not bool(src.any()):
+                v[:, c] = base
+                continue
+            idx = None if src is None or bool(src.all()) else src.nonzero()[:, 0]
+            qt = (q if idx is None else q[idx]).T  # [n, k]
+            torch.addmm(base, qt, d if idx is None else d[idx], alpha=sign, out=v[:, c])
         return v.view(n, N, *x.shape[1:])
 
     def embed_hook(m, a, o):
