@@ -40,8 +40,7 @@ def column(results: Path, device: str, shape: str | None, s: dict) -> dict[str, 
     lab = labels.run(results, 64, s["n"], s["naive_n"], p, p, device, shape)
     div = divergence.run(results, s["div_n"], p, p, 64, device, shape)
     att = attribution.run(shape or "organism", device, batch=s["batch"], length=50, steps=5)
-    circ = circuits.run(shape, device, pairs=s.get("circ_pairs", 4), length=64,
-                        n_circuits=s.get("circ_circuits", 16), results=results)
+    circ = circuits.run(shape, device, results)
     return {
         "model": lab["model"],
         "labels: tokens/s (batched)": lab["tokens_per_s"],
@@ -60,10 +59,11 @@ def column(results: Path, device: str, shape: str | None, s: dict) -> dict[str, 
         "attribution: peak MiB (nnsight)": att["nnsight_peak_mib"],
         "attribution: same scores": att["same_scores"],
         "_attribution": att,
-        "circuits: evals/s (batched)": circ["evals_per_s_batched"],
-        "circuits: evals/s (one at a time)": circ["evals_per_s_one_at_a_time"],
-        "circuits: speed-up": circ["speedup"],
-        "circuits: max abs difference": circ["max_abs_diff"],
+        "circuits: padding share": circ["padding share (timed set)"],
+        "circuits: patched / unpatched (x8)": circ["patched / unpatched time (x8 rows)"],
+        **{f"circuits: evals/s ({pf} per forward)":
+           circ[f"evaluations/s (circuits_per_forward {pf})"] for pf in circuits.PER_FORWARD},
+        "circuits: max abs difference": circ["max |metric - one at a time|"],
     }
 
 

@@ -13,25 +13,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vermem import io, models, organism  # noqa: E402
 
 
-def organism_or_random(results: Path, device: str, seed: int = 0):
-    """The trained organism of a finished default run, else a random model of its shape.
-    Returns (model, samples as [N, P + C] ids or None, description)."""
-    record = results / "models" / "organism" / "model.json"
-    samples = results / "samples" / "organism.parquet"
-    if record.is_file() and samples.is_file():
-        import polars as pl
-
-        rec = io.read_json(record)
-        rec["path"] = str(results.parent / rec["path"])
-        model, _ = models.load(rec, device)
-        df = pl.read_parquet(samples)
-        ids = [a + b for a, b in zip(df["prefix"].to_list(), df["continuation"].to_list(),
-                                     strict=True)]
-        return model, torch.tensor(ids), f"trained organism ({results}), its own samples"
+def random_organism(device: str, seed: int = 0):
+    """A randomly initialised model of the organism's shape (the default config's)."""
     torch.manual_seed(seed)
     model = organism.make_model(2048, 0, {"layers": 4, "width": 128, "heads": 4, "mlp_ratio": 4,
                                           "rotary_pct": 0.25, "context": 128})
-    return model.to(device).eval(), None, "random organism-shaped model (no results/ found)"
+    return model.to(device).eval()
+
+
+def organism_model(results: Path, device: str):
+    """The trained organism of a finished default run, else a random model of its shape:
+    (model, description)."""
+    record = results / "models" / "organism" / "model.json"
+    if not record.is_file():
+        return random_organism(device), "random organism-shaped model (no results/ found)"
+    rec = io.read_json(record)
+    rec["path"] = str(results.parent / rec["path"])
+    return models.load(rec, device)[0], f"trained organism ({results})"
+
+
+def organism_or_random(results: Path, device: str, seed: int = 0):
+    """The trained organism of a finished default run, else a random model of its shape.
+    Returns (model, samples as [N, P + C] ids or None, description)."""
+    samples = results / "samples" / "organism.parquet"
+    if (results / "models" / "organism" / "model.json").is_file() and samples.is_file():
+        import polars as pl
+
+        model, desc = organism_model(results, device)
+        df = pl.read_parquet(samples)
+        ids = [a + b for a, b in zip(df["prefix"].to_list(), df["continuation"].to_list(),
+                                     strict=True)]
+        return model, torch.tensor(ids), f"{desc}, its own samples"
+    return random_organism(device, seed), None, "random organism-shaped model (no results/ found)"
 
 
 SHAPES = {  # layers, width, heads (GPT-NeoX, parallel residual, rotary 25%, vocab 50304)

@@ -497,3 +497,82 @@ def test_run_saves_both_directions_and_positions(tmp_path):
     assert torch.equal(t["denoising.logits"], out["scores_denoising"][:, -1])
     old = {"scores": t["scores"]}  # a file written before de-noising scores existed
     assert A.direction_scores(old, "denoising") is old["scores"]
+
+
+# -- the fast patching path against the plain one ------------------------------------------
+
+def mixed_masks(g: Graph, rows: int, seed: int = 3) -> torch.Tensor:
+    """[rows, S, D] per-row masks of every kind the engine treats apart: nothing patched,
+    every edge, all but a few (most destinations fully patched), a few edges (most
+    destinations left alone), and one source's edges."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for r in range(rows):
+        kind = r % 5
+        if kind == 0:
+            m = torch.zeros_like(g.mask)
+        elif kind == 1:
+            m = g.mask.clone()
+        else:
+            keep = torch.rand(g.mask.shape, generator=gen)
+            m = g.mask & ((keep < 0.9) if kind == 2 else (keep < 0.05))
+            if kind == 4:
+                m = torch.zeros_like(g.mask)
+                m[r % g.mask.shape[0]] = g.mask[r % g.mask.shape[0]]
+        out.append(m)
+    return torch.stack(out).float()
+
+
+def check_against_reference(name, model, g: Graph, batch: A.Batch, tol: float) -> float:
+    """Per-row masks over a batch tiled 3 times, and one shared mask: the engine against the
+    pre-speed-up implementation (tests/patching_reference.py). Returns the largest
+    difference; rows patching nothing must be the run's own logits exactly."""
+    from .patching_reference import reference_patched_logits
+
+    repl = A.corrupt_sources(model, batch)
+    masks = mixed_masks(g, 3 * len(batch.last))
+    ids = batch.clean.repeat(3, 1)
+    got = A.patched_logits(model, g, batch, masks, repl, ids)
+    want = reference_patched_logits(model, g, batch, masks, repl, ids)
+    one = A.patched_logits(model, g, batch, masks[2], repl)
+    err = max(float((got - want).abs().max()),
+              float((one - reference_patched_logits(model, g, batch, masks[2], repl)).abs().max()))
+    print(f"{name}: max |engine - reference| = {err:.1e} (logits up to {want.abs().max():.1f})")
+    assert err <= tol, name
+    with torch.no_grad():  # row 0 patches nothing: exactly the run's own logits
+        plain = model(input_ids=ids, attention_mask=batch.mask.repeat(3, 1)).logits
+        corrupt = model(input_ids=batch.corrupt, attention_mask=batch.mask).logits
+    real = batch.mask[0].bool()
+    assert torch.equal(got[0][real], plain[0][real])
+    real = batch.mask[1].bool()  # row 1 patches every edge: the corrupt run
+    assert (got[1][real] - corrupt[1][real]).abs().max() < 1e-4
+    assert (got[1][real] - plain[1][real]).abs().max() > 1e-3
+    return err
+
+
+def test_patching_equals_the_plain_reference_float64(setup64):
+    check_against_reference(*setup64, tol=1e-6)
+
+
+def test_patching_equals_the_plain_reference_float32(setup):
+    """To float32 rounding: the two sum and multiply in different orders."""
+    check_against_reference(*setup, tol=1e-5)
+
+
+def test_cached_patch_weights_follow_in_place_weight_changes():
+    """head_rows and friends are cached per model; an in-place update (an optimizer step)
+    must not leave the patching engine on the old weights."""
+    from .patching_reference import reference_patched_logits
+
+    model = neox()
+    g, batch = Graph(Shape.from_config(model.config)), make_batch()
+    repl = A.corrupt_sources(model, batch)
+    some = torch.zeros(g.mask.shape)  # every edge into layer 1's q, k, v: the engine
+    a0, a1 = g.attn_dest_range(1)      # projects them itself, from the cached weights
+    some[:, a0:a1] = g.mask[:, a0:a1].float()
+    before = A.patched_logits(model, g, batch, some, repl)
+    with torch.no_grad():
+        model.gpt_neox.layers[1].attention.query_key_value.weight.mul_(1.5)
+    after = A.patched_logits(model, g, batch, some, repl)
+    assert not torch.allclose(before, after, atol=1e-4)
+    assert torch.allclose(after, reference_patched_logits(model, g, batch, some, repl), atol=1e-6)

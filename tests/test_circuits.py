@@ -541,3 +541,36 @@ def test_edge_overlap_of_two_directions():
     assert C.edge_overlap([1, 2, 3], [3, 4], ("noising", "denoising")) == {
         "noising_edges": 3, "denoising_edges": 2, "shared": 1, "jaccard": 0.25}
     assert C.edge_overlap([1], None)["jaccard"] is None
+
+
+def test_length_batches_keep_padding_under_the_limit():
+    lengths = sorted([2, 2, 2, 3, 3, 4, 5, 5, 6, 6, 7, 7, 7, 7, 7, 8, 8, 8, 9, 10, 10, 10, 11,
+                      11, 14, 14, 14, 15, 17, 32])  # a default evaluation set's
+    for size in (1, 4, 32):
+        batches = C.length_batches(lengths, size, 0.2)
+        assert [i for b in batches for i in b] == list(range(len(lengths)))  # in order
+        for b in batches:
+            ls = [lengths[i] for i in b]
+            assert len(b) <= size and 1 - sum(ls) / (len(ls) * max(ls)) <= 0.2
+    assert len(C.length_batches(lengths, 32, 1.0)) == 1
+    assert C.length_batches([], 8) == []
+
+
+def test_length_buckets_change_no_result_and_keep_groups_aligned(setup):
+    """One batch per pair length against one padded batch: the same per-pair metrics (in the
+    same, length-sorted, order) and the same documents per pair."""
+    model, g, _, (clean, corrupt, answer, wrong) = setup
+    clean = [c[: 3 + i] for i, c in enumerate(clean)]  # lengths 3, 4, 5, 6, 5
+    corrupt = [c[: 3 + i] for i, c in enumerate(corrupt)]
+    docs = ["d1", "d0", "d1", "d2", "d0"]
+    one = C.EvalSet.make(model, clean, corrupt, answer, wrong, 8, docs, max_padding=1.0)
+    cut = C.EvalSet.make(model, clean, corrupt, answer, wrong, 8, docs, max_padding=0.0)
+    assert len(one.batches) == 1 and len(cut.batches) == 4
+    assert one.padding == pytest.approx(1 - 23 / 30) and cut.padding == 0.0
+    assert torch.equal(one.groups, cut.groups)
+    jobs = [(C.Mode("noising", p, "resample"), C.circuit(g, C.random_ranking(g, 0), k))
+            for p in C.PLACEMENTS for k in (0, 9, g.n_edges)]
+    for a, b in zip(C.evaluate_many(model, g, one, jobs), C.evaluate_many(model, g, cut, jobs),
+                    strict=True):
+        assert torch.allclose(a.metric, b.metric, atol=1e-5)
+    assert torch.allclose(one.mean, cut.mean, atol=1e-6)

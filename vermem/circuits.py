@@ -18,9 +18,10 @@ the pairs (a ratio of means) and M(empty), M(full) evaluated in the same mode, s
 1 and F(empty) = 0 in every mode.
 
 Speed: `evaluate_many` runs many circuits in one forward pass, the pair batch tiled once
-per circuit and each row patched with its own circuit's mask (`patched_logits` takes a
-mask per row); circuits that run the same prompts with the same replacement values share
-a forward whatever their placement. The numbers equal one-at-a-time evaluation.
+per circuit and each copy patched with its own circuit's mask (`patched_logits` takes a
+mask per block of rows); circuits that run the same prompts with the same replacement
+values share a forward whatever their placement. The numbers equal one-at-a-time
+evaluation.
 
 Honest numbers: every F has a seeded percentile bootstrap interval over pairs (`Bootstrap`:
 the pairs resampled, F recomputed as a ratio of means). The minimal circuit is chosen on
@@ -121,6 +122,28 @@ def edge_overlap(a: Sequence[int] | None, b: Sequence[int] | None,
 
 # -- evaluation ------------------------------------------------------------------------------
 
+MAX_PADDING = 0.2  # padded share of a batch's tokens, at most (0.57-0.73 in one batch of 30)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float = MAX_PADDING
+                   ) -> list[list[int]]:
+    """Batches (index lists, in order) of ascending `lengths`: greedy, a new batch starts
+    where the next length would push the batch's padding share (padded / all tokens)
+    above `max_padding` or its size above `batch_size`; so is the whole set's."""
+    out: list[list[int]] = []
+    real = 0
+    for i, n in enumerate(lengths):
+        cur = out[-1] if out else None
+        if cur is not None and len(cur) < batch_size and \
+                (len(cur) + 1) * n - (real + n) <= max_padding * (len(cur) + 1) * n:
+            cur.append(i)
+            real += n
+        else:
+            out.append([i])
+            real = n
+    return out
+
+
 @dataclass
 class EvalSet:
     """Held-out pairs in batches, with their clean and corrupt source activations."""
@@ -135,20 +158,30 @@ class EvalSet:
     def n(self) -> int:
         return sum(int(b.answer.numel()) for b in self.batches)
 
+    @property
+    def padding(self) -> float:
+        """Padded tokens / all tokens of the batches (the share of forward work wasted)."""
+        total = sum(b.mask.numel() for b in self.batches)
+        return 1 - sum(int(b.mask.sum()) for b in self.batches) / total if total else 0.0
+
     @classmethod
     @torch.no_grad()
     def make(cls, model, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
              answer: Sequence[int], wrong: Sequence[int], batch_size: int,
-             groups: Sequence[str] | None = None) -> EvalSet:
+             groups: Sequence[str] | None = None, max_padding: float = MAX_PADDING
+             ) -> EvalSet:
         """`groups`: the document of each pair, so that the bootstrap resamples documents
-        (windows of one document are correlated), not pairs."""
+        (windows of one document are correlated), not pairs. Pairs are sorted by length
+        and cut into batches of at most `batch_size` whose padding share stays within
+        `max_padding` (`length_batches`); the pair order (of metrics and `groups`) is the
+        sorted order whatever the cut."""
         dev = next(model.parameters()).device
         arch, be = A.arch_of(model), A.HooksBackend()
         order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
         batches, cl, co = [], [], []
         total, count = None, 0
-        for j in range(0, len(order), batch_size):
-            idx = order[j: j + batch_size]
+        for idx in length_batches([len(clean[i]) for i in order], batch_size, max_padding):
+            idx = [order[i] for i in idx]
             b = A.Batch.make([clean[i] for i in idx], [corrupt[i] for i in idx],
                              [answer[i] for i in idx], [wrong[i] for i in idx], dev)
             c = be.sources(model, arch, b.clean, b.mask).acts
@@ -270,7 +303,7 @@ def evaluate_many(model, graph: Graph, ev: EvalSet, jobs: Sequence[tuple[Mode, t
             for c0 in range(0, len(members), max(1, per_forward)):
                 chunk = members[c0: c0 + max(1, per_forward)]
                 c = len(chunk)
-                masks = torch.stack([m for _, m in chunk]).repeat_interleave(B, 0)
+                masks = torch.stack([m for _, m in chunk])  # [c, S, D]: one per tiled copy
                 logits = A.patched_logits(model, graph, b, masks, replacement, run.repeat(c, 1))
                 m = A.metric(logits, b, kind).double().view(c, B)
                 ld = A.metric(logits, b, "logit_diff").double().view(c, B)
