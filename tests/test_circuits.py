@@ -523,10 +523,11 @@ def test_sweep_ranks_each_direction_by_its_own_scores(setup):
                             "attribution") & (pl.col("direction") == m.direction)
                             & (pl.col("placement") == m.placement))
         for k in ks:
+            # float32 rounding: batched (many circuits) against one at a time
             got = rows.filter(pl.col("k") == k)["metric"][0]
             want = C.evaluate(model, g, ev, C.circuit(g, mine, k), m).metric
             wrong_ = C.evaluate(model, g, ev, C.circuit(g, other, k), m).metric
-            assert got == pytest.approx(want, abs=1e-9) and abs(want - wrong_) > 1e-4
+            assert got == pytest.approx(want, abs=1e-6) and abs(want - wrong_) > 1e-4
         k = minimal[m]["k"]
         assert minimal[m]["edges"] == mine[:k].tolist()
         if k < g.n_edges:
