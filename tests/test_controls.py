@@ -69,7 +69,7 @@ def test_branch_control_is_the_branch_construction_at_a_greedy_miss_at_the_same_
     ])
     parts = {d: "evaluation" for d in ["u1", "u2", "seen-often", "mem", "m1", "m2"]}
     mem = memorized_pairs([(P.BRANCH, "W", "m1", 4), (P.BRANCH, "W", "m2", 7)])
-    pairs, drops = P.control_pairs(model, mem, labels, nonmem_of(labels), parts, 4, seed=0)
+    pairs, drops, _ = P.control_pairs(model, mem, labels, nonmem_of(labels), parts, 4, seed=0)
     bc = pairs.filter(pl.col("task") == P.control_task(P.BRANCH)).sort("d")
     assert bc["d"].to_list() == [4, 7]          # the memorized pairs' d, one each
     assert set(bc["doc_id"]) == {"u1", "u2"}    # never a memorized or often-seen document
@@ -97,7 +97,7 @@ def test_decision_control_has_two_non_memorized_starts_and_keeps_the_part():
     ])
     parts = {"h": "evaluation", "c": "evaluation", "c2": "selection", "m": "evaluation"}
     mem = memorized_pairs([(P.DECISION, "W", "m", 5)])
-    pairs, drops = P.control_pairs(model, mem, labels, nonmem_of(labels), parts, 4, seed=0)
+    pairs, drops, _ = P.control_pairs(model, mem, labels, nonmem_of(labels), parts, 4, seed=0)
     md = pairs.filter(pl.col("task") == P.control_task(P.DECISION))
     assert md.height == 1, drops
     r = md.row(0, named=True)
@@ -110,7 +110,7 @@ def test_an_unmatched_memorized_pair_is_counted_not_dropped_silently():
     model = Successor()
     labels = labels_table([("u", "W", "non-memorized", 0, counting(1, 12))])  # never misses
     mem = memorized_pairs([(P.BRANCH, "W", "m", 4)])
-    pairs, drops = P.control_pairs(model, mem, labels, nonmem_of(labels),
+    pairs, drops, _ = P.control_pairs(model, mem, labels, nonmem_of(labels),
                                    {"u": "evaluation", "m": "evaluation"}, 4, seed=0)
     assert pairs.height == 0
     assert drops == {(P.control_task(P.BRANCH), "W",
@@ -123,3 +123,28 @@ def test_match_positions_fills_every_target_before_giving_backups():
     pred = torch.tensor([[(t + 1) % V for t in f] for f in fulls])
     cands = P.match_positions([3, 6], fulls, pred, per_target=2)
     assert cands == [[0, 1], [2]]
+
+
+def test_one_pass_gives_the_memorized_decision_pairs_unchanged_and_controls_at_their_d():
+    model = Successor()
+    h_mem = counting(1, 12, breaks=(5,))           # a memorized sample diverging at 5
+    target = h_mem[5]
+    h_ctl = counting(30, 12, breaks=(5,))          # a non-memorized one missing at 5
+    rows = [("c", "W", "non-memorized", 1, counting(target - 5, 12)),   # corrupt for h_mem
+            ("c2", "W", "non-memorized", 1, counting(h_ctl[5] - 5, 12)),  # for h_ctl
+            ("u", "W", "non-memorized", 0, h_ctl)]
+    labels = labels_table(rows)
+    nonmem = nonmem_of(labels)
+    parts = {d: "evaluation" for d in ["m", "c", "c2", "u"]}
+    div = pl.DataFrame([{"doc_id": "m", "offset": 0, "subset": "W", "full": h_mem, "d": 5,
+                         "generation": [0]}],
+                       schema={"doc_id": pl.String, "offset": pl.Int32, "subset": pl.String,
+                               "full": pl.List(pl.Int32), "d": pl.Int32,
+                               "generation": pl.List(pl.Int32)})
+    alone, alone_drops = P.decision_pairs(model, div, nonmem, 4, True, parts)
+    ctl, drops, (md, md_drops) = P.control_pairs(model, P.branch_pairs(div)[0], labels,
+                                                 nonmem, parts, 4, 0, True, None, div)
+    assert md.sort("doc_id").equals(alone.sort("doc_id")) and md_drops == alone_drops
+    mdc = ctl.filter(pl.col("task") == P.control_task(P.DECISION))
+    assert mdc["doc_id"].to_list() == ["u"] and mdc["d"].to_list() == md["d"].to_list()
+    assert mdc["corrupt_doc_id"].to_list() == ["c2"]

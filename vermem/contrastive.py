@@ -121,7 +121,7 @@ def _codes(values: Sequence[str], vocab: dict[str, int]) -> torch.Tensor:
 
 def decision_pairs(model, div: pl.DataFrame, nonmem: pl.DataFrame, batch_size: int,
                    same_subset: bool = True, parts: Mapping[str, str] | None = None,
-                   ) -> tuple[pl.DataFrame, Counter]:
+                   non_pred: torch.Tensor | None = None) -> tuple[pl.DataFrame, Counter]:
     """Memorization Decision pairs.
 
     div: memorized rows (doc_id, offset, subset, full, d); nonmem: non-memorized rows
@@ -129,7 +129,10 @@ def decision_pairs(model, div: pl.DataFrame, nonmem: pl.DataFrame, batch_size: i
     of other documents (of h's subset when `same_subset`, of h's document part when
     `parts`, doc_id -> part, is given) whose token at d is h's; they are ranked by cosine
     similarity of the mean-pooled last hidden state over [:d], and the first whose greedy
-    token after [:d] is that target is taken.
+    token after [:d] is that target is taken. `non_pred` ([N, T], `teacher_forced` of the
+    non-memorized rows) leaves out the candidates whose greedy token is not the target
+    before any hidden state is computed: the same choice, fewer forward passes. Rows of
+    `div` with `_control` true are constructed too, their drops not counted.
     """
     drops: Counter = Counter()
     non_full = nonmem["full"].to_list()
@@ -152,6 +155,8 @@ def decision_pairs(model, div: pl.DataFrame, nonmem: pl.DataFrame, batch_size: i
             hit &= subset_col == vocab.get(r["subset"], -1)
         if part_col is not None:
             hit &= part_col == vocab.get(parts[r["doc_id"]], -1)
+        if non_pred is not None:
+            hit &= non_pred[:, d - 1] == r["full"][d]
         cands.append(hit.nonzero().flatten().tolist())
     need: list[set[int]] = [set() for _ in non_full]
     for r, cs in zip(mem, cands, strict=True):
@@ -163,23 +168,27 @@ def decision_pairs(model, div: pl.DataFrame, nonmem: pl.DataFrame, batch_size: i
     rows = []
     for r, cs, st in zip(mem, cands, mem_states, strict=True):
         d = r["d"]
+        count = drops if not r.get("_control") else Counter()
         if d is None:
-            drops[r["subset"], "no divergence point"] += 1
+            count[r["subset"], "no divergence point"] += 1
             continue
         target = r["full"][d]
         q, answer = st[d]
         if answer == target:  # cannot happen at a divergence point; kept as a guard
-            drops[r["subset"], "model reproduces the target"] += 1
+            count[r["subset"], "model reproduces the target"] += 1
             continue
         if not cs:
-            drops[r["subset"], "no non-memorized sample with the target at d"] += 1
+            count[r["subset"], ("no non-memorized sample with the target at d"
+                                if non_pred is None else
+                                "no non-memorized sample with the target at d whose greedy "
+                                "token is the target")] += 1
             continue
         keys = torch.stack([non_states[c][d][0] for c in cs])
         sims = torch.nn.functional.cosine_similarity(keys, q[None], dim=-1)
         chosen = next(((cs[j], float(sims[j])) for j in sims.argsort(descending=True).tolist()
                        if non_states[cs[j]][d][1] == target), None)
         if chosen is None:
-            drops[r["subset"], "no candidate whose greedy token is the target"] += 1
+            count[r["subset"], "no candidate whose greedy token is the target"] += 1
             continue
         c, sim = chosen
         rows.append({"task": DECISION, "subset": r["subset"], "doc_id": r["doc_id"],
@@ -317,35 +326,45 @@ def _first_per_target(pairs: pl.DataFrame, cand: pl.DataFrame) -> pl.DataFrame:
 
 def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
                   nonmem: pl.DataFrame, parts: Mapping[str, str], batch_size: int, seed: int,
-                  same_subset: bool = True) -> tuple[pl.DataFrame, Counter]:
+                  same_subset: bool = True, non_pred: torch.Tensor | None = None,
+                  div: pl.DataFrame | None = None
+                  ) -> tuple[pl.DataFrame, Counter, tuple[pl.DataFrame, Counter] | None]:
     """Control pairs of both tasks, one per memorized pair where the pool allows (see the
-    module docstring). memorized: the memorized pairs (task, subset, doc_id, d); labels: the
-    labels table (the pool); nonmem: non-memorized rows (doc_id, offset, subset, full), the
-    Memorization Decision candidates as for memorized pairs. -> (pairs with tasks
-    `control_task(...)`, drops by (subset, reason), counted per task under the control
-    task's name)."""
+    module docstring). memorized: the memorized pairs (task, subset, doc_id, offset, d);
+    labels: the labels table (the pool); nonmem: non-memorized rows (doc_id, offset,
+    subset, full), the Memorization Decision candidates as for memorized pairs; non_pred:
+    their `teacher_forced` tokens (computed when not given).
+
+    With `div` (the divergence rows), the memorized samples' Memorization Decision pairs are
+    built in the same pass as their controls (one forward over the non-memorized samples
+    serves both) and returned too, and each is matched by a control pair at its own subset,
+    part and d. -> (control pairs with tasks `control_task(...)`, drops by (task, subset,
+    reason), (the memorized Memorization Decision pairs, their drops) or None)."""
+    if non_pred is None:
+        non_pred = teacher_forced(model, nonmem["full"].to_list(), batch_size)
     pool = control_pool(labels, seed)
+    row_of = {k: i for i, k in enumerate(zip(nonmem["doc_id"], nonmem["offset"], strict=True))}
+    pool = pool.filter(pl.Series([k in row_of for k in zip(pool["doc_id"], pool["offset"],
+                                                             strict=True)], dtype=pl.Boolean))
     fulls = pool["full"].to_list()
-    pred = teacher_forced(model, fulls, batch_size)
+    pred = non_pred[[row_of[k] for k in zip(pool["doc_id"], pool["offset"], strict=True)]]
     pool_part = [parts.get(d) for d in pool["doc_id"]]
-    out, drops = [], Counter()
     used: set[int] = set()  # a pool sample serves one control pair of one task
-    schema = {"doc_id": pl.String, "offset": pl.Int32, "subset": pl.String,
-              "full": pl.List(pl.Int32), "d": pl.Int32, "g0": pl.Int32, "_target": pl.Int64,
-              "_rank": pl.Int64}
-    for task in (BRANCH, DECISION):
-        ctl = control_task(task)
-        mem = memorized.filter(pl.col("task") == task).with_columns(
-            pl.col("doc_id").replace_strict(parts, default=None, return_dtype=pl.String)
-            .alias("_part"))
+    drops: Counter = Counter()
+
+    def candidates(targets: pl.DataFrame, ctl: str) -> tuple[pl.DataFrame, list[str]]:
+        """Up to CONTROL_CANDIDATES pool rows per target (subset, doc_id, offset, d)."""
         rows, target_subset = [], []
-        for (subset, part), g in sorted(mem.group_by("subset", "_part"),
+        keyed = targets.with_columns(pl.col("doc_id").replace_strict(
+            parts, default=None, return_dtype=pl.String).alias("_part"))
+        for (subset, part), g in sorted(keyed.group_by("subset", "_part"),
                                         key=lambda kv: (kv[0][0], kv[0][1] or "")):
             sel = [i for i, (s, p) in enumerate(zip(pool["subset"], pool_part, strict=True))
                    if s == subset and p == part and i not in used]
-            targets = g.sort("doc_id", "offset", "answer")["d"].to_list()
-            cands = (match_positions(targets, [fulls[i] for i in sel], pred[sel],
-                                     CONTROL_CANDIDATES) if sel else [[] for _ in targets])
+            ds = g.sort("doc_id", "offset", *(["answer"] if "answer" in g.columns else []))["d"]
+            ds = ds.to_list()
+            cands = (match_positions(ds, [fulls[i] for i in sel], pred[sel],
+                                     CONTROL_CANDIDATES) if sel else [[] for _ in ds])
             for t, cs in enumerate(cands):
                 tid = len(target_subset)
                 target_subset.append(subset)
@@ -355,42 +374,82 @@ def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
                     i = sel[j]
                     used.add(i)
                     rows.append({"doc_id": pool["doc_id"][i], "offset": pool["offset"][i],
-                                 "subset": subset, "full": fulls[i], "d": targets[t],
-                                 "g0": int(pred[i, targets[t] - 1]), "_target": tid,
-                                 "_rank": rank})
-        cand = pl.DataFrame(rows, schema=schema)
-        if task == BRANCH:
-            g1 = next_tokens(model, [f[:d] + [g0] for f, d, g0 in
-                                     zip(cand["full"].to_list(), cand["d"], cand["g0"],
-                                         strict=True)],
-                             batch_size)
-            made, _ = branch_pairs(cand.with_columns(pl.Series(
-                "generation", [[a, b] for a, b in zip(cand["g0"], g1, strict=True)],
-                dtype=pl.List(pl.Int32))))
-        else:
-            # round by round: the r-th candidates of the pairs still unmatched only (the
-            # construction's cost grows with the rows it is given)
-            made_parts, done = [], set()
-            for rank in range(CONTROL_CANDIDATES):
-                todo = cand.filter((pl.col("_rank") == rank)
-                                   & ~pl.col("_target").is_in(sorted(done)))
-                if not todo.height:
-                    break
-                got_r, _ = decision_pairs(model, todo, nonmem, batch_size, same_subset, parts)
-                made_parts.append(got_r)
-                done |= set(todo.join(got_r.select("doc_id", "offset"),
-                                      on=["doc_id", "offset"])["_target"].to_list())
-            made = pl.concat(made_parts) if made_parts else pl.DataFrame(schema=PAIR_SCHEMA)
-        # the construction's own drops are per candidate; per memorized pair it is this:
-        made = _first_per_target(made, cand)
-        tried = set(cand["_target"].to_list())
+                                 "subset": subset, "full": fulls[i], "d": ds[t],
+                                 "g0": int(pred[i, ds[t] - 1]), "_target": tid,
+                                 "_rank": rank, "_part": part})
+        return pl.DataFrame(rows, schema=CANDIDATE_SCHEMA), target_subset
+
+    def lost(cand, made, target_subset, ctl):
         got = set(cand.join(made.select("doc_id", "offset"), on=["doc_id", "offset"])
                   ["_target"].to_list())
-        for t in sorted(tried - got):
+        for t in sorted(set(cand["_target"].to_list()) - got):
             drops[ctl, target_subset[t], "every candidate dropped by the construction"] += 1
-        out.append(made.with_columns(pl.lit(ctl).alias("task")))
-    pairs = pl.concat(out) if out else pl.DataFrame(schema=PAIR_SCHEMA)
-    return pairs.select(list(PAIR_SCHEMA)), drops
+
+    # Branch Comparison: the branch construction on each candidate, the first kept
+    ctl = control_task(BRANCH)
+    cand, ts = candidates(memorized.filter(pl.col("task") == BRANCH), ctl)
+    g1 = next_tokens(model, [f[:d] + [g0] for f, d, g0 in zip(cand["full"].to_list(),
+                                                                cand["d"], cand["g0"],
+                                                                strict=True)], batch_size)
+    made, _ = branch_pairs(cand.with_columns(pl.Series(
+        "generation", [[a, b] for a, b in zip(cand["g0"], g1, strict=True)],
+        dtype=pl.List(pl.Int32))))
+    bc = _first_per_target(made, cand)
+    lost(cand, bc, ts, ctl)
+
+    # Memorization Decision: one construction pass for the memorized samples (with `div`)
+    # and every candidate
+    ctl = control_task(DECISION)
+    cols = ["doc_id", "offset", "subset", "full", "d"]
+    if div is not None:
+        targets = div.filter(pl.col("d").is_not_null())
+        cand, ts = candidates(targets, ctl)
+        both = pl.concat([div.select(cols).with_columns(pl.lit(False).alias("_control")),
+                          cand.select(cols).with_columns(pl.lit(True).alias("_control"))])
+    else:
+        cand, ts = candidates(memorized.filter(pl.col("task") == DECISION), ctl)
+        both = cand.select(cols).with_columns(pl.lit(True).alias("_control"))
+    made, md_drops = decision_pairs(model, both, nonmem, batch_size, same_subset, parts,
+                                    non_pred)
+    keys = cand.select("doc_id", "offset", "_target", "_rank", "_part")
+    made_ctl = made.join(keys, on=["doc_id", "offset"], how="inner")
+    if div is None:
+        md = _first_per_target(made, cand)
+        lost(cand, md, ts, ctl)
+        memorized_md = None
+    else:
+        mem_md = made.join(div.select("doc_id", "offset"), on=["doc_id", "offset"],
+                           how="semi")
+        md = _match_same_d(mem_md, made_ctl, parts, drops, ctl)
+        memorized_md = (mem_md, md_drops)
+    out = [bc.with_columns(pl.lit(control_task(BRANCH)).alias("task")),
+           md.with_columns(pl.lit(ctl).alias("task"))]
+    return pl.concat([o.select(list(PAIR_SCHEMA)) for o in out]), drops, memorized_md
+
+
+CANDIDATE_SCHEMA = {"doc_id": pl.String, "offset": pl.Int32, "subset": pl.String,
+                    "full": pl.List(pl.Int32), "d": pl.Int32, "g0": pl.Int32,
+                    "_target": pl.Int64, "_rank": pl.Int64, "_part": pl.String}
+
+
+def _match_same_d(memorized: pl.DataFrame, controls: pl.DataFrame, parts: Mapping[str, str],
+                  drops: Counter, ctl: str) -> pl.DataFrame:
+    """One control pair (of `controls`: constructed candidates with _target, _rank, _part)
+    per memorized pair, at the same subset, part and d, the lowest-ranked first; each
+    control used once. Unmatched memorized pairs are counted in `drops`."""
+    avail: dict[tuple, list[int]] = {}
+    ranked = controls.sort("_rank", "_target", "doc_id", "offset")
+    for i, (s, p, d) in enumerate(zip(ranked["subset"], ranked["_part"], ranked["d"],
+                                      strict=True)):
+        avail.setdefault((s, p, d), []).append(i)
+    keep = []
+    for r in memorized.sort("doc_id", "offset").iter_rows(named=True):
+        free = avail.get((r["subset"], parts.get(r["doc_id"]), r["d"]))
+        if free:
+            keep.append(free.pop(0))
+        else:
+            drops[ctl, r["subset"], "no control pair at the same d"] += 1
+    return ranked[sorted(keep)].drop("_target", "_rank", "_part")
 
 
 def part_key(seed: int, doc_id: str) -> int:
@@ -450,12 +509,20 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
               .select("doc_id", "offset", "subset",
                       pl.concat_list("prefix", "continuation").alias("full")))
     bc, bc_drops = branch_pairs(div)
-    md, md_drops = decision_pairs(model, div, nonmem, batch_size, same_subset, parts)
-    drops_of = {BRANCH: bc_drops, DECISION: md_drops}
-    sets = [bc, md]
+    # greedy tokens of every non-memorized sample, once: the decision candidates' filter and
+    # the control pool's positions
+    non_pred = teacher_forced(model, nonmem["full"].to_list(), batch_size)
+    if not controls:
+        md, md_drops = decision_pairs(model, div, nonmem, batch_size, same_subset, parts,
+                                      non_pred)
+    drops_of = {BRANCH: bc_drops}
+    sets = [bc]
     if controls:
-        ctl, ctl_drops = control_pairs(model, pl.concat([bc, md]), labels, nonmem, parts,
-                                       batch_size, seed, same_subset)
+        ctl, ctl_drops, (md, md_drops) = control_pairs(
+            model, bc, labels, nonmem, parts, batch_size, seed, same_subset, non_pred, div)
+    drops_of[DECISION] = md_drops
+    sets.append(md)
+    if controls:
         sets.append(ctl)
         for task in (BRANCH, DECISION):
             drops_of[control_task(task)] = Counter(
