@@ -58,7 +58,7 @@ rule circuit_transfer:
                              "circuits_per_forward", "bootstrap", "max_pairs"),
         seed=config["seed"],
     priority: MAIN_PATH
-    threads: 2
+    threads: 1  # small forwards: 2 threads ran 10-30x slower here whenever the cores were shared
     retries: RETRIES
     resources:
         **gpu_resources("circuit_transfer"),

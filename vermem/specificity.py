@@ -13,7 +13,8 @@ with a minimal circuit of k edges in the main mode:
    evaluated on both, the cross check: does a ranking that never saw memorized text explain
    the memorized pairs as well?
 3. random circuits of k edges on both pair sets;
-4. the clean - corrupt gap of the metric, M(full) - M(empty), on both;
+4. the clean - corrupt gap of the metric (|M(full) - M(empty)|, signed clean - corrupt), on
+   both;
 5. specificity = F(memorized) - F(control), and every other difference, from one joint
    cluster bootstrap (`stats.Resampler`, shared with the transfer rule), never from
    combined intervals;
@@ -96,8 +97,12 @@ def evaluate(model, graph: Graph, ev_mem: C.EvalSet, ev_ctl: C.EvalSet,
         p, r = f_replicates(which.metric[None], res["empty"].metric, res["full"].metric, w)
         return float(p[0]), r[0]
 
-    def gap(res, w):  # mean M(full) - M(empty): the clean - corrupt gap of the metric
-        x = res["full"].metric - res["empty"].metric
+    # the full circuit runs the clean prompt unpatched in noising/outside and denoising/inside
+    # (resample), the corrupt one in the other two: the gap is clean - corrupt either way
+    sign = 1.0 if (mode.direction == "noising") == (mode.placement == "outside") else -1.0
+
+    def gap(res, w):  # mean M(clean run) - M(corrupt run) of the metric
+        x = sign * (res["full"].metric - res["empty"].metric)
         return float(x.mean()), wmean(x, w)
 
     fm, fm_r = f(mem, mem["own"][k], w_mem)
