@@ -155,6 +155,9 @@ def measure(repeat: int = 3, job: bool = True) -> list[tuple[str, float | str]]:
         rows += [("  torch imported while parsing", "yes" if torch else "no"),
                  ("  vermem imports while parsing (-X importtime)", ours)]
     for m in MODULES:
+        if not (REPO / "vermem" / f"{m}.py").is_file():  # an older checkout
+            rows.append((f"import vermem.{m}", "absent"))
+            continue
         t = wall([sys.executable, "-c", f"import vermem.{m}"], repeat)
         rows.append((f"import vermem.{m} (minus python start-up)", t - py))
     if job:
