@@ -3,7 +3,9 @@ per-sample `generate`), divergence (batched against the naive definition), EAP-I
 attribution (nnsight against plain hooks) and circuit evaluation (many circuits per forward
 against one at a time), on CPU with the trained organism (or its shape)
 and a Pythia-160m-shaped model, and, where torch sees a GPU, with Pythia-160m and
-Pythia-1b shapes on it. Models of Pythia shapes are randomly initialised (no hub).
+Pythia-1b shapes on it. Models of Pythia shapes are randomly initialised (no hub). Then the
+fixed cost per job (benchmarks/jobstart.py: Snakemake start-up, parsing the workflow, the
+modules' import times, one real job chain's start-up), device-independent.
 
     python benchmarks/all.py [--results results] [--quick] [--throughput-only]
 
@@ -24,6 +26,7 @@ import attribution
 import circuits
 import common
 import divergence
+import jobstart
 import labels
 import torch
 
@@ -127,6 +130,8 @@ def main() -> None:
     print(f"{'':<{width}}  " + "  ".join(f"{c:>24}" for c in cols))
     for r in rows:
         print(f"{r:<{width}}  " + "  ".join(f"{str(v[r])[:24]:>24}" for v in cols.values()))
+    print("\nfixed cost per job (benchmarks/jobstart.py)")
+    jobstart.print_table(jobstart.measure(repeat=1 if a.quick else 3))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from pathlib import Path
 
 sys.path.insert(0, workflow.basedir)
 
+# parse-time imports are light (no torch, polars, numpy): every job's Snakemake process
+# parses the workflow again (benchmarks/jobstart.py; tests/test_config.py checks it)
 from vermem.config import check, expand_shards, load_schema, slugify, standin_shards
 from vermem.errors import VermemError
 from vermem.models import check_models
-from vermem import checkpoints as _ck
-from vermem import contrastive as _pairs
+from vermem import config as _ck  # the checkpoint axis's config helpers (listed, subsets, ...)
+from vermem import tasks as _pairs  # task names: control_task, is_control
 
 
 try:

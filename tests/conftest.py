@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,13 +28,33 @@ TEXT = [
 @pytest.fixture(scope="session")
 def workflow_run(tmp_path_factory) -> Path:
     """One local run of the test config, shared by tests/test_workflow.py and the SLURM
-    test (which compares its outputs with these); the run's results/ folder."""
+    test (which compares its outputs with these); the run's results/ folder. Tests only
+    read it (dry runs included); a test that writes works on `workflow_copy`."""
     workdir = tmp_path_factory.mktemp("workflow")
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
          "--cores", str(LOCAL_CORES), "--configfile", str(TEST_CONFIG)],
         capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir / "results"
+
+
+@pytest.fixture(scope="session")
+def finished_runs() -> dict[str, Path]:
+    """Other complete runs of the test config made in this session, by name, each one's
+    results/ folder: the SLURM test adds "slurm" once its run has passed (its tables equal
+    `workflow_run`'s). tests/test_workflow.py compares two runs byte for byte; it takes its
+    second run from here where there is one rather than running the test config again."""
+    return {}
+
+
+@pytest.fixture
+def workflow_copy(workflow_run, tmp_path) -> Path:
+    """A private copy of the finished run (results/, logs/ and Snakemake's .snakemake/
+    metadata, modification times kept, so Snakemake takes it as finished too), for a test
+    that deletes, reruns or kills jobs; the copy's results/ folder."""
+    workdir = tmp_path / "workflow"
+    shutil.copytree(workflow_run.parent, workdir, symlinks=True)
     return workdir / "results"
 
 

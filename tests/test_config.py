@@ -107,3 +107,21 @@ def test_snakemake_reports_bad_config_before_any_job(tmp_path):
     assert ("config error at memorization.batch_size: 'large' is not of type 'integer'"
             in proc.stderr + proc.stdout)
     assert not (tmp_path / "results").exists()
+
+
+def test_parsing_the_workflow_imports_no_torch(tmp_path):
+    """Every Snakemake process parses the workflow: each job of a SLURM run, every dry run.
+    The modules rules/*.smk import are light (vermem.config, .tasks, .models, .resources;
+    vermem.checkpoints, .contrastive and .dynamics re-export their names): no torch, no
+    polars. `-X importtime` lists every module the dry run imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+         "-d", str(tmp_path), "--configfile", str(REPO / ".test/config/config.yaml"), "-n"],
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert {"vermem.config", "vermem.tasks", "vermem.models"} <= imported  # it sees the parse
+    heavy = {"torch", "transformers", "polars", "vermem.checkpoints", "vermem.contrastive",
+             "vermem.dynamics"}
+    assert not heavy & imported, sorted(heavy & imported)

@@ -8,6 +8,12 @@ and requests scaled to fit the one node. Then every job must have run in the par
 its rule's resources call for, with a GPU request exactly when the rule asks `gpu=1`
 (read back from `scontrol show job`), and the results must equal those of the local run.
 
+Only this test shows what a real cluster does with the workflow (tests/test_workflow.py
+reads the profile's plan from dry runs): sbatch placing each job in its partition, the
+GPU request and a GPU allocated exactly for the GPU rules, a group job as one SLURM job,
+and jobs that each parse the workflow in a Snakemake process of their own on the node
+computing what the local run computed.
+
 Skipped, with the reason, where SLURM cannot run (not root, no apt-get, packages not
 installable, daemons not starting) or with VERMEM_SLURM_TEST=0; in CI (CI=true) as root
 with apt-get, those are failures instead of skips.
@@ -253,7 +259,8 @@ def check_placement(cluster: slurm_cluster.Cluster, jobs: list[dict]) -> str:
 
 
 @pytest.mark.slow
-def test_test_config_on_a_real_slurm_cluster(slurm_installed, workflow_run, cluster, tmp_path):
+def test_test_config_on_a_real_slurm_cluster(slurm_installed, workflow_run, cluster, tmp_path,
+                                            finished_runs):
     jobs = dry_run_jobs(REPO / "slurm", tmp_path / "dry")
     profile = write_test_profile(tmp_path / "profile", cluster.node,
                                  [j for j in jobs if j["submitted"]])
@@ -277,6 +284,7 @@ def test_test_config_on_a_real_slurm_cluster(slurm_installed, workflow_run, clus
           f"local run's, equal by content only ({sorted(VOLATILE)} dropped from JSON):")
     print("\n".join(f"  {name}" for name in by_content))
     assert not differ, f"SLURM and local outputs differ: {differ}"
+    finished_runs["slurm"] = workdir / "results"  # the second run of test_workflow.py
 
 
 def test_test_profile_keeps_partitions_and_fits_one_small_node(tmp_path):

@@ -1,4 +1,19 @@
-"""End-to-end: the workflow on the tiny test config, checked by content."""
+"""End-to-end: the workflow on the tiny test config, checked by content.
+
+Two full runs of the test config: `workflow_run` (conftest.py, once per session, also the
+SLURM test's reference), which every test that only reads outputs shares (dry runs on it
+included), and a second run for the byte-for-byte comparison of two runs: the SLURM test's
+where it ran in this session (`finished_runs`), else one of its own. A test that deletes,
+reruns or kills jobs works on `workflow_copy`, a private copy of the finished run, never on
+the shared one.
+
+What only the real SLURM test (tests/test_slurm.py, skipped where SLURM cannot run) shows:
+that sbatch places each job in the partition its resources name, with the GPU request
+(and a GPU allocated) exactly for the GPU rules; that group jobs become one SLURM job each;
+and that jobs run by the executor, each parsing the workflow in a Snakemake process of its
+own, compute what the local run computed. The tests here read the profile's plan from dry
+runs only (`test_slurm_profile_sends_gpu_rules_to_the_gpu_partition`).
+"""
 
 import json
 import subprocess
@@ -548,19 +563,25 @@ def test_a_config_change_reruns_only_the_rules_downstream_of_it(run, tmp_path, s
     assert jobs.get("attribution", n_attr) == n_attr   # every attribution file, none twice
 
 
-def test_a_job_killed_mid_run_leaves_nothing_a_rerun_takes_as_complete(tmp_path):
+def test_a_job_killed_mid_run_leaves_nothing_a_rerun_takes_as_complete(workflow_copy):
     """SIGKILL the whole run while the organism trains: no output of that job exists, and
-    the rerun schedules the job again."""
+    the rerun schedules the job again. On a copy of the finished run without the
+    organism's outputs and log: the stand-in shards are there, training is the one job."""
     import os
+    import shutil
     import signal
     import time
 
+    workdir = workflow_copy.parent
+    folder = workflow_copy / "models" / "organism"
+    log = workdir / "logs" / "models" / "organism.log"
+    shutil.rmtree(folder)
+    log.unlink()
     target = "results/models/organism/model.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
          "--cores", "2", target, "--configfile", str(TEST_CONFIG)],  # nargs+: target first
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    log = tmp_path / "logs" / "models" / "organism.log"
     deadline = time.time() + 300
     while time.time() < deadline and not (log.is_file() and "epoch 0 step" in log.read_text()):
         assert proc.poll() is None, "the run ended before it could be interrupted"
@@ -568,24 +589,25 @@ def test_a_job_killed_mid_run_leaves_nothing_a_rerun_takes_as_complete(tmp_path)
     assert log.is_file(), "training never started"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    folder = tmp_path / "results" / "models" / "organism"
     left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
     assert all(name.startswith(".") and name.endswith(".tmp") for name in left), left
-    jobs = planned(snakemake(tmp_path, target, "--configfile", str(TEST_CONFIG), "-n"))
-    assert jobs.get("train_organism") == 1
+    jobs = planned(snakemake(workdir, target, "--configfile", str(TEST_CONFIG), "-n"))
+    assert jobs == {"train_organism": 1}, jobs
 
 
-def test_figures_regenerate_from_finished_results_alone(run):
-    """`make figures` (README) reruns the figure rules only, and every figure comes back."""
+def test_figures_regenerate_from_finished_results_alone(run, workflow_copy):
+    """`make figures` (README) reruns the figure rules only, and every figure comes back
+    (on a copy of the finished run: the figures are deleted first)."""
     import shutil
 
-    figures = run / "figures"
-    before = sorted(p.relative_to(figures) for p in figures.rglob("*.png"))
+    figures = workflow_copy / "figures"
+    before = sorted(p.relative_to(run / "figures") for p in (run / "figures").rglob("*.png"))
+    assert before == sorted(p.relative_to(figures) for p in figures.rglob("*.png"))
     shutil.rmtree(figures)
     venv = Path(sys.executable).parent.parent
     proc = subprocess.run(
         ["make", "-s", "figures", f"VENV={venv}", "CORES=2",
-         f"SMK_ARGS=-d {run.parent} --configfile {TEST_CONFIG}"],
+         f"SMK_ARGS=-d {workflow_copy.parent} --configfile {TEST_CONFIG}"],
         cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     ran = {line.split()[1].rstrip(":") for line in (proc.stdout + proc.stderr).splitlines()
@@ -593,8 +615,8 @@ def test_figures_regenerate_from_finished_results_alone(run):
     assert ran and all(r.startswith("figure") or r == "all" for r in ran), ran
     assert sorted(p.relative_to(figures) for p in figures.rglob("*.png")) == before
     # and the finished run is still complete
-    assert "Nothing to be done" in snakemake(run.parent, "--configfile", str(TEST_CONFIG),
-                                             "-n").stdout
+    assert "Nothing to be done" in snakemake(workflow_copy.parent, "--configfile",
+                                             str(TEST_CONFIG), "-n").stdout
 
 
 def test_report_holds_every_figure_with_its_caption_grouped_by_study(run, tmp_path):
@@ -609,11 +631,16 @@ def test_report_holds_every_figure_with_its_caption_grouped_by_study(run, tmp_pa
     assert "Study A" in text
 
 
-def test_two_runs_give_byte_identical_tables_with_provenance(run, tmp_path):
+def test_two_runs_give_byte_identical_tables_with_provenance(run, finished_runs, tmp_path):
     """A second run of the test config in a fresh folder: every table and tensor file is
-    byte-identical; records differ only in timings. Every table names what made it."""
-    snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
-    second = tmp_path / "results"
+    byte-identical; records differ only in timings. Every table names what made it. The
+    second run is the SLURM test's where it ran in this session (a run of its own in a
+    fresh folder, by another executor), else one made here."""
+    second = finished_runs.get("slurm")
+    if second is None:
+        snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
+        second = tmp_path / "results"
+    print(f"second run: {second}")
     tables = sorted(p.relative_to(run) for p in run.rglob("*")
                     if p.suffix in (".parquet", ".safetensors", ".csv"))
     assert len(tables) > 20

@@ -27,47 +27,22 @@ import torch
 
 from . import circuits as C
 from . import stats as S
-from .config import (  # noqa: F401  (the axis's names, re-exported)
+from .config import (  # noqa: F401  (the axis's names and config helpers, re-exported)
+    AXIS_KEYS,
     FINAL,
     NAME,
     final_step,
+    listed,
     organism_names,
     organism_steps,
+    record_spec,
     slugify,
     step_of,
+    subsets,
 )
 from .corpus import sample_key
 from .graph import Graph
 from .stats import wilson
-
-
-def listed(config: Mapping[str, Any], model: str) -> list[str]:
-    """The checkpoints studied for `model` ([] when the axis is off or it lists none). The
-    organism studies all its snapshots unless it lists some of them."""
-    if not config.get("checkpoints"):
-        return []
-    spec = config["models"][model]
-    if spec["source"] == "organism" and "checkpoints" not in spec:
-        return organism_names(config["organism"]["checkpoints"])
-    return list(spec.get("checkpoints") or [])
-
-
-AXIS_KEYS = ("checkpoints", "final_step")  # a model's training axis: read where it is used
-
-
-def record_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A model's config entry without its training axis (`AXIS_KEYS`): what its records,
-    the final model's and each checkpoint's, are made from. Listing one more checkpoint, or
-    correcting `final_step`, then rewrites no record and reruns only the jobs that read
-    them."""
-    return {k: v for k, v in spec.items() if k not in AXIS_KEYS}
-
-
-def subsets(config: Mapping[str, Any]) -> dict[str, str]:
-    """slug -> subset name of the subsets with attribution and circuits at every checkpoint."""
-    names = (config.get("checkpoints") or {}).get("subsets") or config["corpus"]["subsets"]
-    return {slugify(s): s for s in names}
-
 
 # -- labels: a fixed sample set --------------------------------------------------------------
 

@@ -179,6 +179,25 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
     check_checkpoints(config)
 
 
+# -- Study B's grid: the names of its cells (vermem.dynamics trains them) ---------------
+
+def string_id(l: int, fraction: float, n: int) -> str:
+    """File-name-safe id of a grid cell: l4-h0.5-n64 (h is the entropy fraction)."""
+    return f"l{l}-h{fraction:g}-n{n}"
+
+
+def grid_cells(grid: Mapping[str, Any]) -> list[str]:
+    """Ids of the grid cells (alphabet size x entropy fraction x length)."""
+    return [string_id(l, f, n) for l in grid["alphabet_sizes"]
+            for f in grid["entropy_fractions"] for n in grid["lengths"]]
+
+
+def example_cell(grid: Mapping[str, Any]) -> str:
+    """The cell drawn in the position x epoch grid: largest alphabet, entropy and length."""
+    return string_id(max(grid["alphabet_sizes"]), max(grid["entropy_fractions"]),
+                     max(grid["lengths"]))
+
+
 def check_dynamics(config: Mapping[str, Any]) -> None:
     """Study B: its models exist, its strings fit the organism's context, its Q2 epochs are
     trained. (A hub model's context is checked by the dynamics_strings rule.)"""
@@ -200,7 +219,7 @@ def check_dynamics(config: Mapping[str, Any]) -> None:
                           f"epoch (dynamics.training.epochs = {dyn['training']['epochs']})")
 
 
-# -- the checkpoint axis: names and steps (vermem.checkpoints runs the axis) -------------
+# -- the checkpoint axis: names, steps, what a config studies (vermem.checkpoints runs it) -
 
 FINAL = "final"  # the path name of the final model's point on the axis
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -229,6 +248,34 @@ def final_step(config: Mapping[str, Any], model: str) -> int | None:
     record): `final_step`, else the step in its revision."""
     spec = config["models"][model]
     return spec.get("final_step", step_of(spec.get("revision")))
+
+
+def listed(config: Mapping[str, Any], model: str) -> list[str]:
+    """The checkpoints studied for `model` ([] when the axis is off or it lists none). The
+    organism studies all its snapshots unless it lists some of them."""
+    if not config.get("checkpoints"):
+        return []
+    spec = config["models"][model]
+    if spec["source"] == "organism" and "checkpoints" not in spec:
+        return organism_names(config["organism"]["checkpoints"])
+    return list(spec.get("checkpoints") or [])
+
+
+AXIS_KEYS = ("checkpoints", "final_step")  # a model's training axis: read where it is used
+
+
+def record_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's config entry without its training axis (`AXIS_KEYS`): what its records,
+    the final model's and each checkpoint's, are made from. Listing one more checkpoint, or
+    correcting `final_step`, then rewrites no record and reruns only the jobs that read
+    them."""
+    return {k: v for k, v in spec.items() if k not in AXIS_KEYS}
+
+
+def subsets(config: Mapping[str, Any]) -> dict[str, str]:
+    """slug -> subset name of the subsets with attribution and circuits at every checkpoint."""
+    names = (config.get("checkpoints") or {}).get("subsets") or config["corpus"]["subsets"]
+    return {slugify(s): s for s in names}
 
 
 def check_checkpoints(config: Mapping[str, Any]) -> None:

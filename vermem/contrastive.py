@@ -40,23 +40,15 @@ import polars as pl
 import torch
 
 from .corpus import sample_key
+from .tasks import (  # noqa: F401  (the task names, re-exported)
+    BRANCH,
+    CONTROL,
+    DECISION,
+    base_task,
+    control_task,
+    is_control,
+)
 
-BRANCH, DECISION = "branch_comparison", "memorization_decision"
-CONTROL = "_control"  # a task's control: the same construction on non-memorized text
-
-
-def control_task(task: str) -> str:
-    """The control of a task: 'branch_comparison' -> 'branch_comparison_control'."""
-    return task + CONTROL
-
-
-def is_control(task: str) -> bool:
-    return task.endswith(CONTROL)
-
-
-def base_task(task: str) -> str:
-    """The memorization task a (control) task mirrors."""
-    return task[: -len(CONTROL)] if is_control(task) else task
 # the parts of the document split, in the order their fractions are cut
 PARTS = ("attribution", "selection", "evaluation")
 

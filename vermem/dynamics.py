@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from .config import example_cell, grid_cells, string_id  # noqa: F401  (re-exported)
 from .errors import VermemError
 from .stats import censored_median, wilson
 
@@ -72,23 +73,6 @@ def skewed(l: int, fraction: float, tol: float = 1e-12) -> list[float]:
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if entropy(dist(mid)) > target else (lo, mid)
     return dist((lo + hi) / 2)
-
-
-def string_id(l: int, fraction: float, n: int) -> str:
-    """File-name-safe id of a grid cell: l4-h0.5-n64 (h is the entropy fraction)."""
-    return f"l{l}-h{fraction:g}-n{n}"
-
-
-def grid_cells(grid: Mapping[str, Any]) -> list[str]:
-    """Ids of the grid cells (alphabet size x entropy fraction x length)."""
-    return [string_id(l, f, n) for l in grid["alphabet_sizes"]
-            for f in grid["entropy_fractions"] for n in grid["lengths"]]
-
-
-def example_cell(grid: Mapping[str, Any]) -> str:
-    """The cell drawn in the position x epoch grid: largest alphabet, entropy and length."""
-    return string_id(max(grid["alphabet_sizes"]), max(grid["entropy_fractions"]),
-                     max(grid["lengths"]))
 
 
 def rng_for(*key: int | float | str) -> np.random.Generator:

@@ -15,15 +15,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .errors import VermemError, one_line
 
+if TYPE_CHECKING:  # torch is imported where a model is loaded: rules/common.smk imports
+    import torch  # this module to parse the workflow, which must not import torch
+
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
 
 
@@ -97,7 +97,7 @@ def resolve_checkpoint(name: str, spec: Mapping[str, Any], final: Mapping[str, A
     revision (fetched), a subfolder of a local model's folder, or a snapshot the organism
     saved (listed in its record `final`). Same keys as the model's record, plus
     `checkpoint` and `step`; checked like the model (`check_folder`)."""
-    from .checkpoints import step_of
+    from .config import step_of
 
     source = spec["source"]
     if source == "hub":
@@ -215,6 +215,8 @@ def describe_folder(path: Path) -> dict[str, Any]:
 
 
 def pick_device(device: str = "auto") -> torch.device:
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -230,14 +232,16 @@ def load_tokenizer(record: Mapping[str, Any]):
 
 def load(record: Mapping[str, Any], device: str = "auto"):
     """(model in eval mode on `device`, tokenizer) from a model record."""
+    import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # rule logs are files, not terminals
     dev = pick_device(device)
     try:
+        # the schema's dtypes (float32, bfloat16, float16) are torch's names
         model = AutoModelForCausalLM.from_pretrained(record["path"],
-                                                     dtype=DTYPES[record["dtype"]])
+                                                     dtype=getattr(torch, record["dtype"]))
     except OSError as e:
         raise ModelError(f"model {record['name']}: cannot load {record['path']}: {e}") from None
     model.to(dev).eval()

@@ -133,7 +133,7 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
     """Next-token training on packed blocks; documents end with EOS and may span blocks.
     With `points` = n > 1, the weights after k/n of the steps (k < n; `checkpoints.
     organism_steps`) are kept as snapshots: the checkpoint axis of docs/study-a.md §12."""
-    from .checkpoints import organism_steps
+    from .config import organism_steps
 
     seed = training["seed"]
     torch.manual_seed(seed)
