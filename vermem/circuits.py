@@ -42,10 +42,10 @@ import polars as pl
 import torch
 
 from . import attribution as A
-from .contrastive import base_task
 from .corpus import sample_key
 from .graph import Graph
 from .stats import Bootstrap, Resampler, f_replicates, mean_ci
+from .tasks import base_task
 
 DIRECTIONS = ("noising", "denoising")
 PLACEMENTS = ("inside", "outside")
