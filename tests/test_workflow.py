@@ -127,12 +127,19 @@ def test_pairs_are_well_formed_split_and_summarised(run):
     key = ("doc_id", "offset")   # a sample is a window of a document
     label_of = {(d, o): lab for d, o, lab in lab.select(*key, "label").rows()}
     full_of = {(d, o): p + c for d, o, p, c in lab.select(*key, "prefix", "continuation").rows()}
-    assert set(pairs["task"]) == {"branch_comparison", "memorization_decision"}
+    assert set(pairs["task"]) == {"branch_comparison", "memorization_decision",
+                                  "branch_comparison_control", "memorization_decision_control"}
+    dup_of = {(d, o): n for d, o, n in lab.select(*key, "dup_count").rows()}
     for p in pairs.iter_rows(named=True):
         assert len(p["clean"]) == len(p["corrupt"]) and p["answer"] != p["wrong"]
-        assert label_of[p["doc_id"], p["offset"]] == "memorized"
+        control = p["task"].endswith("_control")
+        # controls: non-memorized text of documents seen at most once
+        assert label_of[p["doc_id"], p["offset"]] == ("non-memorized" if control
+                                                      else "memorized")
+        if control:
+            assert dup_of[p["doc_id"], p["offset"]] <= 1
         full = full_of[p["doc_id"], p["offset"]]
-        if p["task"] == "branch_comparison":
+        if p["task"].startswith("branch_comparison"):
             assert p["clean"] == full[: p["d"] + 1] and p["corrupt"][:-1] == full[: p["d"]]
             assert p["corrupt"][-1] != full[p["d"]] and p["answer"] == full[p["d"] + 1]
         else:
@@ -143,6 +150,13 @@ def test_pairs_are_well_formed_split_and_summarised(run):
     assert lab.select(*key).n_unique() == lab.height > lab["doc_id"].n_unique()
     summary = io.read_json(run / "pairs" / "organism.summary.json")
     for task in ("branch_comparison", "memorization_decision"):
+        # each control pair matches a memorized pair of its subset and part at the same d
+        mem = pairs.filter(pl.col("task") == task).group_by("subset", "split", "d").len()
+        ctl = pairs.filter(pl.col("task") == f"{task}_control").group_by(
+            "subset", "split", "d").len()
+        both = ctl.join(mem, on=["subset", "split", "d"], how="left", suffix="_mem")
+        assert (both["len"] <= both["len_mem"].fill_null(0)).all(), both
+    for task in summary.keys() - {"split", "divergence"}:
         assert sum(v["pairs"] for v in summary[task].values()) == (pairs["task"] == task).sum()
         g = pairs.filter(pl.col("task") == task)
         for part in ("attribution", "selection", "evaluation"):
@@ -161,7 +175,8 @@ def test_attribution_files_per_task_subset_and_metric(run):
     from vermem import attribution
 
     pairs = pl.read_parquet(run / "pairs" / "organism.parquet")
-    for task in CFG["attribution"]["tasks"]:
+    for task in [*CFG["attribution"]["tasks"], *(f"{t}_control"
+                                                 for t in CFG["attribution"]["tasks"])]:
         for subset in CFG["corpus"]["subsets"]:
             slug = subset.lower().replace(" ", "-")
             n = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset)
@@ -261,7 +276,8 @@ def test_transfer_overlap_and_claims_tables(run):
         assert (ok["faithfulness_lo"] <= ok["faithfulness_hi"]).all()
     pl.read_parquet(folder / "overlap.parquet")
     claims = pl.read_csv(folder / "claims.csv")
-    assert claims.height == 6
+    assert claims.height == 10   # 6 of the paper's, 4 specificity rows (2 tasks x 2 meanings)
+    assert (claims["claim"].str.starts_with("The circuit is specific")).sum() == 4
     assert set(claims.columns) >= {"claim", "test", "n_pairs", "estimate", "estimate_lo",
                                    "estimate_hi", "random_faithfulness", "verdict", "reason"}
     assert set(claims["verdict"]) <= {"supported", "refuted", "insufficient evidence"}
@@ -279,7 +295,8 @@ def test_figures_are_written(run):
              "circuits/faithfulness.branch_comparison.stdlib-docstrings",
              "circuits/circuit.branch_comparison.stdlib-docstrings",
              "attribution/positions.stdlib-docstrings",
-             "circuits/transfer", "circuits/overlap", "checkpoints/memorization",
+             "circuits/transfer", "circuits/overlap", "circuits/transfer_matched",
+             "circuits/specificity", "checkpoints/memorization",
              "checkpoints/circuits", "checkpoints/overlap"}
     for name in names:
         blob = (run / "figures" / "organism" / f"{name}.png").read_bytes()
@@ -504,8 +521,9 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
         elif line.strip().startswith("resources:") and rule:
             resources[rule] = dict(kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
     gpu_rules = {"train_organism", "labels", "divergence", "pairs", "attribution", "circuit",
-                 "circuit_transfer", "dynamics_train", "dynamics_sequential", "checkpoint_labels",
-                 "checkpoint_attribution", "checkpoint_circuit", "checkpoint_final_circuits"}
+                 "circuit_transfer", "circuit_specificity", "dynamics_train",
+                 "dynamics_sequential", "checkpoint_labels", "checkpoint_attribution",
+                 "checkpoint_circuit", "checkpoint_final_circuits"}
     assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
     for rule, res in resources.items():
         if rule in gpu_rules:
@@ -529,25 +547,28 @@ def planned(out: subprocess.CompletedProcess) -> dict[str, int]:
 
 
 CKPT_DOWNSTREAM = {"checkpoint_circuit", "checkpoint_final_circuits", "checkpoint_tables",
-                   "figure_checkpoints"}
+                   "figure_checkpoints", "summary"}
+CONTROLS_DOWNSTREAM = {"circuit_specificity", "figure_specificity"}
 
 
 @pytest.mark.parametrize("section, key, value, rules", [
     ("attribution", "ig_steps", 3,
      {"attribution", "figure_attribution_layers", "circuit", "circuit_transfer",
       "circuit_claims", "figure_faithfulness", "figure_transfer", "checkpoint_attribution",
-      *CKPT_DOWNSTREAM}),
+      "figure_positions", *CONTROLS_DOWNSTREAM, *CKPT_DOWNSTREAM}),
     ("circuits", "claims", {"transfer_threshold": 0.6, "margin": 0.1, "min_pairs": 20},
-     {"circuit_claims"}),
+     {"circuit_claims", "figure_transfer", "summary"}),
     ("circuits", "target", 0.8,
      {"circuit", "circuit_transfer", "circuit_claims", "figure_faithfulness",
-      "figure_transfer", *CKPT_DOWNSTREAM}),
+      "figure_transfer", *CONTROLS_DOWNSTREAM, *CKPT_DOWNSTREAM}),
     ("contrastive", "split", {"attribution": 0.5, "selection": 0.2, "evaluation": 0.3},
      {"pairs", "figures_memorization", "attribution", "figure_attribution_layers", "circuit",
       "circuit_transfer", "circuit_claims", "figure_faithfulness", "figure_transfer",
-      "checkpoint_attribution", *CKPT_DOWNSTREAM}),
+      "checkpoint_attribution", "figure_positions", *CONTROLS_DOWNSTREAM,
+      *CKPT_DOWNSTREAM}),
     ("checkpoints", "samples_per_group", 10,
-     {"checkpoint_samples", "checkpoint_labels", "checkpoint_tables", "figure_checkpoints"}),
+     {"checkpoint_samples", "checkpoint_labels", "checkpoint_tables", "figure_checkpoints",
+      "summary"}),
 ])
 def test_a_config_change_reruns_only_the_rules_downstream_of_it(run, tmp_path, section, key,
                                                                 value, rules):
@@ -559,7 +580,7 @@ def test_a_config_change_reruns_only_the_rules_downstream_of_it(run, tmp_path, s
     jobs.pop("all", None)
     assert set(jobs) == rules
     a = CFG["attribution"]
-    n_attr = len(a["tasks"]) * len(CFG["corpus"]["subsets"]) * len(a["metrics"])
+    n_attr = 2 * len(a["tasks"]) * len(CFG["corpus"]["subsets"]) * len(a["metrics"])  # controls
     assert jobs.get("attribution", n_attr) == n_attr   # every attribution file, none twice
 
 
