@@ -42,7 +42,7 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
     lo, hi = wilson(7, 10)
     assert f"70.0% [{100 * lo:.1f}, {100 * hi:.1f}]" in text
     assert "0.0% [0.0, 3.7]" in text                      # 0 of 100, Wilson upper 3.7%
-    assert "16 of 463 [5.0, 60.0]" in text and "0.83 [0.77, 0.88]" in text
+    assert "16 of 463 [5, 60]" in text and "0.83 [0.77, 0.88]" in text
     assert "noising (prevention)" in text and "denoising | none in the band" in text
     assert "| branch_comparison_control | W | 4 |" in text and "| 5 |" in text
     assert "**refuted**" in text and "0.500 [0.400, 0.600]" in text

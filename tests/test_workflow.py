@@ -277,7 +277,7 @@ def test_transfer_overlap_and_claims_tables(run):
     pl.read_parquet(folder / "overlap.parquet")
     claims = pl.read_csv(folder / "claims.csv")
     assert claims.height == 10   # 6 of the paper's, 4 specificity rows (2 tasks x 2 meanings)
-    assert (claims["claim"].str.starts_with("The circuit is specific")).sum() == 4
+    assert (claims["claim"].str.contains("circuit is specific to memorization")).sum() == 4
     assert set(claims.columns) >= {"claim", "test", "n_pairs", "estimate", "estimate_lo",
                                    "estimate_hi", "random_faithfulness", "verdict", "reason"}
     assert set(claims["verdict"]) <= {"supported", "refuted", "insufficient evidence"}

@@ -305,7 +305,8 @@ def _matched_claim(matched: pl.DataFrame, reps: torch.Tensor | None,
                 f"MD -> BC gap = {_fmt(a)}, BC -> MD gap = {_fmt(b)}; " + ", ".join(ks))
 
 
-SPECIFIC = "The circuit is specific to memorization (it does not explain non-memorized text)"
+SPECIFIC = ("The {task} circuit is specific to memorization (it does not explain "
+            "non-memorized text)")
 
 
 def specificity_claims(spec: pl.DataFrame, reps: torch.Tensor | None, main_subset: str,
@@ -338,7 +339,9 @@ def specificity_claims(spec: pl.DataFrame, reps: torch.Tensor | None, main_subse
                             f"memorized pairs {_triple(rec, 'f_control_circuit_memorized')}; "
                             f"clean - corrupt gap {_triple(rec, 'gap_memorized')} memorized, "
                             f"{_triple(rec, 'gap_control')} control")
-            out.append(_row(SPECIFIC, meaning, f"F(memorized pairs) - F(control pairs) of the "
+            name = task.replace("_", " ").title()
+            out.append(_row(SPECIFIC.format(task=name), meaning,
+                            "F(memorized pairs) - F(control pairs) of the "
                             f"{task} circuit on {main_subset} ({meaning}) > {margin}, same k, "
                             "joint bootstrap", placement, e,
                             None if rec is None else Estimate(rec["f_control"],

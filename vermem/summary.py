@@ -23,6 +23,11 @@ def _ci(v, lo, hi, digits: int = 2) -> str:
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _k(x) -> str:
+    """A size or a size's interval end (a percentile: may fall between two sizes)."""
+    return "n/a" if x is None else f"{x:.1f}".rstrip("0").rstrip(".")
+
+
 def _pct(k: int, n: int) -> str:
     if not n:
         return "n/a (n = 0)"
@@ -91,7 +96,7 @@ def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
                              rec.get("n_selection", 0), rec.get("n_pairs", 0)))
                 continue
             rows.append((rec["task"], rec["subset"], f"{d} ({c['semantics']})",
-                         f"{c['k']} of {c['n_edges']} [{c['k_lo']}, {c['k_hi']}]",
+                         f"{c['k']} of {c['n_edges']} [{_k(c['k_lo'])}, {_k(c['k_hi'])}]",
                          _ci(c.get("faithfulness"), c.get("faithfulness_lo"),
                              c.get("faithfulness_hi")),
                          _ci(c.get("random_faithfulness"), c.get("random_faithfulness_lo"),
