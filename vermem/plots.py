@@ -318,6 +318,10 @@ def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: l
                         annot_kws={"fontsize": 6}, **heatmap)
         ax.set_xlabel("")
         ax.set_ylabel("")
+        if " vs " in str(key[-1]):  # a panel across meanings: say which axis is which
+            rows_m, cols_m = str(key[-1]).split(" vs ", 1)
+            ax.set_ylabel(f"{rows_m} circuits")
+            ax.set_xlabel(f"{cols_m} circuits")
         ax.set_title(f"{title}, " + ", ".join(map(str, key)), fontsize=9)
     fig.tight_layout()
     return fig
