@@ -64,13 +64,6 @@ CONTROL_TASKS = ([_pairs.control_task(t) for t in BASE_TASKS]
 TASKS = BASE_TASKS + CONTROL_TASKS
 
 
-def attribution_targets(models):
-    """Every attribution file: per model, task (controls included), subset and metric."""
-    a = config["attribution"]
-    return expand("results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
-                  model=models, task=TASKS, subset=SUBSETS, metric=a["metrics"])
-
-
 def circuits_keys(*keys):
     """A slice of config['circuits']: a rule reruns only when a key it reads changes."""
     return {k: config["circuits"][k] for k in keys}
