@@ -344,8 +344,10 @@ def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
     used: set[int] = set()  # a pool sample serves one control pair of one task
     drops: Counter = Counter()
 
-    def candidates(targets: pl.DataFrame, ctl: str) -> tuple[pl.DataFrame, list[str]]:
-        """Up to CONTROL_CANDIDATES pool rows per target (subset, doc_id, offset, d)."""
+    def candidates(targets: pl.DataFrame, ctl: str, count: bool = True
+                   ) -> tuple[pl.DataFrame, list[str]]:
+        """Up to CONTROL_CANDIDATES pool rows per target (subset, doc_id, offset, d); a
+        target without one is counted in `drops` when `count`."""
         rows, target_subset = [], []
         keyed = targets.with_columns(pl.col("doc_id").replace_strict(
             parts, default=None, return_dtype=pl.String).alias("_part"))
@@ -360,7 +362,7 @@ def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
             for t, cs in enumerate(cands):
                 tid = len(target_subset)
                 target_subset.append(subset)
-                if not cs:
+                if not cs and count:
                     drops[ctl, subset, "no non-memorized sample with a greedy miss at d"] += 1
                 for rank, j in enumerate(cs):
                     i = sel[j]
@@ -388,14 +390,21 @@ def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
         dtype=pl.List(pl.Int32))))
     bc = _first_per_target(made, cand)
     lost(cand, bc, ts, ctl)
+    # the candidates not kept go back to the pool for the other task
+    kept = set(zip(bc["doc_id"], bc["offset"], strict=True))
+    used.clear()
+    used.update(i for i, k in enumerate(zip(pool["doc_id"], pool["offset"], strict=True))
+                if k in kept)
 
     # Memorization Decision: one construction pass for the memorized samples (with `div`)
     # and every candidate
     ctl = control_task(DECISION)
     cols = ["doc_id", "offset", "subset", "full", "d"]
     if div is not None:
+        # candidates for every memorized sample with a d; what counts per memorized pair is
+        # whether its Memorization Decision pair gets a control at its d (_match_same_d)
         targets = div.filter(pl.col("d").is_not_null())
-        cand, ts = candidates(targets, ctl)
+        cand, ts = candidates(targets, ctl, count=False)
         both = pl.concat([div.select(cols).with_columns(pl.lit(False).alias("_control")),
                           cand.select(cols).with_columns(pl.lit(True).alias("_control"))])
     else:
