@@ -13,6 +13,22 @@ TASKS = ("branch_comparison", "memorization_decision")
 MEANINGS = ("prevention", "induction")
 
 
+def _axes(ax, i: int, j: int, xlabel: str, ylabel: str) -> None:
+    """A panel of a 2 x 2 grid: log k axis, legend, labels on the outer panels only."""
+    ax.set_xscale("log")
+    ax.legend(fontsize=5.5, loc="lower right")
+    if i == 1:
+        ax.set_xlabel(xlabel)
+    if j == 0:
+        ax.set_ylabel(ylabel)
+
+
+def _done(fig, title: str):
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def _title(task: str) -> str:
     return task.replace("_", " ").capitalize()
 
@@ -65,16 +81,9 @@ def specificity_curves(curves: pl.DataFrame, table: pl.DataFrame, subset: str, m
                         f"{r['specificity_hi']:.2f}]")
                 ax.text(0.02, 0.97, f"k = {r['k']}: F(mem) - F(ctl) = {spec}",
                         transform=ax.transAxes, fontsize=6.5, va="top")
-            ax.set_xscale("log")
-            ax.legend(fontsize=5.5, loc="lower right")
-            if i == 1:
-                ax.set_xlabel("circuit size (edges, memorization ranking)")
-            if j == 0:
-                ax.set_ylabel("faithfulness")
-    fig.suptitle(f"{model}: is the circuit about memorization? {subset}, main mode; "
-                 f"band [{target:g}, {2 - target:g}]", fontsize=9)
-    fig.tight_layout()
-    return fig
+            _axes(ax, i, j, "circuit size (edges, memorization ranking)", "faithfulness")
+    return _done(fig, f"{model}: is the circuit about memorization? {subset}, main mode; "
+                      f"band [{target:g}, {2 - target:g}]")
 
 
 def matched_transfer(matched: pl.DataFrame, model: str, margin: float):
@@ -109,13 +118,6 @@ def matched_transfer(matched: pl.DataFrame, model: str, margin: float):
                                 alpha=0.2, lw=0)
                 ax.plot(s["k"], s["gap"], marker=".", ms=3, color=f"C{n_}",
                         label=f"{subset} (n = {int(s['n_pairs'][0])})")
-            ax.set_xscale("log")
-            ax.legend(fontsize=5.5, loc="lower right")
-            if i == 1:
-                ax.set_xlabel("circuit size k (both rankings)")
-            if j == 0:
-                ax.set_ylabel("F(other's top-k) - F(own top-k)")
-    fig.suptitle(f"{model}: cross-task transfer at the same size (dashed: -margin "
-                 f"{margin:g})", fontsize=9)
-    fig.tight_layout()
-    return fig
+            _axes(ax, i, j, "circuit size k (both rankings)", "F(other's top-k) - F(own top-k)")
+    return _done(fig, f"{model}: cross-task transfer at the same size (dashed: -margin "
+                      f"{margin:g})")
