@@ -88,7 +88,5 @@ def minimal_circuits_and_evsets(snakemake, placements=None):
     for rec in records:
         _, q = circuits.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs,
                                    cfg["max_pairs"], p.seed)
-        evsets[rec["task"], rec["subset"]] = circuits.EvalSet.make(
-            model, q["clean"].to_list(), q["corrupt"].to_list(), q["answer"].to_list(),
-            q["wrong"].to_list(), batch, q["doc_id"].to_list())
+        evsets[rec["task"], rec["subset"]] = circuits.EvalSet.of_pairs(model, q, batch)
     return record, model, g, found, evsets

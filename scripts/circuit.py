@@ -19,12 +19,7 @@ with rule(snakemake) as log:
                                               cfg["max_pairs"], p.seed)
     tensors, meta = attribution.load(snakemake.input.scores)
 
-    def evset(q):
-        return circuits.EvalSet.make(model, q["clean"].to_list(), q["corrupt"].to_list(),
-                                     q["answer"].to_list(), q["wrong"].to_list(),
-                                     batch, q["doc_id"].to_list())
-
-    sel, ev = evset(sel_pairs), evset(ev_pairs)
+    sel, ev = (circuits.EvalSet.of_pairs(model, q, batch) for q in (sel_pairs, ev_pairs))
     n_attr = int(meta.get("n_examples", 0))
     usable = n_attr > 0 and sel.n > 0 and ev.n > 0
     if not usable:

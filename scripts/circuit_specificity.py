@@ -41,9 +41,7 @@ with rule(snakemake) as log:
         for t in (task, ctl_task):
             _, q = circuits.split_sets(pairs, t, subset, snakemake.input.pairs,
                                        cfg["max_pairs"], p.seed)
-            evs[t] = circuits.EvalSet.make(model, q["clean"].to_list(), q["corrupt"].to_list(),
-                                           q["answer"].to_list(), q["wrong"].to_list(), batch,
-                                           q["doc_id"].to_list())
+            evs[t] = circuits.EvalSet.of_pairs(model, q, batch)
         ctl_scores = scores.get((ctl_task, subset))
         for c in rec["circuits"]:
             if (c["placement"], c["ablation"]) != (main["placement"], main["ablation"]):

@@ -198,6 +198,13 @@ class EvalSet:
             docs = [groups[i] for i in order]
         return cls(batches, cl, co, total / count if count else torch.zeros(0), g, docs)
 
+    @classmethod
+    def of_pairs(cls, model, pairs: pl.DataFrame, batch_size: int) -> EvalSet:
+        """`make` from a pairs table (clean, corrupt, answer, wrong, doc_id columns)."""
+        return cls.make(model, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
+                        pairs["answer"].to_list(), pairs["wrong"].to_list(), batch_size,
+                        pairs["doc_id"].to_list())
+
     def weights(self, boot: Bootstrap, resampler: Resampler | None = None) -> torch.Tensor:
         """[R, n] bootstrap weights of the pairs: the run's shared document draws when a
         `resampler` is given (pairs with known documents), else this set's own."""
