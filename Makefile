@@ -28,7 +28,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint --cores 1
-	$(BIN)/pytest -q -rs
+	$(BIN)/pytest -q -rs --durations=10
 
 # Figures and the HTML report from finished results alone: only the figure rules run
 # (the tables they read must exist; nothing upstream is recomputed).

@@ -12,13 +12,17 @@ modules' import times, one real job chain's start-up), device-independent.
 Prints one table: a row per figure, a column per device and model shape. Writes the
 attribution throughput (examples per second per device and model shape, as effective
 TFLOP/s, with the measured peak memory next to vermem.resources' model of it) to
-benchmarks/throughput.json, which `make plan` reads; --throughput-only runs just that.
+benchmarks/throughput.json, which `make plan` reads, at one thread on CPU (the attribution
+rule's local threads); after `make run` also the rule's real default workload (the
+organism on its own attribution pairs, benchmarks/threads.py). Each row states its threads
+and the load average. --throughput-only runs just that.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +32,7 @@ import common
 import divergence
 import jobstart
 import labels
+import threads
 import torch
 
 # (device, shape or None for the trained organism, sizes)
@@ -42,7 +47,8 @@ def column(results: Path, device: str, shape: str | None, s: dict) -> dict[str, 
     p = s["prefix"]
     lab = labels.run(results, 64, s["n"], s["naive_n"], p, p, device, shape)
     div = divergence.run(results, s["div_n"], p, p, 64, device, shape)
-    att = attribution.run(shape or "organism", device, batch=s["batch"], length=50, steps=5)
+    att = attribution.run(shape or "organism", device, batch=s["batch"], length=50, steps=5,
+                          threads=1)
     circ = circuits.run(shape, device, results)
     return {
         "model": lab["model"],
@@ -85,17 +91,40 @@ def throughput_row(att: dict) -> dict:
     flops = (2 + 3 * att["ig_steps"]) * shape.forward_flops(att["length"])
     model = resources.attribution_bytes(shape, att["batch"], att["ig_steps"], att["length"])
     return {"rule": "attribution", "device": att["device"], "shape": att["shape"],
-            "dtype": shape.dtype, "batch": att["batch"], "length": att["length"],
+            "dtype": shape.dtype, "workload": "random tokens", "batch": att["batch"],
+            "length": att["length"], "threads": att["threads"], "loadavg": att["loadavg"],
             "ig_steps": att["ig_steps"], "examples_per_s": att["hooks_examples_per_s"],
             "tflops": round(att["hooks_examples_per_s"] * flops / 1e12, 5),
             "peak_mib_measured": att["hooks_peak_mib"],
             "peak_mib_model": round((model - resources.OVERHEAD_BYTES) / 2**20)}
 
 
+def workload_row(results: Path, seconds: float = 15.0) -> dict:
+    """The attribution rule's real default workload as a throughput.json row: the trained
+    organism on the default run's own attribution pairs (both directions, position buckets)
+    at the rule's local thread count (1), one job alone (benchmarks/threads.py)."""
+    from vermem import resources
+
+    r = threads.layout("attribution", results, 1, 1, seconds)
+    (clean, *_), _ = threads.pairs(results, "attribution")
+    length = sum(map(len, clean)) / len(clean)
+    layers, width, heads = common.SHAPES["organism"]
+    fwd = resources.Shape(layers, width, heads, 2048).forward_flops(round(length))
+    return {"rule": "attribution", "device": "cpu", "shape": "organism", "dtype": "float32",
+            "workload": "default attribution pairs", "what": r["what"], "batch": 16,
+            "length": round(length, 1), "ig_steps": 5,
+            "directions": 2, "threads": 1, "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "examples_per_s": r["items_per_s"],
+            "tflops": round(r["items_per_s"] * (2 + 2 * 3 * 5) * fwd / 1e12, 5)}
+
+
 def write_throughput(rows: list[dict], path: Path = THROUGHPUT) -> None:
     old = json.loads(path.read_text()).get("measurements", []) if path.is_file() else []
-    keys = {(r["device"], r["shape"]) for r in rows}
-    keep = [r for r in old if (r["device"], r["shape"]) not in keys]
+    def key(r: dict) -> tuple:  # rows written before workloads were named: random tokens
+        return r["device"], r["shape"], r.get("workload", "random tokens")
+
+    keys = set(map(key, rows))
+    keep = [r for r in old if key(r) not in keys]
     path.write_text(json.dumps({"written_by": "benchmarks/all.py",
                                 "measurements": keep + rows}, indent=1) + "\n")
 
@@ -113,7 +142,11 @@ def main() -> None:
         for device, shape, s in plan:
             print(f"attribution throughput {device} / {shape or 'organism'} ...", file=sys.stderr)
             rows.append(throughput_row(attribution.run(shape or "organism", device,
-                                                       batch=s["batch"], length=50, steps=5)))
+                                                       batch=s["batch"], length=50, steps=5,
+                                                       threads=1)))
+            print(json.dumps(rows[-1]))
+        if (a.results / "pairs" / "organism.parquet").is_file():
+            rows.append(workload_row(a.results))
             print(json.dumps(rows[-1]))
         write_throughput(rows)
         return
@@ -124,7 +157,10 @@ def main() -> None:
         cols[name] = column(a.results, device, shape, sizes)
     if not torch.cuda.is_available():
         print("no GPU: the Pythia-160m and Pythia-1b GPU columns are not run", file=sys.stderr)
-    write_throughput([throughput_row(c.pop("_attribution")) for c in cols.values()])
+    rows = [throughput_row(c.pop("_attribution")) for c in cols.values()]
+    if (a.results / "pairs" / "organism.parquet").is_file():
+        rows.append(workload_row(a.results))
+    write_throughput(rows)
     rows = list(next(iter(cols.values())))
     width = max(map(len, rows))
     print(f"{'':<{width}}  " + "  ".join(f"{c:>24}" for c in cols))

@@ -3,15 +3,17 @@ randomly initialised model of a real shape (the same computation, the same numbe
 
     python benchmarks/attribution.py [--shape pythia-160m] [--device cpu] [--batch 2]
 
-Each backend runs in its own process (peak memory is per process: max RSS on CPU,
-torch.cuda.max_memory_allocated on a GPU). Prints examples per second, peak memory, and
-nnsight's overhead over hooks (goal: under 15%).
+At --threads on CPU (default 1: the attribution rule's local threads). Each backend runs in
+its own process (peak memory is per process: max RSS on CPU, torch.cuda.max_memory_allocated
+on a GPU). Prints examples per second, peak memory, nnsight's overhead over hooks (goal:
+under 15%), the threads and the load average at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -29,6 +31,8 @@ from vermem.graph import Graph, Shape  # noqa: E402
 
 
 def child(a) -> dict:
+    if a.device == "cpu":
+        torch.set_num_threads(a.threads)
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[a.dtype]
     model = make_model(a.shape, a.device, dtype)
     g = Graph(Shape.from_config(model.config))
@@ -56,16 +60,19 @@ def child(a) -> dict:
 
 
 def run(shape="pythia-160m", device="cpu", batch=2, length=50, steps=5, repeats=2,
-        dtype="float32") -> dict:
+        dtype="float32", threads=1) -> dict:
     res = {}
     for backend in ("hooks", "nnsight"):
         cmd = [sys.executable, __file__, "--child", "--backend", backend, "--shape", shape,
                "--device", device, "--batch", str(batch), "--length", str(length),
-               "--steps", str(steps), "--repeats", str(repeats), "--dtype", dtype]
+               "--steps", str(steps), "--repeats", str(repeats), "--dtype", dtype,
+               "--threads", str(threads)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         res[backend] = json.loads(out.strip().splitlines()[-1])
     h, n = res["hooks"], res["nnsight"]
     return {"shape": shape, "device": device, "dtype": dtype, "batch": batch,
+            "threads": threads if device == "cpu" else None,
+            "loadavg": [round(x, 2) for x in os.getloadavg()],
             "length": length, "ig_steps": steps, "edges": h["edges"],
             "hooks_examples_per_s": round(h["examples_per_s"], 3),
             "nnsight_examples_per_s": round(n["examples_per_s"], 3),
@@ -84,12 +91,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--backend", default="hooks")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads on CPU (the rule's)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a)))
         return
-    r = run(a.shape, a.device, a.batch, a.length, a.steps, a.repeats, a.dtype)
+    r = run(a.shape, a.device, a.batch, a.length, a.steps, a.repeats, a.dtype, a.threads)
     for k, v in r.items():
         print(f"{k:>24}: {v}")
 

@@ -12,10 +12,10 @@ rule attribution:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
         config=config["attribution"],
-    threads: 2
-    # seconds each on the organism: run them all before the circuit jobs, which then share
-    # the cores (otherwise a 1-thread circuit job keeps the next 2-thread attribution waiting
-    # and the circuit jobs run one at a time)
+    # many jobs per model: two 1-thread jobs at once did more than one 2-thread job on 2
+    # cores (benchmarks/threads.py, benchmarks/threads.json); SLURM: the profile's set-threads
+    threads: 1
+    # seconds each on the organism: run them all before the circuit jobs
     priority: 10
     group: "attribution-{model}"
     retries: RETRIES

@@ -20,7 +20,7 @@ rule pairs:
         same_subset=config["contrastive"]["decision_same_subset"],
         config=config["contrastive"],
     priority: MAIN_PATH
-    threads: 2
+    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
     retries: RETRIES
     resources:
         **gpu_resources("pairs"),

@@ -15,7 +15,7 @@ rule divergence:
         epsilon=config["divergence"]["bleu_epsilon"],
         config=config["divergence"],
     priority: MAIN_PATH
-    threads: 2
+    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
     retries: RETRIES
     resources:
         **gpu_resources("divergence"),

@@ -16,7 +16,7 @@ rule labels:
         batch_size=config["memorization"]["batch_size"],
         config=memo("continuation_tokens", "score", "thresholds"),
     priority: MAIN_PATH
-    threads: 2
+    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
     retries: RETRIES
     resources:
         **gpu_resources("labels"),

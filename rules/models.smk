@@ -35,7 +35,7 @@ rule train_organism:
         organism=config["organism"],
         sample_tokens=config["memorization"]["prefix_tokens"]
         + config["memorization"]["continuation_tokens"],
-    threads: 2
+    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
     retries: RETRIES
     resources:
         **gpu_resources("train_organism"),
