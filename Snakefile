@@ -51,6 +51,7 @@ rule all:
                subset=SUBSETS),
         expand("results/circuits/{model}/claims.csv", model=MODELS),
         expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
+        expand("results/figures/{model}/circuits/mib.png", model=MODELS),
         expand("results/figures/{model}/circuits/specificity.png",
                model=MODELS if CONTROL_TASKS else []),
         expand(

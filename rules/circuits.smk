@@ -12,6 +12,8 @@ rule circuit:
     output:
         curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
+        # MIB's CPR and CMD of the ranking per mode (vermem.mib), with random rankings'
+        mib="results/circuits/{model}/{task}/{subset}/mib.parquet",
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
@@ -190,3 +192,24 @@ rule figure_specificity:
         ENV
     script:
         "../scripts/figure_specificity.py"
+
+
+localrules:
+    figure_mib,
+
+
+rule figure_mib:
+    input:
+        mib=lambda wc: expand("results/circuits/{model}/{task}/{subset}/mib.parquet",
+                              model=wc.model, task=BASE_TASKS, subset=SUBSETS),
+    output:
+        figure=report("results/figures/{model}/circuits/mib.png", caption="../report/mib.rst",
+                      category="Study A", subcategory="Circuits"),
+    params:
+        main=config["circuits"]["main"],
+    log:
+        "logs/figures/{model}/circuits/mib.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_mib.py"

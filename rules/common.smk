@@ -113,6 +113,8 @@ def summary_inputs(wc):
         out[f"claims.{m}"] = f"results/circuits/{m}/claims.parquet"
         out[f"minimal.{m}"] = expand("results/circuits/{model}/{task}/{subset}/minimal.json",
                                      model=m, task=BASE_TASKS, subset=SUBSETS)
+        out[f"mib.{m}"] = expand("results/circuits/{model}/{task}/{subset}/mib.parquet",
+                                 model=m, task=BASE_TASKS, subset=SUBSETS)
         if CONTROL_TASKS:
             out[f"specificity.{m}"] = f"results/circuits/{m}/specificity.parquet"
         if CKPTS[m]:

@@ -6,7 +6,7 @@ import polars as pl
 import torch
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, circuits, io, resources, stats
+from vermem import attribution, circuits, io, mib, resources, stats
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
@@ -36,6 +36,13 @@ with rule(snakemake) as log:
         circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
         random_modes, cfg["target"], cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
         cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"])
+    mib_table = None
+    if "mib" in snakemake.output.keys():  # the final model's circuits (not at checkpoints)
+        mib_table = mib.score(model, g, ev, by_dir, modes if usable else [], cfg["metric"],
+                              stats.Bootstrap(**cfg["bootstrap"]), cfg["circuits_per_forward"],
+                              range(cfg["random_seeds"]), meta.get("method", ""), random_modes
+                              ).select(pl.lit(wc.task).alias("task"),
+                                       pl.lit(p.subset).alias("subset"), pl.all())
     flat = {d: t.flatten() for d, t in by_dir.items()}
     main = cfg["main"]
     pair = [minimal.get(circuits.Mode(d, main["placement"], main["ablation"]))
@@ -72,12 +79,24 @@ with rule(snakemake) as log:
     }
     io.write_parquet(curve, snakemake.output.curve,
                      io.provenance(cfg, model=record["name"], revision=record["revision"]))
+    if mib_table is not None:
+        io.write_parquet(mib_table, snakemake.output.mib,
+                         io.provenance(cfg, model=record["name"], revision=record["revision"]))
+        for r in mib_table.filter(pl.col("circuit") == "attribution").iter_rows(named=True):
+            log.info("MIB %s/%s/%s: CPR %s [%s, %s], CMD %s [%s, %s] (n = %d pairs)",
+                     r["direction"], r["placement"], r["ablation"], *(
+                         "-" if r[k] is None else f"{r[k]:.3f}" for k in
+                         ("cpr", "cpr_lo", "cpr_hi", "cmd", "cmd_lo", "cmd_hi")), r["n_pairs"])
     io.write_json(record_out, snakemake.output.minimal)
-    log.info("main mode: noising and de-noising minimal circuits share %s edges "
-             "(Jaccard %s)", record_out["direction_overlap"]["shared"],
-             record_out["direction_overlap"]["jaccard"])
+    ov = record_out["direction_overlap"]
+    log.info("main mode: noising and de-noising minimal circuits share %s edges (Jaccard %s)",
+             ov["shared"], "-" if ov["jaccard"] is None else f"{ov['jaccard']:.2f}")
+
+    def r3(x):  # numbers as a person reads them
+        return "-" if x is None else f"{x:.3g}"
     for c in record_out["circuits"]:
         log.info("%s/%s/%s: minimal circuit %d edges [%s, %s] (selection, n = %d), "
                  "F = %s [%s, %s] on %d evaluation pairs", c["direction"], c["placement"],
-                 c["ablation"], c["k"], c["k_lo"], c["k_hi"], sel.n, c["faithfulness"],
-                 c["faithfulness_lo"], c["faithfulness_hi"], ev.n)
+                 c["ablation"], c["k"], r3(c["k_lo"]), r3(c["k_hi"]), sel.n,
+                 r3(c["faithfulness"]), r3(c["faithfulness_lo"]), r3(c["faithfulness_hi"]),
+                 ev.n)

@@ -13,6 +13,7 @@ with rule(snakemake):
             "labels": io.read_json(inp[f"labels.{m}"]), "pairs": io.read_json(inp[f"pairs.{m}"]),
             "minimal": [io.read_json(f) for f in inp[f"minimal.{m}"]],
             "claims": pl.read_parquet(inp[f"claims.{m}"]),
+            "mib": pl.concat([pl.read_parquet(f) for f in inp[f"mib.{m}"]]),
             "specificity": (pl.read_parquet(inp[f"specificity.{m}"])
                             if f"specificity.{m}" in inp.keys() else None),
             "checkpoints": (io.read_json(inp[f"checkpoints.{m}"])

@@ -37,8 +37,24 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
                             "prevention", "estimate": 0.5, "estimate_lo": 0.4,
                             "estimate_hi": 0.6, "n_pairs": 30, "verdict": "refuted",
                             "reason": "because"}], schema=CL.CLAIM_SCHEMA)
+    from vermem import mib
+    base = {"task": "branch_comparison", "subset": "W", "method": "EAP-IG",
+            "direction": "noising", "placement": "outside", "ablation": "resample",
+            "n_pairs": 30, "n_docs": 9, "faithfulness": None}
+    mibt = pl.DataFrame([
+        {**base, "circuit": "attribution", "cpr": 0.912, "cpr_lo": 0.881, "cpr_hi": 0.934,
+         "cmd": 0.101, "cmd_lo": 0.08, "cmd_hi": 0.13},
+        {**base, "circuit": "random", "cpr": 0.301, "cpr_lo": 0.25, "cpr_hi": 0.35,
+         "cmd": 0.7, "cmd_lo": 0.65, "cmd_hi": 0.75},
+        {**base, "placement": "inside", "circuit": "attribution", "cpr": 0.5, "cpr_lo": 0.4,
+         "cpr_hi": 0.6, "cmd": 0.5, "cmd_lo": 0.4, "cmd_hi": 0.6}],
+        schema={"task": pl.String, "subset": pl.String, **mib.SCHEMA})
     text = summary.render({"organism": {"labels": labels, "pairs": pairs, "minimal": minimal,
-                                        "claims": claims}}, None, main)
+                                        "claims": claims, "mib": mibt}}, None, main)
+    # the main mode's CPR / CMD next to the random rankings'; other modes are not shown
+    assert ("| branch_comparison | W | noising | EAP-IG | 0.91 [0.88, 0.93] | 0.10 [0.08, "
+            "0.13] | 0.30 [0.25, 0.35] | 0.70 [0.65, 0.75] | 30 |") in text
+    assert "0.50 [0.40, 0.60]" not in text
     lo, hi = wilson(7, 10)
     assert f"70.0% [{100 * lo:.1f}, {100 * hi:.1f}]" in text
     assert "0.0% [0.0, 3.7]" in text                      # 0 of 100, Wilson upper 3.7%

@@ -107,6 +107,31 @@ def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
     return out
 
 
+def mib_section(model: str, mib: pl.DataFrame, main: Mapping[str, str]) -> list[str]:
+    """CPR / CMD (MIB's circuit-localization scores) of the main mode, per task, subset and
+    direction, next to random rankings'."""
+    out = [f"### MIB scores, main mode {main['placement']}/{main['ablation']} "
+           f"(`results/circuits/{model}/*/*/mib.parquet`)", "",
+           "CPR: area under F over 0.1-100% of the edges (higher is better); CMD: area under "
+           "|1 - F| (lower is better); evaluation pairs, cluster-bootstrap intervals; random: "
+           "the mean over random rankings.", ""]
+    q = mib.filter((pl.col("placement") == main["placement"])
+                   & (pl.col("ablation") == main["ablation"]))
+    rows = []
+    for (task, subset, d), g in q.group_by("task", "subset", "direction", maintain_order=True):
+        by = {r["circuit"]: r for r in g.iter_rows(named=True)}
+        a, r = by.get("attribution"), by.get("random")
+
+        def cell(x, key):
+            return "n/a" if x is None else _ci(x[key], x[f"{key}_lo"], x[f"{key}_hi"])
+        rows.append((task, subset, d, a["method"] if a else "", cell(a, "cpr"),
+                     cell(a, "cmd"), cell(r, "cpr"), cell(r, "cmd"),
+                     a["n_pairs"] if a else 0))
+    out += _table(("task", "subset", "direction", "method", "CPR", "CMD", "random CPR",
+                   "random CMD", "n evaluation"), sorted(rows))
+    return out
+
+
 def specificity_section(model: str, spec: pl.DataFrame) -> list[str]:
     out = [f"### Specificity (`results/circuits/{model}/specificity.parquet`)", "",
            "The memorization circuit's top-k on its memorized and on its control evaluation "
@@ -172,7 +197,8 @@ def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
 def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] | None,
            main: Mapping[str, str]) -> str:
     """The summary of a run. models: name -> {labels, pairs (summary JSONs), minimal (records),
-    claims (table), specificity (table or None), checkpoints (summary JSON or None)}."""
+    claims (table), mib (the tasks' mib.parquet tables stacked, or None), specificity
+    (table or None), checkpoints (summary JSON or None)}."""
     out = ["# What this run gives", "",
            "Written by the `summary` rule from the run's own tables; every number below is "
            "read from the file named in its heading.", ""]
@@ -181,6 +207,8 @@ def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] 
         out += labels_section(name, m["labels"])
         out += pairs_section(name, m["pairs"])
         out += circuits_section(name, m["minimal"], main)
+        if m.get("mib") is not None:
+            out += mib_section(name, m["mib"], main)
         if m.get("specificity") is not None:
             out += specificity_section(name, m["specificity"])
         out += claims_section(name, m["claims"])
