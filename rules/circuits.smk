@@ -20,10 +20,10 @@ rule circuit:
         # a control task: the main mode only (its circuits are compared with the memorization
         # circuits in that mode by circuit_specificity)
         config=lambda wc: main_mode_circuit_config() if _pairs.is_control(wc.task) else
-            circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
-                          "placements", "ablations", "random_seeds", "random_modes",
-                          "random_points", "batch_size", "circuits_per_forward", "search_width",
-                          "bootstrap", "max_pairs", "main"),
+            circuits_keys("rank_by", "metric", "target", "criterion", "search", "curve_points",
+                          "directions", "placements", "ablations", "random_seeds",
+                          "random_modes", "random_points", "batch_size", "circuits_per_forward",
+                          "search_width", "bootstrap", "max_pairs", "main"),
         seed=config["seed"],
     priority: MAIN_PATH
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM

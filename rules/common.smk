@@ -23,6 +23,9 @@ except VermemError as e:
     raise WorkflowError(str(e))
 
 
+# optional keys (config/schema.yaml): their defaults, so that every rule reads one value
+config["circuits"].setdefault("criterion", "band")
+config["circuits"].setdefault("search", "band")
 MODELS = list(config["models"])
 ORGANISMS = [m for m, spec in config["models"].items() if spec["source"] == "organism"]
 EXTERNAL = [m for m in MODELS if m not in ORGANISMS]
@@ -146,9 +149,9 @@ def point_record(wc):
 def main_mode_circuit_config():
     """The circuit rule's config at checkpoints and for control tasks: the main mode only
     (both directions), random circuits at the minimal size only."""
-    c = circuits_keys("rank_by", "metric", "target", "curve_points", "directions",
-                      "random_seeds", "random_points", "batch_size", "circuits_per_forward",
-                      "search_width", "bootstrap", "max_pairs", "main")
+    c = circuits_keys("rank_by", "metric", "target", "criterion", "search", "curve_points",
+                      "directions", "random_seeds", "random_points", "batch_size",
+                      "circuits_per_forward", "search_width", "bootstrap", "max_pairs", "main")
     return {**c, "placements": [config["circuits"]["main"]["placement"]],
             "ablations": [config["circuits"]["main"]["ablation"]], "random_modes": []}
 

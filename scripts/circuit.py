@@ -35,7 +35,8 @@ with rule(snakemake) as log:
         model, g, sel, ev, by_dir, modes if usable else [],
         circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
         random_modes, cfg["target"], cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
-        cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"])
+        cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"],
+        cfg["criterion"], cfg["search"])
     mib_table = None
     if "mib" in snakemake.output.keys():  # the final model's circuits (not at checkpoints)
         mib_table = mib.score(model, g, ev, by_dir, modes if usable else [], cfg["metric"],
@@ -51,6 +52,7 @@ with rule(snakemake) as log:
         "model": record["name"], "revision": record["revision"], "task": wc.task,
         "subset": p.subset, "n_edges": g.n_edges, "n_pairs": ev.n, "n_selection": sel.n,
         "target": cfg["target"], "band": [cfg["target"], 2 - cfg["target"]],
+        "criterion": cfg["criterion"], "search": cfg["search"],
         "metric": cfg["metric"], "rank_by": cfg["rank_by"], "n_layers": g.shape.n_layers,
         "n_heads": g.shape.n_heads, "attribution_pairs": n_attr,
         "selection_docs": sorted(set(sel_pairs["doc_id"])),

@@ -1,6 +1,8 @@
 """Circuit evaluation by exact edge patching, faithfulness, minimal circuits, transfer."""
 
 
+import math
+
 import polars as pl
 import pytest
 import torch
@@ -575,3 +577,83 @@ def test_length_buckets_change_no_result_and_keep_groups_aligned(setup):
                     strict=True):
         assert torch.allclose(a.metric, b.metric, atol=1e-5)
     assert torch.allclose(one.mean, cut.mean, atol=1e-6)
+
+
+def test_coarse_search_is_the_authors_step_10_bisection_and_can_overshoot_the_smallest():
+    # accepted from 37 edges on: E = 100 evaluates 50 (yes: hi = 40), 20 (no: lo = 30),
+    # 35 (no: lo = 45 > hi) and stops at 50, although 37 would do
+    calls = []
+
+    def f(ks):
+        calls.extend(ks)
+        return [1.0 if k >= 37 else 0.0 for k in ks]
+    best, seen = C.coarse_search(f, 100, lambda v: v >= 0.8)
+    assert best == 50 and calls == [50, 20, 35] and list(seen) == calls
+    # nothing accepted: it keeps the whole graph, as their code
+    assert C.coarse_search(lambda ks: [0.0] * len(ks), 100, lambda v: v >= 0.8)[0] == 100
+
+
+def test_ratio_of_full_criterion_ignores_the_empty_circuit_and_has_no_upper_limit():
+    band, ratio = C.Criterion("band", 0.8), C.Criterion("ratio_of_full", 0.8)
+    # M(empty) = 2, M(full) = 10: M(C) = 8.5 is F = 0.8125 (in the band) and 0.85 of full
+    assert band.value(8.5, 2.0, 10.0) == pytest.approx(0.8125)
+    assert ratio.value(8.5, 2.0, 10.0) == pytest.approx(0.85)
+    # M(C) = 8.2: 0.82 of full, but F = 0.775 only once M(empty) is subtracted
+    assert ratio.accepts(ratio.value(8.2, 2.0, 10.0))
+    assert not band.accepts(band.value(8.2, 2.0, 10.0))
+    # an overshoot: the band refuses it, the ratio does not
+    assert ratio.accepts(1.5) and not band.accepts(1.5)
+    assert not ratio.accepts(float("nan")) and not band.accepts(None)
+    v = torch.tensor([0.79, 0.8, 1.19, 1.21, math.nan])
+    assert band.accepts_all(v).tolist() == [False, True, True, False, False]
+    assert ratio.accepts_all(v).tolist() == [False, True, True, True, False]
+    with pytest.raises(ValueError, match="ratio"):
+        C.Criterion("ratio", 0.8)
+
+
+@pytest.mark.parametrize("criterion, search", [("ratio_of_full", "band"),
+                                               ("ratio_of_full", "coarse"),
+                                               ("band", "coarse")])
+def test_sweep_chooses_by_the_configured_criterion_and_search(setup, criterion, search):
+    model, g, ev, (clean, corrupt, answer, wrong) = setup
+    if model.config.model_type != "gpt_neox":
+        pytest.skip("one architecture is enough here")
+    mode = C.Mode("noising", "outside", "resample")
+    scores = torch.randn(g.mask.shape, generator=torch.Generator().manual_seed(4)) * g.mask
+    target = 0.8
+    _, minimal = C.sweep(model, g, ev, ev, scores, [mode], C.log_sizes(g.n_edges, 8), [],
+                         [], target, boot=S.Bootstrap(50), criterion=criterion, search=search)
+    rec = minimal[mode]
+    assert (rec["criterion"], rec["search"]) == (criterion, search)
+    order = C.ranking(g, scores)
+    full = C.evaluate(model, g, ev, g.mask, mode).metric
+    empty = C.evaluate(model, g, ev, torch.zeros_like(g.mask), mode).metric
+
+    def value(k):
+        m = C.evaluate(model, g, ev, C.circuit(g, order, k), mode).metric
+        return m / full if criterion == "ratio_of_full" else C.faithfulness(m, empty, full)
+    crit = C.Criterion(criterion, target)
+    assert rec["selection_value"] == pytest.approx(value(rec["k"]), abs=1e-9)
+    assert crit.accepts(value(rec["k"]))
+    if search == "band":  # refined to one edge: one fewer is not accepted
+        assert not crit.accepts(value(rec["k"] - 1))
+    else:  # the coarse search's own answer, replayed by hand
+        want, _ = C.coarse_search(lambda ks: [value(k) for k in ks], g.n_edges, crit.accepts)
+        assert rec["k"] == want
+
+
+def test_kl_is_zero_for_the_full_circuit_and_the_clean_to_corrupt_kl_for_none(setup):
+    model, g, ev, (clean, corrupt, answer, wrong) = setup
+    mode = C.Mode("noising", "outside", "resample")
+    full = C.evaluate_many(model, g, ev, [(mode, g.mask)])[0]
+    none = C.evaluate_many(model, g, ev, [(mode, torch.zeros_like(g.mask))])[0]
+    assert full.kl.abs().max() < 1e-5
+    want = []
+    with torch.no_grad():
+        for a, b in zip(clean, corrupt, strict=True):
+            p = model(input_ids=torch.tensor([a])).logits[0, -1].log_softmax(-1)
+            q = model(input_ids=torch.tensor([b])).logits[0, -1].log_softmax(-1)
+            want.append(float((p.exp() * (p - q)).sum()))
+    # EvalSet order is length-sorted: compare as sorted multisets
+    assert sorted(none.kl.tolist()) == pytest.approx(sorted(want), abs=1e-4)
+    assert min(want) > 1e-3

@@ -153,6 +153,8 @@ class EvalSet:
     mean: torch.Tensor           # [S, D]: clean sources averaged over examples and positions
     groups: torch.Tensor | None = None  # [n] document index of each pair (batch order)
     docs: list[str] | None = None       # [n] document id of each pair (batch order)
+    clean_logp: list[torch.Tensor] | None = None  # per batch [B, V]: the unpatched clean
+    # run's next-token log-probabilities, the reference of the KL metric
 
     @property
     def n(self) -> int:
@@ -178,7 +180,7 @@ class EvalSet:
         dev = next(model.parameters()).device
         arch, be = A.arch_of(model), A.HooksBackend()
         order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
-        batches, cl, co = [], [], []
+        batches, cl, co, logp = [], [], [], []
         total, count = None, 0
         for idx in length_batches([len(clean[i]) for i in order], batch_size, max_padding):
             idx = [order[i] for i in idx]
@@ -188,6 +190,9 @@ class EvalSet:
             batches.append(b)
             cl.append(c)
             co.append(be.sources(model, arch, b.corrupt, b.mask).acts)
+            last = model(input_ids=b.clean, attention_mask=b.mask).logits[
+                torch.arange(b.clean.shape[0], device=dev), b.last]
+            logp.append(last.float().log_softmax(-1))
             s = (c * b.mask[None, :, :, None]).sum((1, 2))  # [S, D]
             total = s if total is None else total + s
             count += int(b.mask.sum())
@@ -196,7 +201,7 @@ class EvalSet:
             names = {d: i for i, d in enumerate(sorted(set(groups)))}
             g = torch.tensor([names[groups[i]] for i in order], dtype=torch.long)
             docs = [groups[i] for i in order]
-        return cls(batches, cl, co, total / count if count else torch.zeros(0), g, docs)
+        return cls(batches, cl, co, total / count if count else torch.zeros(0), g, docs, logp)
 
     @classmethod
     def of_pairs(cls, model, pairs: pl.DataFrame, batch_size: int) -> EvalSet:
@@ -262,6 +267,7 @@ class PerPair:
     metric: torch.Tensor      # [n] float64, the evaluated metric
     logit_diff: torch.Tensor  # [n] logit(answer) - logit(wrong)
     correct: torch.Tensor     # [n] 1.0 where the answer is the argmax
+    kl: torch.Tensor          # [n] KL(clean run || circuit) of the next token, in nats
 
 
 @dataclass
@@ -269,12 +275,13 @@ class Result:
     metric: float       # mean over examples of the evaluated metric
     logit_diff: float   # mean logit(answer) - logit(wrong)
     accuracy: float     # share of examples whose answer is the argmax
+    kl: float           # mean KL(clean run || circuit) of the next-token distribution
 
     @classmethod
     def of(cls, r: PerPair) -> Result:
         n = max(1, r.metric.numel())
         return cls(float(r.metric.sum()) / n, float(r.logit_diff.sum()) / n,
-                   float(r.correct.sum()) / n)
+                   float(r.correct.sum()) / n, float(r.kl.sum()) / n)
 
 
 def _plan(graph: Graph, mode: Mode, edges: torch.Tensor) -> tuple[torch.Tensor, str, str]:
@@ -299,8 +306,9 @@ def evaluate_many(model, graph: Graph, ev: EvalSet, jobs: Sequence[tuple[Mode, t
     for j, (mode, edges) in enumerate(jobs):
         patch, repl, ids = _plan(graph, mode, edges)
         groups.setdefault((repl, ids), []).append((j, patch))
-    out = {j: ([], [], []) for j in range(len(jobs))}
-    for b, clean, corrupt in zip(ev.batches, ev.clean, ev.corrupt, strict=True):
+    out = {j: ([], [], [], []) for j in range(len(jobs))}
+    refs = ev.clean_logp or [None] * len(ev.batches)
+    for b, clean, corrupt, ref in zip(ev.batches, ev.clean, ev.corrupt, refs, strict=True):
         B = int(b.answer.numel())
         for (repl, ids), members in groups.items():
             replacement = {"resample": corrupt, "clean": clean,
@@ -316,8 +324,14 @@ def evaluate_many(model, graph: Graph, ev: EvalSet, jobs: Sequence[tuple[Mode, t
                 ld = A.metric(logits, b, "logit_diff").double().view(c, B)
                 last = logits[torch.arange(c * B, device=logits.device), b.last.repeat(c)]
                 ok = (last.argmax(-1) == b.answer.repeat(c)).double().view(c, B)
+                if ref is None:
+                    kl = torch.full((c, B), math.nan, dtype=torch.float64)
+                else:  # sum_v p_clean(v) (log p_clean(v) - log p_circuit(v))
+                    r = ref.repeat(c, 1)
+                    kl = (r.exp() * (r - last.float().log_softmax(-1))).sum(-1)
+                    kl = kl.double().view(c, B)
                 for i, (j, _) in enumerate(chunk):
-                    for lst, v in zip(out[j], (m[i], ld[i], ok[i]), strict=True):
+                    for lst, v in zip(out[j], (m[i], ld[i], ok[i], kl[i]), strict=True):
                         lst.append(v.cpu())
     empty = torch.zeros(0, dtype=torch.float64)
     return [PerPair(*(torch.cat(v) if v else empty for v in out[j])) for j in range(len(jobs))]
@@ -349,7 +363,69 @@ def in_band(f: float, target: float) -> bool:
     return band(f, target) == "in"
 
 
-def search_points(curve: dict[int, float], target: float, width: int) -> list[int]:
+CRITERIA = ("band", "ratio_of_full")
+SEARCHES = ("band", "coarse")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """Which circuit sizes count as faithful enough (config `circuits.criterion`, `target`):
+
+    - `band` (the default): F = (M(C) - M(empty)) / (M(full) - M(empty)) in the band
+      |1 - F| <= 1 - target (an overshoot is not accepted);
+    - `ratio_of_full` (Lasy et al.'s code, `find_minimal_circuit`): M(C) >= target * M(full),
+      with no subtraction of the empty circuit and no upper limit.
+
+    `value` is the quantity compared, `accepts` the test; `replicates` gives its bootstrap
+    replicates (a ratio of means, as F's)."""
+    kind: str = "band"
+    target: float = 0.85
+
+    def __post_init__(self) -> None:
+        if self.kind not in CRITERIA:
+            raise ValueError(f"{self.kind!r} is not one of {CRITERIA}")
+
+    def value(self, m: float, empty: float, full: float) -> float:
+        if self.kind == "band":
+            return faithfulness(m, empty, full)
+        return m / full if full != 0 else float("nan")
+
+    def replicates(self, mc: torch.Tensor, me: torch.Tensor, mf: torch.Tensor,
+                   idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(points [J], replicates [J, R]) of `value` (mc [J, n], me and mf [n])."""
+        return f_replicates(mc, me if self.kind == "band" else torch.zeros_like(me), mf, idx)
+
+    def accepts(self, v: float | None) -> bool:
+        if v is None or math.isnan(v):
+            return False
+        return in_band(v, self.target) if self.kind == "band" else v >= self.target
+
+    def accepts_all(self, v: torch.Tensor) -> torch.Tensor:
+        """`accepts` elementwise (NaN: False)."""
+        ok = v >= self.target
+        return ok & (v <= 2 - self.target + 1e-12) if self.kind == "band" else ok
+
+
+def coarse_search(f: Callable[[list[int]], list[float]], n_edges: int,
+                  accepts: Callable[[float], bool], step: int = 10
+                  ) -> tuple[int, dict[int, float]]:
+    """Lasy et al.'s search (`find_minimal_circuit`): a binary search over 1..E whose bounds
+    move by `step` past the midpoint (so it can skip the smallest accepted size), starting
+    from best = E. Returns (best, {size: value} of the sizes it evaluated, in order)."""
+    lo, hi, best = 1, n_edges, n_edges
+    seen: dict[int, float] = {}
+    while lo <= hi:
+        k = (lo + hi) // 2
+        seen[k] = f([k])[0]
+        if accepts(seen[k]):
+            best, hi = k, k - step
+        else:
+            lo = k + step
+    return best, seen
+
+
+def search_points(curve: dict[int, float], target: float, width: int,
+                  accepts: Callable[[float], bool] | None = None) -> list[int]:
     """Sizes to evaluate next in the search for the smallest size in the target band.
 
     F is not monotone in k, so no search can promise the global smallest in-band size
@@ -358,9 +434,11 @@ def search_points(curve: dict[int, float], target: float, width: int) -> list[in
     or an overshoot above it), and evaluates up to `width` evenly spaced sizes inside the
     bracket, round after round (bisection when width is 1), until the bracket is one edge
     wide. The result is an in-band k whose predecessor k - 1 is out of band; an in-band
-    size below an earlier grid point that the grid skipped over is not looked for."""
+    size below an earlier grid point that the grid skipped over is not looked for.
+    `accepts` (default: F in the band of `target`) says which values are good enough."""
+    ok = accepts or (lambda v: in_band(v, target))
     sizes = sorted(curve)
-    hit = next((i for i, k in enumerate(sizes) if in_band(curve[k], target)), None)
+    hit = next((i for i, k in enumerate(sizes) if ok(curve[k])), None)
     if not hit:  # none in band, or the smallest evaluated size already is
         return []
     lo, hi = sizes[hit - 1], sizes[hit]
@@ -390,6 +468,7 @@ CURVE_SCHEMA = {
     "share": pl.Float64, "n_pairs": pl.Int32, "metric": pl.Float64, "logit_diff": pl.Float64,
     "accuracy": pl.Float64, "faithfulness": pl.Float64, "faithfulness_lo": pl.Float64,
     "faithfulness_hi": pl.Float64, "band": pl.String, "search": pl.Boolean,
+    "ratio_of_full": pl.Float64, "kl": pl.Float64,
 }
 
 
@@ -402,7 +481,8 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
           modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
           random_modes: Sequence[Mode], target: float, kind: str = "logit_diff",
           boot: Bootstrap = BOOTSTRAP, per_forward: int = 16, search_width: int = 8,
-          random_points: int | None = None) -> tuple[pl.DataFrame, dict[Mode, dict]]:
+          random_points: int | None = None, criterion: str = "band", search: str = "band"
+          ) -> tuple[pl.DataFrame, dict[Mode, dict]]:
     """Faithfulness curves (with bootstrap intervals) of the top-k circuits by |score| on
     the selection and the evaluation pairs, random circuits of the same sizes (the modes
     in `random_modes` only) on the evaluation pairs, and per mode the minimal circuit:
@@ -417,7 +497,16 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     `scores`: one [S, D] tensor that ranks every mode, or {direction: [S, D]} so that each
     mode is ranked by its own direction's attribution (noising modes by the noising scores,
     de-noising modes by the de-noising ones, `attribution.direction_scores`); a direction
-    missing from the mapping is ranked by the noising scores."""
+    missing from the mapping is ranked by the noising scores.
+
+    `criterion` (CRITERIA, `Criterion`) says which sizes are good enough at `target`;
+    `search`: `band` refines between grid sizes (`search_points`) and takes the smallest
+    accepted size evaluated, `coarse` is Lasy et al.'s step-10 binary search
+    (`coarse_search`) and takes its result. Both run on the selection pairs. The curve
+    reports F, the ratio M(C) / M(full) and the KL divergence from the clean run."""
+    crit = Criterion(criterion, target)
+    if search not in SEARCHES:
+        raise ValueError(f"{search!r} is not one of {SEARCHES}")
     n = graph.n_edges
     sizes = sorted(set(sizes) | {0, n})
     inner = [k for k in sizes if 0 < k < n]
@@ -435,7 +524,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     def run(es, jobs):
         return evaluate_many(model, graph, es, jobs, kind, per_forward)
 
-    def rows_of(split, es, mode, name, seed, ks, res, empty, full, search=False):
+    def rows_of(split, es, mode, name, seed, ks, res, empty, full, searched=False):
         if not ks:
             return (torch.zeros(0, dtype=torch.float64),
                     torch.zeros(0, boot.samples, dtype=torch.float64))
@@ -446,6 +535,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         for i, k in enumerate(ks):
             r = Result.of(res[k])
             f = _nan_none(float(point[i]))
+            full_m = float(full.metric.mean())
             rows.append({"split": split, "direction": mode.direction,
                          "placement": mode.placement, "ablation": mode.ablation,
                          "circuit": name, "seed": seed, "k": k, "share": k / n,
@@ -453,7 +543,9 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
                          "accuracy": r.accuracy, "faithfulness": f,
                          "faithfulness_lo": _nan_none(float(lo[i])),
                          "faithfulness_hi": _nan_none(float(hi[i])),
-                         "band": band(f, target), "search": search})
+                         "band": band(f, target), "search": searched,
+                         "ratio_of_full": r.metric / full_m if full_m else None,
+                         "kl": _nan_none(r.kl)})
         return point, reps
 
     # evaluation pairs: every mode's curve; random circuits for the random modes
@@ -476,15 +568,26 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
                          for k in sizes]))
     sel_res = {m: {k: next(out) for k in sizes} for m in modes_}
 
-    def f_sel(m, ks):
+    def f_sel(m, ks):  # the criterion's value on the selection pairs
         e, f = float(sel_res[m][0].metric.mean()), float(sel_res[m][n].metric.mean())
-        return {k: faithfulness(float(sel_res[m][k].metric.mean()), e, f) for k in ks}
+        return {k: crit.value(float(sel_res[m][k].metric.mean()), e, f) for k in ks}
 
     curves = {m: f_sel(m, sizes) for m in modes_}
     searched: dict[Mode, dict[int, float]] = {m: {} for m in modes_}
-    while True:
-        todo = {m: search_points({**curves[m], **searched[m]}, target, search_width)
-                for m in modes_}
+    coarse: dict[Mode, int] = {}
+    for m in modes_ if search == "coarse" else []:
+        def f_one(ks, m=m):
+            new = [k for k in ks if k not in sel_res[m]]
+            for k, r in zip(new, run(sel, [(m, circuit(graph, orders[m.direction], k))
+                                           for k in new]), strict=True):
+                sel_res[m][k] = r
+            return list(f_sel(m, ks).values())
+        best, seen = coarse_search(f_one, n, crit.accepts)
+        coarse[m] = best
+        searched[m].update({k: v for k, v in seen.items() if k not in curves[m]})
+    while search == "band":
+        todo = {m: search_points({**curves[m], **searched[m]}, target, search_width,
+                                 crit.accepts) for m in modes_}
         jobs = [(m, circuit(graph, orders[m.direction], k)) for m in modes_ for k in todo[m]]
         if not jobs:
             break
@@ -501,32 +604,39 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         point, reps = rows_of("selection", sel, m, "attribution", None, sizes, sel_res[m],
                               sel_res[m][0], sel_res[m][n])
         sp, sr = rows_of("selection", sel, m, "attribution", None, sorted(searched[m]),
-                         sel_res[m], sel_res[m][0], sel_res[m][n], search=True)
-        f_all = {**dict(zip(sizes, point.tolist(), strict=True)),
-                 **dict(zip(sorted(searched[m]), sp.tolist(), strict=True))}
-        k = min((k for k, v in f_all.items() if in_band(v, target)), default=None)
+                         sel_res[m], sel_res[m][0], sel_res[m][n], searched=True)
+        all_ks = sizes + sorted(searched[m])
+        f_all = dict(zip(all_ks, torch.cat([point, sp]).tolist(), strict=True))
+        # the criterion's values and replicates (F itself for the band)
+        cv, cr = crit.replicates(torch.stack([sel_res[m][k].metric for k in all_ks]),
+                                 sel_res[m][0].metric, sel_res[m][n].metric,
+                                 boot.indices(sel.n, sel.groups))
+        c_all = dict(zip(all_ks, cv.tolist(), strict=True))
+        if search == "coarse":
+            k = coarse[m] if crit.accepts(c_all[coarse[m]]) else None
+        else:
+            k = min((k for k, v in c_all.items() if crit.accepts(v)), default=None)
         if k is None:
             continue
         chosen[m] = k
-        # the minimal size's own uncertainty: the same rule on every resample of the
-        # selection pairs (over the evaluated sizes)
-        all_ks = sizes + sorted(searched[m])
-        rep_all = torch.cat([reps, sr]) if len(sr) else reps
-        lo_r, _ = boot.interval(rep_all)
+        # the minimal size's own uncertainty: the smallest accepted size on every resample
+        # of the selection pairs (over the evaluated sizes)
+        lo_r, _ = boot.interval(cr)
         ks_t = torch.tensor(all_ks, dtype=torch.float64)
-        ok = (rep_all >= target) & (rep_all <= 2 - target + 1e-12)  # [K, R]
-        k_rep = torch.where(ok, ks_t[:, None], math.inf).min(0).values
+        k_rep = torch.where(crit.accepts_all(cr), ks_t[:, None], math.inf).min(0).values
         k_rep = torch.where(torch.isinf(k_rep), math.nan, k_rep)
         k_lo, k_hi = boot.interval(k_rep[None])
         conservative = [kk for kk, lo_ in zip(all_ks, lo_r.tolist(), strict=True)
-                        if lo_ >= target and in_band(f_all[kk], target)]
+                        if lo_ >= target and crit.accepts(c_all[kk])]
         minimal[m] = {"k": k, "k_lo": _nan_none(float(k_lo[0])),
                       "k_hi": _nan_none(float(k_hi[0])),
                       "k_lower_bound": min(conservative, default=None),
                       "k_unresolved_share": float(torch.isnan(k_rep).double().mean()),
                       "overshoot_before": min((x for x in grid_ks if x < k
                                                and band(f_all[x], target) == "above"),
-                                              default=None),
+                                              default=None) if crit.kind == "band" else None,
+                      "criterion": crit.kind, "search": search,
+                      "selection_value": c_all[k],
                       "selection_faithfulness": f_all[k], "n_selection": sel.n,
                       "edges": orders[m.direction][:k].tolist()}
 
@@ -542,7 +652,12 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         p, r = f_replicates(top[m].metric[None], empty, full, idx)
         lo, hi = boot.interval(r)
         rec = Result.of(top[m])
-        minimal[m].update({"faithfulness": _nan_none(float(p[0])),
+        full_m = float(full.mean())
+        minimal[m].update({"ratio_of_full": rec.metric / full_m if full_m else None,
+                           "kl": _nan_none(rec.kl),
+                           "accepted": crit.accepts(crit.value(rec.metric, float(empty.mean()),
+                                                               full_m)),
+                           "faithfulness": _nan_none(float(p[0])),
                            "faithfulness_lo": _nan_none(float(lo[0])),
                            "faithfulness_hi": _nan_none(float(hi[0])),
                            "band": band(float(p[0]), target),
