@@ -25,6 +25,8 @@ rule circuit:
                           "random_modes", "random_points", "batch_size", "circuits_per_forward",
                           "search_width", "bootstrap", "max_pairs", "main"),
         seed=config["seed"],
+        # no selection part (the authors' 90/10 design): sizes chosen on the evaluation pairs
+        select_on_evaluation=config["contrastive"]["split"]["selection"] == 0,
     priority: MAIN_PATH
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)

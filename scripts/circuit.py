@@ -19,6 +19,10 @@ with rule(snakemake) as log:
                                               cfg["max_pairs"], p.seed)
     tensors, meta = attribution.load(snakemake.input.scores)
 
+    if p.select_on_evaluation:  # contrastive.split.selection = 0: the authors' design
+        log.warning("no selection part: sizes are chosen on the evaluation pairs, so their "
+                    "F is not held out (flagged in the claims)")
+        sel_pairs = ev_pairs
     sel, ev = (circuits.EvalSet.of_pairs(model, q, batch) for q in (sel_pairs, ev_pairs))
     n_attr = int(meta.get("n_examples", 0))
     usable = n_attr > 0 and sel.n > 0 and ev.n > 0
@@ -53,6 +57,7 @@ with rule(snakemake) as log:
         "subset": p.subset, "n_edges": g.n_edges, "n_pairs": ev.n, "n_selection": sel.n,
         "target": cfg["target"], "band": [cfg["target"], 2 - cfg["target"]],
         "criterion": cfg["criterion"], "search": cfg["search"],
+        "selection_on_evaluation": bool(p.select_on_evaluation),
         "metric": cfg["metric"], "rank_by": cfg["rank_by"], "n_layers": g.shape.n_layers,
         "n_heads": g.shape.n_heads, "attribution_pairs": n_attr,
         "selection_docs": sorted(set(sel_pairs["doc_id"])),

@@ -23,6 +23,8 @@ with rule(snakemake) as log:
         main["placement"], transfer_reps=stats.load_replicates(inp.transfer_replicates)[0][:, 0],
         matched=pl.read_parquet(inp.matched),
         matched_reps=stats.load_replicates(inp.matched_replicates)[0][:, 0], specificity=spec)
+    if any(io.read_json(f).get("selection_on_evaluation") for f in inp.minimal):
+        table = claims.flag_selection_on_evaluation(table)
     io.write_parquet(table, snakemake.output.table,
                      io.provenance(cfg, model=snakemake.wildcards.model))
     with io.atomic_path(snakemake.output.csv) as tmp:

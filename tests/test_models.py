@@ -16,6 +16,19 @@ def test_local_folder_record_and_load_give_the_same_model(tiny_model_dir, tiny_m
     assert tok.eos_token == "<|endoftext|>"
 
 
+def test_a_float16_model_runs_in_float32_on_a_cpu(tiny_model_dir, tiny_model):
+    # the authors ran GPT-Neo-125M in float16 on a GPU (config/lasy2025.yaml); half precision
+    # on a CPU would be slow and lacks kernels, so there it runs in float32, exactly
+    rec = models.resolve("tiny", {"source": "local", "path": str(tiny_model_dir),
+                                  "dtype": "float16"})
+    assert rec["dtype"] == "float16"
+    model, _ = models.load(rec, "cpu")
+    assert next(model.parameters()).dtype == torch.float32
+    x = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, tiny_model(x).logits)
+
+
 def test_hub_id_and_revision_go_to_the_hub_and_are_recorded(tiny_model_dir, monkeypatch):
     import huggingface_hub
 

@@ -29,6 +29,18 @@ CLAIM_SCHEMA = {
     "margin": pl.Float64, "verdict": pl.String, "reason": pl.String, "evidence": pl.String,
 }
 VERDICTS = ("supported", "refuted", "insufficient evidence")
+SELECTED_ON_EVALUATION = ("circuit sizes were chosen on the evaluation pairs "
+                          "(contrastive.split.selection = 0, the authors' design), so F at the "
+                          "chosen size is not held out")
+
+
+def flag_selection_on_evaluation(table: pl.DataFrame) -> pl.DataFrame:
+    """Every claim's reason names the design flaw when the sizes it rests on were chosen on
+    the pairs it is evaluated on (no selection part); the verdicts are left as computed, for
+    comparison with the paper, and must be read with that caveat."""
+    return table.with_columns(
+        pl.concat_str([pl.col("reason").fill_null(""), pl.lit(f"; {SELECTED_ON_EVALUATION}")])
+        .str.strip_prefix("; ").alias("reason"))
 
 
 def _cells(t: pl.DataFrame, level: float, reps: torch.Tensor | None = None,

@@ -231,17 +231,20 @@ def load_tokenizer(record: Mapping[str, Any]):
 
 
 def load(record: Mapping[str, Any], device: str = "auto"):
-    """(model in eval mode on `device`, tokenizer) from a model record."""
+    """(model in eval mode on `device`, tokenizer) from a model record (float16 models in
+    float32 on a CPU)."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # rule logs are files, not terminals
     dev = pick_device(device)
+    # the schema's dtypes (float32, bfloat16, float16) are torch's names; float16 is a GPU
+    # format (Lasy et al. ran it there): on a CPU it runs in float32
+    dtype = "float32" if dev.type == "cpu" and record["dtype"] == "float16" else record["dtype"]
     try:
-        # the schema's dtypes (float32, bfloat16, float16) are torch's names
         model = AutoModelForCausalLM.from_pretrained(record["path"],
-                                                     dtype=getattr(torch, record["dtype"]))
+                                                     dtype=getattr(torch, dtype))
     except OSError as e:
         raise ModelError(f"model {record['name']}: cannot load {record['path']}: {e}") from None
     model.to(dev).eval()
