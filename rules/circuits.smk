@@ -12,6 +12,10 @@ rule circuit:
     output:
         curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
+        # the main mode's minimal circuit per direction in the EAP-IG library's graph JSON,
+        # in circuits.directions order (scripts/circuit.py pairs them up)
+        eap=expand("results/circuits/{{model}}/{{task}}/{{subset}}/minimal.{direction}.eap.json",
+                   direction=config["circuits"]["directions"]),
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],

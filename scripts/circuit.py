@@ -1,12 +1,13 @@
 """Rule circuit: faithfulness curves and minimal circuits of one task and subset: sizes
 chosen on the selection pairs, faithfulness reported on the evaluation pairs, from the
-edges ranked by attribution."""
+edges ranked by attribution; the main mode's minimal circuits also in the EAP-IG library's
+graph JSON, one file per direction."""
 
 import polars as pl
 import torch
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, circuits, io, resources, stats
+from vermem import attribution, circuits, interchange, io, resources, stats
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
@@ -73,6 +74,15 @@ with rule(snakemake) as log:
     io.write_parquet(curve, snakemake.output.curve,
                      io.provenance(cfg, model=record["name"], revision=record["revision"]))
     io.write_json(record_out, snakemake.output.minimal)
+    # the main mode's minimal circuit of each direction in the EAP-IG library's graph JSON
+    for d, path in zip(cfg["directions"], snakemake.output.eap, strict=True):
+        mode = circuits.Mode(d, main["placement"], main["ablation"])
+        interchange.write_circuit(path, g, by_dir[d], minimal.get(mode), {
+            **{k: record_out[k] for k in ("model", "revision", "task", "subset", "metric",
+                                          "rank_by")},
+            "direction": d, "semantics": circuits.semantics(wc.task, d),
+            "placement": main["placement"], "ablation": main["ablation"],
+            "ranked_by": record_out["ranked_by"][d]})
     log.info("main mode: noising and de-noising minimal circuits share %s edges "
              "(Jaccard %s)", record_out["direction_overlap"]["shared"],
              record_out["direction_overlap"]["jaccard"])

@@ -112,3 +112,33 @@ def test_a_file_of_another_shape_is_refused_in_one_line():
         X.from_eap_json({"cfg": d["cfg"], "nodes": {}})
     with pytest.raises(X.InterchangeError, match="scores of shape"):
         X.to_eap_json(g, scores[:, :-1])
+
+
+def test_the_rules_files_attribution_and_circuit(tmp_path):
+    """What scripts/attribution.py and scripts/circuit.py write: the noising scores with no
+    edge in the graph; a minimal circuit's edges (flat indices, its record) in the graph
+    with the direction's scores, and a circuit not found as an empty graph that says so."""
+    g, scores, _ = synthetic(Shape(2, 2, 2, 4, True), seed=3)
+    meta = {"model": "organism", "task": "branch_comparison", "subset": "s", "metric":
+            "logit_diff", "method": "EAP-IG", "ig_steps": 5, "n_examples": 3, "empty": False,
+            "provenance": {"config_hash": "x"}}
+    X.write_attribution(tmp_path / "a.eap.json", g, scores, meta)
+    raw = json.loads((tmp_path / "a.eap.json").read_text())
+    assert raw[X.META_KEY] == {**{k: v for k, v in meta.items() if k != "provenance"},
+                               "direction": "noising"}
+    _, s2, m2 = X.read_eap_json(tmp_path / "a.eap.json")
+    assert torch.equal(s2, scores) and not m2.any()
+    flat = g.mask.flatten().nonzero()[:, 0][[0, 5, 9]].tolist()
+    circuit = {"k": 3, "faithfulness": 0.9, "edges": flat}
+    X.write_circuit(tmp_path / "c.eap.json", g, scores, circuit, {"direction": "denoising"})
+    raw = json.loads((tmp_path / "c.eap.json").read_text())
+    assert raw[X.META_KEY] == {"direction": "denoising", "found": True,
+                               "circuit": {"k": 3, "faithfulness": 0.9}}
+    assert sorted(n for n, e in raw["edges"].items() if e["in_graph"]) == sorted(
+        g.edge_names(torch.tensor(flat)))
+    _, s3, m3 = X.read_eap_json(tmp_path / "c.eap.json")
+    assert torch.equal(s3, scores) and m3.flatten().nonzero()[:, 0].tolist() == flat
+    X.write_circuit(tmp_path / "none.eap.json", g, scores, None, {"direction": "noising"})
+    raw = json.loads((tmp_path / "none.eap.json").read_text())
+    assert raw[X.META_KEY]["found"] is False and raw[X.META_KEY]["circuit"] is None
+    assert not any(e["in_graph"] for e in raw["edges"].values())

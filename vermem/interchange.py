@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -177,7 +177,7 @@ def from_eap_json(d: Mapping[str, Any]) -> tuple[Graph, torch.Tensor, torch.Tens
     wanted = library_edges(graph)
     names = {name for name, *_ in wanted}
     extra = [n for n in edges if n not in names]
-    absent = [n for n in names if n not in edges]
+    absent = [n for n, *_ in wanted if n not in edges]
     if extra or absent:
         what = (f"edge {extra[0]!r} is not in" if extra else f"edge {absent[0]!r} is missing "
                 f"from")
@@ -188,6 +188,39 @@ def from_eap_json(d: Mapping[str, Any]) -> tuple[Graph, torch.Tensor, torch.Tens
         scores[s, t] += float(e["score"])
         member[s, t] |= bool(e["in_graph"])
     return graph, scores.to(torch.float32), member
+
+
+def edge_mask(graph: Graph, flat: Sequence[int]) -> torch.Tensor:
+    """Boolean [S, D] of flat indices into the [S, D] scores (a circuit's `edges`)."""
+    m = torch.zeros(graph.mask.numel(), dtype=torch.bool)
+    m[torch.tensor(list(flat), dtype=torch.long)] = True
+    return m.view(graph.mask.shape)
+
+
+ATTRIBUTION_META = ("model", "revision", "task", "subset", "metric", "method", "ig_steps",
+                    "n_examples", "empty")
+
+
+def write_attribution(path: str | os.PathLike, graph: Graph, scores: torch.Tensor,
+                      meta: Mapping[str, Any]) -> None:
+    """The attribution rule's noising scores (what the library's `attribute` computes for
+    the pairs as given) with no edge in the graph, as the library writes a graph it has
+    only attributed; `meta`'s ATTRIBUTION_META keys under "vermem"."""
+    keep = {k: meta[k] for k in ATTRIBUTION_META if k in meta}
+    write_eap_json(path, to_eap_json(graph, scores, None, {**keep, "direction": "noising"}))
+
+
+def write_circuit(path: str | os.PathLike, graph: Graph, scores: torch.Tensor,
+                  circuit: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> None:
+    """One minimal circuit: every edge's ranking `scores`, in the graph its `edges` (flat
+    indices, the circuit rule's record); None (not found, or no pairs): no edge in the
+    graph, "found": false. The circuit's numbers (size, faithfulness, ...) go under
+    "vermem"."""
+    member = None if circuit is None else edge_mask(graph, circuit["edges"])
+    details = None if circuit is None else {k: v for k, v in circuit.items() if k != "edges"}
+    write_eap_json(path, to_eap_json(graph, scores, member,
+                                     {**meta, "found": circuit is not None,
+                                      "circuit": details}))
 
 
 def write_eap_json(path: str | os.PathLike, obj: Mapping[str, Any]) -> None:
