@@ -1,5 +1,7 @@
-# Edge attribution (EAP-IG or EAP) per model, task, subset and metric (docs/study-a.md §7-8),
-# on the attribution split of each pair set; per-layer tensors and a layer x node-type heatmap.
+# Edge attribution (attribution.method: EAP-IG, EAP, EAP-IG-activations, clean-corrupted) per
+# model, task, subset and metric (docs/study-a.md §7-8), on the attribution split of each pair
+# set; per-layer tensors and a layer x node-type heatmap; the scores also in the EAP-IG
+# library's graph JSON (vermem/interchange.py).
 
 
 rule attribution:
@@ -8,6 +10,7 @@ rule attribution:
         pairs="results/pairs/{model}.parquet",
     output:
         scores="results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
+        eap="results/attribution/{model}/{task}/{subset}/{metric}.eap.json",
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],

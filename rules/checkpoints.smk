@@ -63,6 +63,7 @@ use rule attribution as checkpoint_attribution with:
         pairs="results/pairs/{model}.parquet",
     output:
         scores="results/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.safetensors",
+        eap="results/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.eap.json",
     priority: OFF_PATH
     group:
         "ckpt-attribution-{model}-{ckpt}"
@@ -78,6 +79,8 @@ use rule circuit as checkpoint_circuit with:
     output:
         curve="results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/curve.parquet",
         minimal="results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/minimal.json",
+        eap=expand("results/checkpoints/{{model}}/{{ckpt}}/circuits/{{task}}/{{subset}}/"
+                   "minimal.{direction}.eap.json", direction=config["circuits"]["directions"]),
     params:
         config=main_mode_circuit_config(),
     priority: OFF_PATH

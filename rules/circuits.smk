@@ -14,6 +14,10 @@ rule circuit:
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
         # MIB's CPR and CMD of the ranking per mode (vermem.mib), with random rankings'
         mib="results/circuits/{model}/{task}/{subset}/mib.parquet",
+        # the main mode's minimal circuit per direction in the EAP-IG library's graph JSON,
+        # in circuits.directions order (scripts/circuit.py pairs them up)
+        eap=expand("results/circuits/{{model}}/{{task}}/{{subset}}/minimal.{direction}.eap.json",
+                   direction=config["circuits"]["directions"]),
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],

@@ -1,10 +1,11 @@
 """Rule attribution: edge scores of one task, subset and metric over its attribution pairs,
 in both directions (noising; de-noising, clean and corrupt swapped), each also split by the
-source position's distance to the predicted position."""
+source position's distance to the predicted position; the noising scores also in the
+EAP-IG library's graph JSON."""
 
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, io, resources
+from vermem import attribution, interchange, io, resources
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
@@ -27,6 +28,7 @@ with rule(snakemake) as log:
     attribution.save(snakemake.output.scores, g, out["scores"], meta,
                      out["scores_denoising"], out["positions"], out["positions_denoising"],
                      buckets)
+    interchange.write_attribution(snakemake.output.eap, g, out["scores"], meta)
     log.info("%d pairs, %d edges, top |score| %.4g noising, %.4g de-noising; %d position "
              "buckets", n, g.n_edges, float(out["scores"].abs().max()),
              float(out["scores_denoising"].abs().max()), len(buckets))

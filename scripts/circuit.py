@@ -1,12 +1,13 @@
 """Rule circuit: faithfulness curves and minimal circuits of one task and subset: sizes
 chosen on the selection pairs, faithfulness reported on the evaluation pairs, from the
-edges ranked by attribution."""
+edges ranked by attribution; the main mode's minimal circuits also in the EAP-IG library's
+graph JSON, one file per direction."""
 
 import polars as pl
 import torch
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, circuits, io, mib, resources, stats
+from vermem import attribution, circuits, interchange, io, mib, resources, stats
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
@@ -95,6 +96,15 @@ with rule(snakemake) as log:
                          "-" if r[k] is None else f"{r[k]:.3f}" for k in
                          ("cpr", "cpr_lo", "cpr_hi", "cmd", "cmd_lo", "cmd_hi")), r["n_pairs"])
     io.write_json(record_out, snakemake.output.minimal)
+    # the main mode's minimal circuit of each direction in the EAP-IG library's graph JSON
+    for d, path in zip(cfg["directions"], snakemake.output.eap, strict=True):
+        mode = circuits.Mode(d, main["placement"], main["ablation"])
+        interchange.write_circuit(path, g, by_dir[d], minimal.get(mode), {
+            **{k: record_out[k] for k in ("model", "revision", "task", "subset", "metric",
+                                          "rank_by")},
+            "direction": d, "semantics": circuits.semantics(wc.task, d),
+            "placement": main["placement"], "ablation": main["ablation"],
+            "ranked_by": record_out["ranked_by"][d]})
     ov = record_out["direction_overlap"]
     log.info("main mode: noising and de-noising minimal circuits share %s edges (Jaccard %s)",
              ov["shared"], "-" if ov["jaccard"] is None else f"{ov['jaccard']:.2f}")

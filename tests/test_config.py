@@ -75,6 +75,8 @@ def test_paper_config_with_real_shards_passes(tmp_path):
      "config error at circuits.main.placement: 'outside' is not one of circuits.placements"),
     (lambda c: c["circuits"].update(directions=["sideways"]),
      "config error at circuits.directions.0: 'sideways' is not one of"),
+    (lambda c: c["attribution"].update(method="EAP-IG-inputs"),
+     "config error at attribution.method: 'EAP-IG-inputs' is not one of"),
 ])
 def test_bad_config_is_one_line_naming_the_key(default, mutate, message):
     cfg = copy.deepcopy(default)
@@ -83,6 +85,16 @@ def test_bad_config_is_one_line_naming_the_key(default, mutate, message):
         check(cfg, SCHEMA)
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_every_attribution_method_is_accepted_and_the_schema_lists_the_engine_s(default):
+    from vermem.attribution import METHODS
+
+    assert SCHEMA["properties"]["attribution"]["properties"]["method"]["enum"] == list(METHODS)
+    for method in METHODS:
+        cfg = copy.deepcopy(default)
+        cfg["attribution"]["method"] = method
+        check(cfg, SCHEMA)
 
 
 def test_glob_matching_nothing_names_the_pattern(default):

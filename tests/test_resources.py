@@ -72,6 +72,30 @@ def test_attribution_memory_grows_with_ig_steps():
     assert 1.5 < (steps[3] - steps[0]) / (steps[2] - steps[0]) < 2.5
 
 
+def test_attribution_methods_bill_their_backward_passes():
+    """Per pair: a clean and a corrupt forward, then per direction (2) each run's forward
+    and backward (3 forwards): EAP 1 run, clean-corrupted 2, EAP-IG m, EAP-IG-activations
+    (2L + 1) m (the input, then every layer's attention and MLP output interpolated in
+    turn). Its memory is EAP-IG's (the same m rows per pass) plus the gradients' running
+    sum."""
+    cfg = yaml.safe_load(PYTHIA.read_text())
+    wc = {"model": "pythia-160m-deduped", "task": "branch_comparison",
+          "subset": "wikipedia-en", "metric": "logit_diff"}
+    s = R.model_shape(wc["model"], cfg)
+    unit = R.expected_pairs(cfg) * s.forward_flops(R.study_a_tokens(cfg))
+    m, L = cfg["attribution"]["ig_steps"], s.n_layers
+    runs = {"EAP": 1, "clean-corrupted": 2, "EAP-IG": m, "EAP-IG-activations": (2 * L + 1) * m}
+    work = {}
+    for method, n in runs.items():
+        cfg["attribution"]["method"] = method
+        work[method] = R.work("attribution", cfg, wc)
+        assert work[method].flops == pytest.approx((2 + 2 * 3 * n) * unit), method
+    assert "x 25 node groups x" in work["EAP-IG-activations"].note and L == 12
+    ig, act = work["EAP-IG"].gpu_bytes, work["EAP-IG-activations"].gpu_bytes
+    assert ig < act < 1.5 * ig
+    assert work["EAP"].gpu_bytes < work["clean-corrupted"].gpu_bytes < ig
+
+
 def test_fit_batch_takes_the_largest_batch_that_fits():
     need = lambda b: R.attribution_bytes(SHAPE, b, 5, 100)  # noqa: E731
     budget = need(5) + 1

@@ -1,9 +1,10 @@
-"""Edge attribution (EAP, EAP-IG) and exact edge patching on Hugging Face models
-(docs/study-a.md §8).
+"""Edge attribution (EAP, EAP-IG, EAP-IG-activations, clean-corrupted) and exact edge
+patching on Hugging Face models (docs/study-a.md §8).
 
 Edge score (source s -> destination d) = mean over examples of
     sum over positions of (a_s(corrupt) - a_s(clean)) . dM/dx_d,
-where x_d is d's own copy of the residual stream and dM/dx_d is averaged over the IG steps.
+where x_d is d's own copy of the residual stream and dM/dx_d is averaged over the IG steps
+(the runs of `METHODS`: `step_alphas`, `_direction`).
 
 How dM/dx_d is had for every destination from one backward pass (docs/study-a.md §8):
 the gradient at each q/k/v projection output is mapped back through that head's rows of
@@ -284,6 +285,31 @@ class Grads:
     metric: torch.Tensor       # [N]
 
 
+@dataclass
+class Fixed:
+    """The node group whose output EAP-IG-activations interpolates in one backward pass:
+    layer `layer`'s attention output projection (`module` "out": all its heads at once; the
+    projection is affine, so interpolating its output interpolates every head's) or its
+    MLP ("mlp"). Its output becomes the run's own output (clean upstream: the run's
+    prompt) plus (1 - alpha) (other - run), alpha per row, detached: no gradient flows
+    through the group to anything upstream of it, as in the reference library, whose hook
+    returns a constant."""
+    module: str            # "out" | "mlp"
+    layer: int
+    delta: torch.Tensor    # [B, T, D] other - run of the group's output (float32 or 64)
+    keep: torch.Tensor     # [N] 1 - alpha of each row (rows step-major, N = steps x B)
+
+    def __call__(self, o: torch.Tensor) -> torch.Tensor:
+        reps = o.shape[0] // self.delta.shape[0]
+        d = self.delta.repeat(reps, 1, 1)
+        return (_acc(o.detach()) + self.keep[:, None, None].to(d.dtype) * d).to(o.dtype)
+
+    def unused(self) -> tuple[str, int]:
+        """The recorded tensor that no longer reaches the metric: the layer's q/k/v
+        outputs ("qkv") behind the attention output, or its MLP norm's output ("y2")."""
+        return ("qkv" if self.module == "out" else "y2"), self.layer
+
+
 def _stack_sources(arch: Arch, emb, zs, mlps) -> torch.Tensor:
     parts = [_acc(emb)[None]]
     for layer in range(arch.shape.n_layers):
@@ -338,9 +364,14 @@ class HooksBackend:
         return Sources(_stack_sources(arch, rec["emb"], [rec["z"][i] for i in range(L)],
                                       [rec["mlp"][i] for i in range(L)]), logits)
 
-    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: str) -> Grads:
+    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: str,
+              fixed: Fixed | None = None) -> Grads:
         rec: dict = {k: {} for k in ("x1", "qkv", "x2", "y2")}
         hs = [arch.embed.register_forward_hook(lambda m, a, o: embeds)]
+        if fixed is not None:
+            lay = arch.layers[fixed.layer]
+            mod = lay.out if fixed.module == "out" else lay.mlp
+            hs.append(mod.register_forward_hook(lambda m, a, o: fixed(o)))
         for i, lay in enumerate(arch.layers):
             hs.append(lay.ln1.register_forward_pre_hook(
                 lambda m, a, k, i=i: rec["x1"].__setitem__(i, _first(a, k)), with_kwargs=True))
@@ -358,7 +389,10 @@ class HooksBackend:
         n_proj = len(_proj_modules(arch, 0))
         wrt = ([rec["qkv"][i, j] for i in range(L) for j in range(n_proj)]
                + [rec["y2"][i] for i in range(L)] + [rec["yf"]])
-        g = torch.autograd.grad(m.sum(), wrt)
+        # a fixed group's inputs do not reach the metric: their gradient is zero
+        g = [torch.zeros_like(w) if gw is None else gw for w, gw in
+             zip(wrt, torch.autograd.grad(m.sum(), wrt, allow_unused=fixed is not None),
+                 strict=True)]
         return Grads([rec["x1"][i].detach() for i in range(L)],
                      [split_qkv_grad(arch, g[i * n_proj:(i + 1) * n_proj]) for i in range(L)],
                      [rec["x2"][i].detach() for i in range(L)], list(g[L * n_proj: L * n_proj + L]),
@@ -401,19 +435,27 @@ class NNsightBackend:
             out["logits"] = nm.output.logits.save()
         return Sources(_stack_sources(arch, out["emb"], out["z"], out["mlp"]), out["logits"])
 
-    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: str) -> Grads:
+    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: str,
+              fixed: Fixed | None = None) -> Grads:
         nm, p = self._nn(model), arch.path
         names = ["q"] if arch.fused_qkv else ["q", "k", "v"]
+        unused = None if fixed is None else fixed.unused()
         out: dict = {}
         with nm.trace(input_ids=ids, attention_mask=mask):
             self._get(nm, p["embed"]).output = embeds
             out["x1"], proj, out["x2"], y2 = [], [], [], []
-            for block in self._get(nm, p["layers"]):
+            for i, block in enumerate(self._get(nm, p["layers"])):
                 out["x1"].append(self._get(block, p["ln1"]).input.save())
                 proj.append([self._get(block, p[n]).output for n in names])
+                if fixed is not None and fixed.layer == i and fixed.module == "out":
+                    mod = self._get(block, p["out"])
+                    mod.output = fixed(mod.output)
                 ln2 = self._get(block, p["ln2"])
                 out["x2"].append(ln2.input.save())
                 y2.append(ln2.output)
+                if fixed is not None and fixed.layer == i and fixed.module == "mlp":
+                    mod = self._get(block, p["mlp"])
+                    mod.output = fixed(mod.output)
             fin = self._get(nm, p["final_ln"])
             out["xf"] = fin.input.save()
             yf = fin.output
@@ -423,11 +465,19 @@ class NNsightBackend:
                 out["gf"] = yf.grad.save()
                 g2, gq = [], []
                 for layer in reversed(range(arch.shape.n_layers)):
-                    g2.append(y2[layer].grad.save())
-                    gq.append([t.grad.save() for t in reversed(proj[layer])][::-1])
+                    # a fixed group's inputs get no gradient (waiting for one never ends)
+                    g2.append(None if unused == ("y2", layer) else y2[layer].grad.save())
+                    gq.append(None if unused == ("qkv", layer) else
+                              [t.grad.save() for t in reversed(proj[layer])][::-1])
                 out["g2"], out["gq"] = g2[::-1], gq[::-1]
-        return Grads(out["x1"], [split_qkv_grad(arch, g) for g in out["gq"]], out["x2"],
-                     out["g2"], out["xf"], out["gf"], out["m"].detach())
+        x1 = out["x1"]
+        N, T = x1[0].shape[:2]
+        n, hd = arch.shape.n_heads + 2 * arch.shape.n_kv_heads, arch.head_dim
+        gq = [x1[i].new_zeros(N, T, n, hd) if g is None else split_qkv_grad(arch, g)
+              for i, g in enumerate(out["gq"])]
+        g2 = [out["x2"][i].new_zeros(out["x2"][i].shape) if g is None else g
+              for i, g in enumerate(out["g2"])]
+        return Grads(x1, gq, out["x2"], g2, out["xf"], out["gf"], out["m"].detach())
 
 
 BACKENDS = {"nnsight": NNsightBackend, "hooks": HooksBackend}
@@ -541,22 +591,67 @@ class Scores:
     positions: torch.Tensor | None    # [K, S, D] by distance bucket, or None
 
 
+METHODS = ("EAP-IG", "EAP", "EAP-IG-activations", "clean-corrupted")
+
+
+def step_alphas(method: str, steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """The interpolation points alpha (0: the other prompt, 1: the run's) of `method`'s
+    backward passes: EAP [1]; EAP-IG and EAP-IG-activations k / steps, k = 1 .. steps (a
+    right Riemann sum; the reference library's EAP-IG-activations convention, alpha =
+    step / steps for step in range(1, steps + 1)); clean-corrupted [0, 1] (the library's
+    gradients at the corrupt and at the clean run, averaged)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; one of {METHODS}")
+    if method == "EAP":
+        return torch.ones(1, device=device, dtype=dtype)
+    if method == "clean-corrupted":
+        return torch.tensor([0.0, 1.0], device=device, dtype=dtype)
+    return torch.arange(1, steps + 1, device=device, dtype=dtype) / steps
+
+
 def _direction(model, arch: Arch, graph: Graph, be, batch: Batch, run_src: Sources,
                other_src: Sources, method: str, steps: int, kind: str, buckets: int | None
                ) -> Scores:
-    """Scores of one direction: the run is `batch.clean`, the patch `other_src`; IG
-    interpolates the embeddings from the other prompt's to the run's."""
+    """Scores of one direction: the run is `batch.clean`, the patch `other_src`.
+
+    EAP, EAP-IG, clean-corrupted: one backward pass of all steps, the embeddings
+    interpolated from the other prompt's to the run's. EAP-IG-activations (the reference
+    library's `get_scores_ig_activations`): that pass, then for each layer's attention
+    output and then its MLP one pass in which only that group's output is interpolated
+    (`Fixed`), 2L + 1 passes of `steps` rows per pair; every pass's destination
+    gradients score every edge, and the gradients are averaged over all (2L + 1) steps
+    runs (the library divides its summed scores by the same count)."""
     delta = (other_src.acts - run_src.acts) * batch.mask[None, :, :, None]
-    n = 1 if method == "EAP" else steps
-    alphas = torch.arange(1, n + 1, device=delta.device, dtype=delta.dtype) / n
+    alphas = step_alphas(method, steps, delta.device, delta.dtype)
+    n = len(alphas)
     e_run, e_other = run_src.acts[0], other_src.acts[0]
-    embeds = (e_other[None] + alphas[:, None, None, None] * (e_run - e_other)[None])
-    embeds = embeds.reshape(-1, *e_run.shape[1:]).to(next(model.parameters()).dtype)
-    embeds.requires_grad_(True)
-    ids = batch.clean.repeat(n, 1)
-    g = be.grads(model, arch, ids, batch.mask.repeat(n, 1), embeds, batch, kind)
+    ids, mask = batch.clean.repeat(n, 1), batch.mask.repeat(n, 1)
+
+    def dest(embeds, fixed=None):  # [n, B, T, D] embedding outputs -> averaged gradients
+        embeds = embeds.reshape(-1, *e_run.shape[1:]).to(next(model.parameters()).dtype)
+        embeds.requires_grad_(True)
+        g = be.grads(model, arch, ids, mask, embeds, batch, kind, fixed)
+        with torch.no_grad():
+            return dest_grads(arch, g, n)
+
+    att, mlp, lg = dest(e_other[None] + alphas[:, None, None, None] * (e_run - e_other)[None])
+    if method == "EAP-IG-activations":
+        keep = (1 - alphas).repeat_interleave(e_run.shape[0])  # rows are step-major
+        L = arch.shape.n_layers
+        for layer in range(L):
+            h0, h1 = graph.head_sources(layer)
+            for f in (Fixed("out", layer, delta[h0:h1].sum(0), keep),
+                      Fixed("mlp", layer, delta[graph.mlp_source(layer)], keep)):
+                a, m, g_l = dest(e_run[None].expand(n, *e_run.shape), f)
+                with torch.no_grad():
+                    for i in range(L):
+                        att[i] += a[i]
+                        mlp[i] += m[i]
+                    lg += g_l
+        with torch.no_grad():
+            att, mlp, lg = ([t / (2 * L + 1) for t in att], [t / (2 * L + 1) for t in mlp],
+                            lg / (2 * L + 1))
     with torch.no_grad():
-        att, mlp, lg = dest_grads(arch, g, n)
         onehot = None if buckets is None else position_onehot(batch, buckets, delta.dtype)
         return Scores(*edge_scores(graph, arch, delta.detach(), att, mlp, lg, onehot))
 
@@ -566,7 +661,7 @@ def attribute_directions(model, graph: Graph, batch: Batch, method: str = "EAP-I
                          buckets: int | None = None,
                          directions: Sequence[str] = DIRECTIONS) -> dict[str, Scores]:
     """Summed (not yet averaged) edge scores of one batch per direction, from one pair of
-    source forwards and one IG backward per direction.
+    source forwards and one IG backward per direction (2L + 1 for EAP-IG-activations).
 
     noising: the run is the clean prompt, the patch the corrupt one (`attribute`).
     denoising: clean and corrupt exchanged (`swapped`), as EAP-IG does for a swapped
@@ -599,6 +694,11 @@ def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: 
     EAP: gradient at the clean run. EAP-IG (inputs variant): the input embeddings are
     interpolated from corrupt to clean in `steps` steps (alpha = k / steps, k = 1..steps),
     all steps run as one batch, one backward pass; gradients are averaged over the steps.
+    clean-corrupted: the gradients at the corrupt and at the clean run, averaged.
+    EAP-IG-activations: the input embeddings, then each layer's attention output and its
+    MLP output, each in turn interpolated from corrupt to clean (the rest of the run
+    clean; no gradient through the interpolated group), `steps` steps each; gradients
+    averaged over all (2L + 1) steps runs (`_direction`).
     """
     return attribute_directions(model, graph, batch, method, steps, kind, backend,
                                 directions=("noising",))["noising"].scores

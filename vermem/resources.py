@@ -164,20 +164,23 @@ def n_buckets(seq: int) -> int:
     return max(1, (int(seq) - 1).bit_length() + 1)
 
 
-def attribution_bytes(s: Shape, batch: int, steps: int, seq: int) -> int:
+def attribution_bytes(s: Shape, batch: int, steps: int, seq: int, passes: int = 1) -> int:
     """Peak GPU bytes of one EAP-IG batch (vermem.attribution.attribute): weights (no
     parameter gradients); clean, corrupt and delta source activations, float32
     [1 + L (H + 1), B, T, D]; the forward-backward of B x steps interpolated inputs; the
     destination gradients, float32 [B, T, H + 2K, D] per layer, plus one layer's
     un-averaged [steps B, T, H + 2K, D]; one layer's per-position products [sources, B, T,
     H + 2K] for the position buckets, and the two directions' summed and position-resolved
-    scores. The directions run one after the other, so the peak is one direction's."""
+    scores. The directions run one after the other, so the peak is one direction's. With
+    several backward passes per batch (`passes`, EAP-IG-activations: one per node group,
+    each of B x steps rows, one after the other) one more set of per-layer destination
+    gradients holds their running sum."""
     d, L, T = s.d_model, s.n_layers, seq
     sources = 1 + L * (s.n_heads + 1)
     dests = s.n_heads + 2 * s.kv_heads
     src = 3 * sources * batch * T * d * 4
     fwd_bwd = activation_bytes(s, batch * steps, T)
-    grads = batch * T * dests * d * 4 * (L + steps)
+    grads = batch * T * dests * d * 4 * ((2 * L if passes > 1 else L) + steps)
     per_position = sources * batch * T * dests * 4
     buckets = n_buckets(T)
     scores = 2 * (1 + buckets) * sources * (L * (dests + 1) + 1) * 4
@@ -245,8 +248,17 @@ def study_a_tokens(config: Mapping[str, Any]) -> int:
 
 
 def ig_steps(config: Mapping[str, Any]) -> int:
+    """Rows per pair of one backward pass (vermem.attribution.step_alphas): EAP 1,
+    clean-corrupted 2 (the clean and the corrupt run), EAP-IG and EAP-IG-activations
+    attribution.ig_steps."""
     a = config["attribution"]
-    return 1 if a["method"] == "EAP" else int(a["ig_steps"])
+    return {"EAP": 1, "clean-corrupted": 2}.get(a["method"], int(a["ig_steps"]))
+
+
+def ig_passes(config: Mapping[str, Any], n_layers: int) -> int:
+    """Backward passes per pair and direction: 2L + 1 for EAP-IG-activations (the input,
+    then each layer's attention and MLP output interpolated in turn), else 1."""
+    return 2 * n_layers + 1 if config["attribution"]["method"] == "EAP-IG-activations" else 1
 
 
 def attribution_batch(record: Mapping[str, Any], config: Mapping[str, Any],
@@ -255,8 +267,10 @@ def attribution_batch(record: Mapping[str, Any], config: Mapping[str, Any],
     of IG steps fits gpu_memory_gb; ResourceError (one line) when batch 1 does not fit.
     Call it before loading the model."""
     s, T, n = shape_from_record(record), study_a_tokens(config), ig_steps(config)
-    return fit_batch(lambda b: attribution_bytes(s, b, n, T), config["attribution"]["batch_size"],
-                     gpu_budget(config), record["name"], rule, config.get("gpu_memory_gb"))
+    passes = ig_passes(config, s.n_layers)
+    return fit_batch(lambda b: attribution_bytes(s, b, n, T, passes),
+                     config["attribution"]["batch_size"], gpu_budget(config), record["name"],
+                     rule, config.get("gpu_memory_gb"))
 
 
 def circuit_batch(record: Mapping[str, Any], config: Mapping[str, Any],
@@ -366,17 +380,21 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
         return Work(inference_bytes(s, b, T), passes * fwd, host_mb(s), b,
                     f"{passes} forward passes of {T} tokens")
     if rule == "attribution":
-        n = ig_steps(config)
-        b = _batch(lambda x: attribution_bytes(s, x, n, T), config["attribution"]["batch_size"],
-                   budget)
+        n, passes = ig_steps(config), ig_passes(config, s.n_layers)
+        b = _batch(lambda x: attribution_bytes(s, x, n, T, passes),
+                   config["attribution"]["batch_size"], budget)
         pairs = expected_pairs(config)
         # clean and corrupt forward passes, then per direction (noising, de-noising)
-        # steps x (forward + backward = 3 forwards)
-        return Work(attribution_bytes(s, b, n, T), pairs * (2 + 2 * 3 * n) * fwd,
+        # passes x steps x (forward + backward = 3 forwards)
+        groups = f" x {passes} node groups" if passes > 1 else ""
+        return Work(attribution_bytes(s, b, n, T, passes),
+                    pairs * (2 + 2 * 3 * n * passes) * fwd,
                     # per direction the summed scores and K position buckets, twice
-                    # (the totals and their copy written to disk)
-                    host_mb(s, 2 * 2 * (1 + n_buckets(T)) * edges_bytes(s)), b,
-                    f"{pairs} pairs x {n} IG steps x 2 directions")
+                    # (the totals and their copy written to disk), and the scores as
+                    # EAP-IG's graph JSON
+                    host_mb(s, 2 * 2 * (1 + n_buckets(T)) * edges_bytes(s)
+                            + eap_json_bytes(s)), b,
+                    f"{pairs} pairs x {n} IG steps{groups} x 2 directions")
     if rule in ("circuit", "circuit_transfer"):
         c = config["circuits"]
         b = _batch(lambda x: circuit_bytes(s, x, T), c["batch_size"], budget)
@@ -389,8 +407,9 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
             cells = len(config["attribution"]["tasks"]) * len(config["corpus"]["subsets"])
             per_pair = cells * (1 + c["random_seeds"])
             pairs = cells * part_pairs(config, "evaluation")
-        return Work(circuit_bytes(s, b, T), pairs * per_pair * fwd, host_mb(s, edges_bytes(s)),
-                    b, f"{pairs} pairs x {per_pair} patched passes")
+        return Work(circuit_bytes(s, b, T), pairs * per_pair * fwd,
+                    host_mb(s, edges_bytes(s) + eap_json_bytes(s)), b,
+                    f"{pairs} pairs x {per_pair} patched passes")
     if rule in ("dynamics_train", "dynamics_sequential"):
         dyn = config["dynamics"]
         margin = dyn["training"].get("memory_margin", 0.25)
@@ -430,6 +449,13 @@ def edges_bytes(s: Shape) -> int:
     sources = 1 + s.n_layers * (s.n_heads + 1)
     dests = s.n_layers * (s.n_heads + 2 * s.kv_heads + 1) + 1
     return sources * dests * 4
+
+
+def eap_json_bytes(s: Shape) -> int:
+    """Host bytes of one graph in EAP-IG's JSON layout (vermem.interchange) while it is
+    built and written: Python objects of about 400 bytes an edge, counted for every cell
+    of the [S, D] matrix (an upper bound on the edges)."""
+    return edges_bytes(s) // 4 * 400
 
 
 def cell_length(cell: str) -> int:
