@@ -492,6 +492,32 @@ def test_paper_config_builds_the_pythia_dag(tmp_path):
         assert rule not in text
 
 
+def test_authors_config_builds_their_dag_and_bill(tmp_path):
+    """config/lasy2025.yaml (docs/reproduction.md): GPT-Neo-125M only, one ranking metric, no
+    controls, no Study B, their attribution method, criterion and search; `make plan` bills
+    it without the Pile (an empty stand-in shard)."""
+    from vermem import plan
+
+    cfg = yaml.safe_load((REPO / "config" / "lasy2025.yaml").read_text())
+    assert cfg["attribution"]["method"] == "EAP-IG-activations"
+    assert (cfg["circuits"]["criterion"], cfg["circuits"]["search"], cfg["circuits"]["target"]
+            ) == ("ratio_of_full", "coarse", 0.8)
+    assert cfg["contrastive"]["split"] == {"attribution": 0.9, "selection": 0.0,
+                                           "evaluation": 0.1}
+    write_jsonl(tmp_path / "00.jsonl.zst", [])
+    cfg["corpus"]["shards"] = [str(tmp_path / "00.jsonl.zst")]
+    (tmp_path / "lasy.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = planned(snakemake(tmp_path, "--configfile", str(tmp_path / "lasy.yaml"), "-n"))
+    cells = len(cfg["attribution"]["tasks"]) * len(cfg["corpus"]["subsets"])  # 2 x 4
+    assert jobs["model_record"] == jobs["labels"] == 1
+    assert jobs["attribution"] == jobs["circuit"] == cells
+    for rule in ("circuit_specificity", "dynamics_train", "checkpoint_labels", "train_organism"):
+        assert rule not in jobs
+    text = plan.render(plan.build(tmp_path / "lasy.yaml"))
+    row = next(line.split() for line in text.splitlines() if line.startswith("attribution "))
+    assert row[1] == str(cells) and float(row[3]) > 0
+
+
 def test_checkpoint_config_builds_the_pythia_training_axis_dag(tmp_path):
     """config/pythia-checkpoints.yaml: 7 checkpoints + the final model of two Pythias, every
     stage per checkpoint, from a dry run (no hub needed)."""
