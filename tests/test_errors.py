@@ -24,6 +24,7 @@ from vermem import models, plots
 from vermem.attribution import SUPPORTED_MODEL_TYPES
 from vermem.config import ConfigError, check, load_schema
 from vermem.errors import VermemError
+from vermem.tasks import BRANCH, DECISION, control_task
 
 from .conftest import REPO, TEST_CONFIG, doc, write_jsonl
 
@@ -361,3 +362,94 @@ def test_a_model_that_memorizes_nothing_runs_through_with_n_0(tmp_path, tiny_mod
     assert meta["n_examples"] == 0 and meta["empty"] is True
     for name in ("memorization_scores", "divergence_positions", "pair_counts"):
         assert (figs / f"{name}.png").stat().st_size > 5000
+
+
+# -- degenerate data: a subset without samples (every document shorter than P + C) ---------
+
+BASE_TASKS = [BRANCH, DECISION]
+SHORT, LONG = "A", "B"  # subsets: documents of a few tokens, documents of many
+
+
+def _candidates(per_subset: dict[str, list[str]]) -> pl.DataFrame:
+    """A corpus_candidates table of these texts."""
+    rows = [{"subset": s, "key": i, "doc_id": f"{s}-{i}", "text": t, "meta": "{}"}
+            for s, texts in per_subset.items() for i, t in enumerate(texts)]
+    return pl.DataFrame(rows, schema={"subset": pl.String, "key": pl.Int64,
+                                      "doc_id": pl.String, "text": pl.String,
+                                      "meta": pl.String})
+
+
+def _labels_to_pairs(cands: pl.DataFrame, tokenizer, model, tmp_path: Path) -> dict:
+    """samples -> labels -> divergence -> pairs as their rules run them (the test config's
+    memorization and contrastive settings), each table written and read back."""
+    import torch
+
+    from vermem import contrastive, corpus, divergence, io, labels
+
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    mem, con = cfg["memorization"], cfg["contrastive"]
+    subsets = sorted(cands["subset"].unique())
+    samples, s_summary = corpus.make_samples(cands, tokenizer, mem["prefix_tokens"],
+                                             mem["continuation_tokens"], None)
+    gen = labels.generate_all(model, samples["prefix"].to_list(), mem["continuation_tokens"],
+                              mem["batch_size"], torch.device("cpu"))
+    df = labels.label_samples(samples, gen, mem["score"], mem["thresholds"],
+                              mem["continuation_tokens"])
+    io.write_parquet(df, tmp_path / "labels.parquet", {})
+    df = pl.read_parquet(tmp_path / "labels.parquet")
+    div = divergence.run(model, df, mem["prefix_tokens"], mem["batch_size"], 0.3, 0.1)
+    pairs, p_summary = contrastive.build(model, df, div, cands.select("doc_id", "subset"),
+                                         mem["batch_size"], 0, con["split"], True, True)
+    io.write_parquet(pairs, tmp_path / "pairs.parquet", {})
+    return {"samples": samples, "samples_summary": s_summary, "labels": df,
+            "labels_summary": labels.summarize(df, subsets), "divergence": div,
+            "pairs": pl.read_parquet(tmp_path / "pairs.parquet"), "pairs_summary": p_summary}
+
+
+LABEL_COLUMNS = {"generation": pl.List(pl.Int32), "match_fraction": pl.Float64,
+                 "exact_prefix": pl.Int32, "extractable": pl.Boolean, "label": pl.String}
+NO_LABELS = {"memorized": 0, "ambiguous": 0, "non-memorized": 0}
+TASKS = [*BASE_TASKS, *map(control_task, BASE_TASKS)]
+
+
+def test_corpus_of_only_too_short_documents_flows_with_n_0_and_a_warning(
+        tmp_path, tokenizer, tiny_model, caplog):
+    """Issue: samples wrote a 0-row table without a word, then labels crashed (`The size of
+    tensor a (16) must match the size of tensor b (0)`). Now the samples log names the
+    subset and every table after it is a valid 0-row table of its usual columns."""
+    cands = _candidates({SHORT: ["def f(): pass", "short text", "x = 1"]})
+    with caplog.at_level("WARNING", logger="vermem.corpus"):
+        out = _labels_to_pairs(cands, tokenizer, tiny_model, tmp_path)
+    assert [r.getMessage() for r in caplog.records if r.name == "vermem.corpus"] == [
+        "subset 'A': no samples (n = 0): all 3 candidates are shorter than prefix + "
+        "continuation (32 tokens)"]
+    assert out["samples_summary"] == {SHORT: {"candidates": 3, "too_short": 3, "kept": 0,
+                                              "samples": 0}}
+    assert out["labels"].height == 0
+    assert {c: out["labels"].schema[c] for c in LABEL_COLUMNS} == LABEL_COLUMNS
+    assert out["labels_summary"] == {"samples": 0, "labels_per_subset": {SHORT: NO_LABELS}}
+    assert out["divergence"].height == 0 and out["pairs"].height == 0
+    summary = out["pairs_summary"]
+    assert summary["divergence"] == {SHORT: {"memorized": 0, "memorized_documents": 0,
+                                             "with_divergence": 0}}
+    for task in TASKS:
+        assert summary[task][SHORT]["pairs"] == 0, task
+
+
+def test_subset_without_samples_is_listed_with_n_0_in_the_labels_and_pairs_summaries(
+        tmp_path, tokenizer, tiny_model):
+    """Issue: a subset left with 0 samples disappeared from both summaries (attribution
+    still wrote its files). It is listed with n = 0 beside a subset that has samples."""
+    cands = _candidates({SHORT: ["short text", "x = 1"],
+                         LONG: [f"The quick brown fox {i} jumps over the lazy dog. " * 4
+                                for i in range(6)]})
+    out = _labels_to_pairs(cands, tokenizer, tiny_model, tmp_path)
+    assert set(out["labels"]["subset"]) == {LONG}
+    per = out["labels_summary"]["labels_per_subset"]
+    assert per[SHORT] == NO_LABELS and sum(per[LONG].values()) == 6
+    summary = out["pairs_summary"]
+    assert set(summary["divergence"]) == {SHORT, LONG}
+    for task in TASKS:
+        assert set(summary[task]) == {SHORT, LONG}, task
+        assert summary[task][SHORT]["pairs"] == 0
+        assert summary[task][SHORT]["dropped"] == {}
