@@ -199,6 +199,64 @@ def test_tokenizer_larger_than_the_embedding(tmp_path, tiny_model_dir):
                             "the embedding only 100 rows")
 
 
+def _truncated_weights(tmp_path: Path, tiny_model_dir: Path, keep: int | None) -> Path:
+    """A copy of the tiny model whose model.safetensors lost its last 100 bytes (`keep`:
+    only its first `keep` bytes)."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[:-100] if keep is None else blob[:keep])
+    return folder
+
+
+@pytest.mark.parametrize("keep, problem", [
+    (None, "{size} bytes, its header describes {full} (truncated?)"),
+    (50, "its header claims {header} bytes, the file has 50 (truncated?)"),
+    (4, "4 bytes, too short for a safetensors header"),
+])
+def test_truncated_safetensors_is_named_before_any_job(tmp_path, tiny_model_dir, keep, problem):
+    """Issue: a truncated weight file passed the folder check, then labels raised a raw
+    SafetensorError after corpus and samples ran. Its header is read at start-up."""
+    from safetensors import SafetensorError, safe_open
+
+    full = (tiny_model_dir / "model.safetensors").stat().st_size
+    header = int.from_bytes((tiny_model_dir / "model.safetensors").read_bytes()[:8], "little")
+    folder = _truncated_weights(tmp_path, tiny_model_dir, keep)
+    weights = folder / "model.safetensors"
+    with pytest.raises(SafetensorError):  # what the labels job met
+        safe_open(str(weights), "np")
+    with pytest.raises(models.ModelError) as e:
+        models.check_models(config_with({"m": {"source": "local", "path": str(folder)}}))
+    size = weights.stat().st_size
+    assert str(e.value) == (f"config error at models.m.path: cannot read weight file {weights}: "
+                            + problem.format(size=size, full=full, header=header))
+    assert models.safetensors_problem(tiny_model_dir / "model.safetensors") is None
+
+def _with_checkpoints(folder: Path, *names: str) -> dict:
+    return config_with({"m": {"source": "local", "path": str(folder), "checkpoints": list(names),
+                              "final_step": 1000}})
+
+
+def test_missing_checkpoint_subfolder_of_a_local_model_is_found_before_any_job(
+        tmp_path, tiny_model_dir):
+    """Issue: a local model's checkpoint subfolder that does not exist was reported only
+    when checkpoint_record ran, after other jobs. Every listed one is checked at start-up
+    (all but its tokenizer, which checkpoint_record still checks)."""
+    root = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, root)
+    shutil.copytree(tiny_model_dir, root / "step100",
+                    ignore=shutil.ignore_patterns("tokenizer*", "special_tokens*"))
+    models.check_models(_with_checkpoints(root, "step100"))
+    with pytest.raises(models.ModelError) as e:
+        models.check_models(_with_checkpoints(root, "step100", "step500"))
+    assert str(e.value) == (f"config error at models.m.checkpoints ('step500'): no such folder "
+                            f"{root / 'step500'}")
+    _truncated_weights(root, tiny_model_dir, None).rename(root / "step500")
+    with pytest.raises(models.ModelError, match=r"^config error at models.m.checkpoints "
+                                                r"\('step500'\): cannot read weight file "):
+        models.check_models(_with_checkpoints(root, "step100", "step500"))
+
 def test_hub_model_without_network_is_one_line_from_model_record(tmp_path, local):
     cfg = config_with({"p": {"source": "hub", "id": "EleutherAI/pythia-70m-deduped",
                              "revision": "step143000"}})
