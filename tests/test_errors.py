@@ -118,6 +118,16 @@ def test_standin_alone_still_refuses_a_subset_it_does_not_write(local):
         check(cfg, SCHEMA)
 
 
+def test_model_names_differing_only_in_case_are_refused(local):
+    """Issue: `Org` and `org` were accepted; results/labels/Org.parquet and org.parquet are
+    one file on a case-insensitive file system (macOS, Windows)."""
+    cfg = config_with({"Org": local["m"], "org": local["m"], "other": local["m"]})
+    with pytest.raises(ConfigError) as e:
+        check(cfg, SCHEMA)
+    assert str(e.value) == ("config error at models: names 'Org' and 'org' differ only in case; "
+                            "their result files would collide on a case-insensitive file "
+                            "system")
+
 # -- model rows -----------------------------------------------------------------------------
 
 def test_local_path_that_does_not_exist_fails_at_parse_time(tmp_path):
