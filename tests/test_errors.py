@@ -267,6 +267,73 @@ def test_missing_checkpoint_subfolder_of_a_local_model_is_found_before_any_job(
                                                 r"\('step500'\): cannot read weight file "):
         models.check_models(_with_checkpoints(root, "step100", "step500"))
 
+@pytest.mark.parametrize("device, gpus, problem", [
+    ("cuda", 0, "'cuda' asked for, but torch sees no CUDA device"),
+    ("cuda:1", 1, "'cuda:1' asked for, but torch sees 1 CUDA device(s)"),
+    ("cuda:0", 1, None), ("cpu", 0, None), ("auto", 0, None)])
+def test_device_without_a_gpu_is_one_line(monkeypatch, local, device, gpus, problem):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    cfg = config_with(local)
+    cfg["device"] = device
+    if problem is None:
+        models.check_device(cfg)
+        return
+    with pytest.raises(models.ModelError) as e:
+        models.check_device(cfg)
+    assert str(e.value) == (f"config error at device: {problem} on this host (a local run; "
+                            f"device: auto runs on the CPU without one)")
+    with pytest.raises(models.ModelError) as e:  # a job's own check says the same
+        models.pick_device(device)
+    assert str(e.value) == f"device {problem}"
+
+
+def _late_failure(case: str, tmp_path: Path, tiny_model_dir: Path) -> tuple[dict, str, str]:
+    """(config, target, the one line) of an input that used to fail only after other jobs
+    had run: truncated weights, a missing checkpoint subfolder, device cuda without a GPU,
+    model names differing only in case."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = config_with({"m": {"source": "local", "path": str(folder)}})
+    if case == "truncated weights":
+        weights = folder / "model.safetensors"
+        size = weights.stat().st_size
+        weights.write_bytes(weights.read_bytes()[:-100])
+        line = (f"config error at models.m.path: cannot read weight file {weights}: "
+                f"{size - 100} bytes, its header describes {size} (truncated?)")
+    elif case == "missing checkpoint":
+        cfg["models"]["m"].update(checkpoints=["step100"], final_step=1000)
+        line = (f"config error at models.m.checkpoints ('step100'): no such folder "
+                f"{folder / 'step100'}")
+    elif case == "cuda without a GPU":
+        cfg["device"] = "cuda"
+        line = ("config error at device: 'cuda' asked for, but torch sees no CUDA device on "
+                "this host (a local run; device: auto runs on the CPU without one)")
+    else:
+        cfg["models"] = {"Org": cfg["models"]["m"], "org": cfg["models"]["m"]}
+        line = ("config error at models: names 'Org' and 'org' differ only in case; their "
+                "result files would collide on a case-insensitive file system")
+    return cfg, f"results/labels/{next(iter(cfg['models']))}.parquet", line
+
+
+@pytest.mark.parametrize("case", ["truncated weights", "missing checkpoint",
+                                  "cuda without a GPU", "names differing in case"])
+def test_input_that_failed_late_now_stops_a_run_before_any_job(tmp_path, tiny_model_dir, case):
+    """The issue's late failures, as a run meets them: one line, no job run, nothing
+    written (they used to fail after the corpus and samples jobs, or not at all)."""
+    import torch
+
+    if case == "cuda without a GPU" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg, target, line = _late_failure(case, tmp_path, tiny_model_dir)
+    proc = snakemake(tmp_path, cfg, target)
+    assert proc.returncode != 0
+    assert error_lines(proc) == [line]
+    assert TRACEBACK not in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+
 def test_hub_model_without_network_is_one_line_from_model_record(tmp_path, local):
     cfg = config_with({"p": {"source": "hub", "id": "EleutherAI/pythia-70m-deduped",
                              "revision": "step143000"}})

@@ -259,13 +259,38 @@ def describe_folder(path: Path) -> dict[str, Any]:
     }
 
 
+def cuda_problem(device: str) -> str | None:
+    """Why `device` (cuda, cuda:N) cannot run on this host; None when it can, or is not
+    CUDA. Imports torch only for a CUDA device."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"{device!r} asked for, but torch sees no CUDA device"
+    index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+    if index >= count:
+        return f"{device!r} asked for, but torch sees {count} CUDA device(s)"
+    return None
+
+
+def check_device(config: Mapping[str, Any]) -> None:
+    """The config's `device` can run on this host: the start-up check of a run whose jobs
+    run here (rules/common.smk calls it only then). ModelError, one line, naming the key."""
+    problem = cuda_problem(config["device"])
+    if problem:
+        raise ModelError(f"config error at device: {problem} on this host (a local run; "
+                         f"device: auto runs on the CPU without one)")
+
+
 def pick_device(device: str = "auto") -> torch.device:
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} asked for, but torch sees no CUDA device")
+    problem = cuda_problem(device)
+    if problem:
+        raise ModelError(f"device {problem}")
     return torch.device(device)
 
 
