@@ -588,3 +588,24 @@ def test_subset_without_samples_is_listed_with_n_0_in_the_labels_and_pairs_summa
         assert set(summary[task]) == {SHORT, LONG}, task
         assert summary[task][SHORT]["pairs"] == 0
         assert summary[task][SHORT]["dropped"] == {}
+
+
+
+def test_a_run_on_only_too_short_documents_labels_n_0_and_says_so(tmp_path, tiny_model_dir):
+    """The issue's row as a run meets it (4 jobs): the samples and labels jobs complete,
+    their logs name the subset, the labels table has 0 rows and its summary says n = 0."""
+    shard = write_jsonl(tmp_path / "short.jsonl", [doc(f"short {i}", "Short") for i in range(5)])
+    cfg = config_with({"m": {"source": "local", "path": str(tiny_model_dir)}}, standin=False)
+    cfg["corpus"].update(shards=[str(shard)], subsets=["Short"], main_subset="Short")
+    cfg["memorization"]["thresholds"].pop("per_subset")
+    cfg["checkpoints"] = None
+    proc = snakemake(tmp_path, cfg, "results/labels/m.summary.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("vermem.corpus WARNING subset 'Short': no samples (n = 0): all 5 candidates are "
+            "shorter than prefix + continuation (32 tokens)"
+            in (tmp_path / "logs/samples/m.log").read_text())
+    assert ("rule.labels WARNING subset 'Short': no samples to label (n = 0; see the samples "
+            "log)" in (tmp_path / "logs/labels/m.log").read_text())
+    assert pl.read_parquet(tmp_path / "results/labels/m.parquet").height == 0
+    summary = json.loads((tmp_path / "results/labels/m.summary.json").read_text())
+    assert summary == {"samples": 0, "labels_per_subset": {"Short": NO_LABELS}}
