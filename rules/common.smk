@@ -9,7 +9,7 @@ sys.path.insert(0, workflow.basedir)
 # parses the workflow again (benchmarks/jobstart.py; tests/test_config.py checks it)
 from vermem.config import check, expand_shards, load_schema, slugify, standin_shards
 from vermem.errors import VermemError
-from vermem.models import check_models
+from vermem.models import check_device, check_models
 from vermem import config as _ck  # the checkpoint axis's config helpers (listed, subsets, ...)
 from vermem import tasks as _pairs  # task names: control_task, is_control
 
@@ -26,6 +26,23 @@ except VermemError as e:
 # optional keys (config/schema.yaml): their defaults, so that every rule reads one value
 config["circuits"].setdefault("criterion", "band")
 config["circuits"].setdefault("search", "band")
+
+
+onstart:
+    # `device: cuda` on a host without a GPU (or cuda:N without an N-th), before any job,
+    # when the jobs run on this host: the local executor (`workflow.local_exec`; not
+    # --touch, not a job's own Snakemake process). A SLURM run submits from a host that may
+    # have no GPU, and its jobs run on GPU nodes: not checked here (a job on a node without
+    # one fails at its start, `pick_device`). The executor is known only once the workflow
+    # runs, not at parse time, hence onstart (which a dry run skips); torch is imported for
+    # a CUDA device only.
+    if workflow.local_exec and not (workflow.touch or workflow.remote_exec):
+        try:
+            check_device(config)
+        except VermemError as e:
+            raise WorkflowError(str(e))
+
+
 MODELS = list(config["models"])
 ORGANISMS = [m for m, spec in config["models"].items() if spec["source"] == "organism"]
 EXTERNAL = [m for m in MODELS if m not in ORGANISMS]

@@ -14,6 +14,7 @@ rule labels:
         thresholds=config["memorization"]["thresholds"],
         continuation_tokens=config["memorization"]["continuation_tokens"],
         batch_size=config["memorization"]["batch_size"],
+        subsets=config["corpus"]["subsets"],
         config=memo("continuation_tokens", "score", "thresholds"),
     priority: MAIN_PATH
     threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)

@@ -15,9 +15,10 @@ with rule(snakemake) as log:
     df = labels.label_samples(samples, gen, p.score, p.thresholds, p.continuation_tokens)
     io.write_parquet(df, snakemake.output.table,
                      io.provenance(p.config, model=record["name"], revision=record["revision"]))
-    summary = labels.summarize(df)
-    for counts in summary["labels_per_subset"].values():  # n = 0 said, not left out
-        for label in ("memorized", "ambiguous", "non-memorized"):
-            counts.setdefault(label, 0)
+    # every configured subset, n = 0 said rather than left out
+    summary = labels.summarize(df, p.subsets)
+    for subset in p.subsets:
+        if not sum(summary["labels_per_subset"][subset].values()):
+            log.warning("subset %r: no samples to label (n = 0; see the samples log)", subset)
     io.write_json(summary, snakemake.output.summary)
     log.info("%s", summary)

@@ -24,6 +24,7 @@ from vermem import models, plots
 from vermem.attribution import SUPPORTED_MODEL_TYPES
 from vermem.config import ConfigError, check, load_schema
 from vermem.errors import VermemError
+from vermem.tasks import BRANCH, DECISION, control_task
 
 from .conftest import REPO, TEST_CONFIG, doc, write_jsonl
 
@@ -117,6 +118,16 @@ def test_standin_alone_still_refuses_a_subset_it_does_not_write(local):
         check(cfg, SCHEMA)
 
 
+def test_model_names_differing_only_in_case_are_refused(local):
+    """Issue: `Org` and `org` were accepted; results/labels/Org.parquet and org.parquet are
+    one file on a case-insensitive file system (macOS, Windows)."""
+    cfg = config_with({"Org": local["m"], "org": local["m"], "other": local["m"]})
+    with pytest.raises(ConfigError) as e:
+        check(cfg, SCHEMA)
+    assert str(e.value) == ("config error at models: names 'Org' and 'org' differ only in case; "
+                            "their result files would collide on a case-insensitive file "
+                            "system")
+
 # -- model rows -----------------------------------------------------------------------------
 
 def test_local_path_that_does_not_exist_fails_at_parse_time(tmp_path):
@@ -197,6 +208,131 @@ def test_tokenizer_larger_than_the_embedding(tmp_path, tiny_model_dir):
     assert str(e.value) == ("config error at models.m.path: the tokenizer has 300 tokens but "
                             "the embedding only 100 rows")
 
+
+def _truncated_weights(tmp_path: Path, tiny_model_dir: Path, keep: int | None) -> Path:
+    """A copy of the tiny model whose model.safetensors lost its last 100 bytes (`keep`:
+    only its first `keep` bytes)."""
+    folder = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, folder)
+    weights = folder / "model.safetensors"
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[:-100] if keep is None else blob[:keep])
+    return folder
+
+
+@pytest.mark.parametrize("keep, problem", [
+    (None, "{size} bytes, its header describes {full} (truncated?)"),
+    (50, "its header claims {header} bytes, the file has 50 (truncated?)"),
+    (4, "4 bytes, too short for a safetensors header"),
+])
+def test_truncated_safetensors_is_named_before_any_job(tmp_path, tiny_model_dir, keep, problem):
+    """Issue: a truncated weight file passed the folder check, then labels raised a raw
+    SafetensorError after corpus and samples ran. Its header is read at start-up."""
+    from safetensors import SafetensorError, safe_open
+
+    full = (tiny_model_dir / "model.safetensors").stat().st_size
+    header = int.from_bytes((tiny_model_dir / "model.safetensors").read_bytes()[:8], "little")
+    folder = _truncated_weights(tmp_path, tiny_model_dir, keep)
+    weights = folder / "model.safetensors"
+    with pytest.raises(SafetensorError):  # what the labels job met
+        safe_open(str(weights), "np")
+    with pytest.raises(models.ModelError) as e:
+        models.check_models(config_with({"m": {"source": "local", "path": str(folder)}}))
+    size = weights.stat().st_size
+    assert str(e.value) == (f"config error at models.m.path: cannot read weight file {weights}: "
+                            + problem.format(size=size, full=full, header=header))
+    assert models.safetensors_problem(tiny_model_dir / "model.safetensors") is None
+
+def _with_checkpoints(folder: Path, *names: str) -> dict:
+    return config_with({"m": {"source": "local", "path": str(folder), "checkpoints": list(names),
+                              "final_step": 1000}})
+
+
+def test_missing_checkpoint_subfolder_of_a_local_model_is_found_before_any_job(
+        tmp_path, tiny_model_dir):
+    """Issue: a local model's checkpoint subfolder that does not exist was reported only
+    when checkpoint_record ran, after other jobs. Every listed one is checked at start-up
+    (all but its tokenizer, which checkpoint_record still checks)."""
+    root = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, root)
+    shutil.copytree(tiny_model_dir, root / "step100",
+                    ignore=shutil.ignore_patterns("tokenizer*", "special_tokens*"))
+    models.check_models(_with_checkpoints(root, "step100"))
+    with pytest.raises(models.ModelError) as e:
+        models.check_models(_with_checkpoints(root, "step100", "step500"))
+    assert str(e.value) == (f"config error at models.m.checkpoints ('step500'): no such folder "
+                            f"{root / 'step500'}")
+    _truncated_weights(root, tiny_model_dir, None).rename(root / "step500")
+    with pytest.raises(models.ModelError, match=r"^config error at models.m.checkpoints "
+                                                r"\('step500'\): cannot read weight file "):
+        models.check_models(_with_checkpoints(root, "step100", "step500"))
+
+@pytest.mark.parametrize("device, gpus, problem", [
+    ("cuda", 0, "'cuda' asked for, but torch sees no CUDA device"),
+    ("cuda:1", 1, "'cuda:1' asked for, but torch sees 1 CUDA device(s)"),
+    ("cuda:0", 1, None), ("cpu", 0, None), ("auto", 0, None)])
+def test_device_without_a_gpu_is_one_line(monkeypatch, local, device, gpus, problem):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    cfg = config_with(local)
+    cfg["device"] = device
+    if problem is None:
+        models.check_device(cfg)
+        return
+    with pytest.raises(models.ModelError) as e:
+        models.check_device(cfg)
+    assert str(e.value) == (f"config error at device: {problem} on this host (a local run; "
+                            f"device: auto runs on the CPU without one)")
+    with pytest.raises(models.ModelError) as e:  # a job's own check says the same
+        models.pick_device(device)
+    assert str(e.value) == f"device {problem}"
+
+
+def _late_failure(case: str, tmp_path: Path, tiny_model_dir: Path) -> tuple[dict, str, str]:
+    """(config, target, the one line) of an input that used to fail only after other jobs
+    had run: truncated weights, a missing checkpoint subfolder, device cuda without a GPU,
+    model names differing only in case."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    cfg = config_with({"m": {"source": "local", "path": str(folder)}})
+    if case == "truncated weights":
+        weights = folder / "model.safetensors"
+        size = weights.stat().st_size
+        weights.write_bytes(weights.read_bytes()[:-100])
+        line = (f"config error at models.m.path: cannot read weight file {weights}: "
+                f"{size - 100} bytes, its header describes {size} (truncated?)")
+    elif case == "missing checkpoint":
+        cfg["models"]["m"].update(checkpoints=["step100"], final_step=1000)
+        line = (f"config error at models.m.checkpoints ('step100'): no such folder "
+                f"{folder / 'step100'}")
+    elif case == "cuda without a GPU":
+        cfg["device"] = "cuda"
+        line = ("config error at device: 'cuda' asked for, but torch sees no CUDA device on "
+                "this host (a local run; device: auto runs on the CPU without one)")
+    else:
+        cfg["models"] = {"Org": cfg["models"]["m"], "org": cfg["models"]["m"]}
+        line = ("config error at models: names 'Org' and 'org' differ only in case; their "
+                "result files would collide on a case-insensitive file system")
+    return cfg, f"results/labels/{next(iter(cfg['models']))}.parquet", line
+
+
+@pytest.mark.parametrize("case", ["truncated weights", "missing checkpoint",
+                                  "cuda without a GPU", "names differing in case"])
+def test_input_that_failed_late_now_stops_a_run_before_any_job(tmp_path, tiny_model_dir, case):
+    """The issue's late failures, as a run meets them: one line, no job run, nothing
+    written (they used to fail after the corpus and samples jobs, or not at all)."""
+    import torch
+
+    if case == "cuda without a GPU" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    cfg, target, line = _late_failure(case, tmp_path, tiny_model_dir)
+    proc = snakemake(tmp_path, cfg, target)
+    assert proc.returncode != 0
+    assert error_lines(proc) == [line]
+    assert TRACEBACK not in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
 
 def test_hub_model_without_network_is_one_line_from_model_record(tmp_path, local):
     cfg = config_with({"p": {"source": "hub", "id": "EleutherAI/pythia-70m-deduped",
@@ -361,3 +497,115 @@ def test_a_model_that_memorizes_nothing_runs_through_with_n_0(tmp_path, tiny_mod
     assert meta["n_examples"] == 0 and meta["empty"] is True
     for name in ("memorization_scores", "divergence_positions", "pair_counts"):
         assert (figs / f"{name}.png").stat().st_size > 5000
+
+
+# -- degenerate data: a subset without samples (every document shorter than P + C) ---------
+
+BASE_TASKS = [BRANCH, DECISION]
+SHORT, LONG = "A", "B"  # subsets: documents of a few tokens, documents of many
+
+
+def _candidates(per_subset: dict[str, list[str]]) -> pl.DataFrame:
+    """A corpus_candidates table of these texts."""
+    rows = [{"subset": s, "key": i, "doc_id": f"{s}-{i}", "text": t, "meta": "{}"}
+            for s, texts in per_subset.items() for i, t in enumerate(texts)]
+    return pl.DataFrame(rows, schema={"subset": pl.String, "key": pl.Int64,
+                                      "doc_id": pl.String, "text": pl.String,
+                                      "meta": pl.String})
+
+
+def _labels_to_pairs(cands: pl.DataFrame, tokenizer, model, tmp_path: Path) -> dict:
+    """samples -> labels -> divergence -> pairs as their rules run them (the test config's
+    memorization and contrastive settings), each table written and read back."""
+    import torch
+
+    from vermem import contrastive, corpus, divergence, io, labels
+
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    mem, con = cfg["memorization"], cfg["contrastive"]
+    subsets = sorted(cands["subset"].unique())
+    samples, s_summary = corpus.make_samples(cands, tokenizer, mem["prefix_tokens"],
+                                             mem["continuation_tokens"], None)
+    gen = labels.generate_all(model, samples["prefix"].to_list(), mem["continuation_tokens"],
+                              mem["batch_size"], torch.device("cpu"))
+    df = labels.label_samples(samples, gen, mem["score"], mem["thresholds"],
+                              mem["continuation_tokens"])
+    io.write_parquet(df, tmp_path / "labels.parquet", {})
+    df = pl.read_parquet(tmp_path / "labels.parquet")
+    div = divergence.run(model, df, mem["prefix_tokens"], mem["batch_size"], 0.3, 0.1)
+    pairs, p_summary = contrastive.build(model, df, div, cands.select("doc_id", "subset"),
+                                         mem["batch_size"], 0, con["split"], True, True)
+    io.write_parquet(pairs, tmp_path / "pairs.parquet", {})
+    return {"samples": samples, "samples_summary": s_summary, "labels": df,
+            "labels_summary": labels.summarize(df, subsets), "divergence": div,
+            "pairs": pl.read_parquet(tmp_path / "pairs.parquet"), "pairs_summary": p_summary}
+
+
+LABEL_COLUMNS = {"generation": pl.List(pl.Int32), "match_fraction": pl.Float64,
+                 "exact_prefix": pl.Int32, "extractable": pl.Boolean, "label": pl.String}
+NO_LABELS = {"memorized": 0, "ambiguous": 0, "non-memorized": 0}
+TASKS = [*BASE_TASKS, *map(control_task, BASE_TASKS)]
+
+
+def test_corpus_of_only_too_short_documents_flows_with_n_0_and_a_warning(
+        tmp_path, tokenizer, tiny_model, caplog):
+    """Issue: samples wrote a 0-row table without a word, then labels crashed (`The size of
+    tensor a (16) must match the size of tensor b (0)`). Now the samples log names the
+    subset and every table after it is a valid 0-row table of its usual columns."""
+    cands = _candidates({SHORT: ["def f(): pass", "short text", "x = 1"]})
+    with caplog.at_level("WARNING", logger="vermem.corpus"):
+        out = _labels_to_pairs(cands, tokenizer, tiny_model, tmp_path)
+    assert [r.getMessage() for r in caplog.records if r.name == "vermem.corpus"] == [
+        "subset 'A': no samples (n = 0): all 3 candidates are shorter than prefix + "
+        "continuation (32 tokens)"]
+    assert out["samples_summary"] == {SHORT: {"candidates": 3, "too_short": 3, "kept": 0,
+                                              "samples": 0}}
+    assert out["labels"].height == 0
+    assert {c: out["labels"].schema[c] for c in LABEL_COLUMNS} == LABEL_COLUMNS
+    assert out["labels_summary"] == {"samples": 0, "labels_per_subset": {SHORT: NO_LABELS}}
+    assert out["divergence"].height == 0 and out["pairs"].height == 0
+    summary = out["pairs_summary"]
+    assert summary["divergence"] == {SHORT: {"memorized": 0, "memorized_documents": 0,
+                                             "with_divergence": 0}}
+    for task in TASKS:
+        assert summary[task][SHORT]["pairs"] == 0, task
+
+
+def test_subset_without_samples_is_listed_with_n_0_in_the_labels_and_pairs_summaries(
+        tmp_path, tokenizer, tiny_model):
+    """Issue: a subset left with 0 samples disappeared from both summaries (attribution
+    still wrote its files). It is listed with n = 0 beside a subset that has samples."""
+    cands = _candidates({SHORT: ["short text", "x = 1"],
+                         LONG: [f"The quick brown fox {i} jumps over the lazy dog. " * 4
+                                for i in range(6)]})
+    out = _labels_to_pairs(cands, tokenizer, tiny_model, tmp_path)
+    assert set(out["labels"]["subset"]) == {LONG}
+    per = out["labels_summary"]["labels_per_subset"]
+    assert per[SHORT] == NO_LABELS and sum(per[LONG].values()) == 6
+    summary = out["pairs_summary"]
+    assert set(summary["divergence"]) == {SHORT, LONG}
+    for task in TASKS:
+        assert set(summary[task]) == {SHORT, LONG}, task
+        assert summary[task][SHORT]["pairs"] == 0
+        assert summary[task][SHORT]["dropped"] == {}
+
+
+
+def test_a_run_on_only_too_short_documents_labels_n_0_and_says_so(tmp_path, tiny_model_dir):
+    """The issue's row as a run meets it (4 jobs): the samples and labels jobs complete,
+    their logs name the subset, the labels table has 0 rows and its summary says n = 0."""
+    shard = write_jsonl(tmp_path / "short.jsonl", [doc(f"short {i}", "Short") for i in range(5)])
+    cfg = config_with({"m": {"source": "local", "path": str(tiny_model_dir)}}, standin=False)
+    cfg["corpus"].update(shards=[str(shard)], subsets=["Short"], main_subset="Short")
+    cfg["memorization"]["thresholds"].pop("per_subset")
+    cfg["checkpoints"] = None
+    proc = snakemake(tmp_path, cfg, "results/labels/m.summary.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("vermem.corpus WARNING subset 'Short': no samples (n = 0): all 5 candidates are "
+            "shorter than prefix + continuation (32 tokens)"
+            in (tmp_path / "logs/samples/m.log").read_text())
+    assert ("rule.labels WARNING subset 'Short': no samples to label (n = 0; see the samples "
+            "log)" in (tmp_path / "logs/labels/m.log").read_text())
+    assert pl.read_parquet(tmp_path / "results/labels/m.parquet").height == 0
+    summary = json.loads((tmp_path / "results/labels/m.summary.json").read_text())
+    assert summary == {"samples": 0, "labels_per_subset": {"Short": NO_LABELS}}

@@ -53,9 +53,11 @@ def test_summary_counts_labels_and_rates_per_duplicate_count():
                        "dup_count": [64, 0, 64, 1], "extractable": [True, False, True, False],
                        "match_fraction": [1.0, 0.0, 1.0, 0.5]},
                       schema_overrides={"dup_count": pl.Int32})
-    s = labels.summarize(df)
-    assert s["labels_per_subset"] == {"A": {"memorized": 1, "non-memorized": 1},
-                                      "B": {"memorized": 2}}
+    s = labels.summarize(df, ["A", "B", "C"])
+    assert s["labels_per_subset"] == {  # every label and subset, n = 0 said, not left out
+        "A": {"memorized": 1, "ambiguous": 0, "non-memorized": 1},
+        "B": {"memorized": 2, "ambiguous": 0, "non-memorized": 0},
+        "C": {"memorized": 0, "ambiguous": 0, "non-memorized": 0}}
     assert s["by_dup_count"] == [
         {"dup_count": 0, "n": 1, "extractable_share": 0.0, "mean_match_fraction": 0.0},
         {"dup_count": 1, "n": 1, "extractable_share": 0.0, "mean_match_fraction": 0.5},

@@ -113,6 +113,7 @@ def record_of(name: str, hub_id: str, dtype: str = "float32") -> dict:
 
 def test_a_job_that_cannot_fit_at_batch_1_fails_with_one_line_naming_model_rule_and_need():
     cfg = yaml.safe_load(PYTHIA.read_text())
+    cfg["device"] = "cuda"  # gpu_memory_gb bounds GPU jobs only (the next test)
     rec = record_of("pythia-1b-deduped", "EleutherAI/pythia-1b-deduped", "bfloat16")
     assert R.attribution_batch(rec, cfg) == cfg["attribution"]["batch_size"]   # 80 GB: fits
     cfg["gpu_memory_gb"] = 2
@@ -131,6 +132,31 @@ def test_a_job_that_cannot_fit_at_batch_1_fails_with_one_line_naming_model_rule_
     assert 1 <= b < 8
     s = R.shape_from_record(rec)
     assert R.attribution_bytes(s, b, 5, 100) <= 8 * R.GiB < R.attribution_bytes(s, b + 1, 5, 100)
+
+
+@pytest.mark.parametrize("device, gpu", [("cpu", False), ("auto", False), ("cpu", True),
+                                         ("auto", True), ("cuda", False), ("cuda:1", False)])
+def test_gpu_memory_gb_bounds_gpu_jobs_only(monkeypatch, device, gpu):
+    """Issue: gpu_memory_gb refused attribution with device: cpu. A job on the CPU (cpu, or
+    auto where torch sees no GPU) runs at the configured batch; CPU memory is its mem_mb."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    cfg = yaml.safe_load(PYTHIA.read_text())
+    cfg.update(device=device, gpu_memory_gb=2)
+    rec = record_of("pythia-1b-deduped", "EleutherAI/pythia-1b-deduped", "bfloat16")
+    on_cpu = device == "cpu" or (device == "auto" and not gpu)
+    if on_cpu:
+        assert R.attribution_batch(rec, cfg) == cfg["attribution"]["batch_size"]
+        assert R.circuit_batch(rec, cfg) == cfg["circuits"]["batch_size"]
+    else:
+        with pytest.raises(R.ResourceError, match=r"^attribution: model pythia-1b-deduped "):
+            R.attribution_batch(rec, cfg)
+        with pytest.raises(R.ResourceError, match=r"^circuit: model pythia-1b-deduped "):
+            R.circuit_batch(rec, cfg)
+    assert R.job_device(cfg) == ("cpu" if on_cpu else "cuda")
+    # the SLURM request and the plan (parse time, no torch): auto may run on a GPU
+    assert (R.gpu_budget(cfg) is None) == (device == "cpu")
 
 
 def test_the_memory_model_bounds_what_the_benchmark_measured():

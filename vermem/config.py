@@ -147,6 +147,14 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
             raise ConfigError(f"config error at circuits.main.{key}: {circ['main'][key]!r} is "
                               f"not one of circuits.{allowed} {circ[allowed]}")
     expand_shards(config)
+    by_case: dict[str, list[str]] = {}
+    for name in config["models"]:
+        by_case.setdefault(name.casefold(), []).append(name)
+    clash = next((names for names in by_case.values() if len(names) > 1), None)
+    if clash:
+        raise ConfigError(f"config error at models: names {' and '.join(map(repr, clash))} "
+                          f"differ only in case; their result files would collide on a "
+                          f"case-insensitive file system")
     organisms = [n for n, m in config["models"].items() if m["source"] == "organism"]
     if len(organisms) > 1:
         raise ConfigError(f"config error at models: more than one organism model {organisms}")

@@ -536,8 +536,10 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
         pl.col("doc_id").replace_strict(parts, return_dtype=pl.String).alias("part"))
     for (subset,), g in sorted(pool.group_by("subset"), key=lambda kv: kv[0]):
         summary["split"]["documents"][subset] = {p: int((g["part"] == p).sum()) for p in PARTS}
-    # every labelled subset, with n = 0 where nothing was memorized or no pair got through
-    subsets = sorted(set(labels["subset"]) | set(div["subset"]) | set(pairs["subset"]))
+    # every subset of the corpus, with n = 0 where it has no sample (all its documents too
+    # short), nothing was memorized or no pair got through
+    subsets = sorted(set(docs["subset"]) | set(labels["subset"]) | set(div["subset"])
+                     | set(pairs["subset"]))
     for subset in subsets:
         g = div.filter(pl.col("subset") == subset)
         summary["divergence"][subset] = {"memorized": g.height,

@@ -258,7 +258,10 @@ def make_samples(
                 n_windows += 1
         summary[subset[0]] = {"candidates": group.height, "too_short": short, "kept": kept,
                               "samples": n_windows}
-        if per_subset is not None and kept < per_subset:
+        if kept == 0:  # degenerate, not an error: its tables downstream say n = 0
+            log.warning("subset %r: no samples (n = 0): all %d candidates are shorter than "
+                        "prefix + continuation (%d tokens)", subset[0], group.height, n)
+        elif per_subset is not None and kept < per_subset:
             log.warning("subset %r: only %d of %d wanted samples (%d candidates too short)",
                         subset[0], kept, per_subset, short)
     df = pl.DataFrame(rows, schema={"doc_id": pl.String, "offset": pl.Int32,

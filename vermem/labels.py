@@ -6,7 +6,7 @@ one forward pass that fills the KV cache, then C single-token steps extend it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -57,7 +57,9 @@ def threshold_for(subset: str, thresholds: Mapping[str, Any]) -> tuple[float, fl
 def label_samples(samples: pl.DataFrame, generated: torch.Tensor, score: str,
                   thresholds: Mapping[str, Any], continuation_tokens: int) -> pl.DataFrame:
     """The samples with their generation, the three scores and a label from `score`."""
-    true = torch.tensor(samples["continuation"].to_list(), dtype=torch.long)
+    # [N, C] also when N = 0 (a subset whose documents are all too short)
+    true = torch.tensor(samples["continuation"].to_list(), dtype=torch.long).reshape(
+        -1, continuation_tokens)
     s = scores(generated, true)
     df = samples.with_columns(
         pl.Series("generation", generated.tolist(), dtype=pl.List(pl.Int32)),
@@ -79,13 +81,18 @@ def label_samples(samples: pl.DataFrame, generated: torch.Tensor, score: str,
     )
 
 
-def summarize(labels: pl.DataFrame) -> dict[str, Any]:
-    """Label counts per subset and, where duplicate counts are known, the share of
-    samples memorized (k-extractable) per duplicate count."""
+LABELS = ("memorized", "ambiguous", "non-memorized")
+
+
+def summarize(labels: pl.DataFrame, subsets: Sequence[str] = ()) -> dict[str, Any]:
+    """Label counts per subset (every one of `subsets` and of the table, each label with
+    its count, n = 0 said rather than left out) and, where duplicate counts are known, the
+    share of samples memorized (k-extractable) per duplicate count."""
     counts = labels.group_by("subset", "label").len().sort("subset", "label")
-    per_subset: dict[str, dict[str, int]] = {}
+    per_subset = {s: dict.fromkeys(LABELS, 0)
+                  for s in sorted({*subsets, *labels["subset"].to_list()})}
     for subset, label, n in counts.iter_rows():
-        per_subset.setdefault(subset, {})[label] = n
+        per_subset[subset][label] = n
     out: dict[str, Any] = {"samples": labels.height, "labels_per_subset": per_subset}
     known = labels.filter(pl.col("dup_count").is_not_null())
     if known.height:

@@ -12,6 +12,7 @@ load from, so all three kinds take one code path from there on.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,12 +50,24 @@ def requirements(name: str, config: Mapping[str, Any]) -> tuple[int, str]:
 
 
 def check_models(config: Mapping[str, Any]) -> None:
-    """Check every local model folder before any job (hub models: in `resolve`, once
-    fetched). Raises ModelError whose one line names the model key and what is wrong."""
+    """Check every local model folder before any job, and the subfolder of each checkpoint
+    it lists (all but its tokenizer, which the checkpoint_record rule checks; hub models:
+    in `resolve`, once fetched). Raises ModelError whose one line names the model key and
+    what is wrong."""
+    from .config import listed
+
     for name, spec in config["models"].items():
         if spec["source"] == "local":
-            check_folder(Path(spec["path"]).resolve(), f"config error at models.{name}.path",
-                         *requirements(name, config))
+            path, needs = Path(spec["path"]).resolve(), requirements(name, config)
+            check_folder(path, f"config error at models.{name}.path", *needs)
+            for checkpoint in listed(config, name):
+                check_folder(path / checkpoint, checkpoint_where(name, checkpoint), *needs,
+                             tokenizer=False)
+
+
+def checkpoint_where(name: str, checkpoint: str) -> str:
+    """Where an error of a local model's checkpoint subfolder is: its config key."""
+    return f"config error at models.{name}.checkpoints ({checkpoint!r})"
 
 
 def resolve(name: str, spec: Mapping[str, Any],
@@ -107,8 +120,7 @@ def resolve_checkpoint(name: str, spec: Mapping[str, Any], final: Mapping[str, A
         path = Path(spec["path"]).resolve() / checkpoint
         rec = {"source": "local", "path": str(path), "id": None, "revision": checkpoint,
                "commit": None, "name": name, "dtype": spec.get("dtype", "float32"),
-               **check_folder(path, f"config error at models.{name}.checkpoints "
-                                    f"({checkpoint!r})", *needs)}
+               **check_folder(path, checkpoint_where(name, checkpoint), *needs)}
         step = step_of(checkpoint)
     else:
         saved = {c["name"]: c for c in final.get("checkpoints", [])}
@@ -123,12 +135,13 @@ def resolve_checkpoint(name: str, spec: Mapping[str, Any], final: Mapping[str, A
 
 
 def check_folder(path: Path, where: str, need_context: int = 0,
-                 why: str = "prefix + continuation") -> dict[str, Any]:
+                 why: str = "prefix + continuation", tokenizer: bool = True) -> dict[str, Any]:
     """Everything the workflow asks of a saved model, without loading its weights: the
-    folder, config.json, a causal LM whose model_type the attribution supports, weights, a
-    context of `need_context` tokens, a fast tokenizer that round-trips a sample and whose
-    ids fit the embedding. Raises ModelError '{where}: what is wrong'; returns
-    `describe_folder`'s record."""
+    folder, config.json, a causal LM whose model_type the attribution supports, weights
+    whose safetensors headers are whole (`safetensors_problem`), a context of
+    `need_context` tokens, and (with `tokenizer`) a fast tokenizer that round-trips a
+    sample and whose ids fit the embedding. Raises ModelError '{where}: what is wrong';
+    returns `describe_folder`'s record."""
     from transformers import AutoConfig
 
     from .attribution import SUPPORTED_MODEL_TYPES
@@ -152,16 +165,48 @@ def check_folder(path: Path, where: str, need_context: int = 0,
                          f"the attribution stage")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{where}: no weights (*.safetensors or *.bin) in {path}")
+    for weights in sorted(path.glob("*.safetensors")):
+        problem = safetensors_problem(weights)
+        if problem:
+            raise ModelError(f"{where}: cannot read weight file {weights}: {problem}")
     context = context_length(text_cfg)
     if context is not None and context < need_context:
         raise ModelError(f"{where}: context of {context} tokens is shorter than {why} "
                          f"({need_context} tokens)")
+    if not tokenizer:
+        return describe_folder(path)
     tok = _checked_tokenizer(path, where)
     vocab = text_cfg.vocab_size
     if len(tok) > vocab:
         raise ModelError(f"{where}: the tokenizer has {len(tok)} tokens but the embedding "
                          f"only {vocab} rows")
     return describe_folder(path)
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """What makes `path` no safetensors file a model can load (None: nothing), from its
+    header alone (8 bytes of length, then that many bytes of JSON naming every tensor's
+    byte range): a truncated or corrupt file is named before any job rather than by the
+    first job that loads it. (A `*.bin` file is not read: pickles have no cheap header.)"""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"{size} bytes, too short for a safetensors header"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return f"its header claims {n} bytes, the file has {size} (truncated?)"
+        try:
+            header = json.loads(fh.read(n))
+            ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            return (f"its header is not a safetensors header "
+                    f"({type(e).__name__}: {one_line(e, 100)})")
+    need = 8 + n + max(ends, default=0)
+    if need != size:  # safetensors loads a file of exactly this size only
+        why = "truncated?" if need > size else "bytes after the last tensor"
+        return f"{size} bytes, its header describes {need} ({why})"
+    return None
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -214,13 +259,38 @@ def describe_folder(path: Path) -> dict[str, Any]:
     }
 
 
+def cuda_problem(device: str) -> str | None:
+    """Why `device` (cuda, cuda:N) cannot run on this host; None when it can, or is not
+    CUDA. Imports torch only for a CUDA device."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"{device!r} asked for, but torch sees no CUDA device"
+    index, count = int(device.partition(":")[2] or 0), torch.cuda.device_count()
+    if index >= count:
+        return f"{device!r} asked for, but torch sees {count} CUDA device(s)"
+    return None
+
+
+def check_device(config: Mapping[str, Any]) -> None:
+    """The config's `device` can run on this host: the start-up check of a run whose jobs
+    run here (rules/common.smk calls it only then). ModelError, one line, naming the key."""
+    problem = cuda_problem(config["device"])
+    if problem:
+        raise ModelError(f"config error at device: {problem} on this host (a local run; "
+                         f"device: auto runs on the CPU without one)")
+
+
 def pick_device(device: str = "auto") -> torch.device:
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} asked for, but torch sees no CUDA device")
+    problem = cuda_problem(device)
+    if problem:
+        raise ModelError(f"device {problem}")
     return torch.device(device)
 
 

@@ -215,10 +215,25 @@ def finetune_bytes(s: Shape, seq: int, margin: float = 0.25) -> int:
     return int((16 * s.n_params + activation_bytes(fp32, 1, seq)) * (1 + margin) + OVERHEAD_BYTES)
 
 
-def gpu_budget(config: Mapping[str, Any]) -> float | None:
-    """`gpu_memory_gb` of the config (None: no limit), in bytes."""
+def gpu_budget(config: Mapping[str, Any], device: str | None = None) -> float | None:
+    """`gpu_memory_gb` of the config in bytes; None (no limit) without one, or for a job on
+    the CPU (`device`, default the config's, where `auto` counts as a GPU): CPU memory is
+    the job's mem_mb, not a GPU's."""
     g = config.get("gpu_memory_gb")
-    return None if g is None else float(g) * GiB
+    on_cpu = (config.get("device", "auto") if device is None else device) == "cpu"
+    return None if g is None or on_cpu else float(g) * GiB
+
+
+def job_device(config: Mapping[str, Any]) -> str:
+    """'cpu' or 'cuda': where a job of this config runs on this host, `auto` resolved as
+    `vermem.models.pick_device` resolves it. Imports torch when `auto`: call it in a job,
+    not at parse time."""
+    device = config.get("device", "auto")
+    if device != "auto":
+        return "cpu" if device == "cpu" else "cuda"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def fit_batch(need: Callable[[int], int], max_batch: int, budget: float | None,
@@ -264,23 +279,24 @@ def ig_passes(config: Mapping[str, Any], n_layers: int) -> int:
 def attribution_batch(record: Mapping[str, Any], config: Mapping[str, Any],
                       rule: str = "attribution") -> int:
     """Batch size of an attribution job: attribution.batch_size, lowered until one batch
-    of IG steps fits gpu_memory_gb; ResourceError (one line) when batch 1 does not fit.
-    Call it before loading the model."""
+    of IG steps fits gpu_memory_gb when it runs on a GPU (`job_device`); ResourceError (one
+    line) when batch 1 does not fit. Call it before loading the model."""
     s, T, n = shape_from_record(record), study_a_tokens(config), ig_steps(config)
     passes = ig_passes(config, s.n_layers)
     return fit_batch(lambda b: attribution_bytes(s, b, n, T, passes),
-                     config["attribution"]["batch_size"], gpu_budget(config), record["name"],
-                     rule, config.get("gpu_memory_gb"))
+                     config["attribution"]["batch_size"], gpu_budget(config, job_device(config)),
+                     record["name"], rule, config.get("gpu_memory_gb"))
 
 
 def circuit_batch(record: Mapping[str, Any], config: Mapping[str, Any],
                   rule: str = "circuit") -> int:
     """Batch size of a circuit evaluation job (circuit, circuit_transfer): circuits.batch_size,
-    lowered until one patched batch fits gpu_memory_gb; ResourceError (one line) when batch 1
-    does not fit. Call it before loading the model."""
+    lowered until one patched batch fits gpu_memory_gb when it runs on a GPU (`job_device`);
+    ResourceError (one line) when batch 1 does not fit. Call it before loading the model."""
     s, T = shape_from_record(record), study_a_tokens(config)
     return fit_batch(lambda b: circuit_bytes(s, b, T), config["circuits"]["batch_size"],
-                     gpu_budget(config), record["name"], rule, config.get("gpu_memory_gb"))
+                     gpu_budget(config, job_device(config)), record["name"], rule,
+                     config.get("gpu_memory_gb"))
 
 
 # ------------------------------------------------------------------------ work and time
