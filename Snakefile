@@ -52,6 +52,8 @@ rule all:
         expand("results/circuits/{model}/claims.csv", model=MODELS),
         expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
         expand("results/figures/{model}/circuits/mib.png", model=MODELS),
+        expand("results/figures/{model}/circuits/methods.png",
+               model=MODELS if config["attribution"]["compare_methods"] else []),
         expand("results/figures/{model}/circuits/specificity.png",
                model=MODELS if CONTROL_TASKS else []),
         expand(

@@ -219,3 +219,57 @@ rule figure_mib:
         ENV
     script:
         "../scripts/figure_mib.py"
+
+
+rule method_comparison:
+    # attribution methods side by side on the main subset (vermem.methods): CPR / CMD, the
+    # minimal size, and their agreement; off with attribution.compare_methods: []
+    input:
+        model="results/models/{model}/model.json",
+        pairs="results/pairs/{model}.parquet",
+    output:
+        quality="results/circuits/{model}/methods.parquet",
+        agreement="results/circuits/{model}/methods_agreement.parquet",
+    params:
+        device=config["device"],
+        main_subset=config["corpus"]["main_subset"],
+        tasks=BASE_TASKS,
+        methods=config["attribution"]["compare_methods"],
+        attribution=config["attribution"],
+        config=circuits_keys("metric", "main", "target", "curve_points", "batch_size",
+                             "circuits_per_forward", "search_width", "bootstrap", "max_pairs"),
+        select_on_evaluation=config["contrastive"]["split"]["selection"] == 0,
+        seed=config["seed"],
+    priority: OFF_PATH
+    threads: 1
+    retries: RETRIES
+    resources:
+        **gpu_resources("circuit_transfer"),
+    log:
+        "logs/circuits/{model}/methods.log",
+    conda:
+        ENV
+    script:
+        "../scripts/method_comparison.py"
+
+
+localrules:
+    figure_methods,
+
+
+rule figure_methods:
+    input:
+        quality="results/circuits/{model}/methods.parquet",
+        agreement="results/circuits/{model}/methods_agreement.parquet",
+    output:
+        figure=report("results/figures/{model}/circuits/methods.png",
+                      caption="../report/methods.rst", category="Study A",
+                      subcategory="Circuits"),
+    params:
+        main_subset=config["corpus"]["main_subset"],
+    log:
+        "logs/figures/{model}/circuits/methods.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_methods.py"

@@ -26,6 +26,7 @@ except VermemError as e:
 # optional keys (config/schema.yaml): their defaults, so that every rule reads one value
 config["circuits"].setdefault("criterion", "band")
 config["circuits"].setdefault("search", "band")
+config["attribution"].setdefault("compare_methods", [])
 
 
 onstart:
@@ -135,6 +136,9 @@ def summary_inputs(wc):
                                      model=m, task=BASE_TASKS, subset=SUBSETS)
         out[f"mib.{m}"] = expand("results/circuits/{model}/{task}/{subset}/mib.parquet",
                                  model=m, task=BASE_TASKS, subset=SUBSETS)
+        if config["attribution"]["compare_methods"]:
+            out[f"methods.{m}"] = f"results/circuits/{m}/methods.parquet"
+            out[f"methods_agreement.{m}"] = f"results/circuits/{m}/methods_agreement.parquet"
         if CONTROL_TASKS:
             out[f"specificity.{m}"] = f"results/circuits/{m}/specificity.parquet"
         if CKPTS[m]:

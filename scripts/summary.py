@@ -14,6 +14,9 @@ with rule(snakemake):
             "minimal": [io.read_json(f) for f in inp[f"minimal.{m}"]],
             "claims": pl.read_parquet(inp[f"claims.{m}"]),
             "mib": pl.concat([pl.read_parquet(f) for f in inp[f"mib.{m}"]]),
+            "methods": ((pl.read_parquet(inp[f"methods.{m}"]),
+                         pl.read_parquet(inp[f"methods_agreement.{m}"]))
+                        if f"methods.{m}" in inp.keys() else None),
             "specificity": (pl.read_parquet(inp[f"specificity.{m}"])
                             if f"specificity.{m}" in inp.keys() else None),
             "checkpoints": (io.read_json(inp[f"checkpoints.{m}"])

@@ -5,6 +5,7 @@ import matplotlib
 import polars as pl
 import torch
 
+from vermem import methods as M
 from vermem import mib, plots_mib
 
 matplotlib.use("Agg")
@@ -44,3 +45,27 @@ def test_no_pairs_draws_a_note_not_an_empty_plot():
     fig = plots_mib.mib_figure(table(n_pairs=0), "organism", MAIN)
     assert len(fig.axes) == 1
     assert "no evaluation pairs" in " ".join(t.get_text() for t in fig.axes[0].texts)
+
+
+def test_the_methods_figure_shows_each_method_s_cpr_and_size_and_their_agreement():
+    q = pl.DataFrame([{"task": t, "subset": "W", "method": m, "direction": d,
+                       "n_attribution": 40, "n_selection": 10, "n_pairs": 30, "seconds": 1.0,
+                       "cpr": 0.9, "cpr_lo": 0.85, "cpr_hi": 0.95, "cmd": 0.1, "cmd_lo": 0.05,
+                       "cmd_hi": 0.15, "k": 20, "k_lo": 10.0, "k_hi": 40.0,
+                       "faithfulness": 0.86, "faithfulness_lo": 0.8, "faithfulness_hi": 0.9}
+                      for t in ("branch_comparison", "memorization_decision")
+                      for m in ("EAP", "exact") for d in ("noising", "denoising")],
+                     schema={"task": pl.String, "subset": pl.String, **M.QUALITY_SCHEMA})
+    a = pl.DataFrame([{"task": t, "subset": "W", "method_a": "EAP", "method_b": "exact",
+                       "n_pairs": 40, "n_docs": 9, "statistic": "spearman |score|", "k": 0,
+                       "value": 0.8, "value_lo": 0.7, "value_hi": 0.9}
+                      for t in ("branch_comparison", "memorization_decision")],
+                     schema={"task": pl.String, "subset": pl.String, **M.AGREEMENT_SCHEMA})
+    fig = plots_mib.methods_figure(q, a, "organism", "W")
+    cpr, size, agree = fig.axes
+    assert len(cpr.containers) == 8 and len(size.containers) == 8  # 2 methods x 4 rows
+    assert len(agree.containers) == 2                               # one pair, two tasks
+    assert [t.get_text() for t in agree.get_yticklabels()] == ["EAP vs exact"]
+    assert "branch 40 / 10 / 30" in fig._suptitle.get_text()
+    empty = plots_mib.methods_figure(q.with_columns(pl.lit(0).alias("n_pairs")), a, "o", "W")
+    assert len(empty.axes) == 1

@@ -49,8 +49,25 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
         {**base, "placement": "inside", "circuit": "attribution", "cpr": 0.5, "cpr_lo": 0.4,
          "cpr_hi": 0.6, "cmd": 0.5, "cmd_lo": 0.4, "cmd_hi": 0.6}],
         schema={"task": pl.String, "subset": pl.String, **mib.SCHEMA})
+    from vermem import methods as M
+    quality = pl.DataFrame([{"task": "branch_comparison", "subset": "W", "method": "exact",
+                             "direction": "noising", "n_attribution": 40, "n_selection": 10,
+                             "n_pairs": 30, "seconds": 2.5, "cpr": 0.97, "cpr_lo": 0.96,
+                             "cpr_hi": 0.98, "cmd": 0.03, "cmd_lo": 0.02, "cmd_hi": 0.04,
+                             "k": 16, "k_lo": 5.0, "k_hi": 40.0, "faithfulness": 0.83,
+                             "faithfulness_lo": 0.8, "faithfulness_hi": 0.86}],
+                           schema={"task": pl.String, "subset": pl.String, **M.QUALITY_SCHEMA})
+    agree = pl.DataFrame([{"task": "branch_comparison", "subset": "W", "method_a": "EAP",
+                           "method_b": "exact", "n_pairs": 40, "n_docs": 9,
+                           "statistic": "spearman |score|", "k": 0, "value": 0.904,
+                           "value_lo": 0.865, "value_hi": 0.927}],
+                         schema={"task": pl.String, "subset": pl.String, **M.AGREEMENT_SCHEMA})
     text = summary.render({"organism": {"labels": labels, "pairs": pairs, "minimal": minimal,
-                                        "claims": claims, "mib": mibt}}, None, main)
+                                        "claims": claims, "mib": mibt,
+                                        "methods": (quality, agree)}}, None, main)
+    assert ("| branch_comparison | W | noising | exact | 0.97 [0.96, 0.98] | 0.03 [0.02, 0.04] "
+            "| 16 [5, 40] | 40 / 10 / 30 | 2.5 |") in text
+    assert "| branch_comparison | EAP vs exact | 0.90 [0.86, 0.93] | 9 |" in text
     # the main mode's CPR / CMD next to the random rankings'; other modes are not shown
     assert ("| branch_comparison | W | noising | EAP-IG | 0.91 [0.88, 0.93] | 0.10 [0.08, "
             "0.13] | 0.30 [0.25, 0.35] | 0.70 [0.65, 0.75] | 30 |") in text

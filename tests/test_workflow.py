@@ -300,7 +300,8 @@ def test_figures_are_written(run):
              "circuits/circuit.branch_comparison.stdlib-docstrings",
              "attribution/positions.stdlib-docstrings",
              "circuits/transfer", "circuits/overlap", "circuits/transfer_matched",
-             "circuits/specificity", "circuits/mib", "checkpoints/memorization",
+             "circuits/specificity", "circuits/mib", "circuits/methods",
+             "checkpoints/memorization",
              "checkpoints/circuits", "checkpoints/overlap"}
     for name in names:
         blob = (run / "figures" / "organism" / f"{name}.png").read_bytes()
@@ -581,23 +582,26 @@ CKPT_DOWNSTREAM = {"checkpoint_circuit", "checkpoint_final_circuits", "checkpoin
                    "figure_checkpoints", "summary"}
 CONTROLS_DOWNSTREAM = {"circuit_specificity", "figure_specificity"}
 MIB_DOWNSTREAM = {"figure_mib"}  # the circuit rule writes mib.parquet
+METHODS_DOWNSTREAM = {"method_comparison", "figure_methods"}
 
 
 @pytest.mark.parametrize("section, key, value, rules", [
     ("attribution", "ig_steps", 3,
      {"attribution", "figure_attribution_layers", "circuit", "circuit_transfer",
       "circuit_claims", "figure_faithfulness", "figure_transfer", "checkpoint_attribution",
-      "figure_positions", *CONTROLS_DOWNSTREAM, *MIB_DOWNSTREAM, *CKPT_DOWNSTREAM}),
+      "figure_positions", *CONTROLS_DOWNSTREAM, *MIB_DOWNSTREAM, *METHODS_DOWNSTREAM,
+      *CKPT_DOWNSTREAM}),
     ("circuits", "claims", {"transfer_threshold": 0.6, "margin": 0.1, "min_pairs": 20},
      {"circuit_claims", "figure_transfer", "summary"}),
     ("circuits", "target", 0.8,
      {"circuit", "circuit_transfer", "circuit_claims", "figure_faithfulness",
-      "figure_transfer", *CONTROLS_DOWNSTREAM, *MIB_DOWNSTREAM, *CKPT_DOWNSTREAM}),
+      "figure_transfer", *CONTROLS_DOWNSTREAM, *MIB_DOWNSTREAM, *METHODS_DOWNSTREAM,
+      *CKPT_DOWNSTREAM}),
     ("contrastive", "split", {"attribution": 0.5, "selection": 0.2, "evaluation": 0.3},
      {"pairs", "figures_memorization", "attribution", "figure_attribution_layers", "circuit",
       "circuit_transfer", "circuit_claims", "figure_faithfulness", "figure_transfer",
       "checkpoint_attribution", "figure_positions", *CONTROLS_DOWNSTREAM, *MIB_DOWNSTREAM,
-      *CKPT_DOWNSTREAM}),
+      *METHODS_DOWNSTREAM, *CKPT_DOWNSTREAM}),
     ("checkpoints", "samples_per_group", 10,
      {"checkpoint_samples", "checkpoint_labels", "checkpoint_tables", "figure_checkpoints",
       "summary"}),

@@ -73,3 +73,76 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=4, fontsize=7, frameon=False)
     return fig
+
+
+def methods_figure(quality: pl.DataFrame, agreement: pl.DataFrame, model: str, subset: str):
+    """Attribution methods side by side (vermem.methods): CPR per task and direction with
+    95% intervals (left), the minimal size with its interval (middle, log axis), and the
+    Spearman correlation of |scores| between methods per task (right)."""
+    q = quality.filter(pl.col("n_pairs") > 0)
+    title = f"{model}: attribution methods compared on {subset}"
+    if not q.height or q["cpr"].is_null().all():
+        return empty_figure(title, "no evaluation pairs on this subset: no comparison")
+    methods = list(dict.fromkeys(q["method"]))
+    rows = sorted(set(zip(q["task"], q["direction"], strict=True)))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 0.5 + 0.45 * len(rows) * len(methods) / 2 + 2))
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    labels = []
+    for i, (task, d) in enumerate(rows):
+        labels.append(f"{task.split('_')[0]} / {d}")
+        for j, m in enumerate(methods):
+            r = q.filter((pl.col("task") == task) & (pl.col("direction") == d)
+                         & (pl.col("method") == m))
+            if not r.height:
+                continue
+            r = r.row(0, named=True)
+            y = i + (j - (len(methods) - 1) / 2) * 0.8 / len(methods)
+            for ax, key, lo, hi in ((axes[0], "cpr", "cpr_lo", "cpr_hi"),
+                                    (axes[1], "k", "k_lo", "k_hi")):
+                if r[key] is None:
+                    continue
+                err = None if r[lo] is None else [[max(0, r[key] - r[lo])],
+                                                   [max(0, r[hi] - r[key])]]
+                ax.errorbar(r[key], y, xerr=err, fmt="o", ms=4, color=colors[m],
+                            elinewidth=0.9, capsize=2, label=m if i == 0 else None)
+    for ax in axes[:2]:
+        ax.set_yticks(range(len(rows)), labels, fontsize=7)
+        ax.invert_yaxis()
+    axes[0].set_xlabel("CPR (area under F, 0.1-100% of edges; higher is better)", fontsize=8)
+    axes[0].set_title("MIB CPR, 95% CI", fontsize=9)
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("minimal circuit size k (edges; selection pairs)", fontsize=8)
+    axes[1].set_title("minimal size, 95% CI", fontsize=9)
+    axes[1].set_yticklabels([])
+    ax = axes[2]
+    sp = agreement.filter(pl.col("statistic") == "spearman |score|")
+    tasks = sorted(set(sp["task"])) if sp.height else []
+    if not tasks:
+        note(ax, "one method only: no agreement")
+    pairs = list(dict.fromkeys(zip(sp["method_a"], sp["method_b"], strict=True)))
+    for i, (a, b) in enumerate(pairs):
+        for j, task in enumerate(tasks):
+            r = sp.filter((pl.col("method_a") == a) & (pl.col("method_b") == b)
+                          & (pl.col("task") == task))
+            if not r.height or r["value"][0] is None:
+                continue
+            r = r.row(0, named=True)
+            y = i + (j - (len(tasks) - 1) / 2) * 0.35
+            ax.errorbar(r["value"], y, xerr=[[r["value"] - r["value_lo"]],
+                                              [r["value_hi"] - r["value"]]],
+                        fmt="s", ms=4, color=f"C{len(methods) + j}", elinewidth=0.9,
+                        capsize=2, label=task.replace("_", " ") if i == 0 else None)
+    ax.set_yticks(range(len(pairs)), [f"{a} vs {b}" for a, b in pairs], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("Spearman of |scores| (attribution pairs)", fontsize=8)
+    ax.set_title("agreement, 95% CI", fontsize=9)
+    if tasks:
+        ax.legend(fontsize=6.5, loc="lower left")
+    n = q.select("task", "n_attribution", "n_selection", "n_pairs").unique().sort("task")
+    ns = "; ".join(f"{t.split('_')[0]} {a} / {s} / {e}" for t, a, s, e in n.iter_rows())
+    fig.suptitle(f"{title}\n(pairs, attribution / selection / evaluation: {ns})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(methods), fontsize=7.5,
+               frameon=False)
+    return fig

@@ -132,6 +132,30 @@ def mib_section(model: str, mib: pl.DataFrame, main: Mapping[str, str]) -> list[
     return out
 
 
+def methods_section(model: str, quality: pl.DataFrame, agreement: pl.DataFrame) -> list[str]:
+    """Attribution methods side by side on the main subset: CPR, CMD and the minimal size
+    per task and direction, then the Spearman correlation between every two methods."""
+    out = [f"### Attribution methods compared (`results/circuits/{model}/methods.parquet`)",
+           "", "Each method ranks the edges from the same attribution pairs; CPR / CMD on the "
+           "evaluation pairs, the size chosen on the selection pairs, main mode.", ""]
+    rows = [(r["task"], r["subset"], r["direction"], r["method"],
+             _ci(r["cpr"], r["cpr_lo"], r["cpr_hi"]), _ci(r["cmd"], r["cmd_lo"], r["cmd_hi"]),
+             "none in the band" if r["k"] is None else
+             f"{r['k']} [{_k(r['k_lo'])}, {_k(r['k_hi'])}]",
+             f"{r['n_attribution']} / {r['n_selection']} / {r['n_pairs']}",
+             f"{r['seconds']:.1f}")
+            for r in quality.iter_rows(named=True)]
+    out += _table(("task", "subset", "direction", "method", "CPR", "CMD", "minimal k",
+                   "n attribution / selection / evaluation", "attribution s"), rows)
+    sp = agreement.filter(pl.col("statistic") == "spearman |score|")
+    rows = [(r["task"], f"{r['method_a']} vs {r['method_b']}",
+             _ci(r["value"], r["value_lo"], r["value_hi"]), r["n_docs"])
+            for r in sp.iter_rows(named=True)]
+    out += ["Spearman correlation of |scores| (intervals: attribution documents resampled):",
+            ""] + _table(("task", "methods", "Spearman", "attribution documents"), rows)
+    return out
+
+
 def specificity_section(model: str, spec: pl.DataFrame) -> list[str]:
     out = [f"### Specificity (`results/circuits/{model}/specificity.parquet`)", "",
            "The memorization circuit's top-k on its memorized and on its control evaluation "
@@ -197,7 +221,8 @@ def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
 def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] | None,
            main: Mapping[str, str]) -> str:
     """The summary of a run. models: name -> {labels, pairs (summary JSONs), minimal (records),
-    claims (table), mib (the tasks' mib.parquet tables stacked, or None), specificity
+    claims (table), mib (the tasks' mib.parquet tables stacked, or None), methods (quality and
+    agreement tables, or None), specificity
     (table or None), checkpoints (summary JSON or None)}."""
     out = ["# What this run gives", "",
            "Written by the `summary` rule from the run's own tables; every number below is "
@@ -209,6 +234,8 @@ def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] 
         out += circuits_section(name, m["minimal"], main)
         if m.get("mib") is not None:
             out += mib_section(name, m["mib"], main)
+        if m.get("methods") is not None:
+            out += methods_section(name, *m["methods"])
         if m.get("specificity") is not None:
             out += specificity_section(name, m["specificity"])
         out += claims_section(name, m["claims"])

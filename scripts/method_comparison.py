@@ -1,0 +1,42 @@
+"""Rule method_comparison: attribution methods side by side on the main subset, per task:
+MIB's CPR and CMD, the minimal circuit, and the methods' agreement (vermem.methods)."""
+
+import polars as pl
+from _rule import rule
+
+from vermem import circuits, graph, io, methods, models, resources, stats
+
+with rule(snakemake) as log:
+    p = snakemake.params
+    cfg, att = p.config, p.attribution
+    record = io.read_json(snakemake.input.model)
+    batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
+    model, _ = models.load(record, p.device)
+    g = graph.Graph(graph.Shape.from_config(model.config))
+    pairs = pl.read_parquet(snakemake.input.pairs)
+    boot = stats.Bootstrap(**cfg["bootstrap"])
+    quality, agree = [], []
+    for task in p.tasks:
+        attr = pairs.filter((pl.col("task") == task) & (pl.col("subset") == p.main_subset)
+                            & (pl.col("split") == "attribution"))
+        sel_pairs, ev_pairs = circuits.split_sets(pairs, task, p.main_subset,
+                                                  snakemake.input.pairs, cfg["max_pairs"],
+                                                  p.seed)
+        if p.select_on_evaluation:  # no selection part: the authors' design
+            sel_pairs = ev_pairs
+        sel, ev = (circuits.EvalSet.of_pairs(model, q, batch) for q in (sel_pairs, ev_pairs))
+        log.info("%s / %s: %d attribution pairs (%d documents), %d selection, %d evaluation; "
+                 "methods %s", task, p.main_subset, attr.height, attr["doc_id"].n_unique(),
+                 sel.n, ev.n, ", ".join(p.methods))
+        q, a = methods.compare(model, g, attr, sel, ev, p.methods, att["ig_steps"],
+                               cfg["metric"], cfg["main"], cfg["target"], cfg["curve_points"],
+                               boot, batch, cfg["circuits_per_forward"], cfg["search_width"])
+        front = [pl.lit(task).alias("task"), pl.lit(p.main_subset).alias("subset"), pl.all()]
+        quality.append(q.select(front))
+        agree.append(a.select(front))
+        for r in q.iter_rows(named=True):
+            log.info("%s %s: CPR %s, minimal k %s, %.1f s", r["method"], r["direction"],
+                     "-" if r["cpr"] is None else f"{r['cpr']:.3f}", r["k"], r["seconds"])
+    prov = io.provenance(cfg, model=record["name"], revision=record["revision"])
+    io.write_parquet(pl.concat(quality), snakemake.output.quality, prov)
+    io.write_parquet(pl.concat(agree), snakemake.output.agreement, prov)

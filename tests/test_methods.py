@@ -1,0 +1,97 @@
+"""Attribution methods side by side (vermem.methods): exact scores equal single-edge patching
+done one edge at a time, document sums add up to the attribution mean, the agreement
+statistics and their intervals, and the comparison table."""
+
+import polars as pl
+import pytest
+import torch
+
+from vermem import attribution as A
+from vermem import circuits as C
+from vermem import methods as M
+from vermem import stats as S
+from vermem.graph import Graph, Shape
+
+from .test_attribution import neox
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = neox()
+    g = Graph(Shape.from_config(model.config))
+    gen = torch.Generator().manual_seed(5)
+    clean = torch.randint(1, 100, (6, 6), generator=gen).tolist()
+    corrupt = [c[:-2] + torch.randint(1, 100, (2,), generator=gen).tolist() for c in clean]
+    pairs = pl.DataFrame({"doc_id": ["a", "a", "b", "c", "c", "c"], "clean": clean,
+                          "corrupt": corrupt, "answer": [1, 2, 3, 4, 5, 6],
+                          "wrong": [7, 8, 9, 10, 11, 12]})
+    return model, g, pairs
+
+
+def test_exact_scores_are_single_edge_patching_summed_per_document(setup):
+    model, g, pairs = setup
+    sums, counts = M.doc_sums(model, g, pairs, "exact", 5, "logit_diff", 4, per_forward=8)
+    assert counts.tolist() == [2, 1, 3]
+    # one document at a time, one edge at a time, by the plain patching function
+    for i, doc in enumerate(["a", "b", "c"]):
+        q = pairs.filter(pl.col("doc_id") == doc)
+        b = A.Batch.make(q["clean"].to_list(), q["corrupt"].to_list(), q["answer"].to_list(),
+                         q["wrong"].to_list(), "cpu")
+        some = torch.zeros_like(g.mask)
+        some.view(-1)[g.mask.flatten().nonzero()[::5, 0]] = True  # a spread of edges
+        want = A.exact_edge_effects(model, g, b, "logit_diff", some)
+        got = sums[i].float() * some
+        assert torch.allclose(got, want, atol=1e-6, rtol=1e-4), (doc, (got - want).abs().max())
+        assert want.abs().max() > 1e-4  # effects well above the tolerance
+
+
+def test_gradient_methods_document_sums_add_up_to_the_attribution_mean(setup):
+    model, g, pairs = setup
+    for method in ("EAP", "EAP-IG-activations"):
+        sums, counts = M.doc_sums(model, g, pairs, method, 3, "logit_diff", 4)
+        out, n = A.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
+                       pairs["answer"].to_list(), pairs["wrong"].to_list(), method, 3,
+                       "logit_diff", 4, "hooks", directions=("noising",), positions=False)
+        assert n == int(counts.sum()) == 6
+        assert torch.allclose((sums.sum(0) / n).float(), out["scores"], atol=1e-5, rtol=1e-4)
+
+
+def test_spearman_and_top_jaccard_on_known_rankings():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert float(M.spearman(a, a)) == pytest.approx(1.0)
+    assert float(M.spearman(a, -a)) == pytest.approx(-1.0)
+    # one swap of neighbours: 1 - 6 * 2 / (5 * 24) = 0.9
+    assert float(M.spearman(a, torch.tensor([2.0, 1.0, 3.0, 4.0, 5.0]))) == pytest.approx(0.9)
+    b = torch.tensor([5.0, -4.0, 0.1, 0.2, 0.3])  # top 2 by |value|: {0, 1}; a's: {3, 4}
+    assert float(M.top_jaccard(a, b, 2)) == 0.0
+    assert float(M.top_jaccard(a, torch.tensor([0.0, 0.0, 1.0, 9.0, -8.0]), 3)) == 1.0
+    assert float(M.top_jaccard(a, torch.tensor([0.0, 0.0, 9.0, 1.0, -8.0]), 2)) == \
+        pytest.approx(1 / 3)
+
+
+def test_agreement_of_a_method_with_itself_is_one_and_with_another_has_an_interval(setup):
+    model, g, pairs = setup
+    boot = S.Bootstrap(200)
+    eap = M.doc_sums(model, g, pairs, "EAP", 3, "logit_diff", 4)
+    ig = M.doc_sums(model, g, pairs, "EAP-IG", 3, "logit_diff", 4)
+    same = M.agreement(g, {"EAP": eap, "again": eap}, boot)
+    assert (same["value"] - 1).abs().max() < 1e-9 and (same["value_lo"] - 1).abs().max() < 1e-9
+    two = M.agreement(g, {"EAP": eap, "EAP-IG": ig}, boot)
+    assert set(two["statistic"]) == {"spearman |score|", "top 1% Jaccard", "top 5% Jaccard"}
+    assert (two["n_docs"] == 3).all() and (two["n_pairs"] == 6).all()
+    sp = two.filter(pl.col("statistic") == "spearman |score|").row(0, named=True)
+    assert 0.3 < sp["value"] < 1.0 and sp["value_lo"] <= sp["value"] <= sp["value_hi"]
+    assert sp["value_hi"] - sp["value_lo"] > 0
+
+
+def test_compare_scores_every_method_in_both_directions_with_n(setup):
+    model, g, pairs = setup
+    ev = C.EvalSet.of_pairs(model, pairs, 4)
+    q, a = M.compare(model, g, pairs, ev, ev, ["EAP", "exact"], 3, "logit_diff",
+                     {"placement": "outside", "ablation": "resample"}, 0.85, 6,
+                     S.Bootstrap(50), 4, 8)
+    assert q.height == 4 and set(q["method"]) == {"EAP", "exact"}
+    assert (q["n_attribution"] == 6).all() and (q["n_pairs"] == 6).all()
+    assert q["cpr"].is_not_null().all() and (q["seconds"] > 0).all()
+    assert (q["cpr_lo"] <= q["cpr"]).all() and (q["cpr"] <= q["cpr_hi"]).all()
+    assert a.height == 3
