@@ -16,6 +16,7 @@ runs only (`test_slurm_profile_sends_gpu_rules_to_the_gpu_partition`).
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -460,7 +461,11 @@ def test_a_hub_or_local_model_s_record_ignores_its_checkpoint_list(tmp_path, tin
     model, or its final_step, must not rewrite it and rerun everything downstream."""
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
     cfg["organism"], cfg["dynamics"] = None, None
-    cfg["models"] = {"m": {"source": "local", "path": str(tiny_model_dir), "final_step": 4000,
+    folder = tmp_path / "m"  # the model with its checkpoint subfolders (checked at start-up)
+    shutil.copytree(tiny_model_dir, folder)
+    for step in ("step1000", "step2000"):
+        (folder / step).symlink_to(tiny_model_dir, target_is_directory=True)
+    cfg["models"] = {"m": {"source": "local", "path": str(folder), "final_step": 4000,
                            "checkpoints": ["step1000"]}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     # the target first: --configfile takes every path after it
@@ -555,7 +560,7 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
     gpu_rules = {"train_organism", "labels", "divergence", "pairs", "attribution", "circuit",
                  "circuit_transfer", "circuit_specificity", "dynamics_train",
                  "dynamics_sequential", "checkpoint_labels", "checkpoint_attribution",
-                 "checkpoint_circuit", "checkpoint_final_circuits"}
+                 "checkpoint_circuit", "checkpoint_final_circuits", "method_comparison"}
     assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
     for rule, res in resources.items():
         if rule in gpu_rules:

@@ -54,7 +54,7 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str, steps: int, 
         res = C.evaluate_many(model, graph, ev, jobs, kind, per_forward)
         base = res[0].metric
         index = {d: i for i, d in enumerate(docs)}
-        g = torch.tensor([index[d] for d in ev.docs])
+        g = torch.tensor([index[d] for d in ev.docs], dtype=torch.long)
         counts.index_add_(0, g, torch.ones(len(g), dtype=torch.float64))
         for (s, d), r in zip(edges, res[1:], strict=True):
             sums[:, s, d].index_add_(0, g, r.metric - base)
