@@ -592,10 +592,16 @@ def _count(group: str) -> float | None:
         return None
 
 
+_GRADED_PANELS = (("match_fraction", "mean match fraction\n(continuation reproduced)"),
+                  ("exact_prefix", "mean exact prefix\n(tokens before a mismatch)"))
+
+
 def checkpoint_memorization(df: pl.DataFrame, model: str):
     """Share of a fixed sample set labelled memorized at each training checkpoint: a
     line per duplicate count when the table has them (the model organism; 0 = unseen), else
-    per subset, with the Wilson 95% interval shaded; n per group in the legend."""
+    per subset, with the Wilson 95% interval shaded; n per group in the legend. Below it,
+    where the table has them, the graded scores behind the label: the mean match fraction
+    and the mean exact-prefix length, with bootstrap intervals over documents."""
     title = f"{model}: memorization across training"
     if df.height == 0:
         return empty_figure(title, "no checkpoint rows (n = 0): nothing to draw")
@@ -616,7 +622,11 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
         colors = dict(zip(groups, sns.color_palette(n_colors=len(groups)), strict=True))
         names = {g: g for g in groups}
     final = _final_step(d)
-    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    graded = [(c, label) for c, label in _GRADED_PANELS
+              if c in d.columns and d[c].is_not_null().any()]
+    fig, axes = plt.subplots(1 + len(graded), 1, sharex=True, squeeze=False,
+                             figsize=(5.6, 3.0 + 2.1 * len(graded)))
+    ax = axes[0][0]
     total = drawn = 0
     for g in groups:
         rows = d.filter(pl.col("group") == g).sort("step")
@@ -625,16 +635,28 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
         total += n
         drawn += _band_line(ax, rows, "share", "share_lo", "share_hi", colors[g],
                             label=f"{names[g]} (n = {n})")
-    _step_axis(ax, d["step"].to_list(), final)
+        for (c, _), gax in zip(graded, axes[1:, 0], strict=True):
+            _band_line(gax, rows, c, f"{c}_lo", f"{c}_hi", colors[g])
+    for i, a in enumerate(axes[:, 0]):
+        _step_axis(a, d["step"].to_list(), final, label_final=i == 0)
+        if i < len(graded):
+            a.set_xlabel("")
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("share labelled memorized")
+    for (c, label), gax in zip(graded, axes[1:, 0], strict=True):
+        gax.set_ylabel(label, fontsize=8)
+        if c == "match_fraction":
+            gax.set_ylim(-0.03, 1.03)
+        else:
+            gax.set_ylim(bottom=-0.5)
     if drawn == 0:
         note(ax, "no share to draw: every group has n = 0 at every checkpoint")
     _legend_outside(ax, title="duplicate count" if by == "dup_count" else "subset",
                     title_fontsize=7)
     n_ck = d["checkpoint"].n_unique()
     ax.set_title(f"{title}\n({n_ck} points, n = {total} documents, one sample each; "
-                 f"shaded: Wilson 95%)",
+                 "shaded: Wilson 95%" + ("; below: bootstrap 95% over documents" if graded
+                                         else "") + ")",
                  fontsize=9, pad=12)
     return fig
 
@@ -829,9 +851,10 @@ def _legend_below(fig, handles, title: str | None) -> None:
 
 
 def checkpoint_overlap(df: pl.DataFrame, model: str):
-    """Per task (columns): the edge Jaccard index of each checkpoint's minimal circuit with
-    the final model's (top) and the Spearman correlation of |edge score| between each
-    checkpoint's attribution and the final model's (bottom)."""
+    """Per task (columns): the edge Jaccard index (solid) and overlap coefficient (dashed) of
+    each checkpoint's minimal circuit with the final model's (top) and the Spearman
+    correlation of |edge score| between each checkpoint's attribution and the final model's
+    (bottom)."""
     from matplotlib.lines import Line2D
 
     title = f"{model}: circuits against the final model's"
@@ -850,10 +873,13 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
             ld = d.filter(pl.col(kind) == value)
             for ax, col in ((j_ax, "jaccard"), (r_ax, "rank_corr")):
                 counts[col] += _band_line(ax, ld, col, None, None, color)
+            if "overlap_coefficient" in ld.columns:
+                _band_line(j_ax, ld, "overlap_coefficient", None, None, color, ls="--",
+                           mfc="white")
         j_ax.set_ylim(-0.03, 1.03)
         r_ax.set_ylim(-1.05, 1.05)
         r_ax.axhline(0, color="0.3", lw=0.7)
-        j_ax.set_ylabel("edge Jaccard with the\nfinal minimal circuit" if j == 0 else "")
+        j_ax.set_ylabel("edge overlap with the\nfinal minimal circuit" if j == 0 else "")
         r_ax.set_ylabel("Spearman ρ of |edge score|\nwith the final model" if j == 0 else "")
         for ax, col, what in ((j_ax, "jaccard", "no Jaccard: a minimal circuit\nis missing "
                                "at every checkpoint"),
@@ -865,7 +891,10 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
         j_ax.set_title(_panel_title(d, task, sem), fontsize=8, pad=12)
     handles = [Line2D([], [], color=c, marker="o", ms=3.5, label=_line_label(kind, v, df))
                for kind, v, c in lines]
-    handles.append(Line2D([], [], color="0.35", ls=":", lw=1, label="final model"))
+    handles += [Line2D([], [], color="0.2", marker="o", ms=3.5, label="Jaccard |A∩B| / |A∪B|"),
+                Line2D([], [], color="0.2", marker="o", ms=3.5, ls="--", mfc="white",
+                       label="overlap coefficient\n|A∩B| / min(|A|, |B|)"),
+                Line2D([], [], color="0.35", ls=":", lw=1, label="final model")]
     fig.suptitle(f"{title}{_subset_note(subsets)} (no interval: one attribution per "
                  "checkpoint)", fontsize=9)
     fig.tight_layout()
