@@ -117,3 +117,21 @@ def test_checkpoint_section_states_the_rules_and_shows_from_first_and_overlap():
             "| 1.5 [0.2, 3.8] |") in text
     assert "| bc | W | prevention | 16 | 10 | never | 10 | 20 | 10 |" in text
     assert "| bc | prevention | 10 | 4 | 0.25 | 1.00 |" in text
+
+
+def test_findings_section_puts_each_finding_next_to_the_run_with_its_verdict():
+    from vermem import findings as F
+
+    found = pl.DataFrame([{"question": "Q1", "finding": "longer strings are slower",
+                           "factor": "length", "shows": "16: 22 (16), 64: 54 (16)",
+                           "estimate": 1.0, "compared": 32, "p_agrees": 0.0001,
+                           "p_disagrees": 1.0, "verdict": "agrees", "reason": "p = 0.0001"},
+                          {"question": "Q1", "finding": "larger models are faster",
+                           "factor": "n_params", "shows": "1: 35 (32)", "estimate": None,
+                           "compared": 0, "p_agrees": None, "p_disagrees": None,
+                           "verdict": "insufficient", "reason": "one level"}],
+                         schema=F.SCHEMA)
+    text = "\n".join(summary.findings_section(found))
+    assert ("| Q1 | longer strings are slower | 16: 22 (16), 64: 54 (16) | +1.00 | 32 | "
+            "**agrees** | p = 0.0001 |") in text
+    assert "| Q1 | larger models are faster | 1: 35 (32) | n/a | 0 | **insufficient** |" in text

@@ -348,11 +348,14 @@ def overlap_heatmaps(overlap: pl.DataFrame, model: str):
 
 
 def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
-    """Loss and accuracy against epoch per alphabet size (mean over seeds), with H(p) on the
-    loss panels and max p (the best guess's expected accuracy) on the accuracy panels."""
+    """Loss and accuracy against epoch per alphabet size: the mean over seeds with the
+    seeds' range (min to max) shaded; on the loss panels H(p) (dashed) and the range of the
+    strings' own letter entropies H(q) (grey band, the guessing phase's reference), on the
+    accuracy panels max p (dashed) and the range of the strings' best constant guess."""
+    own = [c for c in ("empirical_entropy", "guess_accuracy") if c in phases.columns]
     c = curves.filter(pl.col("model") == model).join(
         phases.select("model", "init", "string_id", "seed", "alphabet_size", "length",
-                      pl.col("entropy").alias("h"), "max_p"),
+                      pl.col("entropy").alias("h"), "max_p", *own),
         on=["model", "init", "string_id", "seed"])  # h: H(p); entropy: the model's
     sizes = sorted(c["alphabet_size"].unique())
     fig, axes = plt.subplots(2, len(sizes), figsize=(3.2 * len(sizes), 5.2), sharex=True,
@@ -363,20 +366,31 @@ def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
         d = df[df.alphabet_size == l]
         for i, metric in enumerate(("loss", "accuracy")):
             ax = axes[i][j]
-            sns.lineplot(d, x="epoch", y=metric, hue="init", style="length", errorbar=None,
-                         ax=ax, legend=(i, j) == (0, len(sizes) - 1))
+            sns.lineplot(d, x="epoch", y=metric, hue="init", style="length",
+                         errorbar=("pi", 100), err_kws={"alpha": 0.15, "lw": 0}, ax=ax,
+                         legend=(i, j) == (0, len(sizes) - 1))
             ref = c.filter(pl.col("alphabet_size") == l)
             for v in sorted(ref["h" if i == 0 else "max_p"].unique()):
                 ax.axhline(v, color="grey", ls="--", lw=0.8)
+            col = "empirical_entropy" if i == 0 else "guess_accuracy"
+            if col in ref.columns:
+                ax.axhspan(ref[col].min(), ref[col].max(), color="0.5", alpha=0.2, lw=0,
+                           zorder=0)
             if i == 0:
                 ax.set_yscale("log")
-                ax.set_title(f"alphabet size {l} (dashed: H(p))")
+                ax.set_title(f"alphabet size {l}\n(dashed: H(p); grey: strings' H(q))",
+                             fontsize=9)
             else:
                 ax.set_ylim(-0.03, 1.03)
-                ax.set_title("dashed: max p", fontsize=8)
+                ax.set_title("dashed: max p; grey: strings' best guess", fontsize=8)
+            if j:
+                ax.set_ylabel("")
     if len(sizes):
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.suptitle(f"{model}: memorizing random strings", y=1.02)
+    n_seeds = c.select("init", "string_id", "seed").unique().group_by("init", "string_id").len()
+    seeds = _span(n_seeds["len"].to_list()) if n_seeds.height else "0"
+    fig.suptitle(f"{model}: memorizing random strings (mean of {seeds} seeds per line, "
+                 "shaded: their range)", y=1.02)
     return fig
 
 
@@ -400,10 +414,10 @@ def position_grid(runs: dict[str, pl.DataFrame], title: str):
 
 def q1_factors(phases: pl.DataFrame):
     """Per Q1 factor (pooling the other factors) and init: the median epochs to memorize
-    with never-memorized strings censored at the last epoch (top; a triangle at the last
-    epoch marks a median beyond it, bars are the order-statistic 95% interval where n allows
-    one), and the share of strings memorized with its Wilson 95% interval (bottom); n
-    strings under each point."""
+    with never-memorized strings censored at the horizon, the last epoch at which a
+    memorized run can start (top; a triangle at the horizon marks a median beyond it, bars
+    are the order-statistic 95% interval where n allows one), and the share of strings
+    memorized with its Wilson 95% interval (bottom); n strings under each point."""
     from .dynamics import time_to_memorize
 
     factors = [("alphabet_size", "alphabet size"), ("entropy_fraction", "H(p) / log(l)"),
@@ -411,7 +425,8 @@ def q1_factors(phases: pl.DataFrame):
     inits = sorted(phases["init"].unique()) if phases.height else []
     fig, axes = plt.subplots(2, len(factors), figsize=(3.4 * len(factors), 5.6),
                              sharey="row", squeeze=False)
-    horizon = int(phases["epochs"].max()) if phases.height else 0
+    col = "horizon" if "horizon" in phases.columns else "epochs"
+    horizon = int(phases[col].max()) if phases.height else 0
     colors = sns.color_palette(n_colors=max(1, len(inits)))
     for j, (col, label) in enumerate(factors):
         levels = sorted(phases[col].unique()) if phases.height else []
@@ -453,7 +468,8 @@ def q1_factors(phases: pl.DataFrame):
         axes[1][-1].legend(title="init", loc="upper left", bbox_to_anchor=(1.01, 1),
                            frameon=False)
     never = int(phases["memorized"].is_null().sum()) if phases.height else 0
-    fig.suptitle(f"Q1: epochs to memorize, censored at {horizon} (triangle: median > "
+    fig.suptitle(f"Q1: epochs to memorize (accuracy 1 held), censored at {horizon} "
+                 "(triangle: median > "
                  f"{horizon}; {never} of {phases.height} strings never memorized; "
                  "n strings under each point)", y=1.02)
     return fig

@@ -246,8 +246,11 @@ def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
 
 def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
     out = ["## Study B: memorizing random strings (`results/dynamics/summary.json`)", "",
-           "Share of strings memorized (Wilson 95%) and the Kaplan-Meier median of epochs to "
-           "memorize (order-statistic interval; censored at the last epoch).", ""]
+           "Share of strings memorized (Wilson 95%; memorized: accuracy 1 for the hold epochs "
+           "in a row) and the Kaplan-Meier median of epochs to memorize (order-statistic "
+           "interval; censored at the last epoch at which such a run can start); guessing "
+           "phase: strings whose loss held at their own letter entropy while the accuracy "
+           "stayed at the best guess, before it rose.", ""]
     rows = []
     for key, v in sorted(dyn.items()):
         n = v.get("strings", v.get("n"))
@@ -262,8 +265,23 @@ def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def findings_section(found: pl.DataFrame) -> list[str]:
+    """Speicher et al.'s findings next to what the run shows, a verdict per row."""
+    out = ["### Against Speicher et al. (2024) (`results/dynamics/findings.parquet`)", "",
+           "Q1: stratified concordance of the factor with the epochs to memorize (+1: the "
+           "paper's direction; strings compared only within equal other factors, "
+           "never-memorized ones censored) with one-sided permutation p-values; Q3: the rule "
+           "in each row's reason (docs/study-b.md, Findings).", ""]
+    rows = [(r["question"], r["finding"], r["shows"],
+             "n/a" if r["estimate"] is None else f"{r['estimate']:+.2f}", r["compared"],
+             f"**{r['verdict']}**", r["reason"]) for r in found.iter_rows(named=True)]
+    out += _table(("question", "finding", "the run shows", "estimate", "compared",
+                   "verdict", "why"), rows)
+    return out
+
+
 def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] | None,
-           main: Mapping[str, str]) -> str:
+           main: Mapping[str, str], findings: pl.DataFrame | None = None) -> str:
     """The summary of a run. models: name -> {labels, pairs (summary JSONs), minimal (records),
     claims (table), mib (the tasks' mib.parquet tables stacked, or None), methods (quality and
     agreement tables, or None), specificity
@@ -287,4 +305,6 @@ def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] 
             out += checkpoints_section(name, m["checkpoints"])
     if dynamics:
         out += dynamics_section(dynamics)
+    if findings is not None:
+        out += findings_section(findings)
     return "\n".join(out).rstrip() + "\n"
