@@ -30,3 +30,17 @@ def test_curves_show_the_seed_range_and_the_strings_own_references():
         return [pytest.approx((p.get_y(), p.get_y() + p.get_height())) for p in ax.patches]
     assert (1.2, 1.25) in spans(loss_ax) and (0.375, 0.5) in spans(acc_ax)
     assert "their range" in fig._suptitle.get_text()
+
+
+def test_one_seed_draws_its_own_references_as_lines():
+    rows = [{"model": "m", "init": "pretrained", "string_id": "l2-h1-n8", "seed": 0, "epoch": e,
+             "accuracy": 0.5 + 0.05 * e, "loss": 1.0 - 0.05 * e, "p_true": 0.5, "entropy": 1.0}
+            for e in range(10)]
+    ph = [{"model": "m", "init": "pretrained", "string_id": "l2-h1-n8", "seed": 0,
+           "alphabet_size": 2, "length": 8, "entropy": 0.693, "max_p": 0.5,
+           "empirical_entropy": 0.662, "guess_accuracy": 0.625}]
+    fig = plots.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
+    for ax, v in ((fig.axes[0], 0.662), (fig.axes[1], 0.625)):
+        assert any(list(ln.get_ydata()) == [v, v] and ln.get_linewidth() == 3
+                   for ln in ax.get_lines())
+    assert "one seed per line" in fig._suptitle.get_text()

@@ -373,9 +373,12 @@ def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
             for v in sorted(ref["h" if i == 0 else "max_p"].unique()):
                 ax.axhline(v, color="grey", ls="--", lw=0.8)
             col = "empirical_entropy" if i == 0 else "guess_accuracy"
-            if col in ref.columns:
-                ax.axhspan(ref[col].min(), ref[col].max(), color="0.5", alpha=0.2, lw=0,
-                           zorder=0)
+            if col in ref.columns:  # a band over the strings, a line where they agree
+                lo, hi = ref[col].min(), ref[col].max()
+                if hi > lo:
+                    ax.axhspan(lo, hi, color="0.5", alpha=0.2, lw=0, zorder=0)
+                else:
+                    ax.axhline(lo, color="0.5", alpha=0.5, lw=3, zorder=0)
             if i == 0:
                 ax.set_yscale("log")
                 ax.set_title(f"alphabet size {l}\n(dashed: H(p); grey: strings' H(q))",
@@ -389,8 +392,9 @@ def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     n_seeds = c.select("init", "string_id", "seed").unique().group_by("init", "string_id").len()
     seeds = _span(n_seeds["len"].to_list()) if n_seeds.height else "0"
-    fig.suptitle(f"{model}: memorizing random strings (mean of {seeds} seeds per line, "
-                 "shaded: their range)", y=1.02)
+    spread = ("one seed per line" if seeds == "1" else
+              f"mean of {seeds} seeds per line, shaded: their range")
+    fig.suptitle(f"{model}: memorizing random strings ({spread})", y=1.02)
     return fig
 
 

@@ -235,7 +235,8 @@ def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
              "n/a" if o.get("overlap_coefficient") is None else
              f"{o['overlap_coefficient']:.2f}")
             for c in ck.get("circuits", []) for o in c.get("overlap", [])]
-    if rows:
+    if any(o["jaccard"] is not None for c in ck.get("circuits", [])
+           for o in c.get("overlap", [])):
         out += ["Each checkpoint's own minimal circuit against the final one: Jaccard |A ∩ B| "
                 "/ |A ∪ B| and the overlap coefficient |A ∩ B| / min(|A|, |B|) (1: the smaller "
                 "lies inside the larger, whatever their sizes).", ""]
