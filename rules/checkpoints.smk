@@ -139,6 +139,8 @@ rule checkpoint_tables:
         summary="results/checkpoints/{model}/summary.json",
     params:
         target=config["circuits"]["target"],
+        min_documents=config["checkpoints"]["min_documents"] if CKPT_MODELS else None,
+        bootstrap=config["circuits"]["bootstrap"],
         names=lambda wc: [*CKPTS[wc.model], FINAL],
         final_step=lambda wc: _ck.final_step(config, wc.model),
         tasks=config["attribution"]["tasks"],

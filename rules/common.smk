@@ -145,6 +145,7 @@ def summary_inputs(wc):
             out[f"checkpoints.{m}"] = f"results/checkpoints/{m}/summary.json"
     if config.get("dynamics"):
         out["dynamics"] = "results/dynamics/summary.json"
+        out["dynamics_findings"] = "results/dynamics/findings.parquet"
     return out
 
 

@@ -102,9 +102,11 @@ if DYN:
             q2="results/dynamics/q2.parquet",
             q3="results/dynamics/q3.parquet",
             sequential="results/dynamics/sequential.parquet",
+            findings="results/dynamics/findings.parquet",
             summary="results/dynamics/summary.json",
         params:
             config=DYN,
+            seed=config["seed"],
         log:
             "logs/dynamics/tables.log",
         conda:

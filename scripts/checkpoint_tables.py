@@ -1,11 +1,12 @@
 """Rule checkpoint_tables: every checkpoint of a model gathered in step order: memorized
-share of the fixed sample set, and per task, subset and direction the logit gap, the minimal
-circuit, the final circuit's faithfulness and the overlap with the final circuit."""
+share of the fixed sample set with its graded scores, and per task, subset and direction the
+logit gap, the minimal circuit, the final circuit's faithfulness and the overlap with the
+final circuit."""
 
 import polars as pl
 from _rule import rule
 
-from vermem import attribution, checkpoints, io
+from vermem import attribution, checkpoints, io, stats
 
 with rule(snakemake) as log:
     p, inp, model = snakemake.params, snakemake.input, snakemake.wildcards.model
@@ -29,11 +30,13 @@ with rule(snakemake) as log:
             "evaluated": pl.read_parquet(inp.evaluated[i])})
     points.sort(key=lambda q: (q["step"] is None, q["step"] or 0))
     memo = checkpoints.memorization(model, [(q["checkpoint"], q["step"], q["final"],
-                                             q["labels"]) for q in points], keys)
+                                             q["labels"]) for q in points], keys,
+                                    stats.Bootstrap(**p.bootstrap))
     circ = checkpoints.circuit_table(model, points, p.main)
     prov = io.provenance({"main": p.main}, model=model)
     io.write_parquet(memo, snakemake.output.memorization, prov)
     io.write_parquet(circ, snakemake.output.circuits, prov)
-    io.write_json(checkpoints.summary(memo, circ, p.target), snakemake.output.summary)
+    io.write_json(checkpoints.summary(memo, circ, p.target, p.min_documents),
+                  snakemake.output.summary)
     log.info("%d checkpoints: %d memorization rows, %d circuit rows", len(points), memo.height,
              circ.height)

@@ -1,12 +1,13 @@
 """Rule dynamics_tables: per-epoch curves, phase boundaries, the Q1 table, Q2 accuracy per
-condition and k, Q3 stages, and a summary, over every model and init."""
+condition and k, Q3 stages, the run next to Speicher et al.'s findings, and a summary, over
+every model and init."""
 
 from pathlib import Path
 
 import polars as pl
 from _rule import rule
 
-from vermem import dynamics, io
+from vermem import dynamics, findings, io
 
 KEYS = ["model", "init"]
 
@@ -37,10 +38,11 @@ with rule(snakemake) as log:
     q2 = dynamics.q2_table(pl.concat([tagged(f) for f in inp.q2]).join(
         lengths, on=["model", "string_id", "seed"]), KEYS)
     seq = pl.concat([tagged(f) for f in inp.sequential])
-    q3 = dynamics.q3_table(seq, KEYS)
+    q3 = dynamics.q3_table(seq, KEYS, dyn["sequential"]["hold_epochs"])
+    found = findings.table(phases, q3, dyn["phases"]["accuracy_rise"], snakemake.params.seed)
     prov = io.provenance(dyn)
     for df, path in ((curves, out.curves), (phases, out.phases), (q1, out.q1), (q2, out.q2),
-                     (q3, out.q3), (seq, out.sequential)):
+                     (q3, out.q3), (seq, out.sequential), (found, out.findings)):
         io.write_parquet(df, path, prov)
     summary = dynamics.summarize(phases, q1, q2, q3)
     io.write_json(summary, out.summary)

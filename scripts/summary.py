@@ -22,5 +22,7 @@ with rule(snakemake):
             "checkpoints": (io.read_json(inp[f"checkpoints.{m}"])
                             if f"checkpoints.{m}" in inp.keys() else None)}
     dynamics = io.read_json(inp["dynamics"]) if "dynamics" in inp.keys() else None
+    found = (pl.read_parquet(inp["dynamics_findings"]) if "dynamics_findings" in inp.keys()
+             else None)
     with io.atomic_path(snakemake.output.summary) as tmp:
-        tmp.write_text(summary.render(models, dynamics, p.main))
+        tmp.write_text(summary.render(models, dynamics, p.main, found))

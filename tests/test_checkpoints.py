@@ -114,19 +114,25 @@ def test_sample_set_is_one_start_window_per_document_capped_per_group():
     assert K.sample_set(s, per_group=None, seed=0).height == 2 * (10 + 10 + 3)
 
 
-def labels_for(keys, memorized):
-    return keys.with_columns(pl.when(pl.col("doc_id").is_in(list(memorized)))
-                             .then(pl.lit("memorized")).otherwise(pl.lit("non-memorized"))
-                             .alias("label"))
+def labels_for(keys, memorized, partial=()):
+    """Labels with the scores behind them: memorized documents reproduce all 8 continuation
+    tokens, `partial` ones their first 2 then every other, the rest none."""
+    mem, half = pl.col("doc_id").is_in(list(memorized)), pl.col("doc_id").is_in(list(partial))
+    return keys.with_columns(
+        pl.when(mem).then(pl.lit("memorized")).otherwise(pl.lit("non-memorized")).alias("label"),
+        pl.when(mem).then(1.0).when(half).then(5 / 8).otherwise(0.0).alias("match_fraction"),
+        pl.when(mem).then(8).when(half).then(2).otherwise(0).cast(pl.Int32)
+        .alias("exact_prefix"))
 
 
 def test_memorization_table_counts_the_sample_set_with_wilson_intervals():
     s = samples_table()
     keys = K.sample_set(s, per_group=None, seed=0)
     planted = keys.filter(pl.col("dup_count") == 64)["doc_id"].to_list()
-    early = labels_for(keys, planted[:1])
+    early = labels_for(keys, planted[:1], partial=planted[1:3])
     final = labels_for(s, planted)                # the final model's labels: every window
-    t = K.memorization("m", [("t50", 50, False, early), ("final", 100, True, final)], keys)
+    t = K.memorization("m", [("t50", 50, False, early), ("final", 100, True, final)], keys,
+                       Bootstrap(500))
     row = t.filter((pl.col("checkpoint") == "final") & (pl.col("by") == "dup_count")
                    & (pl.col("group") == "64")).row(0, named=True)
     assert (row["n"], row["memorized"], row["share"]) == (6, 6, 1.0)   # windows 8, 16 ignored
@@ -134,6 +140,16 @@ def test_memorization_table_counts_the_sample_set_with_wilson_intervals():
     row = t.filter((pl.col("checkpoint") == "t50") & (pl.col("group") == "64")).row(
         0, named=True)
     assert (row["n"], row["memorized"]) == (6, 1) and row["share_lo"] < 1 / 6 < row["share_hi"]
+    # graded: 1 document whole, 2 in part, 3 not at all; means over the 6 documents with
+    # bootstrap intervals that hold the mean and stay within what single documents reach
+    assert row["match_fraction"] == pytest.approx((1 + 2 * 5 / 8) / 6)
+    assert row["exact_prefix"] == pytest.approx((8 + 2 * 2) / 6)
+    for s_ in ("match_fraction", "exact_prefix"):
+        assert 0 <= row[f"{s_}_lo"] < row[s_] < row[f"{s_}_hi"] <= (1 if s_[0] == "m" else 8)
+    done = t.filter((pl.col("checkpoint") == "final") & (pl.col("group") == "64")).row(
+        0, named=True)
+    assert (done["match_fraction"], done["match_fraction_lo"], done["exact_prefix_hi"]) == (
+        1.0, 1.0, 8.0)                          # every document whole: no spread to resample
     unseen = t.filter((pl.col("by") == "dup_count") & (pl.col("group") == "0"))
     assert unseen["memorized"].to_list() == [0, 0] and unseen["share_hi"][0] > 0
     hub = K.memorization("m", [("final", 100, True, final.with_columns(
@@ -204,6 +220,8 @@ def test_circuit_table_overlap_with_the_final_circuit():
     t = K.circuit_table("m", pts, main)
     assert t["checkpoint"].to_list() == ["s1", "s2", "final"]
     assert t["jaccard"].to_list() == [None, pytest.approx(2 / 4), 1.0]
+    # {0, 1, 4} against {0, 1, 2}: 2 shared of the smaller 3
+    assert t["overlap_coefficient"].to_list() == [None, pytest.approx(2 / 3), 1.0]
     # |scores| ranks: reversed (-1) for s1 and s2, identical for the final model
     assert t["rank_corr"].to_list() == [pytest.approx(-1.0), pytest.approx(-1.0),
                                         pytest.approx(1.0)]
@@ -268,28 +286,79 @@ def test_organism_checkpoint_record_points_at_its_snapshot(tiny_model_dir):
 
 
 
-def test_summary_reads_emergence_and_faithfulness_steps_off_the_tables():
+def memo_rows(counts, n=10, steps=(10, 20, 30)):
+    """A memorization table: counts {group: [memorized at each step]}, n documents each."""
     rows = []
-    for step, (k0, k64) in zip([10, 20, 30], [(0, 0), (0, 3), (0, 10)], strict=True):
-        for group, k in (("0", k0), ("64", k64)):
-            lo, hi = wilson(k, 10)
+    for i, step in enumerate(steps):
+        for group, ks in counts.items():
+            lo, hi = wilson(ks[i], n)
             rows.append({"model": "m", "checkpoint": f"s{step}", "step": step,
-                         "final": step == 30, "by": "dup_count", "group": group, "n": 10,
-                         "memorized": k, "share": k / 10, "share_lo": lo, "share_hi": hi})
-    memo = pl.DataFrame(rows, schema=K.MEMO_SCHEMA)
+                         "final": step == steps[-1], "by": "dup_count", "group": group, "n": n,
+                         "memorized": ks[i], "share": ks[i] / n, "share_lo": lo,
+                         "share_hi": hi})
+    return pl.DataFrame(rows, schema=K.MEMO_SCHEMA)
+
+
+def circ_rows(points):
+    """A circuit table of one task and direction: points [(step, own k, F, half width)]."""
     crow = {c: None for c in K.CIRCUIT_SCHEMA}
-    circ = pl.DataFrame([{**crow, "step": s, "task": "bc", "subset": "A", "direction": "noising",
-                          "semantics": "prevention", "n_pairs": 30, "final_k": 12, "k": k,
+    last = points[-1][0]
+    return pl.DataFrame([{**crow, "step": s, "final": s == last, "task": "bc", "subset": "A",
+                          "direction": "noising", "semantics": "prevention", "n_pairs": 30,
+                          "final_k": 12, "k": k, "jaccard": None if k is None else 0.25,
+                          "overlap_coefficient": None if k is None else 1.0,
                           "final_faithfulness": f, "final_faithfulness_lo": f - w,
                           "final_faithfulness_hi": f + w}
-                         for s, k, f, w in [(10, None, 0.2, 0.1), (20, 50.0, 0.9, 0.2),
-                                            (30, 12.0, 1.0, 0.1)]], schema=K.CIRCUIT_SCHEMA)
+                         for s, k, f, w in points], schema=K.CIRCUIT_SCHEMA)
+
+
+def test_summary_reads_emergence_and_faithfulness_steps_off_the_tables():
+    memo = memo_rows({"0": [0, 0, 0], "64": [0, 3, 10]})
+    circ = circ_rows([(10, None, 0.2, 0.1), (20, 50.0, 0.9, 0.2), (30, 12.0, 1.0, 0.1)])
     s = K.summary(memo, circ, 0.85)
     assert s["memorization"] == [{"by": "dup_count", "group": "64", "n": 10, "final_share": 1.0,
                                   "emerges": 30, "half": 30}]
     # 3 of 10 at step 20: Wilson [0.11, 0.60] overlaps the unseen [0, 0.28]
     c = s["circuits"][0]
     assert (c["final_in_band"], c["final_faithful"], c["own_circuit"]) == (20, 30, 20)
+    assert (c["final_in_band_from"], c["final_faithful_from"]) == (20, 30)
+    # the earlier checkpoints' own circuits against the final one (the final row left out)
+    assert c["overlap"] == [{"step": 10, "k": None, "jaccard": None, "overlap_coefficient": None},
+                            {"step": 20, "k": 50.0, "jaccard": 0.25, "overlap_coefficient": 1.0}]
+    # graded rows for every group and step, the unseen documents included
+    assert [(g["group"], g["step"]) for g in s["graded"]] == [
+        (g, t) for g in ("0", "64") for t in (10, 20, 30)]
+
+
+def test_memorization_emerges_only_with_enough_documents_memorized():
+    # the default run's 4-copy group: 1 of 6 memorized; its Wilson interval [0.03, 0.56]
+    # already lies above the unseen documents' [0, 0.02] (180 of them)
+    unseen = memo_rows({"0": [0, 0, 0]}, n=180)
+    four = memo_rows({"4": [0, 1, 1]}, n=6)
+    memo = pl.concat([unseen, four])
+    assert four["share_lo"][1] > unseen["share_hi"][1]
+    assert K.summary(memo, circ_rows([(30, 1.0, 1.0, 0.0)]), 0.85, 1)["memorization"][0][
+        "emerges"] == 20
+    assert K.summary(memo, circ_rows([(30, 1.0, 1.0, 0.0)]), 0.85, 3)["memorization"][0][
+        "emerges"] is None
+    three = pl.concat([unseen, memo_rows({"4": [0, 2, 3]}, n=6)])
+    assert K.summary(three, circ_rows([(30, 1.0, 1.0, 0.0)]), 0.85, 3)["memorization"][0][
+        "emerges"] == 30
+
+
+def test_faithful_from_needs_every_later_point_in_the_band():
+    # in the band at 20, out at 30 (lower end 0.80), back from 40 to the final model
+    circ = circ_rows([(10, 1.0, 0.5, 0.1), (20, 1.0, 0.95, 0.05), (30, 1.0, 0.9, 0.1),
+                      (40, 1.0, 0.95, 0.05), (50, 1.0, 1.0, 0.05)])
+    c = K.summary(memo_rows({"0": [0] * 5}, steps=(10, 20, 30, 40, 50)), circ, 0.85)[
+        "circuits"][0]
+    assert (c["final_faithful"], c["final_faithful_from"]) == (20, 40)
+    assert (c["final_in_band"], c["final_in_band_from"]) == (20, 20)
+    # the default run's case: in the band early, the final model's own interval leaves it
+    circ = circ_rows([(10, 4.0, 0.91, 0.035), (20, 16.0, 0.83, 0.06)])
+    c = K.summary(memo_rows({"0": [0, 0]}, steps=(10, 20)), circ, 0.85)["circuits"][0]
+    assert (c["final_faithful"], c["final_faithful_from"], c["final_in_band_from"]) == (
+        10, None, None)
 
 
 def test_a_record_is_made_from_the_model_without_its_training_axis():
@@ -298,3 +367,22 @@ def test_a_record_is_made_from_the_model_without_its_training_axis():
     assert K.record_spec(spec) == {"source": "hub", "id": "EleutherAI/pythia-160m-deduped",
                                    "revision": "step143000", "dtype": "float16"}
     assert spec["checkpoints"] == ["step1000", "step2000"] and spec["final_step"] == 143000
+
+
+def test_overlap_coefficient_is_one_for_a_circuit_inside_another():
+    from vermem import circuits as C
+
+    big = torch.zeros(20, dtype=torch.bool)
+    big[:10] = True
+    small = torch.zeros_like(big)
+    small[[2, 5]] = True
+    assert C.overlap_coefficient(small, big) == C.overlap_coefficient(big, small) == 1.0
+    assert C.jaccard(small, big) == pytest.approx(0.2)   # low by the sizes alone
+    apart = torch.zeros_like(big)
+    apart[[12, 15]] = True
+    assert C.overlap_coefficient(apart, big) == 0.0
+    half = small.clone()
+    half[15] = True
+    assert C.overlap_coefficient(half, big) == pytest.approx(2 / 3)
+    none = torch.zeros_like(big)
+    assert C.overlap_coefficient(none, none) == 1.0 and C.overlap_coefficient(none, big) == 0.0

@@ -49,7 +49,6 @@ def test_decision_pair_takes_the_most_similar_candidate_that_predicts_the_target
             break
     # a decoy: the target at d, yet the model does not predict it; identical to h before d
     decoy = list(h)
-    assert greedy_after(decoy) != target
     tail = [1] * (P - d - 1)
     div = div_table([{"doc_id": "h", "subset": "W", "full": h + [target] + tail, "d": d,
                       "generation": [0]}])
@@ -68,6 +67,7 @@ def test_decision_pair_takes_the_most_similar_candidate_that_predicts_the_target
         hs = [tiny_model(torch.tensor([x]), output_hidden_states=True).hidden_states[-1][0]
               .mean(0) for x in (h, good)]
     assert p["similarity"] == pytest.approx(float(torch.cosine_similarity(*hs, dim=0)), abs=1e-5)
+    assert p["similarity"] < 1 - 1e-4  # the identical decoy (similarity 1) was passed over
     # without a usable candidate the sample is dropped, with its reason
     _, drops = contrastive.decision_pairs(tiny_model, div, non.filter(pl.col("doc_id") == "decoy"),
                                           batch_size=2)
@@ -93,10 +93,18 @@ def test_logit_diffs_are_the_last_position_answer_minus_wrong(tiny_model):
                           "answer": [3, 4], "wrong": [20, 21]},
                          schema_overrides={"answer": pl.Int32, "wrong": pl.Int32})
     out = contrastive.logit_diffs(tiny_model, pairs, batch_size=8)
-    with torch.no_grad():
-        lg = tiny_model(torch.tensor([[8, 9, 10, 12]])).logits[0, -1]
-    assert out["corrupt_logit_diff"][1] == pytest.approx(float(lg[4] - lg[21]), abs=1e-5)
-    assert out["clean_prefers_answer"].to_list() == [v > 0 for v in out["clean_logit_diff"]]
+    # every pair, one prompt at a time, against the model's own last-position logits (the
+    # two lengths batch apart; the table keeps the input order)
+    for i, r in enumerate(pairs.iter_rows(named=True)):
+        for col in ("clean", "corrupt"):
+            with torch.no_grad():
+                lg = tiny_model(torch.tensor([r[col]])).logits[0, -1]
+            diff = float(lg[r["answer"]] - lg[r["wrong"]])
+            assert out[f"{col}_logit_diff"][i] == pytest.approx(diff, abs=1e-5)
+            if col == "clean":
+                assert out["clean_prefers_answer"][i] == (lg[r["answer"]] > lg[r["wrong"]])
+            else:
+                assert out["corrupt_prefers_wrong"][i] == (lg[r["wrong"]] > lg[r["answer"]])
 
 
 def pool(n_per_subset=(300, 200)):
@@ -145,24 +153,31 @@ def test_split_puts_every_document_in_one_part_across_both_tasks():
 
     docs = pool()
     parts = contrastive.document_parts(docs, seed=0, fractions=FRACTIONS)
-    pairs = contrastive.split(pair_rows(parts, random.Random(0)), parts)
+    rows = pair_rows(parts, random.Random(0))
+    pairs = contrastive.split(rows, parts)
+    assert pairs.drop("split").equals(rows)  # every pair kept, in its order
     part_of: dict[str, set[str]] = {}
     for doc, corrupt, part in pairs.select("doc_id", "corrupt_doc_id", "split").iter_rows():
         part_of.setdefault(doc, set()).add(part)
         part_of.setdefault(corrupt, set()).add(part)
     assert all(len(p) == 1 for p in part_of.values())
-    # both tasks use the same documents, so a document is in one part for both
-    assert {t: set(g["doc_id"]) for (t,), g in pairs.group_by("task")}.keys() == {
-        contrastive.BRANCH, contrastive.DECISION}
+    # a document that both tasks use gets the same part in both (there are such documents)
+    by_task = {t: dict(zip(g["doc_id"], g["split"], strict=True))
+               for (t,), g in pairs.group_by("task")}
+    shared = set(by_task[contrastive.BRANCH]) & set(by_task[contrastive.DECISION])
+    assert len(shared) > 50
+    assert all(by_task[contrastive.BRANCH][d] == by_task[contrastive.DECISION][d]
+               for d in shared)
     share = pairs.group_by("split").len()
     share = dict(zip(share["split"], share["len"] / pairs.height, strict=True))
     for part, f in FRACTIONS.items():
         assert abs(share[part] - f) < 0.08, share
-    # a second pair table (another model: other pairs of the same pool) gets the same parts
-    other = contrastive.split(pair_rows(parts, random.Random(1)), parts)
-    again = dict(zip(other["doc_id"], other["split"], strict=True))
-    assert all(again[d] == next(iter(part_of[d])) for d in again if d in part_of)
-    assert set(again) & set(part_of)
+    # subsets are cut apart: a pool with a third subset leaves the other two's parts as they
+    # were, so a model whose candidates span more subsets splits the shared ones alike
+    more = pl.concat([docs, pl.DataFrame({"doc_id": [f"C{i}" for i in range(150)],
+                                          "subset": ["C"] * 150})])
+    wider = contrastive.document_parts(more, seed=0, fractions=FRACTIONS)
+    assert {d: wider[d] for d in parts} == parts
 
 
 def test_split_rejects_a_pair_across_parts_or_outside_the_pool():

@@ -379,3 +379,36 @@ def test_rule_script_writes_three_pngs(tmp_path, monkeypatch):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert "done" in (tmp_path / "log").read_text()
+
+
+def test_graded_scores_get_panels_below_the_share_with_their_own_values():
+    mem = memorization().with_columns(
+        (pl.col("share") * 0.9 + 0.05).alias("match_fraction"),
+        (pl.col("share") * 0.8).alias("match_fraction_lo"),
+        (pl.col("share") + 0.1).clip(upper_bound=1.0).alias("match_fraction_hi"),
+        (pl.col("share") * 32).alias("exact_prefix"),
+        (pl.col("share") * 30).alias("exact_prefix_lo"),
+        (pl.col("share") * 32 + 1).alias("exact_prefix_hi"))
+    fig = plots.checkpoint_memorization(mem, "organism")
+    share, match, prefix = fig.axes[:3]
+    assert "match fraction" in match.get_ylabel() and "exact prefix" in prefix.get_ylabel()
+    want = mem.filter(pl.col("final") & (pl.col("by") == "dup_count") & (pl.col("group") == "64"))
+    assert _data_lines(match)[-1].get_ydata()[-1] == pytest.approx(want["match_fraction"][0])
+    assert _data_lines(prefix)[-1].get_ydata()[-1] == pytest.approx(want["exact_prefix"][0])
+    assert prefix.get_ylim()[1] > 30 and match.get_ylim() == pytest.approx((-0.03, 1.03))
+    # a table without the graded columns (or with them all null) keeps the one panel
+    assert len(plots.checkpoint_memorization(memorization(), "organism").axes) == 1
+    nulls = mem.with_columns(pl.lit(None, pl.Float64).alias(c) for c in mem.columns
+                             if c.startswith(("match_fraction", "exact_prefix")))
+    assert len(plots.checkpoint_memorization(nulls, "organism").axes) == 1
+
+
+def test_overlap_coefficient_is_drawn_dashed_next_to_jaccard():
+    df = circuits().with_columns(
+        pl.when(pl.col("jaccard").is_null()).then(None).otherwise(1.0)
+        .alias("overlap_coefficient"))
+    j_ax = plots.checkpoint_overlap(df, "organism").axes[0]
+    dashed = [ln for ln in _data_lines(j_ax) if ln.get_linestyle() == "--"]
+    solid = [ln for ln in _data_lines(j_ax) if ln.get_linestyle() == "-"]
+    assert len(dashed) == len(solid) == 2
+    assert all(list(ln.get_ydata()) == [1.0] * 5 for ln in dashed)

@@ -90,3 +90,48 @@ def test_readme_and_docs_link_the_generated_summary_and_quote_no_interval():
     for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
         found = INTERVAL.findall(path.read_text())
         assert not found, f"{path.name} quotes run results {found[:3]}: link results/summary.md"
+
+
+def test_checkpoint_section_states_the_rules_and_shows_from_first_and_overlap():
+    ck = {"target": 0.85, "min_documents": 3,
+          "memorization": [{"by": "dup_count", "group": "4", "n": 6, "final_share": 1 / 6,
+                            "emerges": None, "half": None},
+                           {"by": "dup_count", "group": "2", "n": 2, "final_share": 1.0,
+                            "emerges": None, "half": 10}],
+          "graded": [{"by": "dup_count", "group": "4", "step": 20, "final": True, "n": 6,
+                      "memorized": 1, "share": 1 / 6, "share_lo": 0.03, "share_hi": 0.56,
+                      "match_fraction": 0.18, "match_fraction_lo": 0.02,
+                      "match_fraction_hi": 0.49, "exact_prefix": 1.5, "exact_prefix_lo": 0.2,
+                      "exact_prefix_hi": 3.8}],
+          "circuits": [{"task": "bc", "subset": "W", "direction": "noising",
+                        "semantics": "prevention", "n_pairs": 30, "final_k": 16,
+                        "final_faithful": 10, "final_faithful_from": None,
+                        "final_in_band": 10, "final_in_band_from": 20, "own_circuit": 10,
+                        "overlap": [{"step": 10, "k": 4.0, "jaccard": 0.25,
+                                     "overlap_coefficient": 1.0}]}]}
+    text = "\n".join(summary.checkpoints_section("organism", ck))
+    assert "with at least 3 documents memorized" in text
+    assert "| dup_count 4 | 6 | 0.17 | none | none |" in text
+    assert "| dup_count 2 | 2 | 1.00 | never (n = 2 < 3) | 10 |" in text
+    assert ("| dup_count 4 | 20 (final) | 6 | 0.17 [0.03, 0.56] | 0.18 [0.02, 0.49] "
+            "| 1.5 [0.2, 3.8] |") in text
+    assert "| bc | W | prevention | 16 | 10 | never | 10 | 20 | 10 |" in text
+    assert "| bc | prevention | 10 | 4 | 0.25 | 1.00 |" in text
+
+
+def test_findings_section_puts_each_finding_next_to_the_run_with_its_verdict():
+    from vermem import findings as F
+
+    found = pl.DataFrame([{"question": "Q1", "finding": "longer strings are slower",
+                           "factor": "length", "shows": "16: 22 (16), 64: 54 (16)",
+                           "estimate": 1.0, "compared": 32, "p_agrees": 0.0001,
+                           "p_disagrees": 1.0, "verdict": "agrees", "reason": "p = 0.0001"},
+                          {"question": "Q1", "finding": "larger models are faster",
+                           "factor": "n_params", "shows": "1: 35 (32)", "estimate": None,
+                           "compared": 0, "p_agrees": None, "p_disagrees": None,
+                           "verdict": "insufficient", "reason": "one level"}],
+                         schema=F.SCHEMA)
+    text = "\n".join(summary.findings_section(found))
+    assert ("| Q1 | longer strings are slower | 16: 22 (16), 64: 54 (16) | +1.00 | 32 | "
+            "**agrees** | p = 0.0001 |") in text
+    assert "| Q1 | larger models are faster | 1: 35 (32) | n/a | 0 | **insufficient** |" in text

@@ -11,7 +11,9 @@ fixed inputs, so that checkpoints are compared on the same data:
   bootstrap intervals) on the FINAL model's contrastive pairs;
 - the final model's minimal circuit evaluated at the checkpoint, and the clean-minus-corrupt
   logit difference there;
-- overlap with the final circuit: edge Jaccard and rank correlation of |edge scores|.
+- overlap with the final circuit: edge Jaccard, the overlap coefficient (a small early
+  circuit lying inside the final one has a low Jaccard by its size alone) and the rank
+  correlation of |edge scores|.
 The last point of every axis is the final model itself (`FINAL`), whose labels, attribution
 and circuits are the main run's.
 """
@@ -59,17 +61,36 @@ def sample_set(samples: pl.DataFrame, per_group: int | None, seed: int) -> pl.Da
     return starts.sort("subset", "doc_id").drop("_key")
 
 
+GRADED = ("match_fraction", "exact_prefix")  # per-sample scores of the labels table
 MEMO_SCHEMA = {"model": pl.String, "checkpoint": pl.String, "step": pl.Int64, "final": pl.Boolean,
                "by": pl.String, "group": pl.String, "n": pl.Int64, "memorized": pl.Int64,
-               "share": pl.Float64, "share_lo": pl.Float64, "share_hi": pl.Float64}
+               "share": pl.Float64, "share_lo": pl.Float64, "share_hi": pl.Float64,
+               **{f"{s}{e}": pl.Float64 for s in GRADED for e in ("", "_lo", "_hi")}}
+
+
+def _graded(g: pl.DataFrame, boot: S.Bootstrap) -> dict[str, float | None]:
+    """Mean match fraction and mean exact-prefix length (tokens) of a group's samples, with
+    percentile bootstrap intervals over its documents (one sample per document); null where
+    the labels table has no such score or the group is empty."""
+    out: dict[str, float | None] = {}
+    for s in GRADED:
+        v = (None, None, None)
+        if s in g.columns and g.height:
+            x = torch.tensor(g[s].cast(pl.Float64).to_list(), dtype=torch.float64)
+            v = S.mean_ci(x, boot.indices(g.height), boot)
+        out.update({s: v[0], f"{s}_lo": v[1], f"{s}_hi": v[2]})
+    return out
 
 
 def memorization(model: str, points: Sequence[tuple[str, int, bool, pl.DataFrame]],
-                 sample_keys: pl.DataFrame) -> pl.DataFrame:
+                 sample_keys: pl.DataFrame, boot: S.Bootstrap | None = None) -> pl.DataFrame:
     """Share memorized of the sample set per checkpoint and subset (and duplicate count),
-    with 95% Wilson intervals. `points`: (checkpoint, step, final?, labels) in step order;
-    labels of the final model may cover more samples: only `sample_keys` (doc_id, offset)
-    count."""
+    with 95% Wilson intervals, and the graded scores behind the label: the mean match
+    fraction of the continuation and the mean exact-prefix length, with bootstrap intervals
+    over documents (`boot`, default 1000 resamples, seed 0). `points`: (checkpoint, step,
+    final?, labels) in step order; labels of the final model may cover more samples: only
+    `sample_keys` (doc_id, offset) count."""
+    boot = boot or S.Bootstrap()
     rows = []
     for name, step, final, labels in points:
         lab = labels.join(sample_keys.select("doc_id", "offset"), on=["doc_id", "offset"],
@@ -87,7 +108,8 @@ def memorization(model: str, points: Sequence[tuple[str, int, bool, pl.DataFrame
                 lo, hi = wilson(k, n)
                 rows.append({"model": model, "checkpoint": name, "step": step, "final": final,
                              "by": by, "group": str(group), "n": n, "memorized": k,
-                             "share": k / n if n else None, "share_lo": lo, "share_hi": hi})
+                             "share": k / n if n else None, "share_lo": lo, "share_hi": hi,
+                             **_graded(g, boot)})
     return pl.DataFrame(rows, schema=MEMO_SCHEMA)
 
 
@@ -187,7 +209,7 @@ CIRCUIT_SCHEMA = {
     "faithfulness": pl.Float64, "faithfulness_lo": pl.Float64, "faithfulness_hi": pl.Float64,
     "final_k": pl.Int64, "final_faithfulness": pl.Float64, "final_faithfulness_lo": pl.Float64,
     "final_faithfulness_hi": pl.Float64, "final_random_faithfulness": pl.Float64,
-    "jaccard": pl.Float64, "rank_corr": pl.Float64,
+    "jaccard": pl.Float64, "overlap_coefficient": pl.Float64, "rank_corr": pl.Float64,
 }
 
 
@@ -203,10 +225,11 @@ def circuit_table(model: str, points: Sequence[dict], main: Mapping[str, str]) -
             key, d = (r["task"], r["subset"]), r["direction"]
             rec = p["minimal"][key]
             own, fin = main_circuit(rec, d, main), main_circuit(last["minimal"][key], d, main)
-            jac = None
+            jac = ovl = None
             if own is not None and fin is not None:
                 shape = p["scores"][key]["scores"].shape
-                jac = C.jaccard(_mask(own["edge_index"], shape), _mask(fin["edge_index"], shape))
+                a, b = _mask(own["edge_index"], shape), _mask(fin["edge_index"], shape)
+                jac, ovl = C.jaccard(a, b), C.overlap_coefficient(a, b)
             rank = spearman(edge_scores(p["scores"][key]), edge_scores(last["scores"][key]))
             rows.append({
                 "model": model, "checkpoint": p["checkpoint"], "step": p["step"],
@@ -218,7 +241,8 @@ def circuit_table(model: str, points: Sequence[dict], main: Mapping[str, str]) -
                                      "final_faithfulness_hi", "final_random_faithfulness")},
                 **{k: (own or {}).get(k) for k in ("k", "k_lo", "k_hi", "faithfulness",
                                                    "faithfulness_lo", "faithfulness_hi")},
-                "n_edges": rec.get("n_edges"), "jaccard": jac, "rank_corr": rank})
+                "n_edges": rec.get("n_edges"), "jaccard": jac, "overlap_coefficient": ovl,
+                "rank_corr": rank})
     return pl.DataFrame(rows, schema=CIRCUIT_SCHEMA)
 
 
@@ -228,16 +252,40 @@ def _first(rows: Sequence[dict], ok) -> int | None:
     return next((r["step"] for r in rows if ok(r)), None)
 
 
-def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float) -> dict[str, Any]:
+def _from(rows: Sequence[dict], ok) -> int | None:
+    """The first step from which `ok` holds at every later point, the last (the final
+    model) included: None when it fails at the last point."""
+    out = None
+    for r in reversed(rows):
+        if not ok(r):
+            break
+        out = r["step"]
+    return out
+
+
+def _ci(r: Mapping[str, Any], key: str) -> dict[str, Any]:
+    return {key: r.get(key), f"{key}_lo": r.get(f"{key}_lo"), f"{key}_hi": r.get(f"{key}_hi")}
+
+
+def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float, min_documents: int = 3
+            ) -> dict[str, Any]:
     """The steps at which things happen, from the two tables (null: not within the axis):
     - per duplicate count (organism) or subset: `emerges`, the first step whose Wilson
       interval lies wholly above that of the unseen documents (duplicate count 0; for a
-      subset, above 0), and `half`, the first step with at least half memorized;
+      subset, above 0) with at least `min_documents` documents memorized (one memorized
+      document of six can clear the unseen interval on its own), and `half`, the first step
+      with at least half memorized; `graded`: per group and step the share memorized next
+      to the mean match fraction and exact-prefix length, with their intervals;
     - per task, subset and direction: `final_faithful`, the first step whose interval of the
-      final circuit's F lies inside the band [target, 2 - target], `final_in_band`, the
-      first whose point estimate does, and `own_circuit`, the first with a minimal circuit.
+      final circuit's F lies inside the band [target, 2 - target], `final_faithful_from`,
+      the first step from which it does at every later point, the final model included
+      (null when the final model's own interval leaves the band), `final_in_band` and
+      `final_in_band_from`, the same for the point estimate, `own_circuit`, the first step
+      with a minimal circuit, and `overlap`: per earlier checkpoint the size of its own
+      minimal circuit, its Jaccard index and overlap coefficient with the final circuit.
     A step is only as precise as the spacing of the checkpoints around it."""
-    out: dict[str, Any] = {"target": target, "memorization": [], "circuits": []}
+    out: dict[str, Any] = {"target": target, "min_documents": min_documents,
+                           "memorization": [], "graded": [], "circuits": []}
     by = "dup_count" if (memo["by"] == "dup_count").any() else "subset"
     m = memo.filter(pl.col("by") == by).sort("step")
     unseen = {r["step"]: r for r in m.filter(pl.col("group") == "0").iter_rows(named=True)} \
@@ -245,18 +293,32 @@ def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float) -> dict[str, 
     groups = sorted(set(m["group"]), key=lambda g: (by == "dup_count" and int(g), g))
     for g in groups:
         rows = m.filter(pl.col("group") == g).to_dicts()
+        out["graded"] += [{"by": by, "group": g, "step": r["step"], "final": r["final"],
+                           "n": r["n"], "memorized": r["memorized"], **_ci(r, "share"),
+                           **_ci(r, "match_fraction"), **_ci(r, "exact_prefix")}
+                          for r in rows]
         if by == "dup_count" and g == "0":
             continue
 
         def above(r):
             ref = unseen.get(r["step"], {}).get("share_hi", 0.0) or 0.0
-            return r["share_lo"] is not None and r["share_lo"] > ref
+            return (r["share_lo"] is not None and r["share_lo"] > ref
+                    and r["memorized"] >= min_documents)
         out["memorization"].append({
             "by": by, "group": g, "n": rows[-1]["n"] if rows else 0,
             "final_share": rows[-1]["share"] if rows else None,
             "emerges": _first(rows, above),
             "half": _first(rows, lambda r: r["share"] is not None and r["share"] >= 0.5)})
     lo_band, hi_band = target, 2 - target
+
+    def faithful(r):
+        return (r["final_faithfulness_lo"] is not None and r["final_faithfulness_hi"] is not None
+                and r["final_faithfulness_lo"] >= lo_band
+                and r["final_faithfulness_hi"] <= hi_band)
+
+    def in_band(r):
+        return r["final_faithfulness"] is not None and lo_band <= r["final_faithfulness"] <= \
+            hi_band
     for key, g in sorted(circ.sort("step").group_by("task", "subset", "direction",
                                                    maintain_order=True),
                          key=lambda kv: kv[0]):
@@ -265,10 +327,12 @@ def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float) -> dict[str, 
             "task": key[0], "subset": key[1], "direction": key[2],
             "semantics": rows[0]["semantics"], "n_pairs": rows[-1]["n_pairs"],
             "final_k": rows[-1]["final_k"],
-            "final_faithful": _first(rows, lambda r: r["final_faithfulness_lo"] is not None
-                                     and r["final_faithfulness_lo"] >= lo_band
-                                     and r["final_faithfulness_hi"] <= hi_band),
-            "final_in_band": _first(rows, lambda r: r["final_faithfulness"] is not None
-                                    and lo_band <= r["final_faithfulness"] <= hi_band),
-            "own_circuit": _first(rows, lambda r: r["k"] is not None)})
+            "final_faithful": _first(rows, faithful),
+            "final_faithful_from": _from(rows, faithful),
+            "final_in_band": _first(rows, in_band),
+            "final_in_band_from": _from(rows, in_band),
+            "own_circuit": _first(rows, lambda r: r["k"] is not None),
+            "overlap": [{"step": r["step"], "k": r["k"], "jaccard": r["jaccard"],
+                         "overlap_coefficient": r.get("overlap_coefficient")}
+                        for r in rows if not r["final"]]})
     return out

@@ -106,6 +106,16 @@ def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
     return int((a & b).sum()) / union if union else 1.0
 
 
+def overlap_coefficient(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|A & B| / min(|A|, |B|): 1 when the smaller circuit lies inside the larger, however
+    different their sizes (Jaccard is at most min / max then); 1 for two empty circuits,
+    0 when only one is empty."""
+    na, nb = int(a.sum()), int(b.sum())
+    if not na or not nb:
+        return float(na == nb)
+    return int((a & b).sum()) / min(na, nb)
+
+
 def edge_overlap(a: Sequence[int] | None, b: Sequence[int] | None,
                  names: tuple[str, str] = ("a", "b")) -> dict[str, int | float | None]:
     """Sizes, shared edges and Jaccard index of two circuits given as flat edge indices

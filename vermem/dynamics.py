@@ -7,8 +7,9 @@ initialised) is fully fine-tuned on one string with one optimizer step per epoch
 every epoch each position is measured teacher-forced: correct, loss, probability of the
 true token, entropy (natural log).
 
-- Phases: guessing (loss falls to about H(p), accuracy near the best constant guess), then
-  memorization (accuracy climbs to 1), found from the per-epoch curves (`detect_phases`).
+- Phases: guessing (the loss holds at the entropy of the string's own letters, accuracy near
+  the best constant guess), then memorization (accuracy climbs to 1 and holds), found from
+  the per-epoch curves (`detect_phases`).
 - Q2 (`context_recall`): recall at position t with only the last k letters before t, and
   with those k kept while the earlier context is kept, shuffled, resampled from the
   string's distribution, or replaced (every earlier letter by a different one).
@@ -374,12 +375,16 @@ def train_string(model, ids: Sequence[int], bos: int, training: Mapping[str, Any
     return _metrics_frame(ms)
 
 
-def memorized_at(acc: Sequence[float]) -> int | None:
-    """First epoch from which accuracy stays 1 up to the last epoch (None if it ends below)."""
-    e = len(acc)
-    while e and acc[e - 1] >= 1:
-        e -= 1
-    return e if e < len(acc) else None
+def memorized_at(acc: Sequence[float], hold: int = 1) -> int | None:
+    """First epoch e at which accuracy is 1 and stays 1 for `hold` consecutive epochs
+    (e .. e + hold - 1, all within the curve). None, censored, if no such run is seen: a
+    string whose accuracy reaches 1 only in its last hold - 1 epochs is not yet memorized."""
+    run = 0
+    for e, a in enumerate(acc):
+        run = run + 1 if a >= 1 else 0
+        if run >= hold:
+            return e - hold + 1
+    return None
 
 
 def sequential(model, strings: Sequence[Sequence[int]], bos: int, training: Mapping[str, Any],
@@ -422,38 +427,66 @@ IN_ORDER, NO_GUESSING = "guessing then memorization", "no guessing phase"
 
 @dataclass(frozen=True)
 class Phases:
-    guess_end: int | None           # first epoch at loss <= H + tolerance, while accuracy is
-                                    # still at the best guess (None: no guessing phase)
+    guess_start: int | None         # first epoch of the guessing plateau (None: none)
+    guess_end: int | None           # its last epoch
     memorization_start: int | None  # first epoch accuracy > guess + rise (or reaches 1)
-    memorized: int | None           # first epoch from which accuracy stays 1
+    memorized: int | None           # first epoch of `hold` consecutive epochs at accuracy 1
     order: str = IN_ORDER           # IN_ORDER or NO_GUESSING
     reason: str = ""                # why there is no guessing phase ("" when in order)
 
 
+def _runs(ok: Sequence[bool]) -> list[tuple[int, int]]:
+    """(first, last) epoch of every maximal run of True."""
+    out, start = [], None
+    for e, v in enumerate([*ok, False]):
+        if v and start is None:
+            start = e
+        elif not v and start is not None:
+            out.append((start, e - 1))
+            start = None
+    return out
+
+
 def detect_phases(acc: Sequence[float], loss: Sequence[float], h: float, guess: float,
-                  tolerance: float, rise: float) -> Phases:
+                  tolerance: float, rise: float, plateau: int = 1, hold: int = 1) -> Phases:
     """Phase boundaries (epochs) of one string's per-epoch accuracy and mean loss.
 
-    h: the entropy of the string's distribution (nats); guess: the accuracy of the best
-    constant guess (share of the string's most frequent letter). The two phases are reported
-    only when they occur in order: the loss reaches H(p) + tolerance while the accuracy is
-    still within `rise` of the best guess, and only later does the accuracy rise. Otherwise
-    `guess_end` is None, `order` is NO_GUESSING and `reason` says which condition failed;
-    the epoch at which the accuracy rose is kept either way.
+    h: the entropy (nats) of the string's own letter distribution q, the loss of a model
+    that predicts q at every position; guess: the accuracy of the best constant guess, the
+    share of the string's most frequent letter. The guessing phase is a plateau: at least
+    `plateau` consecutive epochs with the loss within `tolerance` of H(q) while the
+    accuracy stays within `rise` of the best guess (the first such run, to its end). It is
+    reported only when the accuracy rises above guess + rise (or reaches 1) after it began;
+    otherwise `guess_start` and `guess_end` are None, `order` is NO_GUESSING and `reason`
+    says which condition failed. `memorization_start` (the accuracy's rise) and
+    `memorized` (`memorized_at` with `hold`) are kept either way.
     """
-    reached = next((e for e, v in enumerate(loss) if v <= h + tolerance), None)
     start = next((e for e, v in enumerate(acc) if v > guess + rise or v >= 1), None)
-    done = memorized_at(acc)
-    if reached is None:
-        why = (f"the loss never came within {tolerance} nats of H(p) = {h:.3f} "
-               f"(lowest {min(loss, default=float('nan')):.3f})")
-        return Phases(None, start, done, NO_GUESSING, why)
-    if start is not None and start <= reached:
+    done = memorized_at(acc, hold)
+    near_loss = [abs(v - h) <= tolerance for v in loss]
+    ok = [a and abs(v - guess) <= rise for a, v in zip(near_loss, acc, strict=True)]
+    runs = [r for r in _runs(ok) if r[1] - r[0] + 1 >= plateau]
+    if not runs:
+        if not any(near_loss):
+            closest = min(loss, key=lambda v: abs(v - h), default=float("nan"))
+            why = (f"the loss never came within {tolerance} nats of H(q) = {h:.3f} "
+                   f"(closest {closest:.3f})")
+        elif not any(ok):
+            why = (f"while the loss was within {tolerance} nats of H(q) = {h:.3f} the accuracy "
+                   f"was never within {rise} of the best guess {guess:.3f}")
+        else:
+            longest = max(b - a + 1 for a, b in _runs(ok))
+            why = (f"the loss was within {tolerance} nats of H(q) = {h:.3f} with the accuracy "
+                   f"within {rise} of the best guess {guess:.3f} for at most {longest} "
+                   f"consecutive epochs, fewer than {plateau}")
+        return Phases(None, None, start, done, NO_GUESSING, why)
+    first, last = runs[0]
+    if start is not None and start < first:
         why = (f"the accuracy rose above the best guess {guess:.3f} + {rise} at epoch {start}, "
-               f"not after the loss reached H(p) = {h:.3f} + {tolerance} (epoch {reached}; "
-               f"loss {loss[start]:.3f} at epoch {start})")
-        return Phases(None, start, done, NO_GUESSING, why)
-    return Phases(reached, start, done)
+               f"before the loss plateau at H(q) = {h:.3f} (epochs {first}-{last}; loss "
+               f"{loss[start]:.3f} at epoch {start})")
+        return Phases(None, None, start, done, NO_GUESSING, why)
+    return Phases(first, last, start, done)
 
 
 def epoch_curves(per_position: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
@@ -466,36 +499,48 @@ def epoch_curves(per_position: pl.DataFrame, keys: Sequence[str]) -> pl.DataFram
 
 def phases_table(curves: pl.DataFrame, strings: pl.DataFrame, keys: Sequence[str],
                  phases_cfg: Mapping[str, Any]) -> pl.DataFrame:
-    """One row per trained string (keys + string_id, seed) with its phase boundaries."""
+    """One row per trained string (keys + string_id, seed) with its phase boundaries, judged
+    against the string's own letter distribution (`empirical_entropy`, `guess_accuracy`;
+    `detect_phases` with `phases_cfg`: loss_tolerance, accuracy_rise, plateau_epochs,
+    hold_epochs). `horizon` is the last epoch at which a memorized run can start: a string
+    not memorized by then is censored there."""
     info = {(r["string_id"], r["seed"]): r for r in strings.iter_rows(named=True)}
+    hold = phases_cfg.get("hold_epochs", 1)
     rows = []
     group_keys = [*keys, "string_id", "seed"]
     for key, g in curves.sort(*group_keys, "epoch").group_by(group_keys, maintain_order=True):
         s = info[(key[-2], key[-1])]
-        ph = detect_phases(g["accuracy"].to_list(), g["loss"].to_list(), s["entropy"],
-                           s["guess_accuracy"], phases_cfg["loss_tolerance"],
-                           phases_cfg["accuracy_rise"])
+        ph = detect_phases(g["accuracy"].to_list(), g["loss"].to_list(),
+                           s["empirical_entropy"], s["guess_accuracy"],
+                           phases_cfg["loss_tolerance"], phases_cfg["accuracy_rise"],
+                           phases_cfg.get("plateau_epochs", 1), hold)
         rows.append({**dict(zip(group_keys, key, strict=True)),
                      "alphabet_size": s["alphabet_size"],
                      "entropy_fraction": s["entropy_fraction"], "length": s["length"],
-                     "entropy": s["entropy"], "max_p": s["max_p"],
-                     "guess_accuracy": s["guess_accuracy"],
-                     "epochs": int(g["epoch"].max()), "final_accuracy": g["accuracy"][-1],
+                     "entropy": s["entropy"], "empirical_entropy": s["empirical_entropy"],
+                     "max_p": s["max_p"], "guess_accuracy": s["guess_accuracy"],
+                     "epochs": int(g["epoch"].max()),
+                     "horizon": int(g["epoch"].max()) - hold + 1,
+                     "final_accuracy": g["accuracy"][-1], "guess_start": ph.guess_start,
                      "guess_end": ph.guess_end, "memorization_start": ph.memorization_start,
                      "memorized": ph.memorized, "phase_order": ph.order,
                      "phase_reason": ph.reason})
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(
-        pl.col("guess_end", "memorization_start", "memorized").cast(pl.Int32))
+        pl.col("guess_start", "guess_end", "memorization_start", "memorized").cast(pl.Int32))
 
 
 def time_to_memorize(g: pl.DataFrame) -> dict[str, Any]:
     """Censored epochs to memorize and the share memorized (Wilson 95%) of a group of
-    strings (rows of the phases table)."""
-    med = censored_median(g["memorized"].to_list(), int(g["epochs"].max()) if g.height else 0)
+    strings (rows of the phases table): never-memorized strings censored at the horizon,
+    the last epoch at which a run of the hold epochs can start (`epochs` in tables without
+    one)."""
+    col = "horizon" if "horizon" in g.columns else "epochs"
+    med = censored_median(g["memorized"].to_list(), int(g[col].max()) if g.height else 0)
     lo, hi = wilson(med["memorized"], med["n"])
     return {"strings": med["n"], "memorized_strings": med["memorized"],
             "share_memorized": med["memorized"] / med["n"] if med["n"] else None,
-            "share_lo": lo, "share_hi": hi, "epochs": med["horizon"],
+            "share_lo": lo, "share_hi": hi,
+            "epochs": int(g["epochs"].max()) if g.height else 0, "horizon": med["horizon"],
             "median_epochs": med["median"], "median_censored": med["median_censored"],
             "median_lo": med["lo"], "median_hi": med["hi"],
             "median_hi_censored": med["hi_censored"]}
@@ -529,9 +574,10 @@ def q2_table(q2: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
             .sort(*keys, "string_id", "seed", "epoch", "condition", "k"))
 
 
-def q3_table(seq: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
-    """Per stage: the string trained, epochs to memorize it, and the accuracy on every
-    other string at the end of the stage (forgetting of earlier ones)."""
+def q3_table(seq: pl.DataFrame, keys: Sequence[str], hold: int = 1) -> pl.DataFrame:
+    """Per stage: the string trained, epochs to memorize it (`memorized_at` with `hold`,
+    the stage's own stopping rule), and the accuracy on every other string at the end of
+    the stage (forgetting of earlier ones)."""
     rows = []
     for key, g in seq.sort(*keys, "stage", "epoch").group_by(*keys, "stage",
                                                              maintain_order=True):
@@ -540,7 +586,7 @@ def q3_table(seq: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
         rows.append({**dict(zip([*keys, "stage"], key, strict=True)),
                      "trained": int(g["trained"][0]),
                      "relearn": int(g["stage"][0]) >= seq["evaluated"].n_unique(),
-                     "epochs_to_memorize": memorized_at(own["accuracy"].to_list()),
+                     "epochs_to_memorize": memorized_at(own["accuracy"].to_list(), hold),
                      "start_accuracy": float(own["accuracy"][0]),
                      "end_accuracy": end["accuracy"].to_list()})
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(
@@ -550,7 +596,8 @@ def q3_table(seq: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
 def summarize(phases: pl.DataFrame, q1: pl.DataFrame, q2: pl.DataFrame,
               q3: pl.DataFrame) -> dict[str, Any]:
     """Headline numbers per model and init: strings memorized, epochs to memorize, how many
-    show a plateau at loss H(p) before accuracy rises, Q2 and Q3 in brief."""
+    show a plateau at their own letter entropy H(q) before accuracy rises, Q2 and Q3 in
+    brief."""
     out: dict[str, Any] = {}
     for (model, init), g in phases.group_by("model", "init", maintain_order=True):
         q2g = q2.filter((pl.col("model") == model) & (pl.col("init") == init))
@@ -558,7 +605,7 @@ def summarize(phases: pl.DataFrame, q1: pl.DataFrame, q2: pl.DataFrame,
         q3g = q3.filter((pl.col("model") == model) & (pl.col("init") == init)).sort("stage")
         out[f"{model}/{init}"] = {
             **time_to_memorize(g),
-            # strings whose loss reached H(p) while accuracy stayed at the best guess, before
+            # strings whose loss held at H(q) while accuracy stayed at the best guess, before
             # the accuracy rose; the others with the reason
             "guessing_phase": int((g["phase_order"] == IN_ORDER).sum()),
             "no_guessing_phase": g.filter(pl.col("phase_order") == NO_GUESSING)

@@ -348,11 +348,14 @@ def overlap_heatmaps(overlap: pl.DataFrame, model: str):
 
 
 def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
-    """Loss and accuracy against epoch per alphabet size (mean over seeds), with H(p) on the
-    loss panels and max p (the best guess's expected accuracy) on the accuracy panels."""
+    """Loss and accuracy against epoch per alphabet size: the mean over seeds with the
+    seeds' range (min to max) shaded; on the loss panels H(p) (dashed) and the range of the
+    strings' own letter entropies H(q) (grey band, the guessing phase's reference), on the
+    accuracy panels max p (dashed) and the range of the strings' best constant guess."""
+    own = [c for c in ("empirical_entropy", "guess_accuracy") if c in phases.columns]
     c = curves.filter(pl.col("model") == model).join(
         phases.select("model", "init", "string_id", "seed", "alphabet_size", "length",
-                      pl.col("entropy").alias("h"), "max_p"),
+                      pl.col("entropy").alias("h"), "max_p", *own),
         on=["model", "init", "string_id", "seed"])  # h: H(p); entropy: the model's
     sizes = sorted(c["alphabet_size"].unique())
     fig, axes = plt.subplots(2, len(sizes), figsize=(3.2 * len(sizes), 5.2), sharex=True,
@@ -363,20 +366,35 @@ def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
         d = df[df.alphabet_size == l]
         for i, metric in enumerate(("loss", "accuracy")):
             ax = axes[i][j]
-            sns.lineplot(d, x="epoch", y=metric, hue="init", style="length", errorbar=None,
-                         ax=ax, legend=(i, j) == (0, len(sizes) - 1))
+            sns.lineplot(d, x="epoch", y=metric, hue="init", style="length",
+                         errorbar=("pi", 100), err_kws={"alpha": 0.15, "lw": 0}, ax=ax,
+                         legend=(i, j) == (0, len(sizes) - 1))
             ref = c.filter(pl.col("alphabet_size") == l)
             for v in sorted(ref["h" if i == 0 else "max_p"].unique()):
                 ax.axhline(v, color="grey", ls="--", lw=0.8)
+            col = "empirical_entropy" if i == 0 else "guess_accuracy"
+            if col in ref.columns:  # a band over the strings, a line where they agree
+                lo, hi = ref[col].min(), ref[col].max()
+                if hi > lo:
+                    ax.axhspan(lo, hi, color="0.5", alpha=0.2, lw=0, zorder=0)
+                else:
+                    ax.axhline(lo, color="0.5", alpha=0.5, lw=3, zorder=0)
             if i == 0:
                 ax.set_yscale("log")
-                ax.set_title(f"alphabet size {l} (dashed: H(p))")
+                ax.set_title(f"alphabet size {l}\n(dashed: H(p); grey: strings' H(q))",
+                             fontsize=9)
             else:
                 ax.set_ylim(-0.03, 1.03)
-                ax.set_title("dashed: max p", fontsize=8)
+                ax.set_title("dashed: max p; grey: strings' best guess", fontsize=8)
+            if j:
+                ax.set_ylabel("")
     if len(sizes):
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.suptitle(f"{model}: memorizing random strings", y=1.02)
+    n_seeds = c.select("init", "string_id", "seed").unique().group_by("init", "string_id").len()
+    seeds = _span(n_seeds["len"].to_list()) if n_seeds.height else "0"
+    spread = ("one seed per line" if seeds == "1" else
+              f"mean of {seeds} seeds per line, shaded: their range")
+    fig.suptitle(f"{model}: memorizing random strings ({spread})", y=1.02)
     return fig
 
 
@@ -400,10 +418,10 @@ def position_grid(runs: dict[str, pl.DataFrame], title: str):
 
 def q1_factors(phases: pl.DataFrame):
     """Per Q1 factor (pooling the other factors) and init: the median epochs to memorize
-    with never-memorized strings censored at the last epoch (top; a triangle at the last
-    epoch marks a median beyond it, bars are the order-statistic 95% interval where n allows
-    one), and the share of strings memorized with its Wilson 95% interval (bottom); n
-    strings under each point."""
+    with never-memorized strings censored at the horizon, the last epoch at which a
+    memorized run can start (top; a triangle at the horizon marks a median beyond it, bars
+    are the order-statistic 95% interval where n allows one), and the share of strings
+    memorized with its Wilson 95% interval (bottom); n strings under each point."""
     from .dynamics import time_to_memorize
 
     factors = [("alphabet_size", "alphabet size"), ("entropy_fraction", "H(p) / log(l)"),
@@ -411,7 +429,8 @@ def q1_factors(phases: pl.DataFrame):
     inits = sorted(phases["init"].unique()) if phases.height else []
     fig, axes = plt.subplots(2, len(factors), figsize=(3.4 * len(factors), 5.6),
                              sharey="row", squeeze=False)
-    horizon = int(phases["epochs"].max()) if phases.height else 0
+    col = "horizon" if "horizon" in phases.columns else "epochs"
+    horizon = int(phases[col].max()) if phases.height else 0
     colors = sns.color_palette(n_colors=max(1, len(inits)))
     for j, (col, label) in enumerate(factors):
         levels = sorted(phases[col].unique()) if phases.height else []
@@ -453,7 +472,8 @@ def q1_factors(phases: pl.DataFrame):
         axes[1][-1].legend(title="init", loc="upper left", bbox_to_anchor=(1.01, 1),
                            frameon=False)
     never = int(phases["memorized"].is_null().sum()) if phases.height else 0
-    fig.suptitle(f"Q1: epochs to memorize, censored at {horizon} (triangle: median > "
+    fig.suptitle(f"Q1: epochs to memorize (accuracy 1 held), censored at {horizon} "
+                 "(triangle: median > "
                  f"{horizon}; {never} of {phases.height} strings never memorized; "
                  "n strings under each point)", y=1.02)
     return fig
@@ -592,10 +612,16 @@ def _count(group: str) -> float | None:
         return None
 
 
+_GRADED_PANELS = (("match_fraction", "mean match fraction\n(continuation reproduced)"),
+                  ("exact_prefix", "mean exact prefix\n(tokens before a mismatch)"))
+
+
 def checkpoint_memorization(df: pl.DataFrame, model: str):
     """Share of a fixed sample set labelled memorized at each training checkpoint: a
     line per duplicate count when the table has them (the model organism; 0 = unseen), else
-    per subset, with the Wilson 95% interval shaded; n per group in the legend."""
+    per subset, with the Wilson 95% interval shaded; n per group in the legend. Below it,
+    where the table has them, the graded scores behind the label: the mean match fraction
+    and the mean exact-prefix length, with bootstrap intervals over documents."""
     title = f"{model}: memorization across training"
     if df.height == 0:
         return empty_figure(title, "no checkpoint rows (n = 0): nothing to draw")
@@ -616,7 +642,11 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
         colors = dict(zip(groups, sns.color_palette(n_colors=len(groups)), strict=True))
         names = {g: g for g in groups}
     final = _final_step(d)
-    fig, ax = plt.subplots(figsize=(5.2, 3.2))
+    graded = [(c, label) for c, label in _GRADED_PANELS
+              if c in d.columns and d[c].is_not_null().any()]
+    fig, axes = plt.subplots(1 + len(graded), 1, sharex=True, squeeze=False,
+                             figsize=(5.6, 3.0 + 2.1 * len(graded)))
+    ax = axes[0][0]
     total = drawn = 0
     for g in groups:
         rows = d.filter(pl.col("group") == g).sort("step")
@@ -625,16 +655,28 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
         total += n
         drawn += _band_line(ax, rows, "share", "share_lo", "share_hi", colors[g],
                             label=f"{names[g]} (n = {n})")
-    _step_axis(ax, d["step"].to_list(), final)
+        for (c, _), gax in zip(graded, axes[1:, 0], strict=True):
+            _band_line(gax, rows, c, f"{c}_lo", f"{c}_hi", colors[g])
+    for i, a in enumerate(axes[:, 0]):
+        _step_axis(a, d["step"].to_list(), final, label_final=i == 0)
+        if i < len(graded):
+            a.set_xlabel("")
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("share labelled memorized")
+    for (c, label), gax in zip(graded, axes[1:, 0], strict=True):
+        gax.set_ylabel(label, fontsize=8)
+        if c == "match_fraction":
+            gax.set_ylim(-0.03, 1.03)
+        else:
+            gax.set_ylim(bottom=-0.5)
     if drawn == 0:
         note(ax, "no share to draw: every group has n = 0 at every checkpoint")
     _legend_outside(ax, title="duplicate count" if by == "dup_count" else "subset",
                     title_fontsize=7)
     n_ck = d["checkpoint"].n_unique()
     ax.set_title(f"{title}\n({n_ck} points, n = {total} documents, one sample each; "
-                 f"shaded: Wilson 95%)",
+                 "shaded: Wilson 95%" + ("; below: bootstrap 95% over documents" if graded
+                                         else "") + ")",
                  fontsize=9, pad=12)
     return fig
 
@@ -829,9 +871,10 @@ def _legend_below(fig, handles, title: str | None) -> None:
 
 
 def checkpoint_overlap(df: pl.DataFrame, model: str):
-    """Per task (columns): the edge Jaccard index of each checkpoint's minimal circuit with
-    the final model's (top) and the Spearman correlation of |edge score| between each
-    checkpoint's attribution and the final model's (bottom)."""
+    """Per task (columns): the edge Jaccard index (solid) and overlap coefficient (dashed) of
+    each checkpoint's minimal circuit with the final model's (top) and the Spearman
+    correlation of |edge score| between each checkpoint's attribution and the final model's
+    (bottom)."""
     from matplotlib.lines import Line2D
 
     title = f"{model}: circuits against the final model's"
@@ -850,10 +893,13 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
             ld = d.filter(pl.col(kind) == value)
             for ax, col in ((j_ax, "jaccard"), (r_ax, "rank_corr")):
                 counts[col] += _band_line(ax, ld, col, None, None, color)
+            if "overlap_coefficient" in ld.columns:
+                _band_line(j_ax, ld, "overlap_coefficient", None, None, color, ls="--",
+                           mfc="white")
         j_ax.set_ylim(-0.03, 1.03)
         r_ax.set_ylim(-1.05, 1.05)
         r_ax.axhline(0, color="0.3", lw=0.7)
-        j_ax.set_ylabel("edge Jaccard with the\nfinal minimal circuit" if j == 0 else "")
+        j_ax.set_ylabel("edge overlap with the\nfinal minimal circuit" if j == 0 else "")
         r_ax.set_ylabel("Spearman ρ of |edge score|\nwith the final model" if j == 0 else "")
         for ax, col, what in ((j_ax, "jaccard", "no Jaccard: a minimal circuit\nis missing "
                                "at every checkpoint"),
@@ -865,7 +911,10 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
         j_ax.set_title(_panel_title(d, task, sem), fontsize=8, pad=12)
     handles = [Line2D([], [], color=c, marker="o", ms=3.5, label=_line_label(kind, v, df))
                for kind, v, c in lines]
-    handles.append(Line2D([], [], color="0.35", ls=":", lw=1, label="final model"))
+    handles += [Line2D([], [], color="0.2", marker="o", ms=3.5, label="Jaccard |A∩B| / |A∪B|"),
+                Line2D([], [], color="0.2", marker="o", ms=3.5, ls="--", mfc="white",
+                       label="overlap coefficient\n|A∩B| / min(|A|, |B|)"),
+                Line2D([], [], color="0.35", ls=":", lw=1, label="final model")]
     fig.suptitle(f"{title}{_subset_note(subsets)} (no interval: one attribution per "
                  "checkpoint)", fontsize=9)
     fig.tight_layout()

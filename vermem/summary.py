@@ -186,24 +186,72 @@ def claims_section(model: str, claims: pl.DataFrame) -> list[str]:
     return out
 
 
+def _step(v, never: str = "none") -> str:
+    return never if v is None else str(v)
+
+
 def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
+    k_min = ck.get("min_documents", 1)
     out = [f"### Along training (`results/checkpoints/{model}/summary.json`)", "",
-           "First training step at which each happens (none: not within the axis)."]
+           "First training step at which each happens (none: not within the axis). "
+           "Memorization *emerges* at the first step whose Wilson interval lies above the "
+           f"unseen documents' with at least {k_min} documents memorized."]
+
+    def emerges(m):
+        if m["n"] < k_min:
+            return f"never (n = {m['n']} < {k_min})"
+        return _step(m["emerges"])
     out += [""] + _table(("group", "n", "memorized at the end", "emerges", "half memorized"),
                          [(f"{m['by']} {m['group']}", m["n"],
                            "n/a" if m["final_share"] is None else f"{m['final_share']:.2f}",
-                           m["emerges"], m["half"]) for m in ck.get("memorization", [])])
-    out += _table(("task", "subset", "meaning", "final k", "final circuit faithful from",
+                           emerges(m), _step(m["half"])) for m in ck.get("memorization", [])])
+    if ck.get("graded"):
+        out += ["Graded memorization of the same samples: the share labelled memorized "
+                "(Wilson 95%), the mean share of continuation tokens reproduced (match "
+                "fraction) and the mean exact-prefix length in tokens (bootstrap 95% over "
+                "documents, one sample each).", ""]
+        out += _table(("group", "step", "n", "memorized", "mean match fraction",
+                       "mean exact prefix"),
+                      [(f"{g['by']} {g['group']}", f"{g['step']}" + (" (final)" if g["final"]
+                                                                     else ""), g["n"],
+                        _ci(g["share"], g["share_lo"], g["share_hi"]),
+                        _ci(g["match_fraction"], g["match_fraction_lo"],
+                            g["match_fraction_hi"]),
+                        _ci(g["exact_prefix"], g["exact_prefix_lo"], g["exact_prefix_hi"], 1))
+                       for g in ck["graded"]])
+    out += ["The final model's minimal circuit at each checkpoint: *first* in the band is the "
+            "first step whose F interval (point estimate) lies in [target, 2 - target]; "
+            "*from* is the first step from which it stays there at every later point, the "
+            "final model included (never: the final model's own F leaves the band).", ""]
+    out += _table(("task", "subset", "meaning", "final k", "F interval in band first",
+                   "F interval in band from", "F in band first", "F in band from",
                    "own circuit from"),
-                  [(c["task"], c["subset"], c["semantics"], c["final_k"], c["final_faithful"],
-                    c["own_circuit"]) for c in ck.get("circuits", [])])
+                  [(c["task"], c["subset"], c["semantics"], c["final_k"],
+                    _step(c["final_faithful"]), _step(c.get("final_faithful_from"), "never"),
+                    _step(c["final_in_band"]), _step(c.get("final_in_band_from"), "never"),
+                    _step(c["own_circuit"])) for c in ck.get("circuits", [])])
+    rows = [(c["task"], c["semantics"], o["step"], _k(o["k"]),
+             "n/a" if o["jaccard"] is None else f"{o['jaccard']:.2f}",
+             "n/a" if o.get("overlap_coefficient") is None else
+             f"{o['overlap_coefficient']:.2f}")
+            for c in ck.get("circuits", []) for o in c.get("overlap", [])]
+    if any(o["jaccard"] is not None for c in ck.get("circuits", [])
+           for o in c.get("overlap", [])):
+        out += ["Each checkpoint's own minimal circuit against the final one: Jaccard |A ∩ B| "
+                "/ |A ∪ B| and the overlap coefficient |A ∩ B| / min(|A|, |B|) (1: the smaller "
+                "lies inside the larger, whatever their sizes).", ""]
+        out += _table(("task", "meaning", "step", "own k", "Jaccard", "overlap coefficient"),
+                      rows)
     return out
 
 
 def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
     out = ["## Study B: memorizing random strings (`results/dynamics/summary.json`)", "",
-           "Share of strings memorized (Wilson 95%) and the Kaplan-Meier median of epochs to "
-           "memorize (order-statistic interval; censored at the last epoch).", ""]
+           "Share of strings memorized (Wilson 95%; memorized: accuracy 1 for the hold epochs "
+           "in a row) and the Kaplan-Meier median of epochs to memorize (order-statistic "
+           "interval; censored at the last epoch at which such a run can start); guessing "
+           "phase: strings whose loss held at their own letter entropy while the accuracy "
+           "stayed at the best guess, before it rose.", ""]
     rows = []
     for key, v in sorted(dyn.items()):
         n = v.get("strings", v.get("n"))
@@ -218,8 +266,23 @@ def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def findings_section(found: pl.DataFrame) -> list[str]:
+    """Speicher et al.'s findings next to what the run shows, a verdict per row."""
+    out = ["### Against Speicher et al. (2024) (`results/dynamics/findings.parquet`)", "",
+           "Q1: stratified concordance of the factor with the epochs to memorize (+1: the "
+           "paper's direction; strings compared only within equal other factors, "
+           "never-memorized ones censored) with one-sided permutation p-values; Q3: the rule "
+           "in each row's reason (docs/study-b.md, Findings).", ""]
+    rows = [(r["question"], r["finding"], r["shows"],
+             "n/a" if r["estimate"] is None else f"{r['estimate']:+.2f}", r["compared"],
+             f"**{r['verdict']}**", r["reason"]) for r in found.iter_rows(named=True)]
+    out += _table(("question", "finding", "the run shows", "estimate", "compared",
+                   "verdict", "why"), rows)
+    return out
+
+
 def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] | None,
-           main: Mapping[str, str]) -> str:
+           main: Mapping[str, str], findings: pl.DataFrame | None = None) -> str:
     """The summary of a run. models: name -> {labels, pairs (summary JSONs), minimal (records),
     claims (table), mib (the tasks' mib.parquet tables stacked, or None), methods (quality and
     agreement tables, or None), specificity
@@ -243,4 +306,6 @@ def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] 
             out += checkpoints_section(name, m["checkpoints"])
     if dynamics:
         out += dynamics_section(dynamics)
+    if findings is not None:
+        out += findings_section(findings)
     return "\n".join(out).rstrip() + "\n"

@@ -1,0 +1,46 @@
+"""Study B's curve figure from synthetic tables: the seeds' range and the references."""
+
+import polars as pl
+import pytest
+from matplotlib.collections import PolyCollection
+
+from vermem import plots
+
+
+def test_curves_show_the_seed_range_and_the_strings_own_references():
+    rows, ph = [], []
+    for seed, shift in ((0, 0.0), (1, 0.5)):
+        for e in range(10):
+            rows.append({"model": "m", "init": "random", "string_id": "l4-h1-n8", "seed": seed,
+                         "epoch": e, "accuracy": min(1.0, 0.1 * e + shift / 5),
+                         "loss": 5.0 - 0.4 * e + shift, "p_true": 0.5, "entropy": 1.0})
+        ph.append({"model": "m", "init": "random", "string_id": "l4-h1-n8", "seed": seed,
+                   "alphabet_size": 4, "length": 8, "entropy": 1.386, "max_p": 0.25,
+                   "empirical_entropy": 1.2 + 0.05 * seed, "guess_accuracy": 0.375 + 0.125 * seed})
+    fig = plots.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
+    loss_ax, acc_ax = fig.axes[0], fig.axes[1]
+    # one band per line: the two seeds' range, from the lower to the upper curve
+    band = [c for c in loss_ax.collections if isinstance(c, PolyCollection)
+            and len(c.get_paths()[0].vertices) > 4]
+    assert band
+    ys = band[0].get_paths()[0].vertices[:, 1]
+    assert min(ys) <= 5.0 - 0.4 * 9 + 1e-9 and max(ys) >= 5.5 - 1e-9
+    # grey bands at the strings' H(q) (1.20 to 1.25) and best guesses (0.375 to 0.5)
+    def spans(ax):
+        return [pytest.approx((p.get_y(), p.get_y() + p.get_height())) for p in ax.patches]
+    assert (1.2, 1.25) in spans(loss_ax) and (0.375, 0.5) in spans(acc_ax)
+    assert "their range" in fig._suptitle.get_text()
+
+
+def test_one_seed_draws_its_own_references_as_lines():
+    rows = [{"model": "m", "init": "pretrained", "string_id": "l2-h1-n8", "seed": 0, "epoch": e,
+             "accuracy": 0.5 + 0.05 * e, "loss": 1.0 - 0.05 * e, "p_true": 0.5, "entropy": 1.0}
+            for e in range(10)]
+    ph = [{"model": "m", "init": "pretrained", "string_id": "l2-h1-n8", "seed": 0,
+           "alphabet_size": 2, "length": 8, "entropy": 0.693, "max_p": 0.5,
+           "empirical_entropy": 0.662, "guess_accuracy": 0.625}]
+    fig = plots.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
+    for ax, v in ((fig.axes[0], 0.662), (fig.axes[1], 0.625)):
+        assert any(list(ln.get_ydata()) == [v, v] and ln.get_linewidth() == 3
+                   for ln in ax.get_lines())
+    assert "one seed per line" in fig._suptitle.get_text()
