@@ -27,6 +27,12 @@ except VermemError as e:
 config["circuits"].setdefault("criterion", "band")
 config["circuits"].setdefault("search", "band")
 config["attribution"].setdefault("compare_methods", [])
+config.setdefault("studies", ["A", "B"])
+
+# the studies `all` runs and the summary reports (Study B also needs its `dynamics` section;
+# the study_a and study_b targets run one study whatever `studies` says)
+STUDY_A = "A" in config["studies"]
+STUDY_B = "B" in config["studies"] and bool(config.get("dynamics"))
 
 
 onstart:
@@ -128,7 +134,7 @@ def claims_inputs(wc):
 def summary_inputs(wc):
     """Every table the summary reads, named by kind and model (rules/summary.smk)."""
     out = {}
-    for m in MODELS:
+    for m in MODELS if STUDY_A else []:
         out[f"labels.{m}"] = f"results/labels/{m}.summary.json"
         out[f"pairs.{m}"] = f"results/pairs/{m}.summary.json"
         out[f"claims.{m}"] = f"results/circuits/{m}/claims.parquet"
@@ -143,7 +149,7 @@ def summary_inputs(wc):
             out[f"specificity.{m}"] = f"results/circuits/{m}/specificity.parquet"
         if CKPTS[m]:
             out[f"checkpoints.{m}"] = f"results/checkpoints/{m}/summary.json"
-    if config.get("dynamics"):
+    if STUDY_B:
         out["dynamics"] = "results/dynamics/summary.json"
     return out
 

@@ -182,6 +182,9 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
         if org["architecture"]["width"] % org["architecture"]["heads"]:
             raise ConfigError("config error at organism.architecture.heads: "
                               "does not divide width")
+    if config.get("studies") == ["B"] and not config.get("dynamics"):
+        raise ConfigError("config error at studies: Study B alone is asked for, but the "
+                          "dynamics section is null")
     if config.get("dynamics"):
         check_dynamics(config)
     check_checkpoints(config)
