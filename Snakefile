@@ -17,6 +17,11 @@ if not workflow.overwrite_configfiles:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+# With --software-deployment-method apptainer every job runs in this image, built from
+# vermem.def (docs/running.md, "In a container"); other runs ignore it.
+container: f"{workflow.basedir}/vermem.sif"
+
+
 include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/models.smk"
