@@ -137,3 +137,40 @@ def test_parsing_the_workflow_imports_no_torch(tmp_path):
     heavy = {"torch", "transformers", "polars", "vermem.checkpoints", "vermem.contrastive",
              "vermem.dynamics"}
     assert not heavy & imported, sorted(heavy & imported)
+
+
+def dry_run_jobs(cwd, *args) -> dict[str, int]:
+    """Rule -> jobs of `snakemake -n` on the embedded default, run from `cwd` (not the
+    repository) into the working directory cwd/wd."""
+    from .test_workflow import planned
+
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+                           "-d", str(cwd / "wd"), "-n", *args],
+                          capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return planned(proc)
+
+
+def test_targets_run_one_study_from_any_directory(tmp_path):
+    """The default config is found next to the Snakefile (-d elsewhere, another cwd);
+    study_a and study_b split the DAG, and `studies` says what `all` runs."""
+    both = dry_run_jobs(tmp_path)
+    a, b = dry_run_jobs(tmp_path, "study_a"), dry_run_jobs(tmp_path, "study_b")
+    assert both["labels"] == a["labels"] == 1 and both["summary"] == 1
+    assert "dynamics_train" not in a and "summary" not in a
+    assert b["dynamics_train"] == both["dynamics_train"] > 0 and "labels" not in b
+    only_b = dry_run_jobs(tmp_path, "--config", 'studies=["B"]')
+    assert "labels" not in only_b and only_b["summary"] == 1
+    assert only_b["dynamics_train"] == both["dynamics_train"]
+
+
+def test_study_b_alone_needs_its_section(default):
+    cfg = copy.deepcopy(default)
+    cfg.update(studies=["B"], dynamics=None)
+    with pytest.raises(ConfigError, match="config error at studies: Study B alone"):
+        check(cfg, SCHEMA)
+    cfg["studies"] = ["A"]
+    check(cfg, SCHEMA)
+    cfg["studies"] = []
+    with pytest.raises(ConfigError, match="studies"):
+        check(cfg, SCHEMA)
