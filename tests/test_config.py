@@ -1,4 +1,5 @@
 import copy
+import os
 import subprocess
 import sys
 
@@ -174,3 +175,30 @@ def test_study_b_alone_needs_its_section(default):
     cfg["studies"] = []
     with pytest.raises(ConfigError, match="studies"):
         check(cfg, SCHEMA)
+
+
+def test_planning_takes_shards_and_local_folders_that_are_not_here_as_declared(default):
+    """vermem.plan's dry run (VERMEM_PLAN=1): the paper config's Pile shard and a cluster's
+    model folder need not exist; a run with the variable set is refused before any job."""
+    from vermem.config import expand_shards, unread_shards
+    from vermem.models import check_models
+
+    cfg = load("pythia.yaml")
+    cfg["corpus"]["shards"].append("/data/pile/train/*.jsonl.zst")
+    check(cfg, SCHEMA, planning=True)
+    shards = expand_shards(cfg, planning=True)
+    assert unread_shards(cfg, shards) == shards == cfg["corpus"]["shards"]
+    cfg["models"]["mine"] = {"source": "local", "path": "/cluster/models/mine"}
+    check_models(cfg, planning=True)
+    with pytest.raises(ConfigError, match="shard file not found"):
+        check(cfg, SCHEMA)
+
+
+def test_a_run_with_the_planning_variable_set_is_refused(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(REPO / ".test/config/config.yaml"), "--cores", "1"],
+        capture_output=True, text=True, env={**os.environ, "VERMEM_PLAN": "1"})
+    assert proc.returncode != 0
+    assert "VERMEM_PLAN=1 is for vermem.plan's dry runs only" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()

@@ -49,16 +49,19 @@ def requirements(name: str, config: Mapping[str, Any]) -> tuple[int, str]:
     return need, why
 
 
-def check_models(config: Mapping[str, Any]) -> None:
+def check_models(config: Mapping[str, Any], planning: bool = False) -> None:
     """Check every local model folder before any job, and the subfolder of each checkpoint
     it lists (all but its tokenizer, which the checkpoint_record rule checks; hub models:
     in `resolve`, once fetched). Raises ModelError whose one line names the model key and
-    what is wrong."""
+    what is wrong. `planning` (`vermem.config.planning`): a folder that is not on this
+    machine is skipped (the plan assumes its shape, `vermem.resources.model_shape`)."""
     from .config import listed
 
     for name, spec in config["models"].items():
         if spec["source"] == "local":
             path, needs = Path(spec["path"]).resolve(), requirements(name, config)
+            if planning and not path.exists():
+                continue
             check_folder(path, f"config error at models.{name}.path", *needs)
             for checkpoint in listed(config, name):
                 check_folder(path / checkpoint, checkpoint_where(name, checkpoint), *needs,
