@@ -20,8 +20,8 @@ with rule(snakemake) as log:
                               dyn["training"]["memory_margin"])
     q2cfg = dyn["q2"]
     curves, q2 = [], []
-    epochs = progress.Progress(log.info, f"{wc.cell}", strings.height * dyn["training"]["epochs"],
-                               "epochs (all seeds)")
+    epochs = progress.Progress(log.info, f"training {wc.cell} ({strings.height} seeds)",
+                               strings.height * dyn["training"]["epochs"], "epochs")
     for s in strings.iter_rows(named=True):
         model = dynamics.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
         ks = dynamics.q2_ks(s["length"], q2cfg["k"], q2cfg["k_fractions"])

@@ -42,6 +42,9 @@ def test_numbers_read_as_a_person_reads_them():
         "3.0 days"]
     assert [P.number(x) for x in (None, 0.823456, 15.0, 12345.6)] == ["-", "0.823", "15",
                                                                       "1.23e+04"]
+    assert [P.units(n, u) for n, u in ((1, "pairs"), (2, "pairs"), (1, "circuit evaluations"),
+                                       (1, "epochs (all seeds)"), (0, "steps"))] == [
+        "pair", "pairs", "circuit evaluation", "epoch (all seeds)", "steps"]
 
 
 def test_a_line_tells_done_of_total_elapsed_and_time_left():
@@ -77,6 +80,13 @@ def test_slow_work_writes_a_line_every_ten_seconds_and_at_each_tenth():
     assert all(gap >= P.MIN_S for gap in gaps)
     assert 150 / (P.EVERY_S + 3) <= len(lines) - 2 <= 150 / P.EVERY_S + 10, lines
     assert lines[1] == "job: 4 of 50 pairs (8%), 12 s elapsed, about 2.3 min left"
+
+
+def test_nothing_to_do_writes_nothing():
+    lines: list[str] = []
+    with P.Progress(lines.append, "matched transfer", 0, "circuit evaluations"):
+        pass
+    assert lines == []
 
 
 def test_expect_changes_the_total_and_nothing_is_written_without_a_callback():

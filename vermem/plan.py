@@ -164,8 +164,9 @@ def assumptions(plan: Plan) -> list[str]:
             f"{resources.DEFAULT_SAMPLES:,} documents (corpus.samples_per_subset is null: "
             f"all documents, a number unknown before the shards are read)")
     out = [f"assumed: shards not read; each of the {len(corpus['subsets'])} subsets gives "
-           f"{docs} x {windows} window(s) = {resources.samples_per_subset(plan.config):,} "
-           f"samples, {resources.MEMORIZED_FRACTION:.0%} of them memorized"]
+           f"{docs} x {windows} window(s) per document = "
+           f"{resources.samples_per_subset(plan.config):,} samples, "
+           f"{resources.MEMORIZED_FRACTION:.0%} of them memorized"]
     if plan.unread_shards:
         shown = ", ".join(plan.unread_shards[:3]) + (
             f" and {len(plan.unread_shards) - 3} more" if len(plan.unread_shards) > 3 else "")

@@ -51,6 +51,17 @@ def duration(seconds: float) -> str:
     return f"{s / 86400:.1f} days"
 
 
+def units(n: float, unit: str) -> str:
+    """`unit` for `n` items: its plural word made singular for one ('1 pair', '1 circuit
+    evaluation', '1 epoch (all seeds)')."""
+    if round(n) != 1:
+        return unit
+    head, sep, tail = unit.partition(" (")
+    if head.endswith("s") and not head.endswith("ss"):
+        head = head[:-1]
+    return head + sep + tail
+
+
 class Progress:
     """`total` items of `unit` done by `advance`, reported to `emit` as lines (see the
     module's doc for the rate); `expect` adds (or, negative, removes) work. A context
@@ -66,7 +77,8 @@ class Progress:
         self.start = self.last = clock()
         self.step = 0  # tenths (every_share steps) done at the last line
         self.closed = False
-        self._write(f"{what}: {count(self.total)} {unit} to do")
+        if self.total > 0:  # (nothing to do: no lines at all)
+            self._write(f"{what}: {count(self.total)} {units(self.total, unit)} to do")
 
     def _write(self, line: str) -> None:
         if self.emit is not None:
@@ -96,16 +108,18 @@ class Progress:
             pct = min(pct, 99)   # 100% only when done
         left = ("time left unknown" if self.done <= 0 else
                 f"about {duration(elapsed * (self.total - self.done) / self.done)} left")
-        return (f"{self.what}: {count(self.done)} of {count(self.total)} {self.unit} ({pct}%), "
-                f"{duration(elapsed)} elapsed, {left}")
+        return (f"{self.what}: {count(self.done)} of {count(self.total)} "
+                f"{units(self.total, self.unit)} ({pct}%), {duration(elapsed)} elapsed, {left}")
 
     def close(self) -> None:
         """The last line: what was done, in how long."""
         if self.closed:
             return
         self.closed = True
-        elapsed = self.clock() - self.start
-        self._write(f"{self.what}: {count(self.done)} {self.unit} done in {duration(elapsed)}")
+        if self.total > 0 or self.done > 0:
+            elapsed = self.clock() - self.start
+            self._write(f"{self.what}: {count(self.done)} {units(self.done, self.unit)} done "
+                        f"in {duration(elapsed)}")
 
     def __enter__(self) -> Progress:
         return self
