@@ -8,9 +8,10 @@ an optional keyword `progress`, silent by default so that library use stays quie
 
 - None: nothing is written;
 - a callable taking one line (`print`, a logger's `info`): the function keeps its own
-  `Progress` and writes to it, a first line with the total, lines at most every
-  `EVERY_S` seconds or at every further `EVERY_SHARE` of the work (never two within
-  `MIN_S`), and a last line with the time taken;
+  `Progress` and writes to it, a first line with the total, then a line every `EVERY_S`
+  seconds and at every further `EVERY_SHARE` of the work (never two within `MIN_S`;
+  lines are written as items complete, so one item longer than `EVERY_S` delays the
+  next), and a last line with the time taken;
 - a `Progress` of the caller's: the function advances it by the work it does (the caller
   counted that work in its total; work found on the way, a search's extra round, the
   function adds with `expect`), and writes no lines of its own.
