@@ -22,8 +22,11 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# TARGET: all (default: the config's studies and the summary), study_a or study_b
+TARGET ?=
+
 run: setup
-	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --cores $(CORES) $(TARGET)
 
 test: setup
 	$(BIN)/ruff check .

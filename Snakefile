@@ -1,6 +1,8 @@
 # Verbatim memorization in language models: from raw Pile shards to memorization labels.
 # See README.md. Config: config/config.yaml (embedded, offline default), or a complete
 # config of your own with --configfile (config/pythia.yaml for paper scale).
+# Targets: all (default: the studies of config key `studies`, and results/summary.md),
+# study_a (Study A's tables and figures), study_b (Study B's).
 
 from snakemake.utils import min_version
 
@@ -9,9 +11,15 @@ min_version("9.0")
 
 # A --configfile replaces the embedded default rather than merging into it, so that the
 # paper-scale config is not polluted by the stand-in corpus or the organism.
+# The default is found next to this Snakefile, so `snakemake -d elsewhere` runs it too.
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/config.yaml"
+    configfile: f"{workflow.basedir}/config/config.yaml"
+
+
+# With --software-deployment-method apptainer every job runs in this image, built from
+# vermem.def (docs/running.md, "In a container"); other runs ignore it.
+container: f"{workflow.basedir}/vermem.sif"
 
 
 include: "rules/common.smk"
@@ -35,35 +43,51 @@ wildcard_constraints:
     metric="logit_diff|wrong_logit|answer_logprob",
 
 
+STUDY_A_TARGETS = [
+    *expand("results/pairs/{model}.summary.json", model=MODELS),
+    *expand("results/figures/{model}/memorization_scores.png", model=MODELS),
+    *expand("results/figures/{model}/memorization_by_duplicates.png", model=ORGANISMS),
+    *expand(
+        "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
+        model=MODELS,
+        task=config["attribution"]["tasks"],
+        subset=SUBSETS,
+        metric=config["attribution"]["metrics"],
+    ),
+    *expand("results/figures/{model}/attribution/positions.{subset}.png", model=MODELS,
+            subset=SUBSETS),
+    *expand("results/circuits/{model}/claims.csv", model=MODELS),
+    *expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
+    *expand("results/figures/{model}/circuits/mib.png", model=MODELS),
+    *expand("results/figures/{model}/circuits/methods.png",
+            model=MODELS if config["attribution"]["compare_methods"] else []),
+    *expand("results/figures/{model}/circuits/specificity.png",
+            model=MODELS if CONTROL_TASKS else []),
+    *expand(
+        "results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
+        model=MODELS,
+        task=config["attribution"]["tasks"],
+        subset=SUBSETS,
+    ),
+    *expand("results/figures/{model}/checkpoints/{name}.png", model=CKPT_MODELS,
+            name=["memorization", "circuits", "overlap"]),
+]
+
+
 rule all:
     input:
-        expand("results/pairs/{model}.summary.json", model=MODELS),
-        expand("results/figures/{model}/memorization_scores.png", model=MODELS),
-        expand("results/figures/{model}/memorization_by_duplicates.png", model=ORGANISMS),
-        expand(
-            "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
-            model=MODELS,
-            task=config["attribution"]["tasks"],
-            subset=SUBSETS,
-            metric=config["attribution"]["metrics"],
-        ),
-        expand("results/figures/{model}/attribution/positions.{subset}.png", model=MODELS,
-               subset=SUBSETS),
-        expand("results/circuits/{model}/claims.csv", model=MODELS),
-        expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
-        expand("results/figures/{model}/circuits/mib.png", model=MODELS),
-        expand("results/figures/{model}/circuits/methods.png",
-               model=MODELS if config["attribution"]["compare_methods"] else []),
-        expand("results/figures/{model}/circuits/specificity.png",
-               model=MODELS if CONTROL_TASKS else []),
-        expand(
-            "results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
-            model=MODELS,
-            task=config["attribution"]["tasks"],
-            subset=SUBSETS,
-        ),
-        expand("results/figures/{model}/checkpoints/{name}.png", model=CKPT_MODELS,
-               name=["memorization", "circuits", "overlap"]),
-        DYNAMICS_TARGETS,
+        STUDY_A_TARGETS if STUDY_A else [],
+        DYNAMICS_TARGETS if STUDY_B else [],
         "results/summary.md",
     default_target: True
+
+
+# One study alone, whatever `studies` says (no summary: `all` writes it)
+rule study_a:
+    input:
+        STUDY_A_TARGETS,
+
+
+rule study_b:
+    input:
+        DYNAMICS_TARGETS,

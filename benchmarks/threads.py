@@ -69,7 +69,8 @@ def workload(name: str, results: Path):
                 ), f"{desc}; 256 samples, P = C = 32, batch 64"
     if name == "attribution":
         (cl, co, an, wr, _), what = pairs(results, "attribution")
-        return (lambda: A.run(model, g, cl, co, an, wr, "EAP-IG", 5, "logit_diff", 16)[1]
+        return (lambda: A.run(model, g, cl, co, an, wr, method="EAP-IG", steps=5,
+                              metric="logit_diff", batch_size=16)[1]
                 ), f"{desc}; {what}, EAP-IG 5 steps, batch 16"
     (cl, co, an, wr, docs), what = pairs(results, "evaluation")
     cl, co, an, wr, docs = (x[:30] for x in (cl, co, an, wr, docs))

@@ -7,18 +7,23 @@ sys.path.insert(0, workflow.basedir)
 
 # parse-time imports are light (no torch, polars, numpy): every job's Snakemake process
 # parses the workflow again (benchmarks/jobstart.py; tests/test_config.py checks it)
-from vermem.config import check, expand_shards, load_schema, slugify, standin_shards
+from vermem.config import check, expand_shards, load_schema, planning, slugify, standin_shards
+from vermem.config import PLANNING_ENV, unread_shards
 from vermem.errors import VermemError
 from vermem.models import check_device, check_models
 from vermem import config as _ck  # the checkpoint axis's config helpers (listed, subsets, ...)
 from vermem import tasks as _pairs  # task names: control_task, is_control
 
 
+# parsed for `vermem.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
+# folders that are not on this machine are billed as declared, unread
+PLANNING = planning()
+
 try:
     # the JSON schema (shapes, types, unknown keys) plus cross-key checks, then every local
     # model folder (hub models: model_record, once fetched); one-line errors
-    check(config, load_schema(Path(workflow.basedir) / "config" / "schema.yaml"))
-    check_models(config)
+    check(config, load_schema(Path(workflow.basedir) / "config" / "schema.yaml"), PLANNING)
+    check_models(config, PLANNING)
 except VermemError as e:
     raise WorkflowError(str(e))
 
@@ -27,9 +32,18 @@ except VermemError as e:
 config["circuits"].setdefault("criterion", "band")
 config["circuits"].setdefault("search", "band")
 config["attribution"].setdefault("compare_methods", [])
+config.setdefault("studies", ["A", "B"])
+
+# the studies `all` runs and the summary reports (Study B also needs its `dynamics` section;
+# the study_a and study_b targets run one study whatever `studies` says)
+STUDY_A = "A" in config["studies"]
+STUDY_B = "B" in config["studies"] and bool(config.get("dynamics"))
 
 
 onstart:
+    if PLANNING:  # a run, not a dry run: the data it skipped checking are needed now
+        raise WorkflowError(f"{PLANNING_ENV}=1 is for vermem.plan's dry runs only; unset it "
+                            f"to run the workflow")
     # `device: cuda` on a host without a GPU (or cuda:N without an N-th), before any job,
     # when the jobs run on this host: the local executor (`workflow.local_exec`; not
     # --touch, not a job's own Snakemake process). A SLURM run submits from a host that may
@@ -47,7 +61,8 @@ onstart:
 MODELS = list(config["models"])
 ORGANISMS = [m for m, spec in config["models"].items() if spec["source"] == "organism"]
 EXTERNAL = [m for m in MODELS if m not in ORGANISMS]
-SHARDS = expand_shards(config)
+SHARDS = expand_shards(config, PLANNING)
+UNREAD_SHARDS = unread_shards(config, SHARDS) if PLANNING else []  # planning: not here
 STANDIN_SHARDS = standin_shards(config)  # written by the stand-in rule; the rest are the user's
 # file-name-safe subset names: "Wikipedia (en)" -> "wikipedia-en"
 SUBSETS = {slugify(s): s for s in config["corpus"]["subsets"]}
@@ -128,7 +143,7 @@ def claims_inputs(wc):
 def summary_inputs(wc):
     """Every table the summary reads, named by kind and model (rules/summary.smk)."""
     out = {}
-    for m in MODELS:
+    for m in MODELS if STUDY_A else []:
         out[f"labels.{m}"] = f"results/labels/{m}.summary.json"
         out[f"pairs.{m}"] = f"results/pairs/{m}.summary.json"
         out[f"claims.{m}"] = f"results/circuits/{m}/claims.parquet"
@@ -143,7 +158,7 @@ def summary_inputs(wc):
             out[f"specificity.{m}"] = f"results/circuits/{m}/specificity.parquet"
         if CKPTS[m]:
             out[f"checkpoints.{m}"] = f"results/checkpoints/{m}/summary.json"
-    if config.get("dynamics"):
+    if STUDY_B:
         out["dynamics"] = "results/dynamics/summary.json"
         out["dynamics_findings"] = "results/dynamics/findings.parquet"
     return out

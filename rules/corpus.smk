@@ -21,7 +21,7 @@ if config["standin"]:
 
 rule corpus_candidates:
     input:
-        shards=SHARDS,
+        shards=[s for s in SHARDS if s not in UNREAD_SHARDS],
     output:
         table="results/corpus/candidates.parquet",
         report="results/corpus/ingest.json",

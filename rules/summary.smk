@@ -13,7 +13,7 @@ rule summary:
         summary=report("results/summary.md", caption="../report/summary.rst",
                        category="Summary"),
     params:
-        models=MODELS,
+        models=MODELS if STUDY_A else [],
         main=config["circuits"]["main"],
     log:
         "logs/summary.log",

@@ -1,7 +1,10 @@
 """Shared start of every rule script.
 
 Makes the repository's package importable (a conda env from envs/ carries its dependencies,
-not the package itself), sends logging to the rule's log file. The project's own errors
+not the package itself), sends logging to the rule's log file. Long computations report to
+it: a script passes the logger's `info` as the `progress` argument of the science
+functions (vermem.progress), which then write items done of total, elapsed time and time
+left at a steady rate. The project's own errors
 (`vermem.errors.VermemError`: bad config, corpus, model or data) end the script with their
 one line on stderr and in the log, no traceback, and a non-zero exit; any other exception
 is a bug and keeps its traceback (in the log, then re-raised).

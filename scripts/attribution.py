@@ -19,7 +19,8 @@ with rule(snakemake) as log:
     clean = pairs["clean"].to_list()
     out, n = attribution.run(model, g, clean, pairs["corrupt"].to_list(),
                              pairs["answer"].to_list(), pairs["wrong"].to_list(),
-                             cfg["method"], cfg["ig_steps"], wc.metric, batch, cfg["backend"])
+                             method=cfg["method"], steps=cfg["ig_steps"], metric=wc.metric,
+                             batch_size=batch, backend=cfg["backend"], progress=log.info)
     buckets = attribution.position_buckets(max(map(len, clean), default=0))
     meta = {"model": record["name"], "revision": record["revision"], "task": wc.task,
             "subset": p.subset, "metric": wc.metric, "method": cfg["method"],

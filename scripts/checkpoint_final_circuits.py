@@ -13,7 +13,7 @@ with rule(snakemake) as log:
     table = checkpoints.final_circuits(model, g, evsets, found, cfg["directions"],
                                        cfg["main"]["ablation"], range(cfg["random_seeds"]),
                                        cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
-                                       cfg["circuits_per_forward"])
+                                       cfg["circuits_per_forward"], progress=log.info)
     io.write_parquet(table, snakemake.output.table,
                      io.provenance(cfg, model=record["name"], revision=record["revision"]))
     log.info("%s", table)

@@ -7,7 +7,7 @@ import polars as pl
 import torch
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, circuits, interchange, io, mib, resources, stats
+from vermem import attribution, circuits, interchange, io, mib, progress, resources, stats
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
@@ -36,18 +36,21 @@ with rule(snakemake) as log:
     # each mode ranked by its own direction's attribution (a file without de-noising
     # scores ranks both by the noising ones)
     by_dir = {d: attribution.direction_scores(tensors, d) for d in circuits.DIRECTIONS}
-    curve, minimal = circuits.sweep(
-        model, g, sel, ev, by_dir, modes if usable else [],
-        circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
-        random_modes, cfg["target"], cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
-        cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"],
-        cfg["criterion"], cfg["search"])
+    with circuits.small_gaps() as small:  # modes whose F is noise (|M(full) - M(empty)| tiny)
+        curve, minimal = circuits.sweep(
+            model, g, sel, ev, by_dir, modes if usable else [],
+            circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
+            random_modes, cfg["target"], cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
+            cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"],
+            cfg["criterion"], cfg["search"], progress=log.info)
+    for message in small:
+        log.warning("%s", message)
     mib_table = None
     if "mib" in snakemake.output.keys():  # the final model's circuits (not at checkpoints)
         mib_table = mib.score(model, g, ev, by_dir, modes if usable else [], cfg["metric"],
                               stats.Bootstrap(**cfg["bootstrap"]), cfg["circuits_per_forward"],
-                              range(cfg["random_seeds"]), meta.get("method", ""), random_modes
-                              ).select(pl.lit(wc.task).alias("task"),
+                              range(cfg["random_seeds"]), meta.get("method", ""), random_modes,
+                              progress=log.info).select(pl.lit(wc.task).alias("task"),
                                        pl.lit(p.subset).alias("subset"), pl.all())
     flat = {d: t.flatten() for d, t in by_dir.items()}
     main = cfg["main"]
@@ -83,6 +86,8 @@ with rule(snakemake) as log:
             "placement": main["placement"], "ablation": main["ablation"],
             **circuits.edge_overlap(*(None if c is None else c["edges"] for c in pair),
                                     ("noising", "denoising"))},
+        # mode and pair set where F is not meaningful (circuits.check_gap)
+        "small_gap": {"threshold": circuits.MIN_GAP, "count": len(small), "where": small},
         "provenance": io.provenance(cfg, model=record["name"]),
     }
     io.write_parquet(curve, snakemake.output.curve,
@@ -109,8 +114,7 @@ with rule(snakemake) as log:
     log.info("main mode: noising and de-noising minimal circuits share %s edges (Jaccard %s)",
              ov["shared"], "-" if ov["jaccard"] is None else f"{ov['jaccard']:.2f}")
 
-    def r3(x):  # numbers as a person reads them
-        return "-" if x is None else f"{x:.3g}"
+    r3 = progress.number  # numbers as a person reads them
     for c in record_out["circuits"]:
         log.info("%s/%s/%s: minimal circuit %d edges [%s, %s] (selection, n = %d), "
                  "F = %s [%s, %s] on %d evaluation pairs", c["direction"], c["placement"],

@@ -12,6 +12,7 @@ from vermem import (
     graph,
     io,
     models,
+    progress,
     resources,
     specificity,
     stats,
@@ -34,7 +35,11 @@ with rule(snakemake) as log:
         if meta.get("n_examples"):  # a ranking only from attribution pairs
             scores[t["task"], t["subset"]] = tensors
     rows, curves, reps = [], [], []
-    for rec in map(io.read_json, snakemake.input.minimal):
+    records = [io.read_json(f) for f in snakemake.input.minimal]
+    todo = progress.Progress(log.info, "specificity", sum(
+        (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])
+        for rec in records for c in rec["circuits"]), "circuits")
+    for rec in records:
         task, subset = rec["task"], rec["subset"]
         ctl_task = contrastive.control_task(task)
         evs = {}
@@ -48,6 +53,7 @@ with rule(snakemake) as log:
                 continue
             if evs[ctl_task].n == 0:
                 log.warning("%s / %s: no control evaluation pairs", ctl_task, subset)
+                todo.advance()
                 continue
             d = c["direction"]
             own = circuits.ranking(g, attribution.direction_scores(scores[task, subset], d))
@@ -65,8 +71,11 @@ with rule(snakemake) as log:
             curves += [{**key, **x} for x in curve]
             reps.append(r)
             log.info("%s / %s / %s: k = %d, F(memorized) %s, F(control) %s, specificity %s "
-                     "[%s, %s]", task, subset, d, row["k"], row["f_memorized"], row["f_control"],
-                     row["specificity"], row["specificity_lo"], row["specificity_hi"])
+                     "[%s, %s]", task, subset, d, row["k"], *map(progress.number, (
+                         row["f_memorized"], row["f_control"], row["specificity"],
+                         row["specificity_lo"], row["specificity_hi"])))
+            todo.advance()
+    todo.close()
     prov = io.provenance(cfg, model=record["name"], revision=record["revision"])
     io.write_parquet(pl.DataFrame(rows, schema=specificity.SCHEMA), snakemake.output.table, prov)
     io.write_parquet(pl.DataFrame(curves, schema=specificity.CURVE_SCHEMA),

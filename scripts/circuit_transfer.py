@@ -22,7 +22,8 @@ with rule(snakemake) as log:
     reps: list = []
     transfer = circuits.transfer(model, g, evsets, found, main["ablation"],
                                  range(cfg["random_seeds"]), cfg["metric"], boot,
-                                 cfg["circuits_per_forward"], [main["placement"]], shared, reps)
+                                 cfg["circuits_per_forward"], [main["placement"]], shared, reps,
+                                 progress=log.info)
     # size-matched: each task's own ranking and the other task's, at the curve sizes and
     # at both tasks' minimal sizes
     orders, sizes = {}, {}
@@ -42,7 +43,8 @@ with rule(snakemake) as log:
     matched_reps: list = []
     matched = circuits.matched_transfer(
         model, g, evsets, orders, {k: sorted(v) for k, v in sizes.items()}, main["placement"],
-        main["ablation"], cfg["metric"], boot, cfg["circuits_per_forward"], shared, matched_reps)
+        main["ablation"], cfg["metric"], boot, cfg["circuits_per_forward"], shared, matched_reps,
+        progress=log.info)
     main_found = {k[:3]: v for k, v in found.items() if k[3] == main["placement"]}
     prov = io.provenance(cfg, model=record["name"], revision=record["revision"])
     io.write_parquet(transfer, snakemake.output.transfer, prov)

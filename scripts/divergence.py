@@ -10,7 +10,7 @@ with rule(snakemake) as log:
     record = io.read_json(snakemake.input.model)
     model, _ = models.load(record, p.device)
     df = divergence.run(model, pl.read_parquet(snakemake.input.labels), p.prefix_tokens,
-                        p.batch_size, p.drop, p.epsilon)
+                        p.batch_size, p.drop, p.epsilon, progress=log.info)
     io.write_parquet(df, snakemake.output.table,
                      io.provenance(p.config, model=record["name"], revision=record["revision"]))
     log.info("%d memorized, %d with a divergence point, %d generation calls",

@@ -21,7 +21,7 @@ with rule(snakemake) as log:
     training = {**dyn["training"], "epochs": seq["epochs"]}
     df = dynamics.sequential(model, strings["token_ids"].to_list(), int(strings["bos_id"][0]),
                              training, seq["hold_epochs"], seq["seed"],
-                             seq["relearn"])
+                             seq["relearn"], progress=log.info)
     io.write_parquet(df, snakemake.output.table,
                      io.provenance(dyn, model=wc.model, revision=record["revision"],
                                    init=wc.init))

@@ -5,7 +5,7 @@ context conditions at the configured epochs (evaluated in training, no checkpoin
 import polars as pl
 from _rule import rule
 
-from vermem import dynamics, io, models
+from vermem import dynamics, io, models, progress
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
@@ -20,6 +20,8 @@ with rule(snakemake) as log:
                               dyn["training"]["memory_margin"])
     q2cfg = dyn["q2"]
     curves, q2 = [], []
+    epochs = progress.Progress(log.info, f"training {wc.cell} ({strings.height} seeds)",
+                               strings.height * dyn["training"]["epochs"], "epochs")
     for s in strings.iter_rows(named=True):
         model = dynamics.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
         ks = dynamics.q2_ks(s["length"], q2cfg["k"], q2cfg["k_fractions"])
@@ -34,10 +36,11 @@ with rule(snakemake) as log:
                                     pl.lit(e, pl.Int32).alias("epoch"), pl.all()))
 
         df = dynamics.train_string(model, s["token_ids"], s["bos_id"], dyn["training"],
-                                   s["seed"], at_epoch)
+                                   s["seed"], at_epoch, progress=epochs)
         curves.append(df.select(pl.lit(s["seed"], pl.Int32).alias("seed"), pl.all()))
         final = df.filter(pl.col("epoch") == df["epoch"].max())["correct"].mean()
         log.info("%s seed %d: final accuracy %.3f", wc.cell, s["seed"], final)
+    epochs.close()
     prov = io.provenance(dyn, model=wc.model, revision=record["revision"], init=wc.init,
                          string_id=wc.cell)
     cell = pl.lit(wc.cell).alias("string_id")

@@ -11,7 +11,7 @@ with rule(snakemake) as log:
     model, _ = models.load(record, p.device)
     samples = pl.read_parquet(snakemake.input.samples)
     gen = labels.generate_all(model, samples["prefix"].to_list(), p.continuation_tokens,
-                              p.batch_size, model.device)
+                              p.batch_size, model.device, progress=log.info)
     df = labels.label_samples(samples, gen, p.score, p.thresholds, p.continuation_tokens)
     io.write_parquet(df, snakemake.output.table,
                      io.provenance(p.config, model=record["name"], revision=record["revision"]))

@@ -30,7 +30,8 @@ with rule(snakemake) as log:
                  sel.n, ev.n, ", ".join(p.methods))
         q, a = methods.compare(model, g, attr, sel, ev, p.methods, att["ig_steps"],
                                cfg["metric"], cfg["main"], cfg["target"], cfg["curve_points"],
-                               boot, batch, cfg["circuits_per_forward"], cfg["search_width"])
+                               boot, batch, cfg["circuits_per_forward"], cfg["search_width"],
+                               progress=log.info)
         front = [pl.lit(task).alias("task"), pl.lit(p.main_subset).alias("subset"), pl.all()]
         quality.append(q.select(front))
         agree.append(a.select(front))

@@ -110,3 +110,10 @@ def write_jsonl(path: Path, records: list, raw_lines: dict[int, str] | None = No
 
 def doc(text: str, subset: str) -> dict:
     return {"text": text, "meta": {"pile_set_name": subset}}
+
+
+def pytest_configure(config):
+    # the full and empty runs of random tiny models often differ by less than
+    # circuits.MIN_GAP: the warning is right there, and says nothing about the code under
+    # test (tests/test_api.py checks it with pytest.warns and circuits.small_gaps)
+    config.addinivalue_line("filterwarnings", "ignore::vermem.circuits.SmallGapWarning")

@@ -480,8 +480,8 @@ def test_run_saves_both_directions_and_positions(tmp_path):
     b = make_batch()
     clean = [row[: int(n) + 1] for row, n in zip(b.clean.tolist(), b.last, strict=True)]
     corrupt = [row[: int(n) + 1] for row, n in zip(b.corrupt.tolist(), b.last, strict=True)]
-    out, n = A.run(model, g, clean, corrupt, b.answer.tolist(), b.wrong.tolist(), "EAP-IG", 3,
-                   "logit_diff", 3, "hooks")
+    out, n = A.run(model, g, clean, corrupt, b.answer.tolist(), b.wrong.tolist(),
+                   method="EAP-IG", steps=3, metric="logit_diff", batch_size=3, backend="hooks")
     assert n == 4 and out["positions"].shape == (4, *g.mask.shape)
     both = A.attribute_directions(model, g, b, "EAP-IG", 3, backend="hooks")
     assert torch.allclose(out["scores_denoising"], both["denoising"].scores / 4, atol=1e-6)

@@ -1,4 +1,5 @@
 import copy
+import os
 import subprocess
 import sys
 
@@ -137,3 +138,67 @@ def test_parsing_the_workflow_imports_no_torch(tmp_path):
     heavy = {"torch", "transformers", "polars", "vermem.checkpoints", "vermem.contrastive",
              "vermem.dynamics"}
     assert not heavy & imported, sorted(heavy & imported)
+
+
+def dry_run_jobs(cwd, *args) -> dict[str, int]:
+    """Rule -> jobs of `snakemake -n` on the embedded default, run from `cwd` (not the
+    repository) into the working directory cwd/wd."""
+    from .test_workflow import planned
+
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+                           "-d", str(cwd / "wd"), "-n", *args],
+                          capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return planned(proc)
+
+
+def test_targets_run_one_study_from_any_directory(tmp_path):
+    """The default config is found next to the Snakefile (-d elsewhere, another cwd);
+    study_a and study_b split the DAG, and `studies` says what `all` runs."""
+    both = dry_run_jobs(tmp_path)
+    a, b = dry_run_jobs(tmp_path, "study_a"), dry_run_jobs(tmp_path, "study_b")
+    assert both["labels"] == a["labels"] == 1 and both["summary"] == 1
+    assert "dynamics_train" not in a and "summary" not in a
+    assert b["dynamics_train"] == both["dynamics_train"] > 0 and "labels" not in b
+    only_b = dry_run_jobs(tmp_path, "--config", 'studies=["B"]')
+    assert "labels" not in only_b and only_b["summary"] == 1
+    assert only_b["dynamics_train"] == both["dynamics_train"]
+
+
+def test_study_b_alone_needs_its_section(default):
+    cfg = copy.deepcopy(default)
+    cfg.update(studies=["B"], dynamics=None)
+    with pytest.raises(ConfigError, match="config error at studies: Study B alone"):
+        check(cfg, SCHEMA)
+    cfg["studies"] = ["A"]
+    check(cfg, SCHEMA)
+    cfg["studies"] = []
+    with pytest.raises(ConfigError, match="studies"):
+        check(cfg, SCHEMA)
+
+
+def test_planning_takes_shards_and_local_folders_that_are_not_here_as_declared(default):
+    """vermem.plan's dry run (VERMEM_PLAN=1): the paper config's Pile shard and a cluster's
+    model folder need not exist; a run with the variable set is refused before any job."""
+    from vermem.config import expand_shards, unread_shards
+    from vermem.models import check_models
+
+    cfg = load("pythia.yaml")
+    cfg["corpus"]["shards"].append("/data/pile/train/*.jsonl.zst")
+    check(cfg, SCHEMA, planning=True)
+    shards = expand_shards(cfg, planning=True)
+    assert unread_shards(cfg, shards) == shards == cfg["corpus"]["shards"]
+    cfg["models"]["mine"] = {"source": "local", "path": "/cluster/models/mine"}
+    check_models(cfg, planning=True)
+    with pytest.raises(ConfigError, match="shard file not found"):
+        check(cfg, SCHEMA)
+
+
+def test_a_run_with_the_planning_variable_set_is_refused(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(REPO / ".test/config/config.yaml"), "--cores", "1"],
+        capture_output=True, text=True, env={**os.environ, "VERMEM_PLAN": "1"})
+    assert proc.returncode != 0
+    assert "VERMEM_PLAN=1 is for vermem.plan's dry runs only" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()

@@ -437,8 +437,8 @@ def test_empty_attribution_is_marked_and_drawn_as_empty(tmp_path, tiny_model):
     from vermem import attribution, graph
 
     g = graph.Graph(graph.Shape.from_config(tiny_model.config))
-    out, n = attribution.run(tiny_model, g, [], [], [], [], "EAP-IG", 2, "logit_diff", 4,
-                             "hooks")
+    out, n = attribution.run(tiny_model, g, [], [], [], [], method="EAP-IG", steps=2,
+                             metric="logit_diff", batch_size=4, backend="hooks")
     scores = out["scores"]
     assert n == 0 and not scores.any() and not out["scores_denoising"].any()
     assert out["positions"].shape == (0, *g.mask.shape)

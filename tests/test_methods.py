@@ -50,8 +50,9 @@ def test_gradient_methods_document_sums_add_up_to_the_attribution_mean(setup):
     for method in ("EAP", "EAP-IG-activations"):
         sums, counts = M.doc_sums(model, g, pairs, method, 3, "logit_diff", 4)
         out, n = A.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
-                       pairs["answer"].to_list(), pairs["wrong"].to_list(), method, 3,
-                       "logit_diff", 4, "hooks", directions=("noising",), positions=False)
+                       pairs["answer"].to_list(), pairs["wrong"].to_list(), method=method,
+                       steps=3, metric="logit_diff", batch_size=4, backend="hooks",
+                       directions=("noising",), positions=False)
         assert n == int(counts.sum()) == 6
         assert torch.allclose((sums.sum(0) / n).float(), out["scores"], atol=1e-5, rtol=1e-4)
 

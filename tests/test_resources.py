@@ -187,8 +187,9 @@ def pythia_config(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pythia_plan(pythia_config, tmp_path_factory) -> plan.Plan:
-    return plan.build(pythia_config, REPO / "slurm", workdir=tmp_path_factory.mktemp("wd"))
+def pythia_plan(tmp_path_factory) -> plan.Plan:
+    """config/pythia.yaml as it is: its shard (the Pile on a cluster) is not here."""
+    return plan.build(PYTHIA, REPO / "slurm", workdir=tmp_path_factory.mktemp("wd"))
 
 
 def dry_run_resources(configfile: Path, workdir: Path) -> dict[tuple, dict[str, str]]:
@@ -252,6 +253,34 @@ def test_paper_scale_dag_is_far_fewer_slurm_jobs_with_retries(pythia_plan):
     # every GPU job retries, and comes back with more time and memory
     gpu = [j for j in p.jobs if j.resources.get("gpu") == 1]
     assert gpu and all(j.retries >= 1 for j in gpu)
+
+
+def test_make_plan_bills_the_paper_config_without_the_pile(tmp_path):
+    """`python -m vermem.plan` (make plan) on config/pythia.yaml, whose shard
+    /data/pile/train/00.jsonl.zst is not on this machine: the table with its job count and
+    the assumption in place of the shard, no traceback; a user error is one line."""
+    assert not Path(yaml.safe_load(PYTHIA.read_text())["corpus"]["shards"][0]).exists()
+    proc = subprocess.run([sys.executable, "-m", "vermem.plan", "--configfile", str(PYTHIA)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    total = next(line.split() for line in lines if line.startswith("total "))
+    assert int(total[1]) > 1000 and int(total[2]) < 60          # jobs, SLURM jobs
+    assert any(line.startswith("attribution ") and line.split()[1] == "160" for line in lines)
+    assert ("assumed: shards not read; each of the 4 subsets gives corpus.samples_per_subset "
+            "= 20,000 documents") in proc.stdout
+    assert "not on this machine (billed as declared): /data/pile/train/00.jsonl.zst" \
+        in proc.stdout
+    bad = yaml.safe_load(PYTHIA.read_text())
+    bad["corpus"]["main_subset"] = "Nope"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    for path, message in (("/no/such.yaml", "config file not found: /no/such.yaml"),
+                          (tmp_path / "bad.yaml", "config error at corpus.main_subset")):
+        proc = subprocess.run([sys.executable, "-m", "vermem.plan", "--configfile", str(path)],
+                              capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-3000:]
+        assert proc.stderr.startswith("vermem.plan: ") and message in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_gpu_requests_scale_with_the_attempt(pythia_config):

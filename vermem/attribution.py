@@ -32,14 +32,15 @@ import contextlib
 import json
 import os
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from .graph import Graph, Shape
 from .io import atomic_path
+from .progress import ProgressArg, track
 
 METRICS = ("logit_diff", "wrong_logit", "answer_logprob")
 SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "gpt2", "llama", "mistral", "qwen2")
@@ -248,11 +249,34 @@ class Batch:
                    torch.tensor(list(answer), device=device),
                    torch.tensor(list(wrong), device=device))
 
+    def repeated(self, reps: int) -> Batch:
+        """The batch `reps` times over along its rows (as IG steps and tiled circuits stack
+        their runs)."""
+        if reps == 1:
+            return self
+        return Batch(*(getattr(self, f.name).repeat(reps, *[1] * (getattr(self, f.name).dim()
+                                                                   - 1)) for f in fields(self)))
 
-def metric(logits: torch.Tensor, batch: Batch, kind: str) -> torch.Tensor:
+
+# A metric of the circuit and attribution code: one of METRICS, or a function of (logits
+# [N, T, V], batch of N rows: Batch) giving one value per row [N], differentiable for
+# attribution. Read `batch.last` for each row's last real position, `batch.answer` and
+# `batch.wrong` for its tokens; the rows of an IG or tiled run are the batch repeated
+# (`Batch.repeated`), so the function sees as many batch rows as logits.
+Metric = str | Callable[[torch.Tensor, Batch], torch.Tensor]
+
+
+def metric(logits: torch.Tensor, batch: Batch, kind: Metric) -> torch.Tensor:
     """Per-example metric at the last real position. logits [N, T, V] with N a multiple
-    of the batch (IG steps stacked step-major). -> [N]"""
+    of the batch (IG steps stacked step-major). -> [N]. `kind`: a name of METRICS or a
+    function (`Metric`)."""
     reps = logits.shape[0] // batch.last.shape[0]
+    if callable(kind):
+        out = kind(logits, batch.repeated(reps))
+        if out.shape != (logits.shape[0],):
+            raise ValueError(f"a metric function must give one value per row: "
+                             f"{tuple(out.shape)} for {logits.shape[0]} rows")
+        return out
     last, ans, wr = batch.last.repeat(reps), batch.answer.repeat(reps), batch.wrong.repeat(reps)
     lg = _acc(logits[torch.arange(logits.shape[0], device=logits.device), last])  # [N, V]
     a = lg.gather(1, ans[:, None])[:, 0]
@@ -364,7 +388,7 @@ class HooksBackend:
         return Sources(_stack_sources(arch, rec["emb"], [rec["z"][i] for i in range(L)],
                                       [rec["mlp"][i] for i in range(L)]), logits)
 
-    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: str,
+    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: Metric,
               fixed: Fixed | None = None) -> Grads:
         rec: dict = {k: {} for k in ("x1", "qkv", "x2", "y2")}
         hs = [arch.embed.register_forward_hook(lambda m, a, o: embeds)]
@@ -435,7 +459,7 @@ class NNsightBackend:
             out["logits"] = nm.output.logits.save()
         return Sources(_stack_sources(arch, out["emb"], out["z"], out["mlp"]), out["logits"])
 
-    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: str,
+    def grads(self, model, arch: Arch, ids, mask, embeds, batch: Batch, kind: Metric,
               fixed: Fixed | None = None) -> Grads:
         nm, p = self._nn(model), arch.path
         names = ["q"] if arch.fused_qkv else ["q", "k", "v"]
@@ -610,7 +634,7 @@ def step_alphas(method: str, steps: int, device=None, dtype=torch.float32) -> to
 
 
 def _direction(model, arch: Arch, graph: Graph, be, batch: Batch, run_src: Sources,
-               other_src: Sources, method: str, steps: int, kind: str, buckets: int | None
+               other_src: Sources, method: str, steps: int, kind: Metric, buckets: int | None
                ) -> Scores:
     """Scores of one direction: the run is `batch.clean`, the patch `other_src`.
 
@@ -657,7 +681,7 @@ def _direction(model, arch: Arch, graph: Graph, be, batch: Batch, run_src: Sourc
 
 
 def attribute_directions(model, graph: Graph, batch: Batch, method: str = "EAP-IG",
-                         steps: int = 5, kind: str = "logit_diff", backend="nnsight",
+                         steps: int = 5, kind: Metric = "logit_diff", backend="nnsight",
                          buckets: int | None = None,
                          directions: Sequence[str] = DIRECTIONS) -> dict[str, Scores]:
     """Summed (not yet averaged) edge scores of one batch per direction, from one pair of
@@ -687,7 +711,7 @@ def attribute_directions(model, graph: Graph, batch: Batch, method: str = "EAP-I
 
 
 def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: int = 5,
-              kind: str = "logit_diff", backend: str = "nnsight") -> torch.Tensor:
+              kind: Metric = "logit_diff", backend: str = "nnsight") -> torch.Tensor:
     """Summed (not yet averaged) edge scores of one batch, [S, D] float32 (float64 for a
     float64 model): the noising direction.
 
@@ -971,7 +995,7 @@ def corrupt_sources(model, batch: Batch) -> torch.Tensor:
 
 
 @torch.no_grad()
-def exact_edge_effects(model, graph: Graph, batch: Batch, kind: str = "logit_diff",
+def exact_edge_effects(model, graph: Graph, batch: Batch, kind: Metric = "logit_diff",
                        edges: torch.Tensor | None = None) -> torch.Tensor:
     """Exact activation patching of single edges: [S, D] of summed (over examples)
     M(clean with that one edge from the corrupt run) - M(clean). Edges outside `edges`
@@ -990,7 +1014,7 @@ def exact_edge_effects(model, graph: Graph, batch: Batch, kind: str = "logit_dif
 
 
 @torch.no_grad()
-def exact_node_effects(model, graph: Graph, batch: Batch, kind: str = "logit_diff"
+def exact_node_effects(model, graph: Graph, batch: Batch, kind: Metric = "logit_diff"
                        ) -> torch.Tensor:
     """Exact activation patching of single nodes: [S] of summed M(clean with that source's
     output from the corrupt run, as every downstream reader sees it) - M(clean)."""
@@ -1020,15 +1044,23 @@ LAYER_COLUMNS = ("into q", "into k", "into v", "into mlp", "from heads", "from m
 
 
 def run(model, graph: Graph, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
-        answer: Sequence[int], wrong: Sequence[int], method: str, steps: int, kind: str,
-        batch_size: int, backend: str = "nnsight", directions: Sequence[str] = DIRECTIONS,
-        positions: bool = True) -> tuple[dict[str, torch.Tensor], int]:
+        answer: Sequence[int], wrong: Sequence[int], *, method: str = "EAP-IG", steps: int = 5,
+        metric: Metric = "logit_diff", batch_size: int = 8, backend: str = "nnsight",
+        directions: Sequence[str] = DIRECTIONS, positions: bool = True,
+        progress: ProgressArg = None) -> tuple[dict[str, torch.Tensor], int]:
     """Edge scores averaged over all pairs and the pair count. Returns float32 tensors on
     the CPU: `scores` [S, D] (noising), `scores_denoising` (clean and corrupt swapped) and,
     with `positions`, `positions` / `positions_denoising` [K, S, D] split by the source
     position's distance bucket to the predicted position (`position_buckets` of the
     longest prompt; K = 0 without pairs). Sums accumulate in float32 on the model's device.
-    Pairs are batched by length to keep padding small."""
+    Pairs are batched by length to keep padding small.
+
+    The pairs (token ids: clean and corrupt prompts of equal length, the answer and wrong
+    token of each) are positional, the settings keyword-only: `method` (METHODS), `steps`
+    (IG steps), `metric` (a name of METRICS or a function, `Metric`), `batch_size` (pairs
+    per batch), `backend` (`nnsight` or `hooks`), `directions`, `positions`; `progress`
+    (vermem.progress) counts pairs."""
+    kind = metric
     dev = next(model.parameters()).device
     order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
     k = len(position_buckets(max(map(len, clean), default=0))) if positions else None
@@ -1041,16 +1073,18 @@ def run(model, graph: Graph, clean: Sequence[Sequence[int]], corrupt: Sequence[S
             total["positions" + name] = torch.zeros((k, *shape), dtype=torch.float32,
                                                     device=dev)
     be = BACKENDS[backend]()
-    for j in range(0, len(order), batch_size):
-        idx = order[j: j + batch_size]
-        b = Batch.make([clean[i] for i in idx], [corrupt[i] for i in idx],
-                       [answer[i] for i in idx], [wrong[i] for i in idx], dev)
-        got = attribute_directions(model, graph, b, method, steps, kind, be, k, directions)
-        for d, sc in got.items():
-            name = "" if d == "noising" else f"_{d}"
-            total["scores" + name] += sc.scores.float()
-            if positions:
-                total["positions" + name] += sc.positions.float()
+    with track(progress, "attribution", len(clean), "pairs") as p:
+        for j in range(0, len(order), batch_size):
+            idx = order[j: j + batch_size]
+            b = Batch.make([clean[i] for i in idx], [corrupt[i] for i in idx],
+                           [answer[i] for i in idx], [wrong[i] for i in idx], dev)
+            got = attribute_directions(model, graph, b, method, steps, kind, be, k, directions)
+            for d, sc in got.items():
+                name = "" if d == "noising" else f"_{d}"
+                total["scores" + name] += sc.scores.float()
+                if positions:
+                    total["positions" + name] += sc.positions.float()
+            p.advance(len(idx))
     n = len(clean)
     return {key: (v / n if n else v).cpu() for key, v in total.items()}, n
 

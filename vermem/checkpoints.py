@@ -44,6 +44,7 @@ from .config import (  # noqa: F401  (the axis's names and config helpers, re-ex
 )
 from .corpus import sample_key
 from .graph import Graph
+from .progress import ProgressArg, track
 from .stats import wilson
 
 # -- labels: a fixed sample set --------------------------------------------------------------
@@ -141,13 +142,16 @@ def logit_gap(model, graph: Graph, ev: C.EvalSet, boot: S.Bootstrap
 def final_circuits(model, graph: Graph, evsets: Mapping[tuple[str, str], C.EvalSet],
                    found: Mapping[tuple[str, str, str, str], torch.Tensor],
                    directions: Sequence[str], ablation: str, seeds: Sequence[int], kind: str,
-                   boot: S.Bootstrap, per_forward: int) -> pl.DataFrame:
+                   boot: S.Bootstrap, per_forward: int, *, progress: ProgressArg = None
+                   ) -> pl.DataFrame:
     """The final model's minimal circuits (`found`: (task, subset, direction, placement) ->
     edge mask, one placement) evaluated on this model's evaluation pairs of their own task
     and subset: F with its interval, random circuits of the same size, and the logit gap.
     A row per evaluation set and direction; F is null where the final model has no circuit
-    (none in the band) or there are no pairs."""
+    (none in the band) or there are no pairs. `progress` (vermem.progress) counts the
+    evaluation sets."""
     rows = []
+    prog = track(progress, "final circuits", len(evsets), "evaluation sets")
     for (task, subset), ev in sorted(evsets.items()):
         own = {k: v for k, v in found.items() if k[:2] == (task, subset)}
         gap = logit_gap(model, graph, ev, boot)
@@ -165,6 +169,8 @@ def final_circuits(model, graph: Graph, evsets: Mapping[tuple[str, str], C.EvalS
                          "final_faithfulness_lo": r.get("faithfulness_lo"),
                          "final_faithfulness_hi": r.get("faithfulness_hi"),
                          "final_random_faithfulness": r.get("random_faithfulness")})
+        prog.advance()
+    prog.close()
     return pl.DataFrame(rows, schema=FINAL_SCHEMA)
 
 

@@ -34,8 +34,10 @@ induction), and `claims` gives each of the paper's claims a three-way verdict.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -44,6 +46,7 @@ import torch
 from . import attribution as A
 from .corpus import sample_key
 from .graph import Graph
+from .progress import ProgressArg, track
 from .stats import Bootstrap, Resampler, f_replicates, mean_ci
 from .tasks import base_task
 
@@ -51,6 +54,7 @@ DIRECTIONS = ("noising", "denoising")
 PLACEMENTS = ("inside", "outside")
 ABLATIONS = ("resample", "zero", "mean")
 BOOTSTRAP = Bootstrap()  # the default: 1000 resamples, seed 0, 95%
+EVALUATIONS = "circuit evaluations"  # the unit of their progress: a circuit on a pair set
 
 
 @dataclass(frozen=True)
@@ -307,11 +311,24 @@ def _plan(graph: Graph, mode: Mode, edges: torch.Tensor) -> tuple[torch.Tensor, 
 
 @torch.no_grad()
 def evaluate_many(model, graph: Graph, ev: EvalSet, jobs: Sequence[tuple[Mode, torch.Tensor]],
-                  kind: str = "logit_diff", per_forward: int = 16) -> list[PerPair]:
+                  kind: A.Metric = "logit_diff", per_forward: int = 16, *,
+                  progress: ProgressArg = None) -> list[PerPair]:
     """Evaluate many (mode, circuit) jobs, `per_forward` circuits per forward pass: jobs
     that run the same prompts with the same replacement values (whatever their placement)
     share a forward, each batch row carrying its own circuit's patch mask. Equal, up to
-    float rounding, to evaluating them one at a time (per_forward=1)."""
+    float rounding, to evaluating them one at a time (per_forward=1). `kind`: the metric
+    (`attribution.Metric`: a name or a function); `progress` (vermem.progress) counts
+    `EVALUATIONS`, a job's share of each pair batch as that batch is done."""
+    with track(progress, "circuits", len(jobs), EVALUATIONS) as p:
+        out = _evaluate_many(model, graph, ev, jobs, kind, per_forward, p)
+        if not ev.batches:
+            p.advance(len(jobs))
+    empty = torch.zeros(0, dtype=torch.float64)
+    return [PerPair(*(torch.cat(v) if v else empty for v in out[j])) for j in range(len(jobs))]
+
+
+def _evaluate_many(model, graph, ev, jobs, kind, per_forward, p) -> dict[int, tuple]:
+    """`evaluate_many`'s values per job: four lists of per-batch tensors."""
     groups: dict[tuple[str, str], list[tuple[int, torch.Tensor]]] = {}
     for j, (mode, edges) in enumerate(jobs):
         patch, repl, ids = _plan(graph, mode, edges)
@@ -343,18 +360,64 @@ def evaluate_many(model, graph: Graph, ev: EvalSet, jobs: Sequence[tuple[Mode, t
                 for i, (j, _) in enumerate(chunk):
                     for lst, v in zip(out[j], (m[i], ld[i], ok[i], kl[i]), strict=True):
                         lst.append(v.cpu())
-    empty = torch.zeros(0, dtype=torch.float64)
-    return [PerPair(*(torch.cat(v) if v else empty for v in out[j])) for j in range(len(jobs))]
+                p.advance(c / len(ev.batches))
+    return out
 
 
 def evaluate(model, graph: Graph, ev: EvalSet, edges: torch.Tensor, mode: Mode,
-             kind: str = "logit_diff") -> Result:
+             kind: A.Metric = "logit_diff") -> Result:
     """Run the evaluation pairs with circuit `edges` ([S, D] bool) patched as `mode` says."""
     return Result.of(evaluate_many(model, graph, ev, [(mode, edges)], kind)[0])
 
 
-def faithfulness(m: float, empty: float, full: float) -> float:
-    """(M(C) - M(empty)) / (M(full) - M(empty)); NaN where full and empty agree."""
+# F divides by M(full) - M(empty): where the two are closer than this (in the metric's
+# units: nats of logit difference or log-probability for METRICS), a circuit's F is a
+# ratio of noise and means little; `check_gap` warns. 0.1 nats is a 10% change in the odds
+# of the answer, about the spread of a mean over a few dozen pairs of a task whose clean
+# and corrupt runs differ little; a metric function of another scale may need another
+# threshold (`min_gap`).
+MIN_GAP = 0.1
+
+
+class SmallGapWarning(UserWarning):
+    """|M(full) - M(empty)| < MIN_GAP: faithfulness F is not meaningful there."""
+
+
+def check_gap(empty: float, full: float, where: str = "", min_gap: float = MIN_GAP) -> bool:
+    """Whether F = (M(C) - M(empty)) / (M(full) - M(empty)) can mean anything: False, with a
+    SmallGapWarning naming `where`, when |M(full) - M(empty)| < `min_gap` (or is NaN)."""
+    gap = abs(full - empty)
+    if gap >= min_gap:
+        return True
+    warnings.warn(f"|M(full) - M(empty)| = {gap:.3g} < {min_gap:g}" + (
+        f" ({where})" if where else "") + ": F divides by a difference this small and "
+        "means little", SmallGapWarning, stacklevel=2)
+    return False
+
+
+@contextlib.contextmanager
+def small_gaps() -> Iterator[list[str]]:
+    """The messages of the SmallGapWarnings raised inside (every one, not only the first
+    of each place); other warnings pass as before."""
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SmallGapWarning)
+        yield found
+    for w in caught:
+        if issubclass(w.category, SmallGapWarning):
+            found.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def faithfulness(m: float, empty: float, full: float, min_gap: float = MIN_GAP) -> float:
+    """(M(C) - M(empty)) / (M(full) - M(empty)); NaN where full and empty agree. Warns
+    (`check_gap`) where they are closer than `min_gap`."""
+    check_gap(empty, full, min_gap=min_gap)
+    return _f(m, empty, full)
+
+
+def _f(m: float, empty: float, full: float) -> float:
     return (m - empty) / (full - empty) if full != empty else float("nan")
 
 
@@ -397,7 +460,7 @@ class Criterion:
 
     def value(self, m: float, empty: float, full: float) -> float:
         if self.kind == "band":
-            return faithfulness(m, empty, full)
+            return _f(m, empty, full)  # (sweep checks the gap once per mode and pair set)
         return m / full if full != 0 else float("nan")
 
     def replicates(self, mc: torch.Tensor, me: torch.Tensor, mf: torch.Tensor,
@@ -489,10 +552,10 @@ def _nan_none(x: float) -> float | None:
 def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
           scores: torch.Tensor | Mapping[str, torch.Tensor],
           modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
-          random_modes: Sequence[Mode], target: float, kind: str = "logit_diff",
+          random_modes: Sequence[Mode], target: float, kind: A.Metric = "logit_diff",
           boot: Bootstrap = BOOTSTRAP, per_forward: int = 16, search_width: int = 8,
-          random_points: int | None = None, criterion: str = "band", search: str = "band"
-          ) -> tuple[pl.DataFrame, dict[Mode, dict]]:
+          random_points: int | None = None, criterion: str = "band", search: str = "band",
+          *, progress: ProgressArg = None) -> tuple[pl.DataFrame, dict[Mode, dict]]:
     """Faithfulness curves (with bootstrap intervals) of the top-k circuits by |score| on
     the selection and the evaluation pairs, random circuits of the same sizes (the modes
     in `random_modes` only) on the evaluation pairs, and per mode the minimal circuit:
@@ -513,7 +576,14 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     `search`: `band` refines between grid sizes (`search_points`) and takes the smallest
     accepted size evaluated, `coarse` is Lasy et al.'s step-10 binary search
     (`coarse_search`) and takes its result. Both run on the selection pairs. The curve
-    reports F, the ratio M(C) / M(full) and the KL divergence from the clean run."""
+    reports F, the ratio M(C) / M(full) and the KL divergence from the clean run.
+
+    Where |M(full) - M(empty)| < MIN_GAP on either pair set a mode's F is noise: a
+    SmallGapWarning says so (`check_gap`; count them with `small_gaps`).
+
+    `kind`: the metric M (`attribution.Metric`: a name or a function). `progress`
+    (vermem.progress) counts `EVALUATIONS`: the curves' and the chosen sizes' up front,
+    the search's as its rounds find them."""
     crit = Criterion(criterion, target)
     if search not in SEARCHES:
         raise ValueError(f"{search!r} is not one of {SEARCHES}")
@@ -530,9 +600,13 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         return pl.DataFrame(rows, schema=CURVE_SCHEMA), {}
     modes_ = list(modes_)
     rand_modes = [m for m in modes_ if m in set(random_modes)]
+    n_inner = len([k for k in r_sizes if 0 < k < n])
+    final = len(modes_) * (1 + len(seeds))  # at most: the chosen sizes and their randoms
+    prog = track(progress, "circuit sweep", 2 * len(modes_) * len(sizes) + final
+                 + len(rand_modes) * len(seeds) * n_inner, EVALUATIONS)
 
     def run(es, jobs):
-        return evaluate_many(model, graph, es, jobs, kind, per_forward)
+        return evaluate_many(model, graph, es, jobs, kind, per_forward, progress=prog)
 
     def rows_of(split, es, mode, name, seed, ks, res, empty, full, searched=False):
         if not ks:
@@ -564,6 +638,12 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
              for k in r_sizes if 0 < k < n]
     out = iter(run(ev, jobs))
     ev_res = {m: {k: next(out) for k in sizes} for m in modes_}
+
+    def gap(split, res, m):  # is F meaningful for this mode on these pairs?
+        check_gap(float(res[0].metric.mean()), float(res[n].metric.mean()),
+                  f"{m.direction}/{m.placement}/{m.ablation}, {split} pairs")
+    for m in modes_:
+        gap("evaluation", ev_res[m], m)
     for m in modes_:
         rows_of("evaluation", ev, m, "attribution", None, sizes, ev_res[m], ev_res[m][0],
                 ev_res[m][n])
@@ -577,6 +657,8 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     out = iter(run(sel, [(m, circuit(graph, orders[m.direction], k)) for m in modes_
                          for k in sizes]))
     sel_res = {m: {k: next(out) for k in sizes} for m in modes_}
+    for m in modes_:
+        gap("selection", sel_res[m], m)
 
     def f_sel(m, ks):  # the criterion's value on the selection pairs
         e, f = float(sel_res[m][0].metric.mean()), float(sel_res[m][n].metric.mean())
@@ -588,6 +670,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     for m in modes_ if search == "coarse" else []:
         def f_one(ks, m=m):
             new = [k for k in ks if k not in sel_res[m]]
+            prog.expect(len(new))
             for k, r in zip(new, run(sel, [(m, circuit(graph, orders[m.direction], k))
                                            for k in new]), strict=True):
                 sel_res[m][k] = r
@@ -601,6 +684,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         jobs = [(m, circuit(graph, orders[m.direction], k)) for m in modes_ for k in todo[m]]
         if not jobs:
             break
+        prog.expect(len(jobs))
         out = iter(run(sel, jobs))
         for m in modes_:
             for k in todo[m]:
@@ -653,6 +737,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     # the chosen sizes on the evaluation pairs, with random circuits of the same size
     jobs = [(m, circuit(graph, orders[m.direction], k)) for m, k in chosen.items()]
     jobs += [(m, circuit(graph, randoms[s], k)) for m, k in chosen.items() for s in seeds]
+    prog.expect(len(jobs) - final)
     out = iter(run(ev, jobs))
     top = {m: next(out) for m in chosen}
     rnd = {m: [next(out) for _ in seeds] for m in chosen}
@@ -683,6 +768,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         else:
             minimal[m].update({"random_faithfulness": None, "random_faithfulness_lo": None,
                                "random_faithfulness_hi": None})
+    prog.close()
     return pl.DataFrame(rows, schema=CURVE_SCHEMA), minimal
 
 
@@ -734,10 +820,10 @@ def relation(source: tuple[str, str], target: tuple[str, str]) -> str:
 
 def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
              circuits: dict[tuple[str, str, str, str], torch.Tensor], ablation: str,
-             seeds: Sequence[int], kind: str = "logit_diff", boot: Bootstrap = BOOTSTRAP,
+             seeds: Sequence[int], kind: A.Metric = "logit_diff", boot: Bootstrap = BOOTSTRAP,
              per_forward: int = 16, random_placements: Iterable[str] | None = None,
-             resampler: Resampler | None = None, replicates: list | None = None
-             ) -> pl.DataFrame:
+             resampler: Resampler | None = None, replicates: list | None = None, *,
+             progress: ProgressArg = None) -> pl.DataFrame:
     """Every circuit (source task, subset, direction, placement) evaluated on every
     evaluation set (target task, subset) in the direction with the same meaning there
     (prevention with prevention, induction with induction: `SEMANTICS`), in its own
@@ -745,15 +831,16 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
     seeds; only for circuits of `random_placements`, default all) and the target's
     unpatched clean-run logit difference and accuracy. Every estimate has a bootstrap
     interval over the target's pairs (the run's shared draws with a `resampler`); with a
-    `replicates` list, each row's F replicates [R] are appended to it, in row order."""
+    `replicates` list, each row's F replicates [R] are appended to it, in row order.
+    `progress` (vermem.progress) counts `EVALUATIONS`."""
     rand_at = None if random_placements is None else set(random_placements)
     rows = []
     plain = Mode("noising", "inside", "resample")  # with no edge patched: the clean run
     nothing = torch.zeros_like(graph.mask)
+    targets = []  # per evaluation set: its jobs, cells and the ends of each mode
     for (t_task, t_subset), ev in sorted(evsets.items()):
         if ev.n == 0:
             continue
-        idx = ev.weights(boot, resampler)
         jobs, cells = [(plain, nothing)], []
         ends: dict[Mode, tuple[int, int]] = {}
         for (task, subset, direction, placement), edges in sorted(circuits.items()):
@@ -768,7 +855,11 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
                           cell_seeds))
             jobs.append((mode, edges))
             jobs += [(mode, circuit(graph, random_ranking(graph, s), k)) for s in cell_seeds]
-        res = evaluate_many(model, graph, ev, jobs, kind, per_forward)
+        targets.append((t_task, t_subset, ev, jobs, cells, ends))
+    prog = track(progress, "transfer", sum(len(t[3]) for t in targets), EVALUATIONS)
+    for t_task, t_subset, ev, jobs, cells, ends in targets:
+        idx = ev.weights(boot, resampler)
+        res = evaluate_many(model, graph, ev, jobs, kind, per_forward, progress=prog)
         clean = Result.of(res[0])
         for (task, subset, direction, placement), mode, meaning, k, j, seeds_ in cells:
             e, f = res[ends[mode][0]].metric, res[ends[mode][1]].metric
@@ -799,6 +890,7 @@ def transfer(model, graph: Graph, evsets: dict[tuple[str, str], EvalSet],
                          "faithfulness_hi": _nan_none(float(hi[0])), **rand,
                          "clean_logit_diff": clean.logit_diff,
                          "clean_accuracy": clean.accuracy})
+    prog.close()
     return pl.DataFrame(rows, schema=TRANSFER_SCHEMA)
 
 
@@ -874,9 +966,10 @@ MATCHED_SCHEMA = {
 def matched_transfer(model, graph: Graph, evsets: Mapping[tuple[str, str], EvalSet],
                      orders: Mapping[tuple[str, str, str], torch.Tensor],
                      sizes: Mapping[tuple[str, str], Sequence[int]], placement: str,
-                     ablation: str, kind: str = "logit_diff", boot: Bootstrap = BOOTSTRAP,
+                     ablation: str, kind: A.Metric = "logit_diff", boot: Bootstrap = BOOTSTRAP,
                      per_forward: int = 16, resampler: Resampler | None = None,
-                     replicates: list | None = None) -> pl.DataFrame:
+                     replicates: list | None = None, *, progress: ProgressArg = None
+                     ) -> pl.DataFrame:
     """Cross-task transfer at the same size: on each task's evaluation pairs (target), the
     other task's top-k edges (source ranking) against the target's own top-k, for every k in
     `sizes[(subset, meaning)]`, directions paired by meaning (`SEMANTICS`).
@@ -884,13 +977,15 @@ def matched_transfer(model, graph: Graph, evsets: Mapping[tuple[str, str], EvalS
     orders: (task, subset, direction) -> edge ranking (`ranking` of that direction's
     scores). A row per (subset, meaning, target, k): F of the target's own top-k (`own`),
     of the source's top-k (`transferred`) and `gap` = transferred - own, each with its
-    interval; the gap's replicates [R] are appended to `replicates` in row order."""
+    interval; the gap's replicates [R] are appended to `replicates` in row order.
+    `progress` (vermem.progress) counts `EVALUATIONS`."""
     rows = []
+    cells = []  # (target task, subset, evaluation set, meaning, target and source direction,
+    #             source task, sizes, jobs)
     for (t_task, subset), ev in sorted(evsets.items()):
         if ev.n == 0:
             continue
         others = sorted({t for t, s, _ in orders if s == subset and t != t_task})
-        idx = ev.weights(boot, resampler)
         for meaning in ("prevention", "induction"):
             t_dir = direction_for(t_task, meaning)
             mode = Mode(t_dir, placement, ablation)
@@ -903,27 +998,35 @@ def matched_transfer(model, graph: Graph, evsets: Mapping[tuple[str, str], EvalS
                     continue
                 jobs = [(mode, torch.zeros_like(graph.mask)), (mode, graph.mask)]
                 jobs += [(mode, circuit(graph, o, k)) for k in ks for o in (own, src)]
-                res = evaluate_many(model, graph, ev, jobs, kind, per_forward)
-                e, f = res[0].metric, res[1].metric
-                mc = torch.stack([r.metric for r in res[2:]])  # [2K, n]: own, src per k
-                point, reps = f_replicates(mc, e, f, idx)
-                for i, k in enumerate(ks):
-                    po, pt = point[2 * i], point[2 * i + 1]
-                    gap_reps = reps[2 * i + 1] - reps[2 * i]
-                    (olo, tlo, glo), (ohi, thi, ghi) = boot.interval(
-                        torch.stack([reps[2 * i], reps[2 * i + 1], gap_reps]))
-                    if replicates is not None:
-                        replicates.append(gap_reps)
-                    rows.append({"semantics": meaning, "subset": subset, "target_task": t_task,
-                                 "target_direction": t_dir, "source_task": s_task,
-                                 "source_direction": s_dir, "placement": placement,
-                                 "ablation": ablation, "k": k, "n_pairs": ev.n,
-                                 "own": _nan_none(float(po)), "own_lo": _nan_none(float(olo)),
-                                 "own_hi": _nan_none(float(ohi)),
-                                 "transferred": _nan_none(float(pt)),
-                                 "transferred_lo": _nan_none(float(tlo)),
-                                 "transferred_hi": _nan_none(float(thi)),
-                                 "gap": _nan_none(float(pt - po)),
-                                 "gap_lo": _nan_none(float(glo)),
-                                 "gap_hi": _nan_none(float(ghi))})
+                cells.append((t_task, subset, ev, meaning, t_dir, s_dir, s_task, ks, jobs))
+    prog = track(progress, "matched transfer", sum(len(c[-1]) for c in cells), EVALUATIONS)
+    weights: dict[tuple[str, str], torch.Tensor] = {}
+    for t_task, subset, ev, meaning, t_dir, s_dir, s_task, ks, jobs in cells:
+        if (t_task, subset) not in weights:
+            weights[t_task, subset] = ev.weights(boot, resampler)
+        idx = weights[t_task, subset]
+        res = evaluate_many(model, graph, ev, jobs, kind, per_forward, progress=prog)
+        e, f = res[0].metric, res[1].metric
+        mc = torch.stack([r.metric for r in res[2:]])  # [2K, n]: own, src per k
+        point, reps = f_replicates(mc, e, f, idx)
+        for i, k in enumerate(ks):
+            po, pt = point[2 * i], point[2 * i + 1]
+            gap_reps = reps[2 * i + 1] - reps[2 * i]
+            (olo, tlo, glo), (ohi, thi, ghi) = boot.interval(
+                torch.stack([reps[2 * i], reps[2 * i + 1], gap_reps]))
+            if replicates is not None:
+                replicates.append(gap_reps)
+            rows.append({"semantics": meaning, "subset": subset, "target_task": t_task,
+                         "target_direction": t_dir, "source_task": s_task,
+                         "source_direction": s_dir, "placement": placement,
+                         "ablation": ablation, "k": k, "n_pairs": ev.n,
+                         "own": _nan_none(float(po)), "own_lo": _nan_none(float(olo)),
+                         "own_hi": _nan_none(float(ohi)),
+                         "transferred": _nan_none(float(pt)),
+                         "transferred_lo": _nan_none(float(tlo)),
+                         "transferred_hi": _nan_none(float(thi)),
+                         "gap": _nan_none(float(pt - po)),
+                         "gap_lo": _nan_none(float(glo)),
+                         "gap_hi": _nan_none(float(ghi))})
+    prog.close()
     return pl.DataFrame(rows, schema=MATCHED_SCHEMA)

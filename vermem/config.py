@@ -73,9 +73,22 @@ def standin_shards(config: Mapping[str, Any]) -> list[str]:
     return [p for p in config["corpus"]["shards"] if _is_standin(p)]
 
 
-def expand_shards(config: Mapping[str, Any]) -> list[str]:
+# Planning: `vermem.plan` sets this environment variable to 1 around its dry run, so that
+# a config can be billed on a machine without its data (the Pile, a cluster's model
+# folders). Shards and local model folders that are not here are then taken as declared,
+# unread; a run (not a dry run) with it set is refused (rules/common.smk, onstart).
+PLANNING_ENV = "VERMEM_PLAN"
+
+
+def planning() -> bool:
+    """Whether the workflow is parsed for `vermem.plan` only (`PLANNING_ENV` is 1)."""
+    return os.environ.get(PLANNING_ENV) == "1"
+
+
+def expand_shards(config: Mapping[str, Any], planning: bool = False) -> list[str]:
     """Shard paths with glob patterns expanded (stand-in shards as configured, as the
-    stand-in rule writes them); a pattern matching nothing is an error."""
+    stand-in rule writes them); a pattern matching nothing, or a missing file, is an
+    error, except when `planning`: then it is kept as declared (`unread_shards`)."""
     written = set(standin_shards(config))
     out: list[str] = []
     for pattern in config["corpus"]["shards"]:
@@ -83,11 +96,11 @@ def expand_shards(config: Mapping[str, Any]) -> list[str]:
             out.append(pattern)
         elif glob.has_magic(pattern):
             hits = sorted(glob.glob(pattern))
-            if not hits:
+            if not hits and not planning:
                 raise ConfigError(f"config error at corpus.shards: pattern {pattern!r} "
                                   f"matches no file")
-            out.extend(hits)
-        elif not Path(pattern).is_file():
+            out.extend(hits or [pattern])
+        elif not Path(pattern).is_file() and not planning:
             raise ConfigError(f"config error at corpus.shards: shard file not found: {pattern}")
         else:
             out.append(pattern)
@@ -99,8 +112,17 @@ def expand_shards(config: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
-    """Validate `config` in place of a long job failing later. Raises ConfigError."""
+def unread_shards(config: Mapping[str, Any], shards: list[str]) -> list[str]:
+    """The shards of `expand_shards(config, planning=True)` that are not on this machine
+    (nor written by the stand-in rule): billed as declared, never read."""
+    written = set(standin_shards(config))
+    return [p for p in shards if p not in written and not Path(p).is_file()]
+
+
+def check(config: MutableMapping[str, Any], schema: Mapping[str, Any],
+          planning: bool = False) -> None:
+    """Validate `config` in place of a long job failing later. Raises ConfigError.
+    `planning`: shards need not exist (`expand_shards`)."""
     validate_schema(config, schema)
     corpus, mem = config["corpus"], config["memorization"]
     subsets = corpus["subsets"]
@@ -146,7 +168,7 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
         if circ["main"][key] not in circ[allowed]:
             raise ConfigError(f"config error at circuits.main.{key}: {circ['main'][key]!r} is "
                               f"not one of circuits.{allowed} {circ[allowed]}")
-    expand_shards(config)
+    expand_shards(config, planning)
     by_case: dict[str, list[str]] = {}
     for name in config["models"]:
         by_case.setdefault(name.casefold(), []).append(name)
@@ -182,6 +204,9 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any]) -> None:
         if org["architecture"]["width"] % org["architecture"]["heads"]:
             raise ConfigError("config error at organism.architecture.heads: "
                               "does not divide width")
+    if config.get("studies") == ["B"] and not config.get("dynamics"):
+        raise ConfigError("config error at studies: Study B alone is asked for, but the "
+                          "dynamics section is null")
     if config.get("dynamics"):
         check_dynamics(config)
     check_checkpoints(config)

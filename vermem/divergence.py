@@ -25,6 +25,7 @@ import polars as pl
 import torch
 
 from .labels import greedy
+from .progress import ProgressArg, track
 
 
 def bleu4(hypothesis: Sequence[int], reference: Sequence[int], epsilon: float = 0.1) -> float:
@@ -77,16 +78,25 @@ def divergence_naive(model, full: Sequence[int], prefix_tokens: int, drop: float
 @torch.no_grad()
 def divergence_points(model, fulls: Sequence[Sequence[int]], prefix_tokens: int,
                       batch_size: int, drop: float = 0.3, epsilon: float = 0.1,
-                      base_generations: Sequence[Sequence[int]] | None = None,
-                      ) -> list[Divergence]:
+                      base_generations: Sequence[Sequence[int]] | None = None, *,
+                      progress: ProgressArg = None) -> list[Divergence]:
     """Divergence of every sample, identical to `divergence_naive`, batched.
 
     `base_generations` (optional) are the greedy continuations of full[:P] already made by
-    the labels rule; they are reused rather than generated again.
+    the labels rule; they are reused rather than generated again. `progress`
+    (vermem.progress): prefix lengths done, P - 1 down to 1 (the first ones cost the most:
+    every sample is still searching there), the teacher-forced pass counted as one.
     """
     n, P = len(fulls), prefix_tokens
     if n == 0:
         return []
+    with track(progress, "divergence", P, "prefix lengths") as p:
+        return _divergence_points(model, fulls, P, batch_size, drop, epsilon,
+                                  base_generations, p)
+
+
+def _divergence_points(model, fulls, P, batch_size, drop, epsilon, base_generations, p):
+    n = len(fulls)
     T = len(fulls[0])
     dev = next(model.parameters()).device
     full = torch.tensor(fulls, dtype=torch.long)  # [N, T]
@@ -100,11 +110,13 @@ def divergence_points(model, fulls: Sequence[Sequence[int]], prefix_tokens: int,
     else:
         gens = [list(g) for g in base_generations]
     bleus = [[bleu4(g, f[P:], epsilon)] for g, f in zip(gens, fulls, strict=True)]
+    p.advance()
     calls = [1] * n
     result: list[Divergence | None] = [None] * n
     active = list(range(n))
     for L in range(P - 1, 0, -1):
         if not active:
+            p.advance(L)  # the lengths left: nothing to search
             break
         fresh = [i for i in active if int(pred[i, L - 1]) != fulls[i][L]]
         new = {}
@@ -126,20 +138,21 @@ def divergence_points(model, fulls: Sequence[Sequence[int]], prefix_tokens: int,
                 gens[i] = gen
                 still.append(i)
         active = still
+        p.advance()
     return [r if r is not None else Divergence(None, None, bleus[i], calls[i])
             for i, r in enumerate(result)]
 
 
 def run(model, labels: pl.DataFrame, prefix_tokens: int, batch_size: int, drop: float,
-        epsilon: float) -> pl.DataFrame:
+        epsilon: float, *, progress: ProgressArg = None) -> pl.DataFrame:
     """Divergence table of the memorized samples of a labels table: doc_id, offset,
     subset, dup_count, full (token ids), d, generation (g_d), bleu (B_P, B_{P-1}, ...),
-    generations."""
+    generations. `progress`: as `divergence_points`."""
     mem = labels.filter(pl.col("label") == "memorized")
     fulls = [a + b for a, b in zip(mem["prefix"].to_list(), mem["continuation"].to_list(),
                                    strict=True)]
     divs = divergence_points(model, fulls, prefix_tokens, batch_size, drop, epsilon,
-                             base_generations=mem["generation"].to_list())
+                             base_generations=mem["generation"].to_list(), progress=progress)
     return mem.select("doc_id", "offset", "subset", "dup_count").with_columns(
         pl.Series("full", fulls, dtype=pl.List(pl.Int32)),
         pl.Series("d", [v.d for v in divs], dtype=pl.Int32),

@@ -31,6 +31,7 @@ import torch
 
 from .config import example_cell, grid_cells, string_id  # noqa: F401  (re-exported)
 from .errors import VermemError
+from .progress import ProgressArg, track
 from .stats import censored_median, wilson
 
 LETTERS = _string.ascii_lowercase
@@ -357,9 +358,11 @@ def step(model, opt, x: torch.Tensor) -> float:
 
 
 def train_string(model, ids: Sequence[int], bos: int, training: Mapping[str, Any], seed: int,
-                 on_epoch: Callable[[int], None] | None = None) -> pl.DataFrame:
+                 on_epoch: Callable[[int], None] | None = None, *,
+                 progress: ProgressArg = None) -> pl.DataFrame:
     """Fine-tune on one string for training.epochs steps; per-position metrics after every
-    epoch (epoch 0 is before training). `on_epoch(e)` runs after epoch e's metrics."""
+    epoch (epoch 0 is before training). `on_epoch(e)` runs after epoch e's metrics.
+    `progress` (vermem.progress) counts the epochs trained."""
     device = next(model.parameters()).device
     torch.manual_seed(seed)
     x = torch.tensor([[bos, *ids]], device=device)
@@ -367,11 +370,13 @@ def train_string(model, ids: Sequence[int], bos: int, training: Mapping[str, Any
     ms = [position_metrics(model, x)]
     if on_epoch:
         on_epoch(0)
-    for e in range(1, training["epochs"] + 1):
-        step(model, opt, x)
-        ms.append(position_metrics(model, x))
-        if on_epoch:
-            on_epoch(e)
+    with track(progress, "training", training["epochs"], "epochs") as p:
+        for e in range(1, training["epochs"] + 1):
+            step(model, opt, x)
+            ms.append(position_metrics(model, x))
+            if on_epoch:
+                on_epoch(e)
+            p.advance()
     return _metrics_frame(ms)
 
 
@@ -388,32 +393,40 @@ def memorized_at(acc: Sequence[float], hold: int = 1) -> int | None:
 
 
 def sequential(model, strings: Sequence[Sequence[int]], bos: int, training: Mapping[str, Any],
-               hold: int, seed: int, relearn: bool) -> pl.DataFrame:
+               hold: int, seed: int, relearn: bool, *, progress: ProgressArg = None
+               ) -> pl.DataFrame:
     """Q3: strings s0..s{K-1} one after another on one model (a fresh AdamW per exposure),
     each until accuracy has been 1 for `hold` epochs, or training.epochs; then s0 again
     when `relearn`. After every epoch, the accuracy and loss on every string.
 
     Rows: stage, trained (index of the string being trained), epoch (within the stage,
-    0 = before its first step), evaluated, accuracy, loss.
+    0 = before its first step), evaluated, accuracy, loss. `progress` (vermem.progress)
+    counts epochs, out of at most training.epochs per stage (a stage that stops early
+    takes its unused epochs off the total).
     """
     device = next(model.parameters()).device
     xs = torch.tensor([[bos, *s] for s in strings], device=device)  # [K, n+1], equal lengths
     order = list(range(len(strings))) + ([0] if relearn else [])
     rows: list[tuple] = []
+    epochs = training["epochs"]
+    prog = track(progress, "sequential", len(order) * epochs, "epochs")
     for stage, j in enumerate(order):
         torch.manual_seed(seed + stage)
         opt = optimizer(model, training)
         run = 0
-        for e in range(training["epochs"] + 1):
+        for e in range(epochs + 1):
             if e:
                 step(model, opt, xs[j: j + 1])
+                prog.advance()
             m = position_metrics(model, xs)  # every string in one batch
             acc = m["correct"].float().mean(1).tolist()
             loss = m["loss"].mean(1).tolist()
             rows += [(stage, j, e, i, acc[i], loss[i]) for i in range(len(strings))]
             run = run + 1 if acc[j] >= 1 else 0
             if run >= hold:
+                prog.expect(-(epochs - e))  # the stage's epochs left unused
                 break
+    prog.close()
     return pl.DataFrame(rows, orient="row", schema={
         "stage": pl.Int32, "trained": pl.Int32, "epoch": pl.Int32, "evaluated": pl.Int32,
         "accuracy": pl.Float64, "loss": pl.Float64})

@@ -12,6 +12,8 @@ from typing import Any
 import polars as pl
 import torch
 
+from .progress import ProgressArg, track
+
 SCORES = ("match_fraction", "exact_prefix", "extractable")
 
 
@@ -40,12 +42,15 @@ def scores(generated: torch.Tensor, true: torch.Tensor) -> dict[str, torch.Tenso
 
 
 def generate_all(model, prefixes: list[list[int]], n_new: int, batch_size: int,
-                 device: torch.device) -> torch.Tensor:
-    """Greedy generations for every prefix, in batches, on `device`. -> [N, n_new] (cpu)"""
+                 device: torch.device, *, progress: ProgressArg = None) -> torch.Tensor:
+    """Greedy generations for every prefix, in batches, on `device`. -> [N, n_new] (cpu).
+    `progress`: samples done (vermem.progress)."""
     outs = []
-    for i in range(0, len(prefixes), batch_size):
-        x = torch.tensor(prefixes[i: i + batch_size], dtype=torch.long, device=device)
-        outs.append(greedy(model, x, n_new).cpu())
+    with track(progress, "labels", len(prefixes), "samples") as p:
+        for i in range(0, len(prefixes), batch_size):
+            x = torch.tensor(prefixes[i: i + batch_size], dtype=torch.long, device=device)
+            outs.append(greedy(model, x, n_new).cpu())
+            p.advance(x.shape[0])
     return torch.cat(outs) if outs else torch.empty(0, n_new, dtype=torch.long)
 
 

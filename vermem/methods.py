@@ -28,6 +28,7 @@ from . import attribution as A
 from . import circuits as C
 from . import mib
 from .graph import Graph
+from .progress import ProgressArg, emitter, prefixed, track
 from .stats import Bootstrap
 
 METHODS = ("EAP", "EAP-IG", "EAP-IG-activations", "exact")
@@ -35,9 +36,11 @@ TOP_FRACTIONS = (0.01, 0.05)
 
 
 def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str, steps: int, kind: str,
-             batch_size: int, per_forward: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+             batch_size: int, per_forward: int = 16, *, progress: ProgressArg = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """(edge scores summed over each document's pairs [docs, S, D], pairs per document
-    [docs]), documents in sorted order, noising direction."""
+    [docs]), documents in sorted order, noising direction. `progress` (vermem.progress):
+    pairs attributed, or for `exact` single-edge circuits evaluated."""
     docs = sorted(set(pairs["doc_id"]))
     shape = graph.mask.shape
     sums = torch.zeros(len(docs), *shape, dtype=torch.float64)
@@ -51,7 +54,8 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str, steps: int, 
             one = torch.zeros_like(graph.mask)
             one[s, d] = True
             jobs.append((mode, one))
-        res = C.evaluate_many(model, graph, ev, jobs, kind, per_forward)
+        with track(progress, "scores", len(jobs), C.EVALUATIONS) as p:
+            res = C.evaluate_many(model, graph, ev, jobs, kind, per_forward, progress=p)
         base = res[0].metric
         index = {d: i for i, d in enumerate(docs)}
         g = torch.tensor([index[d] for d in ev.docs], dtype=torch.long)
@@ -59,13 +63,15 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str, steps: int, 
         for (s, d), r in zip(edges, res[1:], strict=True):
             sums[:, s, d].index_add_(0, g, r.metric - base)
         return sums, counts
-    for i, doc in enumerate(docs):
-        q = pairs.filter(pl.col("doc_id") == doc)
-        out, n = A.run(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
-                       q["answer"].to_list(), q["wrong"].to_list(), method, steps, kind,
-                       batch_size, "hooks", directions=("noising",), positions=False)
-        sums[i] = out["scores"].double() * n
-        counts[i] = n
+    with track(progress, "scores", pairs.height, "pairs") as p:
+        for i, doc in enumerate(docs):
+            q = pairs.filter(pl.col("doc_id") == doc)
+            out, n = A.run(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
+                           q["answer"].to_list(), q["wrong"].to_list(), method=method,
+                           steps=steps, metric=kind, batch_size=batch_size, backend="hooks",
+                           directions=("noising",), positions=False, progress=p)
+            sums[i] = out["scores"].double() * n
+            counts[i] = n
     return sums, counts
 
 
@@ -144,15 +150,21 @@ QUALITY_SCHEMA = {
 def compare(model, graph: Graph, attr: pl.DataFrame, sel: C.EvalSet, ev: C.EvalSet,
             methods: Sequence[str], steps: int, kind: str, main: dict, target: float,
             curve_points: int, boot: Bootstrap, batch_size: int, per_forward: int = 16,
-            search_width: int = 8) -> tuple[pl.DataFrame, pl.DataFrame]:
+            search_width: int = 8, *, progress: ProgressArg = None
+            ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(quality per method and direction, QUALITY_SCHEMA; agreement between methods,
     AGREEMENT_SCHEMA) of one task and subset: attribution pairs `attr` (a pairs table),
-    selection and evaluation sets `sel`, `ev`."""
+    selection and evaluation sets `sel`, `ev`. `progress` (vermem.progress): the steps
+    (each method's scores, then each method's circuits), and within each step its own
+    count, its lines led by the method's name."""
     sums, seconds = {}, {}
+    steps_p = track(progress, "method comparison", 2 * len(methods), "steps")
     for m in methods:
         t = time.perf_counter()
-        sums[m] = doc_sums(model, graph, attr, m, steps, kind, batch_size, per_forward)
+        sums[m] = doc_sums(model, graph, attr, m, steps, kind, batch_size, per_forward,
+                           progress=prefixed(emitter(progress), f"{m} "))
         seconds[m] = time.perf_counter() - t
+        steps_p.advance()
     modes = [C.Mode(d, main["placement"], main["ablation"]) for d in C.DIRECTIONS]
     rows = []
     for m in methods:
@@ -160,11 +172,13 @@ def compare(model, graph: Graph, attr: pl.DataFrame, sel: C.EvalSet, ev: C.EvalS
         n_attr = int(counts.sum())
         scores = (s.sum(0) / max(n_attr, 1)).float()
         usable = n_attr > 0 and sel.n > 0 and ev.n > 0
+        inner = prefixed(emitter(progress), f"{m} ")
         areas = mib.score(model, graph, ev, {"noising": scores}, modes if usable else [],
-                          kind, boot, per_forward, method=m)
+                          kind, boot, per_forward, method=m, progress=inner)
         _, minimal = C.sweep(model, graph, sel, ev, scores, modes if usable else [],
                              C.log_sizes(graph.n_edges, curve_points), [], [], target, kind,
-                             boot, per_forward, search_width)
+                             boot, per_forward, search_width, progress=inner)
+        steps_p.advance()
         for mode in modes:
             a = areas.filter(pl.col("direction") == mode.direction)
             a = a.row(0, named=True) if a.height else {}
@@ -175,4 +189,5 @@ def compare(model, graph: Graph, attr: pl.DataFrame, sel: C.EvalSet, ev: C.EvalS
                                                    "cmd_hi")},
                          **{k: c.get(k) for k in ("k", "k_lo", "k_hi", "faithfulness",
                                                    "faithfulness_lo", "faithfulness_hi")}})
+    steps_p.close()
     return pl.DataFrame(rows, schema=QUALITY_SCHEMA), agreement(graph, sums, boot)

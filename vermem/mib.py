@@ -27,8 +27,10 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 import torch
 
+from . import attribution as A
 from . import circuits as C
 from .graph import Graph
+from .progress import ProgressArg, track
 from .stats import Bootstrap, f_replicates
 
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -63,13 +65,15 @@ def _nan_none(x: float) -> float | None:
 
 
 def score(model, graph: Graph, ev: C.EvalSet, scores: Mapping[str, torch.Tensor],
-          modes: Sequence[C.Mode], kind: str = "logit_diff", boot: Bootstrap = C.BOOTSTRAP,
+          modes: Sequence[C.Mode], kind: A.Metric = "logit_diff", boot: Bootstrap = C.BOOTSTRAP,
           per_forward: int = 16, seeds: Sequence[int] = (), method: str = "",
-          random_modes: Sequence[C.Mode] | None = None) -> pl.DataFrame:
+          random_modes: Sequence[C.Mode] | None = None, *, progress: ProgressArg = None
+          ) -> pl.DataFrame:
     """CPR and CMD with bootstrap intervals, per mode, of the ranking by |scores[direction]|
     ("attribution" rows) and, in `random_modes` (default: every mode), of a random ranking
     per seed (the mean over seeds in one "random" row), on the evaluation pairs `ev`
-    (SCHEMA). Without pairs every row has n_pairs 0 and no scores."""
+    (SCHEMA). Without pairs every row has n_pairs 0 and no scores. `progress`
+    (vermem.progress) counts circuit evaluations."""
     n = graph.n_edges
     ks = sizes(n)
     docs = int(ev.groups.max()) + 1 if ev.n and ev.groups is not None else ev.n
@@ -100,7 +104,8 @@ def score(model, graph: Graph, ev: C.EvalSet, scores: Mapping[str, torch.Tensor]
     jobs = [(m, C.circuit(graph, orders[m.direction], k)) for m in modes for k in (0, n)]
     jobs += [(m, C.circuit(graph, o[m.direction], k)) for m in modes
              for o in [orders, *(randoms if m in random_modes else [])] for k in inner]
-    out = iter(C.evaluate_many(model, graph, ev, jobs, kind, per_forward))
+    with track(progress, "MIB", len(jobs), C.EVALUATIONS) as p:
+        out = iter(C.evaluate_many(model, graph, ev, jobs, kind, per_forward, progress=p))
     ends = {m: (next(out).metric, next(out).metric) for m in modes}
     idx = boot.indices(ev.n, ev.groups)
     for m in modes:

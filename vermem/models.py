@@ -49,16 +49,19 @@ def requirements(name: str, config: Mapping[str, Any]) -> tuple[int, str]:
     return need, why
 
 
-def check_models(config: Mapping[str, Any]) -> None:
+def check_models(config: Mapping[str, Any], planning: bool = False) -> None:
     """Check every local model folder before any job, and the subfolder of each checkpoint
     it lists (all but its tokenizer, which the checkpoint_record rule checks; hub models:
     in `resolve`, once fetched). Raises ModelError whose one line names the model key and
-    what is wrong."""
+    what is wrong. `planning` (`vermem.config.planning`): a folder that is not on this
+    machine is skipped (the plan assumes its shape, `vermem.resources.model_shape`)."""
     from .config import listed
 
     for name, spec in config["models"].items():
         if spec["source"] == "local":
             path, needs = Path(spec["path"]).resolve(), requirements(name, config)
+            if planning and not path.exists():
+                continue
             check_folder(path, f"config error at models.{name}.path", *needs)
             for checkpoint in listed(config, name):
                 check_folder(path / checkpoint, checkpoint_where(name, checkpoint), *needs,
@@ -294,19 +297,65 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_tokenizer(record: Mapping[str, Any]):
+def _resolve_path(path: str, base: Path) -> str:
+    """A record's folder `path` as an absolute path: as written when absolute; a relative
+    one (the workflow writes the organism's relative to its working directory, e.g.
+    results/models/organism/hf) under `base` or the nearest of its parents where it
+    exists (unchanged when none has it)."""
+    if Path(path).is_absolute():
+        return path
+    for folder in (base, *base.parents):
+        if (folder / path).exists():
+            return str((folder / path).resolve())
+    return path
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """A model record (`model.json`, written by the model_record or train_organism rule)
+    read from any directory: its relative folder paths (the model's, its checkpoints')
+    resolved against the record file's location (`_resolve_path`), so that `load` finds
+    the model from a notebook anywhere."""
+    import json
+
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read model record {path}: {one_line(e, 200)}") from None
+    base = path.resolve().parent
+    record["path"] = _resolve_path(record["path"], base)
+    for c in record.get("checkpoints") or []:
+        c["path"] = _resolve_path(c["path"], base)
+    return record
+
+
+def _record(record: Mapping[str, Any] | str | Path) -> Mapping[str, Any]:
+    """`record`, or the record in the file it names (`load_record`); a relative folder path
+    that does not exist from here is named, with the way to resolve it."""
+    if not isinstance(record, Mapping):
+        return load_record(record)
+    if not Path(record["path"]).is_absolute() and not Path(record["path"]).exists():
+        raise ModelError(f"model {record.get('name')}: folder {record['path']!r} is relative "
+                         f"to the directory the record was written from; read the record "
+                         f"with vermem.models.load_record(path to its model.json)")
+    return record
+
+
+def load_tokenizer(record: Mapping[str, Any] | str | Path):
+    """The tokenizer of a model record (or of the record file it names)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(record["path"])
+    return AutoTokenizer.from_pretrained(_record(record)["path"])
 
 
-def load(record: Mapping[str, Any], device: str = "auto"):
-    """(model in eval mode on `device`, tokenizer) from a model record (float16 models in
-    float32 on a CPU)."""
+def load(record: Mapping[str, Any] | str | Path, device: str = "auto"):
+    """(model in eval mode on `device`, tokenizer) from a model record, or from the path of
+    a record file (`load_record`); float16 models in float32 on a CPU."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
+    record = _record(record)
     hf_logging.disable_progress_bar()  # rule logs are files, not terminals
     dev = pick_device(device)
     # the schema's dtypes (float32, bfloat16, float16) are torch's names; float16 is a GPU

@@ -10,6 +10,12 @@ rules' `group:` and the profile's `group-components`, local rules from `localrul
 GPU-hours and peak memory come from vermem.resources: the memory model at the batch that
 fits `gpu_memory_gb`, and FLOPs over the throughput benchmarks/all.py measured on the
 device (benchmarks/throughput.json), else its documented default.
+
+The plan needs no data: the dry run is parsed with VERMEM_PLAN=1 (`vermem.config.planning`),
+so declared shards that are not on this machine (the Pile, on a cluster) and local model
+folders that are not here are taken as declared, unread; sizes come from
+`corpus.samples_per_subset`, as the plan's last lines say. A user error (a bad config, a
+missing config file) is one line on stderr and exit status 2, no traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import argparse
 import collections
 import contextlib
 import io
+import os
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -25,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vermem import config as vconfig
 from vermem import resources
+from vermem.errors import VermemError, one_line
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,6 +54,7 @@ class PlannedJob:
 class Plan:
     config: dict[str, Any]
     jobs: list[PlannedJob] = field(default_factory=list)
+    unread_shards: list[str] = field(default_factory=list)  # declared, not on this machine
 
     def submissions(self) -> collections.Counter:
         """SLURM jobs: a group job's id, or an ungrouped job's rule, with its count."""
@@ -78,6 +88,7 @@ def build(configfile: Path, profile: Path | None = REPO / "slurm",
     )
 
     with contextlib.ExitStack() as stack:
+        stack.enter_context(_planning())
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vermem-plan-")))
         argv = ["-n", "-s", str(snakefile), "-d", str(workdir),
@@ -103,13 +114,15 @@ def build(configfile: Path, profile: Path | None = REPO / "slurm",
             wf.dag(DAGSettings()).execute_workflow(
                 executor=args.executor or "local", pseudo_executor="dryrun",
                 group_settings=GroupSettings(group_components=args.group_components))
-        except Exception:
+        except user_errors():
+            raise
+        except Exception:  # a bug: what Snakemake said, then the traceback
             sys.stderr.write(sink.getvalue()[-3000:])
             raise
         w = wf._workflow
         d = w.dag
         groups = getattr(d, "_group", {})
-        plan = Plan(dict(w.config))
+        plan = Plan(dict(w.config), unread_shards=list(w.globals.get("UNREAD_SHARDS", [])))
         for job in d.jobs:
             g = groups.get(job)
             local = job.rule.name in w._localrules or job.rule.norun
@@ -118,6 +131,47 @@ def build(configfile: Path, profile: Path | None = REPO / "slurm",
                 None if (g is None or local) else str(g.groupid), local,
                 bool(job.output), int(job.rule.restart_times or 0)))
     return plan
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors the user fixes (a bad config or path): `main` prints them as one line."""
+    from snakemake.exceptions import RuleException, WorkflowError
+
+    return VermemError, WorkflowError, RuleException
+
+
+@contextlib.contextmanager
+def _planning():
+    """VERMEM_PLAN=1 while the workflow is parsed (data need not exist), then as before."""
+    before = os.environ.get(vconfig.PLANNING_ENV)
+    os.environ[vconfig.PLANNING_ENV] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(vconfig.PLANNING_ENV, None)
+        else:
+            os.environ[vconfig.PLANNING_ENV] = before
+
+
+def assumptions(plan: Plan) -> list[str]:
+    """What the bill assumes in place of data it does not read: samples per subset (the
+    shards are never read), memorized share, and the shards that are not on this machine."""
+    corpus = plan.config["corpus"]
+    n, windows = corpus["samples_per_subset"], (corpus.get("windows") or {}).get(
+        "per_document", 1)
+    docs = (f"corpus.samples_per_subset = {n:,} documents" if n is not None else
+            f"{resources.DEFAULT_SAMPLES:,} documents (corpus.samples_per_subset is null: "
+            f"all documents, a number unknown before the shards are read)")
+    out = [f"assumed: shards not read; each of the {len(corpus['subsets'])} subsets gives "
+           f"{docs} x {windows} window(s) per document = "
+           f"{resources.samples_per_subset(plan.config):,} samples, "
+           f"{resources.MEMORIZED_FRACTION:.0%} of them memorized"]
+    if plan.unread_shards:
+        shown = ", ".join(plan.unread_shards[:3]) + (
+            f" and {len(plan.unread_shards) - 3} more" if len(plan.unread_shards) > 3 else "")
+        out.append(f"not on this machine (billed as declared): {shown}")
+    return out
 
 
 @dataclass
@@ -177,8 +231,8 @@ def render(plan: Plan, device: str = "cuda", throughput: Mapping[str, Any] | Non
     out.append(f"{'total':<26} {sum(r.jobs for r in rows):>5} {sum(subs.values()):>5} "
                f"{total_h:8.3g} {peak:11.1f}")
     out.append(f"throughput: {source}; gpu_memory_gb: {lim}; GPU-hours are estimates "
-               f"(vermem.resources: FLOPs / throughput, pairs assumed "
-               f"{resources.MEMORIZED_FRACTION:.0%} of samples)")
+               f"(vermem.resources: FLOPs / throughput)")
+    out += assumptions(plan)
     return "\n".join(out)
 
 
@@ -192,7 +246,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="working directory (default: empty scratch, i.e. everything to run)")
     a = ap.parse_args(argv)
     profile = None if a.profile in ("", "none") else Path(a.profile)
-    print(render(build(a.configfile, profile, workdir=a.directory), a.device))
+    for what, path in (("config file", a.configfile), ("profile folder", profile)):
+        if path is not None and not path.exists():
+            ap.exit(2, f"vermem.plan: {what} not found: {path}\n")
+    try:
+        text = render(build(a.configfile, profile, workdir=a.directory), a.device)
+    except user_errors() as e:  # the user's to fix: one line
+        ap.exit(2, f"vermem.plan: {one_line(e, 2000)}\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -240,38 +241,65 @@ def _node_xy(name: str, n_layers: int, width: int) -> tuple[float, float]:
     return float(int(head[1:])), 2.0 * int(layer[1:]) + 1
 
 
+def _draw_circuit(ax, edges: Sequence[str], scores: Sequence[float], n_layers: int,
+                  n_heads: int) -> None:
+    """One circuit on `ax`: its edges ('source->destination', graph.Graph.edge_names) as
+    lines laid out by layer, red for a positive score and blue for a negative one, width
+    by |score|, key inputs dashed and value inputs dotted; its nodes named."""
+    L = n_layers
+    top = max((abs(s) for s in scores), default=1.0) or 1.0
+    used = set()
+    for name, score in zip(edges, scores, strict=True):
+        src, dst = name.split("->")
+        kind = dst[-2] if dst.endswith(">") else ""
+        node = dst.split("<")[0]
+        used |= {src, node}
+        (x0, y0), (x1, y1) = _node_xy(src, L, n_heads), _node_xy(node, L, n_heads)
+        ax.plot([x0, x1], [y0, y1], color="C3" if score > 0 else "C0",
+                lw=0.5 + 3 * abs(score) / top, alpha=0.8,
+                ls={"k": "--", "v": ":"}.get(kind, "-"))
+    nodes = (["input", "logits"] + [f"a{layer}.h{h}" for layer in range(L)
+                                    for h in range(n_heads)]
+             + [f"m{layer}" for layer in range(L)])
+    for n in nodes:
+        x, y = _node_xy(n, L, n_heads)
+        ax.scatter([x], [y], s=60 if n in used else 15, zorder=3,
+                   color="k" if n in used else "0.75",
+                   marker="s" if n.startswith("m") or n in ("input", "logits") else "o")
+        if n in used:
+            ax.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_yticks([2 * i + 1 for i in range(L)], [f"layer {i}" for i in range(L)])
+    ax.set_xticks([])
+
+
+def _drawing_size(n_layers: int, n_heads: int, panels: int = 1) -> tuple[float, float]:
+    return max(4.0, 0.5 * n_heads + 2) * max(1, panels), 0.9 * n_layers + 2.5
+
+
+def circuit(graph, edges, scores, title: str = ""):
+    """A circuit of your own: `edges` an [S, D] boolean edge mask of `graph`
+    (vermem.graph.Graph; e.g. circuits.circuit), `scores` its [S, D] edge scores (e.g.
+    attribution.run's), drawn as `circuit_drawing` draws the workflow's."""
+    index = edges.flatten().nonzero().flatten()
+    names = graph.edge_names(index)
+    values = [float(scores.flatten()[i]) for i in index]
+    s = graph.shape
+    fig, ax = plt.subplots(figsize=_drawing_size(s.n_layers, s.n_heads))
+    _draw_circuit(ax, names, values, s.n_layers, s.n_heads)
+    ax.set_title(title or f"{len(names)} edges", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def circuit_drawing(minimal: dict, main: dict, title: str):
     """The minimal circuits of the main mode, one panel per direction, laid out by layer."""
     chosen = [c for c in minimal["circuits"]
               if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])]
     L, n_heads = minimal["n_layers"], minimal["n_heads"]
     fig, axes = plt.subplots(1, max(1, len(chosen)), squeeze=False,
-                             figsize=(max(4.0, 0.5 * n_heads + 2) * max(1, len(chosen)),
-                                      0.9 * L + 2.5))
+                             figsize=_drawing_size(L, n_heads, len(chosen)))
     for ax, c in zip(axes[0], chosen, strict=False):
-        top = max((abs(s) for s in c["scores"]), default=1.0) or 1.0
-        used = set()
-        for name, score in zip(c["edges"], c["scores"], strict=True):
-            src, dst = name.split("->")
-            kind = dst[-2] if dst.endswith(">") else ""
-            node = dst.split("<")[0]
-            used |= {src, node}
-            (x0, y0), (x1, y1) = _node_xy(src, L, n_heads), _node_xy(node, L, n_heads)
-            ax.plot([x0, x1], [y0, y1], color="C3" if score > 0 else "C0",
-                    lw=0.5 + 3 * abs(score) / top, alpha=0.8,
-                    ls={"k": "--", "v": ":"}.get(kind, "-"))
-        nodes = (["input", "logits"] + [f"a{layer}.h{h}" for layer in range(L)
-                                        for h in range(n_heads)]
-                 + [f"m{layer}" for layer in range(L)])
-        for n in nodes:
-            x, y = _node_xy(n, L, n_heads)
-            ax.scatter([x], [y], s=60 if n in used else 15, zorder=3,
-                       color="k" if n in used else "0.75",
-                       marker="s" if n.startswith("m") or n in ("input", "logits") else "o")
-            if n in used:
-                ax.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        ax.set_yticks([2 * i + 1 for i in range(L)], [f"layer {i}" for i in range(L)])
-        ax.set_xticks([])
+        _draw_circuit(ax, c["edges"], c["scores"], L, n_heads)
         f, lo, hi = (c.get(x) for x in ("faithfulness", "faithfulness_lo", "faithfulness_hi"))
         ftxt = "n/a" if f is None else f"{f:.2f}" + (
             "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]")
