@@ -69,6 +69,12 @@ STUDY_A_TARGETS = [
         task=config["attribution"]["tasks"],
         subset=SUBSETS,
     ),
+    *expand(
+        "results/figures/{model}/circuits/view.{task}.{subset}.html",
+        model=MODELS,
+        task=config["attribution"]["tasks"],
+        subset=SUBSETS,
+    ),
     *expand("results/figures/{model}/checkpoints/{name}.png", model=CKPT_MODELS,
             name=["memorization", "circuits", "overlap"]),
 ]

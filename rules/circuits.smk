@@ -112,6 +112,7 @@ rule circuit_specificity:
 localrules:
     circuit_claims,
     figure_faithfulness,
+    figure_circuit_view,
     figure_transfer,
     figure_specificity,
 
@@ -154,6 +155,28 @@ rule figure_faithfulness:
         ENV
     script:
         "../scripts/figure_circuits.py"
+
+
+rule figure_circuit_view:
+    # the interactive view (vermem.circuit_view): one self-contained HTML page per task and
+    # subset, the top-ranked edges beyond the minimal size from the ranking scores
+    input:
+        curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
+        minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
+        scores=f"results/attribution/{{model}}/{{task}}/{{subset}}/{config['circuits']['rank_by']}.safetensors",
+    output:
+        view=report("results/figures/{model}/circuits/view.{task}.{subset}.html",
+                    caption="../report/circuit_view.rst", category="Study A",
+                    subcategory="Circuits"),
+    params:
+        main=config["circuits"]["main"],
+        top=500,  # edges embedded per direction (more when a minimal circuit is larger)
+    log:
+        "logs/figures/{model}/circuits/view.{task}.{subset}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_circuit_view.py"
 
 
 rule figure_transfer:
