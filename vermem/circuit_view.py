@@ -179,7 +179,8 @@ h1{font-size:17px;margin:0 0 6px}
 #status b{font-size:15px}
 .note{color:#666;font-size:12px}
 #ticks{position:relative;height:14px;width:340px}
-#ticks span{position:absolute;top:0;font-size:11px;color:#b35c00;transform:translateX(-6px);white-space:nowrap}
+#ticks span{position:absolute;top:0;font-size:11px;color:#b35c00;white-space:nowrap;
+ transform:translateX(-6px)}
 #view{border:1px solid #ddd;background:#fcfcfc}
 #tip{position:fixed;pointer-events:none;background:#fff;border:1px solid #999;padding:3px 6px;
  font-size:12px;display:none;box-shadow:1px 1px 3px #0003;white-space:nowrap}
