@@ -28,7 +28,7 @@ with rule(snakemake) as log:
         log.info("%s / %s: %d attribution pairs (%d documents), %d selection, %d evaluation; "
                  "methods %s", task, p.main_subset, attr.height, attr["doc_id"].n_unique(),
                  sel.n, ev.n, ", ".join(p.methods))
-        q, a = methods.compare(model, g, attr, sel, ev, p.methods, att["ig_steps"],
+        q, a, secs = methods.compare(model, g, attr, sel, ev, p.methods, att["ig_steps"],
                                cfg["metric"], cfg["main"], cfg["target"], cfg["curve_points"],
                                boot, batch, cfg["circuits_per_forward"], cfg["search_width"],
                                progress=log.info)
@@ -36,8 +36,9 @@ with rule(snakemake) as log:
         quality.append(q.select(front))
         agree.append(a.select(front))
         for r in q.iter_rows(named=True):
-            log.info("%s %s: CPR %s, minimal k %s, %.1f s", r["method"], r["direction"],
-                     "-" if r["cpr"] is None else f"{r['cpr']:.3f}", r["k"], r["seconds"])
+            log.info("%s %s: CPR %s, minimal k %s (attribution %.1f s)", r["method"],
+                     r["direction"], "-" if r["cpr"] is None else f"{r['cpr']:.3f}", r["k"],
+                     secs[r["method"]])
     prov = io.provenance(cfg, model=record["name"], revision=record["revision"])
     io.write_parquet(pl.concat(quality), snakemake.output.quality, prov)
     io.write_parquet(pl.concat(agree), snakemake.output.agreement, prov)

@@ -49,7 +49,7 @@ def test_no_pairs_draws_a_note_not_an_empty_plot():
 
 def test_the_methods_figure_shows_each_method_s_cpr_and_size_and_their_agreement():
     q = pl.DataFrame([{"task": t, "subset": "W", "method": m, "direction": d,
-                       "n_attribution": 40, "n_selection": 10, "n_pairs": 30, "seconds": 1.0,
+                       "n_attribution": 40, "n_selection": 10, "n_pairs": 30,
                        "cpr": 0.9, "cpr_lo": 0.85, "cpr_hi": 0.95, "cmd": 0.1, "cmd_lo": 0.05,
                        "cmd_hi": 0.15, "k": 20, "k_lo": 10.0, "k_hi": 40.0,
                        "faithfulness": 0.86, "faithfulness_lo": 0.8, "faithfulness_hi": 0.9}

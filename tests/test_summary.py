@@ -52,7 +52,7 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
     from vermem import methods as M
     quality = pl.DataFrame([{"task": "branch_comparison", "subset": "W", "method": "exact",
                              "direction": "noising", "n_attribution": 40, "n_selection": 10,
-                             "n_pairs": 30, "seconds": 2.5, "cpr": 0.97, "cpr_lo": 0.96,
+                             "n_pairs": 30, "cpr": 0.97, "cpr_lo": 0.96,
                              "cpr_hi": 0.98, "cmd": 0.03, "cmd_lo": 0.02, "cmd_hi": 0.04,
                              "k": 16, "k_lo": 5.0, "k_hi": 40.0, "faithfulness": 0.83,
                              "faithfulness_lo": 0.8, "faithfulness_hi": 0.86}],
@@ -66,7 +66,7 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
                                         "claims": claims, "mib": mibt,
                                         "methods": (quality, agree)}}, None, main)
     assert ("| branch_comparison | W | noising | exact | 0.97 [0.96, 0.98] | 0.03 [0.02, 0.04] "
-            "| 16 [5, 40] | 40 / 10 / 30 | 2.5 |") in text
+            "| 16 [5, 40] | 40 / 10 / 30 |") in text
     assert "| branch_comparison | EAP vs exact | 0.90 [0.86, 0.93] | 9 |" in text
     # the main mode's CPR / CMD next to the random rankings'; other modes are not shown
     assert ("| branch_comparison | W | noising | EAP-IG | 0.91 [0.88, 0.93] | 0.10 [0.08, "

@@ -139,7 +139,7 @@ def agreement(graph: Graph, sums: dict[str, tuple[torch.Tensor, torch.Tensor]],
 
 QUALITY_SCHEMA = {
     "method": pl.String, "direction": pl.String, "n_attribution": pl.Int32,
-    "n_selection": pl.Int32, "n_pairs": pl.Int32, "seconds": pl.Float64,
+    "n_selection": pl.Int32, "n_pairs": pl.Int32,
     "cpr": pl.Float64, "cpr_lo": pl.Float64, "cpr_hi": pl.Float64,
     "cmd": pl.Float64, "cmd_lo": pl.Float64, "cmd_hi": pl.Float64,
     "k": pl.Int32, "k_lo": pl.Float64, "k_hi": pl.Float64, "faithfulness": pl.Float64,
@@ -151,12 +151,13 @@ def compare(model, graph: Graph, attr: pl.DataFrame, sel: C.EvalSet, ev: C.EvalS
             methods: Sequence[str], steps: int, kind: str, main: dict, target: float,
             curve_points: int, boot: Bootstrap, batch_size: int, per_forward: int = 16,
             search_width: int = 8, *, progress: ProgressArg = None
-            ) -> tuple[pl.DataFrame, pl.DataFrame]:
+            ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, float]]:
     """(quality per method and direction, QUALITY_SCHEMA; agreement between methods,
-    AGREEMENT_SCHEMA) of one task and subset: attribution pairs `attr` (a pairs table),
-    selection and evaluation sets `sel`, `ev`. `progress` (vermem.progress): the steps
-    (each method's scores, then each method's circuits), and within each step its own
-    count, its lines led by the method's name."""
+    AGREEMENT_SCHEMA; each method's attribution time in seconds, kept out of the tables so
+    that they are the same bytes on every run) of one task and subset: attribution pairs
+    `attr` (a pairs table), selection and evaluation sets `sel`, `ev`. `progress`
+    (vermem.progress): the steps (each method's scores, then each method's circuits), and
+    within each step its own count, its lines led by the method's name."""
     sums, seconds = {}, {}
     steps_p = track(progress, "method comparison", 2 * len(methods), "steps")
     for m in methods:
@@ -184,10 +185,10 @@ def compare(model, graph: Graph, attr: pl.DataFrame, sel: C.EvalSet, ev: C.EvalS
             a = a.row(0, named=True) if a.height else {}
             c = minimal.get(mode, {})
             rows.append({"method": m, "direction": mode.direction, "n_attribution": n_attr,
-                         "n_selection": sel.n, "n_pairs": ev.n, "seconds": seconds[m],
+                         "n_selection": sel.n, "n_pairs": ev.n,
                          **{k: a.get(k) for k in ("cpr", "cpr_lo", "cpr_hi", "cmd", "cmd_lo",
                                                    "cmd_hi")},
                          **{k: c.get(k) for k in ("k", "k_lo", "k_hi", "faithfulness",
                                                    "faithfulness_lo", "faithfulness_hi")}})
     steps_p.close()
-    return pl.DataFrame(rows, schema=QUALITY_SCHEMA), agreement(graph, sums, boot)
+    return pl.DataFrame(rows, schema=QUALITY_SCHEMA), agreement(graph, sums, boot), seconds

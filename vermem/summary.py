@@ -142,11 +142,10 @@ def methods_section(model: str, quality: pl.DataFrame, agreement: pl.DataFrame) 
              _ci(r["cpr"], r["cpr_lo"], r["cpr_hi"]), _ci(r["cmd"], r["cmd_lo"], r["cmd_hi"]),
              "none in the band" if r["k"] is None else
              f"{r['k']} [{_k(r['k_lo'])}, {_k(r['k_hi'])}]",
-             f"{r['n_attribution']} / {r['n_selection']} / {r['n_pairs']}",
-             f"{r['seconds']:.1f}")
+             f"{r['n_attribution']} / {r['n_selection']} / {r['n_pairs']}")
             for r in quality.iter_rows(named=True)]
     out += _table(("task", "subset", "direction", "method", "CPR", "CMD", "minimal k",
-                   "n attribution / selection / evaluation", "attribution s"), rows)
+                   "n attribution / selection / evaluation"), rows)
     sp = agreement.filter(pl.col("statistic") == "spearman |score|")
     rows = [(r["task"], f"{r['method_a']} vs {r['method_b']}",
              _ci(r["value"], r["value_lo"], r["value_hi"]), r["n_docs"])
