@@ -68,6 +68,24 @@ def model_graph_pairs(snakemake, split: str):
     return record, model, g, pairs
 
 
+def evaluation_setup(snakemake):
+    """(model record, circuit batch that fits gpu_memory_gb, model, graph, the whole pairs
+    table, bootstrap of circuits.bootstrap): the start of the rules that evaluate on every
+    task's pairs at once (circuit_specificity, method_comparison). The batch is fixed before
+    the model is loaded, so a model that cannot fit stops in one line first."""
+    import polars as pl
+
+    from vermem import graph, io, models, resources, stats
+
+    p = snakemake.params
+    record = io.read_json(snakemake.input.model)
+    batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
+    model, _ = models.load(record, p.device)
+    g = graph.Graph(graph.Shape.from_config(model.config))
+    pairs = pl.read_parquet(snakemake.input.pairs)
+    return record, batch, model, g, pairs, stats.Bootstrap(**p.config["bootstrap"])
+
+
 def minimal_circuits_and_evsets(snakemake, placements=None):
     """(model record, model, graph, {(task, subset, direction, placement): edge mask} of the
     minimal circuits in the rule's input `minimal` (main ablation; `placements`, default

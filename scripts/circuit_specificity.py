@@ -3,17 +3,14 @@ pairs at the same size, the control ranking's circuit on the memorized pairs, ra
 and logit gaps on both, from one joint bootstrap (vermem.specificity)."""
 
 import polars as pl
-from _rule import rule
+from _rule import evaluation_setup, rule
 
 from vermem import (
     attribution,
     circuits,
     contrastive,
-    graph,
     io,
-    models,
     progress,
-    resources,
     specificity,
     stats,
 )
@@ -22,12 +19,7 @@ with rule(snakemake) as log:
     p = snakemake.params
     cfg = p.config
     main = cfg["main"]
-    record = io.read_json(snakemake.input.model)
-    batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
-    model, _ = models.load(record, p.device)
-    g = graph.Graph(graph.Shape.from_config(model.config))
-    pairs = pl.read_parquet(snakemake.input.pairs)
-    boot = stats.Bootstrap(**cfg["bootstrap"])
+    record, batch, model, g, pairs, boot = evaluation_setup(snakemake)
     shared = circuits.resampler(pairs, boot, cfg["max_pairs"], p.seed)
     scores = {}
     for f, t in zip(snakemake.input.scores, p.score_keys, strict=True):

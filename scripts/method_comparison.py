@@ -2,19 +2,14 @@
 MIB's CPR and CMD, the minimal circuit, and the methods' agreement (vermem.methods)."""
 
 import polars as pl
-from _rule import rule
+from _rule import evaluation_setup, rule
 
-from vermem import circuits, graph, io, methods, models, resources, stats
+from vermem import circuits, io, methods
 
 with rule(snakemake) as log:
     p = snakemake.params
     cfg, att = p.config, p.attribution
-    record = io.read_json(snakemake.input.model)
-    batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
-    model, _ = models.load(record, p.device)
-    g = graph.Graph(graph.Shape.from_config(model.config))
-    pairs = pl.read_parquet(snakemake.input.pairs)
-    boot = stats.Bootstrap(**cfg["bootstrap"])
+    record, batch, model, g, pairs, boot = evaluation_setup(snakemake)
     quality, agree = [], []
     for task in p.tasks:
         attr = pairs.filter((pl.col("task") == task) & (pl.col("subset") == p.main_subset)

@@ -13,19 +13,14 @@ from vermem import stats as S
 from vermem.graph import Graph, Shape
 
 from .test_attribution import neox
+from .test_mib import random_pairs
 
 
 @pytest.fixture(scope="module")
 def setup():
     model = neox()
-    g = Graph(Shape.from_config(model.config))
-    gen = torch.Generator().manual_seed(5)
-    clean = torch.randint(1, 100, (6, 6), generator=gen).tolist()
-    corrupt = [c[:-2] + torch.randint(1, 100, (2,), generator=gen).tolist() for c in clean]
-    pairs = pl.DataFrame({"doc_id": ["a", "a", "b", "c", "c", "c"], "clean": clean,
-                          "corrupt": corrupt, "answer": [1, 2, 3, 4, 5, 6],
-                          "wrong": [7, 8, 9, 10, 11, 12]})
-    return model, g, pairs
+    return model, Graph(Shape.from_config(model.config)), random_pairs(
+        ["a", "a", "b", "c", "c", "c"], 5)
 
 
 def test_exact_scores_are_single_edge_patching_summed_per_document(setup):

@@ -41,16 +41,23 @@ def test_areas_of_replicates_are_per_column():
     assert cmd.tolist() == pytest.approx([0.999 - (1 - 1e-6) / 2, 0.0])
 
 
+def random_pairs(docs, seed: int, length: int = 6) -> pl.DataFrame:
+    """A pairs table of random prompts (the last two tokens corrupted), one pair per entry of
+    `docs` (its document), answers 1.. and wrong tokens 11.. (shared with test_methods)."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(docs)
+    clean = torch.randint(1, 100, (n, length), generator=gen).tolist()
+    corrupt = [c[:-2] + torch.randint(1, 100, (2,), generator=gen).tolist() for c in clean]
+    return pl.DataFrame({"doc_id": list(docs), "clean": clean, "corrupt": corrupt,
+                         "answer": list(range(1, n + 1)), "wrong": list(range(11, n + 11))})
+
+
 @pytest.fixture(scope="module")
 def setup():
     model = neox()
     g = Graph(Shape.from_config(model.config))
-    gen = torch.Generator().manual_seed(3)
-    clean = torch.randint(1, 100, (8, 6), generator=gen).tolist()
-    corrupt = [c[:-2] + torch.randint(1, 100, (2,), generator=gen).tolist() for c in clean]
-    ans, wr = list(range(1, 9)), list(range(11, 19))
-    docs = ["a", "a", "b", "b", "c", "c", "d", "d"]
-    ev = C.EvalSet.make(model, clean, corrupt, ans, wr, batch_size=4, groups=docs)
+    pairs = random_pairs(["a", "a", "b", "b", "c", "c", "d", "d"], 3)
+    ev = C.EvalSet.of_pairs(model, pairs, 4)
     scores = torch.randn(g.mask.shape, generator=torch.Generator().manual_seed(1)) * g.mask
     return model, g, ev, scores
 
