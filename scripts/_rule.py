@@ -91,23 +91,15 @@ def minimal_circuits_and_evsets(snakemake, placements=None):
     minimal circuits in the rule's input `minimal` (main ablation; `placements`, default
     all), {(task, subset): EvalSet} of their evaluation pairs): the start of the rules that
     evaluate finished circuits (circuit_transfer, checkpoint_final_circuits)."""
-    import polars as pl
+    from vermem import circuits, io
 
-    from vermem import circuits, graph, io, models, resources
-
-    p = snakemake.params
-    cfg = p.config
-    record = io.read_json(snakemake.input.model)
-    # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
-    batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
-    model, _ = models.load(record, p.device)
-    g = graph.Graph(graph.Shape.from_config(model.config))
-    pairs = pl.read_parquet(snakemake.input.pairs)
+    cfg = snakemake.params.config
+    record, batch, model, g, pairs, _ = evaluation_setup(snakemake)
     records = [io.read_json(f) for f in snakemake.input.minimal]
     found = circuits.main_circuits(g, records, cfg["main"]["ablation"], placements)
     evsets = {}
     for rec in records:
         _, q = circuits.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs,
-                                   cfg["max_pairs"], p.seed)
+                                   cfg["max_pairs"], snakemake.params.seed)
         evsets[rec["task"], rec["subset"]] = circuits.EvalSet.of_pairs(model, q, batch)
     return record, model, g, found, evsets
