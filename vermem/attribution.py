@@ -41,6 +41,7 @@ from torch import nn
 from .graph import Graph, Shape
 from .io import atomic_path
 from .progress import ProgressArg, track
+from .stats import rank_correlation
 
 METRICS = ("logit_diff", "wrong_logit", "answer_logprob")
 SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "gpt2", "llama", "mistral", "qwen2")
@@ -1031,10 +1032,7 @@ def exact_node_effects(model, graph: Graph, batch: Batch, kind: Metric = "logit_
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     """Rank correlation of two flat tensors (ties broken by position)."""
-    ra = a.argsort().argsort().double()
-    rb = b.argsort().argsort().double()
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / (ra.norm() * rb.norm()))
+    return float(rank_correlation(a, b))
 
 
 # -- over a pair set, and on disk -----------------------------------------------------------

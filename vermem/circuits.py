@@ -200,12 +200,12 @@ class EvalSet:
             idx = [order[i] for i in idx]
             b = A.Batch.make([clean[i] for i in idx], [corrupt[i] for i in idx],
                              [answer[i] for i in idx], [wrong[i] for i in idx], dev)
-            c = be.sources(model, arch, b.clean, b.mask).acts
+            src = be.sources(model, arch, b.clean, b.mask)  # the clean run: sources, logits
+            c = src.acts
             batches.append(b)
             cl.append(c)
             co.append(be.sources(model, arch, b.corrupt, b.mask).acts)
-            last = model(input_ids=b.clean, attention_mask=b.mask).logits[
-                torch.arange(b.clean.shape[0], device=dev), b.last]
+            last = src.logits[torch.arange(b.clean.shape[0], device=dev), b.last]
             logp.append(last.float().log_softmax(-1))
             s = (c * b.mask[None, :, :, None]).sum((1, 2))  # [S, D]
             total = s if total is None else total + s

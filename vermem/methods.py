@@ -29,7 +29,7 @@ from . import circuits as C
 from . import mib
 from .graph import Graph
 from .progress import ProgressArg, emitter, prefixed, track
-from .stats import Bootstrap
+from .stats import Bootstrap, rank_correlation
 
 METHODS = ("EAP", "EAP-IG", "EAP-IG-activations", "exact")
 TOP_FRACTIONS = (0.01, 0.05)
@@ -75,18 +75,6 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str, steps: int, 
     return sums, counts
 
 
-def _ranks(x: torch.Tensor) -> torch.Tensor:
-    """Ranks along the last dimension (ties by position), as float64."""
-    return x.argsort(-1).argsort(-1).double()
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Rank correlation along the last dimension of a, b [..., E]: [...]."""
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
-    return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1)).clamp_min(1e-300)
-
-
 def top_jaccard(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
     """Jaccard index of the top-k by |value| of a, b [..., E] (ties by position): [...]."""
     if k == 0:
@@ -124,7 +112,8 @@ def agreement(graph: Graph, sums: dict[str, tuple[torch.Tensor, torch.Tensor]],
     e = int(flat.sum())
     for i, a in enumerate(names):
         for b in names[i + 1:]:
-            stats = [("spearman |score|", 0, lambda x, y: spearman(x.abs(), y.abs()))]
+            stats = [("spearman |score|", 0,
+                      lambda x, y: rank_correlation(x.abs(), y.abs()))]
             stats += [(f"top {100 * f:g}% Jaccard", int(f * e),
                        lambda x, y, k=int(f * e): top_jaccard(x, y, k)) for f in TOP_FRACTIONS]
             for name, k, fn in stats:

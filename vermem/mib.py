@@ -21,7 +21,6 @@ from the attribution pairs that ranked the edges.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import polars as pl
@@ -60,10 +59,6 @@ def areas(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return cpr, cmd
 
 
-def _nan_none(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
-
-
 def score(model, graph: Graph, ev: C.EvalSet, scores: Mapping[str, torch.Tensor],
           modes: Sequence[C.Mode], kind: A.Metric = "logit_diff", boot: Bootstrap = C.BOOTSTRAP,
           per_forward: int = 16, seeds: Sequence[int] = (), method: str = "",
@@ -82,13 +77,13 @@ def score(model, graph: Graph, ev: C.EvalSet, scores: Mapping[str, torch.Tensor]
     def row(mode, name, cpr=None, cmd=None, f=None):
         out = {"method": method, "direction": mode.direction, "placement": mode.placement,
                "ablation": mode.ablation, "circuit": name, "n_pairs": ev.n, "n_docs": docs,
-               "faithfulness": None if f is None else [_nan_none(float(x)) for x in f]}
+               "faithfulness": None if f is None else [C._nan_none(float(x)) for x in f]}
         for key, val in (("cpr", cpr), ("cmd", cmd)):
             point, reps = (None, None) if val is None else val
             lo, hi = boot.interval(reps[None]) if reps is not None else (None, None)
-            out.update({key: None if point is None else _nan_none(float(point)),
-                        f"{key}_lo": None if lo is None else _nan_none(float(lo[0])),
-                        f"{key}_hi": None if hi is None else _nan_none(float(hi[0]))})
+            out.update({key: None if point is None else C._nan_none(float(point)),
+                        f"{key}_lo": None if lo is None else C._nan_none(float(lo[0])),
+                        f"{key}_hi": None if hi is None else C._nan_none(float(hi[0]))})
         return out
 
     if ev.n == 0:

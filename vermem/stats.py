@@ -95,6 +95,14 @@ class Resampler:
         return torch.stack([self._counts[d] for d in docs], 1)
 
 
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation along the last dimension of a, b [..., E] (ties broken by
+    position): [...] float64."""
+    ra, rb = a.argsort(-1).argsort(-1).double(), b.argsort(-1).argsort(-1).double()
+    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
+    return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1))
+
+
 def wmean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Weighted means of x [..., n] under bootstrap weights w [R, n]: [..., R]."""
     return (x.double() @ w.T) / w.sum(1).clamp_min(1e-12)
