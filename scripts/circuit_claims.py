@@ -23,8 +23,13 @@ with rule(snakemake) as log:
         main["placement"], transfer_reps=stats.load_replicates(inp.transfer_replicates)[0][:, 0],
         matched=pl.read_parquet(inp.matched),
         matched_reps=stats.load_replicates(inp.matched_replicates)[0][:, 0], specificity=spec)
-    if any(io.read_json(f).get("selection_on_evaluation") for f in inp.minimal):
+    records = [io.read_json(f) for f in inp.minimal]
+    if any(rec.get("selection_on_evaluation") for rec in records):
         table = claims.flag_selection_on_evaluation(table)
+    # the documents each bootstrap resamples: a claim resting on < 10 says so
+    table = claims.flag_few_clusters(table, {
+        (rec["task"], rec["subset"], part): len(rec[f"{part}_docs"])
+        for rec in records for part in ("selection", "evaluation")}, p.main_subset)
     io.write_parquet(table, snakemake.output.table,
                      io.provenance(cfg, model=snakemake.wildcards.model))
     with io.atomic_path(snakemake.output.csv) as tmp:

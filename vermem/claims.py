@@ -11,13 +11,14 @@ approximation is used.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 import torch
 
 from .circuits import BRANCH, DECISION, _nan_none, direction_for
 from .stats import NONE, Estimate, combine
+from .tasks import control_task
 
 ROW = "_row"  # a table's row index, to find each row's replicates
 
@@ -41,6 +42,49 @@ def flag_selection_on_evaluation(table: pl.DataFrame) -> pl.DataFrame:
     return table.with_columns(
         pl.concat_str([pl.col("reason").fill_null(""), pl.lit(f"; {SELECTED_ON_EVALUATION}")])
         .str.strip_prefix("; ").alias("reason"))
+
+
+MIN_CLUSTERS = 10  # a percentile bootstrap over fewer documents under-covers
+
+
+def _claim_cells(claim: str, main_subset: str, subsets: Sequence[str]
+                 ) -> list[tuple[str, str, str]]:
+    """(task, subset, part) of every pair set whose documents a claim's interval resamples."""
+    if claim == CLAIM_1:
+        return [(t, s, "evaluation") for t in (BRANCH, DECISION) for s in subsets]
+    if claim.startswith(("Memorization prevention transfers", "Induction (de-noising")):
+        return [(BRANCH, s, "evaluation") for s in subsets]
+    if claim.startswith("Branch Comparison circuits are smaller"):
+        return [(t, main_subset, "selection") for t in (BRANCH, DECISION)]
+    for task in (BRANCH, DECISION):
+        if claim == SPECIFIC.format(task=task.replace("_", " ").title()):
+            return [(t, main_subset, "evaluation") for t in (task, control_task(task))]
+    return []
+
+
+def flag_few_clusters(table: pl.DataFrame, documents: Mapping[tuple[str, str, str], int],
+                      main_subset: str, min_clusters: int = MIN_CLUSTERS) -> pl.DataFrame:
+    """`min_documents`: the fewest documents in any pair set a claim's bootstrap resamples
+    (documents: (task, subset, part) -> distinct documents of the pairs used there; a cell
+    with no entry is left out); a claim resting on fewer than `min_clusters` says so in its
+    reason (a percentile bootstrap over few clusters under-covers). Verdicts are left as
+    computed."""
+    subsets = sorted({s for _, s, _ in documents})
+    least = []
+    for claim in table["claim"]:
+        counts = [documents[c] for c in _claim_cells(claim, main_subset, subsets)
+                  if c in documents]
+        least.append(min(counts) if counts else None)
+    out = table.with_columns(pl.Series("min_documents", least, dtype=pl.Int32))
+    few = pl.col("min_documents").is_not_null() & (pl.col("min_documents") < min_clusters)
+    warning = pl.concat_str([pl.lit("warning: the bootstrap resamples only "),
+                             pl.col("min_documents").cast(pl.String),
+                             pl.lit(f" documents (< {min_clusters}), so its interval may be "
+                                    "too narrow")])
+    return out.with_columns(
+        pl.when(few).then(pl.concat_str([pl.col("reason").fill_null(""), pl.lit("; "),
+                                          warning]).str.strip_prefix("; "))
+        .otherwise(pl.col("reason")).alias("reason"))
 
 
 def _cells(t: pl.DataFrame, level: float, reps: torch.Tensor | None = None,
