@@ -22,13 +22,13 @@ CFG = yaml.safe_load(TEST_CONFIG.read_text())
 
 
 def test_organism_snapshots_are_evenly_spaced_and_named_by_share_of_training():
-    assert K.organism_names(6) == ["t17", "t33", "t50", "t67", "t83"]
-    assert K.organism_steps(1158, 6) == [193, 386, 579, 772, 965]
+    assert K.organism_names(6) == ["t0", "t17", "t33", "t50", "t67", "t83"]
+    assert K.organism_steps(1158, 6) == [0, 193, 386, 579, 772, 965]
     assert K.organism_names(1) == [] and K.organism_steps(10, 1) == []
     for n in range(2, 101):  # distinct names for every allowed count
-        assert len(set(K.organism_names(n))) == n - 1
+        assert len(set(K.organism_names(n))) == n
     steps = K.organism_steps(1000, 5)
-    assert [b - a for a, b in zip([0, *steps], [*steps, 1000], strict=True)] == [200] * 5
+    assert [b - a for a, b in zip(steps, [*steps[1:], 1000], strict=True)] == [200] * 5
 
 
 def test_step_of_reads_the_last_integer():
@@ -80,7 +80,7 @@ def test_listed_checkpoints_and_final_step():
     assert K.final_step(cfg, "p160") == 143000
     assert K.listed(cfg, "organism") == ["t25", "t50"]          # listed in the test config
     del cfg["models"]["organism"]["checkpoints"]
-    assert K.listed(cfg, "organism") == ["t25", "t50", "t75"]   # all it saves
+    assert K.listed(cfg, "organism") == ["t0", "t25", "t50", "t75"]   # all it saves
     cfg["checkpoints"] = None
     assert K.listed(cfg, "organism") == []
     main = hub_config(checkpoints=["step1000"], revision="main", final_step=143000)
@@ -238,8 +238,12 @@ def test_organism_keeps_snapshots_at_evenly_spaced_steps(tokenizer):
     training = {"epochs": 2, "batch_size": 2, "learning_rate": 0.01, "warmup_steps": 1,
                 "weight_decay": 0.0, "seed": 0}
     r = organism.train(model, seqs, [1] * 8, training, 16, points=4)
-    assert r.steps == 20 and sorted(r.snapshots) == K.organism_steps(20, 4) == [5, 10, 15]
+    assert r.steps == 20 and sorted(r.snapshots) == K.organism_steps(20, 4) == [0, 5, 10, 15]
     final, w = model.state_dict(), "gpt_neox.layers.0.mlp.dense_h_to_4h.weight"
+    # step 0 is the initialization: the same seed's untrained model
+    torch.manual_seed(0)
+    init = organism.make_model(len(tokenizer), tokenizer.eos_token_id, arch).state_dict()
+    assert all(torch.equal(r.snapshots[0][k], init[k]) for k in init)
     for step, sd in r.snapshots.items():
         assert set(sd) == set(final)
         assert not torch.equal(sd[w], final[w]), step

@@ -259,14 +259,16 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def organism_names(n: int) -> list[str]:
-    """Names of the organism's n - 1 saved snapshots at k/n of training (k < n; the n-th
-    point is the final model): 't{round(100 k / n)}'."""
-    return [f"t{round(100 * k / n)}" for k in range(1, n)]
+    """Names of the organism's n saved snapshots at k/n of training (k < n: the untrained
+    initialization t0, then n - 1 points; the final model is the last point):
+    't{round(100 k / n)}'. None when n = 1 (the final model alone)."""
+    return [f"t{round(100 * k / n)}" for k in range(n)] if n > 1 else []
 
 
 def organism_steps(total: int, n: int) -> list[int]:
-    """Training steps (completed) of those snapshots, evenly spaced over `total` steps."""
-    return [round(k * total / n) for k in range(1, n)]
+    """Training steps (completed) of those snapshots, evenly spaced over `total` steps, from
+    0 (before the first step)."""
+    return [round(k * total / n) for k in range(n)] if n > 1 else []
 
 
 def step_of(name: str | None) -> int | None:

@@ -131,8 +131,8 @@ def epoch_blocks(seqs: Sequence[Sequence[int]], dup: Sequence[int], context: int
 def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
           training: Mapping[str, Any], context: int, points: int = 1) -> TrainResult:
     """Next-token training on packed blocks; documents end with EOS and may span blocks.
-    With `points` = n > 1, the weights after k/n of the steps (k < n; `checkpoints.
-    organism_steps`) are kept as snapshots: the checkpoint axis of docs/study-a.md §12."""
+    With `points` = n > 1, the weights after k/n of the steps (0 <= k < n, k = 0 the
+    initialization; `checkpoints.organism_steps`) are kept as snapshots: the checkpoint axis of docs/study-a.md §12."""
     from .config import organism_steps
 
     seed = training["seed"]
@@ -156,6 +156,8 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
     model.train()
     rows, step, t0 = [], 0, time.perf_counter()
     keep, snapshots = set(organism_steps(total, points)), {}
+    if 0 in keep:  # the untrained initialization: the axis' step-0 point
+        snapshots[0] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for epoch in range(epochs):
         blocks = epoch_blocks(seqs, dup, context, rng)  # [n_blocks, context]
         for i in range(0, len(blocks), bs):
