@@ -268,9 +268,30 @@ def test_make_plan_bills_the_paper_config_without_the_pile(tmp_path):
     assert int(total[1]) > 1000 and int(total[2]) < 60          # jobs, SLURM jobs
     assert any(line.startswith("attribution ") and line.split()[1] == "160" for line in lines)
     assert ("assumed: shards not read; each of the 4 subsets gives corpus.samples_per_subset "
-            "= 20,000 documents") in proc.stdout
+            "= 100,000 documents") in proc.stdout
     assert "not on this machine (billed as declared): /data/pile/train/00.jsonl.zst" \
         in proc.stdout
+    # after the bill, the power table: one line per model, task and subset, none flagged
+    bill, table = proc.stdout.split("\npower (vermem.power): ", 1)
+    assert "total " in bill and "total " not in table
+    cfg = yaml.safe_load(PYTHIA.read_text())
+    rows = [line for line in table.splitlines() if line.split()[:1] and
+            line.split()[0] in cfg["models"]]
+    assert len(rows) == len(cfg["models"]) * 4 * len(cfg["corpus"]["subsets"])
+    assert all(row.endswith("  ok") for row in rows), [r for r in rows if "insufficient" in r]
+    assert "flagged: 0 of 80 cells (min_pairs 20" in table
+    neo = next(r for r in rows if r.startswith("gpt-neo-125m ") and " memorization_decision "
+               in r and "Wikipedia (en)" in r).split()
+    # 100,000 samples x 0.0047 memorized x 0.297 pairs x 0.3 selection = 41.9
+    assert neo[4:6] == ["100000", "470"] and neo[8] == "41"
+    small = dict(cfg, corpus={**cfg["corpus"], "samples_per_subset": 20000})
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
+    proc = subprocess.run([sys.executable, "-m", "vermem.plan", "--configfile",
+                           str(tmp_path / "small.yaml")], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ("pythia-70m-deduped   memorization_decision          Wikipedia (en)" in proc.stdout)
+    assert "insufficient evidence: selection: 4 pairs (predicted) < min_pairs 20" in proc.stdout
     bad = yaml.safe_load(PYTHIA.read_text())
     bad["corpus"]["main_subset"] = "Nope"
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))

@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import power
 from .errors import VermemError
 
 
@@ -210,6 +211,7 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any],
     if config.get("dynamics"):
         check_dynamics(config)
     check_checkpoints(config)
+    power.check(config)  # the plan section's names
 
 
 # -- Study B's grid: the names of its cells (vermem.dynamics trains them) ---------------

@@ -16,6 +16,10 @@ so declared shards that are not on this machine (the Pile, on a cluster) and loc
 folders that are not here are taken as declared, unread; sizes come from
 `corpus.samples_per_subset`, as the plan's last lines say. A user error (a bad config, a
 missing config file) is one line on stderr and exit status 2, no traceback.
+
+After the bill, the power table (vermem.power): per model, task and subset the memorized
+samples, pairs and documents per part that the config's `plan` rates predict, and the
+cells that will end as "insufficient evidence".
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vermem import config as vconfig
-from vermem import resources
+from vermem import power, resources
 from vermem.errors import VermemError, one_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,7 +170,8 @@ def assumptions(plan: Plan) -> list[str]:
     out = [f"assumed: shards not read; each of the {len(corpus['subsets'])} subsets gives "
            f"{docs} x {windows} window(s) per document = "
            f"{resources.samples_per_subset(plan.config):,} samples, "
-           f"{resources.MEMORIZED_FRACTION:.0%} of them memorized"]
+           f"{resources.MEMORIZED_FRACTION:.0%} of them memorized (the GPU-hours; the power "
+           f"table's counts come from the plan section's rates)"]
     if plan.unread_shards:
         shown = ", ".join(plan.unread_shards[:3]) + (
             f" and {len(plan.unread_shards) - 3} more" if len(plan.unread_shards) > 3 else "")
@@ -250,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if path is not None and not path.exists():
             ap.exit(2, f"vermem.plan: {what} not found: {path}\n")
     try:
-        text = render(build(a.configfile, profile, workdir=a.directory), a.device)
+        p = build(a.configfile, profile, workdir=a.directory)
+        text = render(p, a.device) + "\n\n" + power.render(p.config)
     except user_errors() as e:  # the user's to fix: one line
         ap.exit(2, f"vermem.plan: {one_line(e, 2000)}\n")
     print(text)

@@ -1,0 +1,122 @@
+"""The power table (vermem.power): predicted memorized samples, pairs and documents per
+model, task and subset from stated rates, and the cells flagged as insufficient evidence."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vermem import power
+from vermem.config import ConfigError, check, load_schema
+from vermem.errors import VermemError
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = load_schema(REPO / "config" / "schema.yaml")
+SPLIT = {"attribution": 0.5, "selection": 0.25, "evaluation": 0.25}
+
+
+def test_prediction_of_a_hand_computed_cell():
+    """10,000 samples x 2% = 200 memorized; x 0.5 pairs = 100; split 50/25/25; 8 windows per
+    document: 0.125 documents per memorized sample = 25 documents, 6.25 in the evaluation
+    part; the selection cap of 10 pairs binds, the evaluation's 30 does not."""
+    c = power.predict("m", "t", "s", 10_000, power.Rates(0.02, 0.5, 0.125), SPLIT,
+                      {"selection": 10, "evaluation": 30}, min_pairs=5)
+    assert c.memorized == pytest.approx(200) and c.pairs == pytest.approx(100)
+    assert c.parts == pytest.approx({"attribution": 50, "selection": 25, "evaluation": 25})
+    assert c.documents == pytest.approx({"attribution": 12.5, "selection": 6.25,
+                                         "evaluation": 6.25})
+    assert c.circuit == pytest.approx({"selection": 10, "evaluation": 25})
+    assert c.circuit_documents == pytest.approx({"selection": 6.25, "evaluation": 6.25})
+    # enough pairs (>= 5), too few documents (6 < 10) in both bootstrapped parts
+    assert c.flags == ("selection: 6 documents < 10 for the cluster bootstrap",
+                       "evaluation: 6 documents < 10 for the cluster bootstrap")
+    # one window per document: documents are the pairs' own count, never more
+    one = power.predict("m", "t", "s", 10_000, power.Rates(0.02, 0.5, 1.0), SPLIT, {}, 20)
+    assert one.documents == pytest.approx({"attribution": 50, "selection": 25,
+                                           "evaluation": 25})
+    assert one.flags == ()
+
+
+def test_flags_a_too_small_cell_and_not_a_large_enough_one():
+    r = power.Rates(0.01, 0.3, 1.0)
+    small = power.predict("m", "t", "s", 20_000, r, SPLIT, {}, min_pairs=20)  # 15 pairs each
+    assert small.flags == ("selection: 15 pairs (predicted) < min_pairs 20",
+                           "evaluation: 15 pairs (predicted) < min_pairs 20")
+    large = power.predict("m", "t", "s", 30_000, r, SPLIT, {}, min_pairs=20)  # 22.5 each
+    assert large.flags == ()
+    # the cap of the circuits stage can flag what the pairs alone would not
+    capped = power.predict("m", "t", "s", 30_000, r, SPLIT, {"selection": 16}, min_pairs=20)
+    assert capped.flags == ("selection: 16 pairs (max_pairs 16 of 22 predicted) < "
+                            "min_pairs 20",)
+    # no selection part: no size can be chosen on held-out pairs
+    none = power.predict("m", "t", "s", 10**6, r, {"attribution": 0.9, "selection": 0.0,
+                                                  "evaluation": 0.1}, {}, 20)
+    assert none.flags[0].startswith("selection: 0 pairs") and len(none.flags) == 2
+
+
+def _pythia() -> dict:
+    return yaml.safe_load((REPO / "config" / "pythia.yaml").read_text())
+
+
+def test_pythia_config_is_sized_so_that_no_cell_is_flagged():
+    cfg = _pythia()
+    cells, assumed = power.cells(cfg)
+    assert assumed == []        # every rate stated in the config
+    models, tasks = set(cfg["models"]), power.tasks(cfg)
+    assert {(c.model, c.task, c.subset) for c in cells} == {
+        (m, t, s) for m in models for t in tasks for s in cfg["corpus"]["subsets"]}
+    assert "memorization_decision_control" in tasks
+    assert [c for c in cells if c.flags] == []
+    # the rarest cell: the smallest model's rarest task, computed by hand
+    c = next(c for c in cells if c.model == "pythia-70m-deduped"
+             and c.task == "memorization_decision_control")
+    rate = cfg["plan"]["memorized"]["pythia-70m-deduped"]
+    per = cfg["plan"]["pairs_per_memorized"]["memorization_decision_control"]
+    n = cfg["corpus"]["samples_per_subset"]
+    assert c.parts["evaluation"] == pytest.approx(
+        n * rate * per * cfg["contrastive"]["split"]["evaluation"])
+    # the paper's size and split would leave every cell insufficient
+    cfg["corpus"]["samples_per_subset"] = 20_000
+    cfg["contrastive"]["split"] = {"attribution": 0.8, "selection": 0.1, "evaluation": 0.1}
+    assert all(c.flags for c in power.cells(cfg)[0])
+
+
+def test_default_config_flags_the_selection_cap_as_its_run_did():
+    """The default run's size claim ended 'too few selection pairs' (max_pairs.selection 16 <
+    min_pairs 20): the table flags every cell's selection part."""
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cells, _ = power.cells(cfg)
+    assert cells and all(any(f.startswith("selection: ") for f in c.flags) for c in cells)
+    assert not any(f.startswith("evaluation: ") and "pairs" in f for c in cells
+                   for f in c.flags)
+    # the measured sample counts, not the plan's 1,000-document guess
+    assert {c.subset: c.samples for c in cells} == cfg["plan"]["samples"]
+
+
+def test_unstated_rates_are_assumed_and_said():
+    cfg = _pythia()
+    del cfg["plan"]
+    cells, assumed = power.cells(cfg)
+    assert any(a.startswith("memorized share of gpt-neo-125m: 0.05") for a in assumed)
+    text = power.render(cfg)
+    assert "assumed: pairs per memorized sample of branch_comparison: 1" in text
+
+
+def test_plan_section_names_are_checked():
+    base = _pythia()
+    for key, value, message in (
+            ("memorized", {"pythia-7b": 0.1}, "plan.memorized.pythia-7b: not a model"),
+            ("memorized", {"gpt-neo-125m": {"Nope": 0.1}}, "plan.memorized.gpt-neo-125m.Nope"),
+            ("pairs_per_memorized", {"nope": 1.0}, "plan.pairs_per_memorized.nope"),
+            ("samples", {"Nope": 5}, "plan.samples.Nope")):
+        cfg = copy.deepcopy(base)
+        cfg["plan"][key] = value
+        with pytest.raises(VermemError, match=message.replace(".", r"\.")):
+            check(cfg, SCHEMA, planning=True)
+    cfg = _pythia()
+    cfg["plan"]["memorized"]["gpt-neo-125m"] = 1.5
+    with pytest.raises(ConfigError, match="plan.memorized.gpt-neo-125m"):
+        check(cfg, SCHEMA, planning=True)
