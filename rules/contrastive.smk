@@ -1,11 +1,12 @@
 # Contrastive pair sets, Branch Comparison and Memorization Decision (docs/study-a.md §4-6), with
 # the seeded document split into attribution / selection / evaluation parts shared by
-# every task, metric and model, and the reasons every sample was dropped.
+# every task and metric (an organism's split is stratified by its duplicate counts), and
+# the reasons every sample was dropped.
 
 
 rule pairs:
     input:
-        model="results/models/{model}/model.json",
+        unpack(model_inputs),  # the organism's duplicate counts stratify its split
         labels="results/labels/{model}.parquet",
         divergence="results/divergence/{model}.parquet",
         candidates="results/corpus/candidates.parquet",
@@ -15,7 +16,7 @@ rule pairs:
     params:
         device=config["device"],
         batch_size=config["memorization"]["batch_size"],
-        seed=config["seed"],
+        seed=config["contrastive"].get("split_seed", config["seed"]),
         split=config["contrastive"]["split"],
         same_subset=config["contrastive"]["decision_same_subset"],
         config=config["contrastive"],

@@ -11,9 +11,13 @@ with rule(snakemake) as log:
     model, _ = models.load(record, p.device)
     labels = pl.read_parquet(snakemake.input.labels)
     docs = pl.read_parquet(snakemake.input.candidates, columns=["doc_id", "subset"])
+    strata = None  # an organism's split is stratified by how often each document was seen
+    if "duplicates" in snakemake.input.keys():
+        dup = pl.read_parquet(snakemake.input.duplicates, columns=["doc_id", "dup_count"])
+        strata = dict(zip(dup["doc_id"], dup["dup_count"], strict=True))
     pairs, summary = contrastive.build(model, labels, pl.read_parquet(snakemake.input.divergence),
                                        docs, p.batch_size, p.seed, p.split, p.same_subset,
-                                       p.config.get("controls", True))
+                                       p.config.get("controls", True), strata)
     io.write_parquet(pairs, snakemake.output.table,
                      io.provenance(p.config, model=record["name"], revision=record["revision"]))
     io.write_json(summary, snakemake.output.summary)

@@ -84,12 +84,18 @@ def test_pythia_config_is_sized_so_that_no_cell_is_flagged():
     assert all(c.flags for c in power.cells(cfg)[0])
 
 
-def test_default_config_flags_the_selection_cap_as_its_run_did():
-    """The default run's size claim ended 'too few selection pairs' (max_pairs.selection 16 <
-    min_pairs 20): the table flags every cell's selection part."""
+def test_default_config_is_sized_to_decide_and_the_old_one_was_not():
+    """The default's selection part (0.4 of the documents, max_pairs.selection 24) decides
+    every cell; the earlier default (0.2, max_pairs 16) ended 'too few selection pairs' in
+    its run's size claim, and the table flags every selection part of it."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cells, _ = power.cells(cfg)
-    assert cells and all(any(f.startswith("selection: ") for f in c.flags) for c in cells)
+    assert cells and not any(c.flags for c in cells)
+    old = copy.deepcopy(cfg)
+    old["contrastive"]["split"] = {"attribution": 0.3, "selection": 0.2, "evaluation": 0.5}
+    old["circuits"]["max_pairs"] = {"selection": 16, "evaluation": 30}
+    cells, _ = power.cells(old)
+    assert all(any(f.startswith("selection: ") for f in c.flags) for c in cells)
     assert not any(f.startswith("evaluation: ") and "pairs" in f for c in cells
                    for f in c.flags)
     # the measured sample counts, not the plan's 1,000-document guess

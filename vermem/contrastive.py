@@ -459,17 +459,25 @@ def part_key(seed: int, doc_id: str) -> int:
     return sample_key(seed, f"part:{doc_id}")
 
 
-def document_parts(docs: pl.DataFrame, seed: int,
-                   fractions: Mapping[str, float]) -> dict[str, str]:
+def document_parts(docs: pl.DataFrame, seed: int, fractions: Mapping[str, float],
+                   strata: Mapping[str, object] | None = None) -> dict[str, str]:
     """doc_id -> part ("attribution", "selection" or "evaluation") of every document.
 
     docs: one row per document (doc_id, subset), the model-independent pool (the corpus
-    candidates), so that every model, task and metric sees the same parts. Within each
-    subset the documents are ranked by `part_key` and cut by the cumulative fractions:
-    each subset gets each part in its share, up to rounding.
+    candidates), so that every task and metric sees the same parts. Within each subset
+    (and, with `strata`, within each stratum of it: doc_id -> a label, e.g. the organism's
+    duplicate count, so that the few documents that can be memorized are cut by the
+    fractions too instead of falling into the parts by chance) the documents are ranked by
+    `part_key` and cut by the cumulative fractions: each part gets its share, up to rounding.
     """
     out: dict[str, str] = {}
-    for _, g in docs.unique("doc_id").group_by("subset"):
+    pool = docs.unique("doc_id")
+    if strata is not None:
+        pool = pool.with_columns(pl.Series("_stratum", [str(strata.get(d, "")) for d in
+                                                        pool["doc_id"]], dtype=pl.String))
+    else:
+        pool = pool.with_columns(pl.lit("").alias("_stratum"))
+    for _, g in pool.group_by("subset", "_stratum"):
         ids = sorted(g["doc_id"].to_list(), key=lambda d: (part_key(seed, d), d))
         cuts, acc = [], 0.0
         for part in PARTS:
@@ -500,12 +508,14 @@ def split(pairs: pl.DataFrame, parts: Mapping[str, str]) -> pl.DataFrame:
 
 def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
           batch_size: int, seed: int, fractions: Mapping[str, float],
-          same_subset: bool, controls: bool = True) -> tuple[pl.DataFrame, dict]:
+          same_subset: bool, controls: bool = True, strata: Mapping[str, object] | None = None
+          ) -> tuple[pl.DataFrame, dict]:
     """Both pair sets from the labels and divergence tables, split by document (`docs`:
     doc_id, subset of the corpus candidates), with a summary of pair and document counts
     per part, ordering checks and drop reasons per task and subset; with `controls`, the
-    control pair sets of both tasks too (`control_pairs`), counted the same way."""
-    parts = document_parts(docs, seed, fractions)
+    control pair sets of both tasks too (`control_pairs`), counted the same way; `strata`:
+    doc_id -> stratum of the split (`document_parts`), e.g. the organism's duplicate counts."""
+    parts = document_parts(docs, seed, fractions, strata)
     nonmem = (labels.filter(pl.col("label") == "non-memorized")
               .select("doc_id", "offset", "subset",
                       pl.concat_list("prefix", "continuation").alias("full")))
@@ -530,7 +540,8 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
                 {(s, why): n for (t, s, why), n in ctl_drops.items()
                  if t == control_task(task)})
     pairs = split(logit_diffs(model, pl.concat(sets), batch_size), parts)
-    summary: dict = {"split": {"seed": seed, "fractions": dict(fractions), "documents": {}},
+    summary: dict = {"split": {"seed": seed, "fractions": dict(fractions),
+                               "stratified": strata is not None, "documents": {}},
                      "divergence": {}, **{task: {} for task in drops_of}}
     pool = docs.unique("doc_id").with_columns(
         pl.col("doc_id").replace_strict(parts, return_dtype=pl.String).alias("part"))
