@@ -82,7 +82,15 @@ def test_attribution_methods_bill_their_backward_passes():
     wc = {"model": "pythia-160m-deduped", "task": "branch_comparison",
           "subset": "wikipedia-en", "metric": "logit_diff"}
     s = R.model_shape(wc["model"], cfg)
-    unit = R.expected_pairs(cfg) * s.forward_flops(R.study_a_tokens(cfg))
+    pairs = R.expected_pairs(cfg, wc["model"], wc["task"])
+    # the plan section's rates (as the power table), not the 5% fallback
+    rate = cfg["plan"]["memorized"][wc["model"]]
+    rate = rate if isinstance(rate, float) else sum(rate.values()) / len(rate)
+    assert pairs == int(R.samples_per_subset(cfg) * rate
+                        * cfg["plan"]["pairs_per_memorized"][wc["task"]]
+                        * cfg["contrastive"]["split"]["attribution"])
+    assert pairs < R.samples_per_subset(cfg) * R.MEMORIZED_FRACTION * 0.5
+    unit = pairs * s.forward_flops(R.study_a_tokens(cfg))
     m, L = cfg["attribution"]["ig_steps"], s.n_layers
     runs = {"EAP": 1, "clean-corrupted": 2, "EAP-IG": m, "EAP-IG-activations": (2 * L + 1) * m}
     work = {}

@@ -170,8 +170,8 @@ def assumptions(plan: Plan) -> list[str]:
     out = [f"assumed: shards not read; each of the {len(corpus['subsets'])} subsets gives "
            f"{docs} x {windows} window(s) per document = "
            f"{resources.samples_per_subset(plan.config):,} samples, "
-           f"{resources.MEMORIZED_FRACTION:.0%} of them memorized (the GPU-hours; the power "
-           f"table's counts come from the plan section's rates)"]
+           f"memorized as the plan section's rates state (else "
+           f"{resources.MEMORIZED_FRACTION:.0%}), for the GPU-hours and the power table alike"]
     if plan.unread_shards:
         shown = ", ".join(plan.unread_shards[:3]) + (
             f" and {len(plan.unread_shards) - 3} more" if len(plan.unread_shards) > 3 else "")

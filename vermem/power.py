@@ -167,10 +167,7 @@ def rates(config: Mapping[str, Any], model: str, task: str, subset: str
           ) -> tuple[Rates, list[str]]:
     """The cell's rates from the `plan` section, and the ones assumed for want of it."""
     plan, assumed = _section(config), []
-    mem = plan.get("memorized") or {}
-    rate = mem.get(model, mem.get("default"))
-    if isinstance(rate, Mapping):
-        rate = rate.get(subset, rate.get("default"))
+    rate = resources.stated_memorized(config, model, subset)
     if rate is None:
         rate = resources.MEMORIZED_FRACTION
         assumed.append(f"memorized share of {model}: {rate:g} (plan.memorized has none)")

@@ -11,8 +11,9 @@ Model shapes come from the model record (results/models/{model}/model.json) when
 exists, from a local model's config.json, the organism's architecture, or the shapes of
 known hub models (Pythia, GPT-Neo, GPT-2) matched by the hub id; an unknown model is
 assumed to be 1B-sized (`DEFAULT_SHAPE`). All estimates are upper-bound-minded models,
-not measurements: numbers of pairs are not known before the pairs rule runs
-(`MEMORIZED_FRACTION` of the samples is assumed) and throughput comes from
+not measurements: numbers of pairs are not known before the pairs rule runs (the `plan`
+section's rates where stated, as vermem.power's table, else `MEMORIZED_FRACTION` of the
+samples, one pair each, is assumed) and throughput comes from
 benchmarks/throughput.json where measured, else from `DEFAULT_TFLOPS`.
 """
 
@@ -320,17 +321,37 @@ def samples_per_subset(config: Mapping[str, Any]) -> int:
     return (DEFAULT_SAMPLES if n is None else int(n)) * int(windows)
 
 
-def expected_pairs(config: Mapping[str, Any]) -> int:
+def stated_memorized(config: Mapping[str, Any], model: str | None,
+                     subset: str | None = None) -> float | None:
+    """The memorized share the config's `plan` section states for a model (per subset, or
+    its `default`; for no subset the mean over the stated subsets), None if none."""
+    mem = (config.get("plan") or {}).get("memorized") or {}
+    rate = mem.get(model, mem.get("default")) if model is not None else mem.get("default")
+    if isinstance(rate, Mapping):
+        if subset is None:
+            vals = [float(v) for v in rate.values() if v is not None]
+            return sum(vals) / len(vals) if vals else None
+        rate = rate.get(subset, rate.get("default"))
+    return None if rate is None else float(rate)
+
+
+def expected_pairs(config: Mapping[str, Any], model: str | None = None,
+                   task: str | None = None) -> int:
     """Attribution pairs of one task and subset, before the pairs exist: the memorized
     share of the subset's samples in the attribution part."""
-    return part_pairs(config, "attribution")
+    return part_pairs(config, "attribution", model, task)
 
 
-def part_pairs(config: Mapping[str, Any], part: str) -> int:
+def part_pairs(config: Mapping[str, Any], part: str, model: str | None = None,
+               task: str | None = None) -> int:
     """Expected pairs of one task and subset in one part of the document split, capped by
-    `circuits.max_pairs` for the parts the circuits stage reads."""
-    n = max(1, int(samples_per_subset(config) * MEMORIZED_FRACTION
-                   * config["contrastive"]["split"][part]))
+    `circuits.max_pairs` for the parts the circuits stage reads: the `plan` section's rates
+    for the model and task (vermem.power) where it states them, else MEMORIZED_FRACTION
+    memorized and one pair per memorized sample."""
+    share = stated_memorized(config, model)
+    per = ((config.get("plan") or {}).get("pairs_per_memorized") or {}).get(task, 1.0)
+    n = max(1, int(samples_per_subset(config) * (MEMORIZED_FRACTION if share is None else share)
+                   * float(per) * config["contrastive"]["split"][part]))
     cap = (config.get("circuits", {}).get("max_pairs") or {}).get(part)
     return n if cap is None else min(n, int(cap))
 
@@ -383,7 +404,8 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
     s = model_shape(model, config, record)
     T = study_a_tokens(config)
     n_samples = samples_per_subset(config) * len(config["corpus"]["subsets"])
-    memorized = max(1, int(n_samples * MEMORIZED_FRACTION))
+    share = stated_memorized(config, model)
+    memorized = max(1, int(n_samples * (MEMORIZED_FRACTION if share is None else share)))
     batch = int(config["memorization"]["batch_size"])
     fwd = s.forward_flops(T)
     budget = gpu_budget(config)
@@ -399,7 +421,7 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
         n, passes = ig_steps(config), ig_passes(config, s.n_layers)
         b = _batch(lambda x: attribution_bytes(s, x, n, T, passes),
                    config["attribution"]["batch_size"], budget)
-        pairs = expected_pairs(config)
+        pairs = expected_pairs(config, model, wildcards.get("task"))
         # clean and corrupt forward passes, then per direction (noising, de-noising)
         # passes x steps x (forward + backward = 3 forwards)
         groups = f" x {passes} node groups" if passes > 1 else ""
@@ -418,11 +440,13 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
         if rule == "circuit":
             per_pair = points * (len(c["directions"]) * len(c["placements"]) * len(c["ablations"])
                                  + c["random_seeds"])
-            pairs = part_pairs(config, "selection") + part_pairs(config, "evaluation")
+            task = wildcards.get("task")
+            pairs = (part_pairs(config, "selection", model, task)
+                     + part_pairs(config, "evaluation", model, task))
         else:   # every circuit on every task and subset's held-out pairs, with random ones
             cells = len(config["attribution"]["tasks"]) * len(config["corpus"]["subsets"])
             per_pair = cells * (1 + c["random_seeds"])
-            pairs = cells * part_pairs(config, "evaluation")
+            pairs = cells * part_pairs(config, "evaluation", model)
         return Work(circuit_bytes(s, b, T), pairs * per_pair * fwd,
                     host_mb(s, edges_bytes(s) + eap_json_bytes(s)), b,
                     f"{pairs} pairs x {per_pair} patched passes")
