@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint clean figures report plan
+.PHONY: run test setup lint clean figures report plan robustness
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ PLAN_ARGS ?=
 
 plan: setup
 	$(BIN)/python -m vermem.plan --configfile $(CONFIG) $(PLAN_ARGS)
+
+# Study A over 3 organism training seeds x 3 split seeds (config/robustness.yaml): the
+# claims by seed and their agreement in results/robustness/summary.md (docs/running.md)
+ROBUSTNESS ?= config/robustness.yaml
+
+robustness: setup
+	$(BIN)/python -m vermem.robustness --configfile $(ROBUSTNESS) --cores $(CORES)
 
 lint: setup
 	$(BIN)/ruff check .
