@@ -132,7 +132,8 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
           training: Mapping[str, Any], context: int, points: int = 1) -> TrainResult:
     """Next-token training on packed blocks; documents end with EOS and may span blocks.
     With `points` = n > 1, the weights after k/n of the steps (0 <= k < n, k = 0 the
-    initialization; `checkpoints.organism_steps`) are kept as snapshots: the checkpoint axis of docs/study-a.md §12."""
+    initialization; `checkpoints.organism_steps`) are kept as snapshots: the checkpoint
+    axis of docs/study-a.md §12."""
     from .config import organism_steps
 
     seed = training["seed"]
