@@ -81,6 +81,29 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
     assert "**refuted**" in text and "0.500 [0.400, 0.600]" in text
 
 
+def test_circuit_rows_count_their_direction_s_small_gap_modes():
+    c = {"direction": "noising", "placement": "outside", "ablation": "resample",
+         "semantics": "prevention", "k": 16, "n_edges": 463, "k_lo": 5.0, "k_hi": 60.0}
+    where = ["|M(full) - M(empty)| = 0.03 < 0.1 (noising/outside/resample, evaluation pairs)",
+             "|M(full) - M(empty)| = 0.05 < 0.1 (noising/inside/zero, selection pairs)",
+             "|M(full) - M(empty)| = 0.01 < 0.1 (denoising/outside/mean, evaluation pairs)"]
+    rec = {"task": "branch_comparison", "subset": "W", "n_selection": 8, "n_pairs": 30,
+           "circuits": [c, {**c, "direction": "denoising", "semantics": "induction"}],
+           "small_gap": {"threshold": 0.1, "count": 3, "where": where}}
+    lines = summary.circuits_section("m", [rec], {"placement": "outside",
+                                                 "ablation": "resample"})
+    text = "\n".join(lines)
+    assert "| small gap |" in text and "< 0.1" in text
+    rows = [ln for ln in lines if ln.startswith("| branch_comparison")]
+    assert rows[0].startswith("| branch_comparison | W | noising") and rows[0].endswith("| 2 |")
+    assert rows[1].startswith("| branch_comparison | W | denoising")
+    assert rows[1].endswith("| 1 |")
+    # a run whose minimal.json predates the record: no column rather than made-up zeros
+    old = {k: v for k, v in rec.items() if k != "small_gap"}
+    assert "small gap" not in "\n".join(summary.circuits_section(
+        "m", [old], {"placement": "outside", "ablation": "resample"}))
+
+
 INTERVAL = re.compile(r"-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]")
 
 
