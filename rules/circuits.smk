@@ -186,6 +186,7 @@ rule figure_transfer:
         matched="results/circuits/{model}/transfer_matched.parquet",
     params:
         margin=config["circuits"]["claims"]["margin"],
+        transfer_threshold=config["circuits"]["claims"]["transfer_threshold"],
     output:
         matched=report("results/figures/{model}/circuits/transfer_matched.png",
                        caption="../report/transfer_matched.rst", category="Study A",

@@ -64,3 +64,49 @@ def test_edges_that_skip_rows_bend_and_qkv_inputs_of_one_head_do_not_coincide():
     assert bend(drawn["m0->m2"]) != 0 and bend(drawn["a0.h1->m0"]) == 0
     assert len({bend(drawn[f"input->a1.h0<{k}>"]) for k in "qkv"}) == 3
     assert [drawn[f"input->a1.h0<{k}>"].get_linestyle() for k in "qkv"] == ["-", "--", ":"]
+
+
+def _transfer(values):
+    tasks = [("branch_comparison", "A"), ("memorization_decision", "A")]
+    rows = []
+    it = iter(values)
+    for st, ss in tasks:
+        for tt, ts in tasks:
+            f = next(it)
+            rows.append({"placement": "outside", "semantics": "prevention", "source_task": st,
+                         "source_subset": ss, "target_task": tt, "target_subset": ts,
+                         "faithfulness": f, "faithfulness_lo": f - 0.1,
+                         "faithfulness_hi": f + 0.1})
+    return pl.DataFrame(rows)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.7])
+def test_transfer_heatmap_hatches_cells_below_the_threshold_and_marks_it_on_the_bar(threshold):
+    values = [1.0, 0.4, 0.6, 0.95]
+    fig = plots.transfer_heatmaps(_transfer(values), "m", threshold)
+    ax = fig.axes[0]
+    hatched = [p for p in ax.patches if p.get_gid() == "below-threshold"]
+    assert len(hatched) == sum(v < threshold for v in values)
+    # each hatched cell is one whose value is below the threshold (row i, column j)
+    mesh = ax.collections[0]
+    grid = np.asarray(mesh.get_array()).reshape(2, 2)
+    for p in hatched:
+        assert grid[int(p.get_y()), int(p.get_x())] < threshold
+    bar = mesh.colorbar
+    lines = [ln for ln in bar.ax.get_lines() if ln.get_gid() == "threshold"]
+    assert len(lines) == 1 and list(lines[0].get_ydata()) == [threshold, threshold]
+    assert any(f"{threshold:g}" in t.get_text() for t in bar.ax.texts)
+    # annotated with value and interval
+    texts = [t.get_text() for t in ax.texts]
+    assert "0.40\n[0.30, 0.50]" in texts
+
+
+def test_transfer_colours_tell_0_4_from_1_0_and_1_0_from_overshoot():
+    fig = plots.transfer_heatmaps(_transfer([1.0, 0.4, 0.6, 1.3]), "m", 0.5)
+    mesh = fig.axes[0].collections[0]
+    rgb = {v: np.array(mesh.cmap(mesh.norm(v))[:3]) for v in (0.4, 0.8, 1.0, 1.3)}
+    assert mesh.norm.vmin <= 0 and mesh.norm.vmax >= 1.3
+    # distinct steps over [0, 1] (the old diverging scale around 0 put 0.4 and 1.0 close)
+    assert np.linalg.norm(rgb[0.4] - rgb[1.0]) > 0.6
+    assert np.linalg.norm(rgb[0.8] - rgb[1.0]) > 0.15
+    assert np.linalg.norm(rgb[1.0] - rgb[1.3]) > 0.3

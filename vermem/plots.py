@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -369,10 +370,12 @@ def circuit_drawing(minimal: dict, main: dict, title: str):
 
 def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: list[str],
                     value: str, title: str, interval: tuple[str, str] | None = None,
-                    **heatmap):
+                    threshold: float | None = None, **heatmap):
     """One heatmap of `value` per value of the `group` columns, indexed by the
     'task / subset' named by the `rows` and `cols` column pairs; cells annotated with the
-    value and, where `interval` names lo/hi columns, its interval."""
+    value and, where `interval` names lo/hi columns, its interval. With a `threshold`,
+    cells whose value lies below it are hatched and the threshold is drawn on the colour
+    bar."""
     import numpy as np
     import pandas as pd
 
@@ -403,6 +406,8 @@ def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: l
                                   for r in table.index])
             sns.heatmap(table, annot=annot, fmt="" if interval is not None else ".2f", ax=ax,
                         annot_kws={"fontsize": 6}, **heatmap)
+            if threshold is not None:
+                _mark_below(ax, table.to_numpy(dtype=float), threshold)
         ax.set_xlabel("")
         ax.set_ylabel("")
         if " vs " in str(key[-1]):  # a panel across meanings: say which axis is which
@@ -414,15 +419,51 @@ def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: l
     return fig
 
 
-def transfer_heatmaps(transfer: pl.DataFrame, model: str):
+def _mark_below(ax, values, threshold: float) -> None:
+    """Hatch the cells of a heatmap on `ax` whose value is below `threshold` (NaN cells are
+    left alone) and draw the threshold across its colour bar, labelled."""
+    from matplotlib.patches import Rectangle
+
+    for i, j in zip(*np.nonzero(np.nan_to_num(values, nan=np.inf) < threshold), strict=True):
+        ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.1",
+                               lw=0.0, gid="below-threshold"))
+    bar = ax.collections[0].colorbar
+    if bar is not None:
+        bar.ax.axhline(threshold, color="k", lw=2, gid="threshold")
+        bar.ax.text(-0.15, threshold, f"threshold {threshold:g}", ha="right", va="center",
+                    fontsize=7, transform=bar.ax.get_yaxis_transform(), rotation=90)
+
+
+# transfer F: sequential over [0, 1] (0.4 and 1.0 far apart), an overshoot band above 1
+# (F > 1: the circuit does more than the model), negative values in the 'under' colour
+_F_MIN, _F_MAX = 0.0, 1.5
+
+
+def _faithfulness_cmap():
+    from matplotlib.colors import LinearSegmentedColormap
+
+    base = plt.get_cmap("viridis")
+    inner = [base(x) for x in np.linspace(0.0, 1.0, 200)]
+    over = [plt.get_cmap("magma_r")(x) for x in np.linspace(0.15, 0.55, 100)]
+    return LinearSegmentedColormap.from_list("faithfulness", inner + over).with_extremes(
+        under="0.2")
+
+
+def transfer_heatmaps(transfer: pl.DataFrame, model: str, threshold: float | None = None):
     """Faithfulness (95% bootstrap interval below) of every circuit (rows) on every
     evaluation set (columns), one panel per placement and meaning (prevention circuits
-    evaluated as prevention on the other task, induction as induction)."""
+    evaluated as prevention on the other task, induction as induction). Colour: viridis
+    from F = 0 to 1, a second (pink) ramp from 1 to 1.5 for overshoot, dark grey below 0;
+    cells below `threshold` (circuits.claims.transfer_threshold) hatched, the threshold
+    drawn on the colour bar."""
     return _group_heatmaps(transfer, ["placement", "semantics"],
                            ["source_task", "source_subset"], ["target_task", "target_subset"],
                            "faithfulness", f"{model}: transfer (rows: circuit, columns: pairs)",
-                           ("faithfulness_lo", "faithfulness_hi"), cmap="RdBu_r", center=0,
-                           vmin=-1, vmax=1.5, cbar_kws={"label": "faithfulness"})
+                           ("faithfulness_lo", "faithfulness_hi"), threshold=threshold,
+                           cmap=_faithfulness_cmap(), vmin=_F_MIN, vmax=_F_MAX,
+                           cbar_kws={"label": "faithfulness F (hatched: below the threshold)"
+                                     if threshold is not None else "faithfulness F",
+                                     "extend": "both"})
 
 
 def overlap_heatmaps(overlap: pl.DataFrame, model: str):
