@@ -110,3 +110,51 @@ def test_transfer_colours_tell_0_4_from_1_0_and_1_0_from_overshoot():
     assert np.linalg.norm(rgb[0.4] - rgb[1.0]) > 0.6
     assert np.linalg.norm(rgb[0.8] - rgb[1.0]) > 0.15
     assert np.linalg.norm(rgb[1.0] - rgb[1.3]) > 0.3
+
+
+def test_score_histograms_are_unstacked_with_shares_and_titles_apart():
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in ("Python Reference", "StdLib Code", "StdLib Docstrings"):
+        rows += [{"subset": s, "match_fraction": 0.0, "label": "non-memorized"}] * 47
+        rows += [{"subset": s, "match_fraction": float(v), "label": "ambiguous"}
+                 for v in rng.uniform(0.01, 0.7, 43)]
+        rows += [{"subset": s, "match_fraction": 1.0, "label": "memorized"}] * 10
+    labels = pl.DataFrame(rows)
+    fig = plots.score_histograms(labels, "match_fraction", "m")
+    ax = fig.axes[0]
+    steps = {p.get_gid(): p for p in ax.patches if p.get_gid()}
+    bins = np.linspace(0, 1, 21)
+    for label in ("non-memorized", "ambiguous", "memorized"):
+        x = labels.filter((pl.col("subset") == "Python Reference")
+                          & (pl.col("label") == label))["match_fraction"].to_numpy()
+        # each label's own counts, not stacked on the others'
+        assert list(steps[label].get_data().values) == list(np.histogram(x, bins)[0])
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "non-memorized: 47 (47.0%)" in texts and "memorized: 10 (10.0%)" in texts
+    fig.canvas.draw()
+    boxes = [a.title.get_window_extent() for a in fig.axes]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def _tick_boxes(fig, ax):
+    fig.canvas.draw()
+    return [t.get_window_extent() for t in ax.get_xticklabels()
+            if t.get_visible() and t.get_text()]
+
+
+def test_q2_tick_labels_do_not_overprint():
+    rows = [{"model": "m", "init": init, "epoch": e, "condition": c, "k_fraction": 2.0 ** -i,
+             "accuracy": 0.5} for init in ("pretrained", "random") for e in (20, 50)
+            for c in ("kept", "local") for i in range(1, 8)]
+    fig = plots.q2_context(pl.DataFrame(rows), "m")
+    labelled = [b for b in (_tick_boxes(fig, ax) for ax in fig.axes) if b]
+    assert len(labelled) == 2  # the bottom row (shared x)
+    for boxes in labelled:
+        assert len(boxes) >= 3
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    # no minor labels either (the old log axis printed 2x10^-2, 3x10^-2, ... over each other)
+    assert not any(t.get_text() for ax in fig.axes for t in ax.get_xticklabels(minor=True))
+    # only the values drawn are ticked, as fractions
+    labels = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
+    assert "1/2" in labels and not any("10^" in t or "times" in t for t in labels)

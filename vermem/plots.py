@@ -62,29 +62,44 @@ def _bins(values, n: int = 20):
     return np.linspace(lo, hi, n + 1)
 
 
+_LABEL_COLORS = {"non-memorized": "C0", "ambiguous": "C1", "memorized": "C2"}
+
+
 def score_histograms(labels: pl.DataFrame, score: str, model: str):
-    """Memorization score per subset, coloured by label (n per subset in its title)."""
+    """Memorization score per subset, one unstacked step histogram per label on a log count
+    axis (a stacked one hides the labels under each other), each label's count and share of
+    the subset's samples in the panel's legend, n per subset in its title."""
     subsets = sorted(labels["subset"].unique())
     if not subsets:
         return empty_figure(f"{model}: memorization score per subset",
                             "no samples (n = 0): nothing was labelled")
-    fig, axes = plt.subplots(1, len(subsets), figsize=(3.2 * len(subsets), 2.8), sharey=False,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(subsets), figsize=(3.6 * len(subsets), 3.3), sharey=True,
+                             squeeze=False, layout="constrained")
     value = labels[score].cast(pl.Float64)
-    df = _pandas(labels.with_columns(value.alias("score")), "subset", "score", "label")
-    bins = _bins(df["score"].dropna().tolist())
-    order = ["non-memorized", "ambiguous", "memorized"]
+    d_all = labels.with_columns(value.alias("_score")).filter(pl.col("_score").is_not_null())
+    bins = _bins(d_all["_score"].to_list())
+    peak = 1
     for ax, s in zip(axes[0], subsets, strict=True):
-        d = df[df.subset == s]
-        sns.histplot(d, x="score", hue="label", bins=bins, ax=ax, multiple="stack",
-                     hue_order=order, legend=ax is axes[0][-1])
-        n_mem = int((d.label == "memorized").sum())
-        ax.set_title(f"{s} (n = {len(d)}, {n_mem} memorized)")
-        if d.score.nunique() == 1:
-            note(ax, f"all {len(d)} scores = {d.score.iloc[0]:.3g}")
+        d = d_all.filter(pl.col("subset") == s)
+        for label, color in _LABEL_COLORS.items():
+            x = d.filter(pl.col("label") == label)["_score"].to_numpy()
+            counts, _ = np.histogram(x, bins=bins)
+            peak = max(peak, int(counts.max(initial=0)))
+            share = len(x) / d.height if d.height else 0.0
+            ax.stairs(counts, bins, color=color, lw=1.4, baseline=None, gid=label,
+                      label=f"{label}: {len(x)} ({100 * share:.1f}%)")
+            ax.stairs(counts, bins, color=color, alpha=0.12, fill=True, baseline=0.5)
+        ax.set_title(f"{s}\nn = {d.height}", fontsize=9)
+        if d.height and d["_score"].n_unique() == 1:
+            note(ax, f"all {d.height} scores = {d['_score'][0]:.3g}")
         ax.set_yscale("log")
         ax.set_xlabel(score.replace("_", " "))
-    fig.suptitle(f"{model}: memorization score per subset", y=1.04)
+        ax.legend(fontsize=6.5, loc="upper center", title="label: samples (share)",
+                  title_fontsize=6.5, framealpha=0.9)
+    axes[0][0].set_ylim(0.7, peak * 60)  # headroom for the legends above the bars
+    axes[0][0].set_ylabel("samples (log scale)")
+    fig.suptitle(f"{model}: memorization score per subset (label from the per-subset "
+                 "thresholds; histograms not stacked)", fontsize=10)
     return fig
 
 
@@ -607,6 +622,29 @@ def q1_factors(phases: pl.DataFrame):
     return fig
 
 
+def _fraction_label(x: float) -> str:
+    """0.015625 -> '1/64', 0.5 -> '1/2', 0.3 -> '0.3': short tick labels for shares."""
+    from fractions import Fraction
+
+    f = Fraction(x).limit_denominator(1024)
+    return f"{f.numerator}/{f.denominator}" if abs(float(f) - x) < 1e-9 and f < 1 else f"{x:g}"
+
+
+def _fraction_axis(ax, values) -> None:
+    """A log x axis with one tick per value drawn (labelled as a fraction, no minor ticks
+    whose labels overprint), thinned to every other value beyond 6 and rotated."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    values = [float(v) for v in values if v and v > 0]
+    shown = values if len(values) <= 6 else values[::2]
+    ax.xaxis.set_major_locator(FixedLocator(shown))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _pos: _fraction_label(x)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=45 if len(shown) > 4 else 0, labelsize=7)
+
+
 def q2_context(q2: pl.DataFrame, model: str):
     """Accuracy at a position given its last k letters, per condition of the earlier context
     (k as a fraction of the length), per init and Q2 epoch."""
@@ -623,8 +661,8 @@ def q2_context(q2: pl.DataFrame, model: str):
                          hue="condition", marker="o", errorbar=None, ax=ax,
                          legend=(i, j) == (0, len(epochs) - 1))
             ax.set_title(f"{init}, epoch {e}")
-            ax.set_xscale("log")
-            ax.set_xlabel("k / n")
+            _fraction_axis(ax, sorted(d["k_fraction"].unique()))
+            ax.set_xlabel("k / n (share of the string)")
             ax.set_ylim(-0.03, 1.03)
     if inits and epochs:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
