@@ -490,31 +490,46 @@ def overlap_heatmaps(overlap: pl.DataFrame, model: str):
                            vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "Jaccard"})
 
 
+# line styles of the string lengths in the dynamics curves: none of them dotted, the style of
+# the reference lines (H(p), max p), so that one style means one thing
+_LENGTH_DASHES = ["", (5, 2), (8, 2, 2, 2), (12, 3), (3, 2, 3, 2, 8, 2)]
+_REFERENCE_STYLE = {"color": "0.15", "ls": ":", "lw": 1.1}
+
+
 def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
     """Loss and accuracy against epoch per alphabet size: the mean over seeds with the
-    seeds' range (min to max) shaded; on the loss panels H(p) (dashed) and the range of the
-    strings' own letter entropies H(q) (grey band, the guessing phase's reference), on the
-    accuracy panels max p (dashed) and the range of the strings' best constant guess."""
+    seeds' range (min to max) shaded; colour: init, line style: string length. On the loss
+    panels H(p) (dotted) and the range of the strings' own letter entropies H(q) (grey
+    band, the guessing phase's reference), on the accuracy panels max p (dotted) and the
+    range of the strings' best constant guess; one legend says which is which."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     own = [c for c in ("empirical_entropy", "guess_accuracy") if c in phases.columns]
     c = curves.filter(pl.col("model") == model).join(
         phases.select("model", "init", "string_id", "seed", "alphabet_size", "length",
                       pl.col("entropy").alias("h"), "max_p", *own),
         on=["model", "init", "string_id", "seed"])  # h: H(p); entropy: the model's
     sizes = sorted(c["alphabet_size"].unique())
-    fig, axes = plt.subplots(2, len(sizes), figsize=(3.2 * len(sizes), 5.2), sharex=True,
-                             squeeze=False)
+    inits = sorted(c["init"].unique())
+    lengths = [str(v) for v in sorted(c["length"].unique())]
+    palette = dict(zip(inits, sns.color_palette(n_colors=max(1, len(inits))), strict=False))
+    dashes = {n: _LENGTH_DASHES[i % len(_LENGTH_DASHES)] for i, n in enumerate(lengths)}
+    fig, axes = plt.subplots(2, len(sizes) or 1, figsize=(3.2 * max(1, len(sizes)), 5.2),
+                             sharex=True, squeeze=False)
     df = _pandas(c.with_columns(pl.col("length").cast(pl.String)), "init", "alphabet_size",
                  "length", "epoch", "loss", "accuracy")
     for j, l in enumerate(sizes):
         d = df[df.alphabet_size == l]
         for i, metric in enumerate(("loss", "accuracy")):
             ax = axes[i][j]
-            sns.lineplot(d, x="epoch", y=metric, hue="init", style="length",
+            sns.lineplot(d, x="epoch", y=metric, hue="init", style="length", palette=palette,
+                         dashes=dashes, hue_order=inits, style_order=lengths,
                          errorbar=("pi", 100), err_kws={"alpha": 0.15, "lw": 0}, ax=ax,
-                         legend=(i, j) == (0, len(sizes) - 1))
+                         legend=False)
             ref = c.filter(pl.col("alphabet_size") == l)
             for v in sorted(ref["h" if i == 0 else "max_p"].unique()):
-                ax.axhline(v, color="grey", ls="--", lw=0.8)
+                ax.axhline(v, gid="reference", **_REFERENCE_STYLE)
             col = "empirical_entropy" if i == 0 else "guess_accuracy"
             if col in ref.columns:  # a band over the strings, a line where they agree
                 lo, hi = ref[col].min(), ref[col].max()
@@ -524,20 +539,29 @@ def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
                     ax.axhline(lo, color="0.5", alpha=0.5, lw=3, zorder=0)
             if i == 0:
                 ax.set_yscale("log")
-                ax.set_title(f"alphabet size {l}\n(dashed: H(p); grey: strings' H(q))",
-                             fontsize=9)
+                ax.set_title(f"alphabet size {l}", fontsize=9)
             else:
                 ax.set_ylim(-0.03, 1.03)
-                ax.set_title("dashed: max p; grey: strings' best guess", fontsize=8)
             if j:
                 ax.set_ylabel("")
-    if len(sizes):
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     n_seeds = c.select("init", "string_id", "seed").unique().group_by("init", "string_id").len()
     seeds = _span(n_seeds["len"].to_list()) if n_seeds.height else "0"
+    handles = [Line2D([], [], color=palette[i], lw=2, label=f"init: {i}") for i in inits]
+    handles += [Line2D([], [], color="0.3", lw=1.3, dashes=dashes[n] or (None, None),
+                       label=f"length {n}") for n in lengths]
+    if seeds != "1":
+        handles.append(Patch(color="0.3", alpha=0.2, lw=0,
+                             label=f"range over the {seeds} seeds\n(line: their mean)"))
+    handles += [Line2D([], [], label="dotted: H(p) (loss),\nmax p (accuracy)",
+                       **_REFERENCE_STYLE),
+                Patch(color="0.5", alpha=0.35, lw=0,
+                      label="grey: strings' own H(q) (loss),\nbest constant guess (accuracy)")]
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.92), frameon=False,
+               fontsize=7)
     spread = ("one seed per line" if seeds == "1" else
               f"mean of {seeds} seeds per line, shaded: their range")
     fig.suptitle(f"{model}: memorizing random strings ({spread})", y=1.02)
+    fig.tight_layout()
     return fig
 
 
