@@ -89,7 +89,8 @@ def score_histograms(labels: pl.DataFrame, score: str, model: str):
             ax.stairs(counts, bins, color=color, lw=1.4, baseline=None, gid=label,
                       label=f"{label}: {len(x)} ({100 * share:.1f}%)")
             ax.stairs(counts, bins, color=color, alpha=0.12, fill=True, baseline=0.5)
-        ax.set_title(f"{s}\nn = {d.height}", fontsize=9)
+        n_mem = d.filter(pl.col("label") == "memorized").height
+        ax.set_title(f"{s}\nn = {d.height}, {n_mem} memorized", fontsize=9)
         if d.height and d["_score"].n_unique() == 1:
             note(ax, f"all {d.height} scores = {d['_score'][0]:.3g}")
         ax.set_yscale("log")
@@ -101,6 +102,14 @@ def score_histograms(labels: pl.DataFrame, score: str, model: str):
     fig.suptitle(f"{model}: memorization score per subset (label from the per-subset "
                  "thresholds; histograms not stacked)", fontsize=10)
     return fig
+
+
+# The two definitions of 'memorized' the figures use, named on their axes (docs/study-a.md §2):
+# k-extractable (every continuation token reproduced by greedy decoding; the organism's
+# ground truth, over every window) and the threshold label (memorization score at or above
+# the subset's high threshold; what the pairs and the checkpoint figure use)
+MEMORIZED_EXTRACTABLE = "share memorized: k-extractable\n(all windows)"
+MEMORIZED_LABEL = "share memorized: threshold label\n(document-start windows)"
 
 
 def rate_by_duplicates(labels: pl.DataFrame, model: str):
@@ -122,9 +131,11 @@ def rate_by_duplicates(labels: pl.DataFrame, model: str):
     sns.lineplot(both, x="seen", y="memorized", hue="subset", marker="o", ax=ax)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("times seen per epoch (0 = never, drawn at 0.5)")
-    ax.set_ylabel("share memorized (k-extractable)")
+    ax.set_ylabel(MEMORIZED_EXTRACTABLE)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"{title} (n = {seen.height})")
+    ax.set_title(f"{title} (n = {seen.height} windows)\n"
+                 "memorized = k-extractable: greedy continuation equals the true one",
+                 fontsize=9)
     if both["seen"].nunique() == 1:
         note(ax, "one duplicate count only: a single point per subset")
     return fig
@@ -852,7 +863,7 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
         if i < len(graded):
             a.set_xlabel("")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("share labelled memorized")
+    ax.set_ylabel(MEMORIZED_LABEL)
     for (c, label), gax in zip(graded, axes[1:, 0], strict=True):
         gax.set_ylabel(label, fontsize=8)
         if c == "match_fraction":
@@ -864,7 +875,9 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
     _legend_outside(ax, title="duplicate count" if by == "dup_count" else "subset",
                     title_fontsize=7)
     n_ck = d["checkpoint"].n_unique()
-    ax.set_title(f"{title}\n({n_ck} points, n = {total} documents, one sample each; "
+    ax.set_title(f"{title}\nmemorized = threshold label (score ≥ the subset's high "
+                 "threshold) on each document's start window\n"
+                 f"({n_ck} points, n = {total} documents, one sample each; "
                  "shaded: Wilson 95%" + ("; below: bootstrap 95% over documents" if graded
                                          else "") + ")",
                  fontsize=9, pad=12)
