@@ -158,3 +158,28 @@ def test_findings_section_puts_each_finding_next_to_the_run_with_its_verdict():
     assert ("| Q1 | longer strings are slower | 16: 22 (16), 64: 54 (16) | +1.00 | 32 | "
             "**agrees** | p = 0.0001 |") in text
     assert "| Q1 | larger models are faster | 1: 35 (32) | n/a | 0 | **insufficient** |" in text
+
+
+def test_summary_html_keeps_headings_tables_and_escapes_text():
+    md = "\n".join(["# What this run gives", "", "A `file` and **bold** <b>x</b>.", "",
+                    "| a | b |", "|---|---|", "| 1 | 2 [0, 3] |", "| x<y | z |", "",
+                    "### Next", "more"])
+    html = summary.to_html(md)
+    assert "<h1>What this run gives</h1>" in html and "<h3>Next</h3>" in html
+    assert "<code>file</code>" in html and "<strong>bold</strong>" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+    assert "<tr><th>a</th><th>b</th></tr>" in html
+    assert "<tr><td>1</td><td>2 [0, 3]</td></tr><tr><td>x&lt;y</td><td>z</td></tr>" in html
+    assert "|---|" not in html and html.count("<table>") == 1
+
+
+def test_claims_html_is_a_table_of_every_claim_with_its_verdict():
+    rows = [{**{k: None for k in CL.CLAIM_SCHEMA}, "claim": f"claim {i}", "semantics": "both",
+             "estimate": 0.5, "estimate_lo": 0.4, "estimate_hi": 0.6, "n_pairs": 30,
+             "verdict": v, "reason": "r & s", "test": "t"}
+            for i, v in enumerate(CL.VERDICTS)]
+    html = CL.to_html(pl.DataFrame(rows, schema=CL.CLAIM_SCHEMA), "m: claims")
+    assert html.count("<tr") == 1 + len(CL.VERDICTS)
+    assert "0.500 [0.400, 0.600]" in html and "r &amp; s" in html
+    for v in CL.VERDICTS:
+        assert f"<td>{v}</td>" in html
