@@ -158,3 +158,19 @@ def test_q2_tick_labels_do_not_overprint():
     # only the values drawn are ticked, as fractions
     labels = [t.get_text() for t in fig.axes[-1].get_xticklabels()]
     assert "1/2" in labels and not any("10^" in t or "times" in t for t in labels)
+
+
+def test_a_circuit_of_ones_own_is_drawn_with_the_same_key():
+    import torch
+
+    from vermem import graph
+
+    g = graph.Graph(graph.Shape(n_layers=2, n_heads=2, n_kv_heads=2, d_model=8, parallel=False))
+    scores = torch.zeros(g.mask.shape)
+    edges = torch.zeros(g.mask.shape, dtype=torch.bool)
+    valid = g.mask.flatten().nonzero().flatten()[:3]
+    edges.view(-1)[valid] = True
+    scores.view(-1)[valid] = torch.tensor([1.0, -0.5, 0.2])
+    fig = plots.circuit(g, edges, scores, "mine")
+    drawn = [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
+    assert len(drawn) == 3 and len(fig.legends) == 1

@@ -863,7 +863,7 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
         if i < len(graded):
             a.set_xlabel("")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel(MEMORIZED_LABEL)
+    ax.set_ylabel(MEMORIZED_LABEL, fontsize=8)
     for (c, label), gax in zip(graded, axes[1:, 0], strict=True):
         gax.set_ylabel(label, fontsize=8)
         if c == "match_fraction":
