@@ -22,6 +22,10 @@ if not workflow.overwrite_configfiles:
 container: f"{workflow.basedir}/vermem.sif"
 
 
+# The report's front page (snakemake --report): the run's summary and how to read the rest
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/corpus.smk"
 include: "rules/models.smk"

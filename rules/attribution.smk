@@ -42,7 +42,8 @@ rule figure_attribution_layers:
     output:
         figure=report("results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
                       caption="../report/attribution_layers.rst", category="Study A",
-                      subcategory="Attribution"),
+                      subcategory="Attribution",
+                      labels={"model": "{model}", "figure": "attribution per layer", "task": "{task}", "subset": "{subset}", "metric": "{metric}"}),
     log:
         "logs/figures/{model}/attribution/{task}.{subset}.{metric}.log",
     conda:
@@ -65,7 +66,8 @@ rule figure_positions:
     output:
         figure=report("results/figures/{model}/attribution/positions.{subset}.png",
                       caption="../report/attribution_positions.rst", category="Study A",
-                      subcategory="Attribution"),
+                      subcategory="Attribution",
+                      labels={"model": "{model}", "figure": "attribution by position", "subset": "{subset}"}),
     params:
         subset=lambda wc: SUBSETS[wc.subset],
         metric=config["circuits"]["rank_by"],

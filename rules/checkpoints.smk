@@ -161,13 +161,16 @@ rule figure_checkpoints:
     output:
         memorization=report("results/figures/{model}/checkpoints/memorization.png",
                             caption="../report/checkpoint_memorization.rst",
-                            category="Study A", subcategory="Checkpoints"),
+                            category="Study A", subcategory="Checkpoints",
+                            labels={"model": "{model}", "figure": "memorization across training"}),
         circuits=report("results/figures/{model}/checkpoints/circuits.png",
                         caption="../report/checkpoint_circuits.rst", category="Study A",
-                        subcategory="Checkpoints"),
+                        subcategory="Checkpoints",
+                        labels={"model": "{model}", "figure": "circuits across training"}),
         overlap=report("results/figures/{model}/checkpoints/overlap.png",
                        caption="../report/checkpoint_overlap.rst", category="Study A",
-                       subcategory="Checkpoints"),
+                       subcategory="Checkpoints",
+                       labels={"model": "{model}", "figure": "overlap with the final circuit"}),
     params:
         target=config["circuits"]["target"],
     log:

@@ -123,8 +123,10 @@ rule circuit_claims:
         minimal=circuit_files("minimal.json"),
     output:
         table="results/circuits/{model}/claims.parquet",
-        csv=report("results/circuits/{model}/claims.csv", caption="../report/claims.rst",
-                   category="Study A", subcategory="Circuits"),
+        csv="results/circuits/{model}/claims.csv",
+        # the same table as a page the report shows (a CSV is only a download there)
+        html=report("results/circuits/{model}/claims.html", caption="../report/claims.rst",
+                    category="Summary", labels={"model": "{model}", "table": "claims"}),
     params:
         main_subset=config["corpus"]["main_subset"],
         config=circuits_keys("main", "claims", "bootstrap"),
@@ -143,10 +145,12 @@ rule figure_faithfulness:
     output:
         curves=report("results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
                       caption="../report/faithfulness.rst", category="Study A",
-                      subcategory="Circuits"),
+                      subcategory="Circuits",
+                      labels={"model": "{model}", "figure": "faithfulness curves", "task": "{task}", "subset": "{subset}"}),
         drawing=report("results/figures/{model}/circuits/circuit.{task}.{subset}.png",
                        caption="../report/circuit_drawing.rst", category="Study A",
-                       subcategory="Circuits"),
+                       subcategory="Circuits",
+                       labels={"model": "{model}", "figure": "circuit drawing", "task": "{task}", "subset": "{subset}"}),
     params:
         main=config["circuits"]["main"],
     log:
@@ -167,7 +171,8 @@ rule figure_circuit_view:
     output:
         view=report("results/figures/{model}/circuits/view.{task}.{subset}.html",
                     caption="../report/circuit_view.rst", category="Study A",
-                    subcategory="Circuits"),
+                    subcategory="Circuits",
+                    labels={"model": "{model}", "figure": "interactive circuit view", "task": "{task}", "subset": "{subset}"}),
     params:
         main=config["circuits"]["main"],
         top=500,  # edges embedded per direction (more when a minimal circuit is larger)
@@ -186,16 +191,20 @@ rule figure_transfer:
         matched="results/circuits/{model}/transfer_matched.parquet",
     params:
         margin=config["circuits"]["claims"]["margin"],
+        transfer_threshold=config["circuits"]["claims"]["transfer_threshold"],
     output:
         matched=report("results/figures/{model}/circuits/transfer_matched.png",
                        caption="../report/transfer_matched.rst", category="Study A",
-                       subcategory="Controls"),
+                       subcategory="Controls",
+                       labels={"model": "{model}", "figure": "cross-task transfer at matched size"}),
         transfer=report("results/figures/{model}/circuits/transfer.png",
                         caption="../report/transfer.rst", category="Study A",
-                        subcategory="Circuits"),
+                        subcategory="Circuits",
+                        labels={"model": "{model}", "figure": "transfer heatmaps"}),
         overlap=report("results/figures/{model}/circuits/overlap.png",
                        caption="../report/overlap.rst", category="Study A",
-                       subcategory="Circuits"),
+                       subcategory="Circuits",
+                       labels={"model": "{model}", "figure": "circuit overlap"}),
     log:
         "logs/figures/{model}/circuits/transfer.log",
     conda:
@@ -211,7 +220,8 @@ rule figure_specificity:
     output:
         specificity=report("results/figures/{model}/circuits/specificity.png",
                            caption="../report/specificity.rst", category="Study A",
-                           subcategory="Controls"),
+                           subcategory="Controls",
+                           labels={"model": "{model}", "figure": "specificity against controls"}),
     params:
         main_subset=config["corpus"]["main_subset"],
         target=config["circuits"]["target"],
@@ -233,7 +243,8 @@ rule figure_mib:
                               model=wc.model, task=BASE_TASKS, subset=SUBSETS),
     output:
         figure=report("results/figures/{model}/circuits/mib.png", caption="../report/mib.rst",
-                      category="Study A", subcategory="Circuits"),
+                      category="Study A", subcategory="Circuits",
+                      labels={"model": "{model}", "figure": "MIB scores"}),
     params:
         main=config["circuits"]["main"],
     log:
@@ -287,7 +298,8 @@ rule figure_methods:
     output:
         figure=report("results/figures/{model}/circuits/methods.png",
                       caption="../report/methods.rst", category="Study A",
-                      subcategory="Circuits"),
+                      subcategory="Circuits",
+                      labels={"model": "{model}", "figure": "attribution methods"}),
     params:
         main_subset=config["corpus"]["main_subset"],
     log:

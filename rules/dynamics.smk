@@ -127,16 +127,20 @@ if DYN:
         output:
             curves=report("results/figures/dynamics/{model}/curves.png",
                           caption="../report/dynamics_curves.rst", category="Study B",
-                          subcategory="Phases"),
+                          subcategory="Phases",
+                          labels={"model": "{model}", "figure": "loss and accuracy curves"}),
             grid=report("results/figures/dynamics/{model}/position_grid.png",
                         caption="../report/dynamics_position_grid.rst", category="Study B",
-                        subcategory="Phases"),
+                        subcategory="Phases",
+                        labels={"model": "{model}", "figure": "correct positions per epoch"}),
             q2=report("results/figures/dynamics/{model}/q2_context.png",
                       caption="../report/dynamics_q2.rst", category="Study B",
-                      subcategory="Q2 local prefix"),
+                      subcategory="Q2 local prefix",
+                      labels={"model": "{model}", "figure": "Q2: recall from the last k letters"}),
             q3=report("results/figures/dynamics/{model}/q3_forgetting.png",
                       caption="../report/dynamics_q3.rst", category="Study B",
-                      subcategory="Q3 sequential exposure"),
+                      subcategory="Q3 sequential exposure",
+                      labels={"model": "{model}", "figure": "Q3: sequential exposure"}),
         params:
             inits=DYN["inits"],
         log:
@@ -152,7 +156,8 @@ if DYN:
         output:
             figure=report("results/figures/dynamics/q1_factors.png",
                           caption="../report/dynamics_q1.rst", category="Study B",
-                          subcategory="Q1 factors"),
+                          subcategory="Q1 factors",
+                          labels={"figure": "Q1: epochs to memorize by factor"}),
         log:
             "logs/figures/dynamics/q1.log",
         conda:

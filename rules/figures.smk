@@ -14,13 +14,16 @@ rule figures_memorization:
     output:
         scores=report("results/figures/{model}/memorization_scores.png",
                       caption="../report/memorization_scores.rst", category="Study A",
-                      subcategory="Memorization labels"),
+                      subcategory="Memorization labels",
+                      labels={"model": "{model}", "figure": "memorization scores"}),
         divergence=report("results/figures/{model}/divergence_positions.png",
                           caption="../report/divergence_positions.rst", category="Study A",
-                          subcategory="Memorization labels"),
+                          subcategory="Memorization labels",
+                          labels={"model": "{model}", "figure": "divergence points"}),
         pairs=report("results/figures/{model}/pair_counts.png",
                      caption="../report/pair_counts.rst", category="Study A",
-                     subcategory="Contrastive pairs"),
+                     subcategory="Contrastive pairs",
+                     labels={"model": "{model}", "figure": "contrastive pairs"}),
     params:
         score=config["memorization"]["score"],
         prefix_tokens=config["memorization"]["prefix_tokens"],
@@ -40,7 +43,8 @@ rule figure_duplicates:
     output:
         figure=report("results/figures/{model}/memorization_by_duplicates.png",
                       caption="../report/memorization_by_duplicates.rst", category="Study A",
-                      subcategory="Memorization labels"),
+                      subcategory="Memorization labels",
+                      labels={"model": "{model}", "figure": "memorization by duplication"}),
     wildcard_constraints:
         model="|".join(ORGANISMS) or "^$",
     log:

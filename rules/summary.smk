@@ -10,8 +10,11 @@ rule summary:
     input:
         unpack(summary_inputs),
     output:
-        summary=report("results/summary.md", caption="../report/summary.rst",
-                       category="Summary"),
+        summary="results/summary.md",
+        # the same as HTML: the report's front page includes it (report/workflow.rst) and
+        # lists it first, under Summary
+        html=report("results/summary.html", caption="../report/summary.rst",
+                    category="Summary", labels={"page": "what this run gives"}),
     params:
         models=MODELS if STUDY_A else [],
         main=config["circuits"]["main"],

@@ -34,6 +34,8 @@ with rule(snakemake) as log:
                      io.provenance(cfg, model=snakemake.wildcards.model))
     with io.atomic_path(snakemake.output.csv) as tmp:
         table.write_csv(tmp)
+    with io.atomic_path(snakemake.output.html) as tmp:
+        tmp.write_text(claims.to_html(table, f"{snakemake.wildcards.model}: the paper's claims"))
     for row in table.iter_rows(named=True):
         log.info("%s [%s]: %s -> %s (%s)", row["claim"], row["semantics"], row["evidence"],
                  row["verdict"], row["reason"])

@@ -8,7 +8,8 @@ from vermem import plots, plots_controls
 
 with rule(snakemake):
     model = snakemake.wildcards.model
-    plots.save(plots.transfer_heatmaps(pl.read_parquet(snakemake.input.transfer), model),
+    plots.save(plots.transfer_heatmaps(pl.read_parquet(snakemake.input.transfer), model,
+                                       snakemake.params.transfer_threshold),
                snakemake.output.transfer)
     plots.save(plots.overlap_heatmaps(pl.read_parquet(snakemake.input.overlap), model),
                snakemake.output.overlap)

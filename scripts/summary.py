@@ -24,5 +24,8 @@ with rule(snakemake):
     dynamics = io.read_json(inp["dynamics"]) if "dynamics" in inp.keys() else None
     found = (pl.read_parquet(inp["dynamics_findings"]) if "dynamics_findings" in inp.keys()
              else None)
+    text = summary.render(models, dynamics, p.main, found)
     with io.atomic_path(snakemake.output.summary) as tmp:
-        tmp.write_text(summary.render(models, dynamics, p.main, found))
+        tmp.write_text(text)
+    with io.atomic_path(snakemake.output.html) as tmp:
+        tmp.write_text(summary.to_html(text))

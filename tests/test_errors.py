@@ -411,7 +411,7 @@ def test_nothing_memorized_gives_annotated_figures_not_a_crash():
                            "label": ["non-memorized"] * 8, "extractable": [False] * 8,
                            "dup_count": [None] * 8})
     fig = plots.score_histograms(labels, "match_fraction", "m")
-    assert "A (n = 5, 0 memorized)" in _texts(fig) and "all 3 scores = 0" in _texts(fig)
+    assert "A\nn = 5, 0 memorized" in _texts(fig) and "all 3 scores = 0" in _texts(fig)
     div = pl.DataFrame({"d": [], "subset": []}, schema={"d": pl.Int32, "subset": pl.String})
     assert "no memorized sample (n = 0)" in _texts(plots.divergence_histogram(div, 16, "m"))
     pairs = pl.DataFrame(schema={"task": pl.String, "subset": pl.String, "split": pl.String})

@@ -412,3 +412,15 @@ def test_overlap_coefficient_is_drawn_dashed_next_to_jaccard():
     solid = [ln for ln in _data_lines(j_ax) if ln.get_linestyle() == "-"]
     assert len(dashed) == len(solid) == 2
     assert all(list(ln.get_ydata()) == [1.0] * 5 for ln in dashed)
+
+
+def test_each_memorization_figure_names_its_own_definition_of_memorized():
+    ax = plots.checkpoint_memorization(memorization(), "organism").axes[0]
+    assert "threshold label" in ax.get_ylabel() and "start" in ax.get_ylabel()
+    assert "k-extractable" not in ax.get_ylabel()
+    labels = pl.DataFrame({"subset": ["A"] * 4, "dup_count": [0, 0, 16, 16],
+                           "extractable": [False, False, True, False],
+                           "label": ["non-memorized"] * 2 + ["memorized", "ambiguous"]})
+    dup = plots.rate_by_duplicates(labels, "m").axes[0]
+    assert "k-extractable" in dup.get_ylabel() and "all windows" in dup.get_ylabel()
+    assert "threshold" not in dup.get_ylabel()

@@ -44,3 +44,32 @@ def test_one_seed_draws_its_own_references_as_lines():
         assert any(list(ln.get_ydata()) == [v, v] and ln.get_linewidth() == 3
                    for ln in ax.get_lines())
     assert "one seed per line" in fig._suptitle.get_text()
+
+
+def test_one_line_style_means_one_thing_and_the_legend_says_which():
+    rows, ph = [], []
+    for length, sid in ((8, "a"), (16, "b"), (32, "c")):
+        for seed in (0, 1):
+            rows += [{"model": "m", "init": init, "string_id": sid, "seed": seed, "epoch": e,
+                      "accuracy": 0.1 * e, "loss": 3.0 - 0.2 * e + seed, "p_true": 0.5,
+                      "entropy": 1.0} for init in ("pretrained", "random") for e in range(10)]
+            ph += [{"model": "m", "init": init, "string_id": sid, "seed": seed,
+                    "alphabet_size": 4, "length": length, "entropy": 1.386, "max_p": 0.25,
+                    "empirical_entropy": 1.2, "guess_accuracy": 0.4}
+                   for init in ("pretrained", "random")]
+    fig = plots.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    for want in ("init: pretrained", "init: random", "length 8", "length 16", "length 32"):
+        assert want in labels
+    assert any("dotted: H(p)" in t for t in labels) and any("seeds" in t for t in labels)
+    for ax in fig.axes:
+        refs = [ln for ln in ax.get_lines() if ln.get_gid() == "reference"]
+        data = [ln for ln in ax.get_lines() if ln.get_gid() != "reference"
+                and len(ln.get_xdata()) > 2]
+        assert refs and all(ln.get_linestyle() == ":" for ln in refs)
+        # no data line shares the references' dotted style (dashed once meant both length
+        # 64 and H(p))
+        assert len(data) == 6 and all(ln.get_linestyle() != ":" for ln in data)
+    ref_handle = next(h for h, t in zip(fig.legends[0].legend_handles, labels, strict=True)
+                      if t.startswith("dotted"))
+    assert ref_handle.get_linestyle() == ":"

@@ -81,6 +81,29 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
     assert "**refuted**" in text and "0.500 [0.400, 0.600]" in text
 
 
+def test_circuit_rows_count_their_direction_s_small_gap_modes():
+    c = {"direction": "noising", "placement": "outside", "ablation": "resample",
+         "semantics": "prevention", "k": 16, "n_edges": 463, "k_lo": 5.0, "k_hi": 60.0}
+    where = ["|M(full) - M(empty)| = 0.03 < 0.1 (noising/outside/resample, evaluation pairs)",
+             "|M(full) - M(empty)| = 0.05 < 0.1 (noising/inside/zero, selection pairs)",
+             "|M(full) - M(empty)| = 0.01 < 0.1 (denoising/outside/mean, evaluation pairs)"]
+    rec = {"task": "branch_comparison", "subset": "W", "n_selection": 8, "n_pairs": 30,
+           "circuits": [c, {**c, "direction": "denoising", "semantics": "induction"}],
+           "small_gap": {"threshold": 0.1, "count": 3, "where": where}}
+    lines = summary.circuits_section("m", [rec], {"placement": "outside",
+                                                 "ablation": "resample"})
+    text = "\n".join(lines)
+    assert "| small gap |" in text and "< 0.1" in text
+    rows = [ln for ln in lines if ln.startswith("| branch_comparison")]
+    assert rows[0].startswith("| branch_comparison | W | noising") and rows[0].endswith("| 2 |")
+    assert rows[1].startswith("| branch_comparison | W | denoising")
+    assert rows[1].endswith("| 1 |")
+    # a run whose minimal.json predates the record: no column rather than made-up zeros
+    old = {k: v for k, v in rec.items() if k != "small_gap"}
+    assert "small gap" not in "\n".join(summary.circuits_section(
+        "m", [old], {"placement": "outside", "ablation": "resample"}))
+
+
 INTERVAL = re.compile(r"-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]")
 
 
@@ -135,3 +158,28 @@ def test_findings_section_puts_each_finding_next_to_the_run_with_its_verdict():
     assert ("| Q1 | longer strings are slower | 16: 22 (16), 64: 54 (16) | +1.00 | 32 | "
             "**agrees** | p = 0.0001 |") in text
     assert "| Q1 | larger models are faster | 1: 35 (32) | n/a | 0 | **insufficient** |" in text
+
+
+def test_summary_html_keeps_headings_tables_and_escapes_text():
+    md = "\n".join(["# What this run gives", "", "A `file` and **bold** <b>x</b>.", "",
+                    "| a | b |", "|---|---|", "| 1 | 2 [0, 3] |", "| x<y | z |", "",
+                    "### Next", "more"])
+    html = summary.to_html(md)
+    assert "<h1>What this run gives</h1>" in html and "<h3>Next</h3>" in html
+    assert "<code>file</code>" in html and "<strong>bold</strong>" in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+    assert "<tr><th>a</th><th>b</th></tr>" in html
+    assert "<tr><td>1</td><td>2 [0, 3]</td></tr><tr><td>x&lt;y</td><td>z</td></tr>" in html
+    assert "|---|" not in html and html.count("<table>") == 1
+
+
+def test_claims_html_is_a_table_of_every_claim_with_its_verdict():
+    rows = [{**{k: None for k in CL.CLAIM_SCHEMA}, "claim": f"claim {i}", "semantics": "both",
+             "estimate": 0.5, "estimate_lo": 0.4, "estimate_hi": 0.6, "n_pairs": 30,
+             "verdict": v, "reason": "r & s", "test": "t"}
+            for i, v in enumerate(CL.VERDICTS)]
+    html = CL.to_html(pl.DataFrame(rows, schema=CL.CLAIM_SCHEMA), "m: claims")
+    assert html.count("<tr") == 1 + len(CL.VERDICTS)
+    assert "0.500 [0.400, 0.600]" in html and "r &amp; s" in html
+    for v in CL.VERDICTS:
+        assert f"<td>{v}</td>" in html

@@ -739,7 +739,9 @@ def test_report_holds_every_figure_with_its_caption_grouped_by_study(run, tmp_pa
     text = html.read_text()
     for png in (run / "figures").rglob("*.png"):
         assert png.name in text, png.name
-    assert "claims.csv" in text
+    assert "claims.html" in text and "summary.html" in text
+    # the front page (report/workflow.rst) carries the run's summary, its tables as tables
+    assert "What this run gives" in text and "vermem-summary" in text
     for caption in sorted((REPO / "report").glob("*.rst")):
         assert caption.read_text()[:40] in text, caption.name
     assert "Study A" in text

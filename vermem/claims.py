@@ -436,3 +436,44 @@ def _triple(rec: dict, name: str) -> str:
     if v is None or lo is None or hi is None:
         return "n/a"
     return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+_VERDICT_COLOURS = {"supported": "#d9f2d9", "refuted": "#f8d7d7",
+                    "insufficient evidence": "#f2f2f2"}
+
+
+def _interval(v, lo, hi) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.3f}" + ("" if lo is None or hi is None else f" [{lo:.3f}, {hi:.3f}]")
+
+
+def to_html(table: pl.DataFrame, title: str = "Claims") -> str:
+    """The claims table (CLAIM_SCHEMA) as a self-contained HTML page for the report: one
+    row per claim and meaning with the test, n, estimate and reference with their
+    intervals, random circuits, the verdict (shaded by verdict) and its reason."""
+    import html
+
+    head = ("claim", "meaning", "placement", "n", "estimate [95% CI]", "reference [95% CI]",
+            "random F", "threshold / margin", "verdict", "reason", "test")
+    rows = []
+    for r in table.iter_rows(named=True):
+        cells = (r["claim"], r["semantics"], r["placement"], r["n_pairs"],
+                 _interval(r["estimate"], r["estimate_lo"], r["estimate_hi"]),
+                 _interval(r["reference"], r["reference_lo"], r["reference_hi"]),
+                 "n/a" if r["random_faithfulness"] is None else f"{r['random_faithfulness']:.3f}",
+                 " / ".join("n/a" if r[k] is None else f"{r[k]:g}"
+                            for k in ("threshold", "margin")),
+                 r["verdict"], r["reason"], r["test"])
+        colour = _VERDICT_COLOURS.get(r["verdict"], "white")
+        rows.append(f'<tr style="background:{colour}">' + "".join(
+            f"<td>{html.escape('' if c is None else str(c))}</td>" for c in cells) + "</tr>")
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;"
+            "font-size:13px}table{border-collapse:collapse}td,th{border:1px solid #bbb;"
+            "padding:3px 6px;vertical-align:top}th{background:#eee}</style></head><body>"
+            f"<h2>{html.escape(title)}</h2><p>{table.height} rows; verdicts: "
+            + ", ".join(f"{v} {table.filter(pl.col('verdict') == v).height}"
+                        for v in VERDICTS) + "</p><table><tr>"
+            + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows)
+            + "</table></body></html>\n")

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -61,30 +62,54 @@ def _bins(values, n: int = 20):
     return np.linspace(lo, hi, n + 1)
 
 
+_LABEL_COLORS = {"non-memorized": "C0", "ambiguous": "C1", "memorized": "C2"}
+
+
 def score_histograms(labels: pl.DataFrame, score: str, model: str):
-    """Memorization score per subset, coloured by label (n per subset in its title)."""
+    """Memorization score per subset, one unstacked step histogram per label on a log count
+    axis (a stacked one hides the labels under each other), each label's count and share of
+    the subset's samples in the panel's legend, n per subset in its title."""
     subsets = sorted(labels["subset"].unique())
     if not subsets:
         return empty_figure(f"{model}: memorization score per subset",
                             "no samples (n = 0): nothing was labelled")
-    fig, axes = plt.subplots(1, len(subsets), figsize=(3.2 * len(subsets), 2.8), sharey=False,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(subsets), figsize=(3.6 * len(subsets), 3.3), sharey=True,
+                             squeeze=False, layout="constrained")
     value = labels[score].cast(pl.Float64)
-    df = _pandas(labels.with_columns(value.alias("score")), "subset", "score", "label")
-    bins = _bins(df["score"].dropna().tolist())
-    order = ["non-memorized", "ambiguous", "memorized"]
+    d_all = labels.with_columns(value.alias("_score")).filter(pl.col("_score").is_not_null())
+    bins = _bins(d_all["_score"].to_list())
+    peak = 1
     for ax, s in zip(axes[0], subsets, strict=True):
-        d = df[df.subset == s]
-        sns.histplot(d, x="score", hue="label", bins=bins, ax=ax, multiple="stack",
-                     hue_order=order, legend=ax is axes[0][-1])
-        n_mem = int((d.label == "memorized").sum())
-        ax.set_title(f"{s} (n = {len(d)}, {n_mem} memorized)")
-        if d.score.nunique() == 1:
-            note(ax, f"all {len(d)} scores = {d.score.iloc[0]:.3g}")
+        d = d_all.filter(pl.col("subset") == s)
+        for label, color in _LABEL_COLORS.items():
+            x = d.filter(pl.col("label") == label)["_score"].to_numpy()
+            counts, _ = np.histogram(x, bins=bins)
+            peak = max(peak, int(counts.max(initial=0)))
+            share = len(x) / d.height if d.height else 0.0
+            ax.stairs(counts, bins, color=color, lw=1.4, baseline=None, gid=label,
+                      label=f"{label}: {len(x)} ({100 * share:.1f}%)")
+            ax.stairs(counts, bins, color=color, alpha=0.12, fill=True, baseline=0.5)
+        n_mem = d.filter(pl.col("label") == "memorized").height
+        ax.set_title(f"{s}\nn = {d.height}, {n_mem} memorized", fontsize=9)
+        if d.height and d["_score"].n_unique() == 1:
+            note(ax, f"all {d.height} scores = {d['_score'][0]:.3g}")
         ax.set_yscale("log")
         ax.set_xlabel(score.replace("_", " "))
-    fig.suptitle(f"{model}: memorization score per subset", y=1.04)
+        ax.legend(fontsize=6.5, loc="upper center", title="label: samples (share)",
+                  title_fontsize=6.5, framealpha=0.9)
+    axes[0][0].set_ylim(0.7, peak * 60)  # headroom for the legends above the bars
+    axes[0][0].set_ylabel("samples (log scale)")
+    fig.suptitle(f"{model}: memorization score per subset (label from the per-subset "
+                 "thresholds; histograms not stacked)", fontsize=10)
     return fig
+
+
+# The two definitions of 'memorized' the figures use, named on their axes (docs/study-a.md §2):
+# k-extractable (every continuation token reproduced by greedy decoding; the organism's
+# ground truth, over every window) and the threshold label (memorization score at or above
+# the subset's high threshold; what the pairs and the checkpoint figure use)
+MEMORIZED_EXTRACTABLE = "share memorized: k-extractable\n(all windows)"
+MEMORIZED_LABEL = "share memorized: threshold label\n(document-start windows)"
 
 
 def rate_by_duplicates(labels: pl.DataFrame, model: str):
@@ -106,9 +131,11 @@ def rate_by_duplicates(labels: pl.DataFrame, model: str):
     sns.lineplot(both, x="seen", y="memorized", hue="subset", marker="o", ax=ax)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("times seen per epoch (0 = never, drawn at 0.5)")
-    ax.set_ylabel("share memorized (k-extractable)")
+    ax.set_ylabel(MEMORIZED_EXTRACTABLE)
     ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"{title} (n = {seen.height})")
+    ax.set_title(f"{title} (n = {seen.height} windows)\n"
+                 "memorized = k-extractable: greedy continuation equals the true one",
+                 fontsize=9)
     if both["seen"].nunique() == 1:
         note(ax, "one duplicate count only: a single point per subset")
     return fig
@@ -230,22 +257,41 @@ def faithfulness_curves(curve: pl.DataFrame, minimal: dict, title: str):
 
 
 def _node_xy(name: str, n_layers: int, width: int) -> tuple[float, float]:
-    """Layout by layer: input at 0, layer l's heads at 2l + 1, its MLP at 2l + 2."""
+    """Layout by layer: input at 0, layer l's heads at 2l + 1 (x = head index), its MLP at
+    2l + 2 to the right of the heads, alternating between two columns (x = width + 0.4 or
+    width + 1.2) so that edges between MLPs of non-adjacent layers do not run along the
+    MLPs in between; input and logits centred under / over the heads."""
     if name == "input":
         return (width - 1) / 2, 0.0
     if name == "logits":
         return (width - 1) / 2, 2.0 * n_layers + 1
     if name.startswith("m"):
-        return (width - 1) / 2, 2.0 * int(name[1:]) + 2
+        layer = int(name[1:])
+        return width + 0.4 + 0.8 * (layer % 2), 2.0 * layer + 2
     layer, head = name.split(".")
     return float(int(head[1:])), 2.0 * int(layer[1:]) + 1
+
+
+_INPUT_STYLE = {"q": "-", "k": "--", "v": ":"}
+# the q, k and v edges from one source into one head would lie on one line: each its own bend
+_INPUT_BEND = {"q": 0.0, "k": 0.18, "v": -0.18}
+
+
+def _edge_bend(y0: float, y1: float, kind: str) -> float:
+    """arc3 `rad` of an edge: straight between adjacent rows, bent where it skips rows (so
+    that it does not run over the nodes in between), the q / k / v inputs of a head apart."""
+    skip = abs(y1 - y0) > 1.0
+    return (0.22 if skip else 0.0) + _INPUT_BEND.get(kind, 0.0)
 
 
 def _draw_circuit(ax, edges: Sequence[str], scores: Sequence[float], n_layers: int,
                   n_heads: int) -> None:
     """One circuit on `ax`: its edges ('source->destination', graph.Graph.edge_names) as
-    lines laid out by layer, red for a positive score and blue for a negative one, width
-    by |score|, key inputs dashed and value inputs dotted; its nodes named."""
+    lines laid out by layer (bent where they skip rows), red for a positive score and blue
+    for a negative one, width by |score|, key inputs dashed and value inputs dotted; its
+    nodes named."""
+    from matplotlib.patches import FancyArrowPatch
+
     L = n_layers
     top = max((abs(s) for s in scores), default=1.0) or 1.0
     used = set()
@@ -255,25 +301,62 @@ def _draw_circuit(ax, edges: Sequence[str], scores: Sequence[float], n_layers: i
         node = dst.split("<")[0]
         used |= {src, node}
         (x0, y0), (x1, y1) = _node_xy(src, L, n_heads), _node_xy(node, L, n_heads)
-        ax.plot([x0, x1], [y0, y1], color="C3" if score > 0 else "C0",
-                lw=0.5 + 3 * abs(score) / top, alpha=0.8,
-                ls={"k": "--", "v": ":"}.get(kind, "-"))
+        ax.add_patch(FancyArrowPatch(
+            (x0, y0), (x1, y1), arrowstyle="-", shrinkA=0, shrinkB=0,
+            connectionstyle=f"arc3,rad={_edge_bend(y0, y1, kind)}",
+            color="C3" if score > 0 else "C0", lw=0.5 + 3 * abs(score) / top, alpha=0.8,
+            ls=_INPUT_STYLE.get(kind, "-"), gid=name))
     nodes = (["input", "logits"] + [f"a{layer}.h{h}" for layer in range(L)
                                     for h in range(n_heads)]
              + [f"m{layer}" for layer in range(L)])
     for n in nodes:
         x, y = _node_xy(n, L, n_heads)
         ax.scatter([x], [y], s=60 if n in used else 15, zorder=3,
-                   color="k" if n in used else "0.75",
-                   marker="s" if n.startswith("m") or n in ("input", "logits") else "o")
+                   color="k" if n in used else "0.75", gid=n,
+                   marker=_node_marker(n))
         if n in used:
-            ax.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_yticks([2 * i + 1 for i in range(L)], [f"layer {i}" for i in range(L)])
+            ax.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points",
+                        zorder=4)
+    ax.set_xlim(-0.7, n_heads + 1.9)
+    ax.set_ylim(-0.7, 2 * L + 1.7)
+    ax.set_yticks([2 * i + 1.5 for i in range(L)], [f"layer {i}" for i in range(L)])
     ax.set_xticks([])
+    ax.grid(False)
+    for i in range(L):  # a light band per layer: its heads' row and its MLP's row
+        ax.axhspan(2 * i + 0.6, 2 * i + 2.4, color="0.93" if i % 2 else "0.97", lw=0,
+                   zorder=0)
+
+
+def _node_marker(name: str) -> str:
+    if name in ("input", "logits"):
+        return "D"
+    return "s" if name.startswith("m") else "o"
+
+
+def circuit_legend(fig) -> None:
+    """The drawing's key below its panels: edge colour (sign of the score), width (|score|,
+    relative to the panel's largest), line style (the head input an edge enters) and node
+    types."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="C3", lw=2, label="positive score"),
+               Line2D([], [], color="C0", lw=2, label="negative score"),
+               Line2D([], [], color="0.3", lw=0.5 + 3 * 0.1, label="small |score|"),
+               Line2D([], [], color="0.3", lw=3.5, label="largest |score| (width ∝ |score|)"),
+               Line2D([], [], color="0.3", ls="-", lw=1, label="into a query / MLP / logits"),
+               Line2D([], [], color="0.3", ls="--", lw=1, label="into a key"),
+               Line2D([], [], color="0.3", ls=":", lw=1.3, label="into a value"),
+               Line2D([], [], color="k", marker="o", ls="", ms=6, label="attention head"),
+               Line2D([], [], color="k", marker="s", ls="", ms=6, label="MLP"),
+               Line2D([], [], color="k", marker="D", ls="", ms=5, label="input / logits"),
+               Line2D([], [], color="0.75", marker="o", ls="", ms=4,
+                      label="not in the circuit")]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4,
+               frameon=False, fontsize=7)
 
 
 def _drawing_size(n_layers: int, n_heads: int, panels: int = 1) -> tuple[float, float]:
-    return max(4.0, 0.5 * n_heads + 2) * max(1, panels), 0.9 * n_layers + 2.5
+    return max(4.5, 0.55 * n_heads + 3) * max(1, panels), 0.9 * n_layers + 2.5
 
 
 def circuit(graph, edges, scores, title: str = ""):
@@ -288,6 +371,7 @@ def circuit(graph, edges, scores, title: str = ""):
     _draw_circuit(ax, names, values, s.n_layers, s.n_heads)
     ax.set_title(title or f"{len(names)} edges", fontsize=9)
     fig.tight_layout()
+    circuit_legend(fig)
     return fig
 
 
@@ -305,15 +389,19 @@ def circuit_drawing(minimal: dict, main: dict, title: str):
             "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]")
         ax.set_title(f"{c['direction']}: {c['k']} edges, F = {ftxt}", fontsize=9)
     fig.suptitle(title, y=1.02)
+    fig.tight_layout()
+    circuit_legend(fig)
     return fig
 
 
 def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: list[str],
                     value: str, title: str, interval: tuple[str, str] | None = None,
-                    **heatmap):
+                    threshold: float | None = None, **heatmap):
     """One heatmap of `value` per value of the `group` columns, indexed by the
     'task / subset' named by the `rows` and `cols` column pairs; cells annotated with the
-    value and, where `interval` names lo/hi columns, its interval."""
+    value and, where `interval` names lo/hi columns, its interval. With a `threshold`,
+    cells whose value lies below it are hatched and the threshold is drawn on the colour
+    bar."""
     import numpy as np
     import pandas as pd
 
@@ -344,6 +432,8 @@ def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: l
                                   for r in table.index])
             sns.heatmap(table, annot=annot, fmt="" if interval is not None else ".2f", ax=ax,
                         annot_kws={"fontsize": 6}, **heatmap)
+            if threshold is not None:
+                _mark_below(ax, table.to_numpy(dtype=float), threshold)
         ax.set_xlabel("")
         ax.set_ylabel("")
         if " vs " in str(key[-1]):  # a panel across meanings: say which axis is which
@@ -355,15 +445,51 @@ def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: l
     return fig
 
 
-def transfer_heatmaps(transfer: pl.DataFrame, model: str):
+def _mark_below(ax, values, threshold: float) -> None:
+    """Hatch the cells of a heatmap on `ax` whose value is below `threshold` (NaN cells are
+    left alone) and draw the threshold across its colour bar, labelled."""
+    from matplotlib.patches import Rectangle
+
+    for i, j in zip(*np.nonzero(np.nan_to_num(values, nan=np.inf) < threshold), strict=True):
+        ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.1",
+                               lw=0.0, gid="below-threshold"))
+    bar = ax.collections[0].colorbar
+    if bar is not None:
+        bar.ax.axhline(threshold, color="k", lw=2, gid="threshold")
+        bar.ax.text(-0.15, threshold, f"threshold {threshold:g}", ha="right", va="center",
+                    fontsize=7, transform=bar.ax.get_yaxis_transform(), rotation=90)
+
+
+# transfer F: sequential over [0, 1] (0.4 and 1.0 far apart), an overshoot band above 1
+# (F > 1: the circuit does more than the model), negative values in the 'under' colour
+_F_MIN, _F_MAX = 0.0, 1.5
+
+
+def _faithfulness_cmap():
+    from matplotlib.colors import LinearSegmentedColormap
+
+    base = plt.get_cmap("viridis")
+    inner = [base(x) for x in np.linspace(0.0, 1.0, 200)]
+    over = [plt.get_cmap("magma_r")(x) for x in np.linspace(0.15, 0.55, 100)]
+    return LinearSegmentedColormap.from_list("faithfulness", inner + over).with_extremes(
+        under="0.2")
+
+
+def transfer_heatmaps(transfer: pl.DataFrame, model: str, threshold: float | None = None):
     """Faithfulness (95% bootstrap interval below) of every circuit (rows) on every
     evaluation set (columns), one panel per placement and meaning (prevention circuits
-    evaluated as prevention on the other task, induction as induction)."""
+    evaluated as prevention on the other task, induction as induction). Colour: viridis
+    from F = 0 to 1, a second (pink) ramp from 1 to 1.5 for overshoot, dark grey below 0;
+    cells below `threshold` (circuits.claims.transfer_threshold) hatched, the threshold
+    drawn on the colour bar."""
     return _group_heatmaps(transfer, ["placement", "semantics"],
                            ["source_task", "source_subset"], ["target_task", "target_subset"],
                            "faithfulness", f"{model}: transfer (rows: circuit, columns: pairs)",
-                           ("faithfulness_lo", "faithfulness_hi"), cmap="RdBu_r", center=0,
-                           vmin=-1, vmax=1.5, cbar_kws={"label": "faithfulness"})
+                           ("faithfulness_lo", "faithfulness_hi"), threshold=threshold,
+                           cmap=_faithfulness_cmap(), vmin=_F_MIN, vmax=_F_MAX,
+                           cbar_kws={"label": "faithfulness F (hatched: below the threshold)"
+                                     if threshold is not None else "faithfulness F",
+                                     "extend": "both"})
 
 
 def overlap_heatmaps(overlap: pl.DataFrame, model: str):
@@ -375,31 +501,46 @@ def overlap_heatmaps(overlap: pl.DataFrame, model: str):
                            vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "Jaccard"})
 
 
+# line styles of the string lengths in the dynamics curves: none of them dotted, the style of
+# the reference lines (H(p), max p), so that one style means one thing
+_LENGTH_DASHES = ["", (5, 2), (8, 2, 2, 2), (12, 3), (3, 2, 3, 2, 8, 2)]
+_REFERENCE_STYLE = {"color": "0.15", "ls": ":", "lw": 1.1}
+
+
 def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
     """Loss and accuracy against epoch per alphabet size: the mean over seeds with the
-    seeds' range (min to max) shaded; on the loss panels H(p) (dashed) and the range of the
-    strings' own letter entropies H(q) (grey band, the guessing phase's reference), on the
-    accuracy panels max p (dashed) and the range of the strings' best constant guess."""
+    seeds' range (min to max) shaded; colour: init, line style: string length. On the loss
+    panels H(p) (dotted) and the range of the strings' own letter entropies H(q) (grey
+    band, the guessing phase's reference), on the accuracy panels max p (dotted) and the
+    range of the strings' best constant guess; one legend says which is which."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     own = [c for c in ("empirical_entropy", "guess_accuracy") if c in phases.columns]
     c = curves.filter(pl.col("model") == model).join(
         phases.select("model", "init", "string_id", "seed", "alphabet_size", "length",
                       pl.col("entropy").alias("h"), "max_p", *own),
         on=["model", "init", "string_id", "seed"])  # h: H(p); entropy: the model's
     sizes = sorted(c["alphabet_size"].unique())
-    fig, axes = plt.subplots(2, len(sizes), figsize=(3.2 * len(sizes), 5.2), sharex=True,
-                             squeeze=False)
+    inits = sorted(c["init"].unique())
+    lengths = [str(v) for v in sorted(c["length"].unique())]
+    palette = dict(zip(inits, sns.color_palette(n_colors=max(1, len(inits))), strict=False))
+    dashes = {n: _LENGTH_DASHES[i % len(_LENGTH_DASHES)] for i, n in enumerate(lengths)}
+    fig, axes = plt.subplots(2, len(sizes) or 1, figsize=(3.2 * max(1, len(sizes)), 5.2),
+                             sharex=True, squeeze=False)
     df = _pandas(c.with_columns(pl.col("length").cast(pl.String)), "init", "alphabet_size",
                  "length", "epoch", "loss", "accuracy")
     for j, l in enumerate(sizes):
         d = df[df.alphabet_size == l]
         for i, metric in enumerate(("loss", "accuracy")):
             ax = axes[i][j]
-            sns.lineplot(d, x="epoch", y=metric, hue="init", style="length",
+            sns.lineplot(d, x="epoch", y=metric, hue="init", style="length", palette=palette,
+                         dashes=dashes, hue_order=inits, style_order=lengths,
                          errorbar=("pi", 100), err_kws={"alpha": 0.15, "lw": 0}, ax=ax,
-                         legend=(i, j) == (0, len(sizes) - 1))
+                         legend=False)
             ref = c.filter(pl.col("alphabet_size") == l)
             for v in sorted(ref["h" if i == 0 else "max_p"].unique()):
-                ax.axhline(v, color="grey", ls="--", lw=0.8)
+                ax.axhline(v, gid="reference", **_REFERENCE_STYLE)
             col = "empirical_entropy" if i == 0 else "guess_accuracy"
             if col in ref.columns:  # a band over the strings, a line where they agree
                 lo, hi = ref[col].min(), ref[col].max()
@@ -409,20 +550,29 @@ def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
                     ax.axhline(lo, color="0.5", alpha=0.5, lw=3, zorder=0)
             if i == 0:
                 ax.set_yscale("log")
-                ax.set_title(f"alphabet size {l}\n(dashed: H(p); grey: strings' H(q))",
-                             fontsize=9)
+                ax.set_title(f"alphabet size {l}", fontsize=9)
             else:
                 ax.set_ylim(-0.03, 1.03)
-                ax.set_title("dashed: max p; grey: strings' best guess", fontsize=8)
             if j:
                 ax.set_ylabel("")
-    if len(sizes):
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     n_seeds = c.select("init", "string_id", "seed").unique().group_by("init", "string_id").len()
     seeds = _span(n_seeds["len"].to_list()) if n_seeds.height else "0"
+    handles = [Line2D([], [], color=palette[i], lw=2, label=f"init: {i}") for i in inits]
+    handles += [Line2D([], [], color="0.3", lw=1.3, dashes=dashes[n] or (None, None),
+                       label=f"length {n}") for n in lengths]
+    if seeds != "1":
+        handles.append(Patch(color="0.3", alpha=0.2, lw=0,
+                             label=f"range over the {seeds} seeds\n(line: their mean)"))
+    handles += [Line2D([], [], label="dotted: H(p) (loss),\nmax p (accuracy)",
+                       **_REFERENCE_STYLE),
+                Patch(color="0.5", alpha=0.35, lw=0,
+                      label="grey: strings' own H(q) (loss),\nbest constant guess (accuracy)")]
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 0.92), frameon=False,
+               fontsize=7)
     spread = ("one seed per line" if seeds == "1" else
               f"mean of {seeds} seeds per line, shaded: their range")
     fig.suptitle(f"{model}: memorizing random strings ({spread})", y=1.02)
+    fig.tight_layout()
     return fig
 
 
@@ -507,6 +657,29 @@ def q1_factors(phases: pl.DataFrame):
     return fig
 
 
+def _fraction_label(x: float) -> str:
+    """0.015625 -> '1/64', 0.5 -> '1/2', 0.3 -> '0.3': short tick labels for shares."""
+    from fractions import Fraction
+
+    f = Fraction(x).limit_denominator(1024)
+    return f"{f.numerator}/{f.denominator}" if abs(float(f) - x) < 1e-9 and f < 1 else f"{x:g}"
+
+
+def _fraction_axis(ax, values) -> None:
+    """A log x axis with one tick per value drawn (labelled as a fraction, no minor ticks
+    whose labels overprint), thinned to every other value beyond 6 and rotated."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
+
+    ax.set_xscale("log")
+    values = [float(v) for v in values if v and v > 0]
+    shown = values if len(values) <= 6 else values[::2]
+    ax.xaxis.set_major_locator(FixedLocator(shown))
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda x, _pos: _fraction_label(x)))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=45 if len(shown) > 4 else 0, labelsize=7)
+
+
 def q2_context(q2: pl.DataFrame, model: str):
     """Accuracy at a position given its last k letters, per condition of the earlier context
     (k as a fraction of the length), per init and Q2 epoch."""
@@ -523,8 +696,8 @@ def q2_context(q2: pl.DataFrame, model: str):
                          hue="condition", marker="o", errorbar=None, ax=ax,
                          legend=(i, j) == (0, len(epochs) - 1))
             ax.set_title(f"{init}, epoch {e}")
-            ax.set_xscale("log")
-            ax.set_xlabel("k / n")
+            _fraction_axis(ax, sorted(d["k_fraction"].unique()))
+            ax.set_xlabel("k / n (share of the string)")
             ax.set_ylim(-0.03, 1.03)
     if inits and epochs:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
@@ -690,7 +863,7 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
         if i < len(graded):
             a.set_xlabel("")
     ax.set_ylim(-0.03, 1.03)
-    ax.set_ylabel("share labelled memorized")
+    ax.set_ylabel(MEMORIZED_LABEL, fontsize=8)
     for (c, label), gax in zip(graded, axes[1:, 0], strict=True):
         gax.set_ylabel(label, fontsize=8)
         if c == "match_fraction":
@@ -702,7 +875,9 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
     _legend_outside(ax, title="duplicate count" if by == "dup_count" else "subset",
                     title_fontsize=7)
     n_ck = d["checkpoint"].n_unique()
-    ax.set_title(f"{title}\n({n_ck} points, n = {total} documents, one sample each; "
+    ax.set_title(f"{title}\nmemorized = threshold label (score ≥ the subset's high "
+                 "threshold) on each document's start window\n"
+                 f"({n_ck} points, n = {total} documents, one sample each; "
                  "shaded: Wilson 95%" + ("; below: bootstrap 95% over documents" if graded
                                          else "") + ")",
                  fontsize=9, pad=12)

@@ -83,8 +83,13 @@ def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
     out = [f"### Minimal circuits, main mode {main['placement']}/{main['ablation']} "
            f"(`results/circuits/{model}/*/*/minimal.json`)", "",
            "Size chosen on the selection pairs (bootstrap interval), F on the disjoint "
-           "evaluation pairs (cluster-bootstrap interval), random circuits of the same size.",
+           "evaluation pairs (cluster-bootstrap interval), random circuits of the same size."
+           + (" Small gap: the modes of that direction (placement / ablation, evaluation or "
+              f"selection pairs) where |M(full) - M(empty)| < {_gap_threshold(minimal):g}, "
+              "so that F divides by a difference too small to mean much."
+              if _gap_threshold(minimal) is not None else ""),
            ""]
+    gaps = _gap_threshold(minimal) is not None
     rows = []
     for rec in sorted(minimal, key=lambda r: (r["task"], r["subset"])):
         found = {c["direction"]: c for c in rec["circuits"]
@@ -93,7 +98,8 @@ def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
             c = found.get(d)
             if c is None:
                 rows.append((rec["task"], rec["subset"], d, "none in the band", "", "",
-                             rec.get("n_selection", 0), rec.get("n_pairs", 0)))
+                             rec.get("n_selection", 0), rec.get("n_pairs", 0))
+                            + ((small_gap_count(rec, d),) if gaps else ()))
                 continue
             rows.append((rec["task"], rec["subset"], f"{d} ({c['semantics']})",
                          f"{c['k']} of {c['n_edges']} [{_k(c['k_lo'])}, {_k(c['k_hi'])}]",
@@ -101,10 +107,27 @@ def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
                              c.get("faithfulness_hi")),
                          _ci(c.get("random_faithfulness"), c.get("random_faithfulness_lo"),
                              c.get("random_faithfulness_hi")),
-                         rec.get("n_selection", 0), rec.get("n_pairs", 0)))
+                         rec.get("n_selection", 0), rec.get("n_pairs", 0))
+                        + ((small_gap_count(rec, d),) if gaps else ()))
     out += _table(("task", "subset", "direction", "k", "F (evaluation)", "random F",
-                   "n selection", "n evaluation"), rows)
+                   "n selection", "n evaluation") + (("small gap",) if gaps else ()), rows)
     return out
+
+
+def _gap_threshold(minimal: Sequence[Mapping[str, Any]]) -> float | None:
+    """circuits.MIN_GAP as the run's minimal.json records it; None where none records it."""
+    found = [r["small_gap"]["threshold"] for r in minimal if "small_gap" in r]
+    return found[0] if found else None
+
+
+def small_gap_count(rec: Mapping[str, Any], direction: str) -> str:
+    """How many modes of `direction` in one minimal.json had |M(full) - M(empty)| below
+    circuits.MIN_GAP (its `small_gap` record: one message per mode and pair set, naming
+    'direction/placement/ablation'); '' where the record has none."""
+    gap = rec.get("small_gap")
+    if gap is None:
+        return ""
+    return str(sum(1 for w in gap.get("where", []) if f"({direction}/" in w))
 
 
 def mib_section(model: str, mib: pl.DataFrame, main: Mapping[str, str]) -> list[str]:
@@ -308,3 +331,64 @@ def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] 
     if findings is not None:
         out += findings_section(findings)
     return "\n".join(out).rstrip() + "\n"
+
+
+_HTML_STYLE = ("<style>.vermem-summary table{border-collapse:collapse;margin:0.4em 0 1em;"
+               "font-size:0.85em}.vermem-summary td,.vermem-summary th{border:1px solid #ccc;"
+               "padding:2px 6px;text-align:left}.vermem-summary th{background:#f0f0f0}"
+               ".vermem-summary code{font-size:0.9em}.vermem-summary code::before,"
+               ".vermem-summary code::after{content:none}</style>")
+
+
+def _inline(text: str) -> str:
+    """HTML of one line of the summary's markdown: escaped, `code` and **bold**."""
+    import html
+    import re
+
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def to_html(markdown: str) -> str:
+    """The summary (render's markdown: headings, paragraphs, pipe tables, `code`, **bold**)
+    as a self-contained HTML fragment, for the report's front page and its Summary entry."""
+    import re
+
+    out, para, lines = [], [], markdown.splitlines()
+
+    def flush():
+        if para:
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+            para.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        head = re.match(r"(#{1,6}) (.*)", line)
+        if head:
+            flush()
+            n = len(head.group(1))
+            out.append(f"<h{n}>{_inline(head.group(2))}</h{n}>")
+        elif line.startswith("|") and i + 1 < len(lines) and re.match(r"\|[-| :]+\|$",
+                                                                      lines[i + 1].strip()):
+            flush()
+            rows = [f"<tr>{''.join(f'<th>{_inline(c)}</th>' for c in _cells(line))}</tr>"]
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(f"<tr>{''.join(f'<td>{_inline(c)}</td>' for c in _cells(lines[i]))}"
+                            "</tr>")
+                i += 1
+            out.append("<table>" + "".join(rows) + "</table>")
+            continue
+        elif not line.strip():
+            flush()
+        else:
+            para.append(line.strip())
+        i += 1
+    flush()
+    return _HTML_STYLE + '<div class="vermem-summary">\n' + "\n".join(out) + "\n</div>\n"
