@@ -36,7 +36,8 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
     claims = pl.DataFrame([{**{k: None for k in CL.CLAIM_SCHEMA}, "claim": "X", "semantics":
                             "prevention", "estimate": 0.5, "estimate_lo": 0.4,
                             "estimate_hi": 0.6, "n_pairs": 30, "verdict": "refuted",
-                            "reason": "because"}], schema=CL.CLAIM_SCHEMA)
+                            "reason": "because"}], schema=CL.CLAIM_SCHEMA).with_columns(
+                                pl.lit(7, dtype=pl.Int32).alias("min_documents"))
     from vermem import mib
     base = {"task": "branch_comparison", "subset": "W", "method": "EAP-IG",
             "direction": "noising", "placement": "outside", "ablation": "resample",
@@ -79,6 +80,7 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
     assert "noising (prevention)" in text and "denoising | none in the band" in text
     assert "| branch_comparison_control | W | 4 |" in text and "| 5 |" in text
     assert "**refuted**" in text and "0.500 [0.400, 0.600]" in text
+    assert "| X | prevention | 0.500 [0.400, 0.600] | 30 | 7 | **refuted** | because |" in text
 
 
 def test_circuit_rows_count_their_direction_s_small_gap_modes():

@@ -203,8 +203,10 @@ def claims_section(model: str, claims: pl.DataFrame) -> list[str]:
     out = [f"### Claims (`results/circuits/{model}/claims.csv`)", ""]
     rows = [(r["claim"], r["semantics"],
              _ci(r["estimate"], r["estimate_lo"], r["estimate_hi"], 3), r["n_pairs"],
+             "" if r.get("min_documents") is None else r["min_documents"],
              f"**{r['verdict']}**", r["reason"]) for r in claims.iter_rows(named=True)]
-    out += _table(("claim", "meaning", "estimate", "n", "verdict", "reason"), rows)
+    out += _table(("claim", "meaning", "estimate", "n", "fewest documents", "verdict",
+                   "reason"), rows)
     return out
 
 
