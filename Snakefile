@@ -37,7 +37,7 @@ include: "rules/summary.smk"
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(ALL_MODELS),
     subset="|".join(SUBSETS),
     task="|".join(TASKS),
     metric="logit_diff|wrong_logit|answer_logprob",
@@ -46,7 +46,7 @@ wildcard_constraints:
 STUDY_A_TARGETS = [
     *expand("results/pairs/{model}.summary.json", model=MODELS),
     *expand("results/figures/{model}/memorization_scores.png", model=MODELS),
-    *expand("results/figures/{model}/memorization_by_duplicates.png", model=ORGANISMS),
+    *expand("results/figures/{model}/memorization_by_duplicates.png", model=[m for m in PLANTED if m in MODELS]),
     *expand(
         "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
         model=MODELS,

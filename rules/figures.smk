@@ -42,7 +42,7 @@ rule figure_duplicates:
                       caption="../report/memorization_by_duplicates.rst", category="Study A",
                       subcategory="Memorization labels"),
     wildcard_constraints:
-        model="|".join(ORGANISMS) or "^$",
+        model="|".join(PLANTED) or "^$",
     log:
         "logs/figures/{model}.duplicates.log",
     conda:
