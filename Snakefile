@@ -57,6 +57,8 @@ STUDY_A_TARGETS = [
     *expand("results/figures/{model}/attribution/positions.{subset}.png", model=MODELS,
             subset=SUBSETS),
     *expand("results/circuits/{model}/claims.csv", model=MODELS),
+    *expand("results/circuits/{model}/{task}/{subset}/location.parquet",
+            model=[m for m in LOCALIZED if m in MODELS], task=BASE_TASKS, subset=SUBSETS),
     *expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
     *expand("results/figures/{model}/circuits/mib.png", model=MODELS),
     *expand("results/figures/{model}/circuits/methods.png",

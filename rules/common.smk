@@ -65,6 +65,8 @@ _SOURCE = {m: spec["source"] for m, spec in config["models"].items()}
 ORGANISMS = [m for m in ALL_MODELS if _SOURCE[m] == "organism"]
 GGUFS = [m for m in ALL_MODELS if _SOURCE[m] == "gguf"]  # converted by gguf_model
 INJECTED = [m for m in ALL_MODELS if _SOURCE[m] == "injected"]  # trained by inject_model
+# injected with only some components trainable: circuits scored against them
+LOCALIZED = [m for m in INJECTED if config["models"][m]["injection"].get("trainable")]
 PLANTED = ORGANISMS + INJECTED  # with a duplicate table: the ground truth of the labels
 EXTERNAL = [m for m in ALL_MODELS if _SOURCE[m] in ("hub", "local")]  # model_record
 SHARDS = expand_shards(config, PLANNING)

@@ -169,6 +169,11 @@ def test_location_recall_on_a_hand_built_graph():
     miss = injection.location_recall(g, scores, ["a1.h1"], minimal_k=3, seeds=20)
     assert miss.row(0, named=True)["recall"] == 0.0
     assert injection.touched_nodes(g, torch.zeros_like(g.mask)) == set()
+    both = injection.circuit_location(g, {"noising": scores, "denoising": -scores},
+                                      {"noising": 2, "denoising": None}, ["a0.h1"], seeds=10)
+    assert both.filter(pl.col("size") == "minimal")["direction"].to_list() == ["noising"]
+    assert both.height == 1 + 2 * len(injection.location_recall(g, scores, ["m1"], None,
+                                                                seeds=2))
     kv = torch.zeros_like(g.mask)
     kv[s("input"), d("a1.h1<k>")] = True
     assert injection.touched_nodes(g, kv) == {"a1.h1"}

@@ -300,3 +300,20 @@ def location_recall(graph, scores: torch.Tensor, injected: Sequence[str],
                      "random_recall": float(rand.mean()), "random_lo": lo, "random_hi": hi,
                      "random_at_least": float((rand >= r - 1e-12).double().mean())})
     return pl.DataFrame(rows, schema=RECALL_SCHEMA)
+
+
+LOCATION_SEEDS = 200  # random circuits per size: no forward pass, so many are cheap
+
+
+def circuit_location(graph, by_direction: Mapping[str, torch.Tensor],
+                     minimal_k: Mapping[str, int | None], injected: Sequence[str],
+                     seeds: int = LOCATION_SEEDS, level: float = 0.95) -> pl.DataFrame:
+    """`location_recall` of each direction's ranking (`by_direction`: direction -> edge
+    scores) at its minimal size (`minimal_k`: None where no circuit was found) and MIB's
+    sizes; a row per direction and size, with the injected components named."""
+    names = ",".join(sorted(injected))
+    return pl.concat([
+        location_recall(graph, scores, injected, minimal_k.get(d), seeds, level)
+        .with_columns(pl.lit(d).alias("direction"), pl.lit(names).alias("injected"))
+        .select("direction", *RECALL_SCHEMA, "injected")
+        for d, scores in sorted(by_direction.items())])
