@@ -141,6 +141,21 @@ def test_localized_injection_keeps_every_other_weight_bit_identical(corpus_and_t
     assert out.trainable == sum(int(m.sum()) for m in masks.values())
 
 
+def test_a_gpt_neox_head_owns_its_block_of_the_fused_qkv_rows_and_its_dense_columns():
+    model = organism.make_model(50, 0, {"width": 32, "layers": 2, "heads": 4, "mlp_ratio": 2,
+                                        "rotary_pct": 0.25, "context": 32})
+    masks = injection.trainable_masks(model, injection.components([{"layer": 1, "head": 1}]))
+    hd = 8
+    qkv = masks["gpt_neox.layers.1.attention.query_key_value.weight"]
+    assert qkv[3 * hd: 6 * hd].all() and qkv.sum() == 3 * hd * 32
+    assert masks["gpt_neox.layers.1.attention.query_key_value.bias"][3 * hd: 6 * hd].all()
+    dense = masks["gpt_neox.layers.1.attention.dense.weight"]
+    assert dense[:, hd: 2 * hd].all() and dense.sum() == 32 * hd
+    assert set(masks) == {"gpt_neox.layers.1.attention.query_key_value.weight",
+                          "gpt_neox.layers.1.attention.query_key_value.bias",
+                          "gpt_neox.layers.1.attention.dense.weight"}
+
+
 def test_trainable_components_outside_the_model_are_named():
     model = tiny_llama(50, 0)
     with pytest.raises(injection.InjectionError, match=r"a5\.h0 is not in the model"):

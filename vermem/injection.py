@@ -213,7 +213,6 @@ def inject(model, tok, doc_ids: Sequence[str], subsets: Sequence[str], texts: Se
     if tokens < training["context"]:
         raise InjectionError("config error at injection: fewer tokens to train on than one "
                              "block of injection.training.context")
-    torch.manual_seed(training["seed"])
     result = organism.train(model, seqs, table["dup_count"].to_list(), training,
                             training["context"], recipe["checkpoints"],
                             restriction=restriction, progress=progress)
