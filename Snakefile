@@ -41,7 +41,7 @@ include: "rules/summary.smk"
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
+    model="|".join(ALL_MODELS),
     subset="|".join(SUBSETS),
     task="|".join(TASKS),
     metric="logit_diff|wrong_logit|answer_logprob",
@@ -50,7 +50,7 @@ wildcard_constraints:
 STUDY_A_TARGETS = [
     *expand("results/pairs/{model}.summary.json", model=MODELS),
     *expand("results/figures/{model}/memorization_scores.png", model=MODELS),
-    *expand("results/figures/{model}/memorization_by_duplicates.png", model=ORGANISMS),
+    *expand("results/figures/{model}/memorization_by_duplicates.png", model=[m for m in PLANTED if m in MODELS]),
     *expand(
         "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
         model=MODELS,
@@ -61,6 +61,8 @@ STUDY_A_TARGETS = [
     *expand("results/figures/{model}/attribution/positions.{subset}.png", model=MODELS,
             subset=SUBSETS),
     *expand("results/circuits/{model}/claims.csv", model=MODELS),
+    *expand("results/circuits/{model}/{task}/{subset}/location.parquet",
+            model=[m for m in LOCALIZED if m in MODELS], task=BASE_TASKS, subset=SUBSETS),
     *expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
     *expand("results/figures/{model}/circuits/mib.png", model=MODELS),
     *expand("results/figures/{model}/circuits/methods.png",

@@ -111,6 +111,7 @@ rule circuit_specificity:
 
 localrules:
     circuit_claims,
+    circuit_location,
     figure_faithfulness,
     figure_circuit_view,
     figure_transfer,
@@ -308,3 +309,29 @@ rule figure_methods:
         ENV
     script:
         "../scripts/figure_methods.py"
+
+
+# a localized injection's circuits against the components it trained (docs/injection.md)
+rule circuit_location:
+    input:
+        model="results/models/{model}/model.json",
+        scores=f"results/attribution/{{model}}/{{task}}/{{subset}}/{config['circuits']['rank_by']}.safetensors",
+        minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
+    output:
+        table="results/circuits/{model}/{task}/{subset}/location.parquet",
+    wildcard_constraints:
+        model="|".join(LOCALIZED) or "^$",
+    params:
+        directions=config["circuits"]["directions"],
+        main=config["circuits"]["main"],
+        level=config["circuits"]["bootstrap"]["level"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    log:
+        "logs/circuits/{model}/{task}/{subset}.location.log",
+    conda:
+        ENV
+    script:
+        "../scripts/circuit_location.py"

@@ -13,6 +13,7 @@ from vermem.errors import VermemError
 from vermem.models import check_device, check_models
 from vermem import config as _ck  # the checkpoint axis's config helpers (listed, subsets, ...)
 from vermem import tasks as _pairs  # task names: control_task, is_control
+from vermem import gguf_models as _gguf  # where a gguf model's file is
 
 
 # parsed for `vermem.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
@@ -58,9 +59,16 @@ onstart:
             raise WorkflowError(str(e))
 
 
-MODELS = list(config["models"])
-ORGANISMS = [m for m, spec in config["models"].items() if spec["source"] == "organism"]
-EXTERNAL = [m for m in MODELS if m not in ORGANISMS]
+ALL_MODELS = list(config["models"])  # every model entry; MODELS: those studied
+MODELS = [m for m in ALL_MODELS if config["models"][m].get("study", True)]
+_SOURCE = {m: spec["source"] for m, spec in config["models"].items()}
+ORGANISMS = [m for m in ALL_MODELS if _SOURCE[m] == "organism"]
+GGUFS = [m for m in ALL_MODELS if _SOURCE[m] == "gguf"]  # converted by gguf_model
+INJECTED = [m for m in ALL_MODELS if _SOURCE[m] == "injected"]  # trained by inject_model
+# injected with only some components trainable: circuits scored against them
+LOCALIZED = [m for m in INJECTED if config["models"][m]["injection"].get("trainable")]
+PLANTED = ORGANISMS + INJECTED  # with a duplicate table: the ground truth of the labels
+EXTERNAL = [m for m in ALL_MODELS if _SOURCE[m] in ("hub", "local")]  # model_record
 SHARDS = expand_shards(config, PLANNING)
 UNREAD_SHARDS = unread_shards(config, SHARDS) if PLANNING else []  # planning: not here
 STANDIN_SHARDS = standin_shards(config)  # written by the stand-in rule; the rest are the user's
@@ -79,9 +87,10 @@ def memo(*keys):
 
 
 def model_inputs(wildcards):
-    """The model record, plus the duplicate table when the model is the organism."""
+    """The model record, plus the duplicate table when the model has planted documents
+    (the organism, an injected model)."""
     inputs = {"model": f"results/models/{wildcards.model}/model.json"}
-    if wildcards.model in ORGANISMS:
+    if wildcards.model in PLANTED:
         inputs["duplicates"] = f"results/models/{wildcards.model}/duplicates.parquet"
     return inputs
 
@@ -169,6 +178,25 @@ CKPTS = {m: _ck.listed(config, m) for m in MODELS}
 CKPT_MODELS = [m for m in MODELS if CKPTS[m]]
 CKPT_SUBSETS = _ck.subsets(config)  # slug -> name: attribution and circuits at checkpoints
 FINAL = _ck.FINAL
+
+
+def gguf_file(wc):
+    """The GGUF file of a gguf model, as an input where it is on this machine (a plan's
+    dry run, `PLANNING`, does without it)."""
+    try:
+        return [str(_gguf.locate(wc.model, config["models"][wc.model]))]
+    except VermemError:
+        return []
+
+
+def gguf_mem_mb(wc, attempt):
+    files = gguf_file(wc)
+    return attempt * _res.convert_mb(Path(files[0]).stat().st_size if files else 2**30)
+
+
+def injection_base(wc):
+    """The record of an injected model's base model."""
+    return f"results/models/{config['models'][wc.model]['base']}/model.json"
 
 
 def record_spec(wc):

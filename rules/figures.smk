@@ -46,7 +46,7 @@ rule figure_duplicates:
                       subcategory="Memorization labels",
                       labels={"model": "{model}", "figure": "memorization by duplication"}),
     wildcard_constraints:
-        model="|".join(ORGANISMS) or "^$",
+        model="|".join(PLANTED) or "^$",
     log:
         "logs/figures/{model}.duplicates.log",
     conda:

@@ -1,5 +1,6 @@
 # Models: a record for each hub or local model (fetched once, on the submit host where the
-# hub is reachable), and the model organism trained from the stand-in corpus.
+# hub is reachable), the model organism trained from the stand-in corpus, GGUF files
+# converted into Hugging Face folders, and pretrained models injected with planted documents.
 
 
 localrules:
@@ -45,3 +46,54 @@ rule train_organism:
         ENV
     script:
         "../scripts/train_organism.py"
+
+
+rule gguf_model:
+    input:
+        gguf=gguf_file,
+    output:
+        folder=directory("results/models/{model}/hf"),
+        record="results/models/{model}/model.json",
+    wildcard_constraints:
+        model="|".join(GGUFS) or "^$",
+    params:
+        spec=record_spec,
+    threads: 2
+    retries: RETRIES
+    resources:
+        mem_mb=gguf_mem_mb,
+        runtime=lambda wc, attempt: 30 * attempt,
+    log:
+        "logs/models/{model}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/gguf_model.py"
+
+
+rule inject_model:
+    input:
+        base=injection_base,
+        shards=STANDIN_SHARDS,
+    output:
+        folder=directory("results/models/{model}/hf"),
+        record="results/models/{model}/model.json",
+        duplicates="results/models/{model}/duplicates.parquet",
+        train_log="results/models/{model}/train_log.parquet",
+    wildcard_constraints:
+        model="|".join(INJECTED) or "^$",
+    params:
+        spec=record_spec,
+        device=config["device"],
+        sample_tokens=config["memorization"]["prefix_tokens"]
+        + config["memorization"]["continuation_tokens"],
+    threads: 2
+    retries: RETRIES
+    resources:
+        **gpu_resources("inject_model"),
+    log:
+        "logs/models/{model}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/inject_model.py"

@@ -103,3 +103,36 @@ def minimal_circuits_and_evsets(snakemake, placements=None):
                                    cfg["max_pairs"], snakemake.params.seed)
         evsets[rec["task"], rec["subset"]] = circuits.EvalSet.of_pairs(model, q, batch)
     return record, model, g, found, evsets
+
+
+def save_points(model, tok, folder, points):
+    """`model` and `tok` saved into `folder` (atomically, as a whole): each (name, weights)
+    of `points` (the checkpoints of a training run) in its subfolder, then the model's own
+    weights at the top (the rules that train: train_organism, inject_model)."""
+    from vermem import io
+
+    with io.atomic_path(folder, directory=True) as tmp:
+        final = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        for name, state in points:
+            model.load_state_dict(state)
+            model.save_pretrained(tmp / name)
+            tok.save_pretrained(tmp / name)
+        model.load_state_dict(final)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+
+def trained_record(snakemake, source, commit, model, result, saved, **extra):
+    """The record (model.json) of a model a rule trained: `result` an organism.TrainResult,
+    `saved` its checkpoints ({name, step, path})."""
+    from vermem import models
+
+    folder = snakemake.output.folder
+    return {"name": snakemake.wildcards.model, "source": source, "path": folder, "id": None,
+            "revision": None, "commit": commit, "dtype": "float32",
+            "n_params": models.n_params(model), **extra,
+            "train_seconds": round(result.seconds, 1), "train_steps": result.steps,
+            "step": result.steps, "checkpoints": saved,
+            "tokens_per_epoch": result.tokens_per_epoch,
+            "final_loss": result.log["loss"].tail(20).mean(),
+            **models.describe_folder(folder)}

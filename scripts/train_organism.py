@@ -1,8 +1,8 @@
 """Rule train_organism: tokenizer, planted duplicates and the trained tiny GPT-NeoX."""
 
-from _rule import rule
+from _rule import rule, save_points, trained_record
 
-from vermem import checkpoints, corpus, io, models, organism
+from vermem import checkpoints, corpus, io, organism
 
 with rule(snakemake) as log:
     p = snakemake.params
@@ -16,25 +16,12 @@ with rule(snakemake) as log:
     saved = [{"name": name, "step": step, "path": f"{out.folder}/{name}"} for name, step in
              zip(checkpoints.organism_names(n), checkpoints.organism_steps(result.steps, n),
                  strict=True)]
-    with io.atomic_path(out.folder, directory=True) as tmp:
-        final = {k: v.clone() for k, v in model.state_dict().items()}
-        for c in saved:
-            model.load_state_dict(result.snapshots[c["step"]])
-            model.save_pretrained(tmp / c["name"])
-            tok.save_pretrained(tmp / c["name"])
-        model.load_state_dict(final)
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
+    save_points(model, tok, out.folder, [(c["name"], result.snapshots[c["step"]])
+                                         for c in saved])
     prov = io.provenance(p.organism, model=snakemake.wildcards.model, revision=None)
     io.write_parquet(table, out.duplicates, prov)
     io.write_parquet(result.log, out.train_log, prov)
-    record = {"name": snakemake.wildcards.model, "source": "organism", "path": out.folder,
-              "id": None, "revision": None, "commit": io.config_hash(p.organism),
-              "dtype": "float32", "n_params": models.n_params(model),
-              "train_seconds": round(result.seconds, 1), "train_steps": result.steps,
-              "step": result.steps, "checkpoints": saved,
-              "tokens_per_epoch": result.tokens_per_epoch,
-              "final_loss": result.log["loss"].tail(20).mean(),
-              **models.describe_folder(out.folder)}
+    record = trained_record(snakemake, "organism", io.config_hash(p.organism), model, result,
+                            saved)
     io.write_json(record, out.record)
     log.info("%s", record)

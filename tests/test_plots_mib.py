@@ -41,6 +41,15 @@ def test_the_figure_plots_each_direction_s_curve_and_the_areas_with_intervals():
     assert "n = 30" in fig._suptitle.get_text()
 
 
+def test_an_interval_equal_to_its_value_up_to_rounding_draws():
+    """One evaluation document: every resample is the estimate, and lo may exceed it by an
+    ulp (an injected model's run stopped here on matplotlib's negative-xerr error)."""
+    t = table().with_columns(pl.col("cpr").alias("cpr_hi"), (pl.col("cpr") + 1e-15)
+                             .alias("cpr_lo"), (pl.col("cmd") - 1e-15).alias("cmd_hi"))
+    fig = plots_mib.mib_figure(t, "organism", MAIN)
+    assert len(fig.axes[-1].containers) == 8
+
+
 def test_no_pairs_draws_a_note_not_an_empty_plot():
     fig = plots_mib.mib_figure(table(n_pairs=0), "organism", MAIN)
     assert len(fig.axes) == 1

@@ -189,22 +189,15 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any],
                           f"which trains on the stand-in corpus; standin is null")
     if organisms:
         org = config["organism"]
-        need = mem["prefix_tokens"] + mem["continuation_tokens"]
-        if org["duplicates"]["max_tokens"] < need:
-            raise ConfigError(f"config error at organism.duplicates.max_tokens: "
-                              f"{org['duplicates']['max_tokens']} < prefix + continuation "
-                              f"tokens ({need}): no planted document could be a sample")
+        need = check_planting(config, org["duplicates"], "organism.duplicates")
         if org["architecture"]["context"] < need:
             raise ConfigError(f"config error at organism.architecture.context: "
                               f"{org['architecture']['context']} < prefix + continuation "
                               f"tokens ({need})")
-        per = org["duplicates"]["docs_per_count"]
-        if isinstance(per, list) and len(per) != len(org["duplicates"]["counts"]):
-            raise ConfigError(f"config error at organism.duplicates.docs_per_count: {len(per)} "
-                              f"numbers for {len(org['duplicates']['counts'])} counts")
         if org["architecture"]["width"] % org["architecture"]["heads"]:
             raise ConfigError("config error at organism.architecture.heads: "
                               "does not divide width")
+    check_injections(config)
     if config.get("studies") == ["B"] and not config.get("dynamics"):
         raise ConfigError("config error at studies: Study B alone is asked for, but the "
                           "dynamics section is null")
@@ -212,6 +205,44 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any],
         check_dynamics(config)
     check_checkpoints(config)
     power.check(config)  # the plan section's names
+
+
+def check_planting(config: Mapping[str, Any], dup: Mapping[str, Any], key: str) -> int:
+    """The planted documents of an organism or injection (`dup`, config key `key`) can be
+    samples and have a number per count. Returns prefix + continuation tokens."""
+    mem = config["memorization"]
+    need = mem["prefix_tokens"] + mem["continuation_tokens"]
+    if dup["max_tokens"] < need:
+        raise ConfigError(f"config error at {key}.max_tokens: {dup['max_tokens']} < prefix + "
+                          f"continuation tokens ({need}): no planted document could be a sample")
+    per = dup["docs_per_count"]
+    if isinstance(per, list) and len(per) != len(dup["counts"]):
+        raise ConfigError(f"config error at {key}.docs_per_count: {len(per)} numbers for "
+                          f"{len(dup['counts'])} counts")
+    return need
+
+
+def check_injections(config: Mapping[str, Any]) -> None:
+    """Injected models (vermem.injection): a base among the models that is not injected
+    itself, a stand-in corpus to plant from, documents long enough to be samples. And at
+    least one model is studied (`study`)."""
+    for name, spec in config["models"].items():
+        if spec["source"] != "injected":
+            continue
+        where, base = f"config error at models.{name}", spec["base"]
+        if base not in config["models"] or base == name:
+            raise ConfigError(f"{where}.base: {base!r} is not another of models "
+                              f"{list(config['models'])}")
+        if config["models"][base]["source"] == "injected":
+            raise ConfigError(f"{where}.base: {base!r} is injected itself; inject into its "
+                              f"base with more documents instead")
+        if not config.get("standin"):
+            raise ConfigError(f"config error at standin: models.{name} plants documents of "
+                              f"the stand-in corpus; standin is null")
+        check_planting(config, spec["injection"]["duplicates"],
+                       f"models.{name}.injection.duplicates")
+    if not any(spec.get("study", True) for spec in config["models"].values()):
+        raise ConfigError("config error at models: every model has study: false")
 
 
 # -- Study B's grid: the names of its cells (vermem.dynamics trains them) ---------------
@@ -267,6 +298,13 @@ def organism_names(n: int) -> list[str]:
     return [f"t{round(100 * k / n)}" for k in range(n)] if n > 1 else []
 
 
+def injection_names(n: int) -> list[str]:
+    """Checkpoints of an injected model (vermem.injection): t0, the base model before
+    injection, then the snapshots at k/n of its steps (`organism_names`, which starts at
+    t0 itself when n > 1)."""
+    return organism_names(n) or ["t0"]
+
+
 def organism_steps(total: int, n: int) -> list[int]:
     """Training steps (completed) of those snapshots, evenly spaced over `total` steps, from
     0 (before the first step)."""
@@ -295,6 +333,8 @@ def listed(config: Mapping[str, Any], model: str) -> list[str]:
     spec = config["models"][model]
     if spec["source"] == "organism" and "checkpoints" not in spec:
         return organism_names(config["organism"]["checkpoints"])
+    if spec["source"] == "injected" and "checkpoints" not in spec:
+        return injection_names(spec["injection"]["checkpoints"])
     return list(spec.get("checkpoints") or [])
 
 
@@ -332,12 +372,18 @@ def check_checkpoints(config: Mapping[str, Any]) -> None:
             if name == FINAL or not NAME.match(name):
                 raise ConfigError(f"{where}: bad name {name!r} (a revision or folder name of "
                                   f"letters, digits, '.', '_', '-'; not {FINAL!r})")
-        if spec["source"] == "organism":
-            saved = organism_names(config["organism"]["checkpoints"])
-            unknown = [n for n in names if n not in saved]
+        if spec["source"] in ("organism", "injected"):  # a selection of its snapshots
+            if spec["source"] == "organism":
+                who, key, n = "the organism", "organism.checkpoints", \
+                    config["organism"]["checkpoints"]
+                saved = organism_names(n)
+            else:
+                who, key = "the injection", f"models.{model}.injection.checkpoints"
+                n = spec["injection"]["checkpoints"]
+                saved = injection_names(n)
+            unknown = [c for c in names if c not in saved]
             if unknown:
-                raise ConfigError(f"{where}: {unknown} are not saved by the organism "
-                                  f"(organism.checkpoints = {config['organism']['checkpoints']} "
+                raise ConfigError(f"{where}: {unknown} are not saved by {who} ({key} = {n} "
                                   f"saves {saved})")
             continue
         if spec.get("revision") in names:

