@@ -110,7 +110,8 @@ def test_injection_memorizes_planted_documents_not_the_unseen_control(corpus_and
     before = tiny_llama(len(tok), tok.eos_token_id)
     before.load_state_dict(out.before)
     assert doc_loss(before, tok, planted) > 0.8 * doc_loss(before, tok, unseen)
-    assert out.result.steps > 0 and sorted(out.result.snapshots) == [out.result.steps // 2]
+    assert out.result.steps > 0 and sorted(out.result.snapshots) == [0, out.result.steps // 2]
+    assert all(torch.equal(out.result.snapshots[0][k], out.before[k]) for k in out.before)
     assert lines and "training" in lines[0] and "steps" in lines[0]
 
 
