@@ -167,6 +167,10 @@ def summary_inputs(wc):
             out[f"specificity.{m}"] = f"results/circuits/{m}/specificity.parquet"
         if CKPTS[m]:
             out[f"checkpoints.{m}"] = f"results/checkpoints/{m}/summary.json"
+        if m in LOCALIZED:
+            out[f"location.{m}"] = expand(
+                "results/circuits/{model}/{task}/{subset}/location.parquet", model=m,
+                task=config["attribution"]["tasks"], subset=SUBSETS)
     if STUDY_B:
         out["dynamics"] = "results/dynamics/summary.json"
         out["dynamics_findings"] = "results/dynamics/findings.parquet"

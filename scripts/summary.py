@@ -20,7 +20,9 @@ with rule(snakemake):
             "specificity": (pl.read_parquet(inp[f"specificity.{m}"])
                             if f"specificity.{m}" in inp.keys() else None),
             "checkpoints": (io.read_json(inp[f"checkpoints.{m}"])
-                            if f"checkpoints.{m}" in inp.keys() else None)}
+                            if f"checkpoints.{m}" in inp.keys() else None),
+            "location": (summary.stack_location(inp[f"location.{m}"])
+                         if f"location.{m}" in inp.keys() else None)}
     dynamics = io.read_json(inp["dynamics"]) if "dynamics" in inp.keys() else None
     found = (pl.read_parquet(inp["dynamics_findings"]) if "dynamics_findings" in inp.keys()
              else None)

@@ -305,6 +305,42 @@ def findings_section(found: pl.DataFrame) -> list[str]:
     return out
 
 
+LOCATION_SIZES = ("minimal", "0.01", "0.05", "0.1")  # rows shown (location.parquet has all)
+
+
+def stack_location(paths) -> pl.DataFrame:
+    """The tasks' location.parquet tables, each with its task and subset (from its path:
+    results/circuits/{model}/{task}/{subset}/location.parquet)."""
+    from pathlib import Path
+
+    return pl.concat([pl.read_parquet(p).with_columns(
+        pl.lit(Path(p).parts[-3]).alias("task"), pl.lit(Path(p).parts[-2]).alias("subset"))
+        for p in paths], how="diagonal_relaxed")
+
+
+def location_section(model: str, loc: pl.DataFrame) -> list[str]:
+    """Recall of the injected components among the nodes a circuit touches, against random
+    circuits of the same size (vermem.injection.location_recall)."""
+    names = ", ".join(sorted(set(",".join(loc["injected"].unique().to_list()).split(","))))
+    out = [f"### Where the injection lives (`results/circuits/{model}/*/*/location.parquet`)",
+           "",
+           f"Injected components: {names}. Recall: the share of them among the nodes the top-k "
+           "edges touch; random: the mean over random circuits of the same k with its central "
+           "95% range, and p the share of random circuits that reach the circuit's recall. "
+           "The circuit's own recall is one ranking (no interval).", ""]
+    rows = []
+    for r in loc.filter(pl.col("size").is_in(LOCATION_SIZES)).sort(
+            "task", "subset", "direction", "k").iter_rows(named=True):
+        size = "minimal" if r["size"] == "minimal" else f"{100 * float(r['size']):g}% of edges"
+        rows.append((r["task"], r["subset"], r["direction"], size, r["k"], r["touched"],
+                     f"{r['recall']:.2f}", _ci(r["random_recall"], r["random_lo"],
+                                               r["random_hi"], 2),
+                     f"{r['random_at_least']:.2f}", r.get("attribution_pairs", "")))
+    out += _table(("task", "subset", "direction", "size", "k", "nodes touched", "recall",
+                   "random recall", "p", "attribution pairs"), rows)
+    return out
+
+
 def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] | None,
            main: Mapping[str, str], findings: pl.DataFrame | None = None) -> str:
     """The summary of a run. models: name -> {labels, pairs (summary JSONs), minimal (records),
@@ -328,6 +364,8 @@ def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] 
         out += claims_section(name, m["claims"])
         if m.get("checkpoints") is not None:
             out += checkpoints_section(name, m["checkpoints"])
+        if m.get("location") is not None:
+            out += location_section(name, m["location"])
     if dynamics:
         out += dynamics_section(dynamics)
     if findings is not None:
