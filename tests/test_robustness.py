@@ -124,3 +124,9 @@ def test_the_grid_colours_each_cell_by_its_run_s_verdict():
     assert [x.get_text() for x in ax.get_legend().get_texts()] == order
     assert [x.get_text() for x in ax.get_xticklabels()] == ["train 0\nsplit 0",
                                                            "train 1\nsplit 0"]
+
+
+def test_each_kept_file_has_its_own_name():
+    names = list(R.KEPT.values())
+    assert len(set(names)) == len(names) == 3
+    assert all("{" not in n for n in names)

@@ -48,9 +48,11 @@ from .errors import VermemError, one_line
 REPO = Path(__file__).resolve().parents[1]
 VERDICT_ORDER = ("supported", "refuted", "insufficient evidence")
 
-# copied out of a run's working directory after each split seed (relative to it)
-KEPT = ("results/circuits/{model}/claims.parquet", "results/pairs/{model}.summary.json",
-        "results/labels/{model}.summary.json")
+# copied out of a run's working directory after each split seed: its path there -> the name
+# it is kept under in the run's folder
+KEPT = {"results/circuits/{model}/claims.parquet": "claims.parquet",
+        "results/pairs/{model}.summary.json": "pairs.summary.json",
+        "results/labels/{model}.summary.json": "labels.summary.json"}
 
 
 @dataclass(frozen=True)
@@ -229,8 +231,7 @@ def run_all(config: Mapping[str, Any], cores: str = "all", dry_run: bool = False
     study = study_config(config)
     root = Path(s["directory"])
     model = organism(study)
-    targets = [f"results/circuits/{model}/claims.parquet",
-               f"results/pairs/{model}.summary.json", f"results/labels/{model}.summary.json"]
+    targets = [rel.format(model=model) for rel in KEPT]
     ledger = root / "runs.json"
     seconds: dict[str, float] = json.loads(ledger.read_text()) if ledger.is_file() else {}
     for run in runs(config):
@@ -253,8 +254,8 @@ def run_all(config: Mapping[str, Any], cores: str = "all", dry_run: bool = False
                    workdir / "snakemake.log")
         seconds[run.name] = time.perf_counter() - t0
         keep.mkdir(parents=True, exist_ok=True)
-        for rel in KEPT:
-            shutil.copy2(workdir / rel.format(model=model), keep / Path(rel).name)
+        for rel, name in KEPT.items():
+            shutil.copy2(workdir / rel.format(model=model), keep / name)
         shutil.copy2(configfile, keep / "config.yaml")
         ledger.write_text(json.dumps(seconds, indent=1))
         print(f"{run.name}: done in {seconds[run.name] / 60:.1f} min", file=out, flush=True)
