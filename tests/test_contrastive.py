@@ -135,6 +135,30 @@ def test_document_parts_respect_the_fractions_in_every_subset_and_depend_on_the_
     assert 100 < sum(evaluation) / len(evaluation) < 200
 
 
+def test_a_stratified_split_cuts_every_stratum_by_the_fractions():
+    docs = pool()   # subsets A (300 documents) and B (200)
+    # 10 planted documents per subset, two at a rare count, the rest seen once
+    strata = {d: 32 if int(d[1:]) < 10 else (64 if int(d[1:]) < 12 else 1)
+              for d in docs["doc_id"]}
+    parts = contrastive.document_parts(docs, seed=0, fractions=FRACTIONS, strata=strata)
+    assert set(parts) == set(docs["doc_id"])
+    for subset in ("A", "B"):
+        planted = [parts[d] for d in docs["doc_id"] if d[0] == subset and strata[d] == 32]
+        assert [planted.count(p) for p in contrastive.PARTS] == [5, 2, 3], subset
+        everything = [parts[d] for d in docs["doc_id"] if d[0] == subset]
+        n = len(everything)
+        for part, f in FRACTIONS.items():   # at most one document per stratum off
+            assert abs(everything.count(part) - f * n) <= 3, (subset, part)
+    # the rare count (two documents per subset) reaches every part over the two subsets,
+    # selection included, though no subset alone could give it one (0.2 x 2 rounds to 0)
+    rare = [parts[d] for d in docs["doc_id"] if strata[d] == 64]
+    assert [rare.count(p) for p in contrastive.PARTS] == [2, 1, 1]
+    # the pool's row order does not matter (strata follow their documents), the seed does
+    assert contrastive.document_parts(docs.reverse(), 0, FRACTIONS, strata) == parts
+    other = contrastive.document_parts(docs, 1, FRACTIONS, strata)
+    assert sum(parts[d] != other[d] for d in parts) > 100
+
+
 def pair_rows(parts, rng, n=400):
     """Branch Comparison pairs (one document) and Memorization Decision pairs (a memorized
     and a candidate document) over the pool, as the pairs table has them."""

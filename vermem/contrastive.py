@@ -459,31 +459,56 @@ def part_key(seed: int, doc_id: str) -> int:
     return sample_key(seed, f"part:{doc_id}")
 
 
+def _apportion(n: int, fractions: Mapping[str, float], carry: dict[str, float]
+               ) -> list[int]:
+    """Counts per part (PARTS order) of n documents: the largest-remainder rounding of
+    fractions x n + carry, where `carry` (updated in place) holds what earlier groups of the
+    same stratum were given too much (negative) or too little (positive)."""
+    want = [fractions[p] * n + carry.get(p, 0.0) for p in PARTS]
+    got = [max(0, int(w)) for w in want]
+    while sum(got) > n:  # a carried deficit can ask for less than nothing elsewhere
+        got[max(range(len(got)), key=lambda i: got[i] - want[i])] -= 1
+    for i in sorted(range(len(PARTS)), key=lambda i: (-(want[i] - got[i]), i))[: n - sum(got)]:
+        got[i] += 1
+    for p, w, g in zip(PARTS, want, got, strict=True):
+        carry[p] = w - g
+    return got
+
+
 def document_parts(docs: pl.DataFrame, seed: int, fractions: Mapping[str, float],
                    strata: Mapping[str, object] | None = None) -> dict[str, str]:
     """doc_id -> part ("attribution", "selection" or "evaluation") of every document.
 
     docs: one row per document (doc_id, subset), the model-independent pool (the corpus
-    candidates), so that every task and metric sees the same parts. Within each subset
-    (and, with `strata`, within each stratum of it: doc_id -> a label, e.g. the organism's
-    duplicate count, so that the few documents that can be memorized are cut by the
-    fractions too instead of falling into the parts by chance) the documents are ranked by
-    `part_key` and cut by the cumulative fractions: each part gets its share, up to rounding.
+    candidates), so that every task and metric sees the same parts. Within each subset the
+    documents are ranked by `part_key` and cut by the cumulative fractions: each part gets
+    its share, up to rounding.
+
+    With `strata` (doc_id -> a label, e.g. the organism's duplicate count) each stratum of
+    each subset is cut by the fractions on its own, so that the few documents that can be
+    memorized are shared out by the fractions instead of falling into the parts by chance;
+    a stratum's rounding is carried from one subset to the next (largest remainders), so
+    that a stratum of two documents per subset still reaches every part over the subsets.
+    A subset's part then differs from its share by at most one document per stratum.
     """
     out: dict[str, str] = {}
     pool = docs.unique("doc_id")
-    if strata is not None:
-        pool = pool.with_columns(pl.Series("_stratum", [str(strata.get(d, "")) for d in
-                                                        pool["doc_id"]], dtype=pl.String))
-    else:
-        pool = pool.with_columns(pl.lit("").alias("_stratum"))
-    for _, g in pool.group_by("subset", "_stratum"):
+    pool = pool.with_columns(pl.Series(
+        "_stratum", [None if strata is None else str(strata.get(d, "")) for d in pool["doc_id"]],
+        dtype=pl.String))
+    carries: dict[str | None, dict[str, float]] = {}
+    for (_subset, stratum), g in sorted(pool.group_by("subset", "_stratum"),
+                                       key=lambda kv: (str(kv[0][1]), kv[0][0])):
         ids = sorted(g["doc_id"].to_list(), key=lambda d: (part_key(seed, d), d))
-        cuts, acc = [], 0.0
-        for part in PARTS:
-            acc += fractions[part]
-            cuts.append(round(acc * len(ids)))
-        cuts[-1] = len(ids)
+        if strata is None:  # cumulative cuts, per subset
+            cuts, acc = [], 0.0
+            for part in PARTS:
+                acc += fractions[part]
+                cuts.append(round(acc * len(ids)))
+            cuts[-1] = len(ids)
+        else:
+            counts = _apportion(len(ids), fractions, carries.setdefault(stratum, {}))
+            cuts = [sum(counts[: i + 1]) for i in range(len(PARTS))]
         start = 0
         for part, end in zip(PARTS, cuts, strict=True):
             out.update((d, part) for d in ids[start:end])
