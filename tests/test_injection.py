@@ -277,3 +277,22 @@ def test_bad_injection_config_is_one_line_naming_the_key(mutate, message):
     with pytest.raises(ConfigError) as e:
         check(cfg, load_schema(REPO / "config" / "schema.yaml"))
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_organism_localized_config_plans_a_localized_injection_scored_against_its_location(
+        tmp_path):
+    """config/organism-localized.yaml: the organism as a base only, one injected model with
+    two trainable components, and circuit_location for every task and subset."""
+    from tests.test_workflow import planned
+
+    path = REPO / "config" / "organism-localized.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    proc = _dry_run(tmp_path, path, plan=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    jobs = planned(proc)
+    n = len(cfg["attribution"]["tasks"]) * len(cfg["corpus"]["subsets"])
+    assert jobs["train_organism"] == jobs["inject_model"] == jobs["labels"] == 1
+    assert jobs["circuit_location"] == n and jobs["circuit_claims"] == 1
+    assert "results/labels/organism.parquet" not in proc.stdout   # the base: not studied
+    trainable = cfg["models"]["organism-localized"]["injection"]["trainable"]
+    assert [c.node for c in injection.components(trainable)] == ["a1.h2", "m2"]
