@@ -37,21 +37,22 @@ def claims_grid(by_run: pl.DataFrame):
         grid[i][j] = order.index(r["verdict"]) if r["verdict"] in order else float("nan")
         if r["estimate"] is not None:
             lo, hi = r["estimate_lo"], r["estimate_hi"]
-            ci = "" if lo is None or hi is None else f"\n[{lo:.2g}, {hi:.2g}]"
-            text[i][j] = f"{r['estimate']:.2g}{ci}"
-    fig, ax = plt.subplots(figsize=(2.2 + 0.9 * len(cols), 1.2 + 0.62 * len(rows)),
+            ci = "" if lo is None or hi is None else f"\n[{lo:.2f}, {hi:.2f}]"
+            text[i][j] = f"{r['estimate']:.2f}{ci}"
+    fig, ax = plt.subplots(figsize=(3.5 + 1.25 * len(cols), 1.2 + 0.62 * len(rows)),
                            constrained_layout=True)
     ax.imshow(grid, cmap=ListedColormap([VERDICT_COLOURS[v] for v in order]), vmin=-0.5,
               vmax=len(order) - 0.5, aspect="auto")
     for i in range(len(rows)):
         for j in range(len(cols)):
-            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=6.5)
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=6)
     ax.set_xticks(range(len(cols)), [f"train {t}\nsplit {s}" for t, s in cols], fontsize=7)
     ax.set_yticks(range(len(rows)),
                   [textwrap.shorten(c, 58, placeholder="...") + f" [{m}]" for c, m in rows],
                   fontsize=7)
     ax.set_xticks([x - 0.5 for x in range(1, len(cols))], minor=True)
     ax.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
+    ax.grid(False)
     ax.grid(which="minor", color="white", lw=1.5)
     ax.tick_params(which="minor", length=0)
     ax.set_title("Study A claims by organism training seed and split seed "

@@ -180,7 +180,8 @@ def render(agree: Sequence[Mapping[str, Any]], by_run, seconds: Mapping[str, flo
         f"Written by `python -m vermem.robustness` from {n_runs} runs: organism training "
         f"seeds {settings_['training_seeds']} x split seeds {settings_['split_seeds']}; "
         f"wall time {sum(seconds.values()) / 60:.1f} min in all "
-        f"({', '.join(f'{k} {v / 60:.1f}' for k, v in seconds.items())} min).",
+        f"({', '.join(f'{k} {v / 60:.1f}' for k, v in seconds.items())} min; a run whose "
+        "organism and labels its directory already had does not include their time).",
         "",
         "## Agreement of the verdicts",
         "",
