@@ -303,11 +303,15 @@ def memo_rows(counts, n=10, steps=(10, 20, 30)):
     return pl.DataFrame(rows, schema=K.MEMO_SCHEMA)
 
 
-def circ_rows(points):
-    """A circuit table of one task and direction: points [(step, own k, F, half width)]."""
+def circ_rows(points, gaps=None):
+    """A circuit table of one task and direction: points [(step, own k, F, half width)];
+    gaps: step -> (logit gap, lo, hi), default a clear (5 [4, 6]) one."""
     crow = {c: None for c in K.CIRCUIT_SCHEMA}
     last = points[-1][0]
+    gaps = gaps or {}
     return pl.DataFrame([{**crow, "step": s, "final": s == last, "task": "bc", "subset": "A",
+                          **dict(zip(("logit_gap", "logit_gap_lo", "logit_gap_hi"),
+                                     gaps.get(s, (5.0, 4.0, 6.0)), strict=True)),
                           "direction": "noising", "semantics": "prevention", "n_pairs": 30,
                           "final_k": 12, "k": k, "jaccard": None if k is None else 0.25,
                           "overlap_coefficient": None if k is None else 1.0,
@@ -363,6 +367,22 @@ def test_faithful_from_needs_every_later_point_in_the_band():
     c = K.summary(memo_rows({"0": [0, 0]}, steps=(10, 20)), circ, 0.85)["circuits"][0]
     assert (c["final_faithful"], c["final_faithful_from"], c["final_in_band_from"]) == (
         10, None, None)
+
+
+def test_a_checkpoint_that_cannot_tell_clean_from_corrupt_has_no_faithfulness():
+    """The untrained t0: a logit gap near 0 makes F a ratio of noise, which must not count
+    as in the band (here F = 1.0 at step 0 by chance)."""
+    points = [(0, 40.0, 1.0, 0.05), (10, 8.0, 0.95, 0.05), (20, 12.0, 1.0, 0.05)]
+    memo = memo_rows({"0": [0, 0, 0]}, steps=(0, 10, 20))
+    c = K.summary(memo, circ_rows(points, {0: (-0.06, -0.2, 0.1)}), 0.85)["circuits"][0]
+    assert c["undefined"] == [0]
+    assert (c["final_in_band"], c["final_in_band_from"], c["own_circuit"]) == (10, 10, 10)
+    assert (c["final_faithful"], c["final_faithful_from"]) == (10, 10)
+    # a gap above 0.1 whose interval contains 0 is undefined too; a clear one is not
+    for gap, undefined in (((0.3, -0.1, 0.7), [0]), ((0.3, 0.2, 0.4), [])):
+        c = K.summary(memo, circ_rows(points, {0: gap}), 0.85)["circuits"][0]
+        assert c["undefined"] == undefined
+        assert c["final_in_band"] == (10 if undefined else 0)
 
 
 def test_a_record_is_made_from_the_model_without_its_training_axis():

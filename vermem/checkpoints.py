@@ -273,6 +273,15 @@ def _ci(r: Mapping[str, Any], key: str) -> dict[str, Any]:
     return {key: r.get(key), f"{key}_lo": r.get(f"{key}_lo"), f"{key}_hi": r.get(f"{key}_hi")}
 
 
+def defined(r: Mapping[str, Any]) -> bool:
+    """F (a ratio over M(full) - M(empty)) means something at a checkpoint only where the
+    model tells the clean run from the corrupt one: |logit gap| >= circuits.MIN_GAP and its
+    interval excludes 0."""
+    gap, lo, hi = r.get("logit_gap"), r.get("logit_gap_lo"), r.get("logit_gap_hi")
+    return (gap is not None and abs(gap) >= C.MIN_GAP and lo is not None and hi is not None
+            and (lo > 0 or hi < 0))
+
+
 def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float, min_documents: int = 3
             ) -> dict[str, Any]:
     """The steps at which things happen, from the two tables (null: not within the axis):
@@ -288,7 +297,10 @@ def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float, min_documents
       (null when the final model's own interval leaves the band), `final_in_band` and
       `final_in_band_from`, the same for the point estimate, `own_circuit`, the first step
       with a minimal circuit, and `overlap`: per earlier checkpoint the size of its own
-      minimal circuit, its Jaccard index and overlap coefficient with the final circuit.
+      minimal circuit, its Jaccard index and overlap coefficient with the final circuit;
+      `undefined`: the steps where F means nothing because the model does not tell the clean
+      run from the corrupt one (`defined`: |logit gap| < circuits.MIN_GAP, or its interval
+      contains 0; the untrained t0), which none of the steps above can be.
     A step is only as precise as the spacing of the checkpoints around it."""
     out: dict[str, Any] = {"target": target, "min_documents": min_documents,
                            "memorization": [], "graded": [], "circuits": []}
@@ -318,13 +330,14 @@ def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float, min_documents
     lo_band, hi_band = target, 2 - target
 
     def faithful(r):
-        return (r["final_faithfulness_lo"] is not None and r["final_faithfulness_hi"] is not None
+        return (defined(r) and r["final_faithfulness_lo"] is not None
+                and r["final_faithfulness_hi"] is not None
                 and r["final_faithfulness_lo"] >= lo_band
                 and r["final_faithfulness_hi"] <= hi_band)
 
     def in_band(r):
-        return r["final_faithfulness"] is not None and lo_band <= r["final_faithfulness"] <= \
-            hi_band
+        return defined(r) and r["final_faithfulness"] is not None and \
+            lo_band <= r["final_faithfulness"] <= hi_band
     for key, g in sorted(circ.sort("step").group_by("task", "subset", "direction",
                                                    maintain_order=True),
                          key=lambda kv: kv[0]):
@@ -337,7 +350,8 @@ def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float, min_documents
             "final_faithful_from": _from(rows, faithful),
             "final_in_band": _first(rows, in_band),
             "final_in_band_from": _from(rows, in_band),
-            "own_circuit": _first(rows, lambda r: r["k"] is not None),
+            "own_circuit": _first(rows, lambda r: defined(r) and r["k"] is not None),
+            "undefined": [r["step"] for r in rows if not defined(r)],
             "overlap": [{"step": r["step"], "k": r["k"], "jaccard": r["jaccard"],
                          "overlap_coefficient": r.get("overlap_coefficient")}
                         for r in rows if not r["final"]]})

@@ -246,14 +246,19 @@ def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
     out += ["The final model's minimal circuit at each checkpoint: *first* in the band is the "
             "first step whose F interval (point estimate) lies in [target, 2 - target]; "
             "*from* is the first step from which it stays there at every later point, the "
-            "final model included (never: the final model's own F leaves the band).", ""]
+            "final model included (never: the final model's own F leaves the band). *F "
+            "undefined* are the steps where the model does not tell the clean run from the "
+            "corrupt one (|logit gap| < 0.1 or its interval contains 0, as at the untrained "
+            "t0): F means nothing there and counts as out of the band.", ""]
     out += _table(("task", "subset", "meaning", "final k", "F interval in band first",
                    "F interval in band from", "F in band first", "F in band from",
-                   "own circuit from"),
+                   "own circuit from", "F undefined at"),
                   [(c["task"], c["subset"], c["semantics"], c["final_k"],
                     _step(c["final_faithful"]), _step(c.get("final_faithful_from"), "never"),
                     _step(c["final_in_band"]), _step(c.get("final_in_band_from"), "never"),
-                    _step(c["own_circuit"])) for c in ck.get("circuits", [])])
+                    _step(c["own_circuit"]),
+                    ", ".join(map(str, c.get("undefined") or [])) or "-")
+                   for c in ck.get("circuits", [])])
     rows = [(c["task"], c["semantics"], o["step"], _k(o["k"]),
              "n/a" if o["jaccard"] is None else f"{o['jaccard']:.2f}",
              "n/a" if o.get("overlap_coefficient") is None else
