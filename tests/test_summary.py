@@ -206,3 +206,8 @@ def test_location_section_shows_the_listed_sizes_with_the_random_range(tmp_path)
             " | 0.03 | 40 |") in text
     assert "| 1% of edges | 4 | 5 | 0.50 |" in text
     assert "0.1% of edges" not in text   # sizes outside LOCATION_SIZES are left to the table
+    # a ranking from no attribution pairs is no ranking: no recall, no p
+    none = loc.with_columns(pl.lit(0).alias("attribution_pairs"))
+    text = "\n".join(summary.location_section("m", none))
+    assert "| minimal | 12 | 9 | n/a (no attribution pairs) | 0.25 [0.00, 0.50] | n/a" in text
+    assert "| 1.00 |" not in text

@@ -337,10 +337,13 @@ def location_section(model: str, loc: pl.DataFrame) -> list[str]:
     for r in loc.filter(pl.col("size").is_in(LOCATION_SIZES)).sort(
             "task", "subset", "direction", "k").iter_rows(named=True):
         size = "minimal" if r["size"] == "minimal" else f"{100 * float(r['size']):g}% of edges"
+        if r.get("attribution_pairs") == 0:  # all-zero scores: an arbitrary order, no ranking
+            recall = p = "n/a (no attribution pairs)"
+        else:
+            recall, p = f"{r['recall']:.2f}", f"{r['random_at_least']:.2f}"
         rows.append((r["task"], r["subset"], r["direction"], size, r["k"], r["touched"],
-                     f"{r['recall']:.2f}", _ci(r["random_recall"], r["random_lo"],
-                                               r["random_hi"], 2),
-                     f"{r['random_at_least']:.2f}", r.get("attribution_pairs", "")))
+                     recall, _ci(r["random_recall"], r["random_lo"], r["random_hi"], 2), p,
+                     r.get("attribution_pairs", "")))
     out += _table(("task", "subset", "direction", "size", "k", "nodes touched", "recall",
                    "random recall", "p", "attribution pairs"), rows)
     return out
