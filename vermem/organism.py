@@ -168,8 +168,12 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
     model.train()
     rows, step, t0 = [], 0, time.perf_counter()
     keep, snapshots = set(organism_steps(total, points)), {}
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
     if 0 in keep:  # the untrained initialization: the axis' step-0 point
-        snapshots[0] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        snapshots[0] = snapshot()
     for epoch in range(epochs):
         blocks = epoch_blocks(seqs, dup, context, rng)  # [n_blocks, context]
         for i in range(0, len(blocks), bs):
@@ -189,8 +193,7 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
                 log.info("epoch %d step %d/%d loss %.3f", epoch, step, total, loss.item())
             step += 1
             if step in keep:
-                snapshots[step] = {k: v.detach().to("cpu", copy=True)
-                                   for k, v in model.state_dict().items()}
+                snapshots[step] = snapshot()
             prog.advance()
     prog.close()
     model.eval()

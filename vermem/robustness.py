@@ -300,8 +300,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = yaml.safe_load(a.configfile.read_text())
         from .config import check, load_schema
 
-        settings(config)
-        study = study_config(config)
+        study = study_config(config)  # checks the robustness section too
         check(copy.deepcopy(study), load_schema(REPO / "config" / "schema.yaml"))
         seconds = run_all(config, a.cores, a.dry_run)
         if not a.dry_run:
