@@ -13,7 +13,8 @@ rule circuit:
         curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
         # MIB's CPR and CMD of the ranking per mode (vermem.mib), with random rankings'
-        mib="results/circuits/{model}/{task}/{subset}/mib.parquet",
+        # (circuits.mib)
+        **({"mib": "results/circuits/{model}/{task}/{subset}/mib.parquet"} if MIB else {}),
         # the main mode's minimal circuit per direction in the EAP-IG library's graph JSON,
         # in circuits.directions order (scripts/circuit.py pairs them up)
         eap=expand("results/circuits/{{model}}/{{task}}/{{subset}}/minimal.{direction}.eap.json",
@@ -311,10 +312,12 @@ rule figure_methods:
         "../scripts/figure_methods.py"
 
 
-# a localized injection's circuits against the components it trained (docs/injection.md)
+# a localized injection's circuits against the components it trained (docs/injection.md);
+# the attribution pairs are attributed again per document, for the recall's interval
 rule circuit_location:
     input:
         model="results/models/{model}/model.json",
+        pairs="results/pairs/{model}.parquet",
         scores=f"results/attribution/{{model}}/{{task}}/{{subset}}/{config['circuits']['rank_by']}.safetensors",
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
     output:
@@ -322,13 +325,16 @@ rule circuit_location:
     wildcard_constraints:
         model="|".join(LOCALIZED) or "^$",
     params:
+        device=config["device"],
+        subset=lambda wc: SUBSETS[wc.subset],
         directions=config["circuits"]["directions"],
         main=config["circuits"]["main"],
-        level=config["circuits"]["bootstrap"]["level"],
+        bootstrap=config["circuits"]["bootstrap"],
+        attribution={k: config["attribution"][k] for k in ("method", "ig_steps", "backend")},
+        rank_by=config["circuits"]["rank_by"],
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **gpu_resources("attribution"),
     log:
         "logs/circuits/{model}/{task}/{subset}.location.log",
     conda:

@@ -38,6 +38,7 @@ config.setdefault("studies", ["A", "B"])
 # the studies `all` runs and the summary reports (Study B also needs its `dynamics` section;
 # the study_a and study_b targets run one study whatever `studies` says)
 STUDY_A = "A" in config["studies"]
+MIB = config["circuits"].get("mib", True)  # MIB CPR/CMD tables (circuits.mib)
 STUDY_B = "B" in config["studies"] and bool(config.get("dynamics"))
 
 
@@ -158,8 +159,9 @@ def summary_inputs(wc):
         out[f"claims.{m}"] = f"results/circuits/{m}/claims.parquet"
         out[f"minimal.{m}"] = expand("results/circuits/{model}/{task}/{subset}/minimal.json",
                                      model=m, task=BASE_TASKS, subset=SUBSETS)
-        out[f"mib.{m}"] = expand("results/circuits/{model}/{task}/{subset}/mib.parquet",
-                                 model=m, task=BASE_TASKS, subset=SUBSETS)
+        if MIB:
+            out[f"mib.{m}"] = expand("results/circuits/{model}/{task}/{subset}/mib.parquet",
+                                     model=m, task=BASE_TASKS, subset=SUBSETS)
         if config["attribution"]["compare_methods"]:
             out[f"methods.{m}"] = f"results/circuits/{m}/methods.parquet"
             out[f"methods_agreement.{m}"] = f"results/circuits/{m}/methods_agreement.parquet"
@@ -170,7 +172,7 @@ def summary_inputs(wc):
         if m in LOCALIZED:
             out[f"location.{m}"] = expand(
                 "results/circuits/{model}/{task}/{subset}/location.parquet", model=m,
-                task=config["attribution"]["tasks"], subset=SUBSETS)
+                task=TASKS, subset=SUBSETS)  # with the controls: the contrast
     if STUDY_B:
         out["dynamics"] = "results/dynamics/summary.json"
         out["dynamics_findings"] = "results/dynamics/findings.parquet"

@@ -1,17 +1,17 @@
 """Rule circuit_location: a localized injection's circuits scored against the components
 that learned the planted documents (vermem.injection, step 5): recall of them among the
-nodes the top edges touch, at the minimal size and MIB's sizes, against random circuits."""
+nodes the top edges touch, at the minimal size and MIB's sizes, against random circuits,
+with a bootstrap interval over the attribution documents."""
 
 import polars as pl
-from _rule import rule
-from transformers import AutoConfig
+from _rule import model_graph_pairs, rule
 
-from vermem import attribution, checkpoints, graph, injection, io
+from vermem import attribution, checkpoints, injection, io, resources, stats
 
 with rule(snakemake) as log:
     p = snakemake.params
-    record = io.read_json(snakemake.input.model)
-    g = graph.Graph(graph.Shape.from_config(AutoConfig.from_pretrained(record["path"])))
+    batch = resources.attribution_batch(io.read_json(snakemake.input.model), snakemake.config)
+    record, model, g, pairs = model_graph_pairs(snakemake, "attribution")
     tensors, _ = attribution.load(snakemake.input.scores)
     minimal = io.read_json(snakemake.input.minimal)
     by_dir, ks = {}, {}
@@ -19,11 +19,23 @@ with rule(snakemake) as log:
         by_dir[d] = attribution.direction_scores(tensors, d)
         c = checkpoints.main_circuit(minimal, d, p.main)
         ks[d] = None if c is None or c.get("k") is None else int(c["k"])
+    # each attribution document's summed scores: a resample of documents ranks their mean
+    docs = injection.document_scores(model, g, pairs, directions=p.directions,
+                                     method=p.attribution["method"],
+                                     steps=p.attribution["ig_steps"], metric=p.rank_by,
+                                     batch_size=batch, backend=p.attribution["backend"])
+    for d, s in docs.items():
+        if s.counts.numel():
+            gap = float((s.mean().float() - by_dir[d]).abs().max())
+            log.info("%s: %d documents, %d pairs; largest difference from the attribution "
+                     "file's scores %.2g", d, s.counts.numel(), int(s.counts.sum()), gap)
     nodes = [c.node for c in injection.components(record["trainable"])]
+    boot = stats.Bootstrap(**p.bootstrap)
     # attribution pairs 0: the ranking is no ranking (the circuit rule found no curve)
-    table = injection.circuit_location(g, by_dir, ks, nodes, level=p.level).with_columns(
+    table = injection.circuit_location(g, by_dir, ks, nodes, level=boot.level,
+                                       documents=docs, boot=boot).with_columns(
         pl.lit(int(minimal.get("attribution_pairs", 0))).alias("attribution_pairs"))
     io.write_parquet(table, snakemake.output.table,
-                     io.provenance({"main": p.main}, model=record["name"],
-                                   revision=record["revision"]))
+                     io.provenance({"main": p.main, "bootstrap": p.bootstrap},
+                                   model=record["name"], revision=record["revision"]))
     log.info("injected %s; minimal sizes %s\n%s", nodes, ks, table)

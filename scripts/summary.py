@@ -13,7 +13,8 @@ with rule(snakemake):
             "labels": io.read_json(inp[f"labels.{m}"]), "pairs": io.read_json(inp[f"pairs.{m}"]),
             "minimal": [io.read_json(f) for f in inp[f"minimal.{m}"]],
             "claims": pl.read_parquet(inp[f"claims.{m}"]),
-            "mib": pl.concat([pl.read_parquet(f) for f in inp[f"mib.{m}"]]),
+            "mib": (pl.concat([pl.read_parquet(f) for f in inp[f"mib.{m}"]])
+                    if f"mib.{m}" in inp.keys() else None),
             "methods": ((pl.read_parquet(inp[f"methods.{m}"]),
                          pl.read_parquet(inp[f"methods_agreement.{m}"]))
                         if f"methods.{m}" in inp.keys() else None),

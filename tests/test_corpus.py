@@ -89,6 +89,24 @@ def test_samples_join_duplicate_counts(shards, tokenizer):
     assert df.join(dups, on="doc_id")["dup_count"].equals(df["dup_count"])
 
 
+def test_unplanted_cap_keeps_every_planted_document(shards, tokenizer):
+    cands, _ = corpus.scan_candidates(shards, [WIKI], None, seed=0, max_malformed_fraction=1)
+    order = cands.sort("key")["doc_id"].to_list()
+    planted = order[-6:]  # the last in candidate order: a plain cap would drop them all
+    dups = pl.DataFrame({"doc_id": order, "dup_count": [16 if d in planted else i % 2
+                                                        for i, d in enumerate(order)]},
+                        schema_overrides={"dup_count": pl.Int32})
+    df, summary = corpus.make_samples(cands, tokenizer, 8, 4, None, dups, unplanted=5)
+    got = df["doc_id"].to_list()
+    assert set(planted) <= set(got)
+    ordinary = [d for d in got if d not in planted]
+    assert ordinary == [d for d in order if d not in planted][:len(ordinary)]
+    assert len(ordinary) == 5 and summary[WIKI]["kept"] == 11
+    # without a duplicate table the cap means nothing: every document, as before
+    every, _ = corpus.make_samples(cands, tokenizer, 8, 4, None, None, unplanted=5)
+    assert every.height == 40
+
+
 def test_windows_are_the_documents_tokens_at_stride_offsets(shards, tokenizer):
     cands, _ = corpus.scan_candidates(shards, [WIKI, CODE], None, seed=0, max_malformed_fraction=1)
     one, _ = corpus.make_samples(cands, tokenizer, 8, 4, per_subset=25)

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from vermem import graph, injection, organism
+from vermem import graph, injection, organism, stats
 from vermem.config import PLANNING_ENV
 
 WORDS = ("alpha beta gamma delta omega sigma kappa lambda theta zeta rho tau phi chi psi "
@@ -195,6 +195,71 @@ def test_location_recall_on_a_hand_built_graph():
     assert injection.touched_nodes(g, kv) == {"a1.h1"}
 
 
+def test_recall_interval_resamples_the_attribution_documents():
+    """Documents that agree on the top edge give an interval of one point; documents that
+    disagree (half put it on the injected head, half elsewhere) give one that spans both."""
+    g = graph.Graph(graph.Shape(n_layers=2, n_heads=2, n_kv_heads=2, d_model=8,
+                                parallel=False))
+    s, d = g.sources.index, g.destinations.index
+    on, off = torch.zeros(g.mask.shape, dtype=torch.float64), torch.zeros(
+        g.mask.shape, dtype=torch.float64)
+    on[s("a0.h1"), d("m1")] = 1.0    # touches a0.h1 (injected) and m1
+    off[s("input"), d("m0")] = 1.0   # touches m0 only
+    boot = stats.Bootstrap(samples=400, seed=0)
+
+    def table(per_doc):
+        docs = injection.DocumentScores(torch.stack(per_doc), torch.ones(len(per_doc),
+                                                                          dtype=torch.float64))
+        return injection.location_recall(g, docs.mean().float(), ["a0.h1"], minimal_k=1,
+                                         seeds=20, documents=docs, boot=boot).row(0, named=True)
+
+    agree = table([on * (1 + 0.1 * i) for i in range(6)])
+    assert agree["recall"] == agree["recall_lo"] == agree["recall_hi"] == 1.0
+    assert agree["n_docs"] == 6
+    split = table([on * 1.01] + [on] * 4 + [off * 0.9] * 5)
+    assert split["recall"] == 1.0     # all ten: the injected edge 0.501 per pair, the other 0.45
+    assert (split["recall_lo"], split["recall_hi"]) == (0.0, 1.0)
+    without = injection.location_recall(g, on.float(), ["a0.h1"], minimal_k=1, seeds=5)
+    assert without["n_docs"].to_list()[0] == 0 and without["recall_lo"].is_nan().all()
+
+
+def test_document_scores_average_to_the_attribution_of_all_pairs():
+    """The per-document sums behind the recall's interval are the attribution file's
+    scores taken apart: their mean over all pairs is attribution.run on all pairs at once."""
+    from vermem import attribution
+
+    torch.manual_seed(0)
+    model = tiny_llama(40, 0).eval()
+    g = graph.Graph(graph.Shape.from_config(model.config))
+    rng = random.Random(1)
+    rows = []
+    for i in range(7):
+        clean = [rng.randrange(1, 40) for _ in range(6 + i % 3)]
+        corrupt = clean[:-1] + [(clean[-1] + 1) % 39 + 1]
+        rows.append({"doc_id": f"d{i % 3}", "clean": clean, "corrupt": corrupt,
+                     "answer": rng.randrange(1, 40), "wrong": rng.randrange(1, 40)})
+    pairs = pl.DataFrame(rows)
+    kw = {"method": "EAP-IG", "steps": 3, "metric": "logit_diff", "batch_size": 4,
+          "backend": "hooks"}
+    docs = injection.document_scores(model, g, pairs, directions=["noising", "denoising"],
+                                     **kw)
+    whole, n = attribution.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
+                               pairs["answer"].to_list(), pairs["wrong"].to_list(),
+                               positions=False, **kw)
+    assert n == 7 and docs["noising"].counts.tolist() == [3.0, 2.0, 2.0]
+    scale = float(whole["scores"].abs().max())
+    assert scale > 0
+    for d, key in (("noising", "scores"), ("denoising", "scores_denoising")):
+        diff = (docs[d].mean().float() - whole[key]).abs().max()
+        assert diff <= 1e-5 * scale, (d, float(diff), scale)
+    # a document's own sum is its pairs' attribution times their number
+    one = pairs.filter(pl.col("doc_id") == "d1")
+    own, m = attribution.run(model, g, one["clean"].to_list(), one["corrupt"].to_list(),
+                             one["answer"].to_list(), one["wrong"].to_list(), positions=False,
+                             **kw)
+    assert torch.allclose(docs["noising"].sums[1].float(), own["scores"] * m, atol=1e-5 * scale)
+
+
 # -- config/smollm2-injection.yaml: planned without the file, refused without the package ----
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,9 +296,12 @@ def test_smollm2_injection_config_plans_conversion_injection_and_study_a(tmp_pat
         jobs = planned(proc)
         assert jobs["gguf_model"] == jobs["inject_model"] == jobs["labels"] == 1
         assert "model_record" not in jobs and "train_organism" not in jobs
-        # t0 (the base before injection), t25, t50, t75: four checkpoint records
-        assert jobs["checkpoint_record"] == 4 and jobs["figure_duplicates"] == 1
+        # t0 (the base before injection) and t50: two checkpoint records
+        assert jobs["checkpoint_record"] == 2 and jobs["figure_duplicates"] == 1
         assert jobs["attribution"] > 0 and jobs["circuit_claims"] == 1
+        # circuits.mib: false: no MIB tables, no MIB figure
+        assert "figure_mib" not in jobs and "mib.parquet" not in proc.stdout
+        assert "results/circuits/smollm2-injected/claims.parquet" in proc.stdout
         # the base (study: false) is converted, never studied itself
         assert "results/labels/smollm2.parquet" not in proc.stdout
         assert "results/labels/smollm2-injected.parquet" in proc.stdout
@@ -258,7 +326,7 @@ def test_a_gguf_package_not_installed_is_one_line_naming_the_key(tmp_path):
 @pytest.mark.parametrize("mutate, message", [
     (lambda m: m["smollm2-injected"].update(checkpoints=["t30"]),
      "models.smollm2-injected.checkpoints: ['t30'] are not saved by the injection "
-     "(models.smollm2-injected.injection.checkpoints = 4 saves ['t0', 't25', 't50', 't75'])"),
+     "(models.smollm2-injected.injection.checkpoints = 2 saves ['t0', 't50'])"),
     (lambda m: m["smollm2-injected"].update(base="smollm2-injected"),
      "models.smollm2-injected.base: 'smollm2-injected' is not another of models"),
     (lambda m: m["smollm2-injected"]["injection"]["duplicates"].update(max_tokens=10),
@@ -290,9 +358,10 @@ def test_organism_localized_config_plans_a_localized_injection_scored_against_it
     proc = _dry_run(tmp_path, path, plan=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = planned(proc)
-    n = len(cfg["attribution"]["tasks"]) * len(cfg["corpus"]["subsets"])
+    # every task and its control (the contrast: non-memorized text)
+    n = 2 * len(cfg["attribution"]["tasks"]) * len(cfg["corpus"]["subsets"])
     assert jobs["train_organism"] == jobs["inject_model"] == jobs["labels"] == 1
     assert jobs["circuit_location"] == n and jobs["circuit_claims"] == 1
     assert "results/labels/organism.parquet" not in proc.stdout   # the base: not studied
     trainable = cfg["models"]["organism-localized"]["injection"]["trainable"]
-    assert [c.node for c in injection.components(trainable)] == ["a1.h2", "m2"]
+    assert [c.node for c in injection.components(trainable)] == ["a1.h2", "m1", "m2"]

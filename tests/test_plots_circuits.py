@@ -66,6 +66,26 @@ def test_edges_that_skip_rows_bend_and_qkv_inputs_of_one_head_do_not_coincide():
     assert [drawn[f"input->a1.h0<{k}>"].get_linestyle() for k in "qkv"] == ["-", "--", ":"]
 
 
+def test_a_large_circuit_draws_only_its_strongest_edges_and_says_so():
+    """SmolLM2's minimal circuits have thousands of edges: all of them drawn are a solid
+    tangle, so the drawing keeps the MAX_DRAWN of largest |score| and its title says so."""
+    import random
+    rng = random.Random(0)
+    edges = [f"input->a{layer}.h{h}<{x}>" for layer in range(30) for h in range(9)
+             for x in "qkv"][:400]
+    scores = [rng.uniform(-1, 1) for _ in edges]
+    fig = plots.circuit_drawing(_minimal(edges, scores, n_layers=30, n_heads=9), MAIN, "t")
+    ax = fig.axes[0]
+    drawn = {p.get_gid() for p in ax.patches if isinstance(p, FancyArrowPatch)}
+    assert len(drawn) == plots.MAX_DRAWN < len(edges)
+    cut = sorted((abs(s) for s in scores), reverse=True)[plots.MAX_DRAWN - 1]
+    assert drawn == {e for e, s in zip(edges, scores, strict=True) if abs(s) >= cut}
+    assert f"the {plots.MAX_DRAWN} of largest |score| drawn" in ax.get_title()
+    assert f"{len(edges)} edges" in ax.get_title()
+    small = plots.circuit_drawing(_minimal(edges[:5], scores[:5]), MAIN, "t")
+    assert "drawn" not in small.axes[0].get_title()
+
+
 def _transfer(values):
     tasks = [("branch_comparison", "A"), ("memorization_decision", "A")]
     rows = []

@@ -190,21 +190,29 @@ def test_claims_html_is_a_table_of_every_claim_with_its_verdict():
 def test_location_section_shows_the_listed_sizes_with_the_random_range(tmp_path):
     from vermem.injection import RECALL_SCHEMA
 
-    rows = [{"size": s, "k": k, "touched": t, "recall": r, "random_recall": 0.25,
-             "random_lo": 0.0, "random_hi": 0.5, "random_at_least": p}
+    rows = [{"size": s, "k": k, "touched": t, "recall": r, "recall_lo": r / 2, "recall_hi": r,
+             "n_docs": 7, "random_recall": 0.25, "random_lo": 0.0, "random_hi": 0.5,
+             "random_at_least": p}
             for s, k, t, r, p in (("minimal", 12, 9, 1.0, 0.03), ("0.001", 1, 2, 0.0, 1.0),
                                   ("0.01", 4, 5, 0.5, 0.4))]
-    path = tmp_path / "m" / "branch_comparison" / "docs" / "location.parquet"
-    path.parent.mkdir(parents=True)
-    pl.DataFrame(rows, schema=RECALL_SCHEMA).with_columns(
-        pl.lit("noising").alias("direction"), pl.lit("a1.h2,m2").alias("injected"),
-        pl.lit(40).alias("attribution_pairs")).write_parquet(path)
-    loc = summary.stack_location([path])
+    paths = []
+    for task in ("branch_comparison_control", "branch_comparison"):
+        path = tmp_path / "m" / task / "docs" / "location.parquet"
+        path.parent.mkdir(parents=True)
+        pl.DataFrame(rows, schema=RECALL_SCHEMA).with_columns(
+            pl.lit("noising").alias("direction"), pl.lit("a1.h2,m2").alias("injected"),
+            pl.lit(40).alias("attribution_pairs")).write_parquet(path)
+        paths.append(path)
+    loc = summary.stack_location(paths)
     text = "\n".join(summary.location_section("m", loc))
     assert "Injected components: a1.h2, m2." in text
-    assert ("| branch_comparison | docs | noising | minimal | 12 | 9 | 1.00 | 0.25 [0.00, 0.50]"
-            " | 0.03 | 40 |") in text
-    assert "| 1% of edges | 4 | 5 | 0.50 |" in text
+    assert ("| branch_comparison | docs | noising | minimal | 12 | 9 | 1.00 [0.50, 1.00] | "
+            "0.25 [0.00, 0.50] | 0.03 | 40 | 7 |") in text
+    assert "| 1% of edges | 4 | 5 | 0.50 [0.25, 0.50] |" in text
+    # each task's row, then its control's at the same size
+    lines = [x for x in text.splitlines() if "| minimal |" in x]
+    assert [x.split(" | ")[0] for x in lines] == ["| branch_comparison",
+                                                  "| branch_comparison_control"]
     assert "0.1% of edges" not in text   # sizes outside LOCATION_SIZES are left to the table
     # a ranking from no attribution pairs is no ranking: no recall, no p
     none = loc.with_columns(pl.lit(0).alias("attribution_pairs"))

@@ -234,23 +234,34 @@ def make_samples(
     dup_counts: pl.DataFrame | None = None,
     windows: int = 1,
     stride: int = 1,
+    unplanted: int | None = None,
 ) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
     """Samples of P + C tokens, split into prefix and continuation: per document, the
     window at token offset 0 (the paper's one sample per document) and, with `windows` > 1,
     the windows at offsets stride, 2 * stride, ... that fit in the document. `per_subset`
-    counts documents. A sample is (doc_id, offset)."""
+    counts documents. A sample is (doc_id, offset). With a duplicate table, `unplanted`
+    caps the documents per subset that were not planted (count <= 1: unseen or seen once,
+    in candidate order) while every planted document is sampled: the ground truth whole,
+    the ordinary text at a chosen cost."""
     n = prefix_tokens + continuation_tokens
+    if dup_counts is None:
+        unplanted = None  # no ground truth: nothing is planted, the cap does not apply
+    planted = (set() if unplanted is None else
+               set(dup_counts.filter(pl.col("dup_count") > 1)["doc_id"].to_list()))
     rows, summary = [], {}
     for subset, group in candidates.sort("subset", "key").group_by("subset", maintain_order=True):
-        kept = short = n_windows = 0
+        kept = short = n_windows = ordinary = 0
         for doc_id, text in group.select("doc_id", "text").iter_rows():
             if per_subset is not None and kept >= per_subset:
                 break
+            if unplanted is not None and doc_id not in planted and ordinary >= unplanted:
+                continue
             ids = first_tokens(tokenizer, text, n + (windows - 1) * stride, at_least=n)
             if ids is None:
                 short += 1
                 continue
             kept += 1
+            ordinary += doc_id not in planted
             for off in window_offsets(len(ids), n, windows, stride):
                 w = ids[off: off + n]
                 rows.append({"doc_id": doc_id, "offset": off, "subset": subset[0],

@@ -23,7 +23,9 @@ stored is known too. Steps:
    checkpoint t0 (before injection) and snapshots after k/n of the steps.
 5. Scoring a circuit against the known location (`location_recall`): the injected
    components among the nodes that a circuit's top-k edges touch, at its minimal size and
-   MIB's sizes, against random circuits of the same size.
+   MIB's sizes, against random circuits of the same size; the circuit's own recall gets a
+   cluster-bootstrap interval over its attribution documents (`document_scores`: each
+   document's summed edge scores, so a resample's ranking is its documents' mean).
 
 The base model may have seen stand-in text (the Python standard library) in pretraining:
 "unseen" means not trained on in the injection; checkpoint t0 measures the baseline.
@@ -43,6 +45,7 @@ import torch
 from . import organism
 from .errors import VermemError
 from .progress import ProgressArg
+from .stats import Bootstrap
 
 UNUSED = "unused"
 
@@ -231,8 +234,48 @@ def checkpoint_names(n: int) -> list[str]:
 # -- 5. scoring a circuit against the known location ----------------------------------------
 
 RECALL_SCHEMA = {"size": pl.String, "k": pl.Int64, "touched": pl.Int64, "recall": pl.Float64,
+                 "recall_lo": pl.Float64, "recall_hi": pl.Float64, "n_docs": pl.Int64,
                  "random_recall": pl.Float64, "random_lo": pl.Float64, "random_hi": pl.Float64,
                  "random_at_least": pl.Float64}
+
+
+@dataclass(frozen=True)
+class DocumentScores:
+    """Edge scores of one ranking's attribution pairs, summed per document."""
+    sums: torch.Tensor    # [G, S, D] float64: the summed scores of each document's pairs
+    counts: torch.Tensor  # [G] float64: its pairs
+
+    def mean(self, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """[S, D] mean score over pairs, documents weighted by `weights` [G] (a resample's
+        draw counts; None: each once, the attribution file's own mean)."""
+        w = torch.ones_like(self.counts) if weights is None else weights.double()
+        n = float(w @ self.counts)
+        return torch.einsum("g,gsd->sd", w, self.sums) / (n if n else 1.0)
+
+
+def document_scores(model, graph, pairs: pl.DataFrame, *, directions: Sequence[str],
+                    **run: Any) -> dict[str, DocumentScores]:
+    """Per direction, the edge scores of `pairs` (clean, corrupt, answer, wrong, doc_id)
+    summed per document, in sorted doc_id order: `attribution.run` on each document's pairs
+    (`run`: its method, steps, metric, batch_size, backend)."""
+    from .attribution import run as attribute
+
+    docs = sorted(set(pairs["doc_id"].to_list()))
+    sums: dict[str, list[torch.Tensor]] = {d: [] for d in directions}
+    counts = []
+    for doc in docs:
+        q = pairs.filter(pl.col("doc_id") == doc)
+        out, n = attribute(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
+                           q["answer"].to_list(), q["wrong"].to_list(),
+                           directions=directions, positions=False, **run)
+        for d in directions:
+            sums[d].append(out["scores" if d == "noising" else f"scores_{d}"].double() * n)
+        counts.append(float(n))
+    shape = tuple(graph.mask.shape)
+    return {d: DocumentScores(torch.stack(v) if v else torch.zeros((0, *shape),
+                                                                   dtype=torch.float64),
+                              torch.tensor(counts, dtype=torch.float64))
+            for d, v in sums.items()}
 
 
 def touched_nodes(graph, edges: torch.Tensor) -> set[str]:
@@ -262,13 +305,18 @@ def touched_nodes(graph, edges: torch.Tensor) -> set[str]:
 
 def location_recall(graph, scores: torch.Tensor, injected: Sequence[str],
                     minimal_k: int | None, seeds: int = 100, level: float = 0.95,
-                    fractions: Sequence[float] | None = None) -> pl.DataFrame:
+                    fractions: Sequence[float] | None = None,
+                    documents: DocumentScores | None = None,
+                    boot: Bootstrap | None = None) -> pl.DataFrame:
     """Recall of the injected components (node names, `Component.node`) among the nodes
     touched by the top-k edges by |score| (`circuits.ranking`), at the minimal size
     `minimal_k` (row size 'minimal'; none when None) and at each MIB fraction p of the
     edges (k = int(p E), at least 1), against `seeds` random circuits of the same k: their
     mean recall, its central `level` interval, and the share of them that reach the
-    circuit's recall (a permutation p-value)."""
+    circuit's recall (a permutation p-value). With `documents` (the per-document sums
+    behind `scores`) and `boot`, the circuit's recall also gets the percentile interval of
+    `boot`'s resamples of those documents, each ranking its resample's mean scores
+    (recall_lo, recall_hi; n_docs the documents; NaN and 0 without)."""
     from .circuits import circuit, random_ranking, ranking
     from .mib import FRACTIONS
 
@@ -283,6 +331,12 @@ def location_recall(graph, scores: torch.Tensor, injected: Sequence[str],
     sizes += [(f"{p:g}", max(1, int(p * n_edges))) for p in (fractions or FRACTIONS)]
     order = ranking(graph, scores)
     randoms = [random_ranking(graph, seed) for seed in range(seeds)]
+    n_docs = 0 if documents is None else int(documents.counts.numel())
+    resampled = []  # the rankings of the attribution documents' resamples
+    if documents is not None and boot is not None and n_docs:
+        w = boot.indices(n_docs)
+        resampled = [ranking(graph, documents.mean(w[b])) for b in range(w.shape[0])]
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
 
     def recall(edges: torch.Tensor) -> tuple[float, int]:
         nodes = touched_nodes(graph, edges)
@@ -293,9 +347,14 @@ def location_recall(graph, scores: torch.Tensor, injected: Sequence[str],
         r, n = recall(circuit(graph, order, k))
         rand = torch.tensor([recall(circuit(graph, o, k))[0] for o in randoms],
                             dtype=torch.float64)
-        lo, hi = torch.quantile(rand, torch.tensor([(1 - level) / 2, (1 + level) / 2],
-                                                   dtype=torch.float64)).tolist()
+        lo, hi = torch.quantile(rand, q).tolist()
+        r_lo = r_hi = float("nan")
+        if resampled:
+            reps = torch.tensor([recall(circuit(graph, o, k))[0] for o in resampled],
+                                dtype=torch.float64)
+            r_lo, r_hi = torch.quantile(reps, q).tolist()
         rows.append({"size": label, "k": k, "touched": n, "recall": r,
+                     "recall_lo": r_lo, "recall_hi": r_hi, "n_docs": n_docs,
                      "random_recall": float(rand.mean()), "random_lo": lo, "random_hi": hi,
                      "random_at_least": float((rand >= r - 1e-12).double().mean())})
     return pl.DataFrame(rows, schema=RECALL_SCHEMA)
@@ -306,13 +365,18 @@ LOCATION_SEEDS = 200  # random circuits per size: no forward pass, so many are c
 
 def circuit_location(graph, by_direction: Mapping[str, torch.Tensor],
                      minimal_k: Mapping[str, int | None], injected: Sequence[str],
-                     seeds: int = LOCATION_SEEDS, level: float = 0.95) -> pl.DataFrame:
+                     seeds: int = LOCATION_SEEDS, level: float = 0.95,
+                     documents: Mapping[str, DocumentScores] | None = None,
+                     boot: Bootstrap | None = None) -> pl.DataFrame:
     """`location_recall` of each direction's ranking (`by_direction`: direction -> edge
     scores) at its minimal size (`minimal_k`: None where no circuit was found) and MIB's
-    sizes; a row per direction and size, with the injected components named."""
+    sizes, with the bootstrap over `documents[direction]` where given; a row per direction
+    and size, with the injected components named."""
     names = ",".join(sorted(injected))
+    docs = documents or {}
     return pl.concat([
-        location_recall(graph, scores, injected, minimal_k.get(d), seeds, level)
+        location_recall(graph, scores, injected, minimal_k.get(d), seeds, level,
+                        documents=docs.get(d), boot=boot)
         .with_columns(pl.lit(d).alias("direction"), pl.lit(names).alias("injected"))
         .select("direction", *RECALL_SCHEMA, "injected")
         for d, scores in sorted(by_direction.items())])

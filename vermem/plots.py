@@ -355,6 +355,19 @@ def circuit_legend(fig) -> None:
                frameon=False, fontsize=7)
 
 
+MAX_DRAWN = 300  # edges drawn per circuit: more are a solid tangle (SmolLM2's have 6,000+)
+
+
+def _strongest(edges: Sequence[str], scores: Sequence[float], cap: int = MAX_DRAWN
+               ) -> tuple[list[str], list[float], str]:
+    """The `cap` edges of largest |score| (all when fewer) and a title note saying so."""
+    if len(edges) <= cap:
+        return list(edges), list(scores), ""
+    keep = sorted(range(len(edges)), key=lambda i: -abs(scores[i]))[:cap]
+    return ([edges[i] for i in keep], [scores[i] for i in keep],
+            f" (the {cap} of largest |score| drawn)")
+
+
 def _drawing_size(n_layers: int, n_heads: int, panels: int = 1) -> tuple[float, float]:
     return max(4.5, 0.55 * n_heads + 3) * max(1, panels), 0.9 * n_layers + 2.5
 
@@ -368,8 +381,9 @@ def circuit(graph, edges, scores, title: str = ""):
     values = [float(scores.flatten()[i]) for i in index]
     s = graph.shape
     fig, ax = plt.subplots(figsize=_drawing_size(s.n_layers, s.n_heads))
-    _draw_circuit(ax, names, values, s.n_layers, s.n_heads)
-    ax.set_title(title or f"{len(names)} edges", fontsize=9)
+    drawn, drawn_scores, note_ = _strongest(names, values)
+    _draw_circuit(ax, drawn, drawn_scores, s.n_layers, s.n_heads)
+    ax.set_title((title or f"{len(names)} edges") + note_, fontsize=9)
     fig.tight_layout()
     circuit_legend(fig)
     return fig
@@ -383,11 +397,12 @@ def circuit_drawing(minimal: dict, main: dict, title: str):
     fig, axes = plt.subplots(1, max(1, len(chosen)), squeeze=False,
                              figsize=_drawing_size(L, n_heads, len(chosen)))
     for ax, c in zip(axes[0], chosen, strict=False):
-        _draw_circuit(ax, c["edges"], c["scores"], L, n_heads)
+        drawn, drawn_scores, note_ = _strongest(c["edges"], c["scores"])
+        _draw_circuit(ax, drawn, drawn_scores, L, n_heads)
         f, lo, hi = (c.get(x) for x in ("faithfulness", "faithfulness_lo", "faithfulness_hi"))
         ftxt = "n/a" if f is None else f"{f:.2f}" + (
             "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]")
-        ax.set_title(f"{c['direction']}: {c['k']} edges, F = {ftxt}", fontsize=9)
+        ax.set_title(f"{c['direction']}: {c['k']} edges, F = {ftxt}{note_}", fontsize=9)
     fig.suptitle(title, y=1.02)
     fig.tight_layout()
     circuit_legend(fig)

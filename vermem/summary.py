@@ -330,22 +330,30 @@ def location_section(model: str, loc: pl.DataFrame) -> list[str]:
     out = [f"### Where the injection lives (`results/circuits/{model}/*/*/location.parquet`)",
            "",
            f"Injected components: {names}. Recall: the share of them among the nodes the top-k "
-           "edges touch; random: the mean over random circuits of the same k with its central "
-           "95% range, and p the share of random circuits that reach the circuit's recall. "
-           "The circuit's own recall is one ranking (no interval).", ""]
+           "edges touch, with the 95% cluster-bootstrap interval over the attribution "
+           "documents (each resample ranks the edges by its documents' mean scores); "
+           "random: the mean over random circuits of the same k with its central 95% range, "
+           "and p the share of random circuits that reach the circuit's recall. Each task "
+           "is followed by its control (the same construction on non-memorized text): a "
+           "method that finds where memorization lives scores the memorization task above "
+           "random and above its control.", ""]
     rows = []
+    loc = loc.with_columns(pl.col("task").str.replace("_control$", "").alias("_base"))
     for r in loc.filter(pl.col("size").is_in(LOCATION_SIZES)).sort(
-            "task", "subset", "direction", "k").iter_rows(named=True):
+            "_base", "subset", "direction", "k", "task").iter_rows(named=True):
         size = "minimal" if r["size"] == "minimal" else f"{100 * float(r['size']):g}% of edges"
         if r.get("attribution_pairs") == 0:  # all-zero scores: an arbitrary order, no ranking
             recall = p = "n/a (no attribution pairs)"
         else:
-            recall, p = f"{r['recall']:.2f}", f"{r['random_at_least']:.2f}"
+            lo, hi = r.get("recall_lo"), r.get("recall_hi")
+            recall = (f"{r['recall']:.2f}" if lo is None or hi is None or lo != lo else
+                      _ci(r["recall"], lo, hi, 2))
+            p = f"{r['random_at_least']:.2f}"
         rows.append((r["task"], r["subset"], r["direction"], size, r["k"], r["touched"],
                      recall, _ci(r["random_recall"], r["random_lo"], r["random_hi"], 2), p,
-                     r.get("attribution_pairs", "")))
+                     r.get("attribution_pairs", ""), r.get("n_docs", "")))
     out += _table(("task", "subset", "direction", "size", "k", "nodes touched", "recall",
-                   "random recall", "p", "attribution pairs"), rows)
+                   "random recall", "p", "attribution pairs", "documents"), rows)
     return out
 
 
