@@ -358,9 +358,11 @@ def circuit_legend(fig) -> None:
 MAX_DRAWN = 300  # edges drawn per circuit: more are a solid tangle (SmolLM2's have 6,000+)
 
 
-def _strongest(edges: Sequence[str], scores: Sequence[float], cap: int = MAX_DRAWN
+def _strongest(edges: Sequence[str], scores: Sequence[float], cap: int | None = None
                ) -> tuple[list[str], list[float], str]:
-    """The `cap` edges of largest |score| (all when fewer) and a title note saying so."""
+    """The `cap` (default MAX_DRAWN) edges of largest |score|, all when fewer, and a title
+    note saying so."""
+    cap = MAX_DRAWN if cap is None else cap
     if len(edges) <= cap:
         return list(edges), list(scores), ""
     keep = sorted(range(len(edges)), key=lambda i: -abs(scores[i]))[:cap]
