@@ -322,6 +322,8 @@ rule circuit_location:
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
     output:
         table="results/circuits/{model}/{task}/{subset}/location.parquet",
+        # the share of the ranking's |score| on the edges that touch them (no circuit size)
+        mass="results/circuits/{model}/{task}/{subset}/location_mass.parquet",
     wildcard_constraints:
         model="|".join(LOCALIZED) or "^$",
     params:

@@ -173,6 +173,9 @@ def summary_inputs(wc):
             out[f"location.{m}"] = expand(
                 "results/circuits/{model}/{task}/{subset}/location.parquet", model=m,
                 task=TASKS, subset=SUBSETS)  # with the controls: the contrast
+            out[f"location_mass.{m}"] = expand(
+                "results/circuits/{model}/{task}/{subset}/location_mass.parquet", model=m,
+                task=TASKS, subset=SUBSETS)
     if STUDY_B:
         out["dynamics"] = "results/dynamics/summary.json"
         out["dynamics_findings"] = "results/dynamics/findings.parquet"

@@ -35,7 +35,9 @@ with rule(snakemake) as log:
     table = injection.circuit_location(g, by_dir, ks, nodes, level=boot.level,
                                        documents=docs, boot=boot).with_columns(
         pl.lit(int(minimal.get("attribution_pairs", 0))).alias("attribution_pairs"))
-    io.write_parquet(table, snakemake.output.table,
-                     io.provenance({"main": p.main, "bootstrap": p.bootstrap},
-                                   model=record["name"], revision=record["revision"]))
-    log.info("injected %s; minimal sizes %s\n%s", nodes, ks, table)
+    mass = injection.location_mass(g, docs, nodes, boot)
+    prov = io.provenance({"main": p.main, "bootstrap": p.bootstrap}, model=record["name"],
+                         revision=record["revision"])
+    io.write_parquet(table, snakemake.output.table, prov)
+    io.write_parquet(mass, snakemake.output.mass, prov)
+    log.info("injected %s; minimal sizes %s\n%s\n%s", nodes, ks, table, mass.drop("replicates"))

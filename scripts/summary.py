@@ -23,7 +23,9 @@ with rule(snakemake):
             "checkpoints": (io.read_json(inp[f"checkpoints.{m}"])
                             if f"checkpoints.{m}" in inp.keys() else None),
             "location": (summary.stack_location(inp[f"location.{m}"])
-                         if f"location.{m}" in inp.keys() else None)}
+                         if f"location.{m}" in inp.keys() else None),
+            "location_mass": (summary.stack_location(inp[f"location_mass.{m}"])
+                              if f"location_mass.{m}" in inp.keys() else None)}
     dynamics = io.read_json(inp["dynamics"]) if "dynamics" in inp.keys() else None
     found = (pl.read_parquet(inp["dynamics_findings"]) if "dynamics_findings" in inp.keys()
              else None)

@@ -223,6 +223,35 @@ def test_recall_interval_resamples_the_attribution_documents():
     assert without["n_docs"].to_list()[0] == 0 and without["recall_lo"].is_nan().all()
 
 
+def test_location_mass_is_the_share_of_score_on_edges_touching_the_location():
+    g = graph.Graph(graph.Shape(n_layers=2, n_heads=2, n_kv_heads=2, d_model=8,
+                                parallel=False))
+    s, d = g.sources.index, g.destinations.index
+    # m1 (the last MLP) is read by the logits and reads input, a0.h0, a0.h1, m0, a1.h0, a1.h1
+    assert int(injection.touching(g, ["m1"]).sum()) == 7
+    on, off = (torch.zeros(g.mask.shape, dtype=torch.float64) for _ in range(2))
+    on[s("m0"), d("m1")] = 3.0    # into m1
+    off[s("input"), d("m0")] = -1.0   # nowhere near m1
+    boot = stats.Bootstrap(samples=300, seed=0)
+
+    def row(per_doc):
+        docs = injection.DocumentScores(torch.stack(per_doc),
+                                        torch.ones(len(per_doc), dtype=torch.float64))
+        return injection.location_mass(g, {"noising": docs}, ["m1"], boot).row(0, named=True)
+
+    only = row([on] * 4)
+    assert (only["mass"], only["mass_lo"], only["mass_hi"]) == (1.0, 1.0, 1.0)
+    assert only["edge_share"] == pytest.approx(7 / int(g.mask.sum()))
+    assert only["n_docs"] == 4 and len(only["replicates"]) == 300
+    mixed = row([on, on, off, off])   # |3| + |3| against |-1| + |-1|: 6 / 8 of the mass
+    assert mixed["mass"] == pytest.approx(0.75)
+    assert 0.0 <= mixed["mass_lo"] < 0.75 < mixed["mass_hi"] <= 1.0
+    empty = injection.location_mass(
+        g, {"noising": injection.DocumentScores(torch.zeros((0, *g.mask.shape)),
+                                                torch.zeros(0))}, ["m1"], boot)
+    assert empty["n_pairs"].to_list() == [0] and empty["mass"].is_nan().all()
+
+
 def test_document_scores_average_to_the_attribution_of_all_pairs():
     """The per-document sums behind the recall's interval are the attribution file's
     scores taken apart: their mean over all pairs is attribution.run on all pairs at once."""

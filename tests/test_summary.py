@@ -187,6 +187,30 @@ def test_claims_html_is_a_table_of_every_claim_with_its_verdict():
         assert f"<td>{v}</td>" in html
 
 
+def test_mass_comparison_puts_each_task_against_its_control():
+    from vermem.injection import MASS_SCHEMA
+
+    def row(task, subset, mass, reps, docs):
+        return {"task": task, "subset": subset, "direction": "noising", "mass": mass,
+                "mass_lo": min(reps), "mass_hi": max(reps), "edge_share": 0.22,
+                "n_docs": docs, "n_pairs": 3 * docs, "replicates": reps, "injected": "m1"}
+
+    mass = pl.DataFrame([
+        row("bc", "A", 0.7, [0.68, 0.7, 0.72] * 10, 5),
+        row("bc_control", "A", 0.5, [0.45, 0.5, 0.55] * 10, 9),
+        row("bc", "B", 0.6, [0.5, 0.6, 0.7] * 10, 5),
+        row("bc_control", "B", 0.6, [0.5, 0.6, 0.7][::-1] * 10, 9),
+        row("bc", "C", 0.9, [0.9] * 30, 2),
+        row("bc_control", "C", 0.1, [0.1] * 30, 9)],
+        schema={"task": pl.String, "subset": pl.String, **MASS_SCHEMA})
+    got = {r[1]: r for r in summary.mass_comparison(mass)}
+    # replicate by replicate: 0.23, 0.20, 0.17
+    assert got["A"][5] == "0.20 [0.17, 0.23]" and got["A"][8] == "more on the memorized pairs"
+    assert got["B"][8] == "no difference shown (interval contains 0)"
+    # two documents: the difference is shown, no verdict drawn from it
+    assert got["C"][7] == "2 / 9" and got["C"][8].startswith("insufficient evidence: 2")
+
+
 def test_location_section_shows_the_listed_sizes_with_the_random_range(tmp_path):
     from vermem.injection import RECALL_SCHEMA
 

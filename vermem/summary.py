@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
+import torch
 
 from .stats import wilson
 
@@ -310,7 +311,8 @@ def findings_section(found: pl.DataFrame) -> list[str]:
     return out
 
 
-LOCATION_SIZES = ("minimal", "0.01", "0.05", "0.1")  # rows shown (location.parquet has all)
+LOCATION_SIZES = ("minimal", "0.01")  # rows shown (location.parquet has every MIB size)
+MIN_MASS_DOCS = 3  # fewer attribution documents on a side: the mass comparison is not made
 
 
 def stack_location(paths) -> pl.DataFrame:
@@ -323,20 +325,78 @@ def stack_location(paths) -> pl.DataFrame:
         for p in paths], how="diagonal_relaxed")
 
 
-def location_section(model: str, loc: pl.DataFrame) -> list[str]:
-    """Recall of the injected components among the nodes a circuit touches, against random
-    circuits of the same size (vermem.injection.location_recall)."""
+def mass_comparison(mass: pl.DataFrame, level: float = 0.95) -> list[tuple]:
+    """Rows (task, subset, direction, mass memorized, mass control, difference, edge share,
+    documents, verdict) of the memorization tasks' attribution mass on the injected
+    components against their controls' (vermem.injection.location_mass): the difference's
+    interval from the two sides' bootstrap replicates (disjoint documents, independent
+    resamples)."""
+    rows = []
+    ctl = {(r["task"], r["subset"], r["direction"]): r for r in mass.iter_rows(named=True)}
+    for r in mass.filter(~pl.col("task").str.ends_with("_control")).sort(
+            "task", "subset", "direction").iter_rows(named=True):
+        c = ctl.get((f"{r['task']}_control", r["subset"], r["direction"]))
+        docs = f"{r['n_docs']} / {c['n_docs'] if c else 0}"
+        m_txt = _ci(r["mass"], r["mass_lo"], r["mass_hi"]) if r["n_pairs"] else "n/a"
+        c_txt = _ci(c["mass"], c["mass_lo"], c["mass_hi"]) if c and c["n_pairs"] else "n/a"
+        diff, verdict = "n/a", ""
+        few = min(r["n_docs"], c["n_docs"] if c else 0)
+        if c is None or not r["n_pairs"] or not c["n_pairs"]:
+            verdict = "insufficient evidence: no pairs on one side"
+        else:
+            reps = (torch.tensor(r["replicates"], dtype=torch.float64)
+                    - torch.tensor(c["replicates"], dtype=torch.float64))
+            a = (1 - level) / 2
+            lo, hi = torch.nanquantile(reps, torch.tensor([a, 1 - a],
+                                                          dtype=torch.float64)).tolist()
+            d = r["mass"] - c["mass"]
+            diff = _ci(d, lo, hi)
+            if few < MIN_MASS_DOCS:
+                verdict = (f"insufficient evidence: {few} attribution document(s) on a side "
+                           f"(< {MIN_MASS_DOCS})")
+            elif lo > 0:
+                verdict = "more on the memorized pairs"
+            elif hi < 0:
+                verdict = "less on the memorized pairs"
+            else:
+                verdict = "no difference shown (interval contains 0)"
+        rows.append((r["task"], r["subset"], r["direction"], m_txt, c_txt, diff,
+                     f"{r['edge_share']:.2f}", docs, verdict))
+    return rows
+
+
+def location_section(model: str, loc: pl.DataFrame, mass: pl.DataFrame | None = None
+                     ) -> list[str]:
+    """Where the injected components are in the rankings: the attribution mass on them,
+    memorized pairs against controls (when `mass` is given), then their recall among the
+    nodes a circuit touches, against random circuits of the same size
+    (vermem.injection.location_mass, location_recall)."""
     names = ", ".join(sorted(set(",".join(loc["injected"].unique().to_list()).split(","))))
     out = [f"### Where the injection lives (`results/circuits/{model}/*/*/location.parquet`)",
-           "",
-           f"Injected components: {names}. Recall: the share of them among the nodes the top-k "
-           "edges touch, with the 95% cluster-bootstrap interval over the attribution "
-           "documents (each resample ranks the edges by its documents' mean scores); "
-           "random: the mean over random circuits of the same k with its central 95% range, "
-           "and p the share of random circuits that reach the circuit's recall. Each task "
-           "is followed by its control (the same construction on non-memorized text): a "
-           "method that finds where memorization lives scores the memorization task above "
-           "random and above its control.", ""]
+           ""]
+    if mass is not None and mass.height:
+        out += [f"Attribution mass on the injected components ({names}; "
+                f"`location_mass.parquet`): the share of the ranking's summed |edge score| "
+                "on the edges that touch them, with its 95% cluster-bootstrap interval over "
+                "the attribution documents; edge share: those edges' share of all edges, the "
+                "mass of scores spread evenly. The difference memorized - control (disjoint "
+                "documents, independent resamples) says whether the ranking puts the "
+                "memorized text's attribution where the planted documents were stored more "
+                "than it puts ordinary text's there.", ""]
+        out += _table(("task", "subset", "direction", "mass (memorized)", "mass (control)",
+                       "difference", "edge share", "documents (mem / ctl)", "verdict"),
+                      mass_comparison(mass))
+        out += [""]
+    out += [f"Injected components: {names}. Recall: the share of them among the nodes the "
+            "top-k edges touch, with the 95% cluster-bootstrap interval over the attribution "
+            "documents (each resample ranks the edges by its documents' mean scores); "
+            "random: the mean over random circuits of the same k with its central 95% "
+            "range, and p the share of random circuits that reach the circuit's recall. "
+            "Each task is followed by its control (the same construction on non-memorized "
+            "text): a method that finds where memorization lives scores the memorization "
+            "task above random and above its control. In a small graph the top edges "
+            "soon touch most nodes, and the recall saturates; the mass above does not.",
+            ""]
     rows = []
     loc = loc.with_columns(pl.col("task").str.replace("_control$", "").alias("_base"))
     for r in loc.filter(pl.col("size").is_in(LOCATION_SIZES)).sort(
@@ -381,7 +441,7 @@ def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] 
         if m.get("checkpoints") is not None:
             out += checkpoints_section(name, m["checkpoints"])
         if m.get("location") is not None:
-            out += location_section(name, m["location"])
+            out += location_section(name, m["location"], m.get("location_mass"))
     if dynamics:
         out += dynamics_section(dynamics)
     if findings is not None:
