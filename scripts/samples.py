@@ -14,7 +14,7 @@ with rule(snakemake) as log:
                                       models.load_tokenizer(record), p.prefix_tokens,
                                       p.continuation_tokens, p.samples_per_subset, dups,
                                       p.windows["per_document"], p.windows["stride"],
-                                      p.unplanted if has_dups else None)
+                                      p.unplanted)
     io.write_parquet(df, snakemake.output.table,
                      io.provenance(p.config, model=record["name"], revision=record["revision"]))
     io.write_json(summary, snakemake.output.summary)

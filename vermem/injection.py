@@ -356,7 +356,7 @@ def location_recall(graph, scores: torch.Tensor, injected: Sequence[str],
         if resampled:
             reps = torch.tensor([recall(circuit(graph, o, k))[0] for o in resampled],
                                 dtype=torch.float64)
-            r_lo, r_hi = torch.quantile(reps, q).tolist()
+            r_lo, r_hi = (float(x) for x in boot.interval(reps))
         rows.append({"size": label, "k": k, "touched": n, "recall": r,
                      "recall_lo": r_lo, "recall_hi": r_hi, "n_docs": n_docs,
                      "random_recall": float(rand.mean()), "random_lo": lo, "random_hi": hi,

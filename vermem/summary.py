@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import torch
 
-from .stats import wilson
+from .stats import Bootstrap, wilson
 
 
 def _ci(v, lo, hi, digits: int = 2) -> str:
@@ -346,9 +346,7 @@ def mass_comparison(mass: pl.DataFrame, level: float = 0.95) -> list[tuple]:
         else:
             reps = (torch.tensor(r["replicates"], dtype=torch.float64)
                     - torch.tensor(c["replicates"], dtype=torch.float64))
-            a = (1 - level) / 2
-            lo, hi = torch.nanquantile(reps, torch.tensor([a, 1 - a],
-                                                          dtype=torch.float64)).tolist()
+            lo, hi = (float(x) for x in Bootstrap(level=level).interval(reps))
             d = r["mass"] - c["mass"]
             diff = _ci(d, lo, hi)
             if few < MIN_MASS_DOCS:
