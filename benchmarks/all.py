@@ -11,7 +11,7 @@ modules' import times, one real job chain's start-up), device-independent.
 
 Prints one table: a row per figure, a column per device and model shape. Writes the
 attribution throughput (examples per second per device and model shape, as effective
-TFLOP/s, with the measured peak memory next to vermem.resources' model of it) to
+TFLOP/s, with the measured peak memory next to vermem.workflow.resources' model of it) to
 benchmarks/throughput.json, which `make plan` reads, at one thread on CPU (the attribution
 rule's local threads); after `make run` also the rule's real default workload (the
 organism on its own attribution pairs, benchmarks/threads.py). Each row states its threads
@@ -82,7 +82,7 @@ THROUGHPUT = Path(__file__).resolve().parent / "throughput.json"
 def throughput_row(att: dict) -> dict:
     """One measurement of benchmarks/throughput.json: EAP-IG examples per second (hooks
     backend) as effective TFLOP/s of the modelled FLOPs, and measured vs modelled memory."""
-    from vermem import resources
+    from vermem.workflow import resources
 
     name = att["shape"] if att["shape"] in resources.KNOWN_SHAPES else None
     layers, width, heads = common.SHAPES[att["shape"]]
@@ -103,7 +103,7 @@ def workload_row(results: Path, seconds: float = 15.0) -> dict:
     """The attribution rule's real default workload as a throughput.json row: the trained
     organism on the default run's own attribution pairs (both directions, position buckets)
     at the rule's local thread count (1), one job alone (benchmarks/threads.py)."""
-    from vermem import resources
+    from vermem.workflow import resources
 
     r = threads.layout("attribution", results, 1, 1, seconds)
     (clean, *_), _ = threads.pairs(results, "attribution")

@@ -26,8 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import SHAPES, make_model  # noqa: E402
 
-from vermem import attribution as A  # noqa: E402
-from vermem.graph import Graph, Shape  # noqa: E402
+from vermem.attribution import (
+    backends,  # noqa: E402
+    pair_batch,  # noqa: E402
+    scoring,  # noqa: E402
+)
+from vermem.attribution.graph import Graph, Shape  # noqa: E402
 
 
 def child(a) -> dict:
@@ -40,15 +44,17 @@ def child(a) -> dict:
     clean = torch.randint(0, model.config.vocab_size, (a.batch, a.length), generator=gen)
     corrupt = clean.clone()
     corrupt[:, -1] = (corrupt[:, -1] + 1) % model.config.vocab_size
-    b = A.Batch.make(clean.tolist(), corrupt.tolist(), [1] * a.batch, [2] * a.batch, a.device)
-    be = A.BACKENDS[a.backend]()
-    A.attribute(model, g, b, "EAP-IG", a.steps, backend=be)  # warm-up
+    b = pair_batch.Batch.make(
+        clean.tolist(), corrupt.tolist(), [1] * a.batch, [2] * a.batch, a.device
+    )
+    be = backends.BACKENDS[a.backend]()
+    scoring.attribute(model, g, b, "EAP-IG", a.steps, backend=be)  # warm-up
     if a.device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
     for _ in range(a.repeats):
-        scores = A.attribute(model, g, b, "EAP-IG", a.steps, backend=be)
+        scores = scoring.attribute(model, g, b, "EAP-IG", a.steps, backend=be)
     if a.device.startswith("cuda"):
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import make_model, organism_model  # noqa: E402
 
-from vermem import attribution as A  # noqa: E402
-from vermem import circuits as C  # noqa: E402
-from vermem.graph import Graph, Shape  # noqa: E402
+from vermem.attribution import patching  # noqa: E402
+from vermem.attribution.graph import Graph, Shape  # noqa: E402
+from vermem.circuits import evaluation  # noqa: E402
 
 MAX_PAIRS = {"selection": 16, "evaluation": 30}  # the default config's
 # lengths of one default evaluation set (branch_comparison / StdLib Docstrings), for
@@ -51,7 +51,7 @@ def pair_sets(results: Path, vocab: int) -> tuple[dict[str, tuple], str]:
         df = pl.read_parquet(path)
         out = {}
         for task, subset in sorted(set(zip(df["task"], df["subset"], strict=True))):
-            _, q = C.split_sets(df, task, subset, str(path), MAX_PAIRS, 0)
+            _, q = evaluation.split_sets(df, task, subset, str(path), MAX_PAIRS, 0)
             out[f"{task} / {subset}"] = tuple(q[c].to_list() for c in
                                               ("clean", "corrupt", "answer", "wrong", "doc_id"))
         return out, f"default run's evaluation pairs ({path})"
@@ -63,12 +63,18 @@ def pair_sets(results: Path, vocab: int) -> tuple[dict[str, tuple], str]:
             "synthetic pairs with the default's lengths")
 
 
-def jobs_for(g: Graph, n: int) -> list[tuple[C.Mode, torch.Tensor]]:
+def jobs_for(g: Graph, n: int) -> list[tuple[evaluation.Mode, torch.Tensor]]:
     """The mix of a circuit run: the main mode (outside placement: most edges patched) and
     inside, log-spaced sizes, seeded random circuits, one direction."""
-    sizes = C.log_sizes(g.n_edges, max(2, n // 2))
-    return [(C.Mode("noising", p, "resample"), C.circuit(g, C.random_ranking(g, s), k))
-            for s, k in enumerate(sizes) for p in ("outside", "inside")][:n]
+    sizes = evaluation.log_sizes(g.n_edges, max(2, n // 2))
+    return [
+        (
+            evaluation.Mode("noising", p, "resample"),
+            evaluation.circuit(g, evaluation.random_ranking(g, s), k),
+        )
+        for s, k in enumerate(sizes)
+        for p in ("outside", "inside")
+    ][:n]
 
 
 def clock() -> float:
@@ -90,17 +96,17 @@ def best_of(fn, repeats: int) -> float:
     return best
 
 
-def forward_cost(model, g: Graph, ev: C.EvalSet, jobs, tile: int, repeats: int
+def forward_cost(model, g: Graph, ev: evaluation.EvalSet, jobs, tile: int, repeats: int
                  ) -> tuple[float, float]:
     """(patched, unpatched) seconds of one pass over the EvalSet's batches, each batch
     tiled `tile` times with the jobs' masks (clean prompts, corrupt replacement)."""
-    masks = [C._plan(g, m, e)[0] for m, e in jobs[:tile]]
+    masks = [evaluation._plan(g, m, e)[0] for m, e in jobs[:tile]]
     masks += masks[:1] * (tile - len(masks))
     rows = torch.stack(masks)
 
     def patched():
         for b, corrupt in zip(ev.batches, ev.corrupt, strict=True):
-            A.patched_logits(model, g, b, rows, corrupt, b.clean.repeat(tile, 1))
+            patching.patched_logits(model, g, b, rows, corrupt, b.clean.repeat(tile, 1))
 
     @torch.no_grad()
     def plain():
@@ -115,7 +121,7 @@ def forward_cost(model, g: Graph, ev: C.EvalSet, jobs, tile: int, repeats: int
 
 def run(shape: str | None, device: str, results: Path, n_circuits: int | None = None,
         max_pairs: int | None = None, repeats: int | None = None,
-        max_padding: float = C.MAX_PADDING) -> dict:
+        max_padding: float = evaluation.MAX_PADDING) -> dict:
     """Every figure of one model (shape None: the organism) on one device. Defaults: 16
     circuits on every pair, best of 5; a Pythia shape on CPU 8 circuits on 8 pairs, timed
     once (the whole CPU run about 2 minutes at one thread)."""
@@ -131,14 +137,14 @@ def run(shape: str | None, device: str, results: Path, n_circuits: int | None = 
     sets, where = pair_sets(results, model.config.vocab_size)
     name = next(iter(sets))
     # every set's padding (the organism only: it is the same for every model, and cheap)
-    pad = {k: round(C.EvalSet.make(model, *v[:4], batch_size=32, groups=v[4],
+    pad = {k: round(evaluation.EvalSet.make(model, *v[:4], batch_size=32, groups=v[4],
                                    max_padding=max_padding).padding, 3)
            for k, v in (sets.items() if shape is None else [])}
     cl, co, an, wr, docs = (x[:max_pairs] for x in sets[name])
-    ev = C.EvalSet.make(model, cl, co, an, wr, batch_size=32, groups=docs,
+    ev = evaluation.EvalSet.make(model, cl, co, an, wr, batch_size=32, groups=docs,
                         max_padding=max_padding)
     jobs = jobs_for(g, n_circuits)
-    C.evaluate_many(model, g, ev, jobs[:2], per_forward=2)  # warm-up
+    evaluation.evaluate_many(model, g, ev, jobs[:2], per_forward=2)  # warm-up
     out = {"model": desc, "device": device, "threads": torch.get_num_threads(),
            "clock": "wall" if torch.cuda.is_available() else "process CPU time",
            "edges": g.n_edges, "pairs": where, "timed set": f"{name}, {ev.n} pairs",
@@ -154,7 +160,7 @@ def run(shape: str | None, device: str, results: Path, n_circuits: int | None = 
     ref = None
     for pf in PER_FORWARD:
         res: list = []
-        dt = best_of(lambda pf=pf, res=res: res.append(C.evaluate_many(model, g, ev, jobs,
+        dt = best_of(lambda pf=pf, res=res: res.append(evaluation.evaluate_many(model, g, ev, jobs,
                                                                        per_forward=pf)),
                      repeats)
         got = torch.stack([r.metric for r in res[-1]])
@@ -178,7 +184,7 @@ def main() -> None:
     ap.add_argument("--circuits", type=int, default=None,
                     help="circuits evaluated (default 16; 8 for a Pythia shape on CPU)")
     ap.add_argument("--results", type=Path, default=Path("results"))
-    ap.add_argument("--max-padding", type=float, default=C.MAX_PADDING,
+    ap.add_argument("--max-padding", type=float, default=evaluation.MAX_PADDING,
                     help="EvalSet batches' padding share limit (1: one batch of 32, as before)")
     a = ap.parse_args()
     if a.device == "cpu":

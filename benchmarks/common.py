@@ -10,7 +10,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vermem import io, models, organism  # noqa: E402
+from vermem.core import files  # noqa: E402
+from vermem.models import (
+    loading,  # noqa: E402
+    organism,  # noqa: E402
+)
 
 
 def random_organism(device: str, seed: int = 0):
@@ -27,9 +31,9 @@ def organism_model(results: Path, device: str):
     record = results / "models" / "organism" / "model.json"
     if not record.is_file():
         return random_organism(device), "random organism-shaped model (no results/ found)"
-    rec = io.read_json(record)
+    rec = files.read_json(record)
     rec["path"] = str(results.parent / rec["path"])
-    return models.load(rec, device)[0], f"trained organism ({results})"
+    return loading.load(rec, device)[0], f"trained organism ({results})"
 
 
 def organism_or_random(results: Path, device: str, seed: int = 0):

@@ -1,4 +1,4 @@
-"""Divergence points: the batched computation (vermem.divergence.divergence_points)
+"""Divergence points: the batched computation (vermem.data.divergence.divergence_points)
 against the naive definition (one generation per prefix length per sample).
 
     python benchmarks/divergence.py [--results results] [--n 40]
@@ -17,7 +17,7 @@ import polars as pl
 import torch
 from common import SHAPES, model_for, timed
 
-from vermem import divergence, labels
+from vermem.data import divergence, labels
 
 
 def run(results: Path, n: int, prefix: int, cont: int, batch_size: int = 64,

@@ -1,4 +1,4 @@
-"""Labelling throughput: batched greedy decoding with a KV cache (vermem.labels) against a
+"""Labelling throughput: batched greedy decoding with a KV cache (vermem.data.labels) against a
 naive per-sample Hugging Face `generate` loop, same model, same samples.
 
     python benchmarks/labels.py [--results results] [--batch-size 64] [--n 512] [--naive-n 64]
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from common import SHAPES, model_for, timed
 
-from vermem import labels
+from vermem.data import labels
 
 
 def naive(model, prompts: torch.Tensor, n_new: int) -> torch.Tensor:

@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import organism_or_random  # noqa: E402
 
-from vermem import attribution as A  # noqa: E402
-from vermem import circuits as C  # noqa: E402
-from vermem import labels  # noqa: E402
-from vermem.graph import Graph, Shape  # noqa: E402
+from vermem.attribution import scoring  # noqa: E402
+from vermem.attribution.graph import Graph, Shape  # noqa: E402
+from vermem.circuits import evaluation  # noqa: E402
+from vermem.data import labels  # noqa: E402
 
 WORKLOADS = ("labels", "attribution", "circuits")
 LAYOUTS = ((1, 1), (1, 2), (2, 1))  # (jobs at once, threads per job)
@@ -69,16 +69,22 @@ def workload(name: str, results: Path):
                 ), f"{desc}; 256 samples, P = C = 32, batch 64"
     if name == "attribution":
         (cl, co, an, wr, _), what = pairs(results, "attribution")
-        return (lambda: A.run(model, g, cl, co, an, wr, method="EAP-IG", steps=5,
+        return (lambda: scoring.run(model, g, cl, co, an, wr, method="EAP-IG", steps=5,
                               metric="logit_diff", batch_size=16)[1]
                 ), f"{desc}; {what}, EAP-IG 5 steps, batch 16"
     (cl, co, an, wr, docs), what = pairs(results, "evaluation")
     cl, co, an, wr, docs = (x[:30] for x in (cl, co, an, wr, docs))
-    ev = C.EvalSet.make(model, cl, co, an, wr, batch_size=32, groups=docs)
-    sizes = C.log_sizes(g.n_edges, 8)
-    jobs = [(C.Mode("noising", p, "resample"), C.circuit(g, C.random_ranking(g, s), k))
-            for s, k in enumerate(sizes) for p in ("outside", "inside")][:16]
-    return (lambda: len(C.evaluate_many(model, g, ev, jobs, per_forward=1))
+    ev = evaluation.EvalSet.make(model, cl, co, an, wr, batch_size=32, groups=docs)
+    sizes = evaluation.log_sizes(g.n_edges, 8)
+    jobs = [
+        (
+            evaluation.Mode("noising", p, "resample"),
+            evaluation.circuit(g, evaluation.random_ranking(g, s), k),
+        )
+        for s, k in enumerate(sizes)
+        for p in ("outside", "inside")
+    ][:16]
+    return (lambda: len(evaluation.evaluate_many(model, g, ev, jobs, per_forward=1))
             ), f"{desc}; {what[:what.index(',')]}, {ev.n} evaluation pairs, 16 circuits"
 
 

@@ -1,7 +1,7 @@
 # Edge attribution (attribution.method: EAP-IG, EAP, EAP-IG-activations, clean-corrupted) per
 # model, task, subset and metric (docs/study-a.md §7-8), on the attribution split of each pair
 # set; per-layer tensors and a layer x node-type heatmap; the scores also in the EAP-IG
-# library's graph JSON (vermem/interchange.py).
+# library's graph JSON (vermem/attribution/eap_json.py).
 
 
 rule attribution:

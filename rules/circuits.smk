@@ -12,7 +12,7 @@ rule circuit:
     output:
         curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
-        # MIB's CPR and CMD of the ranking per mode (vermem.mib), with random rankings'
+        # MIB's CPR and CMD of the ranking per mode (vermem.circuits.mib), with random rankings'
         # (circuits.mib)
         **({"mib": "results/circuits/{model}/{task}/{subset}/mib.parquet"} if MIB else {}),
         # the main mode's minimal circuit per direction in the EAP-IG library's graph JSON,
@@ -164,7 +164,7 @@ rule figure_faithfulness:
 
 
 rule figure_circuit_view:
-    # the interactive view (vermem.circuit_view): one self-contained HTML page per task and
+    # the interactive view (vermem.circuits.view): one self-contained HTML page per task and
     # subset, the top-ranked edges beyond the minimal size from the ranking scores
     input:
         curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
@@ -258,7 +258,7 @@ rule figure_mib:
 
 
 rule method_comparison:
-    # attribution methods side by side on the main subset (vermem.methods): CPR / CMD, the
+    # attribution methods side by side on the main subset (vermem.circuits.method_comparison): CPR / CMD, the
     # minimal size, and their agreement; off with attribution.compare_methods: []
     input:
         model="results/models/{model}/model.json",

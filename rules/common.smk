@@ -7,16 +7,17 @@ sys.path.insert(0, workflow.basedir)
 
 # parse-time imports are light (no torch, polars, numpy): every job's Snakemake process
 # parses the workflow again (benchmarks/jobstart.py; tests/test_config.py checks it)
-from vermem.config import check, expand_shards, load_schema, planning, slugify, standin_shards
-from vermem.config import PLANNING_ENV, unread_shards
-from vermem.errors import VermemError
-from vermem.models import check_device, check_models
-from vermem import config as _ck  # the checkpoint axis's config helpers (listed, subsets, ...)
-from vermem import tasks as _pairs  # task names: control_task, is_control
-from vermem import gguf_models as _gguf  # where a gguf model's file is
+from vermem.core.errors import VermemError
+from vermem.core.naming import slugify
+from vermem.core import naming as _ck  # the checkpoint axis's names (listed, subsets, ...)
+from vermem.core import vocabulary as _pairs  # task names: control_task, is_control
+from vermem.models import gguf_convert as _gguf  # where a gguf model's file is
+from vermem.models.loading import check_device, check_models
+from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
+from vermem.workflow.config import PLANNING_ENV, unread_shards
 
 
-# parsed for `vermem.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
+# parsed for `vermem.workflow.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
 # folders that are not on this machine are billed as declared, unread
 PLANNING = planning()
 
@@ -44,7 +45,7 @@ STUDY_B = "B" in config["studies"] and bool(config.get("dynamics"))
 
 onstart:
     if PLANNING:  # a run, not a dry run: the data it skipped checking are needed now
-        raise WorkflowError(f"{PLANNING_ENV}=1 is for vermem.plan's dry runs only; unset it "
+        raise WorkflowError(f"{PLANNING_ENV}=1 is for vermem.workflow.plan's dry runs only; unset it "
                             f"to run the workflow")
     # `device: cuda` on a host without a GPU (or cuda:N without an N-th), before any job,
     # when the jobs run on this host: the local executor (`workflow.local_exec`; not
@@ -103,7 +104,7 @@ def candidates_per_subset():
 
 
 # the tasks of the pair sets: the memorization tasks, then (contrastive.controls) each one's
-# control, the same construction on non-memorized text (vermem.contrastive.control_task)
+# control, the same construction on non-memorized text (vermem.data.contrastive.control_task)
 BASE_TASKS = list(config["attribution"]["tasks"])
 CONTROL_TASKS = ([_pairs.control_task(t) for t in BASE_TASKS]
                  if config["contrastive"].get("controls", True) else [])
@@ -242,8 +243,8 @@ def point_files(wc, final_pattern, ckpt_pattern, **fmt):
     return out
 
 
-# -- resources per job (vermem.resources): SLURM requests grow with the model and the work
-from vermem import resources as _res
+# -- resources per job (vermem.workflow.resources): SLURM requests grow with the model and the work
+from vermem.workflow import resources as _res
 
 RETRIES = 2  # a job killed at its time or memory limit comes back with attempt x more
 

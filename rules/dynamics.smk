@@ -2,7 +2,7 @@
 # checked), one fine-tuning job per model, init and grid cell (its seeds one after another,
 # a fresh model copy per string), Q3 sequential exposure, then the tables and figures.
 
-from vermem.config import example_cell, grid_cells
+from vermem.core.naming import example_cell, grid_cells
 
 DYN = config.get("dynamics") or {}
 CELLS = grid_cells(DYN["grid"]) if DYN else []

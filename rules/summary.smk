@@ -1,4 +1,4 @@
-# What the run concludes, written by the run (vermem/summary.py): results/summary.md from the
+# What the run concludes, written by the run (vermem/report/summary.py): results/summary.md from the
 # tables alone; README.md and docs/ link it instead of quoting numbers that could go stale.
 
 

@@ -3,9 +3,9 @@
 Makes the repository's package importable (a conda env from envs/ carries its dependencies,
 not the package itself), sends logging to the rule's log file. Long computations report to
 it: a script passes the logger's `info` as the `progress` argument of the science
-functions (vermem.progress), which then write items done of total, elapsed time and time
+functions (vermem.core.progress), which then write items done of total, elapsed time and time
 left at a steady rate. The project's own errors
-(`vermem.errors.VermemError`: bad config, corpus, model or data) end the script with their
+(`vermem.core.errors.VermemError`: bad config, corpus, model or data) end the script with their
 one line on stderr and in the log, no traceback, and a non-zero exit; any other exception
 is a bug and keeps its traceback (in the log, then re-raised).
 """
@@ -31,7 +31,7 @@ def rule(snakemake):
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     log.info("start: wildcards %s, threads %d", dict(snakemake.wildcards), snakemake.threads)
-    from vermem.errors import VermemError, one_line
+    from vermem.core.errors import VermemError, one_line
 
     try:
         yield log
@@ -56,11 +56,13 @@ def model_graph_pairs(snakemake, split: str):
     task and subset in `split`): the start of every rule that patches or attributes."""
     import polars as pl
 
-    from vermem import graph, io, models
+    from vermem.attribution import graph
+    from vermem.core import files
+    from vermem.models import loading
 
     p, wc = snakemake.params, snakemake.wildcards
-    record = io.read_json(snakemake.input.model)
-    model, _ = models.load(record, p.device)
+    record = files.read_json(snakemake.input.model)
+    model, _ = loading.load(record, p.device)
     g = graph.Graph(graph.Shape.from_config(model.config))
     pairs = pl.read_parquet(snakemake.input.pairs).filter(
         (pl.col("task") == wc.task) & (pl.col("subset") == p.subset)
@@ -75,12 +77,15 @@ def evaluation_setup(snakemake):
     the model is loaded, so a model that cannot fit stops in one line first."""
     import polars as pl
 
-    from vermem import graph, io, models, resources, stats
+    from vermem.attribution import graph
+    from vermem.core import files, stats
+    from vermem.models import loading
+    from vermem.workflow import resources
 
     p = snakemake.params
-    record = io.read_json(snakemake.input.model)
+    record = files.read_json(snakemake.input.model)
     batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
-    model, _ = models.load(record, p.device)
+    model, _ = loading.load(record, p.device)
     g = graph.Graph(graph.Shape.from_config(model.config))
     pairs = pl.read_parquet(snakemake.input.pairs)
     return record, batch, model, g, pairs, stats.Bootstrap(**p.config["bootstrap"])
@@ -91,17 +96,18 @@ def minimal_circuits_and_evsets(snakemake, placements=None):
     minimal circuits in the rule's input `minimal` (main ablation; `placements`, default
     all), {(task, subset): EvalSet} of their evaluation pairs): the start of the rules that
     evaluate finished circuits (circuit_transfer, checkpoint_final_circuits)."""
-    from vermem import circuits, io
+    from vermem.circuits import evaluation, transfer
+    from vermem.core import files
 
     cfg = snakemake.params.config
     record, batch, model, g, pairs, _ = evaluation_setup(snakemake)
-    records = [io.read_json(f) for f in snakemake.input.minimal]
-    found = circuits.main_circuits(g, records, cfg["main"]["ablation"], placements)
+    records = [files.read_json(f) for f in snakemake.input.minimal]
+    found = transfer.main_circuits(g, records, cfg["main"]["ablation"], placements)
     evsets = {}
     for rec in records:
-        _, q = circuits.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs,
+        _, q = evaluation.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs,
                                    cfg["max_pairs"], snakemake.params.seed)
-        evsets[rec["task"], rec["subset"]] = circuits.EvalSet.of_pairs(model, q, batch)
+        evsets[rec["task"], rec["subset"]] = evaluation.EvalSet.of_pairs(model, q, batch)
     return record, model, g, found, evsets
 
 
@@ -109,9 +115,9 @@ def save_points(model, tok, folder, points):
     """`model` and `tok` saved into `folder` (atomically, as a whole): each (name, weights)
     of `points` (the checkpoints of a training run) in its subfolder, then the model's own
     weights at the top (the rules that train: train_organism, inject_model)."""
-    from vermem import io
+    from vermem.core import files
 
-    with io.atomic_path(folder, directory=True) as tmp:
+    with files.atomic_path(folder, directory=True) as tmp:
         final = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         for name, state in points:
             model.load_state_dict(state)
@@ -125,14 +131,14 @@ def save_points(model, tok, folder, points):
 def trained_record(snakemake, source, commit, model, result, saved, **extra):
     """The record (model.json) of a model a rule trained: `result` an organism.TrainResult,
     `saved` its checkpoints ({name, step, path})."""
-    from vermem import models
+    from vermem.models import loading
 
     folder = snakemake.output.folder
     return {"name": snakemake.wildcards.model, "source": source, "path": folder, "id": None,
             "revision": None, "commit": commit, "dtype": "float32",
-            "n_params": models.n_params(model), **extra,
+            "n_params": loading.n_params(model), **extra,
             "train_seconds": round(result.seconds, 1), "train_steps": result.steps,
             "step": result.steps, "checkpoints": saved,
             "tokens_per_epoch": result.tokens_per_epoch,
             "final_loss": result.log["loss"].tail(20).mean(),
-            **models.describe_folder(folder)}
+            **loading.describe_folder(folder)}

@@ -5,31 +5,33 @@ EAP-IG library's graph JSON."""
 
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, interchange, io, resources
+from vermem.attribution import eap_json, positions, scoring, storage
+from vermem.core import files
+from vermem.workflow import resources
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
     cfg = p.config
     # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
-    batch = resources.attribution_batch(io.read_json(snakemake.input.model), snakemake.config)
+    batch = resources.attribution_batch(files.read_json(snakemake.input.model), snakemake.config)
     record, model, g, pairs = model_graph_pairs(snakemake, "attribution")
     if pairs.height == 0:
         log.warning("no attribution pairs for %s / %s: marked empty (scores are not results)",
                     wc.task, p.subset)
     clean = pairs["clean"].to_list()
-    out, n = attribution.run(model, g, clean, pairs["corrupt"].to_list(),
+    out, n = scoring.run(model, g, clean, pairs["corrupt"].to_list(),
                              pairs["answer"].to_list(), pairs["wrong"].to_list(),
                              method=cfg["method"], steps=cfg["ig_steps"], metric=wc.metric,
                              batch_size=batch, backend=cfg["backend"], progress=log.info)
-    buckets = attribution.position_buckets(max(map(len, clean), default=0))
+    buckets = positions.position_buckets(max(map(len, clean), default=0))
     meta = {"model": record["name"], "revision": record["revision"], "task": wc.task,
             "subset": p.subset, "metric": wc.metric, "method": cfg["method"],
             "ig_steps": cfg["ig_steps"], "n_examples": n, "empty": n == 0, "n_edges": g.n_edges,
-            "provenance": io.provenance(cfg, model=record["name"])}
-    attribution.save(snakemake.output.scores, g, out["scores"], meta,
+            "provenance": files.provenance(cfg, model=record["name"])}
+    storage.save(snakemake.output.scores, g, out["scores"], meta,
                      out["scores_denoising"], out["positions"], out["positions_denoising"],
                      buckets)
-    interchange.write_attribution(snakemake.output.eap, g, out["scores"], meta)
+    eap_json.write_attribution(snakemake.output.eap, g, out["scores"], meta)
     log.info("%d pairs, %d edges, top |score| %.4g noising, %.4g de-noising; %d position "
              "buckets", n, g.n_edges, float(out["scores"].abs().max()),
              float(out["scores_denoising"].abs().max()), len(buckets))

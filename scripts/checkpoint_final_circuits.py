@@ -4,7 +4,8 @@ logit gap there."""
 
 from _rule import minimal_circuits_and_evsets, rule
 
-from vermem import checkpoints, io, stats
+from vermem.circuits import checkpoints
+from vermem.core import files, stats
 
 with rule(snakemake) as log:
     cfg = snakemake.params.config
@@ -14,6 +15,6 @@ with rule(snakemake) as log:
                                        cfg["main"]["ablation"], range(cfg["random_seeds"]),
                                        cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
                                        cfg["circuits_per_forward"], progress=log.info)
-    io.write_parquet(table, snakemake.output.table,
-                     io.provenance(cfg, model=record["name"], revision=record["revision"]))
+    files.write_parquet(table, snakemake.output.table,
+                     files.provenance(cfg, model=record["name"], revision=record["revision"]))
     log.info("%s", table)

@@ -3,12 +3,13 @@ local subfolder; a snapshot the organism saved) and check it like the model itse
 
 from _rule import rule
 
-from vermem import io, models
+from vermem.core import files
+from vermem.models import loading
 
 with rule(snakemake) as log:
     wc = snakemake.wildcards
-    record = models.resolve_checkpoint(wc.model, snakemake.params.spec,
-                                       io.read_json(snakemake.input.final), wc.ckpt,
-                                       models.requirements(wc.model, snakemake.config))
-    io.write_json(record, snakemake.output.record)
+    record = loading.resolve_checkpoint(wc.model, snakemake.params.spec,
+                                       files.read_json(snakemake.input.final), wc.ckpt,
+                                       loading.requirements(wc.model, snakemake.config))
+    files.write_json(record, snakemake.output.record)
     log.info("%s", record)

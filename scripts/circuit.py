@@ -7,39 +7,42 @@ import polars as pl
 import torch
 from _rule import model_graph_pairs, rule
 
-from vermem import attribution, circuits, interchange, io, mib, progress, resources, stats
+from vermem.attribution import eap_json, storage
+from vermem.circuits import evaluation, mib, search, transfer
+from vermem.core import files, progress, stats
+from vermem.workflow import resources
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
     cfg = p.config
     # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
-    batch = resources.circuit_batch(io.read_json(snakemake.input.model), snakemake.config)
+    batch = resources.circuit_batch(files.read_json(snakemake.input.model), snakemake.config)
     record, model, g, _ = model_graph_pairs(snakemake, "evaluation")
-    sel_pairs, ev_pairs = circuits.split_sets(pl.read_parquet(snakemake.input.pairs), wc.task,
+    sel_pairs, ev_pairs = evaluation.split_sets(pl.read_parquet(snakemake.input.pairs), wc.task,
                                               p.subset, snakemake.input.pairs,
                                               cfg["max_pairs"], p.seed)
-    tensors, meta = attribution.load(snakemake.input.scores)
+    tensors, meta = storage.load(snakemake.input.scores)
 
     if p.select_on_evaluation:  # contrastive.split.selection = 0: the authors' design
         log.warning("no selection part: sizes are chosen on the evaluation pairs, so their "
                     "F is not held out (flagged in the claims)")
         sel_pairs = ev_pairs
-    sel, ev = (circuits.EvalSet.of_pairs(model, q, batch) for q in (sel_pairs, ev_pairs))
+    sel, ev = (evaluation.EvalSet.of_pairs(model, q, batch) for q in (sel_pairs, ev_pairs))
     n_attr = int(meta.get("n_examples", 0))
     usable = n_attr > 0 and sel.n > 0 and ev.n > 0
     if not usable:
         log.warning("%s / %s: %d attribution, %d selection, %d evaluation pairs: no curve, "
                     "no circuit", wc.task, p.subset, n_attr, sel.n, ev.n)
-    modes = circuits.modes(cfg["directions"], cfg["placements"], cfg["ablations"])
+    modes = evaluation.modes(cfg["directions"], cfg["placements"], cfg["ablations"])
     random_modes = [m for m in modes if {"placement": m.placement, "ablation": m.ablation}
                     in cfg["random_modes"]]
     # each mode ranked by its own direction's attribution (a file without de-noising
     # scores ranks both by the noising ones)
-    by_dir = {d: attribution.direction_scores(tensors, d) for d in circuits.DIRECTIONS}
-    with circuits.small_gaps() as small:  # modes whose F is noise (|M(full) - M(empty)| tiny)
-        curve, minimal = circuits.sweep(
+    by_dir = {d: storage.direction_scores(tensors, d) for d in evaluation.DIRECTIONS}
+    with evaluation.small_gaps() as small:  # modes whose F is noise (|M(full) - M(empty)| tiny)
+        curve, minimal = search.sweep(
             model, g, sel, ev, by_dir, modes if usable else [],
-            circuits.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
+            evaluation.log_sizes(g.n_edges, cfg["curve_points"]), range(cfg["random_seeds"]),
             random_modes, cfg["target"], cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
             cfg["circuits_per_forward"], cfg["search_width"], cfg["random_points"],
             cfg["criterion"], cfg["search"], progress=log.info)
@@ -54,8 +57,8 @@ with rule(snakemake) as log:
                                        pl.lit(p.subset).alias("subset"), pl.all())
     flat = {d: t.flatten() for d, t in by_dir.items()}
     main = cfg["main"]
-    pair = [minimal.get(circuits.Mode(d, main["placement"], main["ablation"]))
-            for d in circuits.DIRECTIONS]
+    pair = [minimal.get(evaluation.Mode(d, main["placement"], main["ablation"]))
+            for d in evaluation.DIRECTIONS]
     record_out = {
         "model": record["name"], "revision": record["revision"], "task": wc.task,
         "subset": p.subset, "n_edges": g.n_edges, "n_pairs": ev.n, "n_selection": sel.n,
@@ -70,7 +73,7 @@ with rule(snakemake) as log:
                        "ablation": m.ablation} for m in (modes if usable else [])
                       if m not in minimal],
         "circuits": [{"direction": m.direction, "placement": m.placement,
-                      "ablation": m.ablation, "semantics": circuits.semantics(wc.task,
+                      "ablation": m.ablation, "semantics": transfer.semantics(wc.task,
                                                                               m.direction),
                       "share": v["k"] / g.n_edges, "n_edges": g.n_edges,
                       **{k: x for k, x in v.items() if k != "edges"},
@@ -79,35 +82,35 @@ with rule(snakemake) as log:
                       "scores": [float(flat[m.direction][i]) for i in v["edges"]]}
                      for m, v in minimal.items()],
         "ranked_by": {d: "scores_denoising" if d == "denoising" and "scores_denoising"
-                      in tensors else "scores" for d in circuits.DIRECTIONS},
+                      in tensors else "scores" for d in evaluation.DIRECTIONS},
         # the main mode's noising and de-noising minimal circuits: how much the two
         # directions' rankings agree where it matters (None: a direction has no circuit)
         "direction_overlap": {
             "placement": main["placement"], "ablation": main["ablation"],
-            **circuits.edge_overlap(*(None if c is None else c["edges"] for c in pair),
+            **evaluation.edge_overlap(*(None if c is None else c["edges"] for c in pair),
                                     ("noising", "denoising"))},
         # mode and pair set where F is not meaningful (circuits.check_gap)
-        "small_gap": {"threshold": circuits.MIN_GAP, "count": len(small), "where": small},
-        "provenance": io.provenance(cfg, model=record["name"]),
+        "small_gap": {"threshold": evaluation.MIN_GAP, "count": len(small), "where": small},
+        "provenance": files.provenance(cfg, model=record["name"]),
     }
-    io.write_parquet(curve, snakemake.output.curve,
-                     io.provenance(cfg, model=record["name"], revision=record["revision"]))
+    files.write_parquet(curve, snakemake.output.curve,
+                     files.provenance(cfg, model=record["name"], revision=record["revision"]))
     if mib_table is not None:
-        io.write_parquet(mib_table, snakemake.output.mib,
-                         io.provenance(cfg, model=record["name"], revision=record["revision"]))
+        files.write_parquet(mib_table, snakemake.output.mib,
+                         files.provenance(cfg, model=record["name"], revision=record["revision"]))
         for r in mib_table.filter(pl.col("circuit") == "attribution").iter_rows(named=True):
             log.info("MIB %s/%s/%s: CPR %s [%s, %s], CMD %s [%s, %s] (n = %d pairs)",
                      r["direction"], r["placement"], r["ablation"], *(
                          "-" if r[k] is None else f"{r[k]:.3f}" for k in
                          ("cpr", "cpr_lo", "cpr_hi", "cmd", "cmd_lo", "cmd_hi")), r["n_pairs"])
-    io.write_json(record_out, snakemake.output.minimal)
+    files.write_json(record_out, snakemake.output.minimal)
     # the main mode's minimal circuit of each direction in the EAP-IG library's graph JSON
     for d, path in zip(cfg["directions"], snakemake.output.eap, strict=True):
-        mode = circuits.Mode(d, main["placement"], main["ablation"])
-        interchange.write_circuit(path, g, by_dir[d], minimal.get(mode), {
+        mode = evaluation.Mode(d, main["placement"], main["ablation"])
+        eap_json.write_circuit(path, g, by_dir[d], minimal.get(mode), {
             **{k: record_out[k] for k in ("model", "revision", "task", "subset", "metric",
                                           "rank_by")},
-            "direction": d, "semantics": circuits.semantics(wc.task, d),
+            "direction": d, "semantics": transfer.semantics(wc.task, d),
             "placement": main["placement"], "ablation": main["ablation"],
             "ranked_by": record_out["ranked_by"][d]})
     ov = record_out["direction_overlap"]

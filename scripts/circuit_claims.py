@@ -6,7 +6,8 @@ memorization circuit is specific to memorization."""
 import polars as pl
 from _rule import rule
 
-from vermem import claims, io, stats
+from vermem.core import files, stats
+from vermem.report import claims
 
 with rule(snakemake) as log:
     p = snakemake.params
@@ -14,7 +15,7 @@ with rule(snakemake) as log:
     main = cfg["main"]
     inp = snakemake.input
     sizes = {(rec["task"], rec["subset"], c["direction"]): c
-             for rec in map(io.read_json, inp.minimal) for c in rec["circuits"]
+             for rec in map(files.read_json, inp.minimal) for c in rec["circuits"]
              if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])}
     spec = pl.read_parquet(inp.specificity) if "specificity" in inp.keys() else None
     table = claims.claims(
@@ -23,18 +24,18 @@ with rule(snakemake) as log:
         main["placement"], transfer_reps=stats.load_replicates(inp.transfer_replicates)[0][:, 0],
         matched=pl.read_parquet(inp.matched),
         matched_reps=stats.load_replicates(inp.matched_replicates)[0][:, 0], specificity=spec)
-    records = [io.read_json(f) for f in inp.minimal]
+    records = [files.read_json(f) for f in inp.minimal]
     if any(rec.get("selection_on_evaluation") for rec in records):
         table = claims.flag_selection_on_evaluation(table)
     # the documents each bootstrap resamples: a claim resting on < 10 says so
     table = claims.flag_few_clusters(table, {
         (rec["task"], rec["subset"], part): len(rec[f"{part}_docs"])
         for rec in records for part in ("selection", "evaluation")}, p.main_subset)
-    io.write_parquet(table, snakemake.output.table,
-                     io.provenance(cfg, model=snakemake.wildcards.model))
-    with io.atomic_path(snakemake.output.csv) as tmp:
+    files.write_parquet(table, snakemake.output.table,
+                     files.provenance(cfg, model=snakemake.wildcards.model))
+    with files.atomic_path(snakemake.output.csv) as tmp:
         table.write_csv(tmp)
-    with io.atomic_path(snakemake.output.html) as tmp:
+    with files.atomic_path(snakemake.output.html) as tmp:
         tmp.write_text(claims.to_html(table, f"{snakemake.wildcards.model}: the paper's claims"))
     for row in table.iter_rows(named=True):
         log.info("%s [%s]: %s -> %s (%s)", row["claim"], row["semantics"], row["evidence"],

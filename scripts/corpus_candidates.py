@@ -2,13 +2,14 @@
 
 from _rule import rule
 
-from vermem import corpus, io
+from vermem.core import files
+from vermem.data import corpus
 
 with rule(snakemake) as log:
     p = snakemake.params
     df, report = corpus.scan_candidates(list(snakemake.input.shards), p.subsets,
                                         p.candidates_per_subset, p.seed,
                                         p.max_malformed_fraction)
-    io.write_parquet(df, snakemake.output.table, io.provenance(p.config))
-    io.write_json(report.as_dict(), snakemake.output.report)
+    files.write_parquet(df, snakemake.output.table, files.provenance(p.config))
+    files.write_json(report.as_dict(), snakemake.output.report)
     log.info("%d candidates; ingest: %s", df.height, report.as_dict())

@@ -4,25 +4,27 @@ accuracy on every string after every epoch, then the first string again."""
 import polars as pl
 from _rule import rule
 
-from vermem import dynamics, io, models
+from vermem.core import files
+from vermem.dynamics import strings
+from vermem.models import loading
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
     dyn, seq = p.config, p.config["sequential"]
-    record = io.read_json(snakemake.input.model)
-    device = models.pick_device(p.device)
+    record = files.read_json(snakemake.input.model)
+    device = loading.pick_device(p.device)
     if device.type == "cuda":
-        n_params = record.get("n_params") or dynamics.count_params(record["path"])
-        dynamics.check_memory(wc.model, n_params, snakemake.config["gpu_memory_gb"],
+        n_params = record.get("n_params") or strings.count_params(record["path"])
+        strings.check_memory(wc.model, n_params, snakemake.config["gpu_memory_gb"],
                               dyn["training"]["memory_margin"])
     strings = pl.read_parquet(snakemake.input.strings).filter(pl.col("study") == "q3")
     strings = strings.sort(pl.col("string_id").str.extract(r"(\d+)$").cast(pl.Int32))
-    model = dynamics.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
+    model = strings.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
     training = {**dyn["training"], "epochs": seq["epochs"]}
-    df = dynamics.sequential(model, strings["token_ids"].to_list(), int(strings["bos_id"][0]),
+    df = strings.sequential(model, strings["token_ids"].to_list(), int(strings["bos_id"][0]),
                              training, seq["hold_epochs"], seq["seed"],
                              seq["relearn"], progress=log.info)
-    io.write_parquet(df, snakemake.output.table,
-                     io.provenance(dyn, model=wc.model, revision=record["revision"],
+    files.write_parquet(df, snakemake.output.table,
+                     files.provenance(dyn, model=wc.model, revision=record["revision"],
                                    init=wc.init))
-    log.info("%s", dynamics.q3_table(df, []))
+    log.info("%s", strings.q3_table(df, []))

@@ -5,32 +5,34 @@ before any training job starts."""
 import polars as pl
 from _rule import rule
 
-from vermem import dynamics, io, models
+from vermem.core import files
+from vermem.dynamics import strings
+from vermem.models import loading
 
 with rule(snakemake) as log:
     p = snakemake.params
     dyn, name = p.config, snakemake.wildcards.model
-    record = io.read_json(snakemake.input.model)
-    n_params = record.get("n_params") or dynamics.count_params(record["path"])
+    record = files.read_json(snakemake.input.model)
+    n_params = record.get("n_params") or strings.count_params(record["path"])
     train = dyn["training"]
     if p.device != "cpu":  # training may run on a GPU: fail here, before any GPU job
-        dynamics.check_memory(name, n_params, snakemake.config["gpu_memory_gb"],
+        strings.check_memory(name, n_params, snakemake.config["gpu_memory_gb"],
                               train["memory_margin"])
-    context = dynamics.context_length(record["path"])
-    strings = pl.concat([dynamics.grid_strings(dyn["grid"]),
-                         dynamics.sequential_strings(dyn["sequential"])])
+    context = strings.context_length(record["path"])
+    strings = pl.concat([strings.grid_strings(dyn["grid"]),
+                         strings.sequential_strings(dyn["sequential"])])
     longest = int(strings["length"].max())
     if context is not None and longest + 1 > context:
-        raise dynamics.DynamicsError(f"dynamics: model {name}: {longest} letters + BOS exceed "
+        raise strings.DynamicsError(f"dynamics: model {name}: {longest} letters + BOS exceed "
                                      f"its context of {context} tokens")
-    table = dynamics.tokenize_strings(strings, models.load_tokenizer(record), name)
-    io.write_parquet(table, snakemake.output.table,
-                     io.provenance(dyn, model=name, revision=record["revision"]))
+    table = strings.tokenize_strings(strings, loading.load_tokenizer(record), name)
+    files.write_parquet(table, snakemake.output.table,
+                     files.provenance(dyn, model=name, revision=record["revision"]))
     summary = {"model": name, "n_params": n_params, "context": context,
-               "full_finetune_bytes": dynamics.full_finetune_bytes(n_params,
+               "full_finetune_bytes": strings.full_finetune_bytes(n_params,
                                                                    train["memory_margin"]),
                "bos_id": int(table["bos_id"][0]), "strings": table.height,
-               "letter_ids": dict(zip(dynamics.LETTERS, table["letter_ids"][
+               "letter_ids": dict(zip(strings.LETTERS, table["letter_ids"][
                    int(table["alphabet_size"].arg_max())], strict=False))}
-    io.write_json(summary, snakemake.output.summary)
+    files.write_json(summary, snakemake.output.summary)
     log.info("%s", summary)

@@ -3,12 +3,13 @@
 import polars as pl
 from _rule import rule
 
-from vermem import io, plots
+from vermem.core import files
+from vermem.report.figures import circuit_drawing, common, study_a
 
 with rule(snakemake):
-    minimal = io.read_json(snakemake.input.minimal)
+    minimal = files.read_json(snakemake.input.minimal)
     title = f"{minimal['model']}: {minimal['task'].replace('_', ' ')}, {minimal['subset']}"
-    plots.save(plots.faithfulness_curves(pl.read_parquet(snakemake.input.curve), minimal, title),
+    common.save(study_a.faithfulness_curves(pl.read_parquet(snakemake.input.curve), minimal, title),
                snakemake.output.curves)
-    plots.save(plots.circuit_drawing(minimal, snakemake.params.main, title),
+    common.save(circuit_drawing.circuit_drawing(minimal, snakemake.params.main, title),
                snakemake.output.drawing)

@@ -3,9 +3,9 @@
 import polars as pl
 from _rule import rule
 
-from vermem import plots
+from vermem.report.figures import common, study_a
 
 with rule(snakemake):
     model = snakemake.wildcards.model
-    plots.save(plots.rate_by_duplicates(pl.read_parquet(snakemake.input.labels), model),
+    common.save(study_a.rate_by_duplicates(pl.read_parquet(snakemake.input.labels), model),
                snakemake.output.figure)

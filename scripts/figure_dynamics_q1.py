@@ -3,8 +3,8 @@
 import polars as pl
 from _rule import rule
 
-from vermem import plots
+from vermem.report.figures import common, study_b
 
 with rule(snakemake):
-    plots.save(plots.q1_factors(pl.read_parquet(snakemake.input.phases)),
+    common.save(study_b.q1_factors(pl.read_parquet(snakemake.input.phases)),
                snakemake.output.figure)

@@ -4,22 +4,24 @@ the predicted position, memorized and control pairs, both tasks, one model and s
 import polars as pl
 from _rule import rule
 
-from vermem import attribution, contrastive, plots, plots_positions
+from vermem.attribution import positions, storage
+from vermem.data import contrastive
+from vermem.report.figures import common, position_profiles
 
 with rule(snakemake):
     rows, files = [], []
     for kind, paths in (("memorized", snakemake.input.memorized),
                         ("control", snakemake.input.control)):
         for path in paths:
-            tensors, meta = attribution.load(path)
+            tensors, meta = storage.load(path)
             task = contrastive.base_task(meta["task"])
             files.append({"task": task, "pairs": kind, "n_examples": int(meta["n_examples"])})
             rows += [{"task": task, "pairs": kind, **r}
-                     for r in attribution.position_mass(tensors, meta)]
+                     for r in positions.position_mass(tensors, meta)]
     p = snakemake.params
-    fig = plots_positions.position_mass(
+    fig = position_profiles.position_mass(
         pl.DataFrame(rows), pl.DataFrame(files, schema={"task": pl.String, "pairs": pl.String,
                                                         "n_examples": pl.Int64}),
         f"{snakemake.wildcards.model}: attribution by source position, {p.subset} "
         f"({p.metric})")
-    plots.save(fig, snakemake.output.figure)
+    common.save(fig, snakemake.output.figure)

@@ -6,17 +6,17 @@ from pathlib import Path
 import polars as pl
 from _rule import rule
 
-from vermem import plots
+from vermem.report.figures import common, study_b
 
 with rule(snakemake):
     inp, out, model = snakemake.input, snakemake.output, snakemake.wildcards.model
     phases = pl.read_parquet(inp.phases)
-    plots.save(plots.dynamics_curves(pl.read_parquet(inp.curves), phases, model), out.curves)
+    common.save(study_b.dynamics_curves(pl.read_parquet(inp.curves), phases, model), out.curves)
     runs = {}
     for init, path in zip(snakemake.params.inits, inp.examples, strict=True):
         df = pl.read_parquet(path)
         runs[init] = df.filter(pl.col("seed") == df["seed"].min())
     cell = Path(inp.examples[0]).stem
-    plots.save(plots.position_grid(runs, f"{model}: {cell}, first seed"), out.grid)
-    plots.save(plots.q2_context(pl.read_parquet(inp.q2), model), out.q2)
-    plots.save(plots.q3_forgetting(pl.read_parquet(inp.sequential), model), out.q3)
+    common.save(study_b.position_grid(runs, f"{model}: {cell}, first seed"), out.grid)
+    common.save(study_b.q2_context(pl.read_parquet(inp.q2), model), out.q2)
+    common.save(study_b.q3_forgetting(pl.read_parquet(inp.sequential), model), out.q3)

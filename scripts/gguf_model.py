@@ -5,21 +5,22 @@ from pathlib import Path
 
 from _rule import rule
 
-from vermem import gguf_models, io, models
+from vermem.core import files
+from vermem.models import gguf_convert, loading
 
 with rule(snakemake) as log:
     name, spec = snakemake.wildcards.model, snakemake.params.spec
     out = snakemake.output
-    path = gguf_models.locate(name, spec)
-    with io.atomic_path(out.folder, directory=True) as tmp:
-        info = gguf_models.convert(path, Path(tmp))
+    path = gguf_convert.locate(name, spec)
+    with files.atomic_path(out.folder, directory=True) as tmp:
+        info = gguf_convert.convert(path, Path(tmp))
     log.info("converted %s: %s", path, info)
-    checked = models.check_folder(Path(out.folder), f"models.{name} (converted from {path})",
-                                  *models.requirements(name, snakemake.config))
+    checked = loading.check_folder(Path(out.folder), f"models.{name} (converted from {path})",
+                                  *loading.requirements(name, snakemake.config))
     record = {"name": name, "source": "gguf", "path": out.folder, "id": None, "revision": None,
-              "commit": gguf_models.sha256(path), "dtype": spec.get("dtype", "float32"),
+              "commit": gguf_convert.sha256(path), "dtype": spec.get("dtype", "float32"),
               "gguf": str(path), "package": spec.get("package"),
-              "package_version": gguf_models.package_version(spec),
+              "package_version": gguf_convert.package_version(spec),
               "n_params": info["n_params"], **checked}
-    io.write_json(record, out.record)
+    files.write_json(record, out.record)
     log.info("%s", record)

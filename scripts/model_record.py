@@ -3,13 +3,14 @@ check it (config, model_type, weights, context, tokenizer) before any heavy job 
 
 from _rule import rule
 
-from vermem import io, models
+from vermem.core import files
+from vermem.models import loading
 
 with rule(snakemake) as log:
     name = snakemake.wildcards.model
     # what the config asks of the model (context) is read from the config, not params:
     # a change there must not rewrite the record and rerun everything downstream of it
-    record = models.resolve(name, snakemake.params.spec,
-                            models.requirements(name, snakemake.config))
-    io.write_json(record, snakemake.output.record)
+    record = loading.resolve(name, snakemake.params.spec,
+                            loading.requirements(name, snakemake.config))
+    files.write_json(record, snakemake.output.record)
     log.info("%s", record)

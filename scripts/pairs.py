@@ -3,12 +3,14 @@
 import polars as pl
 from _rule import rule
 
-from vermem import contrastive, io, models
+from vermem.core import files
+from vermem.data import contrastive
+from vermem.models import loading
 
 with rule(snakemake) as log:
     p = snakemake.params
-    record = io.read_json(snakemake.input.model)
-    model, _ = models.load(record, p.device)
+    record = files.read_json(snakemake.input.model)
+    model, _ = loading.load(record, p.device)
     labels = pl.read_parquet(snakemake.input.labels)
     docs = pl.read_parquet(snakemake.input.candidates, columns=["doc_id", "subset"])
     strata = None  # an organism's split is stratified by how often each document was seen
@@ -18,7 +20,7 @@ with rule(snakemake) as log:
     pairs, summary = contrastive.build(model, labels, pl.read_parquet(snakemake.input.divergence),
                                        docs, p.batch_size, p.seed, p.split, p.same_subset,
                                        p.config.get("controls", True), strata)
-    io.write_parquet(pairs, snakemake.output.table,
-                     io.provenance(p.config, model=record["name"], revision=record["revision"]))
-    io.write_json(summary, snakemake.output.summary)
+    files.write_parquet(pairs, snakemake.output.table,
+                     files.provenance(p.config, model=record["name"], revision=record["revision"]))
+    files.write_json(summary, snakemake.output.summary)
     log.info("%s", summary)

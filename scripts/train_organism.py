@@ -2,7 +2,10 @@
 
 from _rule import rule, save_points, trained_record
 
-from vermem import checkpoints, corpus, io, organism
+from vermem.circuits import checkpoints
+from vermem.core import files
+from vermem.data import corpus
+from vermem.models import organism
 
 with rule(snakemake) as log:
     p = snakemake.params
@@ -18,10 +21,10 @@ with rule(snakemake) as log:
                  strict=True)]
     save_points(model, tok, out.folder, [(c["name"], result.snapshots[c["step"]])
                                          for c in saved])
-    prov = io.provenance(p.organism, model=snakemake.wildcards.model, revision=None)
-    io.write_parquet(table, out.duplicates, prov)
-    io.write_parquet(result.log, out.train_log, prov)
-    record = trained_record(snakemake, "organism", io.config_hash(p.organism), model, result,
+    prov = files.provenance(p.organism, model=snakemake.wildcards.model, revision=None)
+    files.write_parquet(table, out.duplicates, prov)
+    files.write_parquet(result.log, out.train_log, prov)
+    record = trained_record(snakemake, "organism", files.config_hash(p.organism), model, result,
                             saved)
-    io.write_json(record, out.record)
+    files.write_json(record, out.record)
     log.info("%s", record)

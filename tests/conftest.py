@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vermem import organism
+from vermem.models import organism
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -116,4 +116,4 @@ def pytest_configure(config):
     # the full and empty runs of random tiny models often differ by less than
     # circuits.MIN_GAP: the warning is right there, and says nothing about the code under
     # test (tests/test_api.py checks it with pytest.warns and circuits.small_gaps)
-    config.addinivalue_line("filterwarnings", "ignore::vermem.circuits.SmallGapWarning")
+    config.addinivalue_line("filterwarnings", "ignore::vermem.circuits.evaluation.SmallGapWarning")

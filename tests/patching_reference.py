@@ -5,17 +5,15 @@ the faster `attribution.patched_logits` must equal."""
 
 import torch
 
-from vermem.attribution import (
+from vermem.attribution.adapters import (
     _acc,
-    _first,
-    _hooks,
-    _proj_modules,
     arch_of,
     head_bias,
     head_outputs,
     head_rows,
     norm_forward,
 )
+from vermem.attribution.backends import _first, _hooks, _proj_modules
 
 
 @torch.no_grad()

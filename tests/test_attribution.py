@@ -22,9 +22,9 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from vermem import attribution as A
-from vermem import organism
-from vermem.graph import Graph, Shape
+from vermem.attribution import adapters, backends, pair_batch, patching, positions, scoring, storage
+from vermem.attribution.graph import Graph, Shape
+from vermem.models import architecture, organism
 
 V = 100
 
@@ -67,12 +67,12 @@ MODELS = {"gpt_neox": neox, "llama_gqa": llama, "gpt_neo": gpt_neo, "gpt2": gpt2
           "gpt2_small_heads": gpt2_small_heads}
 
 
-def make_batch(rows: int = 4, length: int = 8) -> A.Batch:
+def make_batch(rows: int = 4, length: int = 8) -> pair_batch.Batch:
     gen = torch.Generator().manual_seed(1)
     clean = torch.randint(1, V, (rows, length), generator=gen).tolist()
     clean[-1] = clean[-1][:length - 2]  # padding in the batch
     corrupt = [c[:-2] + [5, 6] for c in clean]
-    return A.Batch.make(clean, corrupt, [1, 2, 3, 4][:rows], [7, 8, 9, 10][:rows], "cpu")
+    return pair_batch.Batch.make(clean, corrupt, [1, 2, 3, 4][:rows], [7, 8, 9, 10][:rows], "cpu")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -120,10 +120,10 @@ def fd_edges(name: str, g: Graph) -> list[tuple[int, int]]:
     return pick
 
 
-def central_difference(model, g: Graph, batch: A.Batch, edges, h: float = 1e-4):
+def central_difference(model, g: Graph, batch: pair_batch.Batch, edges, h: float = 1e-4):
     """(M(+h) - M(-h)) / 2h per edge, where the edge carries clean + eps (corrupt - clean)
     of its source (summed over the batch), and the EAP scores of the same edges."""
-    be, arch = A.HooksBackend(), A.arch_of(model)
+    be, arch = backends.HooksBackend(), adapters.arch_of(model)
     clean = be.sources(model, arch, batch.clean, batch.mask).acts
     corrupt = be.sources(model, arch, batch.corrupt, batch.mask).acts
     delta = (corrupt - clean) * batch.mask[None, :, :, None]
@@ -131,11 +131,19 @@ def central_difference(model, g: Graph, batch: A.Batch, edges, h: float = 1e-4):
     fd = []
     for s, d in edges:
         patch[s, d] = 1
-        m = [float(A.metric(A.patched_logits(model, g, batch, patch, clean + e * delta),
-                            batch, "logit_diff").sum()) for e in (h, -h)]
+        m = [
+            float(
+                pair_batch.metric(
+                    patching.patched_logits(model, g, batch, patch, clean + e * delta),
+                    batch,
+                    "logit_diff",
+                ).sum()
+            )
+            for e in (h, -h)
+        ]
         patch[s, d] = 0
         fd.append((m[0] - m[1]) / (2 * h))
-    eap = A.attribute(model, g, batch, "EAP", backend="hooks")
+    eap = scoring.attribute(model, g, batch, "EAP", backend="hooks")
     idx = torch.tensor(edges)
     return torch.tensor(fd, dtype=torch.float64), eap[idx[:, 0], idx[:, 1]]
 
@@ -167,16 +175,16 @@ def test_eap_ig_over_the_input_edges_is_complete(setup64):
     if name == "gpt2_small_heads":  # 50 steps of width 768 in float64: two rows suffice
         batch = make_batch(rows=2)
     with torch.no_grad():
-        m = [A.metric(model(input_ids=ids, attention_mask=batch.mask).logits, batch,
+        m = [pair_batch.metric(model(input_ids=ids, attention_mask=batch.mask).logits, batch,
                       "logit_diff").sum() for ids in (batch.clean, batch.corrupt)]
     want = float(m[1] - m[0])
     assert g.mask[0].all()  # the input node feeds every destination
     n = 50
-    ig = float(A.attribute(model, g, batch, "EAP-IG", n, backend="hooks")[0].sum())
-    at_clean = float(A.attribute(model, g, batch, "EAP", backend="hooks")[0].sum())
-    swapped = A.Batch(batch.corrupt, batch.clean, batch.mask, batch.last, batch.answer,
+    ig = float(scoring.attribute(model, g, batch, "EAP-IG", n, backend="hooks")[0].sum())
+    at_clean = float(scoring.attribute(model, g, batch, "EAP", backend="hooks")[0].sum())
+    swapped = pair_batch.Batch(batch.corrupt, batch.clean, batch.mask, batch.last, batch.answer,
                       batch.wrong)
-    at_corrupt = -float(A.attribute(model, g, swapped, "EAP", backend="hooks")[0].sum())
+    at_corrupt = -float(scoring.attribute(model, g, swapped, "EAP", backend="hooks")[0].sum())
     bias = (at_clean - at_corrupt) / (2 * n)  # right sum minus the integral, to O(1/n^2)
     trapezoid = ig - bias
     print(f"{name}: M(corrupt) - M(clean) = {want:.5f}; input-edge sum at {n} steps {ig:.5f} "
@@ -213,7 +221,9 @@ def hf_block(model, layer: int):
         getattr(b.self_attn, f"{w}_proj"), h * hd)
 
 
-def hand_patched_logits(model, batch: A.Batch, src: tuple[int, int], dst: tuple[int, int, str]):
+def hand_patched_logits(
+    model, batch: pair_batch.Batch, src: tuple[int, int], dst: tuple[int, int, str]
+):
     """Clean run in which head dst=(layer, head, q|k|v) reads, through its own norm and
     projection slice, the residual plus (corrupt - clean) of head src=(layer, head)'s
     write, i.e. out_proj(z with only that head kept) - out_proj(0)."""
@@ -258,7 +268,7 @@ def test_single_head_patch_equals_hand_written_hooks(setup64, which):
     patch = torch.zeros(g.mask.shape, dtype=torch.float64)
     patch[g.sources.index(f"a{src[0]}.h{src[1]}"),
           g.destinations.index(f"a{dst[0]}.h{dst[1]}<{which}>")] = 1
-    got = A.patched_logits(model, g, batch, patch, A.corrupt_sources(model, batch))
+    got = patching.patched_logits(model, g, batch, patch, patching.corrupt_sources(model, batch))
     with torch.no_grad():
         clean = model(input_ids=batch.clean, attention_mask=batch.mask).logits
     real = batch.mask.bool()
@@ -272,8 +282,8 @@ def test_single_head_patch_equals_hand_written_hooks(setup64, which):
 
 def test_nnsight_and_hooks_capture_give_the_same_scores(setup):
     _, model, g, batch = setup
-    a = A.attribute(model, g, batch, "EAP-IG", 5, backend="nnsight")
-    b = A.attribute(model, g, batch, "EAP-IG", 5, backend="hooks")
+    a = scoring.attribute(model, g, batch, "EAP-IG", 5, backend="nnsight")
+    b = scoring.attribute(model, g, batch, "EAP-IG", 5, backend="hooks")
     assert torch.allclose(a, b, atol=1e-6)
     assert a.dtype == torch.float32 and not a.requires_grad
     assert (a[~g.mask] == 0).all() and (a[g.mask] != 0).any()
@@ -281,13 +291,13 @@ def test_nnsight_and_hooks_capture_give_the_same_scores(setup):
 
 def test_patching_every_edge_reproduces_the_corrupt_run(setup):
     _, model, g, batch = setup
-    repl = A.corrupt_sources(model, batch)
+    repl = patching.corrupt_sources(model, batch)
     real = batch.mask.bool()
     with torch.no_grad():
         corrupt = model(input_ids=batch.corrupt, attention_mask=batch.mask).logits
         clean = model(input_ids=batch.clean, attention_mask=batch.mask).logits
-    every = A.patched_logits(model, g, batch, g.mask.float(), repl)
-    none = A.patched_logits(model, g, batch, torch.zeros(g.mask.shape), repl)
+    every = patching.patched_logits(model, g, batch, g.mask.float(), repl)
+    none = patching.patched_logits(model, g, batch, torch.zeros(g.mask.shape), repl)
     assert (every - corrupt)[real].abs().max() < 1e-5
     assert (every - clean)[real].abs().max() > 1e-2
     assert torch.equal(none[real], clean[real])
@@ -297,7 +307,7 @@ def test_node_patching_equals_replacing_the_nodes_output(setup):
     name, model, g, batch = setup
     if name != "gpt_neox":
         pytest.skip("one architecture suffices: node patching is edge patching")
-    effects = A.exact_node_effects(model, g, batch)
+    effects = patching.exact_node_effects(model, g, batch)
     mlp0 = model.gpt_neox.layers[0].mlp
     with torch.no_grad():
         corr = {}
@@ -308,7 +318,9 @@ def test_node_patching_equals_replacing_the_nodes_output(setup):
         lg = model(input_ids=batch.clean, attention_mask=batch.mask).logits
         h.remove()
         base = model(input_ids=batch.clean, attention_mask=batch.mask).logits
-    want = (A.metric(lg, batch, "logit_diff") - A.metric(base, batch, "logit_diff")).sum()
+    want = (
+        pair_batch.metric(lg, batch, "logit_diff") - pair_batch.metric(base, batch, "logit_diff")
+    ).sum()
     assert effects[g.sources.index("m0")] == pytest.approx(float(want), abs=1e-4)
 
 
@@ -322,19 +334,19 @@ def test_gpt2_small_shaped_model_patches_exactly():
     g = Graph(Shape.from_config(model.config))
     assert g.n_edges == 32_491
     batch = make_batch(rows=1, length=6)
-    repl = A.corrupt_sources(model, batch)
+    repl = patching.corrupt_sources(model, batch)
     with torch.no_grad():
         corrupt = model(input_ids=batch.corrupt, attention_mask=batch.mask).logits
-    every = A.patched_logits(model, g, batch, g.mask.float(), repl)
+    every = patching.patched_logits(model, g, batch, g.mask.float(), repl)
     assert (every - corrupt).abs().max() < 1e-4
     patch = torch.zeros(g.mask.shape)
     patch[g.sources.index("a1.h3"), g.destinations.index("a11.h7<k>")] = 1
-    got = A.patched_logits(model, g, batch, patch, repl)
+    got = patching.patched_logits(model, g, batch, patch, repl)
     want = hand_patched_logits(model, batch, (1, 3), (11, 7, "k"))
-    moved = (want - A.patched_logits(model, g, batch, patch * 0, repl)).abs().max()
+    moved = (want - patching.patched_logits(model, g, batch, patch * 0, repl)).abs().max()
     assert moved > 1e-6 and (got - want).abs().max() < 1e-2 * moved  # measured 3.5e-5, 0
-    a = A.attribute(model, g, batch, "EAP", backend="nnsight")
-    b = A.attribute(model, g, batch, "EAP", backend="hooks")
+    a = scoring.attribute(model, g, batch, "EAP", backend="nnsight")
+    b = scoring.attribute(model, g, batch, "EAP", backend="hooks")
     assert torch.allclose(a, b, atol=1e-6) and (a[g.mask] != 0).any()
 
 
@@ -342,17 +354,20 @@ def test_unsupported_model_type_names_the_supported_ones():
     from types import SimpleNamespace
 
     with pytest.raises(NotImplementedError, match="supported: gpt_neox, gpt_neo, gpt2"):
-        A.arch_of(SimpleNamespace(config=SimpleNamespace(model_type="bloom")))
-    assert "gpt2" in A.SUPPORTED_MODEL_TYPES and "llama" in A.SUPPORTED_MODEL_TYPES
+        adapters.arch_of(SimpleNamespace(config=SimpleNamespace(model_type="bloom")))
+    assert (
+        "gpt2" in architecture.SUPPORTED_MODEL_TYPES
+        and "llama" in architecture.SUPPORTED_MODEL_TYPES
+    )
 
 
-@pytest.mark.parametrize("kind", A.METRICS)
+@pytest.mark.parametrize("kind", pair_batch.METRICS)
 def test_metrics(kind):
     logits = torch.zeros(2, 3, 5)
     logits[0, 1, 2], logits[0, 1, 4], logits[1, 2, 3] = 3.0, 1.0, 2.0
-    b = A.Batch(None, None, None, torch.tensor([1, 2]), torch.tensor([2, 3]),
+    b = pair_batch.Batch(None, None, None, torch.tensor([1, 2]), torch.tensor([2, 3]),
                 torch.tensor([4, 0]))
-    got = A.metric(logits, b, kind)
+    got = pair_batch.metric(logits, b, kind)
     want = {"logit_diff": [2.0, 2.0], "wrong_logit": [1.0, 0.0],
             "answer_logprob": [3 - torch.logsumexp(logits[0, 1], 0).item(),
                                2 - torch.logsumexp(logits[1, 2], 0).item()]}[kind]
@@ -362,20 +377,22 @@ def test_metrics(kind):
 def test_bfloat16_model_scores_accumulate_in_float32():
     model = neox().to(torch.bfloat16)
     g = Graph(Shape.from_config(model.config))
-    b = A.Batch.make([[5, 6, 7, 8]], [[5, 6, 7, 9]], [1], [2], "cpu")
-    s = A.attribute(model, g, b, "EAP-IG", 3, backend="nnsight")
+    b = pair_batch.Batch.make([[5, 6, 7, 8]], [[5, 6, 7, 9]], [1], [2], "cpu")
+    s = scoring.attribute(model, g, b, "EAP-IG", 3, backend="nnsight")
     assert s.dtype == torch.float32 and torch.isfinite(s).all() and s.abs().sum() > 0
 
 
 def test_saved_scores_round_trip_with_names(tmp_path):
     g = Graph(Shape(2, 2, 2, 8, True))
     scores = torch.randn(g.mask.shape) * g.mask
-    A.save(tmp_path / "s.safetensors", g, scores, {"task": "branch_comparison", "n_examples": 3})
-    t, meta = A.load(tmp_path / "s.safetensors")
+    storage.save(
+        tmp_path / "s.safetensors", g, scores, {"task": "branch_comparison", "n_examples": 3}
+    )
+    t, meta = storage.load(tmp_path / "s.safetensors")
     assert torch.equal(t["scores"], scores) and meta["sources"] == g.sources
     assert meta["destinations"] == g.destinations and meta["n_examples"] == 3
     assert torch.equal(t["layer1.attn"], scores[:4, 7:13])
-    assert t["per_layer"].shape == (2, len(A.LAYER_COLUMNS))
+    assert t["per_layer"].shape == (2, len(storage.LAYER_COLUMNS))
     assert t["per_layer"][:, :4].sum() == pytest.approx(float(scores[:, :-1].abs().sum()))
 
 
@@ -385,10 +402,10 @@ def test_denoising_scores_equal_attribute_on_the_swapped_batch(setup):
     """De-noising is EAP-IG on the swapped dataset (run: corrupt; patch: clean; IG from clean
     to corrupt); noising from the same call is `attribute` itself."""
     _, model, g, batch = setup
-    both = A.attribute_directions(model, g, batch, "EAP-IG", 3, backend="hooks")
+    both = scoring.attribute_directions(model, g, batch, "EAP-IG", 3, backend="hooks")
     assert torch.equal(both["noising"].scores,
-                       A.attribute(model, g, batch, "EAP-IG", 3, backend="hooks"))
-    swapped = A.attribute(model, g, A.swapped(batch), "EAP-IG", 3, backend="hooks")
+                       scoring.attribute(model, g, batch, "EAP-IG", 3, backend="hooks"))
+    swapped = scoring.attribute(model, g, pair_batch.swapped(batch), "EAP-IG", 3, backend="hooks")
     assert torch.allclose(both["denoising"].scores, swapped, atol=1e-7, rtol=0)
     assert not torch.allclose(both["denoising"].scores, -both["noising"].scores, atol=1e-4)
 
@@ -401,7 +418,7 @@ def test_denoising_eap_equals_a_central_difference_of_patching_the_corrupt_run(s
     if name == "gpt2_small_heads":
         pytest.skip("the noising test covers the wide heads; de-noising shares the code")
     h, floor = (1e-3, 1e-5) if name == "gpt_neo" else (1e-4, 1e-8)
-    be, arch = A.HooksBackend(), A.arch_of(model)
+    be, arch = backends.HooksBackend(), adapters.arch_of(model)
     clean = be.sources(model, arch, batch.clean, batch.mask).acts
     corrupt = be.sources(model, arch, batch.corrupt, batch.mask).acts
     delta = (clean - corrupt) * batch.mask[None, :, :, None]
@@ -410,14 +427,23 @@ def test_denoising_eap_equals_a_central_difference_of_patching_the_corrupt_run(s
     fd = []
     for s, d in edges:
         patch[s, d] = 1
-        m = [float(A.metric(A.patched_logits(model, g, batch, patch, corrupt + e * delta,
-                                             ids=batch.corrupt), batch, "logit_diff").sum())
-             for e in (h, -h)]
+        m = [
+            float(
+                pair_batch.metric(
+                    patching.patched_logits(
+                        model, g, batch, patch, corrupt + e * delta, ids=batch.corrupt
+                    ),
+                    batch,
+                    "logit_diff",
+                ).sum()
+            )
+            for e in (h, -h)
+        ]
         patch[s, d] = 0
         fd.append((m[0] - m[1]) / (2 * h))
     fd = torch.tensor(fd, dtype=torch.float64)
     idx = torch.tensor(edges)
-    eap = A.attribute_directions(model, g, batch, "EAP", backend="hooks",
+    eap = scoring.attribute_directions(model, g, batch, "EAP", backend="hooks",
                                  directions=["denoising"])["denoising"].scores
     eap = eap[idx[:, 0], idx[:, 1]]
     err, scale = (fd - eap).abs(), eap.abs().max()
@@ -429,16 +455,16 @@ def test_denoising_eap_equals_a_central_difference_of_patching_the_corrupt_run(s
 
 def test_position_buckets_are_log2_distances():
     d = torch.arange(17)
-    assert A.bucket_of(d).tolist() == [0, 1, 2, 2, 3, 3, 3, 3] + [4] * 8 + [5]
-    assert A.position_buckets(8) == [[0, 0], [1, 1], [2, 3], [4, 7]]
-    assert A.position_buckets(9) == [[0, 0], [1, 1], [2, 3], [4, 7], [8, 15]]
-    assert A.position_buckets(1) == [[0, 0]] and A.position_buckets(0) == []
+    assert positions.bucket_of(d).tolist() == [0, 1, 2, 2, 3, 3, 3, 3] + [4] * 8 + [5]
+    assert positions.position_buckets(8) == [[0, 0], [1, 1], [2, 3], [4, 7]]
+    assert positions.position_buckets(9) == [[0, 0], [1, 1], [2, 3], [4, 7], [8, 15]]
+    assert positions.position_buckets(1) == [[0, 0]] and positions.position_buckets(0) == []
     b = make_batch()  # rows of 8 tokens and one of 6 (padded)
-    oh = A.position_onehot(b, 4)
+    oh = positions.position_onehot(b, 4)
     assert oh.shape == (4, 8, 4)
     assert oh[0].argmax(-1).tolist() == [3, 3, 3, 3, 2, 2, 1, 0]
     assert oh[-1, :6].argmax(-1).tolist() == [3, 3, 2, 2, 1, 0] and not oh[-1, 6:].any()
-    assert A.position_onehot(b, 2)[0].argmax(-1).tolist() == [1] * 7 + [0]  # last is open
+    assert positions.position_onehot(b, 2)[0].argmax(-1).tolist() == [1] * 7 + [0]  # last is open
 
 
 def test_position_buckets_sum_to_the_scores(setup):
@@ -446,7 +472,7 @@ def test_position_buckets_sum_to_the_scores(setup):
     scores; the input node's delta sits where the prompts differ (the last two tokens of
     every row), so its edges have mass at distances 0 and 1 only."""
     _, model, g, batch = setup
-    both = A.attribute_directions(model, g, batch, "EAP-IG", 3, backend="hooks", buckets=4)
+    both = scoring.attribute_directions(model, g, batch, "EAP-IG", 3, backend="hooks", buckets=4)
     for d, sc in both.items():
         assert sc.positions.shape == (4, *g.mask.shape)
         assert torch.allclose(sc.positions.sum(0), sc.scores, atol=1e-5, rtol=1e-4), d
@@ -458,8 +484,8 @@ def test_delta_at_one_position_lands_in_its_bucket():
     """Hand-made delta, nonzero at position 4 only: in a row whose last real token is 7
     that is distance 3 (bucket 2, 2-3), in a padded row ending at 5 distance 1 (bucket 1)."""
     model = neox()
-    g, arch = Graph(Shape.from_config(model.config)), A.arch_of(model)
-    b = A.Batch.make([[1] * 8, [1] * 6], [[2] * 8, [2] * 6], [1, 1], [2, 2], "cpu")
+    g, arch = Graph(Shape.from_config(model.config)), adapters.arch_of(model)
+    b = pair_batch.Batch.make([[1] * 8, [1] * 6], [[2] * 8, [2] * 6], [1, 1], [2, 2], "cpu")
     S, (B, T), D = g.mask.shape[0], b.mask.shape, model.config.hidden_size
     n = arch.shape.n_heads + 2 * arch.shape.n_kv_heads
     gen = torch.Generator().manual_seed(3)
@@ -469,7 +495,9 @@ def test_delta_at_one_position_lands_in_its_bucket():
     for row, bucket in ((0, 2), (1, 1)):
         delta = torch.zeros(S, B, T, D)
         delta[:, row, 4] = torch.randn(S, D, generator=gen)
-        scores, pos = A.edge_scores(g, arch, delta, att, mlp, lg, A.position_onehot(b, 4))
+        scores, pos = scoring.edge_scores(
+            g, arch, delta, att, mlp, lg, positions.position_onehot(b, 4)
+        )
         assert torch.allclose(pos[bucket], scores, atol=1e-5) and scores[g.mask].abs().min() > 0
         assert (torch.cat([pos[:bucket], pos[bucket + 1:]]) == 0).all()
 
@@ -480,23 +508,23 @@ def test_run_saves_both_directions_and_positions(tmp_path):
     b = make_batch()
     clean = [row[: int(n) + 1] for row, n in zip(b.clean.tolist(), b.last, strict=True)]
     corrupt = [row[: int(n) + 1] for row, n in zip(b.corrupt.tolist(), b.last, strict=True)]
-    out, n = A.run(model, g, clean, corrupt, b.answer.tolist(), b.wrong.tolist(),
+    out, n = scoring.run(model, g, clean, corrupt, b.answer.tolist(), b.wrong.tolist(),
                    method="EAP-IG", steps=3, metric="logit_diff", batch_size=3, backend="hooks")
     assert n == 4 and out["positions"].shape == (4, *g.mask.shape)
-    both = A.attribute_directions(model, g, b, "EAP-IG", 3, backend="hooks")
+    both = scoring.attribute_directions(model, g, b, "EAP-IG", 3, backend="hooks")
     assert torch.allclose(out["scores_denoising"], both["denoising"].scores / 4, atol=1e-6)
     assert torch.allclose(out["positions_denoising"].sum(0), out["scores_denoising"],
                           atol=1e-6)
-    A.save(tmp_path / "a.safetensors", g, out["scores"], {"n_examples": n},
+    storage.save(tmp_path / "a.safetensors", g, out["scores"], {"n_examples": n},
            out["scores_denoising"], out["positions"], out["positions_denoising"],
-           A.position_buckets(8))
-    t, meta = A.load(tmp_path / "a.safetensors")
+           positions.position_buckets(8))
+    t, meta = storage.load(tmp_path / "a.safetensors")
     assert meta["position_buckets"] == [[0, 0], [1, 1], [2, 3], [4, 7]]
     assert torch.equal(t["positions_denoising"], out["positions_denoising"])
-    assert torch.equal(A.direction_scores(t, "denoising"), out["scores_denoising"])
+    assert torch.equal(storage.direction_scores(t, "denoising"), out["scores_denoising"])
     assert torch.equal(t["denoising.logits"], out["scores_denoising"][:, -1])
     old = {"scores": t["scores"]}  # a file written before de-noising scores existed
-    assert A.direction_scores(old, "denoising") is old["scores"]
+    assert storage.direction_scores(old, "denoising") is old["scores"]
 
 
 # -- the fast patching path against the plain one ------------------------------------------
@@ -523,18 +551,18 @@ def mixed_masks(g: Graph, rows: int, seed: int = 3) -> torch.Tensor:
     return torch.stack(out).float()
 
 
-def check_against_reference(name, model, g: Graph, batch: A.Batch, tol: float) -> float:
+def check_against_reference(name, model, g: Graph, batch: pair_batch.Batch, tol: float) -> float:
     """Per-row masks over a batch tiled 3 times, and one shared mask: the engine against the
     pre-speed-up implementation (tests/patching_reference.py). Returns the largest
     difference; rows patching nothing must be the run's own logits exactly."""
     from .patching_reference import reference_patched_logits
 
-    repl = A.corrupt_sources(model, batch)
+    repl = patching.corrupt_sources(model, batch)
     masks = mixed_masks(g, 3 * len(batch.last))
     ids = batch.clean.repeat(3, 1)
-    got = A.patched_logits(model, g, batch, masks, repl, ids)
+    got = patching.patched_logits(model, g, batch, masks, repl, ids)
     want = reference_patched_logits(model, g, batch, masks, repl, ids)
-    one = A.patched_logits(model, g, batch, masks[2], repl)
+    one = patching.patched_logits(model, g, batch, masks[2], repl)
     err = max(float((got - want).abs().max()),
               float((one - reference_patched_logits(model, g, batch, masks[2], repl)).abs().max()))
     print(f"{name}: max |engine - reference| = {err:.1e} (logits up to {want.abs().max():.1f})")
@@ -566,13 +594,13 @@ def test_cached_patch_weights_follow_in_place_weight_changes():
 
     model = neox()
     g, batch = Graph(Shape.from_config(model.config)), make_batch()
-    repl = A.corrupt_sources(model, batch)
+    repl = patching.corrupt_sources(model, batch)
     some = torch.zeros(g.mask.shape)  # every edge into layer 1's q, k, v: the engine
     a0, a1 = g.attn_dest_range(1)      # projects them itself, from the cached weights
     some[:, a0:a1] = g.mask[:, a0:a1].float()
-    before = A.patched_logits(model, g, batch, some, repl)
+    before = patching.patched_logits(model, g, batch, some, repl)
     with torch.no_grad():
         model.gpt_neox.layers[1].attention.query_key_value.weight.mul_(1.5)
-    after = A.patched_logits(model, g, batch, some, repl)
+    after = patching.patched_logits(model, g, batch, some, repl)
     assert not torch.allclose(before, after, atol=1e-4)
     assert torch.allclose(after, reference_patched_logits(model, g, batch, some, repl), atol=1e-6)

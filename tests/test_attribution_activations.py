@@ -18,9 +18,9 @@ metric); vermem's graph only names the rows and columns of the result.
 import pytest
 import torch
 
-from vermem import attribution as A
-from vermem import organism
-from vermem.graph import Graph, Shape
+from vermem.attribution import pair_batch, scoring
+from vermem.attribution.graph import Graph, Shape
+from vermem.models import organism
 
 from .test_attribution import MODELS, V, make_batch
 
@@ -191,7 +191,7 @@ def reference(model, batch, alphas, weights=None, method="EAP-IG-activations"):
     delta = {n: (src_x[n] - src_c[n]) * mask for n in g.sources}
     runs = []  # (weight, {destination: gradient})
     if method == "clean-corrupted":
-        swapped = A.Batch(batch.corrupt, batch.clean, batch.mask, batch.last, batch.answer,
+        swapped = pair_batch.Batch(batch.corrupt, batch.clean, batch.mask, batch.last, batch.answer,
                           batch.wrong)  # the corrupt prompt run, the same metric
         runs = [(0.5, gradients(model, mods, b, None, None)) for b in (batch, swapped)]
     else:
@@ -227,12 +227,12 @@ def test_eap_ig_activations_equals_the_definition(name):
     model = float64(MODELS[name]())
     batch, g = make_batch(), Graph(Shape.from_config(model.config))
     want = reference(model, batch, [k / 3 for k in (1, 2, 3)])
-    got = A.attribute(model, g, batch, "EAP-IG-activations", 3, backend="hooks")
+    got = scoring.attribute(model, g, batch, "EAP-IG-activations", 3, backend="hooks")
     err, scale = float((got - want).abs().max()), float(want.abs().max())
     print(f"{name}: max |vermem - reference| = {err:.1e}, max |score| {scale:.3f}")
     assert scale > 1e-3 and err <= 1e-9 * scale
     # not the inputs variant: the activation runs change the scores
-    ig = A.attribute(model, g, batch, "EAP-IG", 3, backend="hooks")
+    ig = scoring.attribute(model, g, batch, "EAP-IG", 3, backend="hooks")
     assert float((ig - want).abs().max()) > 1e-2 * scale
 
 
@@ -241,7 +241,7 @@ def test_clean_corrupted_equals_the_definition(name):
     model = float64(MODELS[name]())
     batch, g = make_batch(), Graph(Shape.from_config(model.config))
     want = reference(model, batch, None, method="clean-corrupted")
-    got = A.attribute(model, g, batch, "clean-corrupted", backend="hooks")
+    got = scoring.attribute(model, g, batch, "clean-corrupted", backend="hooks")
     scale = float(want.abs().max())
     assert scale > 1e-3 and float((got - want).abs().max()) <= 1e-9 * scale
 
@@ -255,9 +255,9 @@ def test_backends_agree(name, method):
     batch, g = make_batch(), Graph(Shape.from_config(model.config))
     if name == "gpt2_small_heads":
         batch = make_batch(rows=2)
-    a, b = (A.attribute_directions(model, g, batch, method, 2, backend=be, buckets=3)
+    a, b = (scoring.attribute_directions(model, g, batch, method, 2, backend=be, buckets=3)
             for be in ("hooks", "nnsight"))
-    for d in A.DIRECTIONS:
+    for d in scoring.DIRECTIONS:
         assert torch.allclose(a[d].scores, b[d].scores, atol=1e-6, rtol=0), d
         assert torch.allclose(a[d].positions, b[d].positions, atol=1e-6, rtol=0), d
         assert torch.allclose(a[d].positions.sum(0), a[d].scores, atol=1e-5, rtol=1e-4), d
@@ -277,8 +277,8 @@ def test_one_step_scores_relate_to_eap_exactly(name):
     sequential one (GPT-2) they do, and fixing that MLP changes their gradient."""
     model = float64(MODELS[name]())
     batch, g = make_batch(), Graph(Shape.from_config(model.config))
-    act = A.attribute(model, g, batch, "EAP-IG-activations", 1, backend="hooks")
-    eap = A.attribute(model, g, batch, "EAP", backend="hooks")
+    act = scoring.attribute(model, g, batch, "EAP-IG-activations", 1, backend="hooks")
+    eap = scoring.attribute(model, g, batch, "EAP", backend="hooks")
     L = g.shape.n_layers
     share = 2 * L / (2 * L + 1)
     tol = 1e-10 * float(eap.abs().max())
@@ -313,14 +313,14 @@ def test_many_steps_approach_the_integral_on_a_one_layer_model():
     f1, f0 = (reference(model, batch, [a], [1.0]) for a in (1.0, 0.0))
     m = 32
     bias = (f1 - f0) / (2 * m)
-    got = A.attribute(model, g, batch, "EAP-IG-activations", m, backend="hooks")
+    got = scoring.attribute(model, g, batch, "EAP-IG-activations", m, backend="hooks")
     err = float((got - integral - bias).abs().max())
     size = float(bias.abs().max())
     print(f"max |score - integral - endpoint term| {err:.2e}; max |endpoint term| {size:.2e}; "
           f"max |integral| {float(integral.abs().max()):.3f}")
     assert size > 1e-3 * float(integral.abs().max())
     assert err <= 0.05 * size
-    coarse = A.attribute(model, g, batch, "EAP-IG-activations", 4, backend="hooks")
+    coarse = scoring.attribute(model, g, batch, "EAP-IG-activations", 4, backend="hooks")
     assert float((coarse - integral).abs().max()) > float((got - integral).abs().max())
 
 
@@ -328,4 +328,4 @@ def test_unknown_method_is_refused():
     model = MODELS["gpt_neox"]()
     g = Graph(Shape.from_config(model.config))
     with pytest.raises(ValueError, match="unknown attribution method 'EAP-IG-input'"):
-        A.attribute(model, g, make_batch(), "EAP-IG-input", backend="hooks")
+        scoring.attribute(model, g, make_batch(), "EAP-IG-input", backend="hooks")

@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from vermem import checkpoints as K
-from vermem import models, organism
-from vermem.config import ConfigError, check, load_schema
-from vermem.stats import Bootstrap, wilson
+from vermem.circuits import checkpoints as K
+from vermem.core.stats import Bootstrap, wilson
+from vermem.models import loading, organism
+from vermem.workflow.config import ConfigError, check, load_schema
 
 from .conftest import REPO, TEST_CONFIG
 from .test_circuits import setup  # noqa: F401  (fixture: tiny models with an EvalSet)
@@ -256,13 +256,13 @@ def test_checkpoint_of_a_local_model_is_its_subfolder(tiny_model_dir, tmp_path):
     shutil.copytree(tiny_model_dir, root)
     shutil.copytree(tiny_model_dir, root / "step100")
     spec = {"source": "local", "path": str(root), "checkpoints": ["step100"]}
-    final = models.resolve("m", spec)
-    rec = models.resolve_checkpoint("m", spec, final, "step100")
+    final = loading.resolve("m", spec)
+    rec = loading.resolve_checkpoint("m", spec, final, "step100")
     assert rec["path"] == str((root / "step100").resolve())
     assert (rec["checkpoint"], rec["step"], rec["revision"]) == ("step100", 100, "step100")
     assert rec["n_layers"] == final["n_layers"]
-    with pytest.raises(models.ModelError, match=r"models.m.checkpoints \('step200'\): no such"):
-        models.resolve_checkpoint("m", spec, final, "step200")
+    with pytest.raises(loading.ModelError, match=r"models.m.checkpoints \('step200'\): no such"):
+        loading.resolve_checkpoint("m", spec, final, "step200")
 
 
 def test_checkpoint_of_a_hub_model_fetches_its_revision(tiny_model_dir, monkeypatch):
@@ -273,7 +273,7 @@ def test_checkpoint_of_a_hub_model_fetches_its_revision(tiny_model_dir, monkeypa
                         lambda repo_id, revision=None, allow_patterns=None:
                         calls.append((repo_id, revision)) or str(tiny_model_dir))
     spec = {"source": "hub", "id": "EleutherAI/pythia-160m-deduped", "revision": "step143000"}
-    rec = models.resolve_checkpoint("p", spec, {}, "step1000")
+    rec = loading.resolve_checkpoint("p", spec, {}, "step1000")
     assert calls == [("EleutherAI/pythia-160m-deduped", "step1000")]
     assert (rec["revision"], rec["step"], rec["checkpoint"]) == ("step1000", 1000, "step1000")
 
@@ -282,11 +282,11 @@ def test_organism_checkpoint_record_points_at_its_snapshot(tiny_model_dir):
     final = {"name": "organism", "source": "organism", "path": "x/hf", "revision": None,
              "step": 30, "checkpoints": [{"name": "t50", "step": 15,
                                           "path": str(tiny_model_dir)}]}
-    rec = models.resolve_checkpoint("organism", {"source": "organism"}, final, "t50")
+    rec = loading.resolve_checkpoint("organism", {"source": "organism"}, final, "t50")
     assert (rec["path"], rec["step"], rec["revision"]) == (str(tiny_model_dir), 15, "t50")
     assert "checkpoints" not in rec
-    with pytest.raises(models.ModelError, match=r"saved no checkpoint 't20'"):
-        models.resolve_checkpoint("organism", {"source": "organism"}, final, "t20")
+    with pytest.raises(loading.ModelError, match=r"saved no checkpoint 't20'"):
+        loading.resolve_checkpoint("organism", {"source": "organism"}, final, "t20")
 
 
 
@@ -394,19 +394,26 @@ def test_a_record_is_made_from_the_model_without_its_training_axis():
 
 
 def test_overlap_coefficient_is_one_for_a_circuit_inside_another():
-    from vermem import circuits as C
+    from vermem.circuits import evaluation
 
     big = torch.zeros(20, dtype=torch.bool)
     big[:10] = True
     small = torch.zeros_like(big)
     small[[2, 5]] = True
-    assert C.overlap_coefficient(small, big) == C.overlap_coefficient(big, small) == 1.0
-    assert C.jaccard(small, big) == pytest.approx(0.2)   # low by the sizes alone
+    assert (
+        evaluation.overlap_coefficient(small, big)
+        == evaluation.overlap_coefficient(big, small)
+        == 1.0
+    )
+    assert evaluation.jaccard(small, big) == pytest.approx(0.2)   # low by the sizes alone
     apart = torch.zeros_like(big)
     apart[[12, 15]] = True
-    assert C.overlap_coefficient(apart, big) == 0.0
+    assert evaluation.overlap_coefficient(apart, big) == 0.0
     half = small.clone()
     half[15] = True
-    assert C.overlap_coefficient(half, big) == pytest.approx(2 / 3)
+    assert evaluation.overlap_coefficient(half, big) == pytest.approx(2 / 3)
     none = torch.zeros_like(big)
-    assert C.overlap_coefficient(none, none) == 1.0 and C.overlap_coefficient(none, big) == 0.0
+    assert (
+        evaluation.overlap_coefficient(none, none) == 1.0
+        and evaluation.overlap_coefficient(none, big) == 0.0
+    )

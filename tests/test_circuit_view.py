@@ -1,4 +1,4 @@
-"""The interactive circuit view (vermem.circuit_view): payload on a synthetic graph, the
+"""The interactive circuit view (vermem.circuits.view): payload on a synthetic graph, the
 page's self-containment, and that headless Chromium draws it."""
 
 import re
@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 import torch
 
-from vermem import circuit_view, circuits
-from vermem.graph import Graph, Shape
+from vermem.attribution.graph import Graph, Shape
+from vermem.circuits import evaluation, view
 
 MAIN = {"placement": "outside", "ablation": "resample"}
 
@@ -27,7 +27,7 @@ def _inputs(minimal_k=(7, 4)):
     tensors = {"scores": scores, "scores_denoising": den, "mask": g.mask.to(torch.uint8)}
     meta = {"sources": g.sources, "destinations": g.destinations, "n_examples": 4}
     rows = []
-    for d in circuits.DIRECTIONS:
+    for d in evaluation.DIRECTIONS:
         for k in (0, 1, 2, 5, 10, 20):
             for split in ("selection", "evaluation"):
                 rows.append({"split": split, "direction": d, "placement": "outside",
@@ -45,19 +45,19 @@ def _inputs(minimal_k=(7, 4)):
                "circuits": [{"direction": d, **MAIN, "k": k, "faithfulness": 0.9,
                              "faithfulness_lo": 0.8, "faithfulness_hi": 0.95,
                              "semantics": "x"}
-                            for d, k in zip(circuits.DIRECTIONS, minimal_k, strict=True)]}
+                            for d, k in zip(evaluation.DIRECTIONS, minimal_k, strict=True)]}
     return g, minimal, curve, tensors, meta
 
 
 def test_payload_edges_are_the_ranking_sorted_by_magnitude_with_names_and_signs():
     g, minimal, curve, tensors, meta = _inputs()
-    p = circuit_view.payload(minimal, curve, tensors, meta, MAIN, top=15)
+    p = view.payload(minimal, curve, tensors, meta, MAIN, top=15)
     for d, key in (("noising", "scores"), ("denoising", "scores_denoising")):
         edges = p["directions"][d]["edges"]
         assert len(edges) == 15
         mags = [abs(e["score"]) for e in edges]
         assert mags == sorted(mags, reverse=True)
-        order = circuits.ranking(g, tensors[key])[:15]
+        order = evaluation.ranking(g, tensors[key])[:15]
         assert [e["name"] for e in edges] == g.edge_names(order)
         flat = tensors[key].flatten()
         assert [e["score"] for e in edges] == pytest.approx([float(flat[i]) for i in order])
@@ -65,26 +65,26 @@ def test_payload_edges_are_the_ranking_sorted_by_magnitude_with_names_and_signs(
         names = {n["name"] for n in p["nodes"]}
         assert all(e["source"] in names and e["target"] in names for e in edges)
     # every edge when there are fewer than top
-    assert len(circuit_view.payload(minimal, curve, tensors, meta, MAIN, top=10_000)
+    assert len(view.payload(minimal, curve, tensors, meta, MAIN, top=10_000)
                ["directions"]["noising"]["edges"]) == g.n_edges
 
 
 def test_payload_marks_the_minimal_size_and_embeds_at_least_that_many_edges():
     _, minimal, curve, tensors, meta = _inputs(minimal_k=(7, 30))
-    p = circuit_view.payload(minimal, curve, tensors, meta, MAIN, top=15)
+    p = view.payload(minimal, curve, tensors, meta, MAIN, top=15)
     assert p["directions"]["noising"]["minimal_k"] == 7
     assert p["directions"]["denoising"]["minimal_k"] == 30
     assert len(p["directions"]["denoising"]["edges"]) == 30  # beyond top: the minimal size
     # a mode without a minimal circuit
     minimal["circuits"] = minimal["circuits"][:1]
-    p = circuit_view.payload(minimal, curve, tensors, meta, MAIN, top=15)
+    p = view.payload(minimal, curve, tensors, meta, MAIN, top=15)
     assert p["directions"]["denoising"]["minimal_k"] is None
     assert p["directions"]["denoising"]["minimal"] is None
 
 
 def test_f_lookup_is_the_evaluation_point_at_or_below_k():
     _, minimal, curve, tensors, meta = _inputs()
-    d = circuit_view.payload(minimal, curve, tensors, meta, MAIN, top=25)["directions"]["noising"]
+    d = view.payload(minimal, curve, tensors, meta, MAIN, top=25)["directions"]["noising"]
     ks = [q["k"] for q in d["curve"]]
     assert ks == [0, 1, 2, 5, 7, 10, 20]  # evaluation points of the main mode + the minimal 7
     assert len(d["at"]) == 26
@@ -95,35 +95,35 @@ def test_f_lookup_is_the_evaluation_point_at_or_below_k():
     assert f_at[10] == pytest.approx(0.5)  # evaluation, not selection (1.0)
     assert f_at[7] == 0.9  # the minimal circuit's evaluation F
     assert d["curve"][d["at"][4]]["k"] == 2 and d["curve"][d["at"][19]]["k"] == 10
-    assert circuit_view.at_or_below([{"k": 3}], 4) == [None, None, None, 0, 0]
+    assert view.at_or_below([{"k": 3}], 4) == [None, None, None, 0, 0]
 
 
 def test_empty_inputs_still_give_a_page():
     _, minimal, _, _, _ = _inputs()
     minimal["circuits"] = []
-    p = circuit_view.payload(minimal, pl.DataFrame(), {}, {"empty": True}, MAIN)
+    p = view.payload(minimal, pl.DataFrame(), {}, {"empty": True}, MAIN)
     assert p["directions"]["noising"]["edges"] == [] and p["nodes"]
     assert p["directions"]["noising"]["at"] == [None]
-    assert 'id="payload"' in circuit_view.render_html(p)
+    assert 'id="payload"' in view.render_html(p)
 
 
 def test_layout_places_every_node_once_by_layer():
-    nodes = circuit_view.layout(2, 3)
+    nodes = view.layout(2, 3)
     assert [n["name"] for n in nodes] == ["input", "a0.h0", "a0.h1", "a0.h2", "m0", "a1.h0",
                                           "a1.h1", "a1.h2", "m1", "logits"]
     y = {n["name"]: n["y"] for n in nodes}
     assert y["input"] < y["a0.h0"] < y["m0"] < y["a1.h2"] < y["m1"] < y["logits"]
     assert len({(n["x"], n["y"]) for n in nodes}) == len(nodes)
-    assert circuit_view.node_of("a1.h2<k>") == ("a1.h2", "k")
-    assert circuit_view.node_of("logits") == ("logits", "")
+    assert view.node_of("a1.h2<k>") == ("a1.h2", "k")
+    assert view.node_of("logits") == ("logits", "")
 
 
 def _page(tmp_path):
     _, minimal, curve, tensors, meta = _inputs()
     minimal["subset"] = "</script><b>"  # must not end the data early
-    p = circuit_view.payload(minimal, curve, tensors, meta, MAIN, top=15)
+    p = view.payload(minimal, curve, tensors, meta, MAIN, top=15)
     path = tmp_path / "view.html"
-    path.write_text(circuit_view.render_html(p), encoding="utf-8")
+    path.write_text(view.render_html(p), encoding="utf-8")
     return p, path
 
 

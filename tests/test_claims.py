@@ -1,8 +1,8 @@
-"""Claims' design flags (vermem.claims): what a verdict rests on is named in its reason."""
+"""Claims' design flags (vermem.report.claims): what a verdict rests on is named in its reason."""
 
 import polars as pl
 
-from vermem import claims as CL
+from vermem.report import claims as CL
 
 
 def test_claims_resting_on_sizes_chosen_on_the_evaluation_pairs_say_so():

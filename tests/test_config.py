@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from vermem.config import ConfigError, check, load_schema, validate_schema
+from vermem.workflow.config import ConfigError, check, load_schema, validate_schema
 
 from .conftest import REPO
 
@@ -89,7 +89,7 @@ def test_bad_config_is_one_line_naming_the_key(default, mutate, message):
 
 
 def test_every_attribution_method_is_accepted_and_the_schema_lists_the_engine_s(default):
-    from vermem.attribution import METHODS
+    from vermem.attribution.scoring import METHODS
 
     assert SCHEMA["properties"]["attribution"]["properties"]["method"]["enum"] == list(METHODS)
     for method in METHODS:
@@ -124,8 +124,8 @@ def test_snakemake_reports_bad_config_before_any_job(tmp_path):
 
 def test_parsing_the_workflow_imports_no_torch(tmp_path):
     """Every Snakemake process parses the workflow: each job of a SLURM run, every dry run.
-    The modules rules/*.smk import are light (vermem.config, .tasks, .models, .resources;
-    vermem.checkpoints, .contrastive and .dynamics re-export their names): no torch, no
+    The modules rules/*.smk import are light (vermem.workflow.config, .tasks, .models, .resources;
+    vermem.circuits.checkpoints, .contrastive and .dynamics re-export their names): no torch, no
     polars. `-X importtime` lists every module the dry run imported."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "snakemake", "-s", str(REPO / "Snakefile"),
@@ -134,9 +134,19 @@ def test_parsing_the_workflow_imports_no_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert {"vermem.config", "vermem.tasks", "vermem.models"} <= imported  # it sees the parse
-    heavy = {"torch", "transformers", "polars", "vermem.checkpoints", "vermem.contrastive",
-             "vermem.dynamics"}
+    assert {
+        "vermem.workflow.config",
+        "vermem.core.vocabulary",
+        "vermem.models.loading",
+    } <= imported  # it sees the parse
+    heavy = {
+        "torch",
+        "transformers",
+        "polars",
+        "vermem.circuits.checkpoints",
+        "vermem.data.contrastive",
+        "vermem.dynamics.strings",
+    }
     assert not heavy & imported, sorted(heavy & imported)
 
 
@@ -178,10 +188,10 @@ def test_study_b_alone_needs_its_section(default):
 
 
 def test_planning_takes_shards_and_local_folders_that_are_not_here_as_declared(default):
-    """vermem.plan's dry run (VERMEM_PLAN=1): the paper config's Pile shard and a cluster's
+    """vermem.workflow.plan's dry run (VERMEM_PLAN=1): the paper config's Pile shard and a cluster's
     model folder need not exist; a run with the variable set is refused before any job."""
-    from vermem.config import expand_shards, unread_shards
-    from vermem.models import check_models
+    from vermem.models.loading import check_models
+    from vermem.workflow.config import expand_shards, unread_shards
 
     cfg = load("pythia.yaml")
     cfg["corpus"]["shards"].append("/data/pile/train/*.jsonl.zst")
@@ -200,5 +210,5 @@ def test_a_run_with_the_planning_variable_set_is_refused(tmp_path):
          "--configfile", str(REPO / ".test/config/config.yaml"), "--cores", "1"],
         capture_output=True, text=True, env={**os.environ, "VERMEM_PLAN": "1"})
     assert proc.returncode != 0
-    assert "VERMEM_PLAN=1 is for vermem.plan's dry runs only" in proc.stderr + proc.stdout
+    assert "VERMEM_PLAN=1 is for vermem.workflow.plan's dry runs only" in proc.stderr + proc.stdout
     assert not (tmp_path / "results").exists()

@@ -3,7 +3,7 @@ import pytest
 import torch
 import yaml
 
-from vermem import contrastive
+from vermem.data import contrastive
 
 P = 10
 
@@ -214,7 +214,7 @@ def test_split_rejects_a_pair_across_parts_or_outside_the_pool():
 
 
 def test_split_fractions_must_sum_to_one():
-    from vermem.config import ConfigError, check, load_schema
+    from vermem.workflow.config import ConfigError, check, load_schema
 
     from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""Control pair sets (vermem.contrastive.control_pairs) on a model whose greedy token is known:
+"""Control pair sets (vermem.data.contrastive.control_pairs) on a model whose greedy token is known:
 the successor model predicts token t + 1 after t, so its greedy misses on a text are exactly
 the positions where the text does not count up."""
 
@@ -8,7 +8,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from vermem import contrastive as P
+from vermem.data import contrastive as P
 
 V = 64
 

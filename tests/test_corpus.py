@@ -1,7 +1,7 @@
 import polars as pl
 import pytest
 
-from vermem import corpus
+from vermem.data import corpus
 
 from .conftest import doc, write_jsonl
 

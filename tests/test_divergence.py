@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vermem import divergence, labels
+from vermem.data import divergence, labels
 
 
 def test_bleu4_matches_the_formula():

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 import torch
 
-from vermem import dynamics as D
-from vermem import io
+from vermem.core import files
+from vermem.dynamics import strings as D
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -311,7 +311,7 @@ def test_training_is_deterministic_to_the_byte(tiny_model_dir, tmp_path):
     for i in range(2):
         model = D.fresh_model(str(tiny_model_dir), "random", 0, torch.device("cpu"))
         df = D.train_string(model, [70, 71, 72, 70, 71, 73], 0, train_cfg(5), seed=0)
-        io.write_parquet(df, tmp_path / f"{i}.parquet", {"x": 1})
+        files.write_parquet(df, tmp_path / f"{i}.parquet", {"x": 1})
         blobs.append((tmp_path / f"{i}.parquet").read_bytes())
     assert blobs[0] == blobs[1]
 
@@ -379,7 +379,7 @@ def test_phase_and_q1_tables():
 def test_bad_dynamics_config_is_one_line_naming_the_key(mutate, message):
     import yaml
 
-    from vermem.config import ConfigError, check, load_schema
+    from vermem.workflow.config import ConfigError, check, load_schema
 
     from .conftest import REPO
 

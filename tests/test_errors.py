@@ -20,11 +20,12 @@ import polars as pl
 import pytest
 import yaml
 
-from vermem import models, plots
-from vermem.attribution import SUPPORTED_MODEL_TYPES
-from vermem.config import ConfigError, check, load_schema
-from vermem.errors import VermemError
-from vermem.tasks import BRANCH, DECISION, control_task
+from vermem.core.errors import VermemError
+from vermem.core.vocabulary import BRANCH, DECISION, control_task
+from vermem.models import loading
+from vermem.models.architecture import SUPPORTED_MODEL_TYPES
+from vermem.report.figures import common, study_a
+from vermem.workflow.config import ConfigError, check, load_schema
 
 from .conftest import REPO, TEST_CONFIG, doc, write_jsonl
 
@@ -140,8 +141,8 @@ def test_local_path_that_does_not_exist_fails_at_parse_time(tmp_path):
 
 
 def test_folder_without_config_json(tmp_path):
-    with pytest.raises(models.ModelError) as e:
-        models.check_models(config_with({"m": {"source": "local", "path": str(tmp_path)}}))
+    with pytest.raises(loading.ModelError) as e:
+        loading.check_models(config_with({"m": {"source": "local", "path": str(tmp_path)}}))
     assert str(e.value) == f"config error at models.m.path: no config.json in {tmp_path}"
 
 
@@ -149,8 +150,8 @@ def test_local_folder_without_tokenizer(tmp_path, tiny_model_dir):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model_dir, folder,
                     ignore=shutil.ignore_patterns("tokenizer*", "special_tokens*"))
-    with pytest.raises(models.ModelError) as e:
-        models.check_models(config_with({"m": {"source": "local", "path": str(folder)}}))
+    with pytest.raises(loading.ModelError) as e:
+        loading.check_models(config_with({"m": {"source": "local", "path": str(folder)}}))
     assert str(e.value) == (
         f"config error at models.m.path: no tokenizer in {folder} (none of tokenizer.json, "
         f"tokenizer_config.json, vocab.json, tokenizer.model); save it there with "
@@ -182,7 +183,7 @@ def test_every_supported_tiny_type_passes_the_check(tmp_path, tokenizer):
     kinds = [k for k in TINY_CONFIGS if k in SUPPORTED_MODEL_TYPES]
     assert {"llama", "gpt_neo"} <= set(kinds)
     for kind in kinds:
-        rec = models.check_folder(_saved(kind, tmp_path / kind, tokenizer), "x", 32)
+        rec = loading.check_folder(_saved(kind, tmp_path / kind, tokenizer), "x", 32)
         assert rec["model_type"] == kind
         if kind == "llama":  # grouped-query attention is described, not refused
             assert (rec["n_heads"], rec["n_kv_heads"]) == (4, 2)
@@ -191,8 +192,8 @@ def test_every_supported_tiny_type_passes_the_check(tmp_path, tokenizer):
 def test_context_shorter_than_prefix_plus_continuation(local, tiny_model_dir):
     cfg = config_with(local)
     cfg["memorization"].update(prefix_tokens=40, continuation_tokens=40)
-    with pytest.raises(models.ModelError) as e:
-        models.check_models(cfg)
+    with pytest.raises(loading.ModelError) as e:
+        loading.check_models(cfg)
     assert str(e.value) == ("config error at models.m.path: context of 64 tokens is shorter "
                             "than prefix + continuation (80 tokens)")
 
@@ -203,8 +204,8 @@ def test_tokenizer_larger_than_the_embedding(tmp_path, tiny_model_dir):
     cfg = json.loads((folder / "config.json").read_text())
     cfg["vocab_size"] = 100
     (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(models.ModelError) as e:
-        models.check_folder(folder, "config error at models.m.path", 32)
+    with pytest.raises(loading.ModelError) as e:
+        loading.check_folder(folder, "config error at models.m.path", 32)
     assert str(e.value) == ("config error at models.m.path: the tokenizer has 300 tokens but "
                             "the embedding only 100 rows")
 
@@ -236,12 +237,12 @@ def test_truncated_safetensors_is_named_before_any_job(tmp_path, tiny_model_dir,
     weights = folder / "model.safetensors"
     with pytest.raises(SafetensorError):  # what the labels job met
         safe_open(str(weights), "np")
-    with pytest.raises(models.ModelError) as e:
-        models.check_models(config_with({"m": {"source": "local", "path": str(folder)}}))
+    with pytest.raises(loading.ModelError) as e:
+        loading.check_models(config_with({"m": {"source": "local", "path": str(folder)}}))
     size = weights.stat().st_size
     assert str(e.value) == (f"config error at models.m.path: cannot read weight file {weights}: "
                             + problem.format(size=size, full=full, header=header))
-    assert models.safetensors_problem(tiny_model_dir / "model.safetensors") is None
+    assert loading.safetensors_problem(tiny_model_dir / "model.safetensors") is None
 
 def _with_checkpoints(folder: Path, *names: str) -> dict:
     return config_with({"m": {"source": "local", "path": str(folder), "checkpoints": list(names),
@@ -257,15 +258,15 @@ def test_missing_checkpoint_subfolder_of_a_local_model_is_found_before_any_job(
     shutil.copytree(tiny_model_dir, root)
     shutil.copytree(tiny_model_dir, root / "step100",
                     ignore=shutil.ignore_patterns("tokenizer*", "special_tokens*"))
-    models.check_models(_with_checkpoints(root, "step100"))
-    with pytest.raises(models.ModelError) as e:
-        models.check_models(_with_checkpoints(root, "step100", "step500"))
+    loading.check_models(_with_checkpoints(root, "step100"))
+    with pytest.raises(loading.ModelError) as e:
+        loading.check_models(_with_checkpoints(root, "step100", "step500"))
     assert str(e.value) == (f"config error at models.m.checkpoints ('step500'): no such folder "
                             f"{root / 'step500'}")
     _truncated_weights(root, tiny_model_dir, None).rename(root / "step500")
-    with pytest.raises(models.ModelError, match=r"^config error at models.m.checkpoints "
+    with pytest.raises(loading.ModelError, match=r"^config error at models.m.checkpoints "
                                                 r"\('step500'\): cannot read weight file "):
-        models.check_models(_with_checkpoints(root, "step100", "step500"))
+        loading.check_models(_with_checkpoints(root, "step100", "step500"))
 
 @pytest.mark.parametrize("device, gpus, problem", [
     ("cuda", 0, "'cuda' asked for, but torch sees no CUDA device"),
@@ -279,14 +280,14 @@ def test_device_without_a_gpu_is_one_line(monkeypatch, local, device, gpus, prob
     cfg = config_with(local)
     cfg["device"] = device
     if problem is None:
-        models.check_device(cfg)
+        loading.check_device(cfg)
         return
-    with pytest.raises(models.ModelError) as e:
-        models.check_device(cfg)
+    with pytest.raises(loading.ModelError) as e:
+        loading.check_device(cfg)
     assert str(e.value) == (f"config error at device: {problem} on this host (a local run; "
                             f"device: auto runs on the CPU without one)")
-    with pytest.raises(models.ModelError) as e:  # a job's own check says the same
-        models.pick_device(device)
+    with pytest.raises(loading.ModelError) as e:  # a job's own check says the same
+        loading.pick_device(device)
     assert str(e.value) == f"device {problem}"
 
 
@@ -410,23 +411,23 @@ def test_nothing_memorized_gives_annotated_figures_not_a_crash():
     labels = pl.DataFrame({"subset": ["A"] * 5 + ["B"] * 3, "match_fraction": [0.0] * 8,
                            "label": ["non-memorized"] * 8, "extractable": [False] * 8,
                            "dup_count": [None] * 8})
-    fig = plots.score_histograms(labels, "match_fraction", "m")
+    fig = study_a.score_histograms(labels, "match_fraction", "m")
     assert "A\nn = 5, 0 memorized" in _texts(fig) and "all 3 scores = 0" in _texts(fig)
     div = pl.DataFrame({"d": [], "subset": []}, schema={"d": pl.Int32, "subset": pl.String})
-    assert "no memorized sample (n = 0)" in _texts(plots.divergence_histogram(div, 16, "m"))
+    assert "no memorized sample (n = 0)" in _texts(study_a.divergence_histogram(div, 16, "m"))
     pairs = pl.DataFrame(schema={"task": pl.String, "subset": pl.String, "split": pl.String})
-    assert "no contrastive pairs (n = 0)" in _texts(plots.pair_counts(pairs, "m", ["A"],
+    assert "no contrastive pairs (n = 0)" in _texts(study_a.pair_counts(pairs, "m", ["A"],
                                                                       ["branch_comparison"]))
-    assert "(n = 0)" in _texts(plots.rate_by_duplicates(labels, "m"))
+    assert "(n = 0)" in _texts(study_a.rate_by_duplicates(labels, "m"))
 
 
 def test_a_single_pair_and_a_subset_without_pairs_are_drawn_and_named():
     pairs = pl.DataFrame({"task": ["branch_comparison"], "subset": ["A"],
                           "split": ["attribution"]})
-    fig = plots.pair_counts(pairs, "m", ["A", "B"], ["branch_comparison"])
+    fig = study_a.pair_counts(pairs, "m", ["A", "B"], ["branch_comparison"])
     assert "no pairs (n = 0): branch comparison / B" in _texts(fig)
     div = pl.DataFrame({"d": [3], "subset": ["A"]}, schema={"d": pl.Int32, "subset": pl.String})
-    fig = plots.divergence_histogram(div, 16, "m")
+    fig = study_a.divergence_histogram(div, 16, "m")
     assert "(0 of 1 without one)" in _texts(fig)
     assert sum(p.get_height() for p in fig.axes[0].patches) == pytest.approx(1)
 
@@ -434,21 +435,21 @@ def test_a_single_pair_and_a_subset_without_pairs_are_drawn_and_named():
 def test_empty_attribution_is_marked_and_drawn_as_empty(tmp_path, tiny_model):
     import torch
 
-    from vermem import attribution, graph
+    from vermem.attribution import graph, positions, scoring, storage
 
     g = graph.Graph(graph.Shape.from_config(tiny_model.config))
-    out, n = attribution.run(tiny_model, g, [], [], [], [], method="EAP-IG", steps=2,
+    out, n = scoring.run(tiny_model, g, [], [], [], [], method="EAP-IG", steps=2,
                              metric="logit_diff", batch_size=4, backend="hooks")
     scores = out["scores"]
     assert n == 0 and not scores.any() and not out["scores_denoising"].any()
     assert out["positions"].shape == (0, *g.mask.shape)
     path = tmp_path / "a.safetensors"
-    attribution.save(path, g, scores, {"n_examples": n, "empty": n == 0},
+    storage.save(path, g, scores, {"n_examples": n, "empty": n == 0},
                      out["scores_denoising"], out["positions"], out["positions_denoising"],
-                     attribution.position_buckets(0))
-    tensors, meta = attribution.load(path)
+                     positions.position_buckets(0))
+    tensors, meta = storage.load(path)
     assert meta["empty"] is True and meta["n_examples"] == 0
-    fig = plots.empty_figure("m: t", "no attribution pairs (n = 0):\nno edge scores")
+    fig = common.empty_figure("m: t", "no attribution pairs (n = 0):\nno edge scores")
     assert "no attribution pairs (n = 0)" in _texts(fig)
     assert isinstance(tensors["scores"], torch.Tensor)
 
@@ -457,7 +458,7 @@ def test_config_copy_is_not_mutated_by_checks(local):
     cfg = config_with(local)
     before = copy.deepcopy(cfg)
     check(cfg, SCHEMA)
-    models.check_models(cfg)
+    loading.check_models(cfg)
     assert cfg == before
 
 
@@ -465,8 +466,8 @@ def test_hub_model_is_checked_once_fetched(monkeypatch, tmp_path, tokenizer):
     kind = next(k for k in TINY_CONFIGS if k not in SUPPORTED_MODEL_TYPES)
     folder = _saved(kind, tmp_path / kind, tokenizer)
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: str(folder))
-    with pytest.raises(models.ModelError) as e:
-        models.resolve("p", {"source": "hub", "id": "org/x", "revision": "main"}, (32, "x"))
+    with pytest.raises(loading.ModelError) as e:
+        loading.resolve("p", {"source": "hub", "id": "org/x", "revision": "main"}, (32, "x"))
     assert str(e.value).startswith(f"models.p (org/x@main): model_type {kind!r} is not "
                                    f"supported by the attribution stage")
 
@@ -490,9 +491,9 @@ def test_a_model_that_memorizes_nothing_runs_through_with_n_0(tmp_path, tiny_mod
     assert pairs["branch_comparison"]["StdLib Docstrings"]["pairs"] == 0
     assert pairs["divergence"]["StdLib Docstrings"] == {"memorized": 0, "with_divergence": 0,
                                                         "memorized_documents": 0}
-    from vermem import attribution
+    from vermem.attribution import storage
 
-    _, meta = attribution.load(tmp_path / "results/attribution/m/branch_comparison/"
+    _, meta = storage.load(tmp_path / "results/attribution/m/branch_comparison/"
                                "stdlib-docstrings/logit_diff.safetensors")
     assert meta["n_examples"] == 0 and meta["empty"] is True
     for name in ("memorization_scores", "divergence_positions", "pair_counts"):
@@ -519,7 +520,8 @@ def _labels_to_pairs(cands: pl.DataFrame, tokenizer, model, tmp_path: Path) -> d
     memorization and contrastive settings), each table written and read back."""
     import torch
 
-    from vermem import contrastive, corpus, divergence, io, labels
+    from vermem.core import files
+    from vermem.data import contrastive, corpus, divergence, labels
 
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
     mem, con = cfg["memorization"], cfg["contrastive"]
@@ -530,12 +532,12 @@ def _labels_to_pairs(cands: pl.DataFrame, tokenizer, model, tmp_path: Path) -> d
                               mem["batch_size"], torch.device("cpu"))
     df = labels.label_samples(samples, gen, mem["score"], mem["thresholds"],
                               mem["continuation_tokens"])
-    io.write_parquet(df, tmp_path / "labels.parquet", {})
+    files.write_parquet(df, tmp_path / "labels.parquet", {})
     df = pl.read_parquet(tmp_path / "labels.parquet")
     div = divergence.run(model, df, mem["prefix_tokens"], mem["batch_size"], 0.3, 0.1)
     pairs, p_summary = contrastive.build(model, df, div, cands.select("doc_id", "subset"),
                                          mem["batch_size"], 0, con["split"], True, True)
-    io.write_parquet(pairs, tmp_path / "pairs.parquet", {})
+    files.write_parquet(pairs, tmp_path / "pairs.parquet", {})
     return {"samples": samples, "samples_summary": s_summary, "labels": df,
             "labels_summary": labels.summarize(df, subsets), "divergence": div,
             "pairs": pl.read_parquet(tmp_path / "pairs.parquet"), "pairs_summary": p_summary}
@@ -553,9 +555,9 @@ def test_corpus_of_only_too_short_documents_flows_with_n_0_and_a_warning(
     tensor a (16) must match the size of tensor b (0)`). Now the samples log names the
     subset and every table after it is a valid 0-row table of its usual columns."""
     cands = _candidates({SHORT: ["def f(): pass", "short text", "x = 1"]})
-    with caplog.at_level("WARNING", logger="vermem.corpus"):
+    with caplog.at_level("WARNING", logger="vermem.data.corpus"):
         out = _labels_to_pairs(cands, tokenizer, tiny_model, tmp_path)
-    assert [r.getMessage() for r in caplog.records if r.name == "vermem.corpus"] == [
+    assert [r.getMessage() for r in caplog.records if r.name == "vermem.data.corpus"] == [
         "subset 'A': no samples (n = 0): all 3 candidates are shorter than prefix + "
         "continuation (32 tokens)"]
     assert out["samples_summary"] == {SHORT: {"candidates": 3, "too_short": 3, "kept": 0,
@@ -601,7 +603,7 @@ def test_a_run_on_only_too_short_documents_labels_n_0_and_says_so(tmp_path, tiny
     cfg["checkpoints"] = None
     proc = snakemake(tmp_path, cfg, "results/labels/m.summary.json")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert ("vermem.corpus WARNING subset 'Short': no samples (n = 0): all 5 candidates are "
+    assert ("vermem.data.corpus WARNING subset 'Short': no samples (n = 0): all 5 candidates are "
             "shorter than prefix + continuation (32 tokens)"
             in (tmp_path / "logs/samples/m.log").read_text())
     assert ("rule.labels WARNING subset 'Short': no samples to label (n = 0; see the samples "

@@ -1,4 +1,4 @@
-"""Study B's run next to Speicher et al.'s findings (vermem.findings): the concordance, its
+"""Study B's run next to Speicher et al.'s findings (vermem.dynamics.findings): the concordance, its
 permutation p-values and each row's verdict, on synthetic phases and Q3 tables."""
 
 import itertools
@@ -6,7 +6,7 @@ import itertools
 import polars as pl
 import pytest
 
-from vermem import findings as F
+from vermem.dynamics import findings as F
 
 
 def phases(times, **fixed):

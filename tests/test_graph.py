@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vermem.graph import Graph, Shape, expected_edges
+from vermem.attribution.graph import Graph, Shape, expected_edges
 
 GPT2_SMALL = Shape(n_layers=12, n_heads=12, n_kv_heads=12, d_model=768, parallel=False)
 

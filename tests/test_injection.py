@@ -1,4 +1,4 @@
-"""Injected memorization (vermem.injection): planted documents trained into a model, a
+"""Injected memorization (vermem.models.injection): planted documents trained into a model, a
 localized injection that leaves every other weight as it was, and a circuit's recall of
 the known location."""
 
@@ -15,8 +15,11 @@ import pytest
 import torch
 import yaml
 
-from vermem import graph, injection, organism, stats
-from vermem.config import PLANNING_ENV
+from vermem.attribution import graph
+from vermem.circuits import location
+from vermem.core import stats
+from vermem.models import injection, organism
+from vermem.workflow.config import PLANNING_ENV
 
 WORDS = ("alpha beta gamma delta omega sigma kappa lambda theta zeta rho tau phi chi psi "
          "iota eta mu nu xi pi upsilon epsilon omicron").split()
@@ -174,7 +177,7 @@ def test_location_recall_on_a_hand_built_graph():
     scores[s("a0.h1"), d("m1")] = 5.0
     scores[s("m1"), d("logits")] = 4.0
     scores[s("input"), d("a1.h0<q>")] = 3.0
-    t = injection.location_recall(g, scores, ["a0.h1", "m1"], minimal_k=2, seeds=200)
+    t = location.location_recall(g, scores, ["a0.h1", "m1"], minimal_k=2, seeds=200)
     row = t.row(0, named=True)
     assert (row["size"], row["k"], row["touched"], row["recall"]) == ("minimal", 2, 2, 1.0)
     assert row["random_recall"] < 0.8 and row["random_at_least"] < 0.2
@@ -182,17 +185,17 @@ def test_location_recall_on_a_hand_built_graph():
     full = t.filter(pl.col("size") == "1").row(0, named=True)
     assert full["k"] == n and full["recall"] == 1.0 and full["random_at_least"] == 1.0
     # a location the top edges miss: recall 0 at the minimal size
-    miss = injection.location_recall(g, scores, ["a1.h1"], minimal_k=3, seeds=20)
+    miss = location.location_recall(g, scores, ["a1.h1"], minimal_k=3, seeds=20)
     assert miss.row(0, named=True)["recall"] == 0.0
-    assert injection.touched_nodes(g, torch.zeros_like(g.mask)) == set()
-    both = injection.circuit_location(g, {"noising": scores, "denoising": -scores},
+    assert location.touched_nodes(g, torch.zeros_like(g.mask)) == set()
+    both = location.circuit_location(g, {"noising": scores, "denoising": -scores},
                                       {"noising": 2, "denoising": None}, ["a0.h1"], seeds=10)
     assert both.filter(pl.col("size") == "minimal")["direction"].to_list() == ["noising"]
-    assert both.height == 1 + 2 * len(injection.location_recall(g, scores, ["m1"], None,
+    assert both.height == 1 + 2 * len(location.location_recall(g, scores, ["m1"], None,
                                                                 seeds=2))
     kv = torch.zeros_like(g.mask)
     kv[s("input"), d("a1.h1<k>")] = True
-    assert injection.touched_nodes(g, kv) == {"a1.h1"}
+    assert location.touched_nodes(g, kv) == {"a1.h1"}
 
 
 def test_recall_interval_resamples_the_attribution_documents():
@@ -208,9 +211,9 @@ def test_recall_interval_resamples_the_attribution_documents():
     boot = stats.Bootstrap(samples=400, seed=0)
 
     def table(per_doc):
-        docs = injection.DocumentScores(torch.stack(per_doc), torch.ones(len(per_doc),
+        docs = location.DocumentScores(torch.stack(per_doc), torch.ones(len(per_doc),
                                                                           dtype=torch.float64))
-        return injection.location_recall(g, docs.mean().float(), ["a0.h1"], minimal_k=1,
+        return location.location_recall(g, docs.mean().float(), ["a0.h1"], minimal_k=1,
                                          seeds=20, documents=docs, boot=boot).row(0, named=True)
 
     agree = table([on * (1 + 0.1 * i) for i in range(6)])
@@ -219,7 +222,7 @@ def test_recall_interval_resamples_the_attribution_documents():
     split = table([on * 1.01] + [on] * 4 + [off * 0.9] * 5)
     assert split["recall"] == 1.0     # all ten: the injected edge 0.501 per pair, the other 0.45
     assert (split["recall_lo"], split["recall_hi"]) == (0.0, 1.0)
-    without = injection.location_recall(g, on.float(), ["a0.h1"], minimal_k=1, seeds=5)
+    without = location.location_recall(g, on.float(), ["a0.h1"], minimal_k=1, seeds=5)
     assert without["n_docs"].to_list()[0] == 0 and without["recall_lo"].is_nan().all()
 
 
@@ -228,16 +231,16 @@ def test_location_mass_is_the_share_of_score_on_edges_touching_the_location():
                                 parallel=False))
     s, d = g.sources.index, g.destinations.index
     # m1 (the last MLP) is read by the logits and reads input, a0.h0, a0.h1, m0, a1.h0, a1.h1
-    assert int(injection.touching(g, ["m1"]).sum()) == 7
+    assert int(location.touching(g, ["m1"]).sum()) == 7
     on, off = (torch.zeros(g.mask.shape, dtype=torch.float64) for _ in range(2))
     on[s("m0"), d("m1")] = 3.0    # into m1
     off[s("input"), d("m0")] = -1.0   # nowhere near m1
     boot = stats.Bootstrap(samples=300, seed=0)
 
     def row(per_doc):
-        docs = injection.DocumentScores(torch.stack(per_doc),
+        docs = location.DocumentScores(torch.stack(per_doc),
                                         torch.ones(len(per_doc), dtype=torch.float64))
-        return injection.location_mass(g, {"noising": docs}, ["m1"], boot).row(0, named=True)
+        return location.location_mass(g, {"noising": docs}, ["m1"], boot).row(0, named=True)
 
     only = row([on] * 4)
     assert (only["mass"], only["mass_lo"], only["mass_hi"]) == (1.0, 1.0, 1.0)
@@ -246,8 +249,8 @@ def test_location_mass_is_the_share_of_score_on_edges_touching_the_location():
     mixed = row([on, on, off, off])   # |3| + |3| against |-1| + |-1|: 6 / 8 of the mass
     assert mixed["mass"] == pytest.approx(0.75)
     assert 0.0 <= mixed["mass_lo"] < 0.75 < mixed["mass_hi"] <= 1.0
-    empty = injection.location_mass(
-        g, {"noising": injection.DocumentScores(torch.zeros((0, *g.mask.shape)),
+    empty = location.location_mass(
+        g, {"noising": location.DocumentScores(torch.zeros((0, *g.mask.shape)),
                                                 torch.zeros(0))}, ["m1"], boot)
     assert empty["n_pairs"].to_list() == [0] and empty["mass"].is_nan().all()
 
@@ -255,7 +258,7 @@ def test_location_mass_is_the_share_of_score_on_edges_touching_the_location():
 def test_document_scores_average_to_the_attribution_of_all_pairs():
     """The per-document sums behind the recall's interval are the attribution file's
     scores taken apart: their mean over all pairs is attribution.run on all pairs at once."""
-    from vermem import attribution
+    from vermem.attribution import scoring
 
     torch.manual_seed(0)
     model = tiny_llama(40, 0).eval()
@@ -270,9 +273,9 @@ def test_document_scores_average_to_the_attribution_of_all_pairs():
     pairs = pl.DataFrame(rows)
     kw = {"method": "EAP-IG", "steps": 3, "metric": "logit_diff", "batch_size": 4,
           "backend": "hooks"}
-    docs = injection.document_scores(model, g, pairs, directions=["noising", "denoising"],
+    docs = location.document_scores(model, g, pairs, directions=["noising", "denoising"],
                                      **kw)
-    whole, n = attribution.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
+    whole, n = scoring.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
                                pairs["answer"].to_list(), pairs["wrong"].to_list(),
                                positions=False, **kw)
     assert n == 7 and docs["noising"].counts.tolist() == [3.0, 2.0, 2.0]
@@ -283,7 +286,7 @@ def test_document_scores_average_to_the_attribution_of_all_pairs():
         assert diff <= 1e-5 * scale, (d, float(diff), scale)
     # a document's own sum is its pairs' attribution times their number
     one = pairs.filter(pl.col("doc_id") == "d1")
-    own, m = attribution.run(model, g, one["clean"].to_list(), one["corrupt"].to_list(),
+    own, m = scoring.run(model, g, one["clean"].to_list(), one["corrupt"].to_list(),
                              one["answer"].to_list(), one["wrong"].to_list(), positions=False,
                              **kw)
     assert torch.allclose(docs["noising"].sums[1].float(), own["scores"] * m, atol=1e-5 * scale)
@@ -366,7 +369,7 @@ def test_a_gguf_package_not_installed_is_one_line_naming_the_key(tmp_path):
     (lambda m: m["smollm2"].update(base="x"), "config error at models.smollm2"),
 ])
 def test_bad_injection_config_is_one_line_naming_the_key(mutate, message):
-    from vermem.config import ConfigError, check, load_schema
+    from vermem.workflow.config import ConfigError, check, load_schema
 
     cfg = yaml.safe_load(SMOLLM2.read_text())
     check(cfg, load_schema(REPO / "config" / "schema.yaml"))  # the shipped one is valid

@@ -1,4 +1,5 @@
-"""vermem graphs in the EAP-IG library's graph JSON (vermem.interchange): names and order as
+"""vermem graphs in the EAP-IG library's graph JSON (vermem.attribution.eap_json): names and order
+as
 the library's `Graph.from_model` / `to_json` make them (written out here by hand from its
 code), scores and membership surviving a round trip through JSON text."""
 
@@ -7,8 +8,8 @@ import json
 import pytest
 import torch
 
-from vermem import interchange as X
-from vermem.graph import Graph, Shape, expected_edges
+from vermem.attribution import eap_json as X
+from vermem.attribution.graph import Graph, Shape, expected_edges
 
 
 def synthetic(shape: Shape, seed: int = 0):

@@ -2,7 +2,7 @@ import polars as pl
 import pytest
 import torch
 
-from vermem import labels
+from vermem.data import labels
 
 
 def test_scores_on_known_generations():

@@ -1,4 +1,5 @@
-"""Attribution methods side by side (vermem.methods): exact scores equal single-edge patching
+"""Attribution methods side by side (vermem.circuits.method_comparison): exact scores equal
+single-edge patching
 done one edge at a time, document sums add up to the attribution mean, the agreement
 statistics and their intervals, and the comparison table."""
 
@@ -6,11 +7,11 @@ import polars as pl
 import pytest
 import torch
 
-from vermem import attribution as A
-from vermem import circuits as C
-from vermem import methods as M
-from vermem import stats as S
-from vermem.graph import Graph, Shape
+from vermem.attribution import pair_batch, patching, scoring
+from vermem.attribution.graph import Graph, Shape
+from vermem.circuits import evaluation
+from vermem.circuits import method_comparison as M
+from vermem.core import stats as S
 
 from .test_attribution import neox
 from .test_mib import random_pairs
@@ -30,11 +31,16 @@ def test_exact_scores_are_single_edge_patching_summed_per_document(setup):
     # one document at a time, one edge at a time, by the plain patching function
     for i, doc in enumerate(["a", "b", "c"]):
         q = pairs.filter(pl.col("doc_id") == doc)
-        b = A.Batch.make(q["clean"].to_list(), q["corrupt"].to_list(), q["answer"].to_list(),
-                         q["wrong"].to_list(), "cpu")
+        b = pair_batch.Batch.make(
+            q["clean"].to_list(),
+            q["corrupt"].to_list(),
+            q["answer"].to_list(),
+            q["wrong"].to_list(),
+            "cpu",
+        )
         some = torch.zeros_like(g.mask)
         some.view(-1)[g.mask.flatten().nonzero()[::5, 0]] = True  # a spread of edges
-        want = A.exact_edge_effects(model, g, b, "logit_diff", some)
+        want = patching.exact_edge_effects(model, g, b, "logit_diff", some)
         got = sums[i].float() * some
         assert torch.allclose(got, want, atol=1e-6, rtol=1e-4), (doc, (got - want).abs().max())
         assert want.abs().max() > 1e-4  # effects well above the tolerance
@@ -44,7 +50,7 @@ def test_gradient_methods_document_sums_add_up_to_the_attribution_mean(setup):
     model, g, pairs = setup
     for method in ("EAP", "EAP-IG-activations"):
         sums, counts = M.doc_sums(model, g, pairs, method, 3, "logit_diff", 4)
-        out, n = A.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
+        out, n = scoring.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
                        pairs["answer"].to_list(), pairs["wrong"].to_list(), method=method,
                        steps=3, metric="logit_diff", batch_size=4, backend="hooks",
                        directions=("noising",), positions=False)
@@ -83,7 +89,7 @@ def test_agreement_of_a_method_with_itself_is_one_and_with_another_has_an_interv
 
 def test_compare_scores_every_method_in_both_directions_with_n(setup):
     model, g, pairs = setup
-    ev = C.EvalSet.of_pairs(model, pairs, 4)
+    ev = evaluation.EvalSet.of_pairs(model, pairs, 4)
     q, a, secs = M.compare(model, g, pairs, ev, ev, ["EAP", "exact"], 3, "logit_diff",
                      {"placement": "outside", "ablation": "resample"}, 0.85, 6,
                      S.Bootstrap(50), 4, 8)
@@ -98,7 +104,7 @@ def test_compare_scores_every_method_in_both_directions_with_n(setup):
 def test_no_attribution_pairs_flows_to_rows_with_n_0(setup):
     model, g, pairs = setup
     none = pairs.head(0)
-    ev = C.EvalSet.of_pairs(model, pairs, 4)
+    ev = evaluation.EvalSet.of_pairs(model, pairs, 4)
     q, a, _ = M.compare(model, g, none, ev, ev, ["EAP-IG", "exact"], 3, "logit_diff",
                      {"placement": "outside", "ablation": "resample"}, 0.85, 6,
                      S.Bootstrap(50), 4, 8)

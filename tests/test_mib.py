@@ -1,4 +1,4 @@
-"""MIB's CPR and CMD (vermem.mib): the trapezoid areas, agreement with the curve's own F at
+"""MIB's CPR and CMD (vermem.circuits.mib): the trapezoid areas, agreement with the curve's own F at
 MIB's sizes, intervals, and n = 0."""
 
 import numpy as np
@@ -6,10 +6,9 @@ import polars as pl
 import pytest
 import torch
 
-from vermem import circuits as C
-from vermem import mib
-from vermem import stats as S
-from vermem.graph import Graph, Shape
+from vermem.attribution.graph import Graph, Shape
+from vermem.circuits import evaluation, mib, search
+from vermem.core import stats as S
 
 from .test_attribution import neox
 
@@ -57,15 +56,17 @@ def setup():
     model = neox()
     g = Graph(Shape.from_config(model.config))
     pairs = random_pairs(["a", "a", "b", "b", "c", "c", "d", "d"], 3)
-    ev = C.EvalSet.of_pairs(model, pairs, 4)
+    ev = evaluation.EvalSet.of_pairs(model, pairs, 4)
     scores = torch.randn(g.mask.shape, generator=torch.Generator().manual_seed(1)) * g.mask
     return model, g, ev, scores
 
 
 def test_cpr_and_cmd_equal_the_areas_under_the_sweep_s_curve_at_mib_sizes(setup):
     model, g, ev, scores = setup
-    modes = [C.Mode("noising", "outside", "resample"), C.Mode("denoising", "inside",
-                                                               "resample")]
+    modes = [
+        evaluation.Mode("noising", "outside", "resample"),
+        evaluation.Mode("denoising", "inside", "resample"),
+    ]
     boot = S.Bootstrap(200)
     got = mib.score(model, g, ev, {"noising": scores, "denoising": -scores}, modes, boot=boot,
                     seeds=[0, 1], method="EAP-IG")
@@ -73,7 +74,7 @@ def test_cpr_and_cmd_equal_the_areas_under_the_sweep_s_curve_at_mib_sizes(setup)
     assert (got["n_pairs"] == 8).all() and (got["n_docs"] == 4).all()
     for m in modes:
         # the curve of the same ranking, computed by the sweep, integrated here by numpy
-        curve, _ = C.sweep(model, g, ev, ev, {"noising": scores, "denoising": -scores}, [m],
+        curve, _ = search.sweep(model, g, ev, ev, {"noising": scores, "denoising": -scores}, [m],
                            mib.sizes(g.n_edges), [], [], 0.85, boot=boot)
         f = dict(curve.filter(pl.col("split") == "evaluation").select("k", "faithfulness")
                  .iter_rows())
@@ -98,8 +99,8 @@ def test_cpr_and_cmd_equal_the_areas_under_the_sweep_s_curve_at_mib_sizes(setup)
 
 def test_no_pairs_gives_rows_with_n_0_and_no_scores(setup):
     model, g, _, scores = setup
-    empty = C.EvalSet.make(model, [], [], [], [], batch_size=4, groups=[])
-    got = mib.score(model, g, empty, {"noising": scores}, [C.Mode("noising", "outside",
+    empty = evaluation.EvalSet.make(model, [], [], [], [], batch_size=4, groups=[])
+    got = mib.score(model, g, empty, {"noising": scores}, [evaluation.Mode("noising", "outside",
                                                                  "resample")], seeds=[0])
     assert got.height == 2 and (got["n_pairs"] == 0).all()
     assert got["cpr"].is_null().all() and got["cmd_hi"].is_null().all()

@@ -3,7 +3,7 @@ import random
 import polars as pl
 import torch
 
-from vermem import organism
+from vermem.models import organism
 
 
 def docs_table(n_per_subset=50):
@@ -72,7 +72,7 @@ def test_organism_is_pythia_shaped(tokenizer):
 
 
 def test_training_memorizes_a_repeated_document_and_not_an_unseen_one(tokenizer):
-    from vermem import labels
+    from vermem.data import labels
 
     torch.manual_seed(0)
     rng = random.Random(0)

@@ -9,7 +9,7 @@ import matplotlib.colors as mcolors
 import polars as pl
 import pytest
 
-from vermem import plots
+from vermem.report.figures import checkpoints, study_a
 
 REPO = Path(__file__).resolve().parents[1]
 ORGANISM_STEPS = [150, 300, 450, 600, 750, 900]  # 5 checkpoints + the final model
@@ -147,7 +147,7 @@ def _horizontal_levels(ax, ls="--") -> list[float]:
 # -- memorization ----------------------------------------------------------------------------
 
 def test_organism_memorization_has_a_line_per_duplicate_count_in_numeric_order():
-    fig = plots.checkpoint_memorization(memorization(), "organism")
+    fig = checkpoints.checkpoint_memorization(memorization(), "organism")
     ax = fig.axes[0]
     labels = _legend_labels(ax)
     assert labels == ["unseen (n = 2141)", "seen 1× (n = 18963)", "seen 4× (n = 96)",
@@ -175,7 +175,7 @@ def test_organism_memorization_has_a_line_per_duplicate_count_in_numeric_order()
 
 def test_hub_memorization_has_a_line_per_subset_and_a_log_step_axis():
     df = memorization(PYTHIA_STEPS, "pythia-160m", dup_counts=False, subsets=SUBSETS)
-    fig = plots.checkpoint_memorization(df, "pythia-160m")
+    fig = checkpoints.checkpoint_memorization(df, "pythia-160m")
     ax = fig.axes[0]
     assert _legend_labels(ax) == ["Python Reference (n = 400)", "StdLib Code (n = 450)",
                                   "StdLib Docstrings (n = 500)"]
@@ -188,34 +188,34 @@ def test_unknown_duplicate_counts_fall_back_to_subsets_or_are_named():
     hub = memorization(PYTHIA_STEPS, "pythia-160m", dup_counts=False, subsets=SUBSETS)
     unknown = hub.filter(pl.col("group") == SUBSETS[0]).with_columns(
         pl.lit("dup_count").alias("by"), pl.lit("None").alias("group"))
-    ax = plots.checkpoint_memorization(pl.concat([hub, unknown]), "p").axes[0]
+    ax = checkpoints.checkpoint_memorization(pl.concat([hub, unknown]), "p").axes[0]
     assert _legend_labels(ax) == ["Python Reference (n = 400)", "StdLib Code (n = 450)",
                                   "StdLib Docstrings (n = 500)"]
     organism = memorization()
     mixed = pl.concat([organism, unknown.with_columns(
         pl.lit(900, dtype=pl.Int64).alias("step"), pl.lit(True).alias("final"))])
-    labels = _legend_labels(plots.checkpoint_memorization(mixed, "organism").axes[0])
+    labels = _legend_labels(checkpoints.checkpoint_memorization(mixed, "organism").axes[0])
     assert labels[0] == "unseen (n = 2141)" and labels[-1] == "count unknown (n = 400)"
     assert len(labels) == 7
 
 
 def test_a_group_with_no_samples_draws_nothing_and_says_n_0():
     df = memorization(empty_group="4")
-    fig = plots.checkpoint_memorization(df, "organism")
+    fig = checkpoints.checkpoint_memorization(df, "organism")
     ax = fig.axes[0]
     assert "seen 4× (n = 0)" in _legend_labels(ax)
     assert sorted(len(ln.get_xdata()) for ln in _data_lines(ax)) == [6] * 5
     everything = df.with_columns(pl.lit(0, dtype=pl.Int64).alias("n"),
                                  *[pl.lit(None, dtype=pl.Float64).alias(c)
                                    for c in ("share", "share_lo", "share_hi")])
-    fig = plots.checkpoint_memorization(everything, "organism")
+    fig = checkpoints.checkpoint_memorization(everything, "organism")
     assert "every group has n = 0" in _texts(fig)
 
 
 def test_empty_tables_give_a_figure_that_says_n_0():
-    for fig in (plots.checkpoint_memorization(pl.DataFrame(schema=MEM_SCHEMA), "m"),
-                plots.checkpoint_circuits(pl.DataFrame(schema=CIRCUIT_SCHEMA), "m", 0.85),
-                plots.checkpoint_overlap(pl.DataFrame(schema=CIRCUIT_SCHEMA), "m")):
+    for fig in (checkpoints.checkpoint_memorization(pl.DataFrame(schema=MEM_SCHEMA), "m"),
+                checkpoints.checkpoint_circuits(pl.DataFrame(schema=CIRCUIT_SCHEMA), "m", 0.85),
+                checkpoints.checkpoint_overlap(pl.DataFrame(schema=CIRCUIT_SCHEMA), "m")):
         assert "(n = 0)" in _texts(fig)
 
 
@@ -223,7 +223,7 @@ def test_empty_tables_give_a_figure_that_says_n_0():
 
 def test_organism_circuits_columns_are_tasks_and_lines_are_semantics():
     df = circuits()
-    fig = plots.checkpoint_circuits(df, "organism", 0.85)
+    fig = checkpoints.checkpoint_circuits(df, "organism", 0.85)
     grid = [ax for ax in fig.axes if ax.get_visible()]
     assert len(grid) == 6  # 3 rows x 2 tasks
     k_ax, f_ax, g_ax = grid[0], grid[2], grid[4]
@@ -261,21 +261,21 @@ def test_organism_circuits_columns_are_tasks_and_lines_are_semantics():
     differ = df.with_columns(pl.when(pl.col("semantics") == "induction")
                              .then(pl.col("logit_gap") + 1).otherwise(pl.col("logit_gap"))
                              .alias("logit_gap"))
-    g_ax = plots.checkpoint_circuits(differ, "organism", 0.85).axes[4]
+    g_ax = checkpoints.checkpoint_circuits(differ, "organism", 0.85).axes[4]
     assert [ln.get_ydata()[-1] for ln in _data_lines(g_ax)] == pytest.approx([4.2, 5.2])
 
 
 def test_small_size_range_keeps_a_linear_size_axis():
     df = circuits().with_columns(pl.col("k_lo").clip(10, 30), pl.col("k").clip(10, 30),
                                  pl.col("k_hi").clip(10, 30))
-    fig = plots.checkpoint_circuits(df, "organism", 0.8)
+    fig = checkpoints.checkpoint_circuits(df, "organism", 0.8)
     assert fig.axes[0].get_yscale() == "linear"
     assert _horizontal_levels(fig.axes[2]) == pytest.approx([0.8, 1.2])
 
 
 def test_pythia_circuits_facet_by_semantics_with_a_line_per_subset_on_a_log_step_axis():
     df = circuits(PYTHIA_STEPS, "pythia-160m", subsets=SUBSETS)
-    fig = plots.checkpoint_circuits(df, "pythia-160m", 0.85)
+    fig = checkpoints.checkpoint_circuits(df, "pythia-160m", 0.85)
     grid = [ax for ax in fig.axes if ax.get_visible()]
     assert len(grid) == 12  # 3 rows x (2 tasks x 2 meanings)
     titles = [ax.get_title() for ax in grid[:4]]
@@ -292,13 +292,13 @@ def test_null_circuit_values_do_not_crash_and_an_empty_panel_says_so():
     df = circuits().with_columns(
         pl.when(pl.col("task") == "memorization_decision").then(None)
         .otherwise(pl.col(c)).alias(c) for c in FLOATS)
-    fig = plots.checkpoint_circuits(df, "organism", 0.85)
+    fig = checkpoints.checkpoint_circuits(df, "organism", 0.85)
     text = _texts(fig)
     assert "no minimal circuit reached the band" in text
     assert "no F of the final circuit" in text and "no logit gap" in text
     assert text.count("no minimal circuit reached the band") == 1
     assert len(_data_lines(fig.axes[1])) == 0 and len(_data_lines(fig.axes[0])) == 2
-    fig = plots.checkpoint_overlap(df, "organism")
+    fig = checkpoints.checkpoint_overlap(df, "organism")
     assert "no Jaccard" in _texts(fig) and "no rank correlation" in _texts(fig)
 
 
@@ -306,14 +306,14 @@ def test_one_task_few_checkpoints_and_a_row_without_a_step_are_drawn():
     df = circuits(tasks=("memorization_decision",)).filter(pl.col("step") >= 750)
     df = pl.concat([df, df.head(1).with_columns(pl.lit(None, dtype=pl.Int64).alias("step"))])
     # bottom rows: the shared logit gap (one line), the rank correlation (one per meaning)
-    for fig, lines in ((plots.checkpoint_circuits(df, "organism", 0.85), [2]),
-                       (plots.checkpoint_overlap(df, "organism"), [2, 2])):
+    for fig, lines in ((checkpoints.checkpoint_circuits(df, "organism", 0.85), [2]),
+                       (checkpoints.checkpoint_overlap(df, "organism"), [2, 2])):
         assert fig.axes[0].get_title().startswith("memorization decision")
         assert _vertical_at(fig.axes[0], 900)
         assert [int(x) for x in fig.axes[-1].get_xticks()] == [750, 900]
         assert [len(ln.get_xdata()) for ln in _data_lines(fig.axes[-1])] == lines
     mem = memorization().filter(pl.col("final"))
-    ax = plots.checkpoint_memorization(mem, "organism").axes[0]
+    ax = checkpoints.checkpoint_memorization(mem, "organism").axes[0]
     assert [int(x) for x in ax.get_xticks()] == [900]
     assert [len(ln.get_xdata()) for ln in _data_lines(ax)] == [1] * 6
 
@@ -322,7 +322,7 @@ def test_faithfulness_beyond_the_axis_is_marked_at_its_edge():
     df = circuits().with_columns(pl.when(pl.col("step") == 150).then(-40.0)
                                  .otherwise(pl.col("final_faithfulness"))
                                  .alias("final_faithfulness"))
-    f_ax = plots.checkpoint_circuits(df, "organism", 0.85).axes[2]
+    f_ax = checkpoints.checkpoint_circuits(df, "organism", 0.85).axes[2]
     low = f_ax.get_ylim()[0]
     assert -2 < low < -1
     marks = [ln for ln in f_ax.get_lines() if ln.get_marker() == "v"]
@@ -331,7 +331,7 @@ def test_faithfulness_beyond_the_axis_is_marked_at_its_edge():
 
 def test_overlap_has_jaccard_and_rank_correlation_rows_with_their_ranges():
     df = circuits()
-    fig = plots.checkpoint_overlap(df, "organism")
+    fig = checkpoints.checkpoint_overlap(df, "organism")
     j_ax, r_ax = fig.axes[0], fig.axes[2]
     assert j_ax.get_ylim() == pytest.approx((-0.03, 1.03))
     assert r_ax.get_ylim() == pytest.approx((-1.05, 1.05))
@@ -339,7 +339,7 @@ def test_overlap_has_jaccard_and_rank_correlation_rows_with_their_ranges():
     assert [len(ln.get_xdata()) for ln in _data_lines(r_ax)] == [6, 6]
     assert _data_lines(r_ax)[0].get_ydata()[0] == pytest.approx(-1.0)
     assert _vertical_at(j_ax, 900)
-    pythia = plots.checkpoint_overlap(circuits(PYTHIA_STEPS, "p", subsets=SUBSETS), "p")
+    pythia = checkpoints.checkpoint_overlap(circuits(PYTHIA_STEPS, "p", subsets=SUBSETS), "p")
     assert all(ax.get_xscale() == "log" for ax in pythia.axes)
 
 
@@ -349,7 +349,7 @@ def test_step_axis_is_log_only_beyond_a_twenty_fold_span():
     for steps, scale in (([1000, 20000], "linear"), ([1000, 21000], "log"),
                          ([0, 1000, 143000], "symlog")):
         fig, ax = plt.subplots()
-        plots._step_axis(ax, steps, steps[-1])
+        checkpoints._step_axis(ax, steps, steps[-1])
         assert ax.get_xscale() == scale
         plt.close(fig)
 
@@ -389,7 +389,7 @@ def test_graded_scores_get_panels_below_the_share_with_their_own_values():
         (pl.col("share") * 32).alias("exact_prefix"),
         (pl.col("share") * 30).alias("exact_prefix_lo"),
         (pl.col("share") * 32 + 1).alias("exact_prefix_hi"))
-    fig = plots.checkpoint_memorization(mem, "organism")
+    fig = checkpoints.checkpoint_memorization(mem, "organism")
     share, match, prefix = fig.axes[:3]
     assert "match fraction" in match.get_ylabel() and "exact prefix" in prefix.get_ylabel()
     want = mem.filter(pl.col("final") & (pl.col("by") == "dup_count") & (pl.col("group") == "64"))
@@ -397,17 +397,17 @@ def test_graded_scores_get_panels_below_the_share_with_their_own_values():
     assert _data_lines(prefix)[-1].get_ydata()[-1] == pytest.approx(want["exact_prefix"][0])
     assert prefix.get_ylim()[1] > 30 and match.get_ylim() == pytest.approx((-0.03, 1.03))
     # a table without the graded columns (or with them all null) keeps the one panel
-    assert len(plots.checkpoint_memorization(memorization(), "organism").axes) == 1
+    assert len(checkpoints.checkpoint_memorization(memorization(), "organism").axes) == 1
     nulls = mem.with_columns(pl.lit(None, pl.Float64).alias(c) for c in mem.columns
                              if c.startswith(("match_fraction", "exact_prefix")))
-    assert len(plots.checkpoint_memorization(nulls, "organism").axes) == 1
+    assert len(checkpoints.checkpoint_memorization(nulls, "organism").axes) == 1
 
 
 def test_overlap_coefficient_is_drawn_dashed_next_to_jaccard():
     df = circuits().with_columns(
         pl.when(pl.col("jaccard").is_null()).then(None).otherwise(1.0)
         .alias("overlap_coefficient"))
-    j_ax = plots.checkpoint_overlap(df, "organism").axes[0]
+    j_ax = checkpoints.checkpoint_overlap(df, "organism").axes[0]
     dashed = [ln for ln in _data_lines(j_ax) if ln.get_linestyle() == "--"]
     solid = [ln for ln in _data_lines(j_ax) if ln.get_linestyle() == "-"]
     assert len(dashed) == len(solid) == 2
@@ -415,12 +415,12 @@ def test_overlap_coefficient_is_drawn_dashed_next_to_jaccard():
 
 
 def test_each_memorization_figure_names_its_own_definition_of_memorized():
-    ax = plots.checkpoint_memorization(memorization(), "organism").axes[0]
+    ax = checkpoints.checkpoint_memorization(memorization(), "organism").axes[0]
     assert "threshold label" in ax.get_ylabel() and "start" in ax.get_ylabel()
     assert "k-extractable" not in ax.get_ylabel()
     labels = pl.DataFrame({"subset": ["A"] * 4, "dup_count": [0, 0, 16, 16],
                            "extractable": [False, False, True, False],
                            "label": ["non-memorized"] * 2 + ["memorized", "ambiguous"]})
-    dup = plots.rate_by_duplicates(labels, "m").axes[0]
+    dup = study_a.rate_by_duplicates(labels, "m").axes[0]
     assert "k-extractable" in dup.get_ylabel() and "all windows" in dup.get_ylabel()
     assert "threshold" not in dup.get_ylabel()

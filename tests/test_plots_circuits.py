@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from matplotlib.patches import FancyArrowPatch
 
-from vermem import plots
+from vermem.report.figures import circuit_drawing, study_a, study_b
 
 MAIN = {"placement": "outside", "ablation": "resample"}
 
@@ -24,7 +24,9 @@ def _offsets(ax):
 
 
 def test_circuit_drawing_has_a_key_for_colour_width_style_and_node_types():
-    fig = plots.circuit_drawing(_minimal(["input->m0", "m0->logits"], [1.0, -0.5]), MAIN, "t")
+    fig = circuit_drawing.circuit_drawing(
+        _minimal(["input->m0", "m0->logits"], [1.0, -0.5]), MAIN, "t"
+    )
     assert len(fig.legends) == 1
     labels = {t.get_text() for t in fig.legends[0].get_texts()}
     for want in ("positive score", "negative score", "attention head", "MLP",
@@ -39,7 +41,7 @@ def test_circuit_drawing_has_a_key_for_colour_width_style_and_node_types():
 
 def test_mlp_nodes_stand_apart_from_their_heads_and_from_the_next_mlp():
     L, H = 4, 4
-    fig = plots.circuit_drawing(_minimal(["input->m0"], [1.0], L, H), MAIN, "t")
+    fig = circuit_drawing.circuit_drawing(_minimal(["input->m0"], [1.0], L, H), MAIN, "t")
     xy = _offsets(fig.axes[0])
     for layer in range(L):
         heads = {xy[f"a{layer}.h{h}"][0] for h in range(H)}
@@ -53,7 +55,7 @@ def test_mlp_nodes_stand_apart_from_their_heads_and_from_the_next_mlp():
 
 def test_edges_that_skip_rows_bend_and_qkv_inputs_of_one_head_do_not_coincide():
     edges = ["m0->m2", "a0.h1->m0", "input->a1.h0<q>", "input->a1.h0<k>", "input->a1.h0<v>"]
-    fig = plots.circuit_drawing(_minimal(edges, [1.0, 0.5, 0.3, 0.2, 0.1]), MAIN, "t")
+    fig = circuit_drawing.circuit_drawing(_minimal(edges, [1.0, 0.5, 0.3, 0.2, 0.1]), MAIN, "t")
     ax = fig.axes[0]
     drawn = {p.get_gid(): p for p in ax.patches if isinstance(p, FancyArrowPatch)}
     assert set(drawn) == set(edges)
@@ -72,19 +74,19 @@ def test_a_large_circuit_draws_only_its_strongest_edges_and_says_so(monkeypatch)
     (here a cap of 20 on a 48-edge circuit, which draws as fast)."""
     import random
     rng = random.Random(0)
-    monkeypatch.setattr(plots, "MAX_DRAWN", 20)
+    monkeypatch.setattr(circuit_drawing, "MAX_DRAWN", 20)
     edges = [f"input->a{layer}.h{h}<{x}>" for layer in range(4) for h in range(4)
              for x in "qkv"]
     scores = [rng.uniform(-1, 1) for _ in edges]
-    fig = plots.circuit_drawing(_minimal(edges, scores), MAIN, "t")
+    fig = circuit_drawing.circuit_drawing(_minimal(edges, scores), MAIN, "t")
     ax = fig.axes[0]
     drawn = {p.get_gid() for p in ax.patches if isinstance(p, FancyArrowPatch)}
-    assert len(drawn) == plots.MAX_DRAWN < len(edges)
-    cut = sorted((abs(s) for s in scores), reverse=True)[plots.MAX_DRAWN - 1]
+    assert len(drawn) == circuit_drawing.MAX_DRAWN < len(edges)
+    cut = sorted((abs(s) for s in scores), reverse=True)[circuit_drawing.MAX_DRAWN - 1]
     assert drawn == {e for e, s in zip(edges, scores, strict=True) if abs(s) >= cut}
-    assert f"the {plots.MAX_DRAWN} of largest |score| drawn" in ax.get_title()
+    assert f"the {circuit_drawing.MAX_DRAWN} of largest |score| drawn" in ax.get_title()
     assert f"{len(edges)} edges" in ax.get_title()
-    small = plots.circuit_drawing(_minimal(edges[:5], scores[:5]), MAIN, "t")
+    small = circuit_drawing.circuit_drawing(_minimal(edges[:5], scores[:5]), MAIN, "t")
     assert "drawn" not in small.axes[0].get_title()
 
 
@@ -105,7 +107,7 @@ def _transfer(values):
 @pytest.mark.parametrize("threshold", [0.5, 0.7])
 def test_transfer_heatmap_hatches_cells_below_the_threshold_and_marks_it_on_the_bar(threshold):
     values = [1.0, 0.4, 0.6, 0.95]
-    fig = plots.transfer_heatmaps(_transfer(values), "m", threshold)
+    fig = study_a.transfer_heatmaps(_transfer(values), "m", threshold)
     ax = fig.axes[0]
     hatched = [p for p in ax.patches if p.get_gid() == "below-threshold"]
     assert len(hatched) == sum(v < threshold for v in values)
@@ -124,7 +126,7 @@ def test_transfer_heatmap_hatches_cells_below_the_threshold_and_marks_it_on_the_
 
 
 def test_transfer_colours_tell_0_4_from_1_0_and_1_0_from_overshoot():
-    fig = plots.transfer_heatmaps(_transfer([1.0, 0.4, 0.6, 1.3]), "m", 0.5)
+    fig = study_a.transfer_heatmaps(_transfer([1.0, 0.4, 0.6, 1.3]), "m", 0.5)
     mesh = fig.axes[0].collections[0]
     rgb = {v: np.array(mesh.cmap(mesh.norm(v))[:3]) for v in (0.4, 0.8, 1.0, 1.3)}
     assert mesh.norm.vmin <= 0 and mesh.norm.vmax >= 1.3
@@ -143,7 +145,7 @@ def test_score_histograms_are_unstacked_with_shares_and_titles_apart():
                  for v in rng.uniform(0.01, 0.7, 43)]
         rows += [{"subset": s, "match_fraction": 1.0, "label": "memorized"}] * 10
     labels = pl.DataFrame(rows)
-    fig = plots.score_histograms(labels, "match_fraction", "m")
+    fig = study_a.score_histograms(labels, "match_fraction", "m")
     ax = fig.axes[0]
     steps = {p.get_gid(): p for p in ax.patches if p.get_gid()}
     bins = np.linspace(0, 1, 21)
@@ -169,7 +171,7 @@ def test_q2_tick_labels_do_not_overprint():
     rows = [{"model": "m", "init": init, "epoch": e, "condition": c, "k_fraction": 2.0 ** -i,
              "accuracy": 0.5} for init in ("pretrained", "random") for e in (20, 50)
             for c in ("kept", "local") for i in range(1, 8)]
-    fig = plots.q2_context(pl.DataFrame(rows), "m")
+    fig = study_b.q2_context(pl.DataFrame(rows), "m")
     labelled = [b for b in (_tick_boxes(fig, ax) for ax in fig.axes) if b]
     assert len(labelled) == 2  # the bottom row (shared x)
     for boxes in labelled:
@@ -185,7 +187,7 @@ def test_q2_tick_labels_do_not_overprint():
 def test_a_circuit_of_ones_own_is_drawn_with_the_same_key():
     import torch
 
-    from vermem import graph
+    from vermem.attribution import graph
 
     g = graph.Graph(graph.Shape(n_layers=2, n_heads=2, n_kv_heads=2, d_model=8, parallel=False))
     scores = torch.zeros(g.mask.shape)
@@ -193,6 +195,6 @@ def test_a_circuit_of_ones_own_is_drawn_with_the_same_key():
     valid = g.mask.flatten().nonzero().flatten()[:3]
     edges.view(-1)[valid] = True
     scores.view(-1)[valid] = torch.tensor([1.0, -0.5, 0.2])
-    fig = plots.circuit(g, edges, scores, "mine")
+    fig = circuit_drawing.circuit(g, edges, scores, "mine")
     drawn = [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
     assert len(drawn) == 3 and len(fig.legends) == 1

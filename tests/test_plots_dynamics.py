@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 from matplotlib.collections import PolyCollection
 
-from vermem import plots
+from vermem.report.figures import study_b
 
 
 def test_curves_show_the_seed_range_and_the_strings_own_references():
@@ -17,7 +17,7 @@ def test_curves_show_the_seed_range_and_the_strings_own_references():
         ph.append({"model": "m", "init": "random", "string_id": "l4-h1-n8", "seed": seed,
                    "alphabet_size": 4, "length": 8, "entropy": 1.386, "max_p": 0.25,
                    "empirical_entropy": 1.2 + 0.05 * seed, "guess_accuracy": 0.375 + 0.125 * seed})
-    fig = plots.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
+    fig = study_b.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
     loss_ax, acc_ax = fig.axes[0], fig.axes[1]
     # one band per line: the two seeds' range, from the lower to the upper curve
     band = [c for c in loss_ax.collections if isinstance(c, PolyCollection)
@@ -39,7 +39,7 @@ def test_one_seed_draws_its_own_references_as_lines():
     ph = [{"model": "m", "init": "pretrained", "string_id": "l2-h1-n8", "seed": 0,
            "alphabet_size": 2, "length": 8, "entropy": 0.693, "max_p": 0.5,
            "empirical_entropy": 0.662, "guess_accuracy": 0.625}]
-    fig = plots.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
+    fig = study_b.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
     for ax, v in ((fig.axes[0], 0.662), (fig.axes[1], 0.625)):
         assert any(list(ln.get_ydata()) == [v, v] and ln.get_linewidth() == 3
                    for ln in ax.get_lines())
@@ -57,7 +57,7 @@ def test_one_line_style_means_one_thing_and_the_legend_says_which():
                     "alphabet_size": 4, "length": length, "entropy": 1.386, "max_p": 0.25,
                     "empirical_entropy": 1.2, "guess_accuracy": 0.4}
                    for init in ("pretrained", "random")]
-    fig = plots.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
+    fig = study_b.dynamics_curves(pl.DataFrame(rows), pl.DataFrame(ph), "m")
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     for want in ("init: pretrained", "init: random", "length 8", "length 16", "length 32"):
         assert want in labels

@@ -5,8 +5,9 @@ import matplotlib
 import polars as pl
 import torch
 
-from vermem import methods as M
-from vermem import mib, plots_mib
+from vermem.circuits import method_comparison as M
+from vermem.circuits import mib
+from vermem.report.figures import method_scores
 
 matplotlib.use("Agg")
 MAIN = {"placement": "outside", "ablation": "resample"}
@@ -27,7 +28,7 @@ def table(n_pairs=30):
 
 
 def test_the_figure_plots_each_direction_s_curve_and_the_areas_with_intervals():
-    fig = plots_mib.mib_figure(table(), "organism", MAIN)
+    fig = method_scores.mib_figure(table(), "organism", MAIN)
     left, right, areas = fig.axes
     # one attribution and one random line per direction panel, F at the ten fractions
     for ax in (left, right):
@@ -46,12 +47,12 @@ def test_an_interval_equal_to_its_value_up_to_rounding_draws():
     ulp (an injected model's run stopped here on matplotlib's negative-xerr error)."""
     t = table().with_columns(pl.col("cpr").alias("cpr_hi"), (pl.col("cpr") + 1e-15)
                              .alias("cpr_lo"), (pl.col("cmd") - 1e-15).alias("cmd_hi"))
-    fig = plots_mib.mib_figure(t, "organism", MAIN)
+    fig = method_scores.mib_figure(t, "organism", MAIN)
     assert len(fig.axes[-1].containers) == 8
 
 
 def test_no_pairs_draws_a_note_not_an_empty_plot():
-    fig = plots_mib.mib_figure(table(n_pairs=0), "organism", MAIN)
+    fig = method_scores.mib_figure(table(n_pairs=0), "organism", MAIN)
     assert len(fig.axes) == 1
     assert "no evaluation pairs" in " ".join(t.get_text() for t in fig.axes[0].texts)
 
@@ -70,11 +71,11 @@ def test_the_methods_figure_shows_each_method_s_cpr_and_size_and_their_agreement
                        "value": 0.8, "value_lo": 0.7, "value_hi": 0.9}
                       for t in ("branch_comparison", "memorization_decision")],
                      schema={"task": pl.String, "subset": pl.String, **M.AGREEMENT_SCHEMA})
-    fig = plots_mib.methods_figure(q, a, "organism", "W")
+    fig = method_scores.methods_figure(q, a, "organism", "W")
     cpr, size, agree = fig.axes
     assert len(cpr.containers) == 8 and len(size.containers) == 8  # 2 methods x 4 rows
     assert len(agree.containers) == 2                               # one pair, two tasks
     assert [t.get_text() for t in agree.get_yticklabels()] == ["EAP vs exact"]
     assert "branch 40 / 10 / 30" in fig._suptitle.get_text()
-    empty = plots_mib.methods_figure(q.with_columns(pl.lit(0).alias("n_pairs")), a, "o", "W")
+    empty = method_scores.methods_figure(q.with_columns(pl.lit(0).alias("n_pairs")), a, "o", "W")
     assert len(empty.axes) == 1

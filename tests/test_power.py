@@ -1,4 +1,5 @@
-"""The power table (vermem.power): predicted memorized samples, pairs and documents per
+"""The power table (vermem.workflow.pair_forecast): predicted memorized samples, pairs and
+documents per
 model, task and subset from stated rates, and the cells flagged as insufficient evidence."""
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vermem import power
-from vermem.config import ConfigError, check, load_schema
-from vermem.errors import VermemError
+from vermem.core.errors import VermemError
+from vermem.workflow import pair_forecast
+from vermem.workflow.config import ConfigError, check, load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
@@ -22,7 +23,7 @@ def test_prediction_of_a_hand_computed_cell():
     """10,000 samples x 2% = 200 memorized; x 0.5 pairs = 100; split 50/25/25; 8 windows per
     document: 0.125 documents per memorized sample = 25 documents, 6.25 in the evaluation
     part; the selection cap of 10 pairs binds, the evaluation's 30 does not."""
-    c = power.predict("m", "t", "s", 10_000, power.Rates(0.02, 0.5, 0.125), SPLIT,
+    c = pair_forecast.predict("m", "t", "s", 10_000, pair_forecast.Rates(0.02, 0.5, 0.125), SPLIT,
                       {"selection": 10, "evaluation": 30}, min_pairs=5)
     assert c.memorized == pytest.approx(200) and c.pairs == pytest.approx(100)
     assert c.parts == pytest.approx({"attribution": 50, "selection": 25, "evaluation": 25})
@@ -34,25 +35,29 @@ def test_prediction_of_a_hand_computed_cell():
     assert c.flags == ("selection: 6 documents < 10 for the cluster bootstrap",
                        "evaluation: 6 documents < 10 for the cluster bootstrap")
     # one window per document: documents are the pairs' own count, never more
-    one = power.predict("m", "t", "s", 10_000, power.Rates(0.02, 0.5, 1.0), SPLIT, {}, 20)
+    one = pair_forecast.predict(
+        "m", "t", "s", 10_000, pair_forecast.Rates(0.02, 0.5, 1.0), SPLIT, {}, 20
+    )
     assert one.documents == pytest.approx({"attribution": 50, "selection": 25,
                                            "evaluation": 25})
     assert one.flags == ()
 
 
 def test_flags_a_too_small_cell_and_not_a_large_enough_one():
-    r = power.Rates(0.01, 0.3, 1.0)
-    small = power.predict("m", "t", "s", 20_000, r, SPLIT, {}, min_pairs=20)  # 15 pairs each
+    r = pair_forecast.Rates(0.01, 0.3, 1.0)
+    small = pair_forecast.predict(
+        "m", "t", "s", 20_000, r, SPLIT, {}, min_pairs=20
+    )  # 15 pairs each
     assert small.flags == ("selection: 15 pairs (predicted) < min_pairs 20",
                            "evaluation: 15 pairs (predicted) < min_pairs 20")
-    large = power.predict("m", "t", "s", 30_000, r, SPLIT, {}, min_pairs=20)  # 22.5 each
+    large = pair_forecast.predict("m", "t", "s", 30_000, r, SPLIT, {}, min_pairs=20)  # 22.5 each
     assert large.flags == ()
     # the cap of the circuits stage can flag what the pairs alone would not
-    capped = power.predict("m", "t", "s", 30_000, r, SPLIT, {"selection": 16}, min_pairs=20)
+    capped = pair_forecast.predict("m", "t", "s", 30_000, r, SPLIT, {"selection": 16}, min_pairs=20)
     assert capped.flags == ("selection: 16 pairs (max_pairs 16 of 22 predicted) < "
                             "min_pairs 20",)
     # no selection part: no size can be chosen on held-out pairs
-    none = power.predict("m", "t", "s", 10**6, r, {"attribution": 0.9, "selection": 0.0,
+    none = pair_forecast.predict("m", "t", "s", 10**6, r, {"attribution": 0.9, "selection": 0.0,
                                                   "evaluation": 0.1}, {}, 20)
     assert none.flags[0].startswith("selection: 0 pairs") and len(none.flags) == 2
 
@@ -63,9 +68,9 @@ def _pythia() -> dict:
 
 def test_pythia_config_is_sized_so_that_no_cell_is_flagged():
     cfg = _pythia()
-    cells, assumed = power.cells(cfg)
+    cells, assumed = pair_forecast.cells(cfg)
     assert assumed == []        # every rate stated in the config
-    models, tasks = set(cfg["models"]), power.tasks(cfg)
+    models, tasks = set(cfg["models"]), pair_forecast.tasks(cfg)
     assert {(c.model, c.task, c.subset) for c in cells} == {
         (m, t, s) for m in models for t in tasks for s in cfg["corpus"]["subsets"]}
     assert "memorization_decision_control" in tasks
@@ -81,7 +86,7 @@ def test_pythia_config_is_sized_so_that_no_cell_is_flagged():
     # the paper's size and split would leave every cell insufficient
     cfg["corpus"]["samples_per_subset"] = 20_000
     cfg["contrastive"]["split"] = {"attribution": 0.8, "selection": 0.1, "evaluation": 0.1}
-    assert all(c.flags for c in power.cells(cfg)[0])
+    assert all(c.flags for c in pair_forecast.cells(cfg)[0])
 
 
 def test_default_config_is_sized_to_decide_and_the_old_one_was_not():
@@ -89,12 +94,12 @@ def test_default_config_is_sized_to_decide_and_the_old_one_was_not():
     every cell; the earlier default (0.2, max_pairs 16) ended 'too few selection pairs' in
     its run's size claim, and the table flags every selection part of it."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cells, _ = power.cells(cfg)
+    cells, _ = pair_forecast.cells(cfg)
     assert cells and not any(c.flags for c in cells)
     old = copy.deepcopy(cfg)
     old["contrastive"]["split"] = {"attribution": 0.3, "selection": 0.2, "evaluation": 0.5}
     old["circuits"]["max_pairs"] = {"selection": 16, "evaluation": 30}
-    cells, _ = power.cells(old)
+    cells, _ = pair_forecast.cells(old)
     assert all(any(f.startswith("selection: ") for f in c.flags) for c in cells)
     assert not any(f.startswith("evaluation: ") and "pairs" in f for c in cells
                    for f in c.flags)
@@ -105,9 +110,9 @@ def test_default_config_is_sized_to_decide_and_the_old_one_was_not():
 def test_unstated_rates_are_assumed_and_said():
     cfg = _pythia()
     del cfg["plan"]
-    cells, assumed = power.cells(cfg)
+    cells, assumed = pair_forecast.cells(cfg)
     assert any(a.startswith("memorized share of gpt-neo-125m: 0.05") for a in assumed)
-    text = power.render(cfg)
+    text = pair_forecast.render(cfg)
     assert "assumed: pairs per memorized sample of branch_comparison: 1" in text
 
 

@@ -1,4 +1,4 @@
-"""Progress lines of long jobs (vermem.progress): their rate, their numbers, and the science
+"""Progress lines of long jobs (vermem.core.progress): their rate, their numbers, and the science
 functions that report through a callback."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 
 import torch
 
-from vermem import progress as P
+from vermem.core import progress as P
 
 
 class Clock:
@@ -126,35 +126,38 @@ def pairs(n: int = 5):
 
 
 def test_attribution_reports_its_pairs_through_the_callback(tiny_model):
-    from vermem import attribution as A
-    from vermem.graph import Graph, Shape
+    from vermem.attribution import scoring
+    from vermem.attribution.graph import Graph, Shape
 
     g = Graph(Shape.from_config(tiny_model.config))
     clean, corrupt, answer, wrong = pairs()
     lines: list[str] = []
-    out, n = A.run(tiny_model, g, clean, corrupt, answer, wrong, steps=2, batch_size=2,
+    out, n = scoring.run(tiny_model, g, clean, corrupt, answer, wrong, steps=2, batch_size=2,
                    backend="hooks", progress=lines.append)
     assert n == 5
     assert lines[0] == "attribution: 5 pairs to do"
     assert re.fullmatch(r"attribution: 5 pairs done in [\d.]+ s", lines[-1]), lines
-    quiet, _ = A.run(tiny_model, g, clean, corrupt, answer, wrong, steps=2, batch_size=2,
+    quiet, _ = scoring.run(tiny_model, g, clean, corrupt, answer, wrong, steps=2, batch_size=2,
                      backend="hooks")
     assert torch.equal(quiet["scores"], out["scores"])
 
 
 def test_circuit_evaluations_advance_the_caller_s_count(tiny_model):
-    from vermem import circuits as C
-    from vermem.graph import Graph, Shape
+    from vermem.attribution.graph import Graph, Shape
+    from vermem.circuits import evaluation
 
     g = Graph(Shape.from_config(tiny_model.config))
-    ev = C.EvalSet.make(tiny_model, *pairs(), batch_size=2)
-    mode = C.Mode("noising", "outside", "resample")
-    jobs = [(mode, C.circuit(g, C.ranking(g, torch.rand(g.mask.shape)), k)) for k in (0, 5, 9)]
+    ev = evaluation.EvalSet.make(tiny_model, *pairs(), batch_size=2)
+    mode = evaluation.Mode("noising", "outside", "resample")
+    jobs = [
+        (mode, evaluation.circuit(g, evaluation.ranking(g, torch.rand(g.mask.shape)), k))
+        for k in (0, 5, 9)
+    ]
     lines: list[str] = []
-    outer = P.Progress(lines.append, "sweep", len(jobs), C.EVALUATIONS)
-    C.evaluate_many(tiny_model, g, ev, jobs, progress=outer)
+    outer = P.Progress(lines.append, "sweep", len(jobs), evaluation.EVALUATIONS)
+    evaluation.evaluate_many(tiny_model, g, ev, jobs, progress=outer)
     assert outer.done == outer.total == 3 and len(ev.batches) > 1
     own: list[str] = []
-    C.evaluate_many(tiny_model, g, ev, jobs, progress=own.append)
+    evaluation.evaluate_many(tiny_model, g, ev, jobs, progress=own.append)
     assert own[0] == "circuits: 3 circuit evaluations to do"
     assert own[-1].startswith("circuits: 3 circuit evaluations done in ")

@@ -1,5 +1,6 @@
 """Per-job resources, the memory model of attribution and circuits, and the plan of the
-paper-scale config (vermem.resources, vermem.plan, rules/common.smk, slurm/config.yaml)."""
+paper-scale config (vermem.workflow.resources, vermem.workflow.plan, rules/common.smk,
+slurm/config.yaml)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vermem import plan
-from vermem import resources as R
+from vermem.workflow import plan
+from vermem.workflow import resources as R
 
 from .conftest import REPO, write_jsonl
 
@@ -264,12 +265,16 @@ def test_paper_scale_dag_is_far_fewer_slurm_jobs_with_retries(pythia_plan):
 
 
 def test_make_plan_bills_the_paper_config_without_the_pile(tmp_path):
-    """`python -m vermem.plan` (make plan) on config/pythia.yaml, whose shard
+    """`python -m vermem.workflow.plan` (make plan) on config/pythia.yaml, whose shard
     /data/pile/train/00.jsonl.zst is not on this machine: the table with its job count and
     the assumption in place of the shard, no traceback; a user error is one line."""
     assert not Path(yaml.safe_load(PYTHIA.read_text())["corpus"]["shards"][0]).exists()
-    proc = subprocess.run([sys.executable, "-m", "vermem.plan", "--configfile", str(PYTHIA)],
-                          capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vermem.workflow.plan", "--configfile", str(PYTHIA)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     total = next(line.split() for line in lines if line.startswith("total "))
@@ -280,7 +285,7 @@ def test_make_plan_bills_the_paper_config_without_the_pile(tmp_path):
     assert "not on this machine (billed as declared): /data/pile/train/00.jsonl.zst" \
         in proc.stdout
     # after the bill, the power table: one line per model, task and subset, none flagged
-    bill, table = proc.stdout.split("\npower (vermem.power): ", 1)
+    bill, table = proc.stdout.split("\npower (vermem.workflow.pair_forecast): ", 1)
     assert "total " in bill and "total " not in table
     cfg = yaml.safe_load(PYTHIA.read_text())
     rows = [line for line in table.splitlines() if line.split()[:1] and
@@ -294,7 +299,7 @@ def test_make_plan_bills_the_paper_config_without_the_pile(tmp_path):
     assert neo[4:6] == ["100000", "470"] and neo[8] == "41"
     small = dict(cfg, corpus={**cfg["corpus"], "samples_per_subset": 20000})
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(small))
-    proc = subprocess.run([sys.executable, "-m", "vermem.plan", "--configfile",
+    proc = subprocess.run([sys.executable, "-m", "vermem.workflow.plan", "--configfile",
                            str(tmp_path / "small.yaml")], capture_output=True, text=True,
                           cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -305,10 +310,14 @@ def test_make_plan_bills_the_paper_config_without_the_pile(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     for path, message in (("/no/such.yaml", "config file not found: /no/such.yaml"),
                           (tmp_path / "bad.yaml", "config error at corpus.main_subset")):
-        proc = subprocess.run([sys.executable, "-m", "vermem.plan", "--configfile", str(path)],
-                              capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, "-m", "vermem.workflow.plan", "--configfile", str(path)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
         assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-3000:]
-        assert proc.stderr.startswith("vermem.plan: ") and message in proc.stderr
+        assert proc.stderr.startswith("vermem.workflow.plan: ") and message in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 

@@ -1,4 +1,5 @@
-"""The robustness run (vermem.robustness): configs per seed, resuming, agreement of verdicts."""
+"""The robustness run (vermem.workflow.robustness): configs per seed, resuming, agreement of
+verdicts."""
 
 import copy
 
@@ -6,10 +7,10 @@ import polars as pl
 import pytest
 import yaml
 
-from vermem import robustness as R
-from vermem.config import check, load_schema
-from vermem.errors import VermemError
-from vermem.plots_robustness import VERDICT_COLOURS, claims_grid
+from vermem.core.errors import VermemError
+from vermem.report.figures.robustness import VERDICT_COLOURS, claims_grid
+from vermem.workflow import robustness as R
+from vermem.workflow.config import check, load_schema
 
 from .conftest import REPO
 

@@ -36,7 +36,7 @@ import polars as pl
 import pytest
 import yaml
 
-from vermem import plan
+from vermem.workflow import plan
 
 from . import slurm_cluster
 from .conftest import REPO, TEST_CONFIG
@@ -97,7 +97,7 @@ def cluster(slurm_installed):
 
 def dry_run_jobs(profile: Path, workdir: Path) -> list[dict]:
     """The jobs of the test config under `profile` (a dry run through Snakemake's API,
-    vermem.plan): rule, resources, its group job (one SLURM job for all its members, from
+    vermem.workflow.plan): rule, resources, its group job (one SLURM job for all its members, from
     the rules' `group:` and the profile's group-components), whether submitted (local
     rules run on the submit host; a job without output, the target rule, runs nothing)."""
     p = plan.build(TEST_CONFIG, profile, workdir=workdir)

@@ -1,12 +1,12 @@
-"""Specificity of a memorization circuit against its control pairs (vermem.specificity)."""
+"""Specificity of a memorization circuit against its control pairs (vermem.circuits.specificity)."""
 
 import pytest
 import torch
 
-from vermem import circuits as C
-from vermem import specificity as SP
-from vermem import stats as S
-from vermem.graph import Graph, Shape
+from vermem.attribution.graph import Graph, Shape
+from vermem.circuits import evaluation
+from vermem.circuits import specificity as SP
+from vermem.core import stats as S
 
 from .test_attribution import neox
 
@@ -20,15 +20,15 @@ def evalset(model, seed, n=6, docs=None):
     answer = torch.randint(1, V, (n,), generator=gen).tolist()
     wrong = torch.randint(1, V, (n,), generator=gen).tolist()
     docs = docs or [f"s{seed}-{i // 2}" for i in range(n)]
-    return C.EvalSet.make(model, clean, corrupt, answer, wrong, 4, docs)
+    return evaluation.EvalSet.make(model, clean, corrupt, answer, wrong, 4, docs)
 
 
 def test_specificity_is_the_joint_difference_and_zero_on_the_same_pairs():
     model = neox()
     g = Graph(Shape.from_config(model.config))
     mem, ctl = evalset(model, 0), evalset(model, 1)
-    own, control = C.random_ranking(g, 3), C.random_ranking(g, 4)
-    mode = C.Mode("noising", "outside", "resample")
+    own, control = evaluation.random_ranking(g, 3), evaluation.random_ranking(g, 4)
+    mode = evaluation.Mode("noising", "outside", "resample")
     boot = S.Bootstrap(200)
     shared = S.Resampler(boot, {"x": list(set(mem.docs) | set(ctl.docs))})
     k = g.n_edges // 5
@@ -36,10 +36,13 @@ def test_specificity_is_the_joint_difference_and_zero_on_the_same_pairs():
                                    [0, 1], True, "logit_diff", boot, shared, 8)
 
     def f(ev, ranking):
-        e = C.evaluate(model, g, ev, torch.zeros_like(g.mask), mode).metric
-        full = C.evaluate(model, g, ev, g.mask, mode).metric
-        return C.faithfulness(C.evaluate(model, g, ev, C.circuit(g, ranking, k), mode).metric,
-                              e, full), full - e
+        e = evaluation.evaluate(model, g, ev, torch.zeros_like(g.mask), mode).metric
+        full = evaluation.evaluate(model, g, ev, g.mask, mode).metric
+        return evaluation.faithfulness(
+            evaluation.evaluate(model, g, ev, evaluation.circuit(g, ranking, k), mode).metric,
+            e,
+            full,
+        ), full - e
 
     (fm, gm), (fc, gc) = f(mem, own), f(ctl, own)
     assert row["f_memorized"] == pytest.approx(fm, abs=1e-6)

@@ -1,6 +1,6 @@
 import pytest
 
-from vermem import corpus, standin
+from vermem.data import corpus, standin
 
 DOMAINS = {
     "docstrings": {"pile_set_name": "Docs", "standin_for": "Wikipedia (en)", "max_docs": 40},

@@ -4,7 +4,7 @@ replicates (stats.combine)."""
 import pytest
 import torch
 
-from vermem import stats as S
+from vermem.core import stats as S
 
 
 def test_a_document_weighs_the_same_in_every_pair_set_and_subsets_are_independent():

@@ -1,4 +1,4 @@
-"""results/summary.md (vermem.summary), and the rule that README.md and docs/ quote no result
+"""results/summary.md (vermem.report.summary), and the rule that README.md and docs/ quote no result
 of their own: they link the generated summary."""
 
 import re
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import polars as pl
 
-from vermem import claims as CL
-from vermem import summary
-from vermem.stats import wilson
+from vermem.core.stats import wilson
+from vermem.report import claims as CL
+from vermem.report import summary
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +38,7 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
                             "estimate_hi": 0.6, "n_pairs": 30, "verdict": "refuted",
                             "reason": "because"}], schema=CL.CLAIM_SCHEMA).with_columns(
                                 pl.lit(7, dtype=pl.Int32).alias("min_documents"))
-    from vermem import mib
+    from vermem.circuits import mib
     base = {"task": "branch_comparison", "subset": "W", "method": "EAP-IG",
             "direction": "noising", "placement": "outside", "ablation": "resample",
             "n_pairs": 30, "n_docs": 9, "faithfulness": None}
@@ -50,7 +50,7 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
         {**base, "placement": "inside", "circuit": "attribution", "cpr": 0.5, "cpr_lo": 0.4,
          "cpr_hi": 0.6, "cmd": 0.5, "cmd_lo": 0.4, "cmd_hi": 0.6}],
         schema={"task": pl.String, "subset": pl.String, **mib.SCHEMA})
-    from vermem import methods as M
+    from vermem.circuits import method_comparison as M
     quality = pl.DataFrame([{"task": "branch_comparison", "subset": "W", "method": "exact",
                              "direction": "noising", "n_attribution": 40, "n_selection": 10,
                              "n_pairs": 30, "cpr": 0.97, "cpr_lo": 0.96,
@@ -145,7 +145,7 @@ def test_checkpoint_section_states_the_rules_and_shows_from_first_and_overlap():
 
 
 def test_findings_section_puts_each_finding_next_to_the_run_with_its_verdict():
-    from vermem import findings as F
+    from vermem.dynamics import findings as F
 
     found = pl.DataFrame([{"question": "Q1", "finding": "longer strings are slower",
                            "factor": "length", "shows": "16: 22 (16), 64: 54 (16)",
@@ -188,7 +188,7 @@ def test_claims_html_is_a_table_of_every_claim_with_its_verdict():
 
 
 def test_mass_comparison_puts_each_task_against_its_control():
-    from vermem.injection import MASS_SCHEMA
+    from vermem.circuits.location import MASS_SCHEMA
 
     def row(task, subset, mass, reps, docs):
         return {"task": task, "subset": subset, "direction": "noising", "mass": mass,
@@ -212,7 +212,7 @@ def test_mass_comparison_puts_each_task_against_its_control():
 
 
 def test_location_section_shows_the_listed_sizes_with_the_random_range(tmp_path):
-    from vermem.injection import RECALL_SCHEMA
+    from vermem.circuits.location import RECALL_SCHEMA
 
     rows = [{"size": s, "k": k, "touched": t, "recall": r, "recall_lo": r / 2, "recall_hi": r,
              "n_docs": 7, "random_recall": 0.25, "random_lo": 0.0, "random_hi": 0.5,

@@ -25,7 +25,8 @@ import polars as pl
 import pytest
 import yaml
 
-from vermem import corpus, io
+from vermem.core import files
+from vermem.data import corpus
 
 from .conftest import REPO, write_jsonl
 
@@ -55,7 +56,7 @@ def test_standin_shards_are_pile_format_with_three_labelled_domains(run):
     assert report.per_subset == {"StdLib Docstrings": 60, "StdLib Code": 60,
                                  "Python Reference": 40}
     assert all(d.meta["standin"] and d.meta["standin_for"] for d in docs)
-    ingest = io.read_json(run / "corpus" / "ingest.json")
+    ingest = files.read_json(run / "corpus" / "ingest.json")
     assert ingest["documents"] == 160 and ingest["malformed_lines"] == 0
 
 
@@ -65,7 +66,7 @@ def test_samples_are_token_ids_of_the_right_lengths(run):
     assert s["continuation"].list.len().unique().to_list() == [C]
     assert s["dup_count"].is_not_null().all()
     assert set(s["subset"]) == set(CFG["corpus"]["subsets"])
-    assert io.read_provenance(run / "samples" / "organism.parquet")["model"] == "organism"
+    assert files.read_provenance(run / "samples" / "organism.parquet")["model"] == "organism"
 
 
 def test_planted_duplicates_are_memorized_and_unseen_documents_are_not(run):
@@ -80,7 +81,7 @@ def test_planted_duplicates_are_memorized_and_unseen_documents_are_not(run):
     rare = lab.filter(pl.col("dup_count") <= 1)
     assert rare.height > 100
     assert rare["extractable"].mean() <= 0.02
-    summary = io.read_json(run / "labels" / "organism.summary.json")
+    summary = files.read_json(run / "labels" / "organism.summary.json")
     assert [r["dup_count"] for r in summary["by_dup_count"]] == [0, 1, 64]
 
 
@@ -95,11 +96,11 @@ def test_model_record_describes_the_trained_organism(run):
 
 @pytest.fixture(scope="module")
 def organism(run):
-    from vermem import models
+    from vermem.models import loading
 
-    record = io.read_json(run / "models" / "organism" / "model.json")
+    record = files.read_json(run / "models" / "organism" / "model.json")
     record["path"] = str(run.parent / record["path"])
-    return models.load(record, "cpu")[0]
+    return loading.load(record, "cpu")[0]
 
 
 def test_batched_labels_equal_one_at_a_time_decoding_on_the_organism(run, organism):
@@ -112,7 +113,7 @@ def test_batched_labels_equal_one_at_a_time_decoding_on_the_organism(run, organi
 
 
 def test_divergence_on_the_organism_equals_the_naive_definition(run, organism):
-    from vermem import divergence
+    from vermem.data import divergence
 
     div = pl.read_parquet(run / "divergence" / "organism.parquet")
     lab = pl.read_parquet(run / "labels" / "organism.parquet")
@@ -151,7 +152,7 @@ def test_pairs_are_well_formed_split_and_summarised(run):
             assert label_of[corrupt] == "non-memorized" and full_of[corrupt][p["d"]] == p["wrong"]
             assert p["corrupt_doc_id"] != p["doc_id"]
     assert lab.select(*key).n_unique() == lab.height > lab["doc_id"].n_unique()
-    summary = io.read_json(run / "pairs" / "organism.summary.json")
+    summary = files.read_json(run / "pairs" / "organism.summary.json")
     for task in ("branch_comparison", "memorization_decision"):
         # each control pair matches a memorized pair of its subset and part at the same d
         mem = pairs.filter(pl.col("task") == task).group_by("subset", "split", "d").len()
@@ -175,7 +176,7 @@ def test_pairs_are_well_formed_split_and_summarised(run):
 
 
 def test_attribution_files_per_task_subset_and_metric(run):
-    from vermem import attribution
+    from vermem.attribution import storage
 
     pairs = pl.read_parquet(run / "pairs" / "organism.parquet")
     tasks = CFG["attribution"]["tasks"]
@@ -187,7 +188,7 @@ def test_attribution_files_per_task_subset_and_metric(run):
             n = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset)
                              & (pl.col("split") == "attribution")).height
             for metric in metrics:
-                t, meta = attribution.load(run / "attribution" / "organism" / task / slug
+                t, meta = storage.load(run / "attribution" / "organism" / task / slug
                                            / f"{metric}.safetensors")
                 assert (meta["task"], meta["subset"], meta["metric"]) == (task, subset, metric)
                 assert meta["n_examples"] == n and meta["method"] == "EAP-IG"
@@ -203,17 +204,17 @@ def test_attribution_files_per_task_subset_and_metric(run):
 
 
 def test_eap_ig_agrees_with_exact_patching_on_the_organism(run, organism):
-    from vermem import attribution as A
-    from vermem.graph import Graph, Shape
+    from vermem.attribution import pair_batch, patching, scoring
+    from vermem.attribution.graph import Graph, Shape
 
     pairs = pl.read_parquet(run / "pairs" / "organism.parquet").filter(
         pl.col("task") == "branch_comparison")
     g = Graph(Shape.from_config(organism.config))
-    b = A.Batch.make(pairs["clean"].to_list(), pairs["corrupt"].to_list(),
+    b = pair_batch.Batch.make(pairs["clean"].to_list(), pairs["corrupt"].to_list(),
                      pairs["answer"].to_list(), pairs["wrong"].to_list(), "cpu")
-    exact = A.exact_edge_effects(organism, g, b)
-    ig = A.attribute(organism, g, b, "EAP-IG", 5)
-    rho = A.spearman(ig[g.mask], exact[g.mask])
+    exact = patching.exact_edge_effects(organism, g, b)
+    ig = scoring.attribute(organism, g, b, "EAP-IG", 5)
+    rho = patching.spearman(ig[g.mask], exact[g.mask])
     print(f"organism: Spearman(EAP-IG, exact patching) over {g.n_edges} edges = {rho:.3f}")
     assert rho > 0.7
 
@@ -227,7 +228,7 @@ def test_circuits_are_chosen_on_selection_pairs_and_beat_random_ones(run):
     for task in CFG["attribution"]["tasks"]:
         for subset in CFG["corpus"]["subsets"]:
             folder = run / "circuits" / "organism" / task / subset.lower().replace(" ", "-")
-            rec = io.read_json(folder / "minimal.json")
+            rec = files.read_json(folder / "minimal.json")
             part = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset))
             held_out = part.filter(pl.col("split") == "evaluation").height
             selection = part.filter(pl.col("split") == "selection").height
@@ -276,10 +277,10 @@ def test_circuits_are_chosen_on_selection_pairs_and_beat_random_ones(run):
 def test_transfer_overlap_and_claims_tables(run):
     folder = run / "circuits" / "organism"
     transfer = pl.read_parquet(folder / "transfer.parquet")
-    assert io.read_provenance(folder / "transfer.parquet")["model"] == "organism"
+    assert files.read_provenance(folder / "transfer.parquet")["model"] == "organism"
     # a row for every minimal circuit (main ablation, any placement) on every evaluation set
     # with pairs: none when the run found no circuit, as the tiny test run may
-    records = [io.read_json(p) for p in sorted(folder.glob("*/*/minimal.json"))
+    records = [files.read_json(p) for p in sorted(folder.glob("*/*/minimal.json"))
                if p.parent.parent.name in CFG["attribution"]["tasks"]]
     found = [(r["task"], r["subset"], c["direction"], c["placement"]) for r in records
              for c in r["circuits"] if c["ablation"] == CFG["circuits"]["main"]["ablation"]]
@@ -333,10 +334,10 @@ DYN = CFG["dynamics"]
 
 
 def test_dynamics_strings_are_one_token_per_letter_of_the_organism(run):
-    from vermem import models
+    from vermem.models import loading
 
-    record = io.read_json(run / "models" / "organism" / "model.json")
-    tok = models.load_tokenizer({"path": str(run.parent / record["path"])})
+    record = files.read_json(run / "models" / "organism" / "model.json")
+    tok = loading.load_tokenizer({"path": str(run.parent / record["path"])})
     strings = pl.read_parquet(run / "dynamics" / "organism" / "strings.parquet")
     g = DYN["grid"]
     assert (strings["study"] == "q1").sum() == (len(g["alphabet_sizes"]) * len(g["lengths"])
@@ -347,7 +348,7 @@ def test_dynamics_strings_are_one_token_per_letter_of_the_organism(run):
         assert tok.decode(ids) == text and len(ids) == len(text)
         assert [tok.encode(c, add_special_tokens=False) for c in "abcdefghijklm"[:l]] == [
             [i] for i in letters]
-    summary = io.read_json(run / "dynamics" / "organism" / "strings.json")
+    summary = files.read_json(run / "dynamics" / "organism" / "strings.json")
     assert summary["n_params"] == record["n_params"]
 
 
@@ -399,7 +400,7 @@ def test_dynamics_sequential_exposure_and_figures(run):
         g = q3.filter(pl.col("init") == init).sort("stage")
         assert g["trained"].to_list() == list(range(K)) + [0]
         assert all(len(a) == K for a in g["end_accuracy"])
-    summary = io.read_json(run / "dynamics" / "summary.json")
+    summary = files.read_json(run / "dynamics" / "summary.json")
     assert set(summary) == {f"organism/{i}" for i in DYN["inits"]}
     # the paper's findings: one entropy fraction and one model in the test grid cannot decide
     found = pl.read_parquet(run / "dynamics" / "findings.parquet")
@@ -430,9 +431,9 @@ def test_dynamics_training_reruns_to_identical_bytes(run, tmp_path):
 
 
 def test_checkpoints_are_the_organism_s_snapshots_in_step_order(run):
-    from vermem import checkpoints as K
+    from vermem.circuits import checkpoints as K
 
-    record = io.read_json(run / "models" / "organism" / "model.json")
+    record = files.read_json(run / "models" / "organism" / "model.json")
     n = CFG["organism"]["checkpoints"]
     assert [c["name"] for c in record["checkpoints"]] == K.organism_names(n)
     assert [c["step"] for c in record["checkpoints"]] == K.organism_steps(record["step"], n)
@@ -465,12 +466,12 @@ def test_checkpoints_are_the_organism_s_snapshots_in_step_order(run):
     # pandas' ranks: an earlier checkpoint's scores are not the final model's
     import pandas as pd
 
-    from vermem import attribution as A
+    from vermem.attribution import storage
 
     metric = c["rank_by"]
 
     def abs_scores(path):
-        t = A.load(path)[0]
+        t = storage.load(path)[0]
         return t["scores"][t["mask"].bool()].abs().double().numpy()
     early = circ.filter(~pl.col("final") & pl.col("rank_corr").is_not_null())
     assert early.height
@@ -553,7 +554,7 @@ def test_authors_config_builds_their_dag_and_bill(tmp_path):
     """config/lasy2025.yaml (docs/reproduction.md): GPT-Neo-125M only, one ranking metric, no
     controls, no Study B, their attribution method, criterion and search; `make plan` bills
     it without the Pile (an empty stand-in shard)."""
-    from vermem import plan
+    from vermem.workflow import plan
 
     cfg = yaml.safe_load((REPO / "config" / "lasy2025.yaml").read_text())
     assert cfg["attribution"]["method"] == "EAP-IG-activations"
@@ -765,12 +766,12 @@ def test_two_runs_give_byte_identical_tables_with_provenance(run, finished_runs,
     for rel in tables:
         assert (run / rel).read_bytes() == (second / rel).read_bytes(), rel
     for a in run.rglob("*.json"):
-        ja, jb = (io.read_json(p) for p in (a, second / a.relative_to(run)))
+        ja, jb = (files.read_json(p) for p in (a, second / a.relative_to(run)))
         for j in (ja, jb):
             j.pop("train_seconds", None)
         assert ja == jb, a
     for rel in tables:
         if rel.suffix == ".parquet":
-            prov = io.read_provenance(run / rel)
+            prov = files.read_provenance(run / rel)
             assert {"model", "revision", "config_hash", "packages"} <= set(prov), rel
             assert prov["packages"]["torch"].startswith("2.13.0")  # +cpu or +cuXXX build

@@ -1,0 +1,210 @@
+"""Attribution methods side by side (docs/study-a.md, "Methods compared"): the MIB-style
+comparison for the memorization tasks, on one subset.
+
+1. Scores. Each method scores every edge on the attribution pairs, in the noising
+   direction: EAP, EAP-IG (inputs), EAP-IG-activations (vermem.attribution.scoring), and `exact`,
+   single-edge activation patching (the quantity the others approximate:
+   M(clean run with that edge from the corrupt run) - M(clean run), every edge in batched
+   forwards). Scores are kept summed per attribution document ([docs, S, D]) so that the
+   cluster bootstrap can resample documents.
+2. Agreement. For every two methods: Spearman's rank correlation of |score| over the
+   graph's edges, and the Jaccard index of their top-k edge sets at k = 1% and 5% of the
+   edges; intervals from the same document draws applied to both methods' scores.
+3. Quality. Per method, in the main mode (both directions, each ranked by the method's
+   noising scores): MIB's CPR and CMD on the evaluation pairs (vermem.circuits.mib) and the minimal
+   circuit chosen on the selection pairs and reported on the evaluation pairs
+   (vermem.circuits.search.sweep), each with its interval.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import polars as pl
+import torch
+
+from vermem.attribution import scoring
+from vermem.attribution.graph import Graph
+from vermem.circuits import evaluation, mib, search
+from vermem.core.progress import ProgressArg, emitter, prefixed, track
+from vermem.core.stats import Bootstrap, rank_correlation
+
+METHODS = ("EAP", "EAP-IG", "EAP-IG-activations", "exact")
+TOP_FRACTIONS = (0.01, 0.05)
+
+
+def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str, steps: int, kind: str,
+             batch_size: int, per_forward: int = 16, *, progress: ProgressArg = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(edge scores summed over each document's pairs [docs, S, D], pairs per document
+    [docs]), documents in sorted order, noising direction. `progress` (vermem.core.progress):
+    pairs attributed, or for `exact` single-edge circuits evaluated."""
+    docs = sorted(set(pairs["doc_id"]))
+    shape = graph.mask.shape
+    sums = torch.zeros(len(docs), *shape, dtype=torch.float64)
+    counts = torch.zeros(len(docs), dtype=torch.float64)
+    if method == "exact":
+        ev = evaluation.EvalSet.of_pairs(model, pairs, batch_size)
+        edges = graph.mask.nonzero().tolist()
+        mode = evaluation.Mode("noising", "inside", "resample")  # clean run, the edge corrupted
+        jobs = [(mode, torch.zeros_like(graph.mask))]
+        for s, d in edges:
+            one = torch.zeros_like(graph.mask)
+            one[s, d] = True
+            jobs.append((mode, one))
+        with track(progress, "scores", len(jobs), evaluation.EVALUATIONS) as p:
+            res = evaluation.evaluate_many(model, graph, ev, jobs, kind, per_forward, progress=p)
+        base = res[0].metric
+        index = {d: i for i, d in enumerate(docs)}
+        g = torch.tensor([index[d] for d in ev.docs], dtype=torch.long)
+        counts.index_add_(0, g, torch.ones(len(g), dtype=torch.float64))
+        for (s, d), r in zip(edges, res[1:], strict=True):
+            sums[:, s, d].index_add_(0, g, r.metric - base)
+        return sums, counts
+    with track(progress, "scores", pairs.height, "pairs") as p:
+        for i, doc in enumerate(docs):
+            q = pairs.filter(pl.col("doc_id") == doc)
+            out, n = scoring.run(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
+                           q["answer"].to_list(), q["wrong"].to_list(), method=method,
+                           steps=steps, metric=kind, batch_size=batch_size, backend="hooks",
+                           directions=("noising",), positions=False, progress=p)
+            sums[i] = out["scores"].double() * n
+            counts[i] = n
+    return sums, counts
+
+
+def top_jaccard(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
+    """Jaccard index of the top-k by |value| of a, b [..., E] (ties by position): [...]."""
+    if k == 0:
+        return torch.ones(a.shape[:-1], dtype=torch.float64)
+    ia = torch.zeros(a.shape, dtype=torch.bool).scatter_(-1, a.abs().topk(k, -1).indices, True)
+    ib = torch.zeros(b.shape, dtype=torch.bool).scatter_(-1, b.abs().topk(k, -1).indices, True)
+    return (ia & ib).sum(-1).double() / (ia | ib).sum(-1).double()
+
+
+AGREEMENT_SCHEMA = {
+    "method_a": pl.String, "method_b": pl.String, "n_pairs": pl.Int32, "n_docs": pl.Int32,
+    "statistic": pl.String, "k": pl.Int32, "value": pl.Float64, "value_lo": pl.Float64,
+    "value_hi": pl.Float64,
+}
+
+
+def agreement(graph: Graph, sums: dict[str, tuple[torch.Tensor, torch.Tensor]],
+              boot: Bootstrap) -> pl.DataFrame:
+    """Spearman of |score| and top-k Jaccard (TOP_FRACTIONS of the edges) between every two
+    methods (AGREEMENT_SCHEMA), on the graph's edges; intervals from one set of document
+    draws shared by both methods (every method scored the same documents)."""
+    flat = graph.mask.flatten()
+    names = list(sums)
+    rows: list[dict] = []
+    if not names:
+        return pl.DataFrame(rows, schema=AGREEMENT_SCHEMA)
+    counts = sums[names[0]][1]
+    n_docs, n = len(counts), int(counts.sum())
+    w = boot.indices(n_docs)  # [R, docs]: documents drawn whole
+    point, reps = {}, {}
+    for m in names:
+        s = sums[m][0].flatten(1)[:, flat]  # [docs, E]
+        point[m] = s.sum(0) / max(n, 1)
+        reps[m] = (w @ s) / (w @ counts).clamp_min(1e-12)[:, None]  # [R, E]
+    e = int(flat.sum())
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            stats = [("spearman |score|", 0,
+                      lambda x, y: rank_correlation(x.abs(), y.abs()))]
+            stats += [(f"top {100 * f:g}% Jaccard", int(f * e),
+                       lambda x, y, k=int(f * e): top_jaccard(x, y, k)) for f in TOP_FRACTIONS]
+            for name, k, fn in stats:
+                v = float(fn(point[a], point[b])) if n else None
+                lo, hi = boot.interval(fn(reps[a], reps[b])[None]) if n else (None, None)
+                rows.append({"method_a": a, "method_b": b, "n_pairs": n, "n_docs": n_docs,
+                             "statistic": name, "k": k, "value": v,
+                             "value_lo": None if lo is None else float(lo[0]),
+                             "value_hi": None if hi is None else float(hi[0])})
+    return pl.DataFrame(rows, schema=AGREEMENT_SCHEMA)
+
+
+QUALITY_SCHEMA = {
+    "method": pl.String, "direction": pl.String, "n_attribution": pl.Int32,
+    "n_selection": pl.Int32, "n_pairs": pl.Int32,
+    "cpr": pl.Float64, "cpr_lo": pl.Float64, "cpr_hi": pl.Float64,
+    "cmd": pl.Float64, "cmd_lo": pl.Float64, "cmd_hi": pl.Float64,
+    "k": pl.Int32, "k_lo": pl.Float64, "k_hi": pl.Float64, "faithfulness": pl.Float64,
+    "faithfulness_lo": pl.Float64, "faithfulness_hi": pl.Float64,
+}
+
+
+def compare(
+    model,
+    graph: Graph,
+    attr: pl.DataFrame,
+    sel: evaluation.EvalSet,
+    ev: evaluation.EvalSet,
+    methods: Sequence[str],
+    steps: int,
+    kind: str,
+    main: dict,
+    target: float,
+    curve_points: int,
+    boot: Bootstrap,
+    batch_size: int,
+    per_forward: int = 16,
+    search_width: int = 8,
+    *,
+    progress: ProgressArg = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, float]]:
+    """(quality per method and direction, QUALITY_SCHEMA; agreement between methods,
+    AGREEMENT_SCHEMA; each method's attribution time in seconds, kept out of the tables so
+    that they are the same bytes on every run) of one task and subset: attribution pairs
+    `attr` (a pairs table), selection and evaluation sets `sel`, `ev`. `progress`
+    (vermem.core.progress): the steps (each method's scores, then each method's circuits), and
+    within each step its own count, its lines led by the method's name."""
+    sums, seconds = {}, {}
+    steps_p = track(progress, "method comparison", 2 * len(methods), "steps")
+    for m in methods:
+        t = time.perf_counter()
+        sums[m] = doc_sums(model, graph, attr, m, steps, kind, batch_size, per_forward,
+                           progress=prefixed(emitter(progress), f"{m} "))
+        seconds[m] = time.perf_counter() - t
+        steps_p.advance()
+    modes = [evaluation.Mode(d, main["placement"], main["ablation"]) for d in evaluation.DIRECTIONS]
+    rows = []
+    for m in methods:
+        s, counts = sums[m]
+        n_attr = int(counts.sum())
+        scores = (s.sum(0) / max(n_attr, 1)).float()
+        usable = n_attr > 0 and sel.n > 0 and ev.n > 0
+        inner = prefixed(emitter(progress), f"{m} ")
+        areas = mib.score(model, graph, ev, {"noising": scores}, modes if usable else [],
+                          kind, boot, per_forward, method=m, progress=inner)
+        _, minimal = search.sweep(
+            model,
+            graph,
+            sel,
+            ev,
+            scores,
+            modes if usable else [],
+            evaluation.log_sizes(graph.n_edges, curve_points),
+            [],
+            [],
+            target,
+            kind,
+            boot,
+            per_forward,
+            search_width,
+            progress=inner,
+        )
+        steps_p.advance()
+        for mode in modes:
+            a = areas.filter(pl.col("direction") == mode.direction)
+            a = a.row(0, named=True) if a.height else {}
+            c = minimal.get(mode, {})
+            rows.append({"method": m, "direction": mode.direction, "n_attribution": n_attr,
+                         "n_selection": sel.n, "n_pairs": ev.n,
+                         **{k: a.get(k) for k in ("cpr", "cpr_lo", "cpr_hi", "cmd", "cmd_lo",
+                                                   "cmd_hi")},
+                         **{k: c.get(k) for k in ("k", "k_lo", "k_hi", "faithfulness",
+                                                   "faithfulness_lo", "faithfulness_hi")}})
+    steps_p.close()
+    return pl.DataFrame(rows, schema=QUALITY_SCHEMA), agreement(graph, sums, boot), seconds

@@ -1,0 +1,136 @@
+"""MIB circuit-localization scores (Mueller et al. 2025; hannamw/MIB-circuit-track,
+`evaluation.py: evaluate_area_under_curve`): CPR and CMD of an edge ranking.
+
+1. Sizes: the top k = int(p * E) edges by |score| for each fraction p in FRACTIONS
+   (0.1% ... 100% of the E edges), as MIB's `apply_topn(int(pct * n), absolute=True)`.
+2. Faithfulness at each size: F = (M(C) - M(empty)) / (M(full) - M(empty)), M the mean
+   metric over the evaluation pairs, evaluated in the circuit's mode (vermem.circuits.evaluation).
+3. CPR = the area under F over p, CMD = the area under |1 - F|, both trapezoids on a
+   linear p axis from 0.001 to 1 (MIB's default, log_scale=False). Higher CPR and lower
+   CMD are better; a circuit that is faithful at every size has CPR ~ 1 and CMD ~ 0.
+4. Intervals: every F replicate of the cluster bootstrap over the evaluation pairs
+   (documents resampled whole, vermem.core.stats) gives a CPR and a CMD replicate; the
+   percentile interval of those, with n pairs and documents next to it.
+
+Differences from MIB, stated where the table is documented (docs/study-a.md): MIB prunes
+each top-k graph to the edges on a path from the input to the logits before evaluating it;
+vermem evaluates the top-k edges as they are (the same circuits the curve and the minimal
+circuit use). MIB evaluates on the task's test split; here the evaluation pairs, disjoint
+from the attribution pairs that ranked the edges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+import torch
+
+from vermem.attribution import pair_batch
+from vermem.attribution.graph import Graph
+from vermem.circuits import evaluation, search
+from vermem.core.progress import ProgressArg, track
+from vermem.core.stats import Bootstrap, f_replicates
+
+FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+SCHEMA = {
+    "method": pl.String, "direction": pl.String, "placement": pl.String,
+    "ablation": pl.String, "circuit": pl.String, "n_pairs": pl.Int32, "n_docs": pl.Int32,
+    "cpr": pl.Float64, "cpr_lo": pl.Float64, "cpr_hi": pl.Float64,
+    "cmd": pl.Float64, "cmd_lo": pl.Float64, "cmd_hi": pl.Float64,
+    "faithfulness": pl.List(pl.Float64),  # F at each of FRACTIONS (random: mean over seeds)
+}
+
+
+def sizes(n_edges: int) -> list[int]:
+    """MIB's circuit sizes: int(p * E) for p in FRACTIONS."""
+    return [int(p * n_edges) for p in FRACTIONS]
+
+
+def areas(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(CPR, CMD) of faithfulness values f [len(FRACTIONS), ...] at FRACTIONS: trapezoids
+    over p on a linear axis; [...] each. NaN where any F is NaN."""
+    x = torch.tensor(FRACTIONS, dtype=torch.float64).view(-1, *([1] * (f.dim() - 1)))
+    dx = x[1:] - x[:-1]
+    f = f.double()
+    cpr = (dx * (f[1:] + f[:-1]) / 2).sum(0)
+    d = (1 - f).abs()
+    cmd = (dx * (d[1:] + d[:-1]) / 2).sum(0)
+    return cpr, cmd
+
+
+def score(
+    model,
+    graph: Graph,
+    ev: evaluation.EvalSet,
+    scores: Mapping[str, torch.Tensor],
+    modes: Sequence[evaluation.Mode],
+    kind: pair_batch.Metric = "logit_diff",
+    boot: Bootstrap = evaluation.BOOTSTRAP,
+    per_forward: int = 16,
+    seeds: Sequence[int] = (),
+    method: str = "",
+    random_modes: Sequence[evaluation.Mode] | None = None,
+    *,
+    progress: ProgressArg = None,
+) -> pl.DataFrame:
+    """CPR and CMD with bootstrap intervals, per mode, of the ranking by |scores[direction]|
+    ("attribution" rows) and, in `random_modes` (default: every mode), of a random ranking
+    per seed (the mean over seeds in one "random" row), on the evaluation pairs `ev`
+    (SCHEMA). Without pairs every row has n_pairs 0 and no scores. `progress`
+    (vermem.core.progress) counts circuit evaluations."""
+    n = graph.n_edges
+    ks = sizes(n)
+    docs = int(ev.groups.max()) + 1 if ev.n and ev.groups is not None else ev.n
+    rows = []
+
+    def row(mode, name, cpr=None, cmd=None, f=None):
+        out = {"method": method, "direction": mode.direction, "placement": mode.placement,
+               "ablation": mode.ablation, "circuit": name, "n_pairs": ev.n, "n_docs": docs,
+               "faithfulness": None if f is None else [search._nan_none(float(x)) for x in f]}
+        for key, val in (("cpr", cpr), ("cmd", cmd)):
+            point, reps = (None, None) if val is None else val
+            lo, hi = boot.interval(reps[None]) if reps is not None else (None, None)
+            out.update({key: None if point is None else search._nan_none(float(point)),
+                        f"{key}_lo": None if lo is None else search._nan_none(float(lo[0])),
+                        f"{key}_hi": None if hi is None else search._nan_none(float(hi[0]))})
+        return out
+
+    if ev.n == 0:
+        rand = set(modes if random_modes is None else random_modes)
+        return pl.DataFrame([row(m, c) for m in modes for c in
+                             ("attribution", *(["random"] if seeds and m in rand else []))],
+                            schema=SCHEMA)
+    orders = {
+        d: evaluation.ranking(graph, scores.get(d, scores["noising"]))
+        for d in evaluation.DIRECTIONS
+    }
+    randoms = [
+        {d: evaluation.random_ranking(graph, s) for d in evaluation.DIRECTIONS} for s in seeds
+    ]
+    random_modes = set(modes if random_modes is None else random_modes)
+    inner = sorted({k for k in ks if 0 < k < n})  # each distinct size evaluated once
+    # per mode: empty and full once, then every ranking's inner sizes
+    jobs = [(m, evaluation.circuit(graph, orders[m.direction], k)) for m in modes for k in (0, n)]
+    jobs += [(m, evaluation.circuit(graph, o[m.direction], k)) for m in modes
+             for o in [orders, *(randoms if m in random_modes else [])] for k in inner]
+    with track(progress, "MIB", len(jobs), evaluation.EVALUATIONS) as p:
+        out = iter(evaluation.evaluate_many(model, graph, ev, jobs, kind, per_forward, progress=p))
+    ends = {m: (next(out).metric, next(out).metric) for m in modes}
+    idx = boot.indices(ev.n, ev.groups)
+    for m in modes:
+        empty, full = ends[m]
+        per = []
+        for _ in [orders, *(randoms if m in random_modes else [])]:
+            got = {0: empty, n: full} | {k: next(out).metric for k in inner}
+            per.append(f_replicates(torch.stack([got[k] for k in ks]), empty, full, idx))
+        (p0, r0), rnd = per[0], per[1:]
+        rows.append(row(m, "attribution", *zip(areas(p0), areas(r0), strict=True), f=p0))
+        if rnd:  # the mean over seeds of each seed's areas, point and replicates
+            a_p = [torch.stack(x).mean(0) for x in zip(*(areas(p) for p, _ in rnd),
+                                                       strict=True)]
+            a_r = [torch.stack(x).nanmean(0) for x in zip(*(areas(r) for _, r in rnd),
+                                                          strict=True)]
+            f = torch.stack([p for p, _ in rnd]).nanmean(0)
+            rows.append(row(m, "random", *zip(a_p, a_r, strict=True), f=f))
+    return pl.DataFrame(rows, schema=SCHEMA)

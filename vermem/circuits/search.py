@@ -1,0 +1,368 @@
+"""The minimal circuit: the smallest size whose faithfulness lies in the target band on
+the selection pairs (`minimal_size`), and the faithfulness curve over sizes (`sweep`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import torch
+
+from vermem.attribution import pair_batch
+from vermem.attribution.graph import Graph
+from vermem.circuits.evaluation import (
+    BOOTSTRAP,
+    DIRECTIONS,
+    EVALUATIONS,
+    EvalSet,
+    Mode,
+    Result,
+    _f,
+    band,
+    check_gap,
+    circuit,
+    evaluate_many,
+    in_band,
+    random_ranking,
+    ranking,
+)
+from vermem.core.progress import ProgressArg, track
+from vermem.core.stats import Bootstrap, f_replicates
+
+CRITERIA = ("band", "ratio_of_full")
+SEARCHES = ("band", "coarse")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """Which circuit sizes count as faithful enough (config `circuits.criterion`, `target`):
+
+    - `band` (the default): F = (M(C) - M(empty)) / (M(full) - M(empty)) in the band
+      |1 - F| <= 1 - target (an overshoot is not accepted);
+    - `ratio_of_full` (Lasy et al.'s code, `find_minimal_circuit`): M(C) >= target * M(full),
+      with no subtraction of the empty circuit and no upper limit.
+
+    `value` is the quantity compared, `accepts` the test; `replicates` gives its bootstrap
+    replicates (a ratio of means, as F's)."""
+    kind: str = "band"
+    target: float = 0.85
+
+    def __post_init__(self) -> None:
+        if self.kind not in CRITERIA:
+            raise ValueError(f"{self.kind!r} is not one of {CRITERIA}")
+
+    def value(self, m: float, empty: float, full: float) -> float:
+        if self.kind == "band":
+            return _f(m, empty, full)  # (sweep checks the gap once per mode and pair set)
+        return m / full if full != 0 else float("nan")
+
+    def replicates(self, mc: torch.Tensor, me: torch.Tensor, mf: torch.Tensor,
+                   idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(points [J], replicates [J, R]) of `value` (mc [J, n], me and mf [n])."""
+        return f_replicates(mc, me if self.kind == "band" else torch.zeros_like(me), mf, idx)
+
+    def accepts(self, v: float | None) -> bool:
+        if v is None or math.isnan(v):
+            return False
+        return in_band(v, self.target) if self.kind == "band" else v >= self.target
+
+    def accepts_all(self, v: torch.Tensor) -> torch.Tensor:
+        """`accepts` elementwise (NaN: False)."""
+        ok = v >= self.target
+        return ok & (v <= 2 - self.target + 1e-12) if self.kind == "band" else ok
+
+
+def coarse_search(f: Callable[[list[int]], list[float]], n_edges: int,
+                  accepts: Callable[[float], bool], step: int = 10
+                  ) -> tuple[int, dict[int, float]]:
+    """Lasy et al.'s search (`find_minimal_circuit`): a binary search over 1..E whose bounds
+    move by `step` past the midpoint (so it can skip the smallest accepted size), starting
+    from best = E. Returns (best, {size: value} of the sizes it evaluated, in order)."""
+    lo, hi, best = 1, n_edges, n_edges
+    seen: dict[int, float] = {}
+    while lo <= hi:
+        k = (lo + hi) // 2
+        seen[k] = f([k])[0]
+        if accepts(seen[k]):
+            best, hi = k, k - step
+        else:
+            lo = k + step
+    return best, seen
+
+
+def search_points(curve: dict[int, float], target: float, width: int,
+                  accepts: Callable[[float], bool] | None = None) -> list[int]:
+    """Sizes to evaluate next in the search for the smallest size in the target band.
+
+    F is not monotone in k, so no search can promise the global smallest in-band size
+    without evaluating every k; this one finds the first in-band size on the evaluated
+    grid, brackets it with the evaluated size before it (which is out of band: below it,
+    or an overshoot above it), and evaluates up to `width` evenly spaced sizes inside the
+    bracket, round after round (bisection when width is 1), until the bracket is one edge
+    wide. The result is an in-band k whose predecessor k - 1 is out of band; an in-band
+    size below an earlier grid point that the grid skipped over is not looked for.
+    `accepts` (default: F in the band of `target`) says which values are good enough."""
+    ok = accepts or (lambda v: in_band(v, target))
+    sizes = sorted(curve)
+    hit = next((i for i, k in enumerate(sizes) if ok(curve[k])), None)
+    if not hit:  # none in band, or the smallest evaluated size already is
+        return []
+    lo, hi = sizes[hit - 1], sizes[hit]
+    if hi - lo <= 1:
+        return []
+    step = (hi - lo) / (min(width, hi - lo - 1) + 1)
+    return sorted({min(hi - 1, max(lo + 1, round(lo + step * i)))
+                   for i in range(1, min(width, hi - lo - 1) + 1)})
+
+
+def minimal_size(f: Callable[[list[int]], list[float]], curve: dict[int, float],
+                 target: float, width: int = 1) -> tuple[int | None, dict[int, float]]:
+    """Smallest circuit size with F in the target band, by `search_points` rounds (each
+    round's sizes evaluated together by `f`). Returns (k or None, the sizes evaluated on
+    the way and their F)."""
+    found: dict[int, float] = {}
+    while pts := search_points({**curve, **found}, target, width):
+        found.update(zip(pts, f(pts), strict=True))
+    both = {**curve, **found}
+    k = min((k for k, v in both.items() if in_band(v, target)), default=None)
+    return k, found
+
+
+CURVE_SCHEMA = {
+    "split": pl.String, "direction": pl.String, "placement": pl.String,
+    "ablation": pl.String, "circuit": pl.String, "seed": pl.Int32, "k": pl.Int32,
+    "share": pl.Float64, "n_pairs": pl.Int32, "metric": pl.Float64, "logit_diff": pl.Float64,
+    "accuracy": pl.Float64, "faithfulness": pl.Float64, "faithfulness_lo": pl.Float64,
+    "faithfulness_hi": pl.Float64, "band": pl.String, "search": pl.Boolean,
+    "ratio_of_full": pl.Float64, "kl": pl.Float64,
+}
+
+
+def _nan_none(x: float) -> float | None:
+    return None if x is None or math.isnan(x) else float(x)
+
+
+def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
+          scores: torch.Tensor | Mapping[str, torch.Tensor],
+          modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
+          random_modes: Sequence[Mode], target: float, kind: pair_batch.Metric = "logit_diff",
+          boot: Bootstrap = BOOTSTRAP, per_forward: int = 16, search_width: int = 8,
+          random_points: int | None = None, criterion: str = "band", search: str = "band",
+          *, progress: ProgressArg = None) -> tuple[pl.DataFrame, dict[Mode, dict]]:
+    """Faithfulness curves (with bootstrap intervals) of the top-k circuits by |score| on
+    the selection and the evaluation pairs, random circuits of the same sizes (the modes
+    in `random_modes` only) on the evaluation pairs, and per mode the minimal circuit:
+    its size chosen on the selection pairs (smallest k in the target band), its F
+    reported on the evaluation pairs next to random circuits of the same size.
+
+    Returns the curve table (CURVE_SCHEMA; `split` says which pairs, `search` marks sizes
+    added by the search) and {mode: record} for the modes with an in-band size. Random
+    curves are evaluated at about `random_points` of the curve's sizes (evenly spread over
+    it; None: all of them).
+
+    `scores`: one [S, D] tensor that ranks every mode, or {direction: [S, D]} so that each
+    mode is ranked by its own direction's attribution (noising modes by the noising scores,
+    de-noising modes by the de-noising ones, `attribution.direction_scores`); a direction
+    missing from the mapping is ranked by the noising scores.
+
+    `criterion` (CRITERIA, `Criterion`) says which sizes are good enough at `target`;
+    `search`: `band` refines between grid sizes (`search_points`) and takes the smallest
+    accepted size evaluated, `coarse` is Lasy et al.'s step-10 binary search
+    (`coarse_search`) and takes its result. Both run on the selection pairs. The curve
+    reports F, the ratio M(C) / M(full) and the KL divergence from the clean run.
+
+    Where |M(full) - M(empty)| < MIN_GAP on either pair set a mode's F is noise: a
+    SmallGapWarning says so (`check_gap`; count them with `small_gaps`).
+
+    `kind`: the metric M (`attribution.Metric`: a name or a function). `progress`
+    (vermem.core.progress) counts `EVALUATIONS`: the curves' and the chosen sizes' up front,
+    the search's as its rounds find them."""
+    crit = Criterion(criterion, target)
+    if search not in SEARCHES:
+        raise ValueError(f"{search!r} is not one of {SEARCHES}")
+    n = graph.n_edges
+    sizes = sorted(set(sizes) | {0, n})
+    inner = [k for k in sizes if 0 < k < n]
+    stride = max(1, math.ceil(len(inner) / random_points)) if random_points else 1
+    r_sizes = [0, *inner[::-1][::stride][::-1], n]  # always the largest inner size
+    by_dir = scores if isinstance(scores, Mapping) else {d: scores for d in DIRECTIONS}
+    orders = {d: ranking(graph, by_dir.get(d, by_dir["noising"])) for d in DIRECTIONS}
+    randoms = {s: random_ranking(graph, s) for s in seeds}
+    rows: list[dict] = []
+    if sel.n == 0 or ev.n == 0:
+        return pl.DataFrame(rows, schema=CURVE_SCHEMA), {}
+    modes_ = list(modes_)
+    rand_modes = [m for m in modes_ if m in set(random_modes)]
+    n_inner = len([k for k in r_sizes if 0 < k < n])
+    final = len(modes_) * (1 + len(seeds))  # at most: the chosen sizes and their randoms
+    prog = track(progress, "circuit sweep", 2 * len(modes_) * len(sizes) + final
+                 + len(rand_modes) * len(seeds) * n_inner, EVALUATIONS)
+
+    def run(es, jobs):
+        return evaluate_many(model, graph, es, jobs, kind, per_forward, progress=prog)
+
+    def rows_of(split, es, mode, name, seed, ks, res, empty, full, searched=False):
+        if not ks:
+            return (torch.zeros(0, dtype=torch.float64),
+                    torch.zeros(0, boot.samples, dtype=torch.float64))
+        idx = boot.indices(es.n, es.groups)
+        mc = torch.stack([res[k].metric for k in ks])
+        point, reps = f_replicates(mc, empty.metric, full.metric, idx)
+        lo, hi = boot.interval(reps)
+        for i, k in enumerate(ks):
+            r = Result.of(res[k])
+            f = _nan_none(float(point[i]))
+            full_m = float(full.metric.mean())
+            rows.append({"split": split, "direction": mode.direction,
+                         "placement": mode.placement, "ablation": mode.ablation,
+                         "circuit": name, "seed": seed, "k": k, "share": k / n,
+                         "n_pairs": es.n, "metric": r.metric, "logit_diff": r.logit_diff,
+                         "accuracy": r.accuracy, "faithfulness": f,
+                         "faithfulness_lo": _nan_none(float(lo[i])),
+                         "faithfulness_hi": _nan_none(float(hi[i])),
+                         "band": band(f, target), "search": searched,
+                         "ratio_of_full": r.metric / full_m if full_m else None,
+                         "kl": _nan_none(r.kl)})
+        return point, reps
+
+    # evaluation pairs: every mode's curve; random circuits for the random modes
+    jobs = [(m, circuit(graph, orders[m.direction], k)) for m in modes_ for k in sizes]
+    jobs += [(m, circuit(graph, randoms[s], k)) for m in rand_modes for s in seeds
+             for k in r_sizes if 0 < k < n]
+    out = iter(run(ev, jobs))
+    ev_res = {m: {k: next(out) for k in sizes} for m in modes_}
+
+    def gap(split, res, m):  # is F meaningful for this mode on these pairs?
+        check_gap(float(res[0].metric.mean()), float(res[n].metric.mean()),
+                  f"{m.direction}/{m.placement}/{m.ablation}, {split} pairs")
+    for m in modes_:
+        gap("evaluation", ev_res[m], m)
+    for m in modes_:
+        rows_of("evaluation", ev, m, "attribution", None, sizes, ev_res[m], ev_res[m][0],
+                ev_res[m][n])
+    for m in rand_modes:
+        for s in seeds:
+            res = {0: ev_res[m][0], n: ev_res[m][n]}
+            res.update({k: next(out) for k in r_sizes if 0 < k < n})
+            rows_of("evaluation", ev, m, "random", s, r_sizes, res, res[0], res[n])
+
+    # selection pairs: the curves, then the search, all modes' sizes in one pass per round
+    out = iter(run(sel, [(m, circuit(graph, orders[m.direction], k)) for m in modes_
+                         for k in sizes]))
+    sel_res = {m: {k: next(out) for k in sizes} for m in modes_}
+    for m in modes_:
+        gap("selection", sel_res[m], m)
+
+    def f_sel(m, ks):  # the criterion's value on the selection pairs
+        e, f = float(sel_res[m][0].metric.mean()), float(sel_res[m][n].metric.mean())
+        return {k: crit.value(float(sel_res[m][k].metric.mean()), e, f) for k in ks}
+
+    curves = {m: f_sel(m, sizes) for m in modes_}
+    searched: dict[Mode, dict[int, float]] = {m: {} for m in modes_}
+    coarse: dict[Mode, int] = {}
+    for m in modes_ if search == "coarse" else []:
+        def f_one(ks, m=m):
+            new = [k for k in ks if k not in sel_res[m]]
+            prog.expect(len(new))
+            for k, r in zip(new, run(sel, [(m, circuit(graph, orders[m.direction], k))
+                                           for k in new]), strict=True):
+                sel_res[m][k] = r
+            return list(f_sel(m, ks).values())
+        best, seen = coarse_search(f_one, n, crit.accepts)
+        coarse[m] = best
+        searched[m].update({k: v for k, v in seen.items() if k not in curves[m]})
+    while search == "band":
+        todo = {m: search_points({**curves[m], **searched[m]}, target, search_width,
+                                 crit.accepts) for m in modes_}
+        jobs = [(m, circuit(graph, orders[m.direction], k)) for m in modes_ for k in todo[m]]
+        if not jobs:
+            break
+        prog.expect(len(jobs))
+        out = iter(run(sel, jobs))
+        for m in modes_:
+            for k in todo[m]:
+                sel_res[m][k] = next(out)
+            searched[m].update(f_sel(m, todo[m]))
+
+    minimal: dict[Mode, dict] = {}
+    chosen: dict[Mode, int] = {}
+    for m in modes_:
+        grid_ks = sorted(sel_res[m])
+        point, reps = rows_of("selection", sel, m, "attribution", None, sizes, sel_res[m],
+                              sel_res[m][0], sel_res[m][n])
+        sp, sr = rows_of("selection", sel, m, "attribution", None, sorted(searched[m]),
+                         sel_res[m], sel_res[m][0], sel_res[m][n], searched=True)
+        all_ks = sizes + sorted(searched[m])
+        f_all = dict(zip(all_ks, torch.cat([point, sp]).tolist(), strict=True))
+        # the criterion's values and replicates (F itself for the band)
+        cv, cr = crit.replicates(torch.stack([sel_res[m][k].metric for k in all_ks]),
+                                 sel_res[m][0].metric, sel_res[m][n].metric,
+                                 boot.indices(sel.n, sel.groups))
+        c_all = dict(zip(all_ks, cv.tolist(), strict=True))
+        if search == "coarse":
+            k = coarse[m] if crit.accepts(c_all[coarse[m]]) else None
+        else:
+            k = min((k for k, v in c_all.items() if crit.accepts(v)), default=None)
+        if k is None:
+            continue
+        chosen[m] = k
+        # the minimal size's own uncertainty: the smallest accepted size on every resample
+        # of the selection pairs (over the evaluated sizes)
+        lo_r, _ = boot.interval(cr)
+        ks_t = torch.tensor(all_ks, dtype=torch.float64)
+        k_rep = torch.where(crit.accepts_all(cr), ks_t[:, None], math.inf).min(0).values
+        k_rep = torch.where(torch.isinf(k_rep), math.nan, k_rep)
+        k_lo, k_hi = boot.interval(k_rep[None])
+        conservative = [kk for kk, lo_ in zip(all_ks, lo_r.tolist(), strict=True)
+                        if lo_ >= target and crit.accepts(c_all[kk])]
+        minimal[m] = {"k": k, "k_lo": _nan_none(float(k_lo[0])),
+                      "k_hi": _nan_none(float(k_hi[0])),
+                      "k_lower_bound": min(conservative, default=None),
+                      "k_unresolved_share": float(torch.isnan(k_rep).double().mean()),
+                      "overshoot_before": min((x for x in grid_ks if x < k
+                                               and band(f_all[x], target) == "above"),
+                                              default=None) if crit.kind == "band" else None,
+                      "criterion": crit.kind, "search": search,
+                      "selection_value": c_all[k],
+                      "selection_faithfulness": f_all[k], "n_selection": sel.n,
+                      "edges": orders[m.direction][:k].tolist()}
+
+    # the chosen sizes on the evaluation pairs, with random circuits of the same size
+    jobs = [(m, circuit(graph, orders[m.direction], k)) for m, k in chosen.items()]
+    jobs += [(m, circuit(graph, randoms[s], k)) for m, k in chosen.items() for s in seeds]
+    prog.expect(len(jobs) - final)
+    out = iter(run(ev, jobs))
+    top = {m: next(out) for m in chosen}
+    rnd = {m: [next(out) for _ in seeds] for m in chosen}
+    idx = boot.indices(ev.n, ev.groups)
+    for m in chosen:
+        empty, full = ev_res[m][0].metric, ev_res[m][n].metric
+        p, r = f_replicates(top[m].metric[None], empty, full, idx)
+        lo, hi = boot.interval(r)
+        rec = Result.of(top[m])
+        full_m = float(full.mean())
+        minimal[m].update({"ratio_of_full": rec.metric / full_m if full_m else None,
+                           "kl": _nan_none(rec.kl),
+                           "accepted": crit.accepts(crit.value(rec.metric, float(empty.mean()),
+                                                               full_m)),
+                           "faithfulness": _nan_none(float(p[0])),
+                           "faithfulness_lo": _nan_none(float(lo[0])),
+                           "faithfulness_hi": _nan_none(float(hi[0])),
+                           "band": band(float(p[0]), target),
+                           "metric": rec.metric, "accuracy": rec.accuracy,
+                           "empty": float(empty.mean()), "full": float(full.mean()),
+                           "n_pairs": ev.n})
+        if seeds:
+            rp, rr = f_replicates(torch.stack([x.metric for x in rnd[m]]), empty, full, idx)
+            lo, hi = boot.interval(rr.nanmean(0)[None])
+            minimal[m].update({"random_faithfulness": _nan_none(float(rp.nanmean())),
+                               "random_faithfulness_lo": _nan_none(float(lo[0])),
+                               "random_faithfulness_hi": _nan_none(float(hi[0]))})
+        else:
+            minimal[m].update({"random_faithfulness": None, "random_faithfulness_lo": None,
+                               "random_faithfulness_hi": None})
+    prog.close()
+    return pl.DataFrame(rows, schema=CURVE_SCHEMA), minimal

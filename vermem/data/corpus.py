@@ -1,0 +1,285 @@
+"""Pile shards in, token-id samples out (docs/study-a.md §1).
+
+Two steps, so that the expensive scan of the shards happens once however many models are
+studied:
+
+1. `scan_candidates`: stream every shard (`.jsonl` or `.jsonl.zst`), keep the configured
+   `pile_set_name` subsets, and keep per subset the `k` documents with the smallest seeded
+   hash key (a uniform sample without replacement that does not depend on shard order).
+   Malformed lines are counted with file and line number.
+2. `make_samples`: per model, walk each subset's candidates in key order, tokenize, drop
+   documents shorter than prefix + continuation tokens, keep the first `n`; each kept
+   document gives the window at its start and, when asked, windows at further offsets.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import heapq
+import io
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from vermem.core.errors import VermemError
+
+log = logging.getLogger(__name__)
+
+MAX_REPORTED_MALFORMED = 100
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str  # "<shard file name>:<line number>", stable across runs and machines
+    subset: str
+    text: str
+    meta: dict[str, Any]
+
+
+@dataclass
+class IngestReport:
+    lines: int = 0
+    blank: int = 0
+    documents: int = 0
+    per_subset: dict[str, int] = field(default_factory=dict)
+    malformed: int = 0
+    malformed_examples: list[str] = field(default_factory=list)  # "file:line: reason"
+
+    def add_malformed(self, path: Path, lineno: int, reason: str) -> None:
+        self.malformed += 1
+        where = f"{path}:{lineno}: {reason}"
+        log.warning("malformed line %s", where)
+        if len(self.malformed_examples) < MAX_REPORTED_MALFORMED:
+            self.malformed_examples.append(where)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "blank_lines": self.blank,
+            "documents": self.documents,
+            "documents_per_subset": dict(sorted(self.per_subset.items())),
+            "malformed_lines": self.malformed,
+            "malformed_examples": self.malformed_examples,
+        }
+
+
+class CorpusError(VermemError, ValueError):
+    """Bad corpus input; the message names the file (and line) at fault."""
+
+
+def _zst_chunks(fh: io.BufferedReader, size: int = 1 << 20) -> Iterator[bytes]:
+    """Decompressed bytes of a (multi-frame) zstd stream; a truncated frame is an error."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    obj, pending = dctx.decompressobj(), False
+    while data := fh.read(size):
+        while data:
+            pending = True
+            yield obj.decompress(data)
+            if obj.eof:
+                data, obj, pending = obj.unused_data, dctx.decompressobj(), False
+            else:
+                data = b""
+    if pending:
+        raise OSError("truncated zstd stream (incomplete last frame)")
+
+
+def open_lines(path: str | Path) -> Iterator[str]:
+    """Lines (split at \\n only; a UTF-8 byte-order mark at the start is dropped) of a
+    `.jsonl` or `.jsonl.zst` shard, as a stream."""
+    path = Path(path)
+    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
+    with path.open("rb") as fh:
+        chunks = _zst_chunks(fh) if path.suffix == ".zst" else iter(lambda: fh.read(1 << 20), b"")
+        rest = ""
+        for chunk in chunks:
+            *lines, rest = (rest + decoder.decode(chunk)).split("\n")
+            yield from lines
+        rest += decoder.decode(b"", final=True)
+        if rest:
+            yield rest
+
+
+def parse_line(line: str) -> tuple[str, str, dict[str, Any]]:
+    """(text, pile_set_name, meta) of one Pile line; ValueError says what is wrong."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON: {e.msg} (column {e.colno})") from None
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    text, meta = rec.get("text"), rec.get("meta")
+    if not isinstance(text, str):
+        raise ValueError("missing or non-string 'text'")
+    if not isinstance(meta, dict) or not isinstance(meta.get("pile_set_name"), str):
+        raise ValueError("missing 'meta.pile_set_name'")
+    return text, meta["pile_set_name"], meta
+
+
+def iter_documents(paths: Iterable[str | Path], report: IngestReport) -> Iterator[Document]:
+    for path in map(Path, paths):
+        lineno = 0
+        try:
+            for lineno, line in enumerate(open_lines(path), start=1):
+                report.lines += 1
+                if not line.strip():
+                    report.blank += 1
+                    continue
+                try:
+                    text, subset, meta = parse_line(line)
+                except ValueError as e:
+                    report.add_malformed(path, lineno, str(e))
+                    continue
+                report.documents += 1
+                report.per_subset[subset] = report.per_subset.get(subset, 0) + 1
+                yield Document(f"{path.name}:{lineno}", subset, text, meta)
+        except UnicodeDecodeError as e:
+            raise CorpusError(f"{path}: not UTF-8 after line {lineno}: {e.reason}") from None
+        except OSError as e:  # truncated or corrupt zstd frame, unreadable file
+            raise CorpusError(f"{path}: cannot read after line {lineno}: {e}") from None
+
+
+def sample_key(seed: int, doc_id: str) -> int:
+    h = hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") >> 1  # fits a signed 64-bit column
+
+
+def scan_candidates(
+    paths: Sequence[str | Path],
+    subsets: Sequence[str],
+    per_subset: int | None,
+    seed: int,
+    max_malformed_fraction: float = 0.0,
+) -> tuple[pl.DataFrame, IngestReport]:
+    """The `per_subset` lowest-key documents of each wanted subset (all if None)."""
+    wanted = set(subsets)
+    heaps: dict[str, list[tuple[int, str, str, str]]] = {s: [] for s in subsets}
+    report = IngestReport()
+    for doc in iter_documents(paths, report):
+        if doc.subset not in wanted:
+            continue
+        item = (-sample_key(seed, doc.doc_id), doc.doc_id, doc.text, json.dumps(doc.meta))
+        heap = heaps[doc.subset]
+        if per_subset is None or len(heap) < per_subset:
+            heapq.heappush(heap, item)
+        elif item[0] > heap[0][0]:
+            heapq.heapreplace(heap, item)
+    if report.lines and report.malformed / report.lines > max_malformed_fraction:
+        raise CorpusError(
+            f"{report.malformed} of {report.lines} lines malformed "
+            f"(allowed fraction {max_malformed_fraction}); first: {report.malformed_examples[0]}"
+        )
+    missing = [s for s in subsets if not heaps[s]]
+    if missing:
+        raise CorpusError(
+            f"no documents of subset(s) {missing} in {len(paths)} shard(s); "
+            f"subsets present: {sorted(report.per_subset)}"
+        )
+    rows = [
+        {"subset": s, "key": -k, "doc_id": d, "text": t, "meta": m}
+        for s, heap in heaps.items()
+        for k, d, t, m in heap
+    ]
+    df = pl.DataFrame(
+        rows,
+        schema={"subset": pl.String, "key": pl.Int64, "doc_id": pl.String,
+                "text": pl.String, "meta": pl.String},
+    ).sort("subset", "key")
+    return df, report
+
+
+def first_tokens(tokenizer: Any, text: str, n: int, at_least: int | None = None,
+                 ) -> list[int] | None:
+    """The first `n` token ids of `text` as the tokenizer splits the whole text, or None.
+
+    With `at_least`, a text of fewer than `n` (but at least `at_least`) tokens gives all
+    its tokens. Long documents are tokenized from a cut. BPE merges never cross a pre-token
+    boundary, so tokens that end before the cut text's last two pre-tokens are the whole
+    text's tokens; otherwise (or without a pre-tokenizer) the whole text is tokenized.
+    """
+    bt = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
+    cut_at = 32 * n
+    if len(text) > cut_at and bt.pre_tokenizer is not None:
+        cut = text[:cut_at]
+        enc = bt.encode(cut, add_special_tokens=False)
+        if len(enc.ids) > n:
+            norm = bt.normalizer.normalize_str(cut) if bt.normalizer is not None else cut
+            pre = bt.pre_tokenizer.pre_tokenize_str(norm)
+            safe_end = pre[-2][1][0] if len(pre) >= 2 else 0
+            if enc.offsets[n - 1][1] <= safe_end:
+                return list(enc.ids[:n])
+    ids = bt.encode(text, add_special_tokens=False).ids
+    return list(ids[:n]) if len(ids) >= (n if at_least is None else at_least) else None
+
+
+def window_offsets(n_tokens: int, width: int, windows: int, stride: int) -> list[int]:
+    """Token offsets of the (at most `windows`) samples of a document of `n_tokens`
+    tokens: 0, stride, 2 * stride, ... while a whole window of `width` tokens fits."""
+    return [k * stride for k in range(windows) if k * stride + width <= n_tokens]
+
+
+def make_samples(
+    candidates: pl.DataFrame,
+    tokenizer: Any,
+    prefix_tokens: int,
+    continuation_tokens: int,
+    per_subset: int | None,
+    dup_counts: pl.DataFrame | None = None,
+    windows: int = 1,
+    stride: int = 1,
+    unplanted: int | None = None,
+) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
+    """Samples of P + C tokens, split into prefix and continuation: per document, the
+    window at token offset 0 (the paper's one sample per document) and, with `windows` > 1,
+    the windows at offsets stride, 2 * stride, ... that fit in the document. `per_subset`
+    counts documents. A sample is (doc_id, offset). With a duplicate table, `unplanted`
+    caps the documents per subset that were not planted (count <= 1: unseen or seen once,
+    in candidate order) while every planted document is sampled: the ground truth whole,
+    the ordinary text at a chosen cost."""
+    n = prefix_tokens + continuation_tokens
+    if dup_counts is None:
+        unplanted = None  # no ground truth: nothing is planted, the cap does not apply
+    planted = (set() if unplanted is None else
+               set(dup_counts.filter(pl.col("dup_count") > 1)["doc_id"].to_list()))
+    rows, summary = [], {}
+    for subset, group in candidates.sort("subset", "key").group_by("subset", maintain_order=True):
+        kept = short = n_windows = ordinary = 0
+        for doc_id, text in group.select("doc_id", "text").iter_rows():
+            if per_subset is not None and kept >= per_subset:
+                break
+            if unplanted is not None and doc_id not in planted and ordinary >= unplanted:
+                continue
+            ids = first_tokens(tokenizer, text, n + (windows - 1) * stride, at_least=n)
+            if ids is None:
+                short += 1
+                continue
+            kept += 1
+            ordinary += doc_id not in planted
+            for off in window_offsets(len(ids), n, windows, stride):
+                w = ids[off: off + n]
+                rows.append({"doc_id": doc_id, "offset": off, "subset": subset[0],
+                             "prefix": w[:prefix_tokens], "continuation": w[prefix_tokens:]})
+                n_windows += 1
+        summary[subset[0]] = {"candidates": group.height, "too_short": short, "kept": kept,
+                              "samples": n_windows}
+        if kept == 0:  # degenerate, not an error: its tables downstream say n = 0
+            log.warning("subset %r: no samples (n = 0): all %d candidates are shorter than "
+                        "prefix + continuation (%d tokens)", subset[0], group.height, n)
+        elif per_subset is not None and kept < per_subset:
+            log.warning("subset %r: only %d of %d wanted samples (%d candidates too short)",
+                        subset[0], kept, per_subset, short)
+    df = pl.DataFrame(rows, schema={"doc_id": pl.String, "offset": pl.Int32,
+                                    "subset": pl.String, "prefix": pl.List(pl.Int32),
+                                    "continuation": pl.List(pl.Int32)})
+    if dup_counts is not None:
+        df = df.join(dup_counts.select("doc_id", "dup_count"), on="doc_id", how="left")
+    else:
+        df = df.with_columns(pl.lit(None, dtype=pl.Int32).alias("dup_count"))
+    return df, summary

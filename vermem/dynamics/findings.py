@@ -1,0 +1,236 @@
+"""Study B's run next to Speicher et al. (2024)'s findings (docs/study-b.md, "Findings").
+
+One row per finding the paper reports for Q1 (what makes memorization slower or faster)
+and Q3 (sequential exposure), with what the run shows and a verdict, "agrees",
+"disagrees" or "insufficient", by a stated rule:
+
+- Q1 factors (alphabet size, entropy, length, model size, pretrained against random
+  init): a stratified concordance between the factor and the epochs to memorize. Two
+  strings are compared when they differ in the factor and agree in every other factor
+  (model, init, alphabet size, entropy fraction, length): +1 when the one at the higher
+  level took longer, -1 when shorter, 0 for a tie; a never-memorized string is censored
+  at the horizon and so took longer than any memorized one (two censored strings tie).
+  The estimate is the mean over the compared pairs, signed so that +1 is the paper's
+  direction. Its one-sided p-values come from permuting the factor's levels among the
+  strings of each stratum (`PERMUTATIONS`, seeded): "agrees" when p <= `ALPHA` in the
+  paper's direction, "disagrees" when p <= `ALPHA` in the other, "insufficient" otherwise,
+  and when the grid has one level of the factor or no two strings to compare.
+- Q3 "later strings are memorized faster": the same statistic between the stage and its
+  epochs to memorize, strata model and init (one sequence each).
+- Q3 "earlier strings are forgotten": per model and init, the mean drop of the accuracy
+  on the earlier strings from the end of their own stage to the end of the last learning
+  stage; "agrees" when it exceeds `margin` (dynamics.phases.accuracy_rise) in every model
+  and init, "disagrees" when it does in none, "insufficient" when mixed or K < 2.
+- Q3 "a forgotten string is re-learned faster": the epochs to memorize the first string
+  again against the first time, per model and init (censored counts as longer); "agrees"
+  when fewer in every one, "disagrees" when more in every one, otherwise (ties, mixed, no
+  re-learning stage) "insufficient". One sequence per model and init: no interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from vermem.dynamics.strings import time_to_memorize
+
+ALPHA = 0.05          # one-sided level of the permutation tests
+PERMUTATIONS = 9999   # seeded Monte Carlo permutations per test
+AGREES, DISAGREES, INSUFFICIENT = "agrees", "disagrees", "insufficient"
+
+SCHEMA = {"question": pl.String, "finding": pl.String, "factor": pl.String,
+          "shows": pl.String, "estimate": pl.Float64, "compared": pl.Int64,
+          "p_agrees": pl.Float64, "p_disagrees": pl.Float64, "verdict": pl.String,
+          "reason": pl.String}
+
+Q1_FACTORS = ("model", "init", "alphabet_size", "entropy_fraction", "length")
+# factor, the paper's finding, the sign of the association with epochs to memorize
+Q1_FINDINGS = (
+    ("alphabet_size", "memorization is slower for larger alphabets", 1),
+    ("entropy_fraction", "memorization is slower for higher-entropy strings", 1),
+    ("length", "memorization is slower for longer strings", 1),
+    ("n_params", "larger models memorize faster", -1),
+    ("init", "pretrained models memorize faster than randomly initialised ones", -1),
+)
+CENSORED = 1e18       # a never-memorized string: later than any epoch
+
+
+def _signs(t: np.ndarray) -> np.ndarray:
+    """[n, n] sign(t_j - t_i)."""
+    return np.sign(t[None, :] - t[:, None])
+
+
+def concordance(times: Sequence[float | None], levels: Sequence[float],
+                strata: Sequence[Any], expected: int, seed: int,
+                permutations: int = PERMUTATIONS) -> dict[str, Any]:
+    """Stratified concordance of `levels` with `times` (None: censored), signed by
+    `expected` (+1: times rise with the level), with one-sided permutation p-values
+    (levels permuted within strata). `compared`: the pairs of one stratum with different
+    levels; estimate and p-values None when there are none."""
+    t = np.array([CENSORED if v is None else float(v) for v in times])
+    lv = np.asarray(levels, dtype=float)
+    groups: dict[Any, list[int]] = {}
+    for i, s in enumerate(strata):
+        groups.setdefault(s, []).append(i)
+    rng = np.random.default_rng(seed)
+    stat, compared = 0.0, 0
+    perm_stats = np.zeros(permutations)
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        sig = np.triu(_signs(t[idx]), 1)                              # i < j
+        lvl = lv[idx]
+        compared += int(np.triu(_signs(lvl) != 0, 1).sum())
+        stat += float((np.sign(lvl[None, :] - lvl[:, None]) * sig).sum())
+        perm = np.argsort(rng.random((permutations, len(idx))), axis=1)
+        pl_ = lvl[perm]                                               # [R, n]
+        perm_stats += (np.sign(pl_[:, None, :] - pl_[:, :, None]) * sig[None]).sum((1, 2))
+    if not compared:
+        return {"estimate": None, "compared": 0, "p_agrees": None, "p_disagrees": None}
+    stat, perm_stats = expected * stat, expected * perm_stats
+    return {"estimate": stat / compared, "compared": compared,
+            "p_agrees": float((1 + (perm_stats >= stat - 1e-9).sum()) / (permutations + 1)),
+            "p_disagrees": float((1 + (perm_stats <= stat + 1e-9).sum()) / (permutations + 1))}
+
+
+def _verdict(c: Mapping[str, Any]) -> tuple[str, str]:
+    if c["estimate"] is None:
+        return INSUFFICIENT, "no two strings differ in the factor alone"
+    p = f"p = {c['p_agrees']:.3g} for the paper's direction, {c['p_disagrees']:.3g} against it"
+    if c["p_agrees"] <= ALPHA:
+        return AGREES, f"{p} (permutation, one-sided, level {ALPHA})"
+    if c["p_disagrees"] <= ALPHA:
+        return DISAGREES, f"{p} (permutation, one-sided, level {ALPHA})"
+    return INSUFFICIENT, f"no ordering at level {ALPHA}: {p}"
+
+
+def _median_text(t: Mapping[str, Any]) -> str:
+    if t["median_censored"]:
+        return f"> {t['horizon']}"
+    return "n/a" if t["median_epochs"] is None else f"{t['median_epochs']:g}"
+
+
+def _level_text(factor: str, v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def q1_rows(phases: pl.DataFrame, seed: int) -> list[dict[str, Any]]:
+    """The Q1 findings against the phases table (one row per string)."""
+    rows = []
+    for factor, finding, expected in Q1_FINDINGS:
+        levels = sorted(phases[factor].unique().to_list()) if phases.height else []
+        per = []
+        for v in levels:
+            t = time_to_memorize(phases.filter(pl.col(factor) == v))
+            per.append(f"{_level_text(factor, v)}: {_median_text(t)} ({t['strings']})")
+        shows = ("median epochs to memorize (strings), pooled over the other factors: "
+                 + ", ".join(per)) if per else "no strings"
+        row = {"question": "Q1", "finding": finding, "factor": factor, "shows": shows}
+        if len(levels) < 2:
+            one = f" ({_level_text(factor, levels[0])})" if levels else ""
+            rows.append({**row, "estimate": None, "compared": 0, "p_agrees": None,
+                         "p_disagrees": None, "verdict": INSUFFICIENT,
+                         "reason": f"the run has one level of {factor}{one}: nothing to "
+                                   "compare"})
+            continue
+        others = [k for k in Q1_FACTORS if k != factor and not (
+            factor == "n_params" and k == "model")]
+        lv = (phases[factor] == "pretrained").cast(pl.Int8).to_list() if factor == "init" \
+            else phases[factor].to_list()
+        c = concordance(phases["memorized"].to_list(), lv,
+                        list(phases.select(others).iter_rows()), expected, seed)
+        verdict, reason = _verdict(c)
+        rows.append({**row, **c, "verdict": verdict, "reason": reason})
+    return rows
+
+
+def q3_rows(q3: pl.DataFrame, margin: float, seed: int) -> list[dict[str, Any]]:
+    """The Q3 findings against the Q3 table (one row per model, init and stage)."""
+    runs = [(key, g.sort("stage")) for key, g in
+            q3.sort("model", "init", "stage").group_by("model", "init", maintain_order=True)]
+    learn = {key: g.filter(~pl.col("relearn")) for key, g in runs}
+    rows = []
+
+    def name(key):
+        return f"{key[0]}/{key[1]}"
+
+    def epochs(v):
+        return "never" if v is None else str(v)
+    # later strings faster
+    row = {"question": "Q3", "finding": "later strings are memorized faster",
+           "factor": "stage",
+           "shows": "epochs to memorize per stage: " + "; ".join(
+               f"{name(k)} {', '.join(epochs(v) for v in g['epochs_to_memorize'])}"
+               for k, g in learn.items())}
+    if not learn or max(g.height for g in learn.values()) < 2:
+        rows.append({**row, "estimate": None, "compared": 0, "p_agrees": None,
+                     "p_disagrees": None, "verdict": INSUFFICIENT,
+                     "reason": "fewer than 2 strings learned one after another"})
+    else:
+        parts = pl.concat(learn.values())
+        c = concordance(parts["epochs_to_memorize"].to_list(), parts["stage"].to_list(),
+                        list(parts.select("model", "init").iter_rows()), -1, seed)
+        rows.append({**row, **c, **dict(zip(("verdict", "reason"), _verdict(c), strict=True))})
+    # earlier strings forgotten
+    drops, texts = {}, []
+    for key, g in learn.items():
+        if g.height < 2:
+            continue
+        end = g["end_accuracy"].to_list()
+        own = [end[i][g["trained"][i]] for i in range(g.height - 1)]
+        last = [end[-1][g["trained"][i]] for i in range(g.height - 1)]
+        drops[key] = float(np.mean(own) - np.mean(last))
+        texts.append(f"{name(key)} {np.mean(own):.2f} -> {np.mean(last):.2f}")
+    row = {"question": "Q3", "finding": "earlier strings are forgotten when later ones are "
+           "learned", "factor": "stage",
+           "shows": "mean accuracy on the earlier strings at the end of their own stage -> at "
+                    "the end of the last: " + ("; ".join(texts) or "none"),
+           "estimate": float(np.mean(list(drops.values()))) if drops else None,
+           "compared": len(drops), "p_agrees": None, "p_disagrees": None}
+    forgot = [d > margin for d in drops.values()]
+    if not drops:
+        verdict, reason = INSUFFICIENT, "fewer than 2 strings learned one after another"
+    elif all(forgot):
+        verdict, reason = AGREES, f"the accuracy fell by more than {margin} in every model/init"
+    elif not any(forgot):
+        verdict, reason = DISAGREES, f"the accuracy fell by at most {margin} in every model/init"
+    else:
+        verdict, reason = INSUFFICIENT, (f"mixed: fell by more than {margin} in {sum(forgot)} "
+                                         f"of {len(forgot)} model/inits")
+    rows.append({**row, "verdict": verdict, "reason": reason})
+    # re-learned faster
+    pairs, texts = [], []
+    for key, g in runs:
+        again = g.filter(pl.col("relearn"))
+        first = g.filter(~pl.col("relearn") & (pl.col("trained") == 0))
+        if again.height and first.height:
+            a, b = first["epochs_to_memorize"][0], again["epochs_to_memorize"][-1]
+            pairs.append(np.sign((CENSORED if a is None else a) - (CENSORED if b is None
+                                                                  else b)))
+            texts.append(f"{name(key)} {epochs(a)} then {epochs(b)} "
+                         f"(from accuracy {again['start_accuracy'][-1]:.2f})")
+    row = {"question": "Q3", "finding": "a forgotten string is re-learned faster than it was "
+           "first learned", "factor": "relearn",
+           "shows": "epochs to memorize the first string, first time then again: "
+                    + ("; ".join(texts) or "no re-learning stage"),
+           "estimate": float(np.mean(pairs)) if pairs else None, "compared": len(pairs),
+           "p_agrees": None, "p_disagrees": None}
+    one = " (one sequence per model/init: no interval)"
+    if not pairs:
+        verdict, reason = INSUFFICIENT, "no re-learning stage (dynamics.sequential.relearn)"
+    elif all(p > 0 for p in pairs):
+        verdict, reason = AGREES, "fewer epochs the second time in every model/init" + one
+    elif all(p < 0 for p in pairs):
+        verdict, reason = DISAGREES, "more epochs the second time in every model/init" + one
+    else:
+        verdict, reason = INSUFFICIENT, "ties or mixed directions across model/inits" + one
+    rows.append({**row, "verdict": verdict, "reason": reason})
+    return rows
+
+
+def table(phases: pl.DataFrame, q3: pl.DataFrame, margin: float, seed: int) -> pl.DataFrame:
+    """Every finding's row: Q1 from the phases table, Q3 from the Q3 table."""
+    return pl.DataFrame(q1_rows(phases, seed) + q3_rows(q3, margin, seed), schema=SCHEMA)

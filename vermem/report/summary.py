@@ -1,0 +1,508 @@
+"""What a run concludes, written by the run: `results/summary.md`, from the tables alone.
+
+The README and docs quote no result of their own; they link this file, so that no number
+in them can go stale. Every number here carries its n and interval, as in the tables it is
+read from (named under each heading).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+import torch
+
+from vermem.core.stats import Bootstrap, wilson
+
+
+def _ci(v, lo, hi, digits: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    if lo is None or hi is None:
+        return f"{v:.{digits}f}"
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _k(x) -> str:
+    """A size or a size's interval end (a percentile: may fall between two sizes)."""
+    return "n/a" if x is None else f"{x:.1f}".rstrip("0").rstrip(".")
+
+
+def _pct(k: int, n: int) -> str:
+    if not n:
+        return "n/a (n = 0)"
+    lo, hi = wilson(k, n)
+    return f"{100 * k / n:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    if not rows:
+        return ["(none)", ""]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join("" if c is None else str(c) for c in r) + " |" for r in rows]
+    return out + [""]
+
+
+def labels_section(model: str, labels: Mapping[str, Any]) -> list[str]:
+    out = [f"### Memorization by duplication (`results/labels/{model}.summary.json`)", "",
+           f"{labels.get('samples', 0)} samples; k-extractable share of the windows of "
+           "documents seen that often per epoch, 95% Wilson interval (windows of one "
+           "document are correlated: the interval is optimistic).", ""]
+    rows = []
+    for r in labels.get("by_dup_count", []):
+        k = round(r["extractable_share"] * r["n"])
+        rows.append((r["dup_count"], r["n"], _pct(k, r["n"])))
+    out += _table(("copies per epoch", "windows", "memorized"), rows)
+    per = labels.get("labels_per_subset", {})
+    out += _table(("subset", "memorized", "non-memorized", "ambiguous"),
+                  [(s, v.get("memorized", 0), v.get("non-memorized", 0), v.get("ambiguous", 0))
+                   for s, v in sorted(per.items())])
+    return out
+
+
+def pairs_section(model: str, pairs: Mapping[str, Any]) -> list[str]:
+    out = [f"### Pairs (`results/pairs/{model}.summary.json`)", "",
+           "Pairs per part of the document split (documents in brackets); controls: the "
+           "same construction on non-memorized text, matched to the memorized pairs' d.", ""]
+    rows = []
+    for task in sorted(k for k in pairs if k not in ("split", "divergence")):
+        for subset, v in sorted(pairs[task].items()):
+            docs = v.get("documents", {})
+            rows.append((task, subset, v["pairs"],
+                         *(f"{v.get(p, 0)} ({docs.get(p, 0)})"
+                           for p in ("attribution", "selection", "evaluation")),
+                         "" if v.get("d_mean") is None else f"{v['d_mean']:.1f}",
+                         v.get("memorized_pairs", "")))
+    out += _table(("task", "subset", "pairs", "attribution", "selection", "evaluation",
+                   "mean d", "matched to (memorized pairs)"), rows)
+    return out
+
+
+def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
+                     main: Mapping[str, str]) -> list[str]:
+    out = [f"### Minimal circuits, main mode {main['placement']}/{main['ablation']} "
+           f"(`results/circuits/{model}/*/*/minimal.json`)", "",
+           "Size chosen on the selection pairs (bootstrap interval), F on the disjoint "
+           "evaluation pairs (cluster-bootstrap interval), random circuits of the same size."
+           + (" Small gap: the modes of that direction (placement / ablation, evaluation or "
+              f"selection pairs) where |M(full) - M(empty)| < {_gap_threshold(minimal):g}, "
+              "so that F divides by a difference too small to mean much."
+              if _gap_threshold(minimal) is not None else ""),
+           ""]
+    gaps = _gap_threshold(minimal) is not None
+    rows = []
+    for rec in sorted(minimal, key=lambda r: (r["task"], r["subset"])):
+        found = {c["direction"]: c for c in rec["circuits"]
+                 if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])}
+        for d in ("noising", "denoising"):
+            c = found.get(d)
+            if c is None:
+                rows.append((rec["task"], rec["subset"], d, "none in the band", "", "",
+                             rec.get("n_selection", 0), rec.get("n_pairs", 0))
+                            + ((small_gap_count(rec, d),) if gaps else ()))
+                continue
+            rows.append((rec["task"], rec["subset"], f"{d} ({c['semantics']})",
+                         f"{c['k']} of {c['n_edges']} [{_k(c['k_lo'])}, {_k(c['k_hi'])}]",
+                         _ci(c.get("faithfulness"), c.get("faithfulness_lo"),
+                             c.get("faithfulness_hi")),
+                         _ci(c.get("random_faithfulness"), c.get("random_faithfulness_lo"),
+                             c.get("random_faithfulness_hi")),
+                         rec.get("n_selection", 0), rec.get("n_pairs", 0))
+                        + ((small_gap_count(rec, d),) if gaps else ()))
+    out += _table(("task", "subset", "direction", "k", "F (evaluation)", "random F",
+                   "n selection", "n evaluation") + (("small gap",) if gaps else ()), rows)
+    return out
+
+
+def _gap_threshold(minimal: Sequence[Mapping[str, Any]]) -> float | None:
+    """circuits.MIN_GAP as the run's minimal.json records it; None where none records it."""
+    found = [r["small_gap"]["threshold"] for r in minimal if "small_gap" in r]
+    return found[0] if found else None
+
+
+def small_gap_count(rec: Mapping[str, Any], direction: str) -> str:
+    """How many modes of `direction` in one minimal.json had |M(full) - M(empty)| below
+    circuits.MIN_GAP (its `small_gap` record: one message per mode and pair set, naming
+    'direction/placement/ablation'); '' where the record has none."""
+    gap = rec.get("small_gap")
+    if gap is None:
+        return ""
+    return str(sum(1 for w in gap.get("where", []) if f"({direction}/" in w))
+
+
+def mib_section(model: str, mib: pl.DataFrame, main: Mapping[str, str]) -> list[str]:
+    """CPR / CMD (MIB's circuit-localization scores) of the main mode, per task, subset and
+    direction, next to random rankings'."""
+    out = [f"### MIB scores, main mode {main['placement']}/{main['ablation']} "
+           f"(`results/circuits/{model}/*/*/mib.parquet`)", "",
+           "CPR: area under F over 0.1-100% of the edges (higher is better); CMD: area under "
+           "|1 - F| (lower is better); evaluation pairs, cluster-bootstrap intervals; random: "
+           "the mean over random rankings.", ""]
+    q = mib.filter((pl.col("placement") == main["placement"])
+                   & (pl.col("ablation") == main["ablation"]))
+    rows = []
+    for (task, subset, d), g in q.group_by("task", "subset", "direction", maintain_order=True):
+        by = {r["circuit"]: r for r in g.iter_rows(named=True)}
+        a, r = by.get("attribution"), by.get("random")
+
+        def cell(x, key):
+            return "n/a" if x is None else _ci(x[key], x[f"{key}_lo"], x[f"{key}_hi"])
+        rows.append((task, subset, d, a["method"] if a else "", cell(a, "cpr"),
+                     cell(a, "cmd"), cell(r, "cpr"), cell(r, "cmd"),
+                     a["n_pairs"] if a else 0))
+    out += _table(("task", "subset", "direction", "method", "CPR", "CMD", "random CPR",
+                   "random CMD", "n evaluation"), sorted(rows))
+    return out
+
+
+def methods_section(model: str, quality: pl.DataFrame, agreement: pl.DataFrame) -> list[str]:
+    """Attribution methods side by side on the main subset: CPR, CMD and the minimal size
+    per task and direction, then the Spearman correlation between every two methods."""
+    out = [f"### Attribution methods compared (`results/circuits/{model}/methods.parquet`)",
+           "", "Each method ranks the edges from the same attribution pairs; CPR / CMD on the "
+           "evaluation pairs, the size chosen on the selection pairs, main mode.", ""]
+    rows = [(r["task"], r["subset"], r["direction"], r["method"],
+             _ci(r["cpr"], r["cpr_lo"], r["cpr_hi"]), _ci(r["cmd"], r["cmd_lo"], r["cmd_hi"]),
+             "none in the band" if r["k"] is None else
+             f"{r['k']} [{_k(r['k_lo'])}, {_k(r['k_hi'])}]",
+             f"{r['n_attribution']} / {r['n_selection']} / {r['n_pairs']}")
+            for r in quality.iter_rows(named=True)]
+    out += _table(("task", "subset", "direction", "method", "CPR", "CMD", "minimal k",
+                   "n attribution / selection / evaluation"), rows)
+    sp = agreement.filter(pl.col("statistic") == "spearman |score|")
+    rows = [(r["task"], f"{r['method_a']} vs {r['method_b']}",
+             _ci(r["value"], r["value_lo"], r["value_hi"]), r["n_docs"])
+            for r in sp.iter_rows(named=True)]
+    out += ["Spearman correlation of |scores| (intervals: attribution documents resampled):",
+            ""] + _table(("task", "methods", "Spearman", "attribution documents"), rows)
+    return out
+
+
+def specificity_section(model: str, spec: pl.DataFrame) -> list[str]:
+    out = [f"### Specificity (`results/circuits/{model}/specificity.parquet`)", "",
+           "The memorization circuit's top-k on its memorized and on its control evaluation "
+           "pairs, the control ranking's top-k on the memorized pairs, and the clean - "
+           "corrupt gap of the metric on each (one joint bootstrap).", ""]
+    rows = [(r["task"], r["subset"], r["semantics"], r["k"],
+             _ci(r["f_memorized"], r["f_memorized_lo"], r["f_memorized_hi"]),
+             _ci(r["f_control"], r["f_control_lo"], r["f_control_hi"]),
+             _ci(r["specificity"], r["specificity_lo"], r["specificity_hi"]),
+             _ci(r["f_control_circuit_memorized"], r["f_control_circuit_memorized_lo"],
+                 r["f_control_circuit_memorized_hi"]),
+             _ci(r["gap_memorized"], r["gap_memorized_lo"], r["gap_memorized_hi"], 1),
+             _ci(r["gap_control"], r["gap_control_lo"], r["gap_control_hi"], 1),
+             f"{r['n_memorized']} / {r['n_control']}")
+            for r in spec.sort("task", "subset", "semantics").iter_rows(named=True)]
+    out += _table(("task", "subset", "meaning", "k", "F memorized", "F control",
+                   "difference", "control's circuit on memorized", "gap memorized",
+                   "gap control", "n mem / ctl"), rows)
+    return out
+
+
+def claims_section(model: str, claims: pl.DataFrame) -> list[str]:
+    out = [f"### Claims (`results/circuits/{model}/claims.csv`)", ""]
+    rows = [(r["claim"], r["semantics"],
+             _ci(r["estimate"], r["estimate_lo"], r["estimate_hi"], 3), r["n_pairs"],
+             "" if r.get("min_documents") is None else r["min_documents"],
+             f"**{r['verdict']}**", r["reason"]) for r in claims.iter_rows(named=True)]
+    out += _table(("claim", "meaning", "estimate", "n", "fewest documents", "verdict",
+                   "reason"), rows)
+    return out
+
+
+def _step(v, never: str = "none") -> str:
+    return never if v is None else str(v)
+
+
+def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
+    k_min = ck.get("min_documents", 1)
+    out = [f"### Along training (`results/checkpoints/{model}/summary.json`)", "",
+           "First training step at which each happens (none: not within the axis). "
+           "Memorization *emerges* at the first step whose Wilson interval lies above the "
+           f"unseen documents' with at least {k_min} documents memorized."]
+
+    def emerges(m):
+        if m["n"] < k_min:
+            return f"never (n = {m['n']} < {k_min})"
+        return _step(m["emerges"])
+    out += [""] + _table(("group", "n", "memorized at the end", "emerges", "half memorized"),
+                         [(f"{m['by']} {m['group']}", m["n"],
+                           "n/a" if m["final_share"] is None else f"{m['final_share']:.2f}",
+                           emerges(m), _step(m["half"])) for m in ck.get("memorization", [])])
+    if ck.get("graded"):
+        out += ["Graded memorization of the same samples: the share labelled memorized "
+                "(Wilson 95%), the mean share of continuation tokens reproduced (match "
+                "fraction) and the mean exact-prefix length in tokens (bootstrap 95% over "
+                "documents, one sample each).", ""]
+        out += _table(("group", "step", "n", "memorized", "mean match fraction",
+                       "mean exact prefix"),
+                      [(f"{g['by']} {g['group']}", f"{g['step']}" + (" (final)" if g["final"]
+                                                                     else ""), g["n"],
+                        _ci(g["share"], g["share_lo"], g["share_hi"]),
+                        _ci(g["match_fraction"], g["match_fraction_lo"],
+                            g["match_fraction_hi"]),
+                        _ci(g["exact_prefix"], g["exact_prefix_lo"], g["exact_prefix_hi"], 1))
+                       for g in ck["graded"]])
+    out += ["The final model's minimal circuit at each checkpoint: *first* in the band is the "
+            "first step whose F interval (point estimate) lies in [target, 2 - target]; "
+            "*from* is the first step from which it stays there at every later point, the "
+            "final model included (never: the final model's own F leaves the band). *F "
+            "undefined* are the steps where the model does not tell the clean run from the "
+            "corrupt one (|logit gap| < 0.1 or its interval contains 0, as at the untrained "
+            "t0): F means nothing there and counts as out of the band.", ""]
+    out += _table(("task", "subset", "meaning", "final k", "F interval in band first",
+                   "F interval in band from", "F in band first", "F in band from",
+                   "own circuit from", "F undefined at"),
+                  [(c["task"], c["subset"], c["semantics"], c["final_k"],
+                    _step(c["final_faithful"]), _step(c.get("final_faithful_from"), "never"),
+                    _step(c["final_in_band"]), _step(c.get("final_in_band_from"), "never"),
+                    _step(c["own_circuit"]),
+                    ", ".join(map(str, c.get("undefined") or [])) or "-")
+                   for c in ck.get("circuits", [])])
+    rows = [(c["task"], c["semantics"], o["step"], _k(o["k"]),
+             "n/a" if o["jaccard"] is None else f"{o['jaccard']:.2f}",
+             "n/a" if o.get("overlap_coefficient") is None else
+             f"{o['overlap_coefficient']:.2f}")
+            for c in ck.get("circuits", []) for o in c.get("overlap", [])]
+    if any(o["jaccard"] is not None for c in ck.get("circuits", [])
+           for o in c.get("overlap", [])):
+        out += ["Each checkpoint's own minimal circuit against the final one: Jaccard |A ∩ B| "
+                "/ |A ∪ B| and the overlap coefficient |A ∩ B| / min(|A|, |B|) (1: the smaller "
+                "lies inside the larger, whatever their sizes).", ""]
+        out += _table(("task", "meaning", "step", "own k", "Jaccard", "overlap coefficient"),
+                      rows)
+    return out
+
+
+def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
+    out = ["## Study B: memorizing random strings (`results/dynamics/summary.json`)", "",
+           "Share of strings memorized (Wilson 95%; memorized: accuracy 1 for the hold epochs "
+           "in a row) and the Kaplan-Meier median of epochs to memorize (order-statistic "
+           "interval; censored at the last epoch at which such a run can start); guessing "
+           "phase: strings whose loss held at their own letter entropy while the accuracy "
+           "stayed at the best guess, before it rose.", ""]
+    rows = []
+    for key, v in sorted(dyn.items()):
+        n = v.get("strings", v.get("n"))
+        k = v.get("memorized_strings")
+        med = ("> horizon" if v.get("median_censored") else
+               _ci(v.get("median_epochs"), v.get("median_lo"), v.get("median_hi"), 0))
+        rows.append((key, f"{k} of {n}" if n is not None else k,
+                     _pct(k, n) if isinstance(n, int) and isinstance(k, int) else "",
+                     med, v.get("guessing_phase")))
+    out += _table(("model/init", "memorized", "share", "median epochs", "guessing phase"),
+                  rows)
+    return out
+
+
+def findings_section(found: pl.DataFrame) -> list[str]:
+    """Speicher et al.'s findings next to what the run shows, a verdict per row."""
+    out = ["### Against Speicher et al. (2024) (`results/dynamics/findings.parquet`)", "",
+           "Q1: stratified concordance of the factor with the epochs to memorize (+1: the "
+           "paper's direction; strings compared only within equal other factors, "
+           "never-memorized ones censored) with one-sided permutation p-values; Q3: the rule "
+           "in each row's reason (docs/study-b.md, Findings).", ""]
+    rows = [(r["question"], r["finding"], r["shows"],
+             "n/a" if r["estimate"] is None else f"{r['estimate']:+.2f}", r["compared"],
+             f"**{r['verdict']}**", r["reason"]) for r in found.iter_rows(named=True)]
+    out += _table(("question", "finding", "the run shows", "estimate", "compared",
+                   "verdict", "why"), rows)
+    return out
+
+
+LOCATION_SIZES = ("minimal", "0.01")  # rows shown (location.parquet has every MIB size)
+MIN_MASS_DOCS = 3  # fewer attribution documents on a side: the mass comparison is not made
+
+
+def stack_location(paths) -> pl.DataFrame:
+    """The tasks' location.parquet tables, each with its task and subset (from its path:
+    results/circuits/{model}/{task}/{subset}/location.parquet)."""
+    from pathlib import Path
+
+    return pl.concat([pl.read_parquet(p).with_columns(
+        pl.lit(Path(p).parts[-3]).alias("task"), pl.lit(Path(p).parts[-2]).alias("subset"))
+        for p in paths], how="diagonal_relaxed")
+
+
+def mass_comparison(mass: pl.DataFrame, level: float = 0.95) -> list[tuple]:
+    """Rows (task, subset, direction, mass memorized, mass control, difference, edge share,
+    documents, verdict) of the memorization tasks' attribution mass on the injected
+    components against their controls' (vermem.circuits.location.location_mass): the difference's
+    interval from the two sides' bootstrap replicates (disjoint documents, independent
+    resamples)."""
+    rows = []
+    ctl = {(r["task"], r["subset"], r["direction"]): r for r in mass.iter_rows(named=True)}
+    for r in mass.filter(~pl.col("task").str.ends_with("_control")).sort(
+            "task", "subset", "direction").iter_rows(named=True):
+        c = ctl.get((f"{r['task']}_control", r["subset"], r["direction"]))
+        docs = f"{r['n_docs']} / {c['n_docs'] if c else 0}"
+        m_txt = _ci(r["mass"], r["mass_lo"], r["mass_hi"]) if r["n_pairs"] else "n/a"
+        c_txt = _ci(c["mass"], c["mass_lo"], c["mass_hi"]) if c and c["n_pairs"] else "n/a"
+        diff, verdict = "n/a", ""
+        few = min(r["n_docs"], c["n_docs"] if c else 0)
+        if c is None or not r["n_pairs"] or not c["n_pairs"]:
+            verdict = "insufficient evidence: no pairs on one side"
+        else:
+            reps = (torch.tensor(r["replicates"], dtype=torch.float64)
+                    - torch.tensor(c["replicates"], dtype=torch.float64))
+            lo, hi = (float(x) for x in Bootstrap(level=level).interval(reps))
+            d = r["mass"] - c["mass"]
+            diff = _ci(d, lo, hi)
+            if few < MIN_MASS_DOCS:
+                verdict = (f"insufficient evidence: {few} attribution document(s) on a side "
+                           f"(< {MIN_MASS_DOCS})")
+            elif lo > 0:
+                verdict = "more on the memorized pairs"
+            elif hi < 0:
+                verdict = "less on the memorized pairs"
+            else:
+                verdict = "no difference shown (interval contains 0)"
+        rows.append((r["task"], r["subset"], r["direction"], m_txt, c_txt, diff,
+                     f"{r['edge_share']:.2f}", docs, verdict))
+    return rows
+
+
+def location_section(model: str, loc: pl.DataFrame, mass: pl.DataFrame | None = None
+                     ) -> list[str]:
+    """Where the injected components are in the rankings: the attribution mass on them,
+    memorized pairs against controls (when `mass` is given), then their recall among the
+    nodes a circuit touches, against random circuits of the same size
+    (vermem.circuits.location.location_mass, location_recall)."""
+    names = ", ".join(sorted(set(",".join(loc["injected"].unique().to_list()).split(","))))
+    out = [f"### Where the injection lives (`results/circuits/{model}/*/*/location.parquet`)",
+           ""]
+    if mass is not None and mass.height:
+        out += [f"Attribution mass on the injected components ({names}; "
+                f"`location_mass.parquet`): the share of the ranking's summed |edge score| "
+                "on the edges that touch them, with its 95% cluster-bootstrap interval over "
+                "the attribution documents; edge share: those edges' share of all edges, the "
+                "mass of scores spread evenly. The difference memorized - control (disjoint "
+                "documents, independent resamples) says whether the ranking puts the "
+                "memorized text's attribution where the planted documents were stored more "
+                "than it puts ordinary text's there.", ""]
+        out += _table(("task", "subset", "direction", "mass (memorized)", "mass (control)",
+                       "difference", "edge share", "documents (mem / ctl)", "verdict"),
+                      mass_comparison(mass))
+        out += [""]
+    out += [f"Injected components: {names}. Recall: the share of them among the nodes the "
+            "top-k edges touch, with the 95% cluster-bootstrap interval over the attribution "
+            "documents (each resample ranks the edges by its documents' mean scores); "
+            "random: the mean over random circuits of the same k with its central 95% "
+            "range, and p the share of random circuits that reach the circuit's recall. "
+            "Each task is followed by its control (the same construction on non-memorized "
+            "text): a method that finds where memorization lives scores the memorization "
+            "task above random and above its control. In a small graph the top edges "
+            "soon touch most nodes, and the recall saturates; the mass above does not.",
+            ""]
+    rows = []
+    loc = loc.with_columns(pl.col("task").str.replace("_control$", "").alias("_base"))
+    for r in loc.filter(pl.col("size").is_in(LOCATION_SIZES)).sort(
+            "_base", "subset", "direction", "k", "task").iter_rows(named=True):
+        size = "minimal" if r["size"] == "minimal" else f"{100 * float(r['size']):g}% of edges"
+        if r.get("attribution_pairs") == 0:  # all-zero scores: an arbitrary order, no ranking
+            recall = p = "n/a (no attribution pairs)"
+        else:
+            lo, hi = r.get("recall_lo"), r.get("recall_hi")
+            recall = (f"{r['recall']:.2f}" if lo is None or hi is None or lo != lo else
+                      _ci(r["recall"], lo, hi, 2))
+            p = f"{r['random_at_least']:.2f}"
+        rows.append((r["task"], r["subset"], r["direction"], size, r["k"], r["touched"],
+                     recall, _ci(r["random_recall"], r["random_lo"], r["random_hi"], 2), p,
+                     r.get("attribution_pairs", ""), r.get("n_docs", "")))
+    out += _table(("task", "subset", "direction", "size", "k", "nodes touched", "recall",
+                   "random recall", "p", "attribution pairs", "documents"), rows)
+    return out
+
+
+def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] | None,
+           main: Mapping[str, str], findings: pl.DataFrame | None = None) -> str:
+    """The summary of a run. models: name -> {labels, pairs (summary JSONs), minimal (records),
+    claims (table), mib (the tasks' mib.parquet tables stacked, or None), methods (quality and
+    agreement tables, or None), specificity
+    (table or None), checkpoints (summary JSON or None)}."""
+    out = ["# What this run gives", "",
+           "Written by the `summary` rule from the run's own tables; every number below is "
+           "read from the file named in its heading.", ""]
+    for name, m in models.items():
+        out += [f"## Study A: {name}", ""]
+        out += labels_section(name, m["labels"])
+        out += pairs_section(name, m["pairs"])
+        out += circuits_section(name, m["minimal"], main)
+        if m.get("mib") is not None:
+            out += mib_section(name, m["mib"], main)
+        if m.get("methods") is not None:
+            out += methods_section(name, *m["methods"])
+        if m.get("specificity") is not None:
+            out += specificity_section(name, m["specificity"])
+        out += claims_section(name, m["claims"])
+        if m.get("checkpoints") is not None:
+            out += checkpoints_section(name, m["checkpoints"])
+        if m.get("location") is not None:
+            out += location_section(name, m["location"], m.get("location_mass"))
+    if dynamics:
+        out += dynamics_section(dynamics)
+    if findings is not None:
+        out += findings_section(findings)
+    return "\n".join(out).rstrip() + "\n"
+
+
+_HTML_STYLE = ("<style>.vermem-summary table{border-collapse:collapse;margin:0.4em 0 1em;"
+               "font-size:0.85em}.vermem-summary td,.vermem-summary th{border:1px solid #ccc;"
+               "padding:2px 6px;text-align:left}.vermem-summary th{background:#f0f0f0}"
+               ".vermem-summary code{font-size:0.9em}.vermem-summary code::before,"
+               ".vermem-summary code::after{content:none}</style>")
+
+
+def _inline(text: str) -> str:
+    """HTML of one line of the summary's markdown: escaped, `code` and **bold**."""
+    import html
+    import re
+
+    out = html.escape(text, quote=False)
+    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def to_html(markdown: str) -> str:
+    """The summary (render's markdown: headings, paragraphs, pipe tables, `code`, **bold**)
+    as a self-contained HTML fragment, for the report's front page and its Summary entry."""
+    import re
+
+    out, para, lines = [], [], markdown.splitlines()
+
+    def flush():
+        if para:
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+            para.clear()
+
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        head = re.match(r"(#{1,6}) (.*)", line)
+        if head:
+            flush()
+            n = len(head.group(1))
+            out.append(f"<h{n}>{_inline(head.group(2))}</h{n}>")
+        elif line.startswith("|") and i + 1 < len(lines) and re.match(r"\|[-| :]+\|$",
+                                                                      lines[i + 1].strip()):
+            flush()
+            rows = [f"<tr>{''.join(f'<th>{_inline(c)}</th>' for c in _cells(line))}</tr>"]
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(f"<tr>{''.join(f'<td>{_inline(c)}</td>' for c in _cells(lines[i]))}"
+                            "</tr>")
+                i += 1
+            out.append("<table>" + "".join(rows) + "</table>")
+            continue
+        elif not line.strip():
+            flush()
+        else:
+            para.append(line.strip())
+        i += 1
+    flush()
+    return _HTML_STYLE + '<div class="vermem-summary">\n' + "\n".join(out) + "\n</div>\n"

@@ -1,0 +1,9 @@
+"""The workflow layer: config checks, resources, the plan and the robustness run.
+
+1. Config (`config`): the schema and the checks a schema cannot make, before any job.
+2. Resources (`resources`): each job's memory, GPU and time from the model's shape.
+3. Pair forecast (`pair_forecast`): the pairs each cell is expected to get, against the
+   minimum its statistics need.
+4. Plan (`plan`): the bill of a run before submitting it.
+5. Robustness (`robustness`): Study A over several organism and split seeds.
+"""
