@@ -43,7 +43,7 @@ from vermem.core.errors import VermemError, one_line
 from vermem.workflow import config as workflow_config
 from vermem.workflow import pair_forecast, resources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -46,7 +46,7 @@ import yaml
 
 from vermem.core.errors import VermemError, one_line
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VERDICT_ORDER = ("supported", "refuted", "insufficient evidence")
 
 # copied out of a run's working directory after each split seed: its path there -> the name
