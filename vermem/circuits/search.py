@@ -402,6 +402,6 @@ def minimal_circuit(model, graph: Graph, scores: torch.Tensor | Mapping[str, tor
         return None
     record = dict(minimal[mode])
     mask = torch.zeros(graph.mask.numel(), dtype=torch.bool)
-    mask[record["edges"]] = True
+    mask[torch.tensor(record["edges"], dtype=torch.long)] = True
     record["circuit"] = mask.view(graph.mask.shape)
     return record
