@@ -61,9 +61,10 @@ def _branches(node: Mapping[str, Any], root: Mapping[str, Any]) -> list[Mapping[
 
 def _type(node: Mapping[str, Any], root: Mapping[str, Any]) -> str:
     if "const" in node:
-        return f"`{node['const']}`"
+        return f"`{json.dumps(node['const'])}`"
     if "enum" in node:
-        return "one of " + ", ".join(f"`{v}`" for v in node["enum"])
+        return "one of " + ", ".join(f"`{v if isinstance(v, str) else json.dumps(v)}`"
+                                     for v in node["enum"])
     parts = []
     types = node.get("type")
     for t in types if isinstance(types, list) else [types] if types else []:
