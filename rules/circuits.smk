@@ -160,7 +160,7 @@ rule figure_faithfulness:
     conda:
         ENV
     script:
-        "../scripts/figure_circuits.py"
+        "../scripts/figure_faithfulness.py"
 
 
 rule figure_circuit_view:
