@@ -3,10 +3,6 @@
 # attribution and circuit rules themselves (`use rule`), on the final model's samples and
 # pairs; the final model's circuits are evaluated at each checkpoint; one rule gathers them.
 
-wildcard_constraints:
-    ckpt="[A-Za-z0-9][A-Za-z0-9._-]*",
-
-
 localrules:
     checkpoint_record,
     checkpoint_samples,

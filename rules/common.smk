@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)
 # parse-time imports are light (no torch, polars, numpy): every job's Snakemake process
 # parses the workflow again (benchmarks/jobstart.py; tests/test_config.py checks it)
 from vermem.core.errors import VermemError
-from vermem.core.naming import slugify
+from vermem.core.naming import example_cell, grid_cells, slugify
 from vermem.core import naming as _ck  # the checkpoint axis's names (listed, subsets, ...)
 from vermem.core import vocabulary as _pairs  # task names: control_task, is_control
 from vermem.models import gguf_convert as _gguf  # where a gguf model's file is
@@ -41,6 +41,13 @@ config.setdefault("studies", ["A", "B"])
 STUDY_A = "A" in config["studies"]
 MIB = config["circuits"].get("mib", True)  # MIB CPR/CMD tables (circuits.mib)
 STUDY_B = "B" in config["studies"] and bool(config.get("dynamics"))
+# Study B's section (rules/dynamics.smk): its rules are defined without it, and then asked for
+# by no target
+DYN = config.get("dynamics") or {}
+DYN_MODELS = DYN.get("models", [])
+DYN_INITS = DYN.get("inits", [])
+CELLS = grid_cells(DYN["grid"]) if DYN else []
+EXAMPLE_CELLS = [example_cell(DYN["grid"])] if DYN else []  # drawn in the position grid
 
 
 onstart:
@@ -241,6 +248,68 @@ def point_files(wc, final_pattern, ckpt_pattern, **fmt):
         out += expand(pattern, model=wc.model, ckpt=ckpt, **fmt,
                       **(per_set if "{task}" in pattern else {}))
     return out
+
+
+# -- the targets (Snakefile): what `all`, `study_a` and `study_b` ask for, from the config;
+# every rule is defined whatever the config, and those it switches off are asked for by none
+
+
+def all_targets(study=None):
+    """The files of a target: one study's ("A", "B"), whatever config key `studies` says,
+    or (None) the `all` target: the studies of `studies`, and results/summary.md."""
+    if study is None:
+        return [
+            *(all_targets("A") if STUDY_A else []),
+            *(all_targets("B") if STUDY_B else []),
+            "results/summary.md",
+        ]
+    if study == "B":
+        if not DYN:
+            return []
+        return [
+            "results/dynamics/summary.json",
+            "results/figures/dynamics/q1_factors.png",
+            *expand("results/figures/dynamics/{model}/{name}.png", model=DYN_MODELS,
+                    name=["curves", "position_grid", "q2_context", "q3_forgetting"]),
+        ]
+    assert study == "A", study
+    tasks = config["attribution"]["tasks"]
+    return [
+        *expand("results/pairs/{model}.summary.json", model=MODELS),
+        *expand("results/figures/{model}/memorization_scores.png", model=MODELS),
+        *expand("results/figures/{model}/memorization_by_duplicates.png",
+                model=[m for m in PLANTED if m in MODELS]),
+        *expand("results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
+                model=MODELS, task=tasks, subset=SUBSETS,
+                metric=config["attribution"]["metrics"]),
+        *expand("results/figures/{model}/attribution/positions.{subset}.png", model=MODELS,
+                subset=SUBSETS),
+        *expand("results/circuits/{model}/claims.csv", model=MODELS),
+        *expand("results/circuits/{model}/{task}/{subset}/location.parquet",
+                model=[m for m in LOCALIZED if m in MODELS], task=TASKS, subset=SUBSETS),
+        *expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
+        *expand("results/figures/{model}/circuits/mib.png", model=MODELS if MIB else []),
+        *expand("results/figures/{model}/circuits/methods.png",
+                model=MODELS if config["attribution"]["compare_methods"] else []),
+        *expand("results/figures/{model}/circuits/specificity.png",
+                model=MODELS if CONTROL_TASKS else []),
+        *expand("results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
+                model=MODELS, task=tasks, subset=SUBSETS),
+        *expand("results/figures/{model}/circuits/view.{task}.{subset}.html",
+                model=MODELS, task=tasks, subset=SUBSETS),
+        *expand("results/figures/{model}/checkpoints/{name}.png", model=CKPT_MODELS,
+                name=["memorization", "circuits", "overlap"]),
+    ]
+
+
+wildcard_constraints:
+    model="|".join(ALL_MODELS),
+    subset="|".join(SUBSETS),
+    task="|".join(TASKS),
+    metric="logit_diff|wrong_logit|answer_logprob",
+    ckpt="[A-Za-z0-9][A-Za-z0-9._-]*",  # a checkpoint's name (rules/checkpoints.smk)
+    init="pretrained|random",  # Study B's initializations (rules/dynamics.smk)
+    cell=r"l\d+-h[0-9.e+-]+-n\d+",  # a Study B grid cell (vermem.core.naming.string_id)
 
 
 # -- resources per job (vermem.workflow.resources): SLURM requests grow with the model and the work

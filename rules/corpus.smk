@@ -2,21 +2,20 @@
 # seeded candidate pool per subset, and per-model token-id samples (docs/study-a.md §1).
 
 
-if config["standin"]:
-
-    rule standin_corpus:
-        output:
-            shards=STANDIN_SHARDS,
-            summary="results/standin/summary.json",
-        params:
-            standin=config["standin"],
-            seed=config["seed"],
-        log:
-            "logs/standin_corpus.log",
-        conda:
-            ENV
-        script:
-            "../scripts/standin_corpus.py"
+# off (no `standin`): no shard is the stand-in's, and no target asks for its summary
+rule standin_corpus:
+    output:
+        shards=STANDIN_SHARDS,
+        summary="results/standin/summary.json",
+    params:
+        standin=config["standin"],
+        seed=config["seed"],
+    log:
+        "logs/standin_corpus.log",
+    conda:
+        ENV
+    script:
+        "../scripts/standin_corpus.py"
 
 
 rule corpus_candidates:
