@@ -42,9 +42,9 @@ include: "rules/summary.smk"
 
 # the targets' files come from the config: all_targets (rules/common.smk)
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True
 
 
 # One study alone, whatever `studies` says (no summary: `all` writes it)

@@ -10,15 +10,16 @@ rule dynamics_strings:
     output:
         table="results/dynamics/{model}/strings.parquet",
         summary="results/dynamics/{model}/strings.json",
-    params:
-        device=config["device"],
-        config=DYN,
     log:
         "logs/dynamics/{model}/strings.log",
     conda:
         ENV
+    params:
+        device=config["device"],
+        config=DYN,
     script:
         "../scripts/dynamics_strings.py"
+
 
 rule dynamics_train:
     input:
@@ -27,20 +28,22 @@ rule dynamics_train:
     output:
         curves="results/dynamics/{model}/{init}/{cell}.parquet",
         q2="results/dynamics/{model}/{init}/{cell}.q2.parquet",
+    log:
+        "logs/dynamics/{model}/{init}/{cell}.log",
+    retries: RETRIES
+    group:
+        "dynamics-{model}-{init}"
+    conda:
+        ENV
+    threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+    resources:
+        **gpu_resources("dynamics_train"),
     params:
         device=config["device"],
         config=DYN,
-    threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
-    group: "dynamics-{model}-{init}"
-    retries: RETRIES
-    resources:
-        **gpu_resources("dynamics_train"),
-    log:
-        "logs/dynamics/{model}/{init}/{cell}.log",
-    conda:
-        ENV
     script:
         "../scripts/dynamics_train.py"
+
 
 rule dynamics_sequential:
     input:
@@ -48,36 +51,48 @@ rule dynamics_sequential:
         strings="results/dynamics/{model}/strings.parquet",
     output:
         table="results/dynamics/{model}/{init}/sequential.parquet",
+    log:
+        "logs/dynamics/{model}/{init}/sequential.log",
+    retries: RETRIES
+    group:
+        "dynamics-{model}-{init}"
+    conda:
+        ENV
+    threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+    resources:
+        **gpu_resources("dynamics_sequential"),
     params:
         device=config["device"],
         config=DYN,
-    threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
-    group: "dynamics-{model}-{init}"
-    retries: RETRIES
-    resources:
-        **gpu_resources("dynamics_sequential"),
-    log:
-        "logs/dynamics/{model}/{init}/sequential.log",
-    conda:
-        ENV
     script:
         "../scripts/dynamics_sequential.py"
+
 
 localrules:
     dynamics_tables,
     figures_dynamics,
     figure_dynamics_q1,
 
+
 rule dynamics_tables:
     input:
         strings=expand("results/dynamics/{model}/strings.parquet", model=DYN_MODELS),
         summaries=expand("results/dynamics/{model}/strings.json", model=DYN_MODELS),
-        curves=expand("results/dynamics/{model}/{init}/{cell}.parquet",
-                      model=DYN_MODELS, init=DYN_INITS, cell=CELLS),
-        q2=expand("results/dynamics/{model}/{init}/{cell}.q2.parquet",
-                  model=DYN_MODELS, init=DYN_INITS, cell=CELLS),
-        sequential=expand("results/dynamics/{model}/{init}/sequential.parquet",
-                          model=DYN_MODELS, init=DYN_INITS),
+        curves=expand(
+            "results/dynamics/{model}/{init}/{cell}.parquet",
+            model=DYN_MODELS,
+            init=DYN_INITS,
+            cell=CELLS,
+        ),
+        q2=expand(
+            "results/dynamics/{model}/{init}/{cell}.q2.parquet",
+            model=DYN_MODELS,
+            init=DYN_INITS,
+            cell=CELLS,
+        ),
+        sequential=expand(
+            "results/dynamics/{model}/{init}/sequential.parquet", model=DYN_MODELS, init=DYN_INITS
+        ),
     output:
         curves="results/dynamics/curves.parquet",
         phases="results/dynamics/phases.parquet",
@@ -87,15 +102,16 @@ rule dynamics_tables:
         sequential="results/dynamics/sequential.parquet",
         findings="results/dynamics/findings.parquet",
         summary="results/dynamics/summary.json",
-    params:
-        config=DYN,
-        seed=config["seed"],
     log:
         "logs/dynamics/tables.log",
     conda:
         ENV
+    params:
+        config=DYN,
+        seed=config["seed"],
     script:
         "../scripts/dynamics_tables.py"
+
 
 rule figures_dynamics:
     input:
@@ -105,42 +121,59 @@ rule figures_dynamics:
         q2="results/dynamics/q2.parquet",
         sequential="results/dynamics/sequential.parquet",
         q3="results/dynamics/q3.parquet",
-        examples=expand("results/dynamics/{{model}}/{init}/{cell}.parquet",
-                        init=DYN_INITS, cell=EXAMPLE_CELLS),
+        examples=expand(
+            "results/dynamics/{{model}}/{init}/{cell}.parquet", init=DYN_INITS, cell=EXAMPLE_CELLS
+        ),
     output:
-        curves=report("results/figures/dynamics/{model}/curves.png",
-                      caption="../report/dynamics_curves.rst", category="Study B",
-                      subcategory="Phases",
-                      labels={"model": "{model}", "figure": "loss and accuracy curves"}),
-        grid=report("results/figures/dynamics/{model}/position_grid.png",
-                    caption="../report/dynamics_position_grid.rst", category="Study B",
-                    subcategory="Phases",
-                    labels={"model": "{model}", "figure": "correct positions per epoch"}),
-        q2=report("results/figures/dynamics/{model}/q2_context.png",
-                  caption="../report/dynamics_q2.rst", category="Study B",
-                  subcategory="Q2 local prefix",
-                  labels={"model": "{model}", "figure": "Q2: recall from the last k letters"}),
-        q3=report("results/figures/dynamics/{model}/q3_forgetting.png",
-                  caption="../report/dynamics_q3.rst", category="Study B",
-                  subcategory="Q3 sequential exposure",
-                  labels={"model": "{model}", "figure": "Q3: sequential exposure"}),
-    params:
-        inits=DYN_INITS,
+        curves=report(
+            "results/figures/dynamics/{model}/curves.png",
+            caption="../report/dynamics_curves.rst",
+            category="Study B",
+            subcategory="Phases",
+            labels={"model": "{model}", "figure": "loss and accuracy curves"},
+        ),
+        grid=report(
+            "results/figures/dynamics/{model}/position_grid.png",
+            caption="../report/dynamics_position_grid.rst",
+            category="Study B",
+            subcategory="Phases",
+            labels={"model": "{model}", "figure": "correct positions per epoch"},
+        ),
+        q2=report(
+            "results/figures/dynamics/{model}/q2_context.png",
+            caption="../report/dynamics_q2.rst",
+            category="Study B",
+            subcategory="Q2 local prefix",
+            labels={"model": "{model}", "figure": "Q2: recall from the last k letters"},
+        ),
+        q3=report(
+            "results/figures/dynamics/{model}/q3_forgetting.png",
+            caption="../report/dynamics_q3.rst",
+            category="Study B",
+            subcategory="Q3 sequential exposure",
+            labels={"model": "{model}", "figure": "Q3: sequential exposure"},
+        ),
     log:
         "logs/figures/dynamics/{model}.log",
     conda:
         ENV
+    params:
+        inits=DYN_INITS,
     script:
         "../scripts/figures_dynamics.py"
+
 
 rule figure_dynamics_q1:
     input:
         phases="results/dynamics/phases.parquet",
     output:
-        figure=report("results/figures/dynamics/q1_factors.png",
-                      caption="../report/dynamics_q1.rst", category="Study B",
-                      subcategory="Q1 factors",
-                      labels={"figure": "Q1: epochs to memorize by factor"}),
+        figure=report(
+            "results/figures/dynamics/q1_factors.png",
+            caption="../report/dynamics_q1.rst",
+            category="Study B",
+            subcategory="Q1 factors",
+            labels={"figure": "Q1: epochs to memorize by factor"},
+        ),
     log:
         "logs/figures/dynamics/q1.log",
     conda:
