@@ -28,8 +28,10 @@ TARGET ?=
 run: setup
 	$(BIN)/snakemake --cores $(CORES) $(TARGET)
 
+# snakefmt: the Snakefile and rules/*.smk as snakefmt writes them (black for their Python)
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/pytest -q -rs --durations=10
 
@@ -63,6 +65,7 @@ robustness: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/snakemake --lint --cores 1
 
 clean:

@@ -40,66 +40,19 @@ include: "rules/dynamics.smk"
 include: "rules/summary.smk"
 
 
-wildcard_constraints:
-    model="|".join(ALL_MODELS),
-    subset="|".join(SUBSETS),
-    task="|".join(TASKS),
-    metric="logit_diff|wrong_logit|answer_logprob",
-
-
-STUDY_A_TARGETS = [
-    *expand("results/pairs/{model}.summary.json", model=MODELS),
-    *expand("results/figures/{model}/memorization_scores.png", model=MODELS),
-    *expand("results/figures/{model}/memorization_by_duplicates.png", model=[m for m in PLANTED if m in MODELS]),
-    *expand(
-        "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
-        model=MODELS,
-        task=config["attribution"]["tasks"],
-        subset=SUBSETS,
-        metric=config["attribution"]["metrics"],
-    ),
-    *expand("results/figures/{model}/attribution/positions.{subset}.png", model=MODELS,
-            subset=SUBSETS),
-    *expand("results/circuits/{model}/claims.csv", model=MODELS),
-    *expand("results/circuits/{model}/{task}/{subset}/location.parquet",
-            model=[m for m in LOCALIZED if m in MODELS], task=TASKS, subset=SUBSETS),
-    *expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
-    *expand("results/figures/{model}/circuits/mib.png", model=MODELS if MIB else []),
-    *expand("results/figures/{model}/circuits/methods.png",
-            model=MODELS if config["attribution"]["compare_methods"] else []),
-    *expand("results/figures/{model}/circuits/specificity.png",
-            model=MODELS if CONTROL_TASKS else []),
-    *expand(
-        "results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
-        model=MODELS,
-        task=config["attribution"]["tasks"],
-        subset=SUBSETS,
-    ),
-    *expand(
-        "results/figures/{model}/circuits/view.{task}.{subset}.html",
-        model=MODELS,
-        task=config["attribution"]["tasks"],
-        subset=SUBSETS,
-    ),
-    *expand("results/figures/{model}/checkpoints/{name}.png", model=CKPT_MODELS,
-            name=["memorization", "circuits", "overlap"]),
-]
-
-
+# the targets' files come from the config: all_targets (rules/common.smk)
 rule all:
-    input:
-        STUDY_A_TARGETS if STUDY_A else [],
-        DYNAMICS_TARGETS if STUDY_B else [],
-        "results/summary.md",
     default_target: True
+    input:
+        all_targets(),
 
 
 # One study alone, whatever `studies` says (no summary: `all` writes it)
 rule study_a:
     input:
-        STUDY_A_TARGETS,
+        all_targets("A"),
 
 
 rule study_b:
     input:
-        DYNAMICS_TARGETS,
+        all_targets("B"),

@@ -11,23 +11,24 @@ rule attribution:
     output:
         scores="results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
         eap="results/attribution/{model}/{task}/{subset}/{metric}.eap.json",
+    log:
+        "logs/attribution/{model}/{task}/{subset}/{metric}.log",
+    # seconds each on the organism: run them all before the circuit jobs
+    priority: 10
+    retries: RETRIES
+    group:
+        "attribution-{model}"
+    conda:
+        ENV
+    # many jobs per model: two 1-thread jobs at once did more than one 2-thread job on 2
+    # cores (benchmarks/threads.py, benchmarks/threads.json); SLURM: the profile's set-threads
+    threads: 1
+    resources:
+        **gpu_resources("attribution"),
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
         config=config["attribution"],
-    # many jobs per model: two 1-thread jobs at once did more than one 2-thread job on 2
-    # cores (benchmarks/threads.py, benchmarks/threads.json); SLURM: the profile's set-threads
-    threads: 1
-    # seconds each on the organism: run them all before the circuit jobs
-    priority: 10
-    group: "attribution-{model}"
-    retries: RETRIES
-    resources:
-        **gpu_resources("attribution"),
-    log:
-        "logs/attribution/{model}/{task}/{subset}/{metric}.log",
-    conda:
-        ENV
     script:
         "../scripts/attribution.py"
 
@@ -40,10 +41,19 @@ rule figure_attribution_layers:
     input:
         scores="results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
     output:
-        figure=report("results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
-                      caption="../report/attribution_layers.rst", category="Study A",
-                      subcategory="Attribution",
-                      labels={"model": "{model}", "figure": "attribution per layer", "task": "{task}", "subset": "{subset}", "metric": "{metric}"}),
+        figure=report(
+            "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
+            caption="../report/attribution_layers.rst",
+            category="Study A",
+            subcategory="Attribution",
+            labels={
+                "model": "{model}",
+                "figure": "attribution per layer",
+                "task": "{task}",
+                "subset": "{subset}",
+                "metric": "{metric}",
+            },
+        ),
     log:
         "logs/figures/{model}/attribution/{task}.{subset}.{metric}.log",
     conda:
@@ -58,22 +68,31 @@ localrules:
 
 rule figure_positions:
     input:
-        memorized=expand("results/attribution/{{model}}/{task}/{{subset}}/{metric}.safetensors",
-                         task=BASE_TASKS, metric=config["circuits"]["rank_by"]),
+        memorized=expand(
+            "results/attribution/{{model}}/{task}/{{subset}}/{metric}.safetensors",
+            task=BASE_TASKS,
+            metric=config["circuits"]["rank_by"],
+        ),
         # empty when contrastive.controls is off: the figure shows memorized pairs only
-        control=expand("results/attribution/{{model}}/{task}/{{subset}}/{metric}.safetensors",
-                       task=CONTROL_TASKS, metric=config["circuits"]["rank_by"]),
+        control=expand(
+            "results/attribution/{{model}}/{task}/{{subset}}/{metric}.safetensors",
+            task=CONTROL_TASKS,
+            metric=config["circuits"]["rank_by"],
+        ),
     output:
-        figure=report("results/figures/{model}/attribution/positions.{subset}.png",
-                      caption="../report/attribution_positions.rst", category="Study A",
-                      subcategory="Attribution",
-                      labels={"model": "{model}", "figure": "attribution by position", "subset": "{subset}"}),
-    params:
-        subset=lambda wc: SUBSETS[wc.subset],
-        metric=config["circuits"]["rank_by"],
+        figure=report(
+            "results/figures/{model}/attribution/positions.{subset}.png",
+            caption="../report/attribution_positions.rst",
+            category="Study A",
+            subcategory="Attribution",
+            labels={"model": "{model}", "figure": "attribution by position", "subset": "{subset}"},
+        ),
     log:
         "logs/figures/{model}/attribution/positions.{subset}.log",
     conda:
         ENV
+    params:
+        subset=lambda wc: SUBSETS[wc.subset],
+        metric=config["circuits"]["rank_by"],
     script:
         "../scripts/figure_positions.py"

@@ -3,9 +3,6 @@
 # attribution and circuit rules themselves (`use rule`), on the final model's samples and
 # pairs; the final model's circuits are evaluated at each checkpoint; one rule gathers them.
 
-wildcard_constraints:
-    ckpt="[A-Za-z0-9][A-Za-z0-9._-]*",
-
 
 localrules:
     checkpoint_record,
@@ -19,12 +16,12 @@ rule checkpoint_record:
         final="results/models/{model}/model.json",
     output:
         record="results/models/{model}/checkpoints/{ckpt}/model.json",
-    params:
-        spec=record_spec,
     log:
         "logs/models/{model}/checkpoints/{ckpt}.log",
     conda:
         ENV
+    params:
+        spec=record_spec,
     script:
         "../scripts/checkpoint_record.py"
 
@@ -34,13 +31,13 @@ rule checkpoint_samples:
         samples="results/samples/{model}.parquet",
     output:
         samples="results/checkpoints/{model}/samples.parquet",
-    params:
-        per_group=config["checkpoints"]["samples_per_group"] if CKPT_MODELS else None,
-        seed=config["seed"],
     log:
         "logs/checkpoints/{model}/samples.log",
     conda:
         ENV
+    params:
+        per_group=config["checkpoints"]["samples_per_group"] if CKPT_MODELS else None,
+        seed=config["seed"],
     script:
         "../scripts/checkpoint_samples.py"
 
@@ -52,9 +49,9 @@ use rule labels as checkpoint_labels with:
     output:
         table="results/checkpoints/{model}/{ckpt}/labels.parquet",
         summary="results/checkpoints/{model}/{ckpt}/labels.summary.json",
-    priority: OFF_PATH  # not the priority of the rule it reuses (nor below)
     log:
         "logs/checkpoints/{model}/{ckpt}/labels.log",
+    priority: OFF_PATH  # not the priority of the rule it reuses (nor below)
 
 
 use rule attribution as checkpoint_attribution with:
@@ -64,11 +61,11 @@ use rule attribution as checkpoint_attribution with:
     output:
         scores="results/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.safetensors",
         eap="results/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.eap.json",
+    log:
+        "logs/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.log",
     priority: OFF_PATH
     group:
         "ckpt-attribution-{model}-{ckpt}"
-    log:
-        "logs/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.log",
 
 
 use rule circuit as checkpoint_circuit with:
@@ -79,39 +76,53 @@ use rule circuit as checkpoint_circuit with:
     output:
         curve="results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/curve.parquet",
         minimal="results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/minimal.json",
-        eap=expand("results/checkpoints/{{model}}/{{ckpt}}/circuits/{{task}}/{{subset}}/"
-                   "minimal.{direction}.eap.json", direction=config["circuits"]["directions"]),
-    params:
-        config=main_mode_circuit_config(),
+        eap=expand(
+            "results/checkpoints/{{model}}/{{ckpt}}/circuits/{{task}}/{{subset}}/"
+            "minimal.{direction}.eap.json",
+            direction=config["circuits"]["directions"],
+        ),
+    log:
+        "logs/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}.log",
     priority: OFF_PATH
     group:
         "ckpt-circuits-{model}-{ckpt}"
-    log:
-        "logs/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}.log",
+    params:
+        config=main_mode_circuit_config(),
 
 
 rule checkpoint_final_circuits:
     input:
         model=point_record,
         pairs="results/pairs/{model}.parquet",
-        minimal=lambda wc: expand("results/circuits/{model}/{task}/{subset}/minimal.json",
-                                  model=wc.model, task=config["attribution"]["tasks"],
-                                  subset=CKPT_SUBSETS),
+        minimal=lambda wc: expand(
+            "results/circuits/{model}/{task}/{subset}/minimal.json",
+            model=wc.model,
+            task=config["attribution"]["tasks"],
+            subset=CKPT_SUBSETS,
+        ),
     output:
         table="results/checkpoints/{model}/{ckpt}/final_circuits.parquet",
-    params:
-        device=config["device"],
-        config=circuits_keys("metric", "main", "directions", "random_seeds", "batch_size",
-                             "circuits_per_forward", "bootstrap", "max_pairs"),
-        seed=config["seed"],
-    threads: 1
-    retries: RETRIES
-    resources:
-        **gpu_resources("circuit_transfer"),
     log:
         "logs/checkpoints/{model}/{ckpt}/final_circuits.log",
+    retries: RETRIES
     conda:
         ENV
+    threads: 1
+    resources:
+        **gpu_resources("circuit_transfer"),
+    params:
+        device=config["device"],
+        config=circuits_keys(
+            "metric",
+            "main",
+            "directions",
+            "random_seeds",
+            "batch_size",
+            "circuits_per_forward",
+            "bootstrap",
+            "max_pairs",
+        ),
+        seed=config["seed"],
     script:
         "../scripts/checkpoint_final_circuits.py"
 
@@ -119,24 +130,40 @@ rule checkpoint_final_circuits:
 rule checkpoint_tables:
     input:
         samples="results/checkpoints/{model}/samples.parquet",
-        records=lambda wc: point_files(wc, "results/models/{model}/model.json",
-                                       "results/models/{model}/checkpoints/{ckpt}/model.json"),
-        labels=lambda wc: point_files(wc, "results/labels/{model}.parquet",
-                                      "results/checkpoints/{model}/{ckpt}/labels.parquet"),
+        records=lambda wc: point_files(
+            wc,
+            "results/models/{model}/model.json",
+            "results/models/{model}/checkpoints/{ckpt}/model.json",
+        ),
+        labels=lambda wc: point_files(
+            wc,
+            "results/labels/{model}.parquet",
+            "results/checkpoints/{model}/{ckpt}/labels.parquet",
+        ),
         minimal=lambda wc: point_files(
-            wc, "results/circuits/{model}/{task}/{subset}/minimal.json",
-            "results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/minimal.json"),
+            wc,
+            "results/circuits/{model}/{task}/{subset}/minimal.json",
+            "results/checkpoints/{model}/{ckpt}/circuits/{task}/{subset}/minimal.json",
+        ),
         scores=lambda wc: point_files(
-            wc, "results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
+            wc,
+            "results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
             "results/checkpoints/{model}/{ckpt}/attribution/{task}/{subset}/{metric}.safetensors",
-            metric=config["circuits"]["rank_by"]),
+            metric=config["circuits"]["rank_by"],
+        ),
         evaluated=lambda wc: point_files(
-            wc, "results/checkpoints/{model}/{ckpt}/final_circuits.parquet",
-            "results/checkpoints/{model}/{ckpt}/final_circuits.parquet"),
+            wc,
+            "results/checkpoints/{model}/{ckpt}/final_circuits.parquet",
+            "results/checkpoints/{model}/{ckpt}/final_circuits.parquet",
+        ),
     output:
         memorization="results/checkpoints/{model}/memorization.parquet",
         circuits="results/checkpoints/{model}/circuits.parquet",
         summary="results/checkpoints/{model}/summary.json",
+    log:
+        "logs/checkpoints/{model}/tables.log",
+    conda:
+        ENV
     params:
         target=config["circuits"]["target"],
         min_documents=config["checkpoints"]["min_documents"] if CKPT_MODELS else None,
@@ -146,10 +173,6 @@ rule checkpoint_tables:
         tasks=config["attribution"]["tasks"],
         subsets=list(CKPT_SUBSETS.values()),
         main=config["circuits"]["main"],
-    log:
-        "logs/checkpoints/{model}/tables.log",
-    conda:
-        ENV
     script:
         "../scripts/checkpoint_tables.py"
 
@@ -159,23 +182,32 @@ rule figure_checkpoints:
         memorization="results/checkpoints/{model}/memorization.parquet",
         circuits="results/checkpoints/{model}/circuits.parquet",
     output:
-        memorization=report("results/figures/{model}/checkpoints/memorization.png",
-                            caption="../report/checkpoint_memorization.rst",
-                            category="Study A", subcategory="Checkpoints",
-                            labels={"model": "{model}", "figure": "memorization across training"}),
-        circuits=report("results/figures/{model}/checkpoints/circuits.png",
-                        caption="../report/checkpoint_circuits.rst", category="Study A",
-                        subcategory="Checkpoints",
-                        labels={"model": "{model}", "figure": "circuits across training"}),
-        overlap=report("results/figures/{model}/checkpoints/overlap.png",
-                       caption="../report/checkpoint_overlap.rst", category="Study A",
-                       subcategory="Checkpoints",
-                       labels={"model": "{model}", "figure": "overlap with the final circuit"}),
-    params:
-        target=config["circuits"]["target"],
+        memorization=report(
+            "results/figures/{model}/checkpoints/memorization.png",
+            caption="../report/checkpoint_memorization.rst",
+            category="Study A",
+            subcategory="Checkpoints",
+            labels={"model": "{model}", "figure": "memorization across training"},
+        ),
+        circuits=report(
+            "results/figures/{model}/checkpoints/circuits.png",
+            caption="../report/checkpoint_circuits.rst",
+            category="Study A",
+            subcategory="Checkpoints",
+            labels={"model": "{model}", "figure": "circuits across training"},
+        ),
+        overlap=report(
+            "results/figures/{model}/checkpoints/overlap.png",
+            caption="../report/checkpoint_overlap.rst",
+            category="Study A",
+            subcategory="Checkpoints",
+            labels={"model": "{model}", "figure": "overlap with the final circuit"},
+        ),
     log:
         "logs/figures/{model}/checkpoints.log",
     conda:
         ENV
+    params:
+        target=config["circuits"]["target"],
     script:
         "../scripts/figure_checkpoints.py"

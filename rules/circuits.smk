@@ -10,40 +10,63 @@ rule circuit:
         pairs="results/pairs/{model}.parquet",
         scores=f"results/attribution/{{model}}/{{task}}/{{subset}}/{config['circuits']['rank_by']}.safetensors",
     output:
+        # MIB's CPR and CMD of the ranking per mode (vermem.circuits.mib), with random rankings'
+        # (circuits.mib). A conditional output: scripts/circuit.py scores MIB where the rule
+        # has this output (checkpoint_circuit leaves it out); snakefmt puts it first
+        **({"mib": "results/circuits/{model}/{task}/{subset}/mib.parquet"} if MIB else {}),
         curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
-        # MIB's CPR and CMD of the ranking per mode (vermem.circuits.mib), with random rankings'
-        # (circuits.mib)
-        **({"mib": "results/circuits/{model}/{task}/{subset}/mib.parquet"} if MIB else {}),
         # the main mode's minimal circuit per direction in the EAP-IG library's graph JSON,
         # in circuits.directions order (scripts/circuit.py pairs them up)
-        eap=expand("results/circuits/{{model}}/{{task}}/{{subset}}/minimal.{direction}.eap.json",
-                   direction=config["circuits"]["directions"]),
+        eap=expand(
+            "results/circuits/{{model}}/{{task}}/{{subset}}/minimal.{direction}.eap.json",
+            direction=config["circuits"]["directions"],
+        ),
+    log:
+        "logs/circuits/{model}/{task}/{subset}.log",
+    priority: MAIN_PATH
+    retries: RETRIES
+    group:
+        "circuits-{model}"
+    conda:
+        ENV
+    # many small patched forward passes: one thread each, jobs in parallel (the SLURM
+    # profile gives GPU jobs more)
+    threads: 1
+    resources:
+        **gpu_resources("circuit"),
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
         # a control task: the main mode only (its circuits are compared with the memorization
         # circuits in that mode by circuit_specificity)
-        config=lambda wc: main_mode_circuit_config() if _pairs.is_control(wc.task) else
-            circuits_keys("rank_by", "metric", "target", "criterion", "search", "curve_points",
-                          "directions", "placements", "ablations", "random_seeds",
-                          "random_modes", "random_points", "batch_size", "circuits_per_forward",
-                          "search_width", "bootstrap", "max_pairs", "main"),
+        config=lambda wc: (
+            main_mode_circuit_config()
+            if _pairs.is_control(wc.task)
+            else circuits_keys(
+                "rank_by",
+                "metric",
+                "target",
+                "criterion",
+                "search",
+                "curve_points",
+                "directions",
+                "placements",
+                "ablations",
+                "random_seeds",
+                "random_modes",
+                "random_points",
+                "batch_size",
+                "circuits_per_forward",
+                "search_width",
+                "bootstrap",
+                "max_pairs",
+                "main",
+            )
+        ),
         seed=config["seed"],
         # no selection part (the authors' 90/10 design): sizes chosen on the evaluation pairs
         select_on_evaluation=config["contrastive"]["split"]["selection"] == 0,
-    priority: MAIN_PATH
-    # many small patched forward passes: one thread each, jobs in parallel (the SLURM
-    # profile gives GPU jobs more)
-    threads: 1
-    group: "circuits-{model}"
-    retries: RETRIES
-    resources:
-        **gpu_resources("circuit"),
-    log:
-        "logs/circuits/{model}/{task}/{subset}.log",
-    conda:
-        ENV
     script:
         "../scripts/circuit.py"
 
@@ -60,21 +83,29 @@ rule circuit_transfer:
         matched="results/circuits/{model}/transfer_matched.parquet",
         matched_replicates="results/circuits/{model}/transfer_matched.replicates.safetensors",
         overlap="results/circuits/{model}/overlap.parquet",
+    log:
+        "logs/circuits/{model}/transfer.log",
+    priority: MAIN_PATH
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 1  # small forwards: 2 threads ran 10-30x slower here whenever the cores were shared
+    resources:
+        **gpu_resources("circuit_transfer"),
     params:
         device=config["device"],
         score_keys=ranking_scores(BASE_TASKS)[1],
-        config=circuits_keys("metric", "main", "random_seeds", "batch_size", "curve_points",
-                             "circuits_per_forward", "bootstrap", "max_pairs"),
+        config=circuits_keys(
+            "metric",
+            "main",
+            "random_seeds",
+            "batch_size",
+            "curve_points",
+            "circuits_per_forward",
+            "bootstrap",
+            "max_pairs",
+        ),
         seed=config["seed"],
-    priority: MAIN_PATH
-    threads: 1  # small forwards: 2 threads ran 10-30x slower here whenever the cores were shared
-    retries: RETRIES
-    resources:
-        **gpu_resources("circuit_transfer"),
-    log:
-        "logs/circuits/{model}/transfer.log",
-    conda:
-        ENV
     script:
         "../scripts/circuit_transfer.py"
 
@@ -90,22 +121,30 @@ rule circuit_specificity:
         table="results/circuits/{model}/specificity.parquet",
         curves="results/circuits/{model}/specificity_curves.parquet",
         replicates="results/circuits/{model}/specificity.replicates.safetensors",
+    log:
+        "logs/circuits/{model}/specificity.log",
+    priority: MAIN_PATH
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **gpu_resources("circuit_transfer"),
     params:
         device=config["device"],
         main_subset=config["corpus"]["main_subset"],
         score_keys=ranking_scores(TASKS)[1],
-        config=circuits_keys("metric", "main", "curve_points", "random_seeds", "batch_size",
-                             "circuits_per_forward", "bootstrap", "max_pairs"),
+        config=circuits_keys(
+            "metric",
+            "main",
+            "curve_points",
+            "random_seeds",
+            "batch_size",
+            "circuits_per_forward",
+            "bootstrap",
+            "max_pairs",
+        ),
         seed=config["seed"],
-    priority: MAIN_PATH
-    threads: 1
-    retries: RETRIES
-    resources:
-        **gpu_resources("circuit_transfer"),
-    log:
-        "logs/circuits/{model}/specificity.log",
-    conda:
-        ENV
     script:
         "../scripts/circuit_specificity.py"
 
@@ -127,15 +166,19 @@ rule circuit_claims:
         table="results/circuits/{model}/claims.parquet",
         csv="results/circuits/{model}/claims.csv",
         # the same table as a page the report shows (a CSV is only a download there)
-        html=report("results/circuits/{model}/claims.html", caption="../report/claims.rst",
-                    category="Summary", labels={"model": "{model}", "table": "claims"}),
-    params:
-        main_subset=config["corpus"]["main_subset"],
-        config=circuits_keys("main", "claims", "bootstrap"),
+        html=report(
+            "results/circuits/{model}/claims.html",
+            caption="../report/claims.rst",
+            category="Summary",
+            labels={"model": "{model}", "table": "claims"},
+        ),
     log:
         "logs/circuits/{model}/claims.log",
     conda:
         ENV
+    params:
+        main_subset=config["corpus"]["main_subset"],
+        config=circuits_keys("main", "claims", "bootstrap"),
     script:
         "../scripts/circuit_claims.py"
 
@@ -145,22 +188,38 @@ rule figure_faithfulness:
         curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
     output:
-        curves=report("results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
-                      caption="../report/faithfulness.rst", category="Study A",
-                      subcategory="Circuits",
-                      labels={"model": "{model}", "figure": "faithfulness curves", "task": "{task}", "subset": "{subset}"}),
-        drawing=report("results/figures/{model}/circuits/circuit.{task}.{subset}.png",
-                       caption="../report/circuit_drawing.rst", category="Study A",
-                       subcategory="Circuits",
-                       labels={"model": "{model}", "figure": "circuit drawing", "task": "{task}", "subset": "{subset}"}),
-    params:
-        main=config["circuits"]["main"],
+        curves=report(
+            "results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
+            caption="../report/faithfulness.rst",
+            category="Study A",
+            subcategory="Circuits",
+            labels={
+                "model": "{model}",
+                "figure": "faithfulness curves",
+                "task": "{task}",
+                "subset": "{subset}",
+            },
+        ),
+        drawing=report(
+            "results/figures/{model}/circuits/circuit.{task}.{subset}.png",
+            caption="../report/circuit_drawing.rst",
+            category="Study A",
+            subcategory="Circuits",
+            labels={
+                "model": "{model}",
+                "figure": "circuit drawing",
+                "task": "{task}",
+                "subset": "{subset}",
+            },
+        ),
     log:
         "logs/figures/{model}/circuits/{task}.{subset}.log",
     conda:
         ENV
+    params:
+        main=config["circuits"]["main"],
     script:
-        "../scripts/figure_circuits.py"
+        "../scripts/figure_faithfulness.py"
 
 
 rule figure_circuit_view:
@@ -171,17 +230,25 @@ rule figure_circuit_view:
         minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
         scores=f"results/attribution/{{model}}/{{task}}/{{subset}}/{config['circuits']['rank_by']}.safetensors",
     output:
-        view=report("results/figures/{model}/circuits/view.{task}.{subset}.html",
-                    caption="../report/circuit_view.rst", category="Study A",
-                    subcategory="Circuits",
-                    labels={"model": "{model}", "figure": "interactive circuit view", "task": "{task}", "subset": "{subset}"}),
-    params:
-        main=config["circuits"]["main"],
-        top=500,  # edges embedded per direction (more when a minimal circuit is larger)
+        view=report(
+            "results/figures/{model}/circuits/view.{task}.{subset}.html",
+            caption="../report/circuit_view.rst",
+            category="Study A",
+            subcategory="Circuits",
+            labels={
+                "model": "{model}",
+                "figure": "interactive circuit view",
+                "task": "{task}",
+                "subset": "{subset}",
+            },
+        ),
     log:
         "logs/figures/{model}/circuits/view.{task}.{subset}.log",
     conda:
         ENV
+    params:
+        main=config["circuits"]["main"],
+        top=500,  # edges embedded per direction (more when a minimal circuit is larger)
     script:
         "../scripts/figure_circuit_view.py"
 
@@ -191,26 +258,35 @@ rule figure_transfer:
         transfer="results/circuits/{model}/transfer.parquet",
         overlap="results/circuits/{model}/overlap.parquet",
         matched="results/circuits/{model}/transfer_matched.parquet",
-    params:
-        margin=config["circuits"]["claims"]["margin"],
-        transfer_threshold=config["circuits"]["claims"]["transfer_threshold"],
     output:
-        matched=report("results/figures/{model}/circuits/transfer_matched.png",
-                       caption="../report/transfer_matched.rst", category="Study A",
-                       subcategory="Controls",
-                       labels={"model": "{model}", "figure": "cross-task transfer at matched size"}),
-        transfer=report("results/figures/{model}/circuits/transfer.png",
-                        caption="../report/transfer.rst", category="Study A",
-                        subcategory="Circuits",
-                        labels={"model": "{model}", "figure": "transfer heatmaps"}),
-        overlap=report("results/figures/{model}/circuits/overlap.png",
-                       caption="../report/overlap.rst", category="Study A",
-                       subcategory="Circuits",
-                       labels={"model": "{model}", "figure": "circuit overlap"}),
+        matched=report(
+            "results/figures/{model}/circuits/transfer_matched.png",
+            caption="../report/transfer_matched.rst",
+            category="Study A",
+            subcategory="Controls",
+            labels={"model": "{model}", "figure": "cross-task transfer at matched size"},
+        ),
+        transfer=report(
+            "results/figures/{model}/circuits/transfer.png",
+            caption="../report/transfer.rst",
+            category="Study A",
+            subcategory="Circuits",
+            labels={"model": "{model}", "figure": "transfer heatmaps"},
+        ),
+        overlap=report(
+            "results/figures/{model}/circuits/overlap.png",
+            caption="../report/overlap.rst",
+            category="Study A",
+            subcategory="Circuits",
+            labels={"model": "{model}", "figure": "circuit overlap"},
+        ),
     log:
         "logs/figures/{model}/circuits/transfer.log",
     conda:
         ENV
+    params:
+        margin=config["circuits"]["claims"]["margin"],
+        transfer_threshold=config["circuits"]["claims"]["transfer_threshold"],
     script:
         "../scripts/figure_transfer.py"
 
@@ -220,17 +296,20 @@ rule figure_specificity:
         table="results/circuits/{model}/specificity.parquet",
         curves="results/circuits/{model}/specificity_curves.parquet",
     output:
-        specificity=report("results/figures/{model}/circuits/specificity.png",
-                           caption="../report/specificity.rst", category="Study A",
-                           subcategory="Controls",
-                           labels={"model": "{model}", "figure": "specificity against controls"}),
-    params:
-        main_subset=config["corpus"]["main_subset"],
-        target=config["circuits"]["target"],
+        specificity=report(
+            "results/figures/{model}/circuits/specificity.png",
+            caption="../report/specificity.rst",
+            category="Study A",
+            subcategory="Controls",
+            labels={"model": "{model}", "figure": "specificity against controls"},
+        ),
     log:
         "logs/figures/{model}/circuits/specificity.log",
     conda:
         ENV
+    params:
+        main_subset=config["corpus"]["main_subset"],
+        target=config["circuits"]["target"],
     script:
         "../scripts/figure_specificity.py"
 
@@ -241,18 +320,26 @@ localrules:
 
 rule figure_mib:
     input:
-        mib=lambda wc: expand("results/circuits/{model}/{task}/{subset}/mib.parquet",
-                              model=wc.model, task=BASE_TASKS, subset=SUBSETS),
+        mib=lambda wc: expand(
+            "results/circuits/{model}/{task}/{subset}/mib.parquet",
+            model=wc.model,
+            task=BASE_TASKS,
+            subset=SUBSETS,
+        ),
     output:
-        figure=report("results/figures/{model}/circuits/mib.png", caption="../report/mib.rst",
-                      category="Study A", subcategory="Circuits",
-                      labels={"model": "{model}", "figure": "MIB scores"}),
-    params:
-        main=config["circuits"]["main"],
+        figure=report(
+            "results/figures/{model}/circuits/mib.png",
+            caption="../report/mib.rst",
+            category="Study A",
+            subcategory="Circuits",
+            labels={"model": "{model}", "figure": "MIB scores"},
+        ),
     log:
         "logs/figures/{model}/circuits/mib.log",
     conda:
         ENV
+    params:
+        main=config["circuits"]["main"],
     script:
         "../scripts/figure_mib.py"
 
@@ -266,25 +353,34 @@ rule method_comparison:
     output:
         quality="results/circuits/{model}/methods.parquet",
         agreement="results/circuits/{model}/methods_agreement.parquet",
+    log:
+        "logs/circuits/{model}/methods.log",
+    priority: OFF_PATH
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **gpu_resources("circuit_transfer"),
     params:
         device=config["device"],
         main_subset=config["corpus"]["main_subset"],
         tasks=BASE_TASKS,
         methods=config["attribution"]["compare_methods"],
         attribution=config["attribution"],
-        config=circuits_keys("metric", "main", "target", "curve_points", "batch_size",
-                             "circuits_per_forward", "search_width", "bootstrap", "max_pairs"),
+        config=circuits_keys(
+            "metric",
+            "main",
+            "target",
+            "curve_points",
+            "batch_size",
+            "circuits_per_forward",
+            "search_width",
+            "bootstrap",
+            "max_pairs",
+        ),
         select_on_evaluation=config["contrastive"]["split"]["selection"] == 0,
         seed=config["seed"],
-    priority: OFF_PATH
-    threads: 1
-    retries: RETRIES
-    resources:
-        **gpu_resources("circuit_transfer"),
-    log:
-        "logs/circuits/{model}/methods.log",
-    conda:
-        ENV
     script:
         "../scripts/method_comparison.py"
 
@@ -298,16 +394,19 @@ rule figure_methods:
         quality="results/circuits/{model}/methods.parquet",
         agreement="results/circuits/{model}/methods_agreement.parquet",
     output:
-        figure=report("results/figures/{model}/circuits/methods.png",
-                      caption="../report/methods.rst", category="Study A",
-                      subcategory="Circuits",
-                      labels={"model": "{model}", "figure": "attribution methods"}),
-    params:
-        main_subset=config["corpus"]["main_subset"],
+        figure=report(
+            "results/figures/{model}/circuits/methods.png",
+            caption="../report/methods.rst",
+            category="Study A",
+            subcategory="Circuits",
+            labels={"model": "{model}", "figure": "attribution methods"},
+        ),
     log:
         "logs/figures/{model}/circuits/methods.log",
     conda:
         ENV
+    params:
+        main_subset=config["corpus"]["main_subset"],
     script:
         "../scripts/figure_methods.py"
 
@@ -324,8 +423,15 @@ rule circuit_location:
         table="results/circuits/{model}/{task}/{subset}/location.parquet",
         # the share of the ranking's |score| on the edges that touch them (no circuit size)
         mass="results/circuits/{model}/{task}/{subset}/location_mass.parquet",
+    log:
+        "logs/circuits/{model}/{task}/{subset}.location.log",
     wildcard_constraints:
         model="|".join(LOCALIZED) or "^$",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **gpu_resources("attribution"),
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
@@ -334,12 +440,5 @@ rule circuit_location:
         bootstrap=config["circuits"]["bootstrap"],
         attribution={k: config["attribution"][k] for k in ("method", "ig_steps", "backend")},
         rank_by=config["circuits"]["rank_by"],
-    threads: 1
-    resources:
-        **gpu_resources("attribution"),
-    log:
-        "logs/circuits/{model}/{task}/{subset}.location.log",
-    conda:
-        ENV
     script:
         "../scripts/circuit_location.py"

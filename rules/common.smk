@@ -8,14 +8,13 @@ sys.path.insert(0, workflow.basedir)
 # parse-time imports are light (no torch, polars, numpy): every job's Snakemake process
 # parses the workflow again (benchmarks/jobstart.py; tests/test_config.py checks it)
 from vermem.core.errors import VermemError
-from vermem.core.naming import slugify
+from vermem.core.naming import example_cell, grid_cells, slugify
 from vermem.core import naming as _ck  # the checkpoint axis's names (listed, subsets, ...)
 from vermem.core import vocabulary as _pairs  # task names: control_task, is_control
 from vermem.models import gguf_convert as _gguf  # where a gguf model's file is
 from vermem.models.loading import check_device, check_models
 from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
 from vermem.workflow.config import PLANNING_ENV, unread_shards
-
 
 # parsed for `vermem.workflow.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
 # folders that are not on this machine are billed as declared, unread
@@ -41,12 +40,21 @@ config.setdefault("studies", ["A", "B"])
 STUDY_A = "A" in config["studies"]
 MIB = config["circuits"].get("mib", True)  # MIB CPR/CMD tables (circuits.mib)
 STUDY_B = "B" in config["studies"] and bool(config.get("dynamics"))
+# Study B's section (rules/dynamics.smk): its rules are defined without it, and then asked for
+# by no target
+DYN = config.get("dynamics") or {}
+DYN_MODELS = DYN.get("models", [])
+DYN_INITS = DYN.get("inits", [])
+CELLS = grid_cells(DYN["grid"]) if DYN else []
+EXAMPLE_CELLS = [example_cell(DYN["grid"])] if DYN else []  # drawn in the position grid
 
 
 onstart:
     if PLANNING:  # a run, not a dry run: the data it skipped checking are needed now
-        raise WorkflowError(f"{PLANNING_ENV}=1 is for vermem.workflow.plan's dry runs only; unset it "
-                            f"to run the workflow")
+        raise WorkflowError(
+            f"{PLANNING_ENV}=1 is for vermem.workflow.plan's dry runs only; unset it "
+            f"to run the workflow"
+        )
     # `device: cuda` on a host without a GPU (or cuda:N without an N-th), before any job,
     # when the jobs run on this host: the local executor (`workflow.local_exec`; not
     # --touch, not a job's own Snakemake process). A SLURM run submits from a host that may
@@ -106,8 +114,11 @@ def candidates_per_subset():
 # the tasks of the pair sets: the memorization tasks, then (contrastive.controls) each one's
 # control, the same construction on non-memorized text (vermem.data.contrastive.control_task)
 BASE_TASKS = list(config["attribution"]["tasks"])
-CONTROL_TASKS = ([_pairs.control_task(t) for t in BASE_TASKS]
-                 if config["contrastive"].get("controls", True) else [])
+CONTROL_TASKS = (
+    [_pairs.control_task(t) for t in BASE_TASKS]
+    if config["contrastive"].get("controls", True)
+    else []
+)
 TASKS = BASE_TASKS + CONTROL_TASKS
 
 
@@ -121,8 +132,13 @@ def circuit_files(name, tasks=None):
     (an input function)."""
 
     def files(wildcards):
-        return expand("results/circuits/{model}/{task}/{subset}/{name}", model=wildcards.model,
-                      task=BASE_TASKS if tasks is None else tasks, subset=SUBSETS, name=name)
+        return expand(
+            "results/circuits/{model}/{task}/{subset}/{name}",
+            model=wildcards.model,
+            task=BASE_TASKS if tasks is None else tasks,
+            subset=SUBSETS,
+            name=name,
+        )
 
     return files
 
@@ -132,8 +148,10 @@ def ranking_scores(tasks):
     keys = [(t, s) for t in tasks for s in SUBSETS]
 
     def files(wc):
-        return [f"results/attribution/{wc.model}/{t}/{s}/{config['circuits']['rank_by']}"
-                ".safetensors" for t, s in keys]
+        return [
+            f"results/attribution/{wc.model}/{t}/{s}/{config['circuits']['rank_by']}.safetensors"
+            for t, s in keys
+        ]
 
     return files, [{"task": t, "subset": SUBSETS[s]} for t, s in keys]
 
@@ -142,10 +160,12 @@ def claims_inputs(wc):
     """The transfer tables with their replicates, the minimal circuits, and the controls'
     specificity table when the controls are on."""
     base = f"results/circuits/{wc.model}"
-    out = {"transfer": f"{base}/transfer.parquet",
-           "transfer_replicates": f"{base}/transfer.replicates.safetensors",
-           "matched": f"{base}/transfer_matched.parquet",
-           "matched_replicates": f"{base}/transfer_matched.replicates.safetensors"}
+    out = {
+        "transfer": f"{base}/transfer.parquet",
+        "transfer_replicates": f"{base}/transfer.replicates.safetensors",
+        "matched": f"{base}/transfer_matched.parquet",
+        "matched_replicates": f"{base}/transfer_matched.replicates.safetensors",
+    }
     if CONTROL_TASKS:
         out["specificity"] = f"{base}/specificity.parquet"
     return out
@@ -158,11 +178,19 @@ def summary_inputs(wc):
         out[f"labels.{m}"] = f"results/labels/{m}.summary.json"
         out[f"pairs.{m}"] = f"results/pairs/{m}.summary.json"
         out[f"claims.{m}"] = f"results/circuits/{m}/claims.parquet"
-        out[f"minimal.{m}"] = expand("results/circuits/{model}/{task}/{subset}/minimal.json",
-                                     model=m, task=BASE_TASKS, subset=SUBSETS)
+        out[f"minimal.{m}"] = expand(
+            "results/circuits/{model}/{task}/{subset}/minimal.json",
+            model=m,
+            task=BASE_TASKS,
+            subset=SUBSETS,
+        )
         if MIB:
-            out[f"mib.{m}"] = expand("results/circuits/{model}/{task}/{subset}/mib.parquet",
-                                     model=m, task=BASE_TASKS, subset=SUBSETS)
+            out[f"mib.{m}"] = expand(
+                "results/circuits/{model}/{task}/{subset}/mib.parquet",
+                model=m,
+                task=BASE_TASKS,
+                subset=SUBSETS,
+            )
         if config["attribution"]["compare_methods"]:
             out[f"methods.{m}"] = f"results/circuits/{m}/methods.parquet"
             out[f"methods_agreement.{m}"] = f"results/circuits/{m}/methods_agreement.parquet"
@@ -172,11 +200,17 @@ def summary_inputs(wc):
             out[f"checkpoints.{m}"] = f"results/checkpoints/{m}/summary.json"
         if m in LOCALIZED:
             out[f"location.{m}"] = expand(
-                "results/circuits/{model}/{task}/{subset}/location.parquet", model=m,
-                task=TASKS, subset=SUBSETS)  # with the controls: the contrast
+                "results/circuits/{model}/{task}/{subset}/location.parquet",
+                model=m,
+                task=TASKS,
+                subset=SUBSETS,
+            )  # with the controls: the contrast
             out[f"location_mass.{m}"] = expand(
-                "results/circuits/{model}/{task}/{subset}/location_mass.parquet", model=m,
-                task=TASKS, subset=SUBSETS)
+                "results/circuits/{model}/{task}/{subset}/location_mass.parquet",
+                model=m,
+                task=TASKS,
+                subset=SUBSETS,
+            )
     if STUDY_B:
         out["dynamics"] = "results/dynamics/summary.json"
         out["dynamics_findings"] = "results/dynamics/findings.parquet"
@@ -224,11 +258,29 @@ def point_record(wc):
 def main_mode_circuit_config():
     """The circuit rule's config at checkpoints and for control tasks: the main mode only
     (both directions), random circuits at the minimal size only."""
-    c = circuits_keys("rank_by", "metric", "target", "criterion", "search", "curve_points",
-                      "directions", "random_seeds", "random_points", "batch_size",
-                      "circuits_per_forward", "search_width", "bootstrap", "max_pairs", "main")
-    return {**c, "placements": [config["circuits"]["main"]["placement"]],
-            "ablations": [config["circuits"]["main"]["ablation"]], "random_modes": []}
+    c = circuits_keys(
+        "rank_by",
+        "metric",
+        "target",
+        "criterion",
+        "search",
+        "curve_points",
+        "directions",
+        "random_seeds",
+        "random_points",
+        "batch_size",
+        "circuits_per_forward",
+        "search_width",
+        "bootstrap",
+        "max_pairs",
+        "main",
+    )
+    return {
+        **c,
+        "placements": [config["circuits"]["main"]["placement"]],
+        "ablations": [config["circuits"]["main"]["ablation"]],
+        "random_modes": [],
+    }
 
 
 def point_files(wc, final_pattern, ckpt_pattern, **fmt):
@@ -238,9 +290,103 @@ def point_files(wc, final_pattern, ckpt_pattern, **fmt):
     for ckpt in [*CKPTS[wc.model], FINAL]:
         pattern = final_pattern if ckpt == FINAL else ckpt_pattern
         per_set = {"task": config["attribution"]["tasks"], "subset": list(CKPT_SUBSETS)}
-        out += expand(pattern, model=wc.model, ckpt=ckpt, **fmt,
-                      **(per_set if "{task}" in pattern else {}))
+        out += expand(
+            pattern, model=wc.model, ckpt=ckpt, **fmt, **(per_set if "{task}" in pattern else {})
+        )
     return out
+
+
+# -- the targets (Snakefile): what `all`, `study_a` and `study_b` ask for, from the config;
+# every rule is defined whatever the config, and those it switches off are asked for by none
+
+
+def all_targets(study=None):
+    """The files of a target: one study's ("A", "B"), whatever config key `studies` says,
+    or (None) the `all` target: the studies of `studies`, and results/summary.md."""
+    if study is None:
+        return [
+            *(all_targets("A") if STUDY_A else []),
+            *(all_targets("B") if STUDY_B else []),
+            "results/summary.md",
+        ]
+    if study == "B":
+        if not DYN:
+            return []
+        return [
+            "results/dynamics/summary.json",
+            "results/figures/dynamics/q1_factors.png",
+            *expand(
+                "results/figures/dynamics/{model}/{name}.png",
+                model=DYN_MODELS,
+                name=["curves", "position_grid", "q2_context", "q3_forgetting"],
+            ),
+        ]
+    assert study == "A", study
+    tasks = config["attribution"]["tasks"]
+    return [
+        *expand("results/pairs/{model}.summary.json", model=MODELS),
+        *expand("results/figures/{model}/memorization_scores.png", model=MODELS),
+        *expand(
+            "results/figures/{model}/memorization_by_duplicates.png",
+            model=[m for m in PLANTED if m in MODELS],
+        ),
+        *expand(
+            "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
+            model=MODELS,
+            task=tasks,
+            subset=SUBSETS,
+            metric=config["attribution"]["metrics"],
+        ),
+        *expand(
+            "results/figures/{model}/attribution/positions.{subset}.png",
+            model=MODELS,
+            subset=SUBSETS,
+        ),
+        *expand("results/circuits/{model}/claims.csv", model=MODELS),
+        *expand(
+            "results/circuits/{model}/{task}/{subset}/location.parquet",
+            model=[m for m in LOCALIZED if m in MODELS],
+            task=TASKS,
+            subset=SUBSETS,
+        ),
+        *expand("results/figures/{model}/circuits/transfer.png", model=MODELS),
+        *expand("results/figures/{model}/circuits/mib.png", model=MODELS if MIB else []),
+        *expand(
+            "results/figures/{model}/circuits/methods.png",
+            model=MODELS if config["attribution"]["compare_methods"] else [],
+        ),
+        *expand(
+            "results/figures/{model}/circuits/specificity.png",
+            model=MODELS if CONTROL_TASKS else [],
+        ),
+        *expand(
+            "results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
+            model=MODELS,
+            task=tasks,
+            subset=SUBSETS,
+        ),
+        *expand(
+            "results/figures/{model}/circuits/view.{task}.{subset}.html",
+            model=MODELS,
+            task=tasks,
+            subset=SUBSETS,
+        ),
+        *expand(
+            "results/figures/{model}/checkpoints/{name}.png",
+            model=CKPT_MODELS,
+            name=["memorization", "circuits", "overlap"],
+        ),
+    ]
+
+
+wildcard_constraints:
+    model="|".join(ALL_MODELS),
+    subset="|".join(SUBSETS),
+    task="|".join(TASKS),
+    metric="logit_diff|wrong_logit|answer_logprob",
+    ckpt="[A-Za-z0-9][A-Za-z0-9._-]*",  # a checkpoint's name (rules/checkpoints.smk)
+    init="pretrained|random",  # Study B's initializations (rules/dynamics.smk)
+    cell=r"l\d+-h[0-9.e+-]+-n\d+",  # a Study B grid cell (vermem.core.naming.string_id)
 
 
 # -- resources per job (vermem.workflow.resources): SLURM requests grow with the model and the work

@@ -13,6 +13,15 @@ rule pairs:
     output:
         table="results/pairs/{model}.parquet",
         summary="results/pairs/{model}.summary.json",
+    log:
+        "logs/pairs/{model}.log",
+    priority: MAIN_PATH
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
+    resources:
+        **gpu_resources("pairs"),
     params:
         device=config["device"],
         batch_size=config["memorization"]["batch_size"],
@@ -20,14 +29,5 @@ rule pairs:
         split=config["contrastive"]["split"],
         same_subset=config["contrastive"]["decision_same_subset"],
         config=config["contrastive"],
-    priority: MAIN_PATH
-    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
-    retries: RETRIES
-    resources:
-        **gpu_resources("pairs"),
-    log:
-        "logs/pairs/{model}.log",
-    conda:
-        ENV
     script:
         "../scripts/pairs.py"

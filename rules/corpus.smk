@@ -2,21 +2,20 @@
 # seeded candidate pool per subset, and per-model token-id samples (docs/study-a.md §1).
 
 
-if config["standin"]:
-
-    rule standin_corpus:
-        output:
-            shards=STANDIN_SHARDS,
-            summary="results/standin/summary.json",
-        params:
-            standin=config["standin"],
-            seed=config["seed"],
-        log:
-            "logs/standin_corpus.log",
-        conda:
-            ENV
-        script:
-            "../scripts/standin_corpus.py"
+# off (no `standin`): no shard is the stand-in's, and no target asks for its summary
+rule standin_corpus:
+    output:
+        shards=STANDIN_SHARDS,
+        summary="results/standin/summary.json",
+    log:
+        "logs/standin_corpus.log",
+    conda:
+        ENV
+    params:
+        standin=config["standin"],
+        seed=config["seed"],
+    script:
+        "../scripts/standin_corpus.py"
 
 
 rule corpus_candidates:
@@ -25,16 +24,16 @@ rule corpus_candidates:
     output:
         table="results/corpus/candidates.parquet",
         report="results/corpus/ingest.json",
+    log:
+        "logs/corpus_candidates.log",
+    conda:
+        ENV
     params:
         subsets=config["corpus"]["subsets"],
         candidates_per_subset=candidates_per_subset(),
         seed=config["seed"],
         max_malformed_fraction=config["corpus"]["max_malformed_fraction"],
         config={k: config["corpus"][k] for k in ("subsets", "candidate_factor")},
-    log:
-        "logs/corpus_candidates.log",
-    conda:
-        ENV
     script:
         "../scripts/corpus_candidates.py"
 
@@ -46,19 +45,21 @@ rule samples:
     output:
         table="results/samples/{model}.parquet",
         summary="results/samples/{model}.summary.json",
+    log:
+        "logs/samples/{model}.log",
+    priority: MAIN_PATH  # it starts as soon as the model exists
+    conda:
+        ENV
     params:
         prefix_tokens=config["memorization"]["prefix_tokens"],
         continuation_tokens=config["memorization"]["continuation_tokens"],
         samples_per_subset=config["corpus"]["samples_per_subset"],
         windows=config["corpus"]["windows"],
         unplanted=config["corpus"].get("unplanted_per_subset"),
-        config={**memo("prefix_tokens", "continuation_tokens"),
-                "windows": config["corpus"]["windows"],
-                "unplanted_per_subset": config["corpus"].get("unplanted_per_subset")},
-    priority: MAIN_PATH  # it starts as soon as the model exists
-    log:
-        "logs/samples/{model}.log",
-    conda:
-        ENV
+        config={
+            **memo("prefix_tokens", "continuation_tokens"),
+            "windows": config["corpus"]["windows"],
+            "unplanted_per_subset": config["corpus"].get("unplanted_per_subset"),
+        },
     script:
         "../scripts/samples.py"

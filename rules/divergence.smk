@@ -7,6 +7,15 @@ rule divergence:
         labels="results/labels/{model}.parquet",
     output:
         table="results/divergence/{model}.parquet",
+    log:
+        "logs/divergence/{model}.log",
+    priority: MAIN_PATH
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
+    resources:
+        **gpu_resources("divergence"),
     params:
         device=config["device"],
         prefix_tokens=config["memorization"]["prefix_tokens"],
@@ -14,14 +23,5 @@ rule divergence:
         drop=config["divergence"]["bleu_drop"],
         epsilon=config["divergence"]["bleu_epsilon"],
         config=config["divergence"],
-    priority: MAIN_PATH
-    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
-    retries: RETRIES
-    resources:
-        **gpu_resources("divergence"),
-    log:
-        "logs/divergence/{model}.log",
-    conda:
-        ENV
     script:
         "../scripts/divergence.py"

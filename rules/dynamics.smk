@@ -1,166 +1,182 @@
 # Study B: dynamics of memorizing random strings (docs/study-b.md). Strings per model (tokens
 # checked), one fine-tuning job per model, init and grid cell (its seeds one after another,
 # a fresh model copy per string), Q3 sequential exposure, then the tables and figures.
-
-from vermem.core.naming import example_cell, grid_cells
-
-DYN = config.get("dynamics") or {}
-CELLS = grid_cells(DYN["grid"]) if DYN else []
+# Off (no `dynamics` section): the rules are here, no target asks for them (rules/common.smk).
 
 
-DYNAMICS_TARGETS = []
-if DYN:
-    DYNAMICS_TARGETS = [
-        "results/dynamics/summary.json",
-        "results/figures/dynamics/q1_factors.png",
-        *expand("results/figures/dynamics/{model}/{name}.png", model=DYN["models"],
-                name=["curves", "position_grid", "q2_context", "q3_forgetting"]),
-    ]
+rule dynamics_strings:
+    input:
+        model="results/models/{model}/model.json",
+    output:
+        table="results/dynamics/{model}/strings.parquet",
+        summary="results/dynamics/{model}/strings.json",
+    log:
+        "logs/dynamics/{model}/strings.log",
+    conda:
+        ENV
+    params:
+        device=config["device"],
+        config=DYN,
+    script:
+        "../scripts/dynamics_strings.py"
 
-    wildcard_constraints:
-        init="pretrained|random",
-        cell=r"l\d+-h[0-9.e+-]+-n\d+",
 
-    rule dynamics_strings:
-        input:
-            model="results/models/{model}/model.json",
-        output:
-            table="results/dynamics/{model}/strings.parquet",
-            summary="results/dynamics/{model}/strings.json",
-        params:
-            device=config["device"],
-            config=DYN,
-        log:
-            "logs/dynamics/{model}/strings.log",
-        conda:
-            ENV
-        script:
-            "../scripts/dynamics_strings.py"
+rule dynamics_train:
+    input:
+        model="results/models/{model}/model.json",
+        strings="results/dynamics/{model}/strings.parquet",
+    output:
+        curves="results/dynamics/{model}/{init}/{cell}.parquet",
+        q2="results/dynamics/{model}/{init}/{cell}.q2.parquet",
+    log:
+        "logs/dynamics/{model}/{init}/{cell}.log",
+    retries: RETRIES
+    group:
+        "dynamics-{model}-{init}"
+    conda:
+        ENV
+    threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+    resources:
+        **gpu_resources("dynamics_train"),
+    params:
+        device=config["device"],
+        config=DYN,
+    script:
+        "../scripts/dynamics_train.py"
 
-    rule dynamics_train:
-        input:
-            model="results/models/{model}/model.json",
-            strings="results/dynamics/{model}/strings.parquet",
-        output:
-            curves="results/dynamics/{model}/{init}/{cell}.parquet",
-            q2="results/dynamics/{model}/{init}/{cell}.q2.parquet",
-        params:
-            device=config["device"],
-            config=DYN,
-        threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
-        group: "dynamics-{model}-{init}"
-        retries: RETRIES
-        resources:
-            **gpu_resources("dynamics_train"),
-        log:
-            "logs/dynamics/{model}/{init}/{cell}.log",
-        conda:
-            ENV
-        script:
-            "../scripts/dynamics_train.py"
 
-    rule dynamics_sequential:
-        input:
-            model="results/models/{model}/model.json",
-            strings="results/dynamics/{model}/strings.parquet",
-        output:
-            table="results/dynamics/{model}/{init}/sequential.parquet",
-        params:
-            device=config["device"],
-            config=DYN,
-        threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
-        group: "dynamics-{model}-{init}"
-        retries: RETRIES
-        resources:
-            **gpu_resources("dynamics_sequential"),
-        log:
-            "logs/dynamics/{model}/{init}/sequential.log",
-        conda:
-            ENV
-        script:
-            "../scripts/dynamics_sequential.py"
+rule dynamics_sequential:
+    input:
+        model="results/models/{model}/model.json",
+        strings="results/dynamics/{model}/strings.parquet",
+    output:
+        table="results/dynamics/{model}/{init}/sequential.parquet",
+    log:
+        "logs/dynamics/{model}/{init}/sequential.log",
+    retries: RETRIES
+    group:
+        "dynamics-{model}-{init}"
+    conda:
+        ENV
+    threads: 1  # small models run faster as parallel one-thread jobs; SLURM sets more
+    resources:
+        **gpu_resources("dynamics_sequential"),
+    params:
+        device=config["device"],
+        config=DYN,
+    script:
+        "../scripts/dynamics_sequential.py"
 
-    localrules:
-        dynamics_tables,
-        figures_dynamics,
-        figure_dynamics_q1,
 
-    rule dynamics_tables:
-        input:
-            strings=expand("results/dynamics/{model}/strings.parquet", model=DYN["models"]),
-            summaries=expand("results/dynamics/{model}/strings.json", model=DYN["models"]),
-            curves=expand("results/dynamics/{model}/{init}/{cell}.parquet",
-                          model=DYN["models"], init=DYN["inits"], cell=CELLS),
-            q2=expand("results/dynamics/{model}/{init}/{cell}.q2.parquet",
-                      model=DYN["models"], init=DYN["inits"], cell=CELLS),
-            sequential=expand("results/dynamics/{model}/{init}/sequential.parquet",
-                              model=DYN["models"], init=DYN["inits"]),
-        output:
-            curves="results/dynamics/curves.parquet",
-            phases="results/dynamics/phases.parquet",
-            q1="results/dynamics/q1.parquet",
-            q2="results/dynamics/q2.parquet",
-            q3="results/dynamics/q3.parquet",
-            sequential="results/dynamics/sequential.parquet",
-            findings="results/dynamics/findings.parquet",
-            summary="results/dynamics/summary.json",
-        params:
-            config=DYN,
-            seed=config["seed"],
-        log:
-            "logs/dynamics/tables.log",
-        conda:
-            ENV
-        script:
-            "../scripts/dynamics_tables.py"
+localrules:
+    dynamics_tables,
+    figures_dynamics,
+    figure_dynamics_q1,
 
-    rule figures_dynamics:
-        input:
-            curves="results/dynamics/curves.parquet",
-            phases="results/dynamics/phases.parquet",
-            strings="results/dynamics/{model}/strings.parquet",
-            q2="results/dynamics/q2.parquet",
-            sequential="results/dynamics/sequential.parquet",
-            q3="results/dynamics/q3.parquet",
-            examples=expand("results/dynamics/{{model}}/{init}/{cell}.parquet",
-                            init=DYN["inits"], cell=example_cell(DYN["grid"])),
-        output:
-            curves=report("results/figures/dynamics/{model}/curves.png",
-                          caption="../report/dynamics_curves.rst", category="Study B",
-                          subcategory="Phases",
-                          labels={"model": "{model}", "figure": "loss and accuracy curves"}),
-            grid=report("results/figures/dynamics/{model}/position_grid.png",
-                        caption="../report/dynamics_position_grid.rst", category="Study B",
-                        subcategory="Phases",
-                        labels={"model": "{model}", "figure": "correct positions per epoch"}),
-            q2=report("results/figures/dynamics/{model}/q2_context.png",
-                      caption="../report/dynamics_q2.rst", category="Study B",
-                      subcategory="Q2 local prefix",
-                      labels={"model": "{model}", "figure": "Q2: recall from the last k letters"}),
-            q3=report("results/figures/dynamics/{model}/q3_forgetting.png",
-                      caption="../report/dynamics_q3.rst", category="Study B",
-                      subcategory="Q3 sequential exposure",
-                      labels={"model": "{model}", "figure": "Q3: sequential exposure"}),
-        params:
-            inits=DYN["inits"],
-        log:
-            "logs/figures/dynamics/{model}.log",
-        conda:
-            ENV
-        script:
-            "../scripts/figures_dynamics.py"
 
-    rule figure_dynamics_q1:
-        input:
-            phases="results/dynamics/phases.parquet",
-        output:
-            figure=report("results/figures/dynamics/q1_factors.png",
-                          caption="../report/dynamics_q1.rst", category="Study B",
-                          subcategory="Q1 factors",
-                          labels={"figure": "Q1: epochs to memorize by factor"}),
-        log:
-            "logs/figures/dynamics/q1.log",
-        conda:
-            ENV
-        script:
-            "../scripts/figure_dynamics_q1.py"
+rule dynamics_tables:
+    input:
+        strings=expand("results/dynamics/{model}/strings.parquet", model=DYN_MODELS),
+        summaries=expand("results/dynamics/{model}/strings.json", model=DYN_MODELS),
+        curves=expand(
+            "results/dynamics/{model}/{init}/{cell}.parquet",
+            model=DYN_MODELS,
+            init=DYN_INITS,
+            cell=CELLS,
+        ),
+        q2=expand(
+            "results/dynamics/{model}/{init}/{cell}.q2.parquet",
+            model=DYN_MODELS,
+            init=DYN_INITS,
+            cell=CELLS,
+        ),
+        sequential=expand(
+            "results/dynamics/{model}/{init}/sequential.parquet", model=DYN_MODELS, init=DYN_INITS
+        ),
+    output:
+        curves="results/dynamics/curves.parquet",
+        phases="results/dynamics/phases.parquet",
+        q1="results/dynamics/q1.parquet",
+        q2="results/dynamics/q2.parquet",
+        q3="results/dynamics/q3.parquet",
+        sequential="results/dynamics/sequential.parquet",
+        findings="results/dynamics/findings.parquet",
+        summary="results/dynamics/summary.json",
+    log:
+        "logs/dynamics/tables.log",
+    conda:
+        ENV
+    params:
+        config=DYN,
+        seed=config["seed"],
+    script:
+        "../scripts/dynamics_tables.py"
+
+
+rule figures_dynamics:
+    input:
+        curves="results/dynamics/curves.parquet",
+        phases="results/dynamics/phases.parquet",
+        strings="results/dynamics/{model}/strings.parquet",
+        q2="results/dynamics/q2.parquet",
+        sequential="results/dynamics/sequential.parquet",
+        q3="results/dynamics/q3.parquet",
+        examples=expand(
+            "results/dynamics/{{model}}/{init}/{cell}.parquet", init=DYN_INITS, cell=EXAMPLE_CELLS
+        ),
+    output:
+        curves=report(
+            "results/figures/dynamics/{model}/curves.png",
+            caption="../report/dynamics_curves.rst",
+            category="Study B",
+            subcategory="Phases",
+            labels={"model": "{model}", "figure": "loss and accuracy curves"},
+        ),
+        grid=report(
+            "results/figures/dynamics/{model}/position_grid.png",
+            caption="../report/dynamics_position_grid.rst",
+            category="Study B",
+            subcategory="Phases",
+            labels={"model": "{model}", "figure": "correct positions per epoch"},
+        ),
+        q2=report(
+            "results/figures/dynamics/{model}/q2_context.png",
+            caption="../report/dynamics_q2.rst",
+            category="Study B",
+            subcategory="Q2 local prefix",
+            labels={"model": "{model}", "figure": "Q2: recall from the last k letters"},
+        ),
+        q3=report(
+            "results/figures/dynamics/{model}/q3_forgetting.png",
+            caption="../report/dynamics_q3.rst",
+            category="Study B",
+            subcategory="Q3 sequential exposure",
+            labels={"model": "{model}", "figure": "Q3: sequential exposure"},
+        ),
+    log:
+        "logs/figures/dynamics/{model}.log",
+    conda:
+        ENV
+    params:
+        inits=DYN_INITS,
+    script:
+        "../scripts/figures_dynamics.py"
+
+
+rule figure_dynamics_q1:
+    input:
+        phases="results/dynamics/phases.parquet",
+    output:
+        figure=report(
+            "results/figures/dynamics/q1_factors.png",
+            caption="../report/dynamics_q1.rst",
+            category="Study B",
+            subcategory="Q1 factors",
+            labels={"figure": "Q1: epochs to memorize by factor"},
+        ),
+    log:
+        "logs/figures/dynamics/q1.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_dynamics_q1.py"

@@ -12,27 +12,36 @@ rule figures_memorization:
         divergence="results/divergence/{model}.parquet",
         pairs="results/pairs/{model}.parquet",
     output:
-        scores=report("results/figures/{model}/memorization_scores.png",
-                      caption="../report/memorization_scores.rst", category="Study A",
-                      subcategory="Memorization labels",
-                      labels={"model": "{model}", "figure": "memorization scores"}),
-        divergence=report("results/figures/{model}/divergence_positions.png",
-                          caption="../report/divergence_positions.rst", category="Study A",
-                          subcategory="Memorization labels",
-                          labels={"model": "{model}", "figure": "divergence points"}),
-        pairs=report("results/figures/{model}/pair_counts.png",
-                     caption="../report/pair_counts.rst", category="Study A",
-                     subcategory="Contrastive pairs",
-                     labels={"model": "{model}", "figure": "contrastive pairs"}),
+        scores=report(
+            "results/figures/{model}/memorization_scores.png",
+            caption="../report/memorization_scores.rst",
+            category="Study A",
+            subcategory="Memorization labels",
+            labels={"model": "{model}", "figure": "memorization scores"},
+        ),
+        divergence=report(
+            "results/figures/{model}/divergence_positions.png",
+            caption="../report/divergence_positions.rst",
+            category="Study A",
+            subcategory="Memorization labels",
+            labels={"model": "{model}", "figure": "divergence points"},
+        ),
+        pairs=report(
+            "results/figures/{model}/pair_counts.png",
+            caption="../report/pair_counts.rst",
+            category="Study A",
+            subcategory="Contrastive pairs",
+            labels={"model": "{model}", "figure": "contrastive pairs"},
+        ),
+    log:
+        "logs/figures/{model}.memorization.log",
+    conda:
+        ENV
     params:
         score=config["memorization"]["score"],
         prefix_tokens=config["memorization"]["prefix_tokens"],
         subsets=config["corpus"]["subsets"],
         tasks=TASKS,
-    log:
-        "logs/figures/{model}.memorization.log",
-    conda:
-        ENV
     script:
         "../scripts/figures_memorization.py"
 
@@ -41,14 +50,17 @@ rule figure_duplicates:
     input:
         labels="results/labels/{model}.parquet",
     output:
-        figure=report("results/figures/{model}/memorization_by_duplicates.png",
-                      caption="../report/memorization_by_duplicates.rst", category="Study A",
-                      subcategory="Memorization labels",
-                      labels={"model": "{model}", "figure": "memorization by duplication"}),
-    wildcard_constraints:
-        model="|".join(PLANTED) or "^$",
+        figure=report(
+            "results/figures/{model}/memorization_by_duplicates.png",
+            caption="../report/memorization_by_duplicates.rst",
+            category="Study A",
+            subcategory="Memorization labels",
+            labels={"model": "{model}", "figure": "memorization by duplication"},
+        ),
     log:
         "logs/figures/{model}.duplicates.log",
+    wildcard_constraints:
+        model="|".join(PLANTED) or "^$",
     conda:
         ENV
     script:

@@ -8,6 +8,15 @@ rule labels:
     output:
         table="results/labels/{model}.parquet",
         summary="results/labels/{model}.summary.json",
+    log:
+        "logs/labels/{model}.log",
+    priority: MAIN_PATH
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
+    resources:
+        **gpu_resources("labels"),
     params:
         device=config["device"],
         score=config["memorization"]["score"],
@@ -16,14 +25,5 @@ rule labels:
         batch_size=config["memorization"]["batch_size"],
         subsets=config["corpus"]["subsets"],
         config=memo("continuation_tokens", "score", "thresholds"),
-    priority: MAIN_PATH
-    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
-    retries: RETRIES
-    resources:
-        **gpu_resources("labels"),
-    log:
-        "logs/labels/{model}.log",
-    conda:
-        ENV
     script:
         "../scripts/labels.py"

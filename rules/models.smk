@@ -10,14 +10,14 @@ localrules:
 rule model_record:
     output:
         record="results/models/{model}/model.json",
-    wildcard_constraints:
-        model="|".join(EXTERNAL) or "^$",
-    params:
-        spec=record_spec,
     log:
         "logs/models/{model}.log",
+    wildcard_constraints:
+        model="|".join(EXTERNAL) or "^$",
     conda:
         ENV
+    params:
+        spec=record_spec,
     script:
         "../scripts/model_record.py"
 
@@ -30,20 +30,20 @@ rule train_organism:
         record="results/models/{model}/model.json",
         duplicates="results/models/{model}/duplicates.parquet",
         train_log="results/models/{model}/train_log.parquet",
+    log:
+        "logs/models/{model}.log",
     wildcard_constraints:
         model="|".join(ORGANISMS) or "^$",
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
+    resources:
+        **gpu_resources("train_organism"),
     params:
         organism=config["organism"],
         sample_tokens=config["memorization"]["prefix_tokens"]
         + config["memorization"]["continuation_tokens"],
-    threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
-    retries: RETRIES
-    resources:
-        **gpu_resources("train_organism"),
-    log:
-        "logs/models/{model}.log",
-    conda:
-        ENV
     script:
         "../scripts/train_organism.py"
 
@@ -54,19 +54,19 @@ rule gguf_model:
     output:
         folder=directory("results/models/{model}/hf"),
         record="results/models/{model}/model.json",
+    log:
+        "logs/models/{model}.log",
     wildcard_constraints:
         model="|".join(GGUFS) or "^$",
-    params:
-        spec=record_spec,
-    threads: 2
     retries: RETRIES
+    conda:
+        ENV
+    threads: 2
     resources:
         mem_mb=gguf_mem_mb,
         runtime=lambda wc, attempt: 30 * attempt,
-    log:
-        "logs/models/{model}.log",
-    conda:
-        ENV
+    params:
+        spec=record_spec,
     script:
         "../scripts/gguf_model.py"
 
@@ -80,20 +80,20 @@ rule inject_model:
         record="results/models/{model}/model.json",
         duplicates="results/models/{model}/duplicates.parquet",
         train_log="results/models/{model}/train_log.parquet",
+    log:
+        "logs/models/{model}.log",
     wildcard_constraints:
         model="|".join(INJECTED) or "^$",
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 2
+    resources:
+        **gpu_resources("inject_model"),
     params:
         spec=record_spec,
         device=config["device"],
         sample_tokens=config["memorization"]["prefix_tokens"]
         + config["memorization"]["continuation_tokens"],
-    threads: 2
-    retries: RETRIES
-    resources:
-        **gpu_resources("inject_model"),
-    log:
-        "logs/models/{model}.log",
-    conda:
-        ENV
     script:
         "../scripts/inject_model.py"

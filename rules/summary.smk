@@ -13,14 +13,18 @@ rule summary:
         summary="results/summary.md",
         # the same as HTML: the report's front page includes it (report/workflow.rst) and
         # lists it first, under Summary
-        html=report("results/summary.html", caption="../report/summary.rst",
-                    category="Summary", labels={"page": "what this run gives"}),
-    params:
-        models=MODELS if STUDY_A else [],
-        main=config["circuits"]["main"],
+        html=report(
+            "results/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"page": "what this run gives"},
+        ),
     log:
         "logs/summary.log",
     conda:
         ENV
+    params:
+        models=MODELS if STUDY_A else [],
+        main=config["circuits"]["main"],
     script:
         "../scripts/summary.py"

@@ -175,6 +175,28 @@ def test_targets_run_one_study_from_any_directory(tmp_path):
     assert only_b["dynamics_train"] == both["dynamics_train"]
 
 
+def test_every_rule_is_defined_whatever_the_config_and_runs_its_namesake_script(tmp_path):
+    """The config decides what the targets ask for (all_targets, rules/common.smk), not which
+    rules exist: `--list` on the authors' config (no stand-in corpus, no Study B) names every
+    rule of rules/*.smk. A rule with a script runs scripts/<its name>.py."""
+    import re
+
+    text = "\n".join(p.read_text() for p in sorted((REPO / "rules").glob("*.smk")))
+    defined = re.findall(r"^(?:rule|use rule \w+ as) (\w+)(?: with)?:", text, re.M)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(REPO / "config" / "lasy2025.yaml"), "--list"],
+        capture_output=True, text=True, env={**os.environ, "VERMEM_PLAN": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    listed = set(proc.stdout.split())
+    assert {"standin_corpus", "dynamics_train"} <= set(defined)
+    assert set(defined) | {"all", "study_a", "study_b"} <= listed, set(defined) - listed
+    scripts = re.findall(r"^rule (\w+):\n(?:(?!^rule ).*\n)*?    script:\n"
+                         r'        "\.\./scripts/(\w+)\.py"', text, re.M)
+    assert len(scripts) == len(re.findall(r"^    script:", text, re.M)) > 30
+    assert [rule for rule, script in scripts if rule != script] == []
+
+
 def test_study_b_alone_needs_its_section(default):
     cfg = copy.deepcopy(default)
     cfg.update(studies=["B"], dynamics=None)
