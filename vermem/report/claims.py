@@ -16,10 +16,9 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 import torch
 
-from vermem.circuits.search import _nan_none
-from vermem.circuits.transfer import BRANCH, DECISION, direction_for
-from vermem.core.stats import NONE, Estimate, combine
-from vermem.core.vocabulary import control_task
+from vermem.circuits.transfer import direction_for
+from vermem.core.stats import NONE, Estimate, combine, nan_to_none
+from vermem.core.vocabulary import BRANCH, DECISION, control_task
 
 ROW = "_row"  # a table's row index, to find each row's replicates
 
@@ -92,8 +91,8 @@ def _cells(t: pl.DataFrame, level: float, reps: torch.Tensor | None = None,
            col: str = "faithfulness") -> Estimate:
     """The mean of `col` over cells (one per target subset) with its interval; `reps`
     [rows, R]: the replicates of the table's rows (by `ROW`)."""
-    parts = [Estimate(_nan_none(r[col]), _nan_none(r[f"{col}_lo"]), _nan_none(r[f"{col}_hi"]),
-                      int(r["n_pairs"]), _nan_none(r.get("random_faithfulness")),
+    parts = [Estimate(nan_to_none(r[col]), nan_to_none(r[f"{col}_lo"]), nan_to_none(r[f"{col}_hi"]),
+                      int(r["n_pairs"]), nan_to_none(r.get("random_faithfulness")),
                       None if reps is None else reps[r[ROW]])
              for r in t.iter_rows(named=True)]
     return combine(parts, level)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import polars as pl
 
+from vermem.core.vocabulary import TASKS
 from vermem.report.figures.common import empty_figure, note
 
-TASKS = ("branch_comparison", "memorization_decision")
 MEANINGS = ("prevention", "induction")
 
 
