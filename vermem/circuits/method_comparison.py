@@ -31,7 +31,9 @@ from vermem.core.progress import ProgressArg, emitter, prefixed, track
 from vermem.core.stats import Bootstrap, rank_correlation
 from vermem.core.vocabulary import DIRECTIONS
 
-METHODS = ("EAP", "EAP-IG", "EAP-IG-activations", "exact")
+# what attribution.compare_methods may name: the attribution methods (`scoring.METHODS`) and
+# exact single-edge activation patching (`doc_sums`)
+COMPARED_METHODS = (*scoring.METHODS, "exact")
 TOP_FRACTIONS = (0.01, 0.05)
 
 
