@@ -30,6 +30,7 @@ run: setup
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/pytest -q -rs --durations=10
 
@@ -63,6 +64,7 @@ robustness: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint --cores 1
 
 clean:
