@@ -26,7 +26,7 @@ from vermem.circuits.evaluation import (
 )
 from vermem.core.progress import ProgressArg, track
 from vermem.core.stats import Bootstrap, Resampler, f_replicates, mean_ci, nan_to_none
-from vermem.core.vocabulary import BRANCH, DECISION, base_task
+from vermem.core.vocabulary import BRANCH, DECISION, MEANINGS, base_task
 
 # -- transfer ------------------------------------------------------------------------------
 
@@ -260,7 +260,7 @@ def matched_transfer(
         if ev.n == 0:
             continue
         others = sorted({t for t, s, _ in orders if s == subset and t != t_task})
-        for meaning in ("prevention", "induction"):
+        for meaning in MEANINGS:
             t_dir = direction_for(t_task, meaning)
             mode = Mode(t_dir, placement, ablation)
             own = orders.get((t_task, subset, t_dir))

@@ -8,13 +8,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from vermem.core.vocabulary import TASKS
+from vermem.core.vocabulary import MEANINGS, TASKS
 from vermem.report.figures.common import empty_figure, note
 from vermem.report.figures.study_a import MEMORIZED_LABEL
 
 # -- checkpoints: memorization and circuits across training ------------------------------------
-
-_SEMANTICS = ("prevention", "induction")
 
 
 def _ordered(values, first=()) -> list:
@@ -168,7 +166,7 @@ def _line_keys(df: pl.DataFrame):
     task and a line per semantics; with several, a column per task and semantics and a line
     per subset (six lines with their intervals in one panel do not read)."""
     tasks = _ordered(df["task"].to_list(), TASKS)
-    semantics = _ordered(df["semantics"].to_list(), _SEMANTICS)
+    semantics = _ordered(df["semantics"].to_list(), MEANINGS)
     subsets = _ordered(df["subset"].to_list())
     if len(subsets) <= 1:
         panels = [(t, None) for t in tasks]
