@@ -72,7 +72,7 @@ def test_combine_refuses_a_combination_without_replicates():
 def test_rank_correlation_states_its_tie_rule():
     a = torch.tensor([1.0, 2.0, 3.0, 4.0])
     tied = torch.tensor([0.0, 1.0, 1.0, 5.0])
-    # "position": the tied pair ranks (1, 2) in place, so the ranks equal a's
+    # "argsort": in so small an input the tied pair ranks (2, 3) in place: a's ranks
     assert float(S.rank_correlation(tied, a)) == pytest.approx(1.0)
     # "average": ranks (1, 2.5, 2.5, 4)
     assert float(S.rank_correlation(tied, a, ties="average")) == pytest.approx(

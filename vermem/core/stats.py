@@ -95,25 +95,27 @@ class Resampler:
         return torch.stack([self._counts[d] for d in docs], 1)
 
 
-TIE_RULES = ("position", "average")
+TIE_RULES = ("argsort", "average")
 
 
-def rank_correlation(a: torch.Tensor, b: torch.Tensor, ties: str = "position"
+def rank_correlation(a: torch.Tensor, b: torch.Tensor, ties: str = "argsort"
                      ) -> torch.Tensor:
     """Spearman's rank correlation along the last dimension of a, b [..., E]: [...] float64,
     NaN where either side is constant.
 
     The tie rule, `ties`:
-    - "position" (the default): tied values get distinct ranks, in the order
-      `torch.argsort` leaves them (their positions); the method comparison
-      (`vermem.circuits.method_comparison`) and the exact-patching check use it.
+    - "argsort" (the default): tied values get distinct ranks, in the order
+      `torch.argsort` (not asked to be stable) leaves them: by position in inputs of up to
+      16 values, beyond that in an order torch does not promise (not by position, on
+      torch 2.13's CPU sort); the method comparison (`vermem.circuits.method_comparison`)
+      and the exact-patching check use it.
     - "average": tied values share the mean of their ranks (the textbook Spearman), flat
       a, b only; the overlap of checkpoint circuits (`vermem.circuits.checkpoints`) uses it.
-    The two differ only where a or b has ties; each call site keeps its rule, so no
-    published number moved when they became this one function."""
+    The two differ only where a or b has ties; each call site keeps the rule it had, so
+    no published number moved when they became this one function."""
     if ties == "average":
         return _average_rank_correlation(a, b)
-    if ties != "position":
+    if ties != "argsort":
         raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
     ra, rb = a.argsort(-1).argsort(-1).double(), b.argsort(-1).argsort(-1).double()
     ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
