@@ -32,6 +32,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/pytest -q -rs --durations=10
 
@@ -66,6 +67,7 @@ robustness: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile rules
+	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint --cores 1
 
 clean:

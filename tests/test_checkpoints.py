@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from vermem.circuits import checkpoints as K
-from vermem.core.stats import Bootstrap, wilson
+from vermem.core.stats import Bootstrap, nan_to_none, rank_correlation, wilson
 from vermem.models import loading, organism
 from vermem.workflow.config import ConfigError, check, load_schema
 
@@ -159,14 +159,17 @@ def test_memorization_table_counts_the_sample_set_with_wilson_intervals():
         K.memorization("m", [("t50", 50, False, early.slice(1))], keys)
 
 
-def test_spearman_rank_correlation():
+def test_spearman_rank_correlation_with_average_ranks_for_ties():
+    def spearman(x, y):  # the overlap table's rule (circuits.checkpoints)
+        return nan_to_none(rank_correlation(x, y, ties="average"))
+
     a = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert K.spearman(a, a * 10) == pytest.approx(1.0)
-    assert K.spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, a * 10) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
     # ties get average ranks: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4)
-    assert K.spearman(torch.tensor([0.0, 1.0, 1.0, 5.0]), a) == pytest.approx(
+    assert spearman(torch.tensor([0.0, 1.0, 1.0, 5.0]), a) == pytest.approx(
         4.5 / (4.5 * 5) ** 0.5)
-    assert K.spearman(torch.zeros(4), a) is None
+    assert spearman(torch.zeros(4), a) is None
 
 
 def test_final_circuit_at_a_checkpoint_is_exact_patching(setup):  # noqa: F811

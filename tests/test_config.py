@@ -98,6 +98,13 @@ def test_every_attribution_method_is_accepted_and_the_schema_lists_the_engine_s(
         check(cfg, SCHEMA)
 
 
+def test_the_schema_lists_the_methods_a_comparison_can_run():
+    from vermem.circuits.method_comparison import COMPARED_METHODS
+
+    compare = SCHEMA["properties"]["attribution"]["properties"]["compare_methods"]
+    assert compare["items"]["enum"] == list(COMPARED_METHODS)
+
+
 def test_glob_matching_nothing_names_the_pattern(default):
     cfg = copy.deepcopy(default)
     cfg["standin"] = None

@@ -67,3 +67,25 @@ def test_combine_refuses_a_combination_without_replicates():
     with pytest.raises(ValueError, match="replicates"):
         S.combine([part, part], 0.95)
     assert S.combine([part, S.NONE], 0.95).missing
+
+
+def test_rank_correlation_states_its_tie_rule():
+    a = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    tied = torch.tensor([0.0, 1.0, 1.0, 5.0])
+    # "argsort": in so small an input the tied pair ranks (2, 3) in place: a's ranks
+    assert float(S.rank_correlation(tied, a)) == pytest.approx(1.0)
+    # "average": ranks (1, 2.5, 2.5, 4)
+    assert float(S.rank_correlation(tied, a, ties="average")) == pytest.approx(
+        4.5 / (4.5 * 5) ** 0.5)
+    assert S.rank_correlation(torch.stack([a, -a]), a).tolist() == pytest.approx([1.0, -1.0])
+    with pytest.raises(ValueError):
+        S.rank_correlation(a, a, ties="dense")
+
+
+def test_nan_to_none():
+    assert S.nan_to_none(None) is None
+    assert S.nan_to_none(float("nan")) is None
+    assert S.nan_to_none(torch.tensor(float("nan"))) is None
+    assert S.nan_to_none(torch.tensor(0.5)) == 0.5
+    assert S.nan_to_none(float("inf")) == float("inf")
+    assert S.nan_to_none(float("inf"), finite=True) is None

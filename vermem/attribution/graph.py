@@ -15,27 +15,10 @@ query heads is one destination (named by its kv-head index). In a parallel-resid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-
-@dataclass(frozen=True)
-class Shape:
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    d_model: int
-    parallel: bool  # attention and MLP read the same residual (GPT-NeoX, GPT-J)
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> Shape:
-        t = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-        layers = getattr(t, "num_hidden_layers", None) or t.num_layers
-        heads = getattr(t, "num_attention_heads", None) or t.num_heads
-        kv = getattr(t, "num_key_value_heads", None) or heads
-        parallel = bool(getattr(t, "use_parallel_residual", False)) or t.model_type == "gptj"
-        return cls(layers, heads, kv, t.hidden_size, parallel)
+from vermem.models.architecture import Shape  # the graph's layout comes from the model's shape
 
 
 @dataclass

@@ -24,7 +24,6 @@ from vermem.attribution.adapters import (
 from vermem.attribution.backends import HooksBackend, _first, _hooks, _proj_modules
 from vermem.attribution.graph import Graph
 from vermem.attribution.pair_batch import Batch, Metric, metric
-from vermem.core.stats import rank_correlation
 
 # -- exact patching ------------------------------------------------------------------------
 
@@ -325,8 +324,3 @@ def exact_node_effects(model, graph: Graph, batch: Batch, kind: Metric = "logit_
         lg = patched_logits(model, graph, batch, patch, repl)
         out[s] = float((metric(lg, batch, kind) - base).sum())
     return out
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Rank correlation of two flat tensors (ties broken by position)."""
-    return float(rank_correlation(a, b))

@@ -39,8 +39,7 @@ from vermem.attribution.graph import Graph
 from vermem.attribution.pair_batch import Batch, Metric, swapped
 from vermem.attribution.positions import position_buckets, position_onehot
 from vermem.core.progress import ProgressArg, track
-
-DIRECTIONS = ("noising", "denoising")
+from vermem.core.vocabulary import DIRECTIONS
 
 
 def edge_scores(graph: Graph, arch: Arch, delta: torch.Tensor, att, mlp, logit_g,

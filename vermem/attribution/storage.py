@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from vermem.attribution.graph import Graph
-from vermem.attribution.scoring import DIRECTIONS
 from vermem.core.files import atomic_path
+from vermem.core.vocabulary import DIRECTIONS
 
 # -- over a pair set, and on disk -----------------------------------------------------------
 

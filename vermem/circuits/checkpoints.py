@@ -31,7 +31,7 @@ from vermem.attribution.graph import Graph
 from vermem.circuits import evaluation, transfer
 from vermem.core import stats as S
 from vermem.core.progress import ProgressArg, track
-from vermem.core.stats import wilson
+from vermem.core.stats import nan_to_none, rank_correlation, wilson
 from vermem.data.corpus import sample_key
 
 # -- labels: a fixed sample set --------------------------------------------------------------
@@ -164,15 +164,6 @@ def final_circuits(model, graph: Graph, evsets: Mapping[tuple[str, str], evaluat
 
 # -- overlap with the final circuit and the gathered table -----------------------------------
 
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float | None:
-    """Spearman rank correlation (average ranks for ties); None if either is constant."""
-    ra = pl.Series(a.double().numpy()).rank("average").to_numpy()
-    rb = pl.Series(b.double().numpy()).rank("average").to_numpy()
-    ra, rb = torch.tensor(ra) - ra.mean(), torch.tensor(rb) - rb.mean()
-    den = math.sqrt(float((ra * ra).sum()) * float((rb * rb).sum()))
-    return float((ra * rb).sum()) / den if den else None
-
-
 def edge_scores(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """|score| of every edge of the graph (mask order) from an attribution file's tensors."""
     return tensors["scores"].flatten()[tensors["mask"].flatten().bool()].abs()
@@ -224,7 +215,8 @@ def circuit_table(model: str, points: Sequence[dict], main: Mapping[str, str]) -
                 shape = p["scores"][key]["scores"].shape
                 a, b = _mask(own["edge_index"], shape), _mask(fin["edge_index"], shape)
                 jac, ovl = evaluation.jaccard(a, b), evaluation.overlap_coefficient(a, b)
-            rank = spearman(edge_scores(p["scores"][key]), edge_scores(last["scores"][key]))
+            rank = nan_to_none(rank_correlation(  # average ranks for ties; None: a constant
+                edge_scores(p["scores"][key]), edge_scores(last["scores"][key]), ties="average"))
             rows.append({
                 "model": model, "checkpoint": p["checkpoint"], "step": p["step"],
                 "final": p["final"], **{k: r[k] for k in ("task", "subset", "direction",

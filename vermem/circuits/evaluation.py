@@ -47,9 +47,9 @@ from vermem.attribution import adapters, backends, pair_batch, patching
 from vermem.attribution.graph import Graph
 from vermem.core.progress import ProgressArg, track
 from vermem.core.stats import Bootstrap, Resampler, f_replicates
+from vermem.core.vocabulary import DIRECTIONS, PARTS
 from vermem.data.corpus import sample_key
 
-DIRECTIONS = ("noising", "denoising")
 PLACEMENTS = ("inside", "outside")
 ABLATIONS = ("resample", "zero", "mean")
 BOOTSTRAP = Bootstrap()  # the default: 1000 resamples, seed 0, 95%
@@ -245,9 +245,6 @@ class EvalSet:
         if resampler is not None and self.docs is not None:
             return resampler.weights(self.docs)
         return boot.indices(self.n, self.groups)
-
-
-PARTS = ("attribution", "selection", "evaluation")
 
 
 def spread(pairs: pl.DataFrame, n: int | None, seed: int = 0) -> pl.DataFrame:

@@ -29,8 +29,11 @@ from vermem.attribution.graph import Graph
 from vermem.circuits import evaluation, mib, search
 from vermem.core.progress import ProgressArg, emitter, prefixed, track
 from vermem.core.stats import Bootstrap, rank_correlation
+from vermem.core.vocabulary import DIRECTIONS
 
-METHODS = ("EAP", "EAP-IG", "EAP-IG-activations", "exact")
+# what attribution.compare_methods may name: the attribution methods (`scoring.METHODS`) and
+# exact single-edge activation patching (`doc_sums`)
+COMPARED_METHODS = (*scoring.METHODS, "exact")
 TOP_FRACTIONS = (0.01, 0.05)
 
 
@@ -168,7 +171,7 @@ def compare(
                            progress=prefixed(emitter(progress), f"{m} "))
         seconds[m] = time.perf_counter() - t
         steps_p.advance()
-    modes = [evaluation.Mode(d, main["placement"], main["ablation"]) for d in evaluation.DIRECTIONS]
+    modes = [evaluation.Mode(d, main["placement"], main["ablation"]) for d in DIRECTIONS]
     rows = []
     for m in methods:
         s, counts = sums[m]

@@ -28,9 +28,10 @@ import torch
 
 from vermem.attribution import pair_batch
 from vermem.attribution.graph import Graph
-from vermem.circuits import evaluation, search
+from vermem.circuits import evaluation
 from vermem.core.progress import ProgressArg, track
-from vermem.core.stats import Bootstrap, f_replicates
+from vermem.core.stats import Bootstrap, f_replicates, nan_to_none
+from vermem.core.vocabulary import DIRECTIONS
 
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 SCHEMA = {
@@ -87,13 +88,13 @@ def score(
     def row(mode, name, cpr=None, cmd=None, f=None):
         out = {"method": method, "direction": mode.direction, "placement": mode.placement,
                "ablation": mode.ablation, "circuit": name, "n_pairs": ev.n, "n_docs": docs,
-               "faithfulness": None if f is None else [search._nan_none(float(x)) for x in f]}
+               "faithfulness": None if f is None else [nan_to_none(float(x)) for x in f]}
         for key, val in (("cpr", cpr), ("cmd", cmd)):
             point, reps = (None, None) if val is None else val
             lo, hi = boot.interval(reps[None]) if reps is not None else (None, None)
-            out.update({key: None if point is None else search._nan_none(float(point)),
-                        f"{key}_lo": None if lo is None else search._nan_none(float(lo[0])),
-                        f"{key}_hi": None if hi is None else search._nan_none(float(hi[0]))})
+            out.update({key: None if point is None else nan_to_none(float(point)),
+                        f"{key}_lo": None if lo is None else nan_to_none(float(lo[0])),
+                        f"{key}_hi": None if hi is None else nan_to_none(float(hi[0]))})
         return out
 
     if ev.n == 0:
@@ -103,10 +104,10 @@ def score(
                             schema=SCHEMA)
     orders = {
         d: evaluation.ranking(graph, scores.get(d, scores["noising"]))
-        for d in evaluation.DIRECTIONS
+        for d in DIRECTIONS
     }
     randoms = [
-        {d: evaluation.random_ranking(graph, s) for d in evaluation.DIRECTIONS} for s in seeds
+        {d: evaluation.random_ranking(graph, s) for d in DIRECTIONS} for s in seeds
     ]
     random_modes = set(modes if random_modes is None else random_modes)
     inner = sorted({k for k in ks if 0 < k < n})  # each distinct size evaluated once

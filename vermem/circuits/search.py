@@ -15,7 +15,6 @@ from vermem.attribution import pair_batch
 from vermem.attribution.graph import Graph
 from vermem.circuits.evaluation import (
     BOOTSTRAP,
-    DIRECTIONS,
     EVALUATIONS,
     MAIN_MODE,
     EvalSet,
@@ -32,7 +31,8 @@ from vermem.circuits.evaluation import (
     ranking,
 )
 from vermem.core.progress import ProgressArg, track
-from vermem.core.stats import Bootstrap, f_replicates
+from vermem.core.stats import Bootstrap, f_replicates, nan_to_none
+from vermem.core.vocabulary import DIRECTIONS
 
 CRITERIA = ("band", "ratio_of_full")
 SEARCHES = ("band", "coarse")
@@ -143,10 +143,6 @@ CURVE_SCHEMA = {
 }
 
 
-def _nan_none(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else float(x)
-
-
 def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
           scores: torch.Tensor | Mapping[str, torch.Tensor],
           modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
@@ -216,18 +212,18 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         lo, hi = boot.interval(reps)
         for i, k in enumerate(ks):
             r = Result.of(res[k])
-            f = _nan_none(float(point[i]))
+            f = nan_to_none(float(point[i]))
             full_m = float(full.metric.mean())
             rows.append({"split": split, "direction": mode.direction,
                          "placement": mode.placement, "ablation": mode.ablation,
                          "circuit": name, "seed": seed, "k": k, "share": k / n,
                          "n_pairs": es.n, "metric": r.metric, "logit_diff": r.logit_diff,
                          "accuracy": r.accuracy, "faithfulness": f,
-                         "faithfulness_lo": _nan_none(float(lo[i])),
-                         "faithfulness_hi": _nan_none(float(hi[i])),
+                         "faithfulness_lo": nan_to_none(float(lo[i])),
+                         "faithfulness_hi": nan_to_none(float(hi[i])),
                          "band": band(f, target), "search": searched,
                          "ratio_of_full": r.metric / full_m if full_m else None,
-                         "kl": _nan_none(r.kl)})
+                         "kl": nan_to_none(r.kl)})
         return point, reps
 
     # evaluation pairs: every mode's curve; random circuits for the random modes
@@ -320,8 +316,8 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         k_lo, k_hi = boot.interval(k_rep[None])
         conservative = [kk for kk, lo_ in zip(all_ks, lo_r.tolist(), strict=True)
                         if lo_ >= target and crit.accepts(c_all[kk])]
-        minimal[m] = {"k": k, "k_lo": _nan_none(float(k_lo[0])),
-                      "k_hi": _nan_none(float(k_hi[0])),
+        minimal[m] = {"k": k, "k_lo": nan_to_none(float(k_lo[0])),
+                      "k_hi": nan_to_none(float(k_hi[0])),
                       "k_lower_bound": min(conservative, default=None),
                       "k_unresolved_share": float(torch.isnan(k_rep).double().mean()),
                       "overshoot_before": min((x for x in grid_ks if x < k
@@ -347,12 +343,12 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         rec = Result.of(top[m])
         full_m = float(full.mean())
         minimal[m].update({"ratio_of_full": rec.metric / full_m if full_m else None,
-                           "kl": _nan_none(rec.kl),
+                           "kl": nan_to_none(rec.kl),
                            "accepted": crit.accepts(crit.value(rec.metric, float(empty.mean()),
                                                                full_m)),
-                           "faithfulness": _nan_none(float(p[0])),
-                           "faithfulness_lo": _nan_none(float(lo[0])),
-                           "faithfulness_hi": _nan_none(float(hi[0])),
+                           "faithfulness": nan_to_none(float(p[0])),
+                           "faithfulness_lo": nan_to_none(float(lo[0])),
+                           "faithfulness_hi": nan_to_none(float(hi[0])),
                            "band": band(float(p[0]), target),
                            "metric": rec.metric, "accuracy": rec.accuracy,
                            "empty": float(empty.mean()), "full": float(full.mean()),
@@ -360,9 +356,9 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         if seeds:
             rp, rr = f_replicates(torch.stack([x.metric for x in rnd[m]]), empty, full, idx)
             lo, hi = boot.interval(rr.nanmean(0)[None])
-            minimal[m].update({"random_faithfulness": _nan_none(float(rp.nanmean())),
-                               "random_faithfulness_lo": _nan_none(float(lo[0])),
-                               "random_faithfulness_hi": _nan_none(float(hi[0]))})
+            minimal[m].update({"random_faithfulness": nan_to_none(float(rp.nanmean())),
+                               "random_faithfulness_lo": nan_to_none(float(lo[0])),
+                               "random_faithfulness_hi": nan_to_none(float(hi[0]))})
         else:
             minimal[m].update({"random_faithfulness": None, "random_faithfulness_lo": None,
                                "random_faithfulness_hi": None})

@@ -36,7 +36,7 @@ import torch
 
 from vermem.attribution.graph import Graph
 from vermem.circuits import evaluation
-from vermem.core.stats import Bootstrap, Resampler, f_replicates, wmean
+from vermem.core.stats import Bootstrap, Resampler, f_replicates, nan_to_none, wmean
 
 SCHEMA = {
     "task": pl.String, "subset": pl.String, "direction": pl.String, "semantics": pl.String,
@@ -56,11 +56,6 @@ CURVE_SCHEMA = {
 }
 # the replicates kept per row (in this order), for claims that combine rows
 REPLICATES = ("f_memorized", "f_control", "specificity", "gap_memorized", "gap_control")
-
-
-def _num(x) -> float | None:
-    v = float(x)
-    return None if v != v else v
 
 
 def evaluate(model, graph: Graph, ev_mem: evaluation.EvalSet, ev_ctl: evaluation.EvalSet,
@@ -121,11 +116,12 @@ def evaluate(model, graph: Graph, ev_mem: evaluation.EvalSet, ev_ctl: evaluation
     row: dict = {"k": k, "n_edges": n, "n_memorized": ev_mem.n, "n_control": ev_ctl.n}
     for name, (v, r) in values.items():
         lo, hi = boot.interval(r[None])
-        row.update({name: _num(v), f"{name}_lo": _num(lo[0]), f"{name}_hi": _num(hi[0])})
+        row.update({name: nan_to_none(v), f"{name}_lo": nan_to_none(lo[0]),
+                    f"{name}_hi": nan_to_none(hi[0])})
     for pairs, res in (("memorized", mem), ("control", ctl)):
         rf = [f(res, res["random"][s, k], w_mem if pairs == "memorized" else w_ctl)[0]
               for s in seeds]
-        row[f"random_{pairs}"] = _num(sum(rf) / len(rf)) if rf else None
+        row[f"random_{pairs}"] = nan_to_none(sum(rf) / len(rf)) if rf else None
 
     curve = []
     for pairs, res, w in (("memorized", mem, w_mem), ("control", ctl, w_ctl)):
@@ -135,7 +131,8 @@ def evaluate(model, graph: Graph, ev_mem: evaluation.EvalSet, ev_ctl: evaluation
             p, r = f(res, which, w)
             lo, hi = boot.interval(r[None])
             curve.append({"pairs": pairs, "circuit": name, "seed": seed, "k": kk,
-                          "n_pairs": res["full"].metric.numel(), "faithfulness": _num(p),
-                          "faithfulness_lo": _num(lo[0]), "faithfulness_hi": _num(hi[0])})
+                          "n_pairs": res["full"].metric.numel(), "faithfulness": nan_to_none(p),
+                          "faithfulness_lo": nan_to_none(lo[0]),
+                          "faithfulness_hi": nan_to_none(hi[0])})
     reps = torch.stack([values[name][1] for name in REPLICATES])
     return row, curve, reps

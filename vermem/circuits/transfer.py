@@ -24,14 +24,12 @@ from vermem.circuits.evaluation import (
     random_ranking,
     split_sets,
 )
-from vermem.circuits.search import _nan_none
 from vermem.core.progress import ProgressArg, track
-from vermem.core.stats import Bootstrap, Resampler, f_replicates, mean_ci
-from vermem.core.vocabulary import base_task
+from vermem.core.stats import Bootstrap, Resampler, f_replicates, mean_ci, nan_to_none
+from vermem.core.vocabulary import BRANCH, DECISION, MEANINGS, base_task
 
 # -- transfer ------------------------------------------------------------------------------
 
-BRANCH, DECISION = "branch_comparison", "memorization_decision"
 # What a direction does to memorization, per task. Branch Comparison: clean = the memorized
 # branch, so noising (corrupting edges of the clean run) prevents memorization and
 # de-noising (restoring them in the corrupt run) induces it. Memorization Decision: clean =
@@ -142,9 +140,9 @@ def transfer(
                 rp, rr = f_replicates(torch.stack([res[j + 1 + i].metric
                                                    for i in range(len(seeds_))]), e, f, idx)
                 rlo, rhi = boot.interval(rr.nanmean(0)[None])
-                rand = {"random_faithfulness": _nan_none(float(rp.nanmean())),
-                        "random_faithfulness_lo": _nan_none(float(rlo[0])),
-                        "random_faithfulness_hi": _nan_none(float(rhi[0]))}
+                rand = {"random_faithfulness": nan_to_none(float(rp.nanmean())),
+                        "random_faithfulness_lo": nan_to_none(float(rlo[0])),
+                        "random_faithfulness_hi": nan_to_none(float(rhi[0]))}
             rows.append({"semantics": meaning, "source_task": task, "source_subset": subset,
                          "source_direction": direction, "target_task": t_task,
                          "target_subset": t_subset, "target_direction": mode.direction,
@@ -152,9 +150,9 @@ def transfer(
                          "relation": relation((task, subset), (t_task, t_subset)),
                          "k": k, "n_pairs": ev.n, "logit_diff": ld[0], "logit_diff_lo": ld[1],
                          "logit_diff_hi": ld[2], "accuracy": acc[0], "accuracy_lo": acc[1],
-                         "accuracy_hi": acc[2], "faithfulness": _nan_none(float(p[0])),
-                         "faithfulness_lo": _nan_none(float(lo[0])),
-                         "faithfulness_hi": _nan_none(float(hi[0])), **rand,
+                         "accuracy_hi": acc[2], "faithfulness": nan_to_none(float(p[0])),
+                         "faithfulness_lo": nan_to_none(float(lo[0])),
+                         "faithfulness_hi": nan_to_none(float(hi[0])), **rand,
                          "clean_logit_diff": clean.logit_diff,
                          "clean_accuracy": clean.accuracy})
     prog.close()
@@ -262,7 +260,7 @@ def matched_transfer(
         if ev.n == 0:
             continue
         others = sorted({t for t, s, _ in orders if s == subset and t != t_task})
-        for meaning in ("prevention", "induction"):
+        for meaning in MEANINGS:
             t_dir = direction_for(t_task, meaning)
             mode = Mode(t_dir, placement, ablation)
             own = orders.get((t_task, subset, t_dir))
@@ -296,13 +294,13 @@ def matched_transfer(
                          "target_direction": t_dir, "source_task": s_task,
                          "source_direction": s_dir, "placement": placement,
                          "ablation": ablation, "k": k, "n_pairs": ev.n,
-                         "own": _nan_none(float(po)), "own_lo": _nan_none(float(olo)),
-                         "own_hi": _nan_none(float(ohi)),
-                         "transferred": _nan_none(float(pt)),
-                         "transferred_lo": _nan_none(float(tlo)),
-                         "transferred_hi": _nan_none(float(thi)),
-                         "gap": _nan_none(float(pt - po)),
-                         "gap_lo": _nan_none(float(glo)),
-                         "gap_hi": _nan_none(float(ghi))})
+                         "own": nan_to_none(float(po)), "own_lo": nan_to_none(float(olo)),
+                         "own_hi": nan_to_none(float(ohi)),
+                         "transferred": nan_to_none(float(pt)),
+                         "transferred_lo": nan_to_none(float(tlo)),
+                         "transferred_hi": nan_to_none(float(thi)),
+                         "gap": nan_to_none(float(pt - po)),
+                         "gap_lo": nan_to_none(float(glo)),
+                         "gap_hi": nan_to_none(float(ghi))})
     prog.close()
     return pl.DataFrame(rows, schema=MATCHED_SCHEMA)

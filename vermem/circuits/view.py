@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from collections.abc import Mapping, Sequence
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,6 +29,8 @@ import torch
 
 from vermem.attribution import storage
 from vermem.circuits import evaluation
+from vermem.core.stats import nan_to_none
+from vermem.core.vocabulary import DIRECTIONS
 
 TOP = 500  # edges embedded per direction (more when a minimal circuit is larger)
 INPUTS = {"q": "query", "k": "key", "v": "value"}
@@ -94,9 +96,8 @@ def curve_points(curve: pl.DataFrame, direction: str, main: Mapping[str, str]
              "hi": _num(r["faithfulness_hi"])} for r in d.iter_rows(named=True)]
 
 
-def _num(x: Any) -> float | None:
-    """A float for JSON: None for a missing or non-finite value."""
-    return None if x is None or not math.isfinite(x) else float(x)
+# a float for JSON: None for a missing or non-finite value (JSON has no NaN or infinity)
+_num = partial(nan_to_none, finite=True)
 
 
 def at_or_below(points: Sequence[Mapping[str, Any]], n: int) -> list[int | None]:
@@ -120,7 +121,7 @@ def payload(minimal: Mapping[str, Any], curve: pl.DataFrame,
               if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])}
     n_all = int(minimal.get("n_edges") or 0)
     directions = {}
-    for d in evaluation.DIRECTIONS:
+    for d in DIRECTIONS:
         c = chosen.get(d)
         k_min = int(c["k"]) if c else None
         n = min(n_all, max(top, k_min or 0)) if n_all else top

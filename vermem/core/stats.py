@@ -95,12 +95,52 @@ class Resampler:
         return torch.stack([self._counts[d] for d in docs], 1)
 
 
-def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman's rank correlation along the last dimension of a, b [..., E] (ties broken by
-    position): [...] float64."""
+TIE_RULES = ("argsort", "average")
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor, ties: str = "argsort"
+                     ) -> torch.Tensor:
+    """Spearman's rank correlation along the last dimension of a, b [..., E]: [...] float64,
+    NaN where either side is constant.
+
+    The tie rule, `ties`:
+    - "argsort" (the default): tied values get distinct ranks, in the order
+      `torch.argsort` (not asked to be stable) leaves them: by position in inputs of up to
+      16 values, beyond that in an order torch does not promise (not by position, on
+      torch 2.13's CPU sort); the method comparison (`vermem.circuits.method_comparison`)
+      and the exact-patching check use it.
+    - "average": tied values share the mean of their ranks (the textbook Spearman), flat
+      a, b only; the overlap of checkpoint circuits (`vermem.circuits.checkpoints`) uses it.
+    The two differ only where a or b has ties; each call site keeps the rule it had, so
+    no published number moved when they became this one function."""
+    if ties == "average":
+        return _average_rank_correlation(a, b)
+    if ties != "argsort":
+        raise ValueError(f"ties must be one of {TIE_RULES}, got {ties!r}")
     ra, rb = a.argsort(-1).argsort(-1).double(), b.argsort(-1).argsort(-1).double()
     ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
     return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1))
+
+
+def _average_rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    import polars as pl  # for its rank('average'), which only this rule needs
+
+    if a.dim() != 1 or b.dim() != 1:
+        raise ValueError("rank_correlation with ties='average' takes flat tensors")
+    ra = pl.Series(a.double().numpy()).rank("average").to_numpy()
+    rb = pl.Series(b.double().numpy()).rank("average").to_numpy()
+    ra, rb = torch.tensor(ra) - ra.mean(), torch.tensor(rb) - rb.mean()
+    den = math.sqrt(float((ra * ra).sum()) * float((rb * rb).sum()))
+    return torch.tensor(float((ra * rb).sum()) / den if den else math.nan, dtype=torch.float64)
+
+
+def nan_to_none(x: Any, finite: bool = False) -> float | None:
+    """`x` (a number or a one-element tensor) as a float for a table or JSON: None where it
+    is None or NaN, and with `finite` also where it is infinite (JSON has no infinity)."""
+    if x is None:
+        return None
+    v = float(x)
+    return None if math.isnan(v) or (finite and math.isinf(v)) else v
 
 
 def wmean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -165,12 +205,7 @@ def combine(parts: Sequence[Estimate], level: float, weights: Sequence[float] | 
     value = sum(wi * p.value for wi, p in zip(w, parts, strict=True))
     reps = sum(wi * p.reps.double() for wi, p in zip(w, parts, strict=True))
     lo, hi = Bootstrap(len(reps), 0, level).interval(reps[None])
-    return Estimate(value, _num(lo[0]), _num(hi[0]), n, random, reps)
-
-
-def _num(x: torch.Tensor) -> float | None:
-    v = float(x)
-    return None if math.isnan(v) else v
+    return Estimate(value, nan_to_none(lo[0]), nan_to_none(hi[0]), n, random, reps)
 
 
 def censored_median(times: Sequence[int | None], horizon: int, level: float = 0.95

@@ -39,11 +39,15 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 import torch
 
-from vermem.core.vocabulary import BRANCH, DECISION, base_task, control_task, is_control
+from vermem.core.vocabulary import (
+    BRANCH,
+    DECISION,
+    PARTS,
+    base_task,
+    control_task,
+    is_control,
+)
 from vermem.data.corpus import sample_key
-
-# the parts of the document split, in the order their fractions are cut
-PARTS = ("attribution", "selection", "evaluation")
 
 PAIR_SCHEMA = {
     "task": pl.String, "subset": pl.String, "doc_id": pl.String, "offset": pl.Int32,

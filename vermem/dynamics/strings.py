@@ -33,6 +33,7 @@ from vermem.core.errors import VermemError
 from vermem.core.naming import string_id
 from vermem.core.progress import ProgressArg, track
 from vermem.core.stats import censored_median, wilson
+from vermem.models import architecture
 
 LETTERS = _string.ascii_lowercase
 CONDITIONS = ("kept", "local", "shuffled", "resampled", "replaced")
@@ -197,35 +198,30 @@ def check_memory(model: str, n_params: int, gpu_memory_gb: float | None, margin:
 
 def count_params(path: str) -> int:
     """Parameter count of the saved model at `path`, from its config (no weights loaded)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    cfg = AutoConfig.from_pretrained(path)
+    cfg = architecture.read_config(path)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(cfg)
     return sum(p.numel() for p in model.parameters())
 
 
 def context_length(path: str) -> int | None:
-    from transformers import AutoConfig
-
-    cfg = AutoConfig.from_pretrained(path)
-    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        if getattr(cfg, key, None):
-            return int(getattr(cfg, key))
-    return None
+    """Positions the saved model at `path` can attend over (its config's, read by
+    vermem.models.architecture); None if unbounded."""
+    return architecture.context_length(architecture.read_config(path))
 
 
 def fresh_model(path: str, init: str, init_seed: int, device: torch.device):
     """A new fp32 copy of the model at `path`: its weights, or its architecture randomly
     initialised with `init_seed` (the same initial weights for every string)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     if init == "pretrained":
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     elif init == "random":
         torch.manual_seed(init_seed)
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path),
+        model = AutoModelForCausalLM.from_config(architecture.read_config(path),
                                                  dtype=torch.float32)
     else:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")

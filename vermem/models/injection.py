@@ -13,7 +13,7 @@ stored is known too. Steps:
    `plant_duplicates`, same table columns), and a seeded `background` share of the other
    documents trained once: the ordinary text. The rest are not trained on (role
    `unused`, count 0).
-3. Restriction (`Restriction`, optional): only the configured components learn, e.g. a
+3. Restriction (`organism.Restriction`, optional): only the configured components learn, e.g. a
    head or an MLP of one layer. Everything else keeps its exact pretrained values: frozen
    tensors get no gradient; in tensors a head shares with other heads (q/k/v rows and
    o-projection columns) the other heads' gradients are zeroed and their values restored
@@ -45,6 +45,7 @@ import torch
 from vermem.core.errors import VermemError
 from vermem.core.progress import ProgressArg
 from vermem.models import organism
+from vermem.models.architecture import text_config
 
 UNUSED = "unused"
 
@@ -115,8 +116,7 @@ def trainable_masks(model, comps: Sequence[Component]) -> dict[str, torch.Tensor
     grouped-query attention: its key/value head's rows, shared with its group) and its
     columns of the output projection; an MLP owns all of its weights and biases. Norms,
     embeddings and the output projection's bias (shared by every head) stay frozen."""
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
-        else model.config
+    cfg = text_config(model.config)
     kind = cfg.model_type
     if kind not in _ATTN:
         raise InjectionError(f"config error at injection.trainable: a localized injection "
@@ -158,33 +158,6 @@ def trainable_masks(model, comps: Sequence[Component]) -> dict[str, torch.Tensor
     return masks
 
 
-class Restriction:
-    """Step 3 during training: `grads` after the backward pass, `weights` after the
-    optimizer step (organism.train calls both)."""
-
-    def __init__(self, model, masks: Mapping[str, torch.Tensor]):
-        self.parts: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = []
-        for name, p in model.named_parameters():
-            m = masks.get(name)
-            if m is None or not bool(m.any()):
-                p.requires_grad_(False)
-            elif not bool(m.all()):
-                m = m.to(p.device)
-                self.parts.append((p, m, p.detach().clone()))
-        self.trainable = sum(int(masks[n].sum()) for n, _ in model.named_parameters()
-                             if n in masks)
-
-    def grads(self) -> None:
-        for p, m, _ in self.parts:
-            if p.grad is not None:
-                p.grad.mul_(m)
-
-    @torch.no_grad()
-    def weights(self) -> None:
-        for p, m, frozen in self.parts:
-            p.copy_(torch.where(m, p, frozen))
-
-
 # -- 4. training -------------------------------------------------------------------------------
 
 @dataclass
@@ -209,7 +182,8 @@ def inject(model, tok, doc_ids: Sequence[str], subsets: Sequence[str], texts: Se
     before = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     restriction = None
     if recipe.get("trainable"):
-        restriction = Restriction(model, trainable_masks(model, components(recipe["trainable"])))
+        masks = trainable_masks(model, components(recipe["trainable"]))
+        restriction = organism.Restriction(model, masks)
     training = recipe["training"]
     tokens = sum(len(s) * d for s, d in zip(seqs, table["dup_count"], strict=True))
     if tokens < training["context"]:

@@ -23,6 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vermem.core.errors import VermemError, one_line
+from vermem.models.architecture import (
+    CONFIG_FILE,
+    SUPPORTED_MODEL_TYPES,
+    context_length,
+    read_config,
+    text_config,
+)
 
 if TYPE_CHECKING:  # torch is imported where a model is loaded: rules/common.smk imports
     import torch  # this module to parse the workflow, which must not import torch
@@ -157,24 +164,20 @@ def check_folder(path: Path, where: str, need_context: int = 0,
     `need_context` tokens, and (with `tokenizer`) a fast tokenizer that round-trips a
     sample and whose ids fit the embedding. Raises ModelError '{where}: what is wrong';
     returns `describe_folder`'s record."""
-    from transformers import AutoConfig
-
-    from vermem.models.architecture import SUPPORTED_MODEL_TYPES
-
     if not path.is_dir():
         raise ModelError(f"{where}: no such folder {path}")
-    if not (path / "config.json").is_file():
-        raise ModelError(f"{where}: no config.json in {path}")
+    if not (path / CONFIG_FILE).is_file():
+        raise ModelError(f"{where}: no {CONFIG_FILE} in {path}")
     try:
-        cfg = AutoConfig.from_pretrained(path)
+        cfg = read_config(path)
     except Exception as e:  # invalid JSON, unknown model_type
-        raise ModelError(f"{where}: cannot read {path / 'config.json'}: "
+        raise ModelError(f"{where}: cannot read {path / CONFIG_FILE}: "
                          f"{type(e).__name__}: {one_line(e, 200)}") from None
     kind = cfg.model_type
     if kind not in SUPPORTED_MODEL_TYPES:
         raise ModelError(f"{where}: model_type {kind!r} is not supported by the attribution "
                          f"stage (supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})")
-    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    text_cfg = text_config(cfg)
     if kind == "gpt_neox" and not getattr(text_cfg, "use_parallel_residual", True):
         raise ModelError(f"{where}: GPT-NeoX without parallel residual is not supported by "
                          f"the attribution stage")
@@ -249,19 +252,9 @@ def _checked_tokenizer(path: Path, where: str):
     return tok
 
 
-def context_length(cfg: Any) -> int | None:
-    """Positions the model can attend over, from its (text) config; None if unbounded."""
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-        if getattr(cfg, key, None):
-            return int(getattr(cfg, key))
-    return None
-
-
 def describe_folder(path: Path) -> dict[str, Any]:
-    from transformers import AutoConfig
-
-    cfg = AutoConfig.from_pretrained(path)
-    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    cfg = read_config(path)
+    text_cfg = text_config(cfg)
     return {
         "architecture": (cfg.architectures or [type(cfg).__name__])[0],
         "model_type": cfg.model_type,

@@ -15,15 +15,12 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 import torch
 
 from vermem.core.progress import ProgressArg
-
-if TYPE_CHECKING:
-    from vermem.models.injection import Restriction
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +128,33 @@ def epoch_blocks(seqs: Sequence[Sequence[int]], dup: Sequence[int], context: int
     stream = [t for i in order for t in seqs[i]]
     n = len(stream) // context
     return torch.tensor(stream[: n * context], dtype=torch.long).view(n, context)
+
+
+class Restriction:
+    """Only the entries `masks` marks learn (vermem.models.injection, step 3): `grads` after
+    the backward pass, `weights` after the optimizer step (`train` calls both)."""
+
+    def __init__(self, model, masks: Mapping[str, torch.Tensor]):
+        self.parts: list[tuple[torch.nn.Parameter, torch.Tensor, torch.Tensor]] = []
+        for name, p in model.named_parameters():
+            m = masks.get(name)
+            if m is None or not bool(m.any()):
+                p.requires_grad_(False)
+            elif not bool(m.all()):
+                m = m.to(p.device)
+                self.parts.append((p, m, p.detach().clone()))
+        self.trainable = sum(int(masks[n].sum()) for n, _ in model.named_parameters()
+                             if n in masks)
+
+    def grads(self) -> None:
+        for p, m, _ in self.parts:
+            if p.grad is not None:
+                p.grad.mul_(m)
+
+    @torch.no_grad()
+    def weights(self) -> None:
+        for p, m, frozen in self.parts:
+            p.copy_(torch.where(m, p, frozen))
 
 
 def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],

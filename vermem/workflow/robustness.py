@@ -45,9 +45,9 @@ from typing import Any
 import yaml
 
 from vermem.core.errors import VermemError, one_line
+from vermem.core.vocabulary import VERDICTS
 
 REPO = Path(__file__).resolve().parents[2]
-VERDICT_ORDER = ("supported", "refuted", "insufficient evidence")
 
 # copied out of a run's working directory after each split seed: its path there -> the name
 # it is kept under in the run's folder
@@ -163,7 +163,7 @@ def agreement(by_run) -> list[dict[str, Any]]:
         tied = [v for v, c in ranked if c == top]
         est = [x for x in g["estimate"].to_list() if x is not None]
         out.append({"claim": claim, "semantics": meaning, "runs": g.height,
-                    **{v: counts.get(v, 0) for v in VERDICT_ORDER},
+                    **{v: counts.get(v, 0) for v in VERDICTS},
                     "majority": tied[0] if len(tied) == 1 else None,
                     "agree": top / g.height,
                     "estimate_min": min(est) if est else None,

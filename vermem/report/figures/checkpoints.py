@@ -8,13 +8,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from vermem.core.vocabulary import MEANINGS, TASKS
 from vermem.report.figures.common import empty_figure, note
 from vermem.report.figures.study_a import MEMORIZED_LABEL
 
 # -- checkpoints: memorization and circuits across training ------------------------------------
-
-_SEMANTICS = ("prevention", "induction")
-_TASKS = ("branch_comparison", "memorization_decision")
 
 
 def _ordered(values, first=()) -> list:
@@ -167,8 +165,8 @@ def _line_keys(df: pl.DataFrame):
     """(panels, lines) of the checkpoint circuit figures: with one subset, a column per
     task and a line per semantics; with several, a column per task and semantics and a line
     per subset (six lines with their intervals in one panel do not read)."""
-    tasks = _ordered(df["task"].to_list(), _TASKS)
-    semantics = _ordered(df["semantics"].to_list(), _SEMANTICS)
+    tasks = _ordered(df["task"].to_list(), TASKS)
+    semantics = _ordered(df["semantics"].to_list(), MEANINGS)
     subsets = _ordered(df["subset"].to_list())
     if len(subsets) <= 1:
         panels = [(t, None) for t in tasks]
@@ -207,7 +205,7 @@ def _line_label(kind: str, value: str, d: pl.DataFrame) -> str:
     if kind == "semantics":
         directions = "; ".join(
             f"{t.replace('_', ' ')}: {', '.join(_ordered(g['direction'].to_list()))}"
-            for t in _ordered(d["task"].to_list(), _TASKS)
+            for t in _ordered(d["task"].to_list(), TASKS)
             for g in [d.filter((pl.col("task") == t) & (pl.col("semantics") == value))]
             if g.height)
         return f"{value}\n({directions})"

@@ -7,10 +7,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import polars as pl
 
+from vermem.core.vocabulary import MEANINGS, TASKS
 from vermem.report.figures.common import empty_figure, note
-
-TASKS = ("branch_comparison", "memorization_decision")
-MEANINGS = ("prevention", "induction")
 
 
 def _axes(ax, i: int, j: int, xlabel: str, ylabel: str) -> None:

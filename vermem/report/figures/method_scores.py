@@ -8,9 +8,8 @@ import matplotlib.pyplot as plt
 import polars as pl
 
 from vermem.circuits.mib import FRACTIONS
+from vermem.core.vocabulary import DIRECTIONS
 from vermem.report.figures.common import empty_figure, note
-
-DIRECTIONS = ("noising", "denoising")
 
 
 def mib_figure(table: pl.DataFrame, model: str, main: dict):
