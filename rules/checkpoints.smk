@@ -101,9 +101,7 @@ rule checkpoint_final_circuits:
         table="results/checkpoints/{model}/{ckpt}/final_circuits.parquet",
     params:
         device=config["device"],
-        config=circuits_keys("metric", "main", "directions", "random_seeds", "batch_size",
-                             "circuits_per_forward", "bootstrap", "max_pairs"),
-        seed=config["seed"],
+        config=FinalCircuitSettings.params(config),
     threads: 1
     retries: RETRIES
     resources:

@@ -24,14 +24,10 @@ rule circuit:
         subset=lambda wc: SUBSETS[wc.subset],
         # a control task: the main mode only (its circuits are compared with the memorization
         # circuits in that mode by circuit_specificity)
+        # (the keys SearchSettings reads; no selection part, the authors' 90/10 design:
+        # sizes chosen on the evaluation pairs)
         config=lambda wc: main_mode_circuit_config() if _pairs.is_control(wc.task) else
-            circuits_keys("rank_by", "metric", "target", "criterion", "search", "curve_points",
-                          "directions", "placements", "ablations", "random_seeds",
-                          "random_modes", "random_points", "batch_size", "circuits_per_forward",
-                          "search_width", "bootstrap", "max_pairs", "main"),
-        seed=config["seed"],
-        # no selection part (the authors' 90/10 design): sizes chosen on the evaluation pairs
-        select_on_evaluation=config["contrastive"]["split"]["selection"] == 0,
+            SearchSettings.params(config),
     priority: MAIN_PATH
     # many small patched forward passes: one thread each, jobs in parallel (the SLURM
     # profile gives GPU jobs more)
@@ -63,9 +59,7 @@ rule circuit_transfer:
     params:
         device=config["device"],
         score_keys=ranking_scores(BASE_TASKS)[1],
-        config=circuits_keys("metric", "main", "random_seeds", "batch_size", "curve_points",
-                             "circuits_per_forward", "bootstrap", "max_pairs"),
-        seed=config["seed"],
+        config=TransferSettings.params(config),
     priority: MAIN_PATH
     threads: 1  # small forwards: 2 threads ran 10-30x slower here whenever the cores were shared
     retries: RETRIES
@@ -92,11 +86,8 @@ rule circuit_specificity:
         replicates="results/circuits/{model}/specificity.replicates.safetensors",
     params:
         device=config["device"],
-        main_subset=config["corpus"]["main_subset"],
         score_keys=ranking_scores(TASKS)[1],
-        config=circuits_keys("metric", "main", "curve_points", "random_seeds", "batch_size",
-                             "circuits_per_forward", "bootstrap", "max_pairs"),
-        seed=config["seed"],
+        config=SpecificitySettings.params(config),
     priority: MAIN_PATH
     threads: 1
     retries: RETRIES
@@ -130,8 +121,7 @@ rule circuit_claims:
         html=report("results/circuits/{model}/claims.html", caption="../report/claims.rst",
                     category="Summary", labels={"model": "{model}", "table": "claims"}),
     params:
-        main_subset=config["corpus"]["main_subset"],
-        config=circuits_keys("main", "claims", "bootstrap"),
+        config=ClaimSettings.params(config),
     log:
         "logs/circuits/{model}/claims.log",
     conda:
@@ -268,14 +258,8 @@ rule method_comparison:
         agreement="results/circuits/{model}/methods_agreement.parquet",
     params:
         device=config["device"],
-        main_subset=config["corpus"]["main_subset"],
         tasks=BASE_TASKS,
-        methods=config["attribution"]["compare_methods"],
-        attribution=config["attribution"],
-        config=circuits_keys("metric", "main", "target", "curve_points", "batch_size",
-                             "circuits_per_forward", "search_width", "bootstrap", "max_pairs"),
-        select_on_evaluation=config["contrastive"]["split"]["selection"] == 0,
-        seed=config["seed"],
+        config=ComparisonSettings.params(config),
     priority: OFF_PATH
     threads: 1
     retries: RETRIES

@@ -15,6 +15,10 @@ from vermem.models import gguf_convert as _gguf  # where a gguf model's file is
 from vermem.models.loading import check_device, check_models
 from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
 from vermem.workflow.config import PLANNING_ENV, unread_shards
+# the settings each computation reads (their KEYS are the rules' `params.config`)
+from vermem.circuits.settings import (ComparisonSettings, FinalCircuitSettings, SearchSettings,
+                                      SpecificitySettings, TransferSettings)
+from vermem.report.settings import ClaimSettings
 
 
 # parsed for `vermem.workflow.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
@@ -224,11 +228,7 @@ def point_record(wc):
 def main_mode_circuit_config():
     """The circuit rule's config at checkpoints and for control tasks: the main mode only
     (both directions), random circuits at the minimal size only."""
-    c = circuits_keys("rank_by", "metric", "target", "criterion", "search", "curve_points",
-                      "directions", "random_seeds", "random_points", "batch_size",
-                      "circuits_per_forward", "search_width", "bootstrap", "max_pairs", "main")
-    return {**c, "placements": [config["circuits"]["main"]["placement"]],
-            "ablations": [config["circuits"]["main"]["ablation"]], "random_modes": []}
+    return SearchSettings.main_mode_params(config)
 
 
 def point_files(wc, final_pattern, ckpt_pattern, **fmt):

@@ -13,6 +13,7 @@ import torch
 
 from vermem.attribution import pair_batch, scoring
 from vermem.circuits import evaluation, search
+from vermem.circuits.settings import SearchSettings
 from vermem.models import loading
 
 from .conftest import REPO
@@ -140,8 +141,8 @@ def test_sweep_warns_once_per_mode_and_pair_set_where_full_and_empty_agree(tiny_
     zero_gap = abs(evaluation.evaluate(tiny_model, g, ev, g.mask, zero).metric
                    - evaluation.evaluate(tiny_model, g, ev, torch.zeros_like(g.mask), zero).metric)
     with evaluation.small_gaps() as found:
-        search.sweep(tiny_model, g, ev, ev, torch.rand(g.mask.shape), [same, zero], [1, 10], [], [],
-                0.85)
+        search.sweep(tiny_model, g, ev, ev, torch.rand(g.mask.shape), [same, zero],
+                     SearchSettings(target=0.85, sizes=[1, 10]))
     assert sum("noising/outside/resample, evaluation pairs" in x for x in found) == 1
     assert sum("noising/outside/resample, selection pairs" in x for x in found) == 1
     assert len(found) == 2 + 2 * (zero_gap < evaluation.MIN_GAP)
