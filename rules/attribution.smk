@@ -14,7 +14,9 @@ rule attribution:
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
-        config=config["attribution"],
+        # the whole section (AttributionSettings reads method, ig_steps, backend): the
+        # scores' provenance hashes it
+        config={"attribution": config["attribution"]},
     # many jobs per model: two 1-thread jobs at once did more than one 2-thread job on 2
     # cores (benchmarks/threads.py, benchmarks/threads.json); SLURM: the profile's set-threads
     threads: 1

@@ -313,11 +313,7 @@ rule circuit_location:
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
-        directions=config["circuits"]["directions"],
-        main=config["circuits"]["main"],
-        bootstrap=config["circuits"]["bootstrap"],
-        attribution={k: config["attribution"][k] for k in ("method", "ig_steps", "backend")},
-        rank_by=config["circuits"]["rank_by"],
+        config=LocationSettings.params(config),
     threads: 1
     resources:
         **gpu_resources("attribution"),

@@ -16,8 +16,9 @@ from vermem.models.loading import check_device, check_models
 from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
 from vermem.workflow.config import PLANNING_ENV, unread_shards
 # the settings each computation reads (their KEYS are the rules' `params.config`)
-from vermem.circuits.settings import (ComparisonSettings, FinalCircuitSettings, SearchSettings,
-                                      SpecificitySettings, TransferSettings)
+from vermem.circuits.settings import (ComparisonSettings, FinalCircuitSettings,
+                                      LocationSettings, SearchSettings, SpecificitySettings,
+                                      TransferSettings)
 from vermem.report.settings import ClaimSettings
 
 

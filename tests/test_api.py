@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from vermem.attribution import pair_batch, scoring
+from vermem.attribution.settings import AttributionSettings
 from vermem.circuits import evaluation, search
 from vermem.circuits.settings import SearchSettings
 from vermem.models import loading
@@ -98,14 +99,14 @@ def test_attribution_takes_a_metric_function(tiny_model):
     b = batch(4, 6)
     rows = [r.tolist() for r in b.clean], [r.tolist() for r in b.corrupt]
     kw = dict(steps=2, batch_size=2, backend="hooks", positions=False)
-    named, _ = scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(),
-                     metric="answer_logprob", **kw)
+    st = AttributionSettings(metric="answer_logprob", **kw)
+    named, _ = scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(), st)
 
     def logprob(lg, bb):
         return (lg[torch.arange(lg.shape[0]), bb.last].float().log_softmax(-1)
                 .gather(1, bb.answer[:, None])[:, 0])
-    own, _ = scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(), metric=logprob,
-                   **kw)
+    own, _ = scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(),
+                         AttributionSettings(metric=logprob, **kw))
     assert torch.allclose(named["scores"], own["scores"], atol=1e-5)
     with pytest.raises(TypeError):
         scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(), "EAP-IG")

@@ -436,10 +436,11 @@ def test_empty_attribution_is_marked_and_drawn_as_empty(tmp_path, tiny_model):
     import torch
 
     from vermem.attribution import graph, positions, scoring, storage
+    from vermem.attribution.settings import AttributionSettings
 
     g = graph.Graph(graph.Shape.from_config(tiny_model.config))
-    out, n = scoring.run(tiny_model, g, [], [], [], [], method="EAP-IG", steps=2,
-                             metric="logit_diff", batch_size=4, backend="hooks")
+    out, n = scoring.run(tiny_model, g, [], [], [], [], AttributionSettings(
+        "EAP-IG", steps=2, metric="logit_diff", batch_size=4, backend="hooks"))
     scores = out["scores"]
     assert n == 0 and not scores.any() and not out["scores_denoising"].any()
     assert out["positions"].shape == (0, *g.mask.shape)

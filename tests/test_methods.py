@@ -9,6 +9,7 @@ import torch
 
 from vermem.attribution import pair_batch, patching, scoring
 from vermem.attribution.graph import Graph, Shape
+from vermem.attribution.settings import AttributionSettings
 from vermem.circuits import evaluation
 from vermem.circuits import method_comparison as M
 from vermem.circuits.settings import ComparisonSettings
@@ -53,9 +54,9 @@ def test_gradient_methods_document_sums_add_up_to_the_attribution_mean(setup):
     for method in ("EAP", "EAP-IG-activations"):
         sums, counts = M.doc_sums(model, g, pairs, method, ComparisonSettings(steps=3), 4)
         out, n = scoring.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
-                       pairs["answer"].to_list(), pairs["wrong"].to_list(), method=method,
-                       steps=3, metric="logit_diff", batch_size=4, backend="hooks",
-                       directions=("noising",), positions=False)
+                       pairs["answer"].to_list(), pairs["wrong"].to_list(),
+                       AttributionSettings(method, 3, "logit_diff", 4, "hooks", ("noising",),
+                                           positions=False))
         assert n == int(counts.sum()) == 6
         assert torch.allclose((sums.sum(0) / n).float(), out["scores"], atol=1e-5, rtol=1e-4)
 

@@ -27,6 +27,7 @@ import torch
 
 from vermem.attribution import scoring
 from vermem.attribution.graph import Graph
+from vermem.attribution.settings import AttributionSettings
 from vermem.circuits import evaluation, mib, search
 from vermem.circuits.settings import ComparisonSettings, MibSettings, SearchSettings
 from vermem.core.progress import ProgressArg, emitter, prefixed, track
@@ -68,13 +69,14 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str,
         for (s, d), r in zip(edges, res[1:], strict=True):
             sums[:, s, d].index_add_(0, g, r.metric - base)
         return sums, counts
+    attribution = AttributionSettings(method, steps, kind, batch_size, "hooks", ("noising",),
+                                      positions=False)
     with track(progress, "scores", pairs.height, "pairs") as p:
         for i, doc in enumerate(docs):
             q = pairs.filter(pl.col("doc_id") == doc)
             out, n = scoring.run(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
-                           q["answer"].to_list(), q["wrong"].to_list(), method=method,
-                           steps=steps, metric=kind, batch_size=batch_size, backend="hooks",
-                           directions=("noising",), positions=False, progress=p)
+                                 q["answer"].to_list(), q["wrong"].to_list(), attribution,
+                                 progress=p)
             sums[i] = out["scores"].double() * n
             counts[i] = n
     return sums, counts

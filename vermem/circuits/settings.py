@@ -253,3 +253,29 @@ class FinalCircuitSettings(TransferSettings):
                    range(c["random_seeds"]), None, c["main"]["placement"],
                    c["main"]["ablation"], max_pairs=c["max_pairs"], seed=config["seed"],
                    directions=c["directions"])
+
+
+@dataclass(frozen=True)
+class LocationSettings(Settings):
+    """A localized injection's circuits against its trained components (`location.locate`):
+    the attribution run of each document's pairs (the ranking metric circuits.rank_by, the
+    config's method, steps and backend, circuits.directions), the main mode and the
+    bootstrap over documents; `section` the slice the outputs' provenance hashes."""
+
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "circuits.directions", "circuits.main", "circuits.bootstrap", "circuits.rank_by",
+        "attribution.method", "attribution.ig_steps", "attribution.backend")
+    attribution: Any = None  # attribution.settings.AttributionSettings
+    main: Mapping[str, str] = field(default_factory=lambda: dict(MAIN))
+    boot: Bootstrap = field(default_factory=_default_boot)
+    section: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LocationSettings:
+        from vermem.attribution.settings import AttributionSettings
+
+        c = config["circuits"]
+        attribution = replace(AttributionSettings.from_config(config), metric=c["rank_by"],
+                              directions=c["directions"])
+        return cls(attribution, c["main"], _boot(config),
+                   {"main": c["main"], "bootstrap": c["bootstrap"]})
