@@ -345,3 +345,32 @@ def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float, min_documents
                          "overlap_coefficient": r.get("overlap_coefficient")}
                         for r in rows if not r["final"]]})
     return out
+
+
+def read_points(inputs: Mapping[str, Any], names: Sequence[str], sets: Sequence[tuple],
+                final_step: int | None) -> list[dict[str, Any]]:
+    """The checkpoint_tables rule's points in step order (the final model last when its
+    step is unknown): each point's name (`names`, in input order: the checkpoints in config
+    order, then the final model), step (a record without one: `final_step`), labels,
+    minimal circuits, ranking scores and final circuits' table, from the rule's inputs
+    (`inputs`: per point one record, labels and evaluated table, and one minimal record
+    and ranking file per (task, subset) of `sets`)."""
+    from vermem.attribution import storage
+    from vermem.core import files
+
+    n = len(sets)
+    points = []
+    for i, rec_path in enumerate(inputs["records"]):
+        rec = files.read_json(rec_path)
+        step = rec.get("step")  # a hub model's own record has none: final_step, from config
+        points.append({
+            "checkpoint": names[i], "step": final_step if step is None else step,
+            "final": i == len(inputs["records"]) - 1,
+            "labels": pl.read_parquet(inputs["labels"][i]),
+            "minimal": {k: files.read_json(f) for k, f in
+                        zip(sets, inputs["minimal"][i * n:(i + 1) * n], strict=True)},
+            "scores": {k: storage.load(f)[0] for k, f in
+                       zip(sets, inputs["scores"][i * n:(i + 1) * n], strict=True)},
+            "evaluated": pl.read_parquet(inputs["evaluated"][i])})
+    points.sort(key=lambda q: (q["step"] is None, q["step"] or 0))
+    return points
