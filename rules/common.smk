@@ -19,6 +19,7 @@ from vermem.workflow.config import PLANNING_ENV, unread_shards
 from vermem.circuits.settings import (ComparisonSettings, FinalCircuitSettings,
                                       LocationSettings, SearchSettings, SpecificitySettings,
                                       TransferSettings)
+from vermem.data.settings import PairSettings, SampleSettings
 from vermem.report.settings import ClaimSettings
 
 

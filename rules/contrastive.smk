@@ -15,11 +15,7 @@ rule pairs:
         summary="results/pairs/{model}.summary.json",
     params:
         device=config["device"],
-        batch_size=config["memorization"]["batch_size"],
-        seed=config["contrastive"].get("split_seed", config["seed"]),
-        split=config["contrastive"]["split"],
-        same_subset=config["contrastive"]["decision_same_subset"],
-        config=config["contrastive"],
+        config=PairSettings.params(config),
     priority: MAIN_PATH
     threads: 2  # one job per model on the main path: 2 threads (benchmarks/threads.json)
     retries: RETRIES

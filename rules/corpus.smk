@@ -47,14 +47,7 @@ rule samples:
         table="results/samples/{model}.parquet",
         summary="results/samples/{model}.summary.json",
     params:
-        prefix_tokens=config["memorization"]["prefix_tokens"],
-        continuation_tokens=config["memorization"]["continuation_tokens"],
-        samples_per_subset=config["corpus"]["samples_per_subset"],
-        windows=config["corpus"]["windows"],
-        unplanted=config["corpus"].get("unplanted_per_subset"),
-        config={**memo("prefix_tokens", "continuation_tokens"),
-                "windows": config["corpus"]["windows"],
-                "unplanted_per_subset": config["corpus"].get("unplanted_per_subset")},
+        config=SampleSettings.params(config),
     priority: MAIN_PATH  # it starts as soon as the model exists
     log:
         "logs/samples/{model}.log",

@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 
 
 def lookup(config: Mapping[str, Any], key: str) -> Any:
-    """config["a"]["b"] for the key "a.b"."""
+    """config["a"]["b"] for the key "a.b"; an optional key ("a.b?") absent: None."""
     value: Any = config
-    for part in key.split("."):
+    for part in key.rstrip("?").split("."):
+        if key.endswith("?") and part not in value:
+            return None
         value = value[part]
     return value
 
@@ -29,12 +31,13 @@ class Settings:
 
     @classmethod
     def params(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The slice of `config` with exactly the keys `KEYS` names, nested as in it."""
+        """The slice of `config` with exactly the keys `KEYS` names, nested as in it (an
+        optional key, "a.b?", None where the config has none)."""
         out: dict[str, Any] = {}
         for key in cls.KEYS:
-            *parents, leaf = key.split(".")
-            src, dst = config, out
+            *parents, leaf = key.rstrip("?").split(".")
+            dst = out
             for part in parents:
-                src, dst = src[part], dst.setdefault(part, {})
-            dst[leaf] = src[leaf]
+                dst = dst.setdefault(part, {})
+            dst[leaf] = lookup(config, key)
         return out
