@@ -117,11 +117,6 @@ CONTROL_TASKS = ([_pairs.control_task(t) for t in BASE_TASKS]
 TASKS = BASE_TASKS + CONTROL_TASKS
 
 
-def circuits_keys(*keys):
-    """A slice of config['circuits']: a rule reruns only when a key it reads changes."""
-    return {k: config["circuits"][k] for k in keys}
-
-
 def circuit_files(name, tasks=None):
     """One file per task (default: the memorization tasks) and subset of a model's circuits
     (an input function)."""
