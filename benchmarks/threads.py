@@ -36,6 +36,7 @@ from common import organism_or_random  # noqa: E402
 
 from vermem.attribution import scoring  # noqa: E402
 from vermem.attribution.graph import Graph, Shape  # noqa: E402
+from vermem.attribution.settings import AttributionSettings  # noqa: E402
 from vermem.circuits import evaluation  # noqa: E402
 from vermem.data import labels  # noqa: E402
 
@@ -69,8 +70,8 @@ def workload(name: str, results: Path):
                 ), f"{desc}; 256 samples, P = C = 32, batch 64"
     if name == "attribution":
         (cl, co, an, wr, _), what = pairs(results, "attribution")
-        return (lambda: scoring.run(model, g, cl, co, an, wr, method="EAP-IG", steps=5,
-                              metric="logit_diff", batch_size=16)[1]
+        return (lambda: scoring.run(model, g, cl, co, an, wr, AttributionSettings(
+            "EAP-IG", steps=5, metric="logit_diff", batch_size=16))[1]
                 ), f"{desc}; {what}, EAP-IG 5 steps, batch 16"
     (cl, co, an, wr, docs), what = pairs(results, "evaluation")
     cl, co, an, wr, docs = (x[:30] for x in (cl, co, an, wr, docs))

@@ -28,7 +28,9 @@ rule attribution:
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
-        config=config["attribution"],
+        # the whole section (AttributionSettings reads method, ig_steps, backend): the
+        # scores' provenance hashes it
+        config={"attribution": config["attribution"]},
     script:
         "../scripts/attribution.py"
 

@@ -112,17 +112,7 @@ rule checkpoint_final_circuits:
         **gpu_resources("circuit_transfer"),
     params:
         device=config["device"],
-        config=circuits_keys(
-            "metric",
-            "main",
-            "directions",
-            "random_seeds",
-            "batch_size",
-            "circuits_per_forward",
-            "bootstrap",
-            "max_pairs",
-        ),
-        seed=config["seed"],
+        config=FinalCircuitSettings.params(config),
     script:
         "../scripts/checkpoint_final_circuits.py"
 

@@ -40,33 +40,13 @@ rule circuit:
         subset=lambda wc: SUBSETS[wc.subset],
         # a control task: the main mode only (its circuits are compared with the memorization
         # circuits in that mode by circuit_specificity)
+        # (the keys SearchSettings reads; no selection part, the authors' 90/10 design:
+        # sizes chosen on the evaluation pairs)
         config=lambda wc: (
             main_mode_circuit_config()
             if _pairs.is_control(wc.task)
-            else circuits_keys(
-                "rank_by",
-                "metric",
-                "target",
-                "criterion",
-                "search",
-                "curve_points",
-                "directions",
-                "placements",
-                "ablations",
-                "random_seeds",
-                "random_modes",
-                "random_points",
-                "batch_size",
-                "circuits_per_forward",
-                "search_width",
-                "bootstrap",
-                "max_pairs",
-                "main",
-            )
+            else SearchSettings.params(config)
         ),
-        seed=config["seed"],
-        # no selection part (the authors' 90/10 design): sizes chosen on the evaluation pairs
-        select_on_evaluation=config["contrastive"]["split"]["selection"] == 0,
     script:
         "../scripts/circuit.py"
 
@@ -95,17 +75,7 @@ rule circuit_transfer:
     params:
         device=config["device"],
         score_keys=ranking_scores(BASE_TASKS)[1],
-        config=circuits_keys(
-            "metric",
-            "main",
-            "random_seeds",
-            "batch_size",
-            "curve_points",
-            "circuits_per_forward",
-            "bootstrap",
-            "max_pairs",
-        ),
-        seed=config["seed"],
+        config=TransferSettings.params(config),
     script:
         "../scripts/circuit_transfer.py"
 
@@ -132,19 +102,8 @@ rule circuit_specificity:
         **gpu_resources("circuit_transfer"),
     params:
         device=config["device"],
-        main_subset=config["corpus"]["main_subset"],
         score_keys=ranking_scores(TASKS)[1],
-        config=circuits_keys(
-            "metric",
-            "main",
-            "curve_points",
-            "random_seeds",
-            "batch_size",
-            "circuits_per_forward",
-            "bootstrap",
-            "max_pairs",
-        ),
-        seed=config["seed"],
+        config=SpecificitySettings.params(config),
     script:
         "../scripts/circuit_specificity.py"
 
@@ -177,8 +136,7 @@ rule circuit_claims:
     conda:
         ENV
     params:
-        main_subset=config["corpus"]["main_subset"],
-        config=circuits_keys("main", "claims", "bootstrap"),
+        config=ClaimSettings.params(config),
     script:
         "../scripts/circuit_claims.py"
 
@@ -364,23 +322,8 @@ rule method_comparison:
         **gpu_resources("circuit_transfer"),
     params:
         device=config["device"],
-        main_subset=config["corpus"]["main_subset"],
         tasks=BASE_TASKS,
-        methods=config["attribution"]["compare_methods"],
-        attribution=config["attribution"],
-        config=circuits_keys(
-            "metric",
-            "main",
-            "target",
-            "curve_points",
-            "batch_size",
-            "circuits_per_forward",
-            "search_width",
-            "bootstrap",
-            "max_pairs",
-        ),
-        select_on_evaluation=config["contrastive"]["split"]["selection"] == 0,
-        seed=config["seed"],
+        config=ComparisonSettings.params(config),
     script:
         "../scripts/method_comparison.py"
 
@@ -435,10 +378,6 @@ rule circuit_location:
     params:
         device=config["device"],
         subset=lambda wc: SUBSETS[wc.subset],
-        directions=config["circuits"]["directions"],
-        main=config["circuits"]["main"],
-        bootstrap=config["circuits"]["bootstrap"],
-        attribution={k: config["attribution"][k] for k in ("method", "ig_steps", "backend")},
-        rank_by=config["circuits"]["rank_by"],
+        config=LocationSettings.params(config),
     script:
         "../scripts/circuit_location.py"

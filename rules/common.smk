@@ -16,6 +16,18 @@ from vermem.models.loading import check_device, check_models
 from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
 from vermem.workflow.config import PLANNING_ENV, unread_shards
 
+# the settings each computation reads (their KEYS are the rules' `params.config`)
+from vermem.circuits.settings import (
+    ComparisonSettings,
+    FinalCircuitSettings,
+    LocationSettings,
+    SearchSettings,
+    SpecificitySettings,
+    TransferSettings,
+)
+from vermem.data.settings import PairSettings, SampleSettings
+from vermem.report.settings import ClaimSettings
+
 # parsed for `vermem.workflow.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
 # folders that are not on this machine are billed as declared, unread
 PLANNING = planning()
@@ -120,11 +132,6 @@ CONTROL_TASKS = (
     else []
 )
 TASKS = BASE_TASKS + CONTROL_TASKS
-
-
-def circuits_keys(*keys):
-    """A slice of config['circuits']: a rule reruns only when a key it reads changes."""
-    return {k: config["circuits"][k] for k in keys}
 
 
 def circuit_files(name, tasks=None):
@@ -258,29 +265,7 @@ def point_record(wc):
 def main_mode_circuit_config():
     """The circuit rule's config at checkpoints and for control tasks: the main mode only
     (both directions), random circuits at the minimal size only."""
-    c = circuits_keys(
-        "rank_by",
-        "metric",
-        "target",
-        "criterion",
-        "search",
-        "curve_points",
-        "directions",
-        "random_seeds",
-        "random_points",
-        "batch_size",
-        "circuits_per_forward",
-        "search_width",
-        "bootstrap",
-        "max_pairs",
-        "main",
-    )
-    return {
-        **c,
-        "placements": [config["circuits"]["main"]["placement"]],
-        "ablations": [config["circuits"]["main"]["ablation"]],
-        "random_modes": [],
-    }
+    return SearchSettings.main_mode_params(config)
 
 
 def point_files(wc, final_pattern, ckpt_pattern, **fmt):

@@ -24,10 +24,6 @@ rule pairs:
         **gpu_resources("pairs"),
     params:
         device=config["device"],
-        batch_size=config["memorization"]["batch_size"],
-        seed=config["contrastive"].get("split_seed", config["seed"]),
-        split=config["contrastive"]["split"],
-        same_subset=config["contrastive"]["decision_same_subset"],
-        config=config["contrastive"],
+        config=PairSettings.params(config),
     script:
         "../scripts/pairs.py"

@@ -51,15 +51,6 @@ rule samples:
     conda:
         ENV
     params:
-        prefix_tokens=config["memorization"]["prefix_tokens"],
-        continuation_tokens=config["memorization"]["continuation_tokens"],
-        samples_per_subset=config["corpus"]["samples_per_subset"],
-        windows=config["corpus"]["windows"],
-        unplanted=config["corpus"].get("unplanted_per_subset"),
-        config={
-            **memo("prefix_tokens", "continuation_tokens"),
-            "windows": config["corpus"]["windows"],
-            "unplanted_per_subset": config["corpus"].get("unplanted_per_subset"),
-        },
+        config=SampleSettings.params(config),
     script:
         "../scripts/samples.py"

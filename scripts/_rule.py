@@ -72,43 +72,42 @@ def model_graph_pairs(snakemake, split: str):
 
 def evaluation_setup(snakemake):
     """(model record, circuit batch that fits gpu_memory_gb, model, graph, the whole pairs
-    table, bootstrap of circuits.bootstrap): the start of the rules that evaluate on every
-    task's pairs at once (circuit_specificity, method_comparison). The batch is fixed before
-    the model is loaded, so a model that cannot fit stops in one line first."""
+    table): the start of the rules that evaluate on every task's pairs at once
+    (circuit_specificity, method_comparison). The batch is fixed before the model is
+    loaded, so a model that cannot fit stops in one line first."""
     import polars as pl
 
     from vermem.attribution import graph
-    from vermem.core import files, stats
+    from vermem.core import files
     from vermem.models import loading
     from vermem.workflow import resources
 
-    p = snakemake.params
     record = files.read_json(snakemake.input.model)
     batch = resources.circuit_batch(record, snakemake.config, "circuit_transfer")
-    model, _ = loading.load(record, p.device)
+    model, _ = loading.load(record, snakemake.params.device)
     g = graph.Graph(graph.Shape.from_config(model.config))
     pairs = pl.read_parquet(snakemake.input.pairs)
-    return record, batch, model, g, pairs, stats.Bootstrap(**p.config["bootstrap"])
+    return record, batch, model, g, pairs
 
 
-def minimal_circuits_and_evsets(snakemake, placements=None):
+def minimal_circuits_and_evsets(snakemake, settings, placements=None):
     """(model record, model, graph, {(task, subset, direction, placement): edge mask} of the
-    minimal circuits in the rule's input `minimal` (main ablation; `placements`, default
-    all), {(task, subset): EvalSet} of their evaluation pairs): the start of the rules that
+    minimal circuits in the rule's input `minimal` (the ablation of `settings`, a
+    circuits.settings.TransferSettings; `placements`, default all), {(task, subset):
+    EvalSet} of their evaluation pairs, the whole pairs table): the start of the rules that
     evaluate finished circuits (circuit_transfer, checkpoint_final_circuits)."""
     from vermem.circuits import evaluation, transfer
     from vermem.core import files
 
-    cfg = snakemake.params.config
-    record, batch, model, g, pairs, _ = evaluation_setup(snakemake)
+    record, batch, model, g, pairs = evaluation_setup(snakemake)
     records = [files.read_json(f) for f in snakemake.input.minimal]
-    found = transfer.main_circuits(g, records, cfg["main"]["ablation"], placements)
+    found = transfer.main_circuits(g, records, settings.ablation, placements)
     evsets = {}
     for rec in records:
         _, q = evaluation.split_sets(pairs, rec["task"], rec["subset"], snakemake.input.pairs,
-                                   cfg["max_pairs"], snakemake.params.seed)
+                                     settings.max_pairs, settings.seed)
         evsets[rec["task"], rec["subset"]] = evaluation.EvalSet.of_pairs(model, q, batch)
-    return record, model, g, found, evsets
+    return record, model, g, found, evsets, pairs
 
 
 def save_points(model, tok, folder, points):

@@ -3,26 +3,29 @@ in both directions (noising; de-noising, clean and corrupt swapped), each also s
 source position's distance to the predicted position; the noising scores also in the
 EAP-IG library's graph JSON."""
 
+from dataclasses import replace
+
 from _rule import model_graph_pairs, rule
 
 from vermem.attribution import eap_json, positions, scoring, storage
+from vermem.attribution.settings import AttributionSettings
 from vermem.core import files
 from vermem.workflow import resources
 
 with rule(snakemake) as log:
     p, wc = snakemake.params, snakemake.wildcards
-    cfg = p.config
+    cfg = p.config["attribution"]
     # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
     batch = resources.attribution_batch(files.read_json(snakemake.input.model), snakemake.config)
+    settings = replace(AttributionSettings.from_config(p.config), metric=wc.metric,
+                       batch_size=batch)
     record, model, g, pairs = model_graph_pairs(snakemake, "attribution")
     if pairs.height == 0:
         log.warning("no attribution pairs for %s / %s: marked empty (scores are not results)",
                     wc.task, p.subset)
     clean = pairs["clean"].to_list()
-    out, n = scoring.run(model, g, clean, pairs["corrupt"].to_list(),
-                             pairs["answer"].to_list(), pairs["wrong"].to_list(),
-                             method=cfg["method"], steps=cfg["ig_steps"], metric=wc.metric,
-                             batch_size=batch, backend=cfg["backend"], progress=log.info)
+    out, n = scoring.run(model, g, clean, pairs["corrupt"].to_list(), pairs["answer"].to_list(),
+                         pairs["wrong"].to_list(), settings, progress=log.info)
     buckets = positions.position_buckets(max(map(len, clean), default=0))
     meta = {"model": record["name"], "revision": record["revision"], "task": wc.task,
             "subset": p.subset, "metric": wc.metric, "method": cfg["method"],

@@ -5,16 +5,15 @@ logit gap there."""
 from _rule import minimal_circuits_and_evsets, rule
 
 from vermem.circuits import checkpoints
-from vermem.core import files, stats
+from vermem.circuits.settings import FinalCircuitSettings
+from vermem.core import files
 
 with rule(snakemake) as log:
     cfg = snakemake.params.config
-    record, model, g, found, evsets = minimal_circuits_and_evsets(snakemake,
-                                                                  [cfg["main"]["placement"]])
-    table = checkpoints.final_circuits(model, g, evsets, found, cfg["directions"],
-                                       cfg["main"]["ablation"], range(cfg["random_seeds"]),
-                                       cfg["metric"], stats.Bootstrap(**cfg["bootstrap"]),
-                                       cfg["circuits_per_forward"], progress=log.info)
-    files.write_parquet(table, snakemake.output.table,
-                     files.provenance(cfg, model=record["name"], revision=record["revision"]))
+    st = FinalCircuitSettings.from_config(cfg)
+    record, model, g, found, evsets, _ = minimal_circuits_and_evsets(snakemake, st,
+                                                                     [st.placement])
+    table = checkpoints.final_circuits(model, g, evsets, found, st, progress=log.info)
+    files.write_parquet(table, snakemake.output.table, files.provenance(
+        cfg["circuits"], model=record["name"], revision=record["revision"]))
     log.info("%s", table)

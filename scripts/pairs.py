@@ -5,6 +5,7 @@ from _rule import rule
 
 from vermem.core import files
 from vermem.data import contrastive
+from vermem.data.settings import PairSettings
 from vermem.models import loading
 
 with rule(snakemake) as log:
@@ -18,9 +19,8 @@ with rule(snakemake) as log:
         dup = pl.read_parquet(snakemake.input.duplicates, columns=["doc_id", "dup_count"])
         strata = dict(zip(dup["doc_id"], dup["dup_count"], strict=True))
     pairs, summary = contrastive.build(model, labels, pl.read_parquet(snakemake.input.divergence),
-                                       docs, p.batch_size, p.seed, p.split, p.same_subset,
-                                       p.config.get("controls", True), strata)
-    files.write_parquet(pairs, snakemake.output.table,
-                     files.provenance(p.config, model=record["name"], revision=record["revision"]))
+                                       docs, PairSettings.from_config(p.config), strata)
+    files.write_parquet(pairs, snakemake.output.table, files.provenance(
+        p.config["contrastive"], model=record["name"], revision=record["revision"]))
     files.write_json(summary, snakemake.output.summary)
     log.info("%s", summary)

@@ -20,7 +20,9 @@ import torch
 
 import vermem
 from vermem.attribution import pair_batch, scoring
+from vermem.attribution.settings import AttributionSettings
 from vermem.circuits import evaluation, search
+from vermem.circuits.settings import SearchSettings
 from vermem.models import loading
 from vermem.workflow import cli
 
@@ -227,14 +229,14 @@ def test_attribution_takes_a_metric_function(tiny_model):
     b = batch(4, 6)
     rows = [r.tolist() for r in b.clean], [r.tolist() for r in b.corrupt]
     kw = dict(steps=2, batch_size=2, backend="hooks", positions=False)
-    named, _ = scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(),
-                     metric="answer_logprob", **kw)
+    st = AttributionSettings(metric="answer_logprob", **kw)
+    named, _ = scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(), st)
 
     def logprob(lg, bb):
         return (lg[torch.arange(lg.shape[0]), bb.last].float().log_softmax(-1)
                 .gather(1, bb.answer[:, None])[:, 0])
-    own, _ = scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(), metric=logprob,
-                   **kw)
+    own, _ = scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(),
+                         AttributionSettings(metric=logprob, **kw))
     assert torch.allclose(named["scores"], own["scores"], atol=1e-5)
     with pytest.raises(TypeError):
         scoring.run(tiny_model, g, *rows, b.answer.tolist(), b.wrong.tolist(), "EAP-IG")
@@ -270,8 +272,8 @@ def test_sweep_warns_once_per_mode_and_pair_set_where_full_and_empty_agree(tiny_
     zero_gap = abs(evaluation.evaluate(tiny_model, g, ev, g.mask, zero).metric
                    - evaluation.evaluate(tiny_model, g, ev, torch.zeros_like(g.mask), zero).metric)
     with evaluation.small_gaps() as found:
-        search.sweep(tiny_model, g, ev, ev, torch.rand(g.mask.shape), [same, zero], [1, 10], [], [],
-                0.85)
+        search.sweep(tiny_model, g, ev, ev, torch.rand(g.mask.shape), [same, zero],
+                     SearchSettings(target=0.85, sizes=[1, 10]))
     assert sum("noising/outside/resample, evaluation pairs" in x for x in found) == 1
     assert sum("noising/outside/resample, selection pairs" in x for x in found) == 1
     assert len(found) == 2 + 2 * (zero_gap < evaluation.MIN_GAP)

@@ -24,6 +24,7 @@ from transformers import (
 
 from vermem.attribution import adapters, backends, pair_batch, patching, positions, scoring, storage
 from vermem.attribution.graph import Graph, Shape
+from vermem.attribution.settings import AttributionSettings
 from vermem.models import architecture, organism
 
 V = 100
@@ -402,7 +403,8 @@ def test_denoising_scores_equal_attribute_on_the_swapped_batch(setup):
     """De-noising is EAP-IG on the swapped dataset (run: corrupt; patch: clean; IG from clean
     to corrupt); noising from the same call is `attribute` itself."""
     _, model, g, batch = setup
-    both = scoring.attribute_directions(model, g, batch, "EAP-IG", 3, backend="hooks")
+    both = scoring.attribute_directions(model, g, batch, AttributionSettings("EAP-IG", 3,
+                                                                             backend="hooks"))
     assert torch.equal(both["noising"].scores,
                        scoring.attribute(model, g, batch, "EAP-IG", 3, backend="hooks"))
     swapped = scoring.attribute(model, g, pair_batch.swapped(batch), "EAP-IG", 3, backend="hooks")
@@ -443,8 +445,8 @@ def test_denoising_eap_equals_a_central_difference_of_patching_the_corrupt_run(s
         fd.append((m[0] - m[1]) / (2 * h))
     fd = torch.tensor(fd, dtype=torch.float64)
     idx = torch.tensor(edges)
-    eap = scoring.attribute_directions(model, g, batch, "EAP", backend="hooks",
-                                 directions=["denoising"])["denoising"].scores
+    eap = scoring.attribute_directions(model, g, batch, AttributionSettings(
+        "EAP", backend="hooks", directions=["denoising"]))["denoising"].scores
     eap = eap[idx[:, 0], idx[:, 1]]
     err, scale = (fd - eap).abs(), eap.abs().max()
     print(f"{name}: {len(fd)} edges, de-noising max |FD - EAP| relative to max |EAP| "
@@ -472,7 +474,8 @@ def test_position_buckets_sum_to_the_scores(setup):
     scores; the input node's delta sits where the prompts differ (the last two tokens of
     every row), so its edges have mass at distances 0 and 1 only."""
     _, model, g, batch = setup
-    both = scoring.attribute_directions(model, g, batch, "EAP-IG", 3, backend="hooks", buckets=4)
+    both = scoring.attribute_directions(model, g, batch,
+                                        AttributionSettings("EAP-IG", 3, backend="hooks"), 4)
     for d, sc in both.items():
         assert sc.positions.shape == (4, *g.mask.shape)
         assert torch.allclose(sc.positions.sum(0), sc.scores, atol=1e-5, rtol=1e-4), d
@@ -508,10 +511,10 @@ def test_run_saves_both_directions_and_positions(tmp_path):
     b = make_batch()
     clean = [row[: int(n) + 1] for row, n in zip(b.clean.tolist(), b.last, strict=True)]
     corrupt = [row[: int(n) + 1] for row, n in zip(b.corrupt.tolist(), b.last, strict=True)]
-    out, n = scoring.run(model, g, clean, corrupt, b.answer.tolist(), b.wrong.tolist(),
-                   method="EAP-IG", steps=3, metric="logit_diff", batch_size=3, backend="hooks")
+    st = AttributionSettings("EAP-IG", 3, "logit_diff", batch_size=3, backend="hooks")
+    out, n = scoring.run(model, g, clean, corrupt, b.answer.tolist(), b.wrong.tolist(), st)
     assert n == 4 and out["positions"].shape == (4, *g.mask.shape)
-    both = scoring.attribute_directions(model, g, b, "EAP-IG", 3, backend="hooks")
+    both = scoring.attribute_directions(model, g, b, st)
     assert torch.allclose(out["scores_denoising"], both["denoising"].scores / 4, atol=1e-6)
     assert torch.allclose(out["positions_denoising"].sum(0), out["scores_denoising"],
                           atol=1e-6)

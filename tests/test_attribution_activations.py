@@ -20,6 +20,7 @@ import torch
 
 from vermem.attribution import pair_batch, scoring
 from vermem.attribution.graph import Graph, Shape
+from vermem.attribution.settings import AttributionSettings
 from vermem.models import organism
 
 from .test_attribution import MODELS, V, make_batch
@@ -255,7 +256,8 @@ def test_backends_agree(name, method):
     batch, g = make_batch(), Graph(Shape.from_config(model.config))
     if name == "gpt2_small_heads":
         batch = make_batch(rows=2)
-    a, b = (scoring.attribute_directions(model, g, batch, method, 2, backend=be, buckets=3)
+    a, b = (scoring.attribute_directions(model, g, batch,
+                                         AttributionSettings(method, 2, backend=be), 3)
             for be in ("hooks", "nnsight"))
     for d in scoring.DIRECTIONS:
         assert torch.allclose(a[d].scores, b[d].scores, atol=1e-6, rtol=0), d

@@ -3,6 +3,7 @@ set, the memorization and circuit tables, the final circuit evaluated at a check
 
 import copy
 import shutil
+from dataclasses import replace
 
 import polars as pl
 import pytest
@@ -10,6 +11,7 @@ import torch
 import yaml
 
 from vermem.circuits import checkpoints as K
+from vermem.circuits.settings import FinalCircuitSettings
 from vermem.core import naming
 from vermem.core.stats import Bootstrap, nan_to_none, rank_correlation, wilson
 from vermem.models import loading, organism
@@ -181,8 +183,9 @@ def test_final_circuit_at_a_checkpoint_is_exact_patching(setup):  # noqa: F811
     model, g, ev, (clean, corrupt, answer, wrong) = setup
     found = {("bc", "A", "noising", "outside"): g.mask.clone(),
              ("bc", "A", "denoising", "outside"): torch.zeros_like(g.mask)}
-    t = K.final_circuits(model, g, {("bc", "A"): ev}, found, ["noising", "denoising"],
-                         "resample", [0], "logit_diff", Bootstrap(200), 8)
+    settings = FinalCircuitSettings(boot=Bootstrap(200), per_forward=8, seeds=[0],
+                                    directions=["noising", "denoising"])
+    t = K.final_circuits(model, g, {("bc", "A"): ev}, found, settings)
     rows = {r["direction"]: r for r in t.iter_rows(named=True)}
     assert rows["noising"]["final_faithfulness"] == pytest.approx(1.0, abs=1e-6)
     assert rows["denoising"]["final_faithfulness"] == pytest.approx(0.0, abs=1e-6)
@@ -192,8 +195,8 @@ def test_final_circuit_at_a_checkpoint_is_exact_patching(setup):  # noqa: F811
     assert rows["noising"]["logit_gap_lo"] <= rows["noising"]["logit_gap"] <= \
         rows["noising"]["logit_gap_hi"]
     # a direction without a final circuit still has its row (F null, the gap known)
-    t = K.final_circuits(model, g, {("bc", "A"): ev}, {}, ["noising"], "resample", [0],
-                         "logit_diff", Bootstrap(200), 8)
+    t = K.final_circuits(model, g, {("bc", "A"): ev}, {},
+                         replace(settings, directions=["noising"]))
     assert t.height == 1 and t["final_faithfulness"][0] is None
     assert t["logit_gap"][0] == pytest.approx(gap, abs=1e-4)
 

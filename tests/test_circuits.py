@@ -11,8 +11,10 @@ from vermem.attribution import pair_batch, patching
 from vermem.attribution.graph import Graph, Shape
 from vermem.circuits import evaluation, transfer
 from vermem.circuits import search as circuits_search
+from vermem.circuits.settings import SearchSettings, TransferSettings
 from vermem.core import stats as S
 from vermem.report import claims as CL
+from vermem.report.settings import ClaimSettings
 
 from .test_attribution import gpt_neo, llama, neox
 
@@ -69,27 +71,16 @@ def test_faithfulness_is_zero_for_no_circuit_and_one_for_all_in_every_mode(setup
         evaluation.DIRECTIONS, evaluation.PLACEMENTS, ["resample"])
     sel = evaluation.EvalSet.make(model, clean[:3], corrupt[:3], answer[:3], wrong[:3], 3)
     scores = torch.randn(g.mask.shape, generator=torch.Generator().manual_seed(0)) * g.mask
-    curve, minimal = circuits_search.sweep(model, g, sel, ev, scores, modes, [5, 20], seeds=[0, 1],
-                             random_modes=modes, target=0.85, boot=S.Bootstrap(100))
+    curve, minimal = circuits_search.sweep(model, g, sel, ev, scores, modes, SearchSettings(
+        sizes=[5, 20], seeds=[0, 1], random_modes=modes, target=0.85, boot=S.Bootstrap(100)))
     ends = curve.filter(pl.col("k").is_in([0, g.n_edges]) & (pl.col("split") == "evaluation"))
     assert ends.height == len(modes) * 2 * 3  # attribution + 2 random seeds
     for r in ends.iter_rows(named=True):
         assert r["faithfulness"] == pytest.approx(0.0 if r["k"] == 0 else 1.0, abs=1e-6)
     assert set(minimal) == set(modes)  # F(full) = 1 is in the band: always found
-    few, _ = circuits_search.sweep(
-        model,
-        g,
-        sel,
-        ev,
-        scores,
-        modes[:1],
-        evaluation.log_sizes(g.n_edges, 9),
-        [0],
-        modes[:1],
-        0.85,
-        boot=S.Bootstrap(50),
-        random_points=3,
-    )
+    few, _ = circuits_search.sweep(model, g, sel, ev, scores, modes[:1], SearchSettings(
+        target=0.85, curve_points=9, seeds=[0], random_modes=modes[:1], boot=S.Bootstrap(50),
+        random_points=3))
     rk = set(few.filter(pl.col("circuit") == "random")["k"])
     assert rk <= set(few["k"]) and 3 <= len(rk - {0, g.n_edges}) <= 4
     order = evaluation.ranking(g, scores)
@@ -306,13 +297,13 @@ def test_no_pairs_flow_through_to_insufficient_evidence(setup):
     scores = torch.randn(g.mask.shape, generator=torch.Generator().manual_seed(0)) * g.mask
     modes = [evaluation.Mode("noising", "outside", "resample")]
     for sel, evs in ((empty, ev), (ev, empty)):
-        curve, minimal = circuits_search.sweep(
-            model, g, sel, evs, scores, modes, [5], [0], modes, 0.85
-        )
+        curve, minimal = circuits_search.sweep(model, g, sel, evs, scores, modes, SearchSettings(
+            target=0.85, sizes=[5], seeds=[0], random_modes=modes))
         assert curve.height == 0 and minimal == {}
-    t = transfer.transfer(model, g, {(transfer.BRANCH, "s"): empty}, {}, "resample", [0])
+    t = transfer.transfer(model, g, {(transfer.BRANCH, "s"): empty}, {},
+                          TransferSettings(seeds=[0]))
     assert t.height == 0 and set(t.columns) == set(transfer.TRANSFER_SCHEMA)
-    out = CL.claims(t, {}, "s", threshold=0.5, margin=0.05, min_pairs=20)
+    out = CL.claims(t, {}, ClaimSettings("s", threshold=0.5, margin=0.05, min_pairs=20))
     assert out.height == 6 and set(out["verdict"]) == {"insufficient evidence"}
     assert (out["n_pairs"] == 0).all()
 
@@ -420,8 +411,8 @@ def replicates_of(t, R=400):
 
 
 def verdicts(t, sizes, **kw):
-    out = CL.claims(t, sizes, "main", threshold=0.5, margin=kw.pop("margin", 0.05),
-                    min_pairs=20, transfer_reps=replicates_of(t), **kw)
+    settings = ClaimSettings("main", threshold=0.5, margin=kw.pop("margin", 0.05), min_pairs=20)
+    out = CL.claims(t, sizes, settings, transfer_reps=replicates_of(t), **kw)
     assert set(out["verdict"]) <= set(CL.VERDICTS)
     assert out["reason"].is_not_null().all()
     return {(" ".join(r["claim"].split()[:2]), r["semantics"]): (r["verdict"], r["reason"])
@@ -485,8 +476,8 @@ def test_transfer_evaluates_a_circuit_in_the_direction_of_the_same_meaning(setup
     a = evaluation.circuit(g, evaluation.random_ranking(g, 7), g.n_edges // 4)
     found = {(transfer.DECISION, "s", "noising", "outside"): a,
              (transfer.BRANCH, "s", "noising", "inside"): a}
-    t = transfer.transfer(model, g, {(transfer.BRANCH, "s"): ev}, found, "resample", [0, 1],
-                   boot=S.Bootstrap(100), random_placements=["outside"])
+    t = transfer.transfer(model, g, {(transfer.BRANCH, "s"): ev}, found, TransferSettings(
+        seeds=[0, 1], boot=S.Bootstrap(100), random_placements=["outside"]))
     md = t.filter(pl.col("source_task") == transfer.DECISION).row(0, named=True)
     assert (md["semantics"], md["target_direction"]) == ("induction", "denoising")
     mode = evaluation.Mode("denoising", "outside", "resample")
@@ -536,8 +527,8 @@ def test_size_matched_transfer_compares_rankings_at_the_same_k(setup):
               (transfer.BRANCH, "s", "denoising"): own, (transfer.DECISION, "s", "noising"): own}
     reps: list = []
     t = transfer.matched_transfer(model, g, evsets, orders, {("s", "prevention"): [3, 9],
-                                                      ("s", "induction"): [5]},
-                           "outside", "resample", boot=S.Bootstrap(100), replicates=reps)
+                                                             ("s", "induction"): [5]},
+                                  TransferSettings(boot=S.Bootstrap(100)), replicates=reps)
     assert t.height == 3 and len(reps) == 3
     prev = t.filter(pl.col("semantics") == "prevention").sort("k")
     assert prev["source_task"].to_list() == [transfer.DECISION] * 2
@@ -581,18 +572,8 @@ def test_sweep_ranks_each_direction_by_its_own_scores(setup):
     modes = evaluation.modes(evaluation.DIRECTIONS, ["inside", "outside"], ["resample"])
     ks = [g.n_edges // 4, g.n_edges // 2]
     curve, minimal = circuits_search.sweep(
-        model,
-        g,
-        sel,
-        ev,
-        {"noising": noising, "denoising": denoising},
-        modes,
-        ks,
-        [],
-        [],
-        0.85,
-        boot=S.Bootstrap(20),
-    )
+        model, g, sel, ev, {"noising": noising, "denoising": denoising}, modes,
+        SearchSettings(target=0.85, sizes=ks, boot=S.Bootstrap(20)))
     for m in modes:
         mine, other = (order, reverse) if m.direction == "noising" else (reverse, order)
         rows = curve.filter((pl.col("split") == "evaluation") & (pl.col("circuit") ==
@@ -609,8 +590,8 @@ def test_sweep_ranks_each_direction_by_its_own_scores(setup):
         if k < g.n_edges:
             assert set(minimal[m]["edges"]) != set(other[:k].tolist())
     den = evaluation.Mode("denoising", "inside", "resample")
-    _, one = circuits_search.sweep(model, g, sel, ev, {"noising": noising}, [den], ks, [], [], 0.85,
-                     boot=S.Bootstrap(20))
+    _, one = circuits_search.sweep(model, g, sel, ev, {"noising": noising}, [den],
+                                   SearchSettings(target=0.85, sizes=ks, boot=S.Bootstrap(20)))
     assert one[den]["edges"] == order[:one[den]["k"]].tolist()
 
 
@@ -716,13 +697,8 @@ def test_sweep_chooses_by_the_configured_criterion_and_search(setup, criterion, 
         ev,
         scores,
         [mode],
-        evaluation.log_sizes(g.n_edges, 8),
-        [],
-        [],
-        target,
-        boot=S.Bootstrap(50),
-        criterion=criterion,
-        search=search,
+        SearchSettings(target=target, curve_points=8, boot=S.Bootstrap(50),
+                       criterion=criterion, search=search),
     )
     rec = minimal[mode]
     assert (rec["criterion"], rec["search"]) == (criterion, search)

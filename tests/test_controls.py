@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from vermem.data import contrastive as P
+from vermem.data.settings import PairSettings
 
 V = 64
 
@@ -69,7 +70,8 @@ def test_branch_control_is_the_branch_construction_at_a_greedy_miss_at_the_same_
     ])
     parts = {d: "evaluation" for d in ["u1", "u2", "seen-often", "mem", "m1", "m2"]}
     mem = memorized_pairs([(P.BRANCH, "W", "m1", 4), (P.BRANCH, "W", "m2", 7)])
-    pairs, drops, _ = P.control_pairs(model, mem, labels, nonmem_of(labels), parts, 4, seed=0)
+    pairs, drops, _ = P.control_pairs(model, mem, labels, nonmem_of(labels), parts,
+                                      PairSettings(batch_size=4, seed=0))
     bc = pairs.filter(pl.col("task") == P.control_task(P.BRANCH)).sort("d")
     assert bc["d"].to_list() == [4, 7]          # the memorized pairs' d, one each
     assert set(bc["doc_id"]) == {"u1", "u2"}    # never a memorized or often-seen document
@@ -97,7 +99,8 @@ def test_decision_control_has_two_non_memorized_starts_and_keeps_the_part():
     ])
     parts = {"h": "evaluation", "c": "evaluation", "c2": "selection", "m": "evaluation"}
     mem = memorized_pairs([(P.DECISION, "W", "m", 5)])
-    pairs, drops, _ = P.control_pairs(model, mem, labels, nonmem_of(labels), parts, 4, seed=0)
+    pairs, drops, _ = P.control_pairs(model, mem, labels, nonmem_of(labels), parts,
+                                      PairSettings(batch_size=4, seed=0))
     md = pairs.filter(pl.col("task") == P.control_task(P.DECISION))
     assert md.height == 1, drops
     r = md.row(0, named=True)
@@ -111,7 +114,8 @@ def test_an_unmatched_memorized_pair_is_counted_not_dropped_silently():
     labels = labels_table([("u", "W", "non-memorized", 0, counting(1, 12))])  # never misses
     mem = memorized_pairs([(P.BRANCH, "W", "m", 4)])
     pairs, drops, _ = P.control_pairs(model, mem, labels, nonmem_of(labels),
-                                   {"u": "evaluation", "m": "evaluation"}, 4, seed=0)
+                                      {"u": "evaluation", "m": "evaluation"},
+                                      PairSettings(batch_size=4, seed=0))
     assert pairs.height == 0
     assert drops == {(P.control_task(P.BRANCH), "W",
                       "no non-memorized sample with a greedy miss at d"): 1}
@@ -143,7 +147,8 @@ def test_one_pass_gives_the_memorized_decision_pairs_unchanged_and_controls_at_t
                                "generation": pl.List(pl.Int32)})
     alone, alone_drops = P.decision_pairs(model, div, nonmem, 4, True, parts)
     ctl, drops, (md, md_drops) = P.control_pairs(model, P.branch_pairs(div)[0], labels,
-                                                 nonmem, parts, 4, 0, True, None, div)
+                                                 nonmem, parts,
+                                                 PairSettings(batch_size=4, seed=0), None, div)
     assert md.sort("doc_id").equals(alone.sort("doc_id")) and md_drops == alone_drops
     mdc = ctl.filter(pl.col("task") == P.control_task(P.DECISION))
     assert mdc["doc_id"].to_list() == ["u"] and mdc["d"].to_list() == md["d"].to_list()

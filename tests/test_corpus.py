@@ -2,6 +2,7 @@ import polars as pl
 import pytest
 
 from vermem.data import corpus
+from vermem.data.settings import SampleSettings as S
 
 from .conftest import doc, write_jsonl
 
@@ -68,7 +69,7 @@ def test_missing_subset_is_an_error_listing_what_is_there(shards):
 
 def test_samples_drop_short_documents_and_split_prefix_continuation(shards, tokenizer):
     cands, _ = corpus.scan_candidates(shards, [WIKI, CODE], None, seed=0, max_malformed_fraction=1)
-    df, summary = corpus.make_samples(cands, tokenizer, 8, 4, per_subset=25)
+    df, summary = corpus.make_samples(cands, tokenizer, S(8, 4, per_subset=25))
     assert summary[WIKI] == {"candidates": 41, "too_short": 1, "kept": 25, "samples": 25}
     assert summary[CODE] == {"candidates": 20, "too_short": 0, "kept": 20, "samples": 20}
     assert df["offset"].unique().to_list() == [0]
@@ -85,7 +86,7 @@ def test_samples_join_duplicate_counts(shards, tokenizer):
     cands, _ = corpus.scan_candidates(shards, [CODE], None, seed=0, max_malformed_fraction=1)
     dups = pl.DataFrame({"doc_id": cands["doc_id"], "dup_count": list(range(cands.height))},
                         schema_overrides={"dup_count": pl.Int32})
-    df, _ = corpus.make_samples(cands, tokenizer, 4, 4, None, dups)
+    df, _ = corpus.make_samples(cands, tokenizer, S(4, 4), dups)
     assert df.join(dups, on="doc_id")["dup_count"].equals(df["dup_count"])
 
 
@@ -96,21 +97,21 @@ def test_unplanted_cap_keeps_every_planted_document(shards, tokenizer):
     dups = pl.DataFrame({"doc_id": order, "dup_count": [16 if d in planted else i % 2
                                                         for i, d in enumerate(order)]},
                         schema_overrides={"dup_count": pl.Int32})
-    df, summary = corpus.make_samples(cands, tokenizer, 8, 4, None, dups, unplanted=5)
+    df, summary = corpus.make_samples(cands, tokenizer, S(8, 4, unplanted=5), dups)
     got = df["doc_id"].to_list()
     assert set(planted) <= set(got)
     ordinary = [d for d in got if d not in planted]
     assert ordinary == [d for d in order if d not in planted][:len(ordinary)]
     assert len(ordinary) == 5 and summary[WIKI]["kept"] == 11
     # without a duplicate table the cap means nothing: every document, as before
-    every, _ = corpus.make_samples(cands, tokenizer, 8, 4, None, None, unplanted=5)
+    every, _ = corpus.make_samples(cands, tokenizer, S(8, 4, unplanted=5))
     assert every.height == 40
 
 
 def test_windows_are_the_documents_tokens_at_stride_offsets(shards, tokenizer):
     cands, _ = corpus.scan_candidates(shards, [WIKI, CODE], None, seed=0, max_malformed_fraction=1)
-    one, _ = corpus.make_samples(cands, tokenizer, 8, 4, per_subset=25)
-    df, summary = corpus.make_samples(cands, tokenizer, 8, 4, per_subset=25, windows=3, stride=5)
+    one, _ = corpus.make_samples(cands, tokenizer, S(8, 4, per_subset=25))
+    df, summary = corpus.make_samples(cands, tokenizer, S(8, 4, 25, windows=3, stride=5))
     # the same documents; each gives the windows at 0, 5, 10 that fit in it
     assert df["doc_id"].unique().sort().equals(one["doc_id"].unique().sort())
     assert df.filter(pl.col("offset") == 0).drop("offset").equals(one.drop("offset"))

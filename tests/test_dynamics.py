@@ -151,8 +151,9 @@ def test_q2_conditions_change_only_the_earlier_context():
 
 def test_q2_kept_and_local_equal_direct_evaluation(tiny_model):
     ids, bos, letters = [70, 71, 72, 71, 70, 73, 72, 70], 0, [70, 71, 72, 73]
-    df = D.context_recall(tiny_model, ids, bos, letters, [0.25] * 4, [2, 3],
-                          list(D.CONDITIONS), seed=0, batch_size=4, device="cpu")
+    string = {"token_ids": ids, "bos_id": bos, "letter_ids": letters, "probs": [0.25] * 4}
+    df = D.context_recall(tiny_model, string, [2, 3], list(D.CONDITIONS), seed=0,
+                          batch_size=4, device="cpu")
     assert set(df["condition"]) == set(D.CONDITIONS)
     full = D.position_metrics(tiny_model, torch.tensor([[bos, *ids]]))["correct"][0]
     for k in (2, 3):

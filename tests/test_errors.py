@@ -436,10 +436,11 @@ def test_empty_attribution_is_marked_and_drawn_as_empty(tmp_path, tiny_model):
     import torch
 
     from vermem.attribution import graph, positions, scoring, storage
+    from vermem.attribution.settings import AttributionSettings
 
     g = graph.Graph(graph.Shape.from_config(tiny_model.config))
-    out, n = scoring.run(tiny_model, g, [], [], [], [], method="EAP-IG", steps=2,
-                             metric="logit_diff", batch_size=4, backend="hooks")
+    out, n = scoring.run(tiny_model, g, [], [], [], [], AttributionSettings(
+        "EAP-IG", steps=2, metric="logit_diff", batch_size=4, backend="hooks"))
     scores = out["scores"]
     assert n == 0 and not scores.any() and not out["scores_denoising"].any()
     assert out["positions"].shape == (0, *g.mask.shape)
@@ -522,12 +523,13 @@ def _labels_to_pairs(cands: pl.DataFrame, tokenizer, model, tmp_path: Path) -> d
 
     from vermem.core import files
     from vermem.data import contrastive, corpus, divergence, labels
+    from vermem.data.settings import PairSettings, SampleSettings
 
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
     mem, con = cfg["memorization"], cfg["contrastive"]
     subsets = sorted(cands["subset"].unique())
-    samples, s_summary = corpus.make_samples(cands, tokenizer, mem["prefix_tokens"],
-                                             mem["continuation_tokens"], None)
+    samples, s_summary = corpus.make_samples(cands, tokenizer, SampleSettings(
+        mem["prefix_tokens"], mem["continuation_tokens"]))
     gen = labels.generate_all(model, samples["prefix"].to_list(), mem["continuation_tokens"],
                               mem["batch_size"], torch.device("cpu"))
     df = labels.label_samples(samples, gen, mem["score"], mem["thresholds"],
@@ -536,7 +538,7 @@ def _labels_to_pairs(cands: pl.DataFrame, tokenizer, model, tmp_path: Path) -> d
     df = pl.read_parquet(tmp_path / "labels.parquet")
     div = divergence.run(model, df, mem["prefix_tokens"], mem["batch_size"], 0.3, 0.1)
     pairs, p_summary = contrastive.build(model, df, div, cands.select("doc_id", "subset"),
-                                         mem["batch_size"], 0, con["split"], True, True)
+                                         PairSettings(mem["batch_size"], 0, con["split"]))
     files.write_parquet(pairs, tmp_path / "pairs.parquet", {})
     return {"samples": samples, "samples_summary": s_summary, "labels": df,
             "labels_summary": labels.summarize(df, subsets), "divergence": div,

@@ -259,6 +259,7 @@ def test_document_scores_average_to_the_attribution_of_all_pairs():
     """The per-document sums behind the recall's interval are the attribution file's
     scores taken apart: their mean over all pairs is attribution.run on all pairs at once."""
     from vermem.attribution import scoring
+    from vermem.attribution.settings import AttributionSettings
 
     torch.manual_seed(0)
     model = tiny_llama(40, 0).eval()
@@ -271,13 +272,11 @@ def test_document_scores_average_to_the_attribution_of_all_pairs():
         rows.append({"doc_id": f"d{i % 3}", "clean": clean, "corrupt": corrupt,
                      "answer": rng.randrange(1, 40), "wrong": rng.randrange(1, 40)})
     pairs = pl.DataFrame(rows)
-    kw = {"method": "EAP-IG", "steps": 3, "metric": "logit_diff", "batch_size": 4,
-          "backend": "hooks"}
-    docs = location.document_scores(model, g, pairs, directions=["noising", "denoising"],
-                                     **kw)
+    st = AttributionSettings("EAP-IG", 3, "logit_diff", 4, "hooks", ["noising", "denoising"],
+                             positions=False)
+    docs = location.document_scores(model, g, pairs, st)
     whole, n = scoring.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
-                               pairs["answer"].to_list(), pairs["wrong"].to_list(),
-                               positions=False, **kw)
+                           pairs["answer"].to_list(), pairs["wrong"].to_list(), st)
     assert n == 7 and docs["noising"].counts.tolist() == [3.0, 2.0, 2.0]
     scale = float(whole["scores"].abs().max())
     assert scale > 0
@@ -287,8 +286,7 @@ def test_document_scores_average_to_the_attribution_of_all_pairs():
     # a document's own sum is its pairs' attribution times their number
     one = pairs.filter(pl.col("doc_id") == "d1")
     own, m = scoring.run(model, g, one["clean"].to_list(), one["corrupt"].to_list(),
-                             one["answer"].to_list(), one["wrong"].to_list(), positions=False,
-                             **kw)
+                         one["answer"].to_list(), one["wrong"].to_list(), st)
     assert torch.allclose(docs["noising"].sums[1].float(), own["scores"] * m, atol=1e-5 * scale)
 
 

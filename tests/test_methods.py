@@ -9,8 +9,10 @@ import torch
 
 from vermem.attribution import pair_batch, patching, scoring
 from vermem.attribution.graph import Graph, Shape
+from vermem.attribution.settings import AttributionSettings
 from vermem.circuits import evaluation
 from vermem.circuits import method_comparison as M
+from vermem.circuits.settings import ComparisonSettings
 from vermem.core import stats as S
 
 from .test_attribution import neox
@@ -26,7 +28,8 @@ def setup():
 
 def test_exact_scores_are_single_edge_patching_summed_per_document(setup):
     model, g, pairs = setup
-    sums, counts = M.doc_sums(model, g, pairs, "exact", 5, "logit_diff", 4, per_forward=8)
+    sums, counts = M.doc_sums(model, g, pairs, "exact",
+                              ComparisonSettings(steps=5, per_forward=8), 4)
     assert counts.tolist() == [2, 1, 3]
     # one document at a time, one edge at a time, by the plain patching function
     for i, doc in enumerate(["a", "b", "c"]):
@@ -49,11 +52,11 @@ def test_exact_scores_are_single_edge_patching_summed_per_document(setup):
 def test_gradient_methods_document_sums_add_up_to_the_attribution_mean(setup):
     model, g, pairs = setup
     for method in ("EAP", "EAP-IG-activations"):
-        sums, counts = M.doc_sums(model, g, pairs, method, 3, "logit_diff", 4)
+        sums, counts = M.doc_sums(model, g, pairs, method, ComparisonSettings(steps=3), 4)
         out, n = scoring.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
-                       pairs["answer"].to_list(), pairs["wrong"].to_list(), method=method,
-                       steps=3, metric="logit_diff", batch_size=4, backend="hooks",
-                       directions=("noising",), positions=False)
+                       pairs["answer"].to_list(), pairs["wrong"].to_list(),
+                       AttributionSettings(method, 3, "logit_diff", 4, "hooks", ("noising",),
+                                           positions=False))
         assert n == int(counts.sum()) == 6
         assert torch.allclose((sums.sum(0) / n).float(), out["scores"], atol=1e-5, rtol=1e-4)
 
@@ -75,8 +78,8 @@ def test_spearman_and_top_jaccard_on_known_rankings():
 def test_agreement_of_a_method_with_itself_is_one_and_with_another_has_an_interval(setup):
     model, g, pairs = setup
     boot = S.Bootstrap(200)
-    eap = M.doc_sums(model, g, pairs, "EAP", 3, "logit_diff", 4)
-    ig = M.doc_sums(model, g, pairs, "EAP-IG", 3, "logit_diff", 4)
+    eap = M.doc_sums(model, g, pairs, "EAP", ComparisonSettings(steps=3), 4)
+    ig = M.doc_sums(model, g, pairs, "EAP-IG", ComparisonSettings(steps=3), 4)
     same = M.agreement(g, {"EAP": eap, "again": eap}, boot)
     assert (same["value"] - 1).abs().max() < 1e-9 and (same["value_lo"] - 1).abs().max() < 1e-9
     two = M.agreement(g, {"EAP": eap, "EAP-IG": ig}, boot)
@@ -90,9 +93,10 @@ def test_agreement_of_a_method_with_itself_is_one_and_with_another_has_an_interv
 def test_compare_scores_every_method_in_both_directions_with_n(setup):
     model, g, pairs = setup
     ev = evaluation.EvalSet.of_pairs(model, pairs, 4)
-    q, a, secs = M.compare(model, g, pairs, ev, ev, ["EAP", "exact"], 3, "logit_diff",
-                     {"placement": "outside", "ablation": "resample"}, 0.85, 6,
-                     S.Bootstrap(50), 4, 8)
+    settings = ComparisonSettings(["EAP", "exact"], 3, "logit_diff",
+                                  {"placement": "outside", "ablation": "resample"}, 0.85, 6,
+                                  S.Bootstrap(50), per_forward=8)
+    q, a, secs = M.compare(model, g, pairs, ev, ev, settings, 4)
     assert q.height == 4 and set(q["method"]) == {"EAP", "exact"}
     assert (q["n_attribution"] == 6).all() and (q["n_pairs"] == 6).all()
     assert q["cpr"].is_not_null().all() and set(secs) == {"EAP", "exact"}
@@ -105,8 +109,9 @@ def test_no_attribution_pairs_flows_to_rows_with_n_0(setup):
     model, g, pairs = setup
     none = pairs.head(0)
     ev = evaluation.EvalSet.of_pairs(model, pairs, 4)
-    q, a, _ = M.compare(model, g, none, ev, ev, ["EAP-IG", "exact"], 3, "logit_diff",
-                     {"placement": "outside", "ablation": "resample"}, 0.85, 6,
-                     S.Bootstrap(50), 4, 8)
+    settings = ComparisonSettings(["EAP-IG", "exact"], 3, "logit_diff",
+                                  {"placement": "outside", "ablation": "resample"}, 0.85, 6,
+                                  S.Bootstrap(50), per_forward=8)
+    q, a, _ = M.compare(model, g, none, ev, ev, settings, 4)
     assert q.height == 4 and (q["n_attribution"] == 0).all() and q["cpr"].is_null().all()
     assert (a["n_pairs"] == 0).all() and a["value"].is_null().all()

@@ -8,6 +8,7 @@ import torch
 
 from vermem.attribution.graph import Graph, Shape
 from vermem.circuits import evaluation, mib, search
+from vermem.circuits.settings import MibSettings, SearchSettings
 from vermem.core import stats as S
 
 from .test_attribution import neox
@@ -68,14 +69,14 @@ def test_cpr_and_cmd_equal_the_areas_under_the_sweep_s_curve_at_mib_sizes(setup)
         evaluation.Mode("denoising", "inside", "resample"),
     ]
     boot = S.Bootstrap(200)
-    got = mib.score(model, g, ev, {"noising": scores, "denoising": -scores}, modes, boot=boot,
-                    seeds=[0, 1], method="EAP-IG")
+    got = mib.score(model, g, ev, {"noising": scores, "denoising": -scores}, modes,
+                    MibSettings(boot=boot, seeds=[0, 1]), method="EAP-IG")
     assert got.height == 4 and set(got["circuit"]) == {"attribution", "random"}
     assert (got["n_pairs"] == 8).all() and (got["n_docs"] == 4).all()
     for m in modes:
         # the curve of the same ranking, computed by the sweep, integrated here by numpy
         curve, _ = search.sweep(model, g, ev, ev, {"noising": scores, "denoising": -scores}, [m],
-                           mib.sizes(g.n_edges), [], [], 0.85, boot=boot)
+                                SearchSettings(target=0.85, sizes=mib.sizes(g.n_edges), boot=boot))
         f = dict(curve.filter(pl.col("split") == "evaluation").select("k", "faithfulness")
                  .iter_rows())
         fs = np.array([f[k] for k in mib.sizes(g.n_edges)])
@@ -88,7 +89,8 @@ def test_cpr_and_cmd_equal_the_areas_under_the_sweep_s_curve_at_mib_sizes(setup)
         assert r["cpr_hi"] - r["cpr_lo"] > 0  # four documents: a real spread
     # the random row is the mean over seeds of each seed's own area
     def rand(seeds):
-        t = mib.score(model, g, ev, {"noising": scores}, modes[:1], boot=boot, seeds=seeds)
+        t = mib.score(model, g, ev, {"noising": scores}, modes[:1],
+                      MibSettings(boot=boot, seeds=seeds))
         return t.filter(pl.col("circuit") == "random").row(0, named=True)
 
     one, two, both = rand([0]), rand([1]), rand([0, 1])
@@ -100,7 +102,7 @@ def test_cpr_and_cmd_equal_the_areas_under_the_sweep_s_curve_at_mib_sizes(setup)
 def test_no_pairs_gives_rows_with_n_0_and_no_scores(setup):
     model, g, _, scores = setup
     empty = evaluation.EvalSet.make(model, [], [], [], [], batch_size=4, groups=[])
-    got = mib.score(model, g, empty, {"noising": scores}, [evaluation.Mode("noising", "outside",
-                                                                 "resample")], seeds=[0])
+    got = mib.score(model, g, empty, {"noising": scores},
+                    [evaluation.Mode("noising", "outside", "resample")], MibSettings(seeds=[0]))
     assert got.height == 2 and (got["n_pairs"] == 0).all()
     assert got["cpr"].is_null().all() and got["cmd_hi"].is_null().all()

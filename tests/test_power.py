@@ -16,6 +16,7 @@ from vermem.workflow.config import ConfigError, check, load_schema
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
+F = pair_forecast.ForecastSettings
 SPLIT = {"attribution": 0.5, "selection": 0.25, "evaluation": 0.25}
 
 
@@ -23,8 +24,8 @@ def test_prediction_of_a_hand_computed_cell():
     """10,000 samples x 2% = 200 memorized; x 0.5 pairs = 100; split 50/25/25; 8 windows per
     document: 0.125 documents per memorized sample = 25 documents, 6.25 in the evaluation
     part; the selection cap of 10 pairs binds, the evaluation's 30 does not."""
-    c = pair_forecast.predict("m", "t", "s", 10_000, pair_forecast.Rates(0.02, 0.5, 0.125), SPLIT,
-                      {"selection": 10, "evaluation": 30}, min_pairs=5)
+    c = pair_forecast.predict("m", "t", "s", 10_000, pair_forecast.Rates(0.02, 0.5, 0.125),
+                              F(SPLIT, {"selection": 10, "evaluation": 30}, min_pairs=5))
     assert c.memorized == pytest.approx(200) and c.pairs == pytest.approx(100)
     assert c.parts == pytest.approx({"attribution": 50, "selection": 25, "evaluation": 25})
     assert c.documents == pytest.approx({"attribution": 12.5, "selection": 6.25,
@@ -36,7 +37,7 @@ def test_prediction_of_a_hand_computed_cell():
                        "evaluation: 6 documents < 10 for the cluster bootstrap")
     # one window per document: documents are the pairs' own count, never more
     one = pair_forecast.predict(
-        "m", "t", "s", 10_000, pair_forecast.Rates(0.02, 0.5, 1.0), SPLIT, {}, 20
+        "m", "t", "s", 10_000, pair_forecast.Rates(0.02, 0.5, 1.0), F(SPLIT, {}, 20)
     )
     assert one.documents == pytest.approx({"attribution": 50, "selection": 25,
                                            "evaluation": 25})
@@ -46,19 +47,19 @@ def test_prediction_of_a_hand_computed_cell():
 def test_flags_a_too_small_cell_and_not_a_large_enough_one():
     r = pair_forecast.Rates(0.01, 0.3, 1.0)
     small = pair_forecast.predict(
-        "m", "t", "s", 20_000, r, SPLIT, {}, min_pairs=20
+        "m", "t", "s", 20_000, r, F(SPLIT, {}, min_pairs=20)
     )  # 15 pairs each
     assert small.flags == ("selection: 15 pairs (predicted) < min_pairs 20",
                            "evaluation: 15 pairs (predicted) < min_pairs 20")
-    large = pair_forecast.predict("m", "t", "s", 30_000, r, SPLIT, {}, min_pairs=20)  # 22.5 each
+    large = pair_forecast.predict("m", "t", "s", 30_000, r, F(SPLIT, {}, 20))  # 22.5 each
     assert large.flags == ()
     # the cap of the circuits stage can flag what the pairs alone would not
-    capped = pair_forecast.predict("m", "t", "s", 30_000, r, SPLIT, {"selection": 16}, min_pairs=20)
+    capped = pair_forecast.predict("m", "t", "s", 30_000, r, F(SPLIT, {"selection": 16}, 20))
     assert capped.flags == ("selection: 16 pairs (max_pairs 16 of 22 predicted) < "
                             "min_pairs 20",)
     # no selection part: no size can be chosen on held-out pairs
-    none = pair_forecast.predict("m", "t", "s", 10**6, r, {"attribution": 0.9, "selection": 0.0,
-                                                  "evaluation": 0.1}, {}, 20)
+    none = pair_forecast.predict("m", "t", "s", 10**6, r, F({
+        "attribution": 0.9, "selection": 0.0, "evaluation": 0.1}, {}, 20))
     assert none.flags[0].startswith("selection: 0 pairs") and len(none.flags) == 2
 
 

@@ -128,17 +128,18 @@ def pairs(n: int = 5):
 def test_attribution_reports_its_pairs_through_the_callback(tiny_model):
     from vermem.attribution import scoring
     from vermem.attribution.graph import Graph, Shape
+    from vermem.attribution.settings import AttributionSettings
 
     g = Graph(Shape.from_config(tiny_model.config))
     clean, corrupt, answer, wrong = pairs()
     lines: list[str] = []
-    out, n = scoring.run(tiny_model, g, clean, corrupt, answer, wrong, steps=2, batch_size=2,
-                   backend="hooks", progress=lines.append)
+    st = AttributionSettings(steps=2, batch_size=2, backend="hooks")
+    out, n = scoring.run(tiny_model, g, clean, corrupt, answer, wrong, st,
+                         progress=lines.append)
     assert n == 5
     assert lines[0] == "attribution: 5 pairs to do"
     assert re.fullmatch(r"attribution: 5 pairs done in [\d.]+ s", lines[-1]), lines
-    quiet, _ = scoring.run(tiny_model, g, clean, corrupt, answer, wrong, steps=2, batch_size=2,
-                     backend="hooks")
+    quiet, _ = scoring.run(tiny_model, g, clean, corrupt, answer, wrong, st)
     assert torch.equal(quiet["scores"], out["scores"])
 
 

@@ -38,8 +38,21 @@ from vermem.attribution.backends import BACKENDS, Fixed, Sources, dest_grads, fr
 from vermem.attribution.graph import Graph
 from vermem.attribution.pair_batch import Batch, Metric, swapped
 from vermem.attribution.positions import position_buckets, position_onehot
+from vermem.attribution.settings import AttributionSettings
 from vermem.core.progress import ProgressArg, track
 from vermem.core.vocabulary import DIRECTIONS
+
+
+def _settings(settings: AttributionSettings | None) -> AttributionSettings:
+    if settings is None:
+        return AttributionSettings()
+    if not isinstance(settings, AttributionSettings):
+        raise TypeError(f"settings must be an AttributionSettings, not {settings!r}")
+    return settings
+
+
+def _directions(settings: AttributionSettings) -> Sequence[str]:
+    return DIRECTIONS if settings.directions is None else settings.directions
 
 
 def edge_scores(graph: Graph, arch: Arch, delta: torch.Tensor, att, mlp, logit_g,
@@ -147,10 +160,9 @@ def _direction(model, arch: Arch, graph: Graph, be, batch: Batch, run_src: Sourc
         return Scores(*edge_scores(graph, arch, delta.detach(), att, mlp, lg, onehot))
 
 
-def attribute_directions(model, graph: Graph, batch: Batch, method: str = "EAP-IG",
-                         steps: int = 5, kind: Metric = "logit_diff", backend="nnsight",
-                         buckets: int | None = None,
-                         directions: Sequence[str] = DIRECTIONS) -> dict[str, Scores]:
+def attribute_directions(model, graph: Graph, batch: Batch,
+                         settings: AttributionSettings | None = None, buckets: int | None = None,
+                         backend=None) -> dict[str, Scores]:
     """Summed (not yet averaged) edge scores of one batch per direction, from one pair of
     source forwards and one IG backward per direction (2L + 1 for EAP-IG-activations).
 
@@ -160,7 +172,14 @@ def attribute_directions(model, graph: Graph, batch: Batch, method: str = "EAP-I
     embeddings interpolated from clean to corrupt; the metric is the same. Its scores
     estimate M(corrupt run with that edge carrying the clean value) - M(corrupt run).
     With `buckets`, each direction's scores are also split by distance bucket of the
-    source position to the predicted one (`position_onehot`), [K, S, D]."""
+    source position to the predicted one (`position_onehot`), [K, S, D].
+
+    `settings` (AttributionSettings, None: its defaults): the method, IG steps, metric,
+    backend (`backend`: an instance of one instead) and directions; its batch size and
+    positions are `run`'s."""
+    st = _settings(settings)
+    method, steps, kind, directions = st.method, st.steps, st.metric, _directions(st)
+    backend = st.backend if backend is None else backend
     arch = arch_of(model)
     be = BACKENDS[backend]() if isinstance(backend, str) else backend
     out = {}
@@ -191,15 +210,14 @@ def attribute(model, graph: Graph, batch: Batch, method: str = "EAP-IG", steps: 
     clean; no gradient through the interpolated group), `steps` steps each; gradients
     averaged over all (2L + 1) steps runs (`_direction`).
     """
-    return attribute_directions(model, graph, batch, method, steps, kind, backend,
-                                directions=("noising",))["noising"].scores
+    settings = AttributionSettings(method, steps, kind, backend=backend,
+                                   directions=("noising",))
+    return attribute_directions(model, graph, batch, settings)["noising"].scores
 
 
 def run(model, graph: Graph, clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
-        answer: Sequence[int], wrong: Sequence[int], *, method: str = "EAP-IG", steps: int = 5,
-        metric: Metric = "logit_diff", batch_size: int = 8, backend: str = "nnsight",
-        directions: Sequence[str] = DIRECTIONS, positions: bool = True,
-        progress: ProgressArg = None) -> tuple[dict[str, torch.Tensor], int]:
+        answer: Sequence[int], wrong: Sequence[int], settings: AttributionSettings | None = None,
+        *, progress: ProgressArg = None) -> tuple[dict[str, torch.Tensor], int]:
     """Edge scores averaged over all pairs and the pair count. Returns float32 tensors on
     the CPU: `scores` [S, D] (noising), `scores_denoising` (clean and corrupt swapped) and,
     with `positions`, `positions` / `positions_denoising` [K, S, D] split by the source
@@ -208,11 +226,12 @@ def run(model, graph: Graph, clean: Sequence[Sequence[int]], corrupt: Sequence[S
     Pairs are batched by length to keep padding small.
 
     The pairs (token ids: clean and corrupt prompts of equal length, the answer and wrong
-    token of each) are positional, the settings keyword-only: `method` (METHODS), `steps`
-    (IG steps), `metric` (a name of METRICS or a function, `Metric`), `batch_size` (pairs
-    per batch), `backend` (`nnsight` or `hooks`), `directions`, `positions`; `progress`
-    (vermem.core.progress) counts pairs."""
-    kind = metric
+    token of each) are positional, then `settings` (AttributionSettings, None: its
+    defaults): `method` (METHODS), `steps` (IG steps), `metric` (a name of METRICS or a
+    function, `Metric`), `batch_size` (pairs per batch), `backend` (`nnsight` or `hooks`),
+    `directions`, `positions`; `progress` (vermem.core.progress) counts pairs."""
+    st = _settings(settings)
+    directions, positions, batch_size = _directions(st), st.positions, st.batch_size
     dev = next(model.parameters()).device
     order = sorted(range(len(clean)), key=lambda i: len(clean[i]))
     k = len(position_buckets(max(map(len, clean), default=0))) if positions else None
@@ -224,13 +243,13 @@ def run(model, graph: Graph, clean: Sequence[Sequence[int]], corrupt: Sequence[S
         if positions:
             total["positions" + name] = torch.zeros((k, *shape), dtype=torch.float32,
                                                     device=dev)
-    be = BACKENDS[backend]()
+    be = BACKENDS[st.backend]()
     with track(progress, "attribution", len(clean), "pairs") as p:
         for j in range(0, len(order), batch_size):
             idx = order[j: j + batch_size]
             b = Batch.make([clean[i] for i in idx], [corrupt[i] for i in idx],
                            [answer[i] for i in idx], [wrong[i] for i in idx], dev)
-            got = attribute_directions(model, graph, b, method, steps, kind, be, k, directions)
+            got = attribute_directions(model, graph, b, st, k, be)
             for d, sc in got.items():
                 name = "" if d == "noising" else f"_{d}"
                 total["scores" + name] += sc.scores.float()

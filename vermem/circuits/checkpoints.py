@@ -29,6 +29,7 @@ import torch
 
 from vermem.attribution.graph import Graph
 from vermem.circuits import evaluation, transfer
+from vermem.circuits.settings import FinalCircuitSettings
 from vermem.core import stats as S
 from vermem.core.progress import ProgressArg, track
 from vermem.core.stats import nan_to_none, rank_correlation, wilson
@@ -129,25 +130,25 @@ def logit_gap(model, graph: Graph, ev: evaluation.EvalSet, boot: S.Bootstrap
 
 def final_circuits(model, graph: Graph, evsets: Mapping[tuple[str, str], evaluation.EvalSet],
                    found: Mapping[tuple[str, str, str, str], torch.Tensor],
-                   directions: Sequence[str], ablation: str, seeds: Sequence[int], kind: str,
-                   boot: S.Bootstrap, per_forward: int, *, progress: ProgressArg = None
+                   settings: FinalCircuitSettings, *, progress: ProgressArg = None
                    ) -> pl.DataFrame:
     """The final model's minimal circuits (`found`: (task, subset, direction, placement) ->
     edge mask, one placement) evaluated on this model's evaluation pairs of their own task
     and subset: F with its interval, random circuits of the same size, and the logit gap.
     A row per evaluation set and direction; F is null where the final model has no circuit
     (none in the band) or there are no pairs. `progress` (vermem.core.progress) counts the
-    evaluation sets."""
+    evaluation sets. `settings`: the directions of the rows, the ablation, the random
+    circuits' seeds, the metric, the bootstrap and circuits per forward."""
+    boot = settings.boot
     rows = []
     prog = track(progress, "final circuits", len(evsets), "evaluation sets")
     for (task, subset), ev in sorted(evsets.items()):
         own = {k: v for k, v in found.items() if k[:2] == (task, subset)}
         gap = logit_gap(model, graph, ev, boot)
-        t = transfer.transfer(model, graph, {(task, subset): ev}, own, ablation, seeds, kind, boot,
-                       per_forward)
+        t = transfer.transfer(model, graph, {(task, subset): ev}, own, settings)
         by_dir = {r["source_direction"]: r for r in t.iter_rows(named=True)}
         sizes = {k[2]: int(v.sum()) for k, v in own.items()}
-        for direction in directions:
+        for direction in settings.directions:
             r = by_dir.get(direction, {})
             rows.append({"task": task, "subset": subset, "direction": direction,
                          "semantics": transfer.semantics(task, direction), "n_pairs": ev.n,
@@ -336,3 +337,32 @@ def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float, min_documents
                          "overlap_coefficient": r.get("overlap_coefficient")}
                         for r in rows if not r["final"]]})
     return out
+
+
+def read_points(inputs: Mapping[str, Any], names: Sequence[str], sets: Sequence[tuple],
+                final_step: int | None) -> list[dict[str, Any]]:
+    """The checkpoint_tables rule's points in step order (the final model last when its
+    step is unknown): each point's name (`names`, in input order: the checkpoints in config
+    order, then the final model), step (a record without one: `final_step`), labels,
+    minimal circuits, ranking scores and final circuits' table, from the rule's inputs
+    (`inputs`: per point one record, labels and evaluated table, and one minimal record
+    and ranking file per (task, subset) of `sets`)."""
+    from vermem.attribution import storage
+    from vermem.core import files
+
+    n = len(sets)
+    points = []
+    for i, rec_path in enumerate(inputs["records"]):
+        rec = files.read_json(rec_path)
+        step = rec.get("step")  # a hub model's own record has none: final_step, from config
+        points.append({
+            "checkpoint": names[i], "step": final_step if step is None else step,
+            "final": i == len(inputs["records"]) - 1,
+            "labels": pl.read_parquet(inputs["labels"][i]),
+            "minimal": {k: files.read_json(f) for k, f in
+                        zip(sets, inputs["minimal"][i * n:(i + 1) * n], strict=True)},
+            "scores": {k: storage.load(f)[0] for k, f in
+                       zip(sets, inputs["scores"][i * n:(i + 1) * n], strict=True)},
+            "evaluated": pl.read_parquet(inputs["evaluated"][i])})
+    points.sort(key=lambda q: (q["step"] is None, q["step"] or 0))
+    return points

@@ -287,6 +287,18 @@ def split_sets(pairs: pl.DataFrame, task: str, subset: str, name: str = "pairs",
                  for part in ("selection", "evaluation"))
 
 
+def resampler(pairs: pl.DataFrame, boot: Bootstrap,
+              max_pairs: Mapping[str, int | None] | None = None, seed: int = 0) -> Resampler:
+    """The run's shared bootstrap (`stats.Resampler`): per subset, the documents of every
+    task's evaluation set there (`split_sets` with the same caps; controls included), so that
+    every rule that evaluates any of them draws the same."""
+    strata: dict[str, set[str]] = {}
+    for task, subset in pairs.select("task", "subset").unique().iter_rows():
+        _, ev = split_sets(pairs, task, subset, max_pairs=max_pairs, seed=seed)
+        strata.setdefault(subset, set()).update(ev["doc_id"])
+    return Resampler(boot, {s: sorted(d) for s, d in strata.items()})
+
+
 @dataclass
 class PerPair:
     """One evaluated circuit: per-pair values over an EvalSet, in its (length-sorted) order."""

@@ -6,12 +6,14 @@ control pairs).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import polars as pl
 import torch
 
+from vermem.attribution.settings import AttributionSettings
+from vermem.circuits.settings import LocationSettings
 from vermem.core.stats import Bootstrap
 
 # -- 5. scoring a circuit against the known location ----------------------------------------
@@ -36,12 +38,17 @@ class DocumentScores:
         return torch.einsum("g,gsd->sd", w, self.sums) / (n if n else 1.0)
 
 
-def document_scores(model, graph, pairs: pl.DataFrame, *, directions: Sequence[str],
-                    **run: Any) -> dict[str, DocumentScores]:
-    """Per direction, the edge scores of `pairs` (clean, corrupt, answer, wrong, doc_id)
-    summed per document, in sorted doc_id order: `attribution.run` on each document's pairs
-    (`run`: its method, steps, metric, batch_size, backend)."""
+def document_scores(model, graph, pairs: pl.DataFrame, settings: AttributionSettings
+                    ) -> dict[str, DocumentScores]:
+    """Per direction of `settings`, the edge scores of `pairs` (clean, corrupt, answer,
+    wrong, doc_id) summed per document, in sorted doc_id order: `attribution.run` on each
+    document's pairs (`settings`: its method, steps, metric, batch_size, backend and
+    directions; no position split)."""
+    from vermem.attribution.scoring import DIRECTIONS
     from vermem.attribution.scoring import run as attribute
+
+    settings = replace(settings, positions=False)
+    directions = DIRECTIONS if settings.directions is None else settings.directions
 
     docs = sorted(set(pairs["doc_id"].to_list()))
     sums: dict[str, list[torch.Tensor]] = {d: [] for d in directions}
@@ -49,8 +56,7 @@ def document_scores(model, graph, pairs: pl.DataFrame, *, directions: Sequence[s
     for doc in docs:
         q = pairs.filter(pl.col("doc_id") == doc)
         out, n = attribute(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
-                           q["answer"].to_list(), q["wrong"].to_list(),
-                           directions=directions, positions=False, **run)
+                           q["answer"].to_list(), q["wrong"].to_list(), settings)
         for d in directions:
             sums[d].append(out["scores" if d == "noising" else f"scores_{d}"].double() * n)
         counts.append(float(n))
@@ -92,7 +98,6 @@ def _destination_nodes(graph, name: str) -> list[str]:
 
 def location_recall(graph, scores: torch.Tensor, injected: Sequence[str],
                     minimal_k: int | None, seeds: int = 100, level: float = 0.95,
-                    fractions: Sequence[float] | None = None,
                     documents: DocumentScores | None = None,
                     boot: Bootstrap | None = None) -> pl.DataFrame:
     """Recall of the injected components (node names, `Component.node`) among the nodes
@@ -115,7 +120,7 @@ def location_recall(graph, scores: torch.Tensor, injected: Sequence[str],
         raise ValueError(f"not nodes of the graph: {sorted(unknown)}")
     n_edges = int(graph.mask.sum())
     sizes = [] if minimal_k is None else [("minimal", int(minimal_k))]
-    sizes += [(f"{p:g}", max(1, int(p * n_edges))) for p in (fractions or FRACTIONS)]
+    sizes += [(f"{p:g}", max(1, int(p * n_edges))) for p in FRACTIONS]
     order = ranking(graph, scores)
     randoms = [random_ranking(graph, seed) for seed in range(seeds)]
     n_docs = 0 if documents is None else int(documents.counts.numel())
@@ -220,3 +225,38 @@ def location_mass(graph, documents: Mapping[str, DocumentScores], injected: Sequ
                      "n_pairs": int(docs.counts.sum()), "replicates": reps.tolist(),
                      "injected": names})
     return pl.DataFrame(rows, schema=MASS_SCHEMA)
+
+
+def locate(model, graph, pairs: pl.DataFrame, tensors: Mapping[str, torch.Tensor],
+           minimal: Mapping[str, Any], injected: Sequence[str], settings: LocationSettings
+           ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`circuit_location` table, `location_mass` table) of one task's and subset's ranking
+    (`tensors`, the ranking file's) and minimal circuits (`minimal`, the circuit rule's
+    record; main mode) against the `injected` components, with the bootstrap over the
+    attribution documents of `pairs` (each document attributed again, `document_scores`).
+    Attribution pairs 0: the ranking is no ranking (the circuit rule found no curve)."""
+    import logging
+
+    from vermem.attribution import storage
+    from vermem.circuits.checkpoints import main_circuit
+
+    log = logging.getLogger(__name__)
+    directions = settings.attribution.directions
+    by_dir, ks = {}, {}
+    for d in directions:
+        by_dir[d] = storage.direction_scores(tensors, d)
+        c = main_circuit(minimal, d, settings.main)
+        ks[d] = None if c is None or c.get("k") is None else int(c["k"])
+    # each attribution document's summed scores: a resample of documents ranks their mean
+    docs = document_scores(model, graph, pairs, settings.attribution)
+    for d, s in docs.items():
+        if s.counts.numel():
+            gap = float((s.mean().float() - by_dir[d]).abs().max())
+            log.info("%s: %d documents, %d pairs; largest difference from the attribution "
+                     "file's scores %.2g", d, s.counts.numel(), int(s.counts.sum()), gap)
+    boot = settings.boot
+    table = circuit_location(graph, by_dir, ks, injected, level=boot.level, documents=docs,
+                             boot=boot).with_columns(
+        pl.lit(int(minimal.get("attribution_pairs", 0))).alias("attribution_pairs"))
+    log.info("injected %s; minimal sizes %s", injected, ks)
+    return table, location_mass(graph, docs, injected, boot)

@@ -18,6 +18,7 @@ comparison for the memorization tasks, on one subset.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 
@@ -26,10 +27,14 @@ import torch
 
 from vermem.attribution import scoring
 from vermem.attribution.graph import Graph
+from vermem.attribution.settings import AttributionSettings
 from vermem.circuits import evaluation, mib, search
+from vermem.circuits.settings import ComparisonSettings, MibSettings, SearchSettings
 from vermem.core.progress import ProgressArg, emitter, prefixed, track
 from vermem.core.stats import Bootstrap, rank_correlation
 from vermem.core.vocabulary import DIRECTIONS
+
+log = logging.getLogger(__name__)
 
 # what attribution.compare_methods may name: the attribution methods (`scoring.METHODS`) and
 # exact single-edge activation patching (`doc_sums`)
@@ -37,12 +42,14 @@ COMPARED_METHODS = (*scoring.METHODS, "exact")
 TOP_FRACTIONS = (0.01, 0.05)
 
 
-def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str, steps: int, kind: str,
-             batch_size: int, per_forward: int = 16, *, progress: ProgressArg = None
+def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str,
+             settings: ComparisonSettings, batch_size: int, *, progress: ProgressArg = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """(edge scores summed over each document's pairs [docs, S, D], pairs per document
     [docs]), documents in sorted order, noising direction. `progress` (vermem.core.progress):
-    pairs attributed, or for `exact` single-edge circuits evaluated."""
+    pairs attributed, or for `exact` single-edge circuits evaluated. `settings`: the IG
+    steps, the metric and circuits per forward."""
+    steps, kind, per_forward = settings.steps, settings.metric, settings.per_forward
     docs = sorted(set(pairs["doc_id"]))
     shape = graph.mask.shape
     sums = torch.zeros(len(docs), *shape, dtype=torch.float64)
@@ -65,13 +72,14 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str, steps: int, 
         for (s, d), r in zip(edges, res[1:], strict=True):
             sums[:, s, d].index_add_(0, g, r.metric - base)
         return sums, counts
+    attribution = AttributionSettings(method, steps, kind, batch_size, "hooks", ("noising",),
+                                      positions=False)
     with track(progress, "scores", pairs.height, "pairs") as p:
         for i, doc in enumerate(docs):
             q = pairs.filter(pl.col("doc_id") == doc)
             out, n = scoring.run(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
-                           q["answer"].to_list(), q["wrong"].to_list(), method=method,
-                           steps=steps, metric=kind, batch_size=batch_size, backend="hooks",
-                           directions=("noising",), positions=False, progress=p)
+                                 q["answer"].to_list(), q["wrong"].to_list(), attribution,
+                                 progress=p)
             sums[i] = out["scores"].double() * n
             counts[i] = n
     return sums, counts
@@ -144,16 +152,8 @@ def compare(
     attr: pl.DataFrame,
     sel: evaluation.EvalSet,
     ev: evaluation.EvalSet,
-    methods: Sequence[str],
-    steps: int,
-    kind: str,
-    main: dict,
-    target: float,
-    curve_points: int,
-    boot: Bootstrap,
+    settings: ComparisonSettings,
     batch_size: int,
-    per_forward: int = 16,
-    search_width: int = 8,
     *,
     progress: ProgressArg = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, float]]:
@@ -162,12 +162,19 @@ def compare(
     that they are the same bytes on every run) of one task and subset: attribution pairs
     `attr` (a pairs table), selection and evaluation sets `sel`, `ev`. `progress`
     (vermem.core.progress): the steps (each method's scores, then each method's circuits), and
-    within each step its own count, its lines led by the method's name."""
+    within each step its own count, its lines led by the method's name. `settings`
+    (ComparisonSettings): the methods, the metric, the main mode, the target, the curve's
+    points, the bootstrap, circuits per forward and sizes per search round."""
+    methods, main, boot = settings.methods, settings.main, settings.boot
+    search_settings = SearchSettings(
+        target=settings.target, metric=settings.metric, curve_points=settings.curve_points,
+        boot=boot, per_forward=settings.per_forward, search_width=settings.search_width)
+    mib_settings = MibSettings(settings.metric, boot, settings.per_forward)
     sums, seconds = {}, {}
     steps_p = track(progress, "method comparison", 2 * len(methods), "steps")
     for m in methods:
         t = time.perf_counter()
-        sums[m] = doc_sums(model, graph, attr, m, steps, kind, batch_size, per_forward,
+        sums[m] = doc_sums(model, graph, attr, m, settings, batch_size,
                            progress=prefixed(emitter(progress), f"{m} "))
         seconds[m] = time.perf_counter() - t
         steps_p.advance()
@@ -180,24 +187,9 @@ def compare(
         usable = n_attr > 0 and sel.n > 0 and ev.n > 0
         inner = prefixed(emitter(progress), f"{m} ")
         areas = mib.score(model, graph, ev, {"noising": scores}, modes if usable else [],
-                          kind, boot, per_forward, method=m, progress=inner)
-        _, minimal = search.sweep(
-            model,
-            graph,
-            sel,
-            ev,
-            scores,
-            modes if usable else [],
-            evaluation.log_sizes(graph.n_edges, curve_points),
-            [],
-            [],
-            target,
-            kind,
-            boot,
-            per_forward,
-            search_width,
-            progress=inner,
-        )
+                          mib_settings, m, progress=inner)
+        _, minimal = search.sweep(model, graph, sel, ev, scores, modes if usable else [],
+                                  search_settings, progress=inner)
         steps_p.advance()
         for mode in modes:
             a = areas.filter(pl.col("direction") == mode.direction)
@@ -211,3 +203,35 @@ def compare(
                                                    "faithfulness_lo", "faithfulness_hi")}})
     steps_p.close()
     return pl.DataFrame(rows, schema=QUALITY_SCHEMA), agreement(graph, sums, boot), seconds
+
+
+def compare_tasks(model, graph: Graph, pairs: pl.DataFrame, source: str, tasks: Sequence[str],
+                  settings: ComparisonSettings, batch_size: int, *,
+                  progress: ProgressArg = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`compare` on each task of the main subset of `pairs` (read from the file `source`):
+    its attribution pairs, selection and evaluation sets (`split_sets`; the evaluation pairs
+    for both with `settings.select_on_evaluation`). Returns the (quality, agreement) tables
+    of every task, led by task and subset; a line per task and method in the log."""
+    subset, quality, agree = settings.main_subset, [], []
+    for task in tasks:
+        attr = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset)
+                            & (pl.col("split") == "attribution"))
+        sel_pairs, ev_pairs = evaluation.split_sets(pairs, task, subset, source,
+                                                    settings.max_pairs, settings.seed)
+        if settings.select_on_evaluation:  # no selection part: the authors' design
+            sel_pairs = ev_pairs
+        sel, ev = (evaluation.EvalSet.of_pairs(model, q, batch_size)
+                   for q in (sel_pairs, ev_pairs))
+        log.info("%s / %s: %d attribution pairs (%d documents), %d selection, %d evaluation; "
+             "methods %s", task, subset, attr.height, attr["doc_id"].n_unique(), sel.n, ev.n,
+             ", ".join(settings.methods))
+        q, a, secs = compare(model, graph, attr, sel, ev, settings, batch_size,
+                             progress=progress)
+        front = [pl.lit(task).alias("task"), pl.lit(subset).alias("subset"), pl.all()]
+        quality.append(q.select(front))
+        agree.append(a.select(front))
+        for r in q.iter_rows(named=True):
+            log.info("%s %s: CPR %s, minimal k %s (attribution %.1f s)", r["method"],
+                 r["direction"], "-" if r["cpr"] is None else f"{r['cpr']:.3f}", r["k"],
+                 secs[r["method"]])
+    return pl.concat(quality), pl.concat(agree)

@@ -26,11 +26,11 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 import torch
 
-from vermem.attribution import pair_batch
 from vermem.attribution.graph import Graph
 from vermem.circuits import evaluation
+from vermem.circuits.settings import MibSettings
 from vermem.core.progress import ProgressArg, track
-from vermem.core.stats import Bootstrap, f_replicates, nan_to_none
+from vermem.core.stats import f_replicates, nan_to_none
 from vermem.core.vocabulary import DIRECTIONS
 
 FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -66,12 +66,8 @@ def score(
     ev: evaluation.EvalSet,
     scores: Mapping[str, torch.Tensor],
     modes: Sequence[evaluation.Mode],
-    kind: pair_batch.Metric = "logit_diff",
-    boot: Bootstrap = evaluation.BOOTSTRAP,
-    per_forward: int = 16,
-    seeds: Sequence[int] = (),
+    settings: MibSettings | None = None,
     method: str = "",
-    random_modes: Sequence[evaluation.Mode] | None = None,
     *,
     progress: ProgressArg = None,
 ) -> pl.DataFrame:
@@ -79,7 +75,12 @@ def score(
     ("attribution" rows) and, in `random_modes` (default: every mode), of a random ranking
     per seed (the mean over seeds in one "random" row), on the evaluation pairs `ev`
     (SCHEMA). Without pairs every row has n_pairs 0 and no scores. `progress`
-    (vermem.core.progress) counts circuit evaluations."""
+    (vermem.core.progress) counts circuit evaluations. `settings` (MibSettings, None: its
+    defaults): the metric, the bootstrap, circuits per forward, the random rankings' seeds
+    and `random_modes`."""
+    settings = settings or MibSettings()
+    kind, boot, per_forward = settings.metric, settings.boot, settings.per_forward
+    seeds, random_modes = list(settings.seeds), settings.random_modes
     n = graph.n_edges
     ks = sizes(n)
     docs = int(ev.groups.max()) + 1 if ev.n and ev.groups is not None else ev.n
@@ -135,3 +136,12 @@ def score(
             f = torch.stack([p for p, _ in rnd]).nanmean(0)
             rows.append(row(m, "random", *zip(a_p, a_r, strict=True), f=f))
     return pl.DataFrame(rows, schema=SCHEMA)
+
+
+def log_scores(table: pl.DataFrame, info) -> None:
+    """One line per attribution row of a `score` table, through `info` (a logger's)."""
+    for r in table.filter(pl.col("circuit") == "attribution").iter_rows(named=True):
+        info("MIB %s/%s/%s: CPR %s [%s, %s], CMD %s [%s, %s] (n = %d pairs)",
+             r["direction"], r["placement"], r["ablation"], *(
+                 "-" if r[k] is None else f"{r[k]:.3f}" for k in
+                 ("cpr", "cpr_lo", "cpr_hi", "cmd", "cmd_lo", "cmd_hi")), r["n_pairs"])

@@ -4,19 +4,21 @@ the selection pairs (`minimal_size`), and the faithfulness curve over sizes (`sw
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import torch
 
-from vermem.attribution import pair_batch
+from vermem.attribution import eap_json, pair_batch, storage
 from vermem.attribution.graph import Graph
 from vermem.circuits.evaluation import (
-    BOOTSTRAP,
     EVALUATIONS,
     MAIN_MODE,
+    MIN_GAP,
     EvalSet,
     Mode,
     Result,
@@ -24,18 +26,23 @@ from vermem.circuits.evaluation import (
     band,
     check_gap,
     circuit,
+    edge_overlap,
     evaluate_many,
     in_band,
     log_sizes,
     random_ranking,
     ranking,
+    small_gaps,
 )
+from vermem.circuits.settings import SearchSettings
+from vermem.core import files
 from vermem.core.progress import ProgressArg, track
-from vermem.core.stats import Bootstrap, f_replicates, nan_to_none
+from vermem.core.stats import f_replicates, nan_to_none
 from vermem.core.vocabulary import DIRECTIONS
 
 CRITERIA = ("band", "ratio_of_full")
 SEARCHES = ("band", "coarse")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -144,12 +151,9 @@ CURVE_SCHEMA = {
 
 
 def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
-          scores: torch.Tensor | Mapping[str, torch.Tensor],
-          modes_: Sequence[Mode], sizes: Sequence[int], seeds: Sequence[int],
-          random_modes: Sequence[Mode], target: float, kind: pair_batch.Metric = "logit_diff",
-          boot: Bootstrap = BOOTSTRAP, per_forward: int = 16, search_width: int = 8,
-          random_points: int | None = None, criterion: str = "band", search: str = "band",
-          *, progress: ProgressArg = None) -> tuple[pl.DataFrame, dict[Mode, dict]]:
+          scores: torch.Tensor | Mapping[str, torch.Tensor], modes_: Sequence[Mode],
+          settings: SearchSettings, *, progress: ProgressArg = None
+          ) -> tuple[pl.DataFrame, dict[Mode, dict]]:
     """Faithfulness curves (with bootstrap intervals) of the top-k circuits by |score| on
     the selection and the evaluation pairs, random circuits of the same sizes (the modes
     in `random_modes` only) on the evaluation pairs, and per mode the minimal circuit:
@@ -159,7 +163,8 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     Returns the curve table (CURVE_SCHEMA; `split` says which pairs, `search` marks sizes
     added by the search) and {mode: record} for the modes with an in-band size. Random
     curves are evaluated at about `random_points` of the curve's sizes (evenly spread over
-    it; None: all of them).
+    it; None: all of them). `settings` (SearchSettings) holds these and the knobs below;
+    the curve's sizes are its `sizes`, else `log_sizes` of its `curve_points`.
 
     `scores`: one [S, D] tensor that ranks every mode, or {direction: [S, D]} so that each
     mode is ranked by its own direction's attribution (noising modes by the noising scores,
@@ -178,7 +183,12 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     `kind`: the metric M (`attribution.Metric`: a name or a function). `progress`
     (vermem.core.progress) counts `EVALUATIONS`: the curves' and the chosen sizes' up front,
     the search's as its rounds find them."""
-    crit = Criterion(criterion, target)
+    st = settings
+    target, kind, boot, per_forward = st.target, st.metric, st.boot, st.per_forward
+    seeds, random_modes, random_points = list(st.seeds), st.random_modes, st.random_points
+    search_width, search = st.search_width, st.search
+    sizes = log_sizes(graph.n_edges, st.curve_points) if st.sizes is None else st.sizes
+    crit = Criterion(st.criterion, target)
     if search not in SEARCHES:
         raise ValueError(f"{search!r} is not one of {SEARCHES}")
     n = graph.n_edges
@@ -366,6 +376,143 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     return pl.DataFrame(rows, schema=CURVE_SCHEMA), minimal
 
 
+# -- one task's and subset's circuits, as the circuit rule writes them -------------------------
+
+@dataclass
+class CircuitRun:
+    """One task's and subset's search (`find_circuits`): its pairs (data frames and
+    evaluation sets), the ranking file's tensors and metadata, the modes searched (none
+    without usable pairs), each direction's scores, the curve, the minimal circuits and the
+    small-gap messages."""
+
+    sel_pairs: pl.DataFrame
+    ev_pairs: pl.DataFrame
+    sel: EvalSet
+    ev: EvalSet
+    tensors: Mapping[str, torch.Tensor]
+    meta: Mapping[str, Any]
+    modes: list[Mode]
+    by_dir: dict[str, torch.Tensor]
+    curve: pl.DataFrame
+    minimal: dict[Mode, dict]
+    small: list[str]
+
+    @property
+    def n_attr(self) -> int:
+        return int(self.meta.get("n_examples", 0))
+
+
+def find_circuits(model, graph: Graph, sel_pairs: pl.DataFrame, ev_pairs: pl.DataFrame,
+                  ranking: tuple[Mapping[str, torch.Tensor], Mapping[str, Any]],
+                  settings: SearchSettings, batch: int, *, progress: ProgressArg = None
+                  ) -> CircuitRun:
+    """The circuit rule's search: `sweep` of `settings.modes` on the selection and evaluation
+    pairs (the evaluation pairs for both with `settings.select_on_evaluation`, the authors'
+    design), each mode ranked by its own direction's scores of `ranking` (the tensors and
+    metadata of a ranking file, `storage.load`; a file without de-noising scores ranks both
+    directions by the noising ones). No attribution, selection or evaluation pairs: no
+    curve and no circuit. Warnings (no selection part, no pairs, small gaps) are logged."""
+    tensors, meta = ranking
+    if settings.select_on_evaluation:
+        log.warning("no selection part: sizes are chosen on the evaluation pairs, so their "
+                    "F is not held out (flagged in the claims)")
+        sel_pairs = ev_pairs
+    sel, ev = (EvalSet.of_pairs(model, q, batch) for q in (sel_pairs, ev_pairs))
+    n_attr = int(meta.get("n_examples", 0))
+    usable = n_attr > 0 and sel.n > 0 and ev.n > 0
+    if not usable:
+        log.warning("%d attribution, %d selection, %d evaluation pairs: no curve, no circuit",
+                    n_attr, sel.n, ev.n)
+    modes_ = list(settings.modes) if usable else []
+    by_dir = {d: storage.direction_scores(tensors, d) for d in DIRECTIONS}
+    with small_gaps() as small:  # modes whose F is noise (|M(full) - M(empty)| tiny)
+        curve, minimal = sweep(model, graph, sel, ev, by_dir, modes_, settings,
+                               progress=progress)
+    for message in small:
+        log.warning("%s", message)
+    return CircuitRun(sel_pairs, ev_pairs, sel, ev, tensors, meta, modes_, by_dir, curve,
+                      minimal, small)
+
+
+def minimal_record(record: Mapping[str, Any], task: str, subset: str, graph: Graph,
+                   run: CircuitRun, settings: SearchSettings) -> dict[str, Any]:
+    """The circuit rule's minimal.json: what was searched on which pairs, and per mode with
+    a minimal circuit its size, F with intervals, edges (indices, names, scores) and
+    meaning; the main mode's direction overlap, the small gaps and the provenance."""
+    from vermem.circuits.transfer import semantics
+
+    n = graph.n_edges
+    flat = {d: t.flatten() for d, t in run.by_dir.items()}
+    main = settings.main
+    pair = [run.minimal.get(Mode(d, main["placement"], main["ablation"])) for d in DIRECTIONS]
+    return {
+        "model": record["name"], "revision": record["revision"], "task": task,
+        "subset": subset, "n_edges": n, "n_pairs": run.ev.n, "n_selection": run.sel.n,
+        "target": settings.target, "band": [settings.target, 2 - settings.target],
+        "criterion": settings.criterion, "search": settings.search,
+        "selection_on_evaluation": bool(settings.select_on_evaluation),
+        "metric": settings.metric, "rank_by": settings.rank_by,
+        "n_layers": graph.shape.n_layers, "n_heads": graph.shape.n_heads,
+        "attribution_pairs": run.n_attr,
+        "selection_docs": sorted(set(run.sel_pairs["doc_id"])),
+        "evaluation_docs": sorted(set(run.ev_pairs["doc_id"])),
+        "not_found": [{"direction": m.direction, "placement": m.placement,
+                       "ablation": m.ablation} for m in run.modes if m not in run.minimal],
+        "circuits": [{"direction": m.direction, "placement": m.placement,
+                      "ablation": m.ablation, "semantics": semantics(task, m.direction),
+                      "share": v["k"] / n, "n_edges": n,
+                      **{k: x for k, x in v.items() if k != "edges"},
+                      "edge_index": v["edges"],
+                      "edges": graph.edge_names(torch.tensor(v["edges"], dtype=torch.long)),
+                      "scores": [float(flat[m.direction][i]) for i in v["edges"]]}
+                     for m, v in run.minimal.items()],
+        "ranked_by": {d: "scores_denoising" if d == "denoising" and "scores_denoising"
+                      in run.tensors else "scores" for d in DIRECTIONS},
+        # the main mode's noising and de-noising minimal circuits: how much the two
+        # directions' rankings agree where it matters (None: a direction has no circuit)
+        "direction_overlap": {
+            "placement": main["placement"], "ablation": main["ablation"],
+            **edge_overlap(*(None if c is None else c["edges"] for c in pair),
+                           ("noising", "denoising"))},
+        # mode and pair set where F is not meaningful (circuits.check_gap)
+        "small_gap": {"threshold": MIN_GAP, "count": len(run.small), "where": run.small},
+        "provenance": files.provenance(settings.section, model=record["name"]),
+    }
+
+
+def write_eap(paths: Sequence[str], directions: Sequence[str], graph: Graph, run: CircuitRun,
+              minimal: Mapping[str, Any], settings: SearchSettings) -> None:
+    """The main mode's minimal circuit of each of `directions` in the EAP-IG library's graph
+    JSON, one file of `paths` each (`minimal`: the record, `minimal_record`)."""
+    from vermem.circuits.transfer import semantics
+
+    main = settings.main
+    for d, path in zip(directions, paths, strict=True):
+        mode = Mode(d, main["placement"], main["ablation"])
+        eap_json.write_circuit(path, graph, run.by_dir[d], run.minimal.get(mode), {
+            **{k: minimal[k] for k in ("model", "revision", "task", "subset", "metric",
+                                       "rank_by")},
+            "direction": d, "semantics": semantics(minimal["task"], d),
+            "placement": main["placement"], "ablation": main["ablation"],
+            "ranked_by": minimal["ranked_by"][d]})
+
+
+def log_record(minimal: Mapping[str, Any], info) -> None:
+    """The main mode's direction overlap and each minimal circuit of a `minimal_record`, as
+    a person reads them, through `info` (a logger's)."""
+    from vermem.core.progress import number as r3
+
+    ov = minimal["direction_overlap"]
+    info("main mode: noising and de-noising minimal circuits share %s edges (Jaccard %s)",
+         ov["shared"], "-" if ov["jaccard"] is None else f"{ov['jaccard']:.2f}")
+    for c in minimal["circuits"]:
+        info("%s/%s/%s: minimal circuit %d edges [%s, %s] (selection, n = %d), "
+             "F = %s [%s, %s] on %d evaluation pairs", c["direction"], c["placement"],
+             c["ablation"], c["k"], r3(c["k_lo"]), r3(c["k_hi"]), minimal["n_selection"],
+             r3(c["faithfulness"]), r3(c["faithfulness_lo"]), r3(c["faithfulness_hi"]),
+             minimal["n_pairs"])
+
+
 def minimal_circuit(model, graph: Graph, scores: torch.Tensor | Mapping[str, torch.Tensor],
                     clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
                     answer: Sequence[int], wrong: Sequence[int], *,
@@ -392,8 +539,8 @@ def minimal_circuit(model, graph: Graph, scores: torch.Tensor | Mapping[str, tor
                   "denoising": scores.get("scores_denoising", scores["scores"])}
     ev = EvalSet.make(model, clean, corrupt, answer, wrong, batch_size)
     sel = ev if selection is None else EvalSet.make(model, *selection, batch_size)
-    _, minimal = sweep(model, graph, sel, ev, scores, [mode], log_sizes(graph.n_edges, points),
-                       [], [], target, metric, progress=progress)
+    settings = SearchSettings(target=target, metric=metric, curve_points=points)
+    _, minimal = sweep(model, graph, sel, ev, scores, [mode], settings, progress=progress)
     if mode not in minimal:
         return None
     record = dict(minimal[mode])

@@ -29,14 +29,21 @@ no better than random, the evidence is insufficient (`claims.specificity_claims`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import polars as pl
 import torch
 
 from vermem.attribution.graph import Graph
 from vermem.circuits import evaluation
-from vermem.core.stats import Bootstrap, Resampler, f_replicates, nan_to_none, wmean
+from vermem.circuits.settings import SpecificitySettings
+from vermem.core.progress import ProgressArg
+from vermem.core.stats import f_replicates, nan_to_none, wmean
+
+log = logging.getLogger(__name__)
+
 
 SCHEMA = {
     "task": pl.String, "subset": pl.String, "direction": pl.String, "semantics": pl.String,
@@ -58,14 +65,22 @@ CURVE_SCHEMA = {
 REPLICATES = ("f_memorized", "f_control", "specificity", "gap_memorized", "gap_control")
 
 
-def evaluate(model, graph: Graph, ev_mem: evaluation.EvalSet, ev_ctl: evaluation.EvalSet,
-             own: torch.Tensor, control: torch.Tensor | None, mode: evaluation.Mode, k: int,
-             sizes: Sequence[int], seeds: Sequence[int], band: bool, kind: str,
-             boot: Bootstrap, resampler: Resampler | None, per_forward: int,
+def evaluate(model, graph: Graph,
+             evs: tuple[evaluation.EvalSet, evaluation.EvalSet],
+             rankings: tuple[torch.Tensor, torch.Tensor | None], mode: evaluation.Mode, k: int,
+             settings: SpecificitySettings, *, whole_curve: bool = False,
              ) -> tuple[dict, list[dict], torch.Tensor]:
     """Steps 1-6 for one circuit: (row of SCHEMA without the keys naming it, curve rows,
-    replicates [len(REPLICATES), R]). own / control: the memorization and control rankings
-    of `mode`'s direction (control None: no control attribution)."""
+    replicates [len(REPLICATES), R]). evs: the memorized and the control evaluation sets;
+    rankings: the memorization and control rankings of `mode`'s direction (control None: no
+    control attribution). `whole_curve`: random circuits at every curve size (else at `k`
+    only). `settings` (SpecificitySettings): the curve's sizes, the random circuits' seeds,
+    the metric, the bootstrap and its shared `resampler`, circuits per forward."""
+    (ev_mem, ev_ctl), (own, control), band = evs, rankings, whole_curve
+    seeds, kind, boot = list(settings.seeds), settings.metric, settings.boot
+    resampler, per_forward = settings.resampler, settings.per_forward
+    sizes = (evaluation.log_sizes(graph.n_edges, settings.curve_points)
+             if settings.sizes is None else settings.sizes)
     n = graph.n_edges
     ks = sorted({kk for kk in sizes if 0 < kk < n} | {k})
     r_ks = ks if band else [k]
@@ -136,3 +151,58 @@ def evaluate(model, graph: Graph, ev_mem: evaluation.EvalSet, ev_ctl: evaluation
                           "faithfulness_hi": nan_to_none(hi[0])})
     reps = torch.stack([values[name][1] for name in REPLICATES])
     return row, curve, reps
+
+
+def run(model, graph: Graph, eval_set: Callable[[str, str], evaluation.EvalSet],
+        records: Sequence[Mapping[str, Any]],
+        scores: Mapping[tuple[str, str], Mapping[str, torch.Tensor]],
+        settings: SpecificitySettings, *, progress: ProgressArg = None
+        ) -> tuple[pl.DataFrame, pl.DataFrame, list[torch.Tensor]]:
+    """`evaluate` for every main-mode circuit of the circuit rule's `records` (minimal.json)
+    on its task's memorized and control evaluation pairs (`eval_set(task, subset)`), ranked
+    by `scores[task, subset]` (the control's ranking where its attribution has pairs), the
+    whole curve on the main subset. Returns (SCHEMA table, CURVE_SCHEMA table, replicates
+    per row). `progress` (vermem.core.progress) counts the circuits."""
+    from vermem.attribution.storage import direction_scores
+    from vermem.circuits.transfer import semantics
+    from vermem.core.progress import number, track
+    from vermem.core.vocabulary import control_task
+
+    main = (settings.placement, settings.ablation)
+    rows, curves, reps = [], [], []
+    todo = track(progress, "specificity", sum(
+        (c["placement"], c["ablation"]) == main for rec in records for c in rec["circuits"]),
+        "circuits")
+    for rec in records:
+        task, subset = rec["task"], rec["subset"]
+        ctl_task = control_task(task)
+        evs = {t: eval_set(t, subset) for t in (task, ctl_task)}
+        ctl_scores = scores.get((ctl_task, subset))
+        for c in rec["circuits"]:
+            if (c["placement"], c["ablation"]) != main:
+                continue
+            if evs[ctl_task].n == 0:
+                log.warning("%s / %s: no control evaluation pairs", ctl_task, subset)
+                todo.advance()
+                continue
+            d = c["direction"]
+            own = evaluation.ranking(graph, direction_scores(scores[task, subset], d))
+            control = (None if ctl_scores is None else
+                       evaluation.ranking(graph, direction_scores(ctl_scores, d)))
+            row, curve, r = evaluate(
+                model, graph, (evs[task], evs[ctl_task]), (own, control),
+                evaluation.Mode(d, *main), int(c["k"]), settings,
+                whole_curve=subset == settings.main_subset)
+            key = {"task": task, "subset": subset, "direction": d,
+                   "semantics": semantics(task, d)}
+            rows.append({**key, "placement": main[0], "ablation": main[1], **row})
+            curves += [{**key, **x} for x in curve]
+            reps.append(r)
+            log.info("%s / %s / %s: k = %d, F(memorized) %s, F(control) %s, specificity %s "
+                     "[%s, %s]", task, subset, d, row["k"], *map(number, (
+                         row["f_memorized"], row["f_control"], row["specificity"],
+                         row["specificity_lo"], row["specificity_hi"])))
+            todo.advance()
+    todo.close()
+    return (pl.DataFrame(rows, schema=SCHEMA), pl.DataFrame(curves, schema=CURVE_SCHEMA),
+            reps)

@@ -10,10 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 import polars as pl
 import torch
 
-from vermem.attribution import pair_batch
+from vermem.attribution import storage
 from vermem.attribution.graph import Graph
 from vermem.circuits.evaluation import (
-    BOOTSTRAP,
     EVALUATIONS,
     EvalSet,
     Mode,
@@ -21,11 +20,13 @@ from vermem.circuits.evaluation import (
     circuit,
     evaluate_many,
     jaccard,
+    log_sizes,
     random_ranking,
-    split_sets,
+    ranking,
 )
+from vermem.circuits.settings import TransferSettings
 from vermem.core.progress import ProgressArg, track
-from vermem.core.stats import Bootstrap, Resampler, f_replicates, mean_ci, nan_to_none
+from vermem.core.stats import f_replicates, mean_ci, nan_to_none
 from vermem.core.vocabulary import BRANCH, DECISION, MEANINGS, base_task
 
 # -- transfer ------------------------------------------------------------------------------
@@ -78,13 +79,7 @@ def transfer(
     graph: Graph,
     evsets: dict[tuple[str, str], EvalSet],
     circuits: dict[tuple[str, str, str, str], torch.Tensor],
-    ablation: str,
-    seeds: Sequence[int],
-    kind: pair_batch.Metric = "logit_diff",
-    boot: Bootstrap = BOOTSTRAP,
-    per_forward: int = 16,
-    random_placements: Iterable[str] | None = None,
-    resampler: Resampler | None = None,
+    settings: TransferSettings,
     replicates: list | None = None,
     *,
     progress: ProgressArg = None,
@@ -97,7 +92,13 @@ def transfer(
     unpatched clean-run logit difference and accuracy. Every estimate has a bootstrap
     interval over the target's pairs (the run's shared draws with a `resampler`); with a
     `replicates` list, each row's F replicates [R] are appended to it, in row order.
-    `progress` (vermem.core.progress) counts `EVALUATIONS`."""
+    `progress` (vermem.core.progress) counts `EVALUATIONS`. `settings` (TransferSettings):
+    the ablation, the random circuits' seeds and placements, the metric, the bootstrap (and
+    its shared `resampler`) and circuits per forward."""
+    ablation, seeds, kind, boot = (settings.ablation, list(settings.seeds), settings.metric,
+                                   settings.boot)
+    per_forward, resampler = settings.per_forward, settings.resampler
+    random_placements = settings.random_placements
     rand_at = None if random_placements is None else set(random_placements)
     rows = []
     plain = Mode("noising", "inside", "resample")  # with no edge patched: the clean run
@@ -204,18 +205,6 @@ def main_circuits(graph: Graph, records: Sequence[dict], ablation: str,
     return out
 
 
-def resampler(pairs: pl.DataFrame, boot: Bootstrap,
-              max_pairs: Mapping[str, int | None] | None = None, seed: int = 0) -> Resampler:
-    """The run's shared bootstrap (`stats.Resampler`): per subset, the documents of every
-    task's evaluation set there (`split_sets` with the same caps; controls included), so that
-    every rule that evaluates any of them draws the same."""
-    strata: dict[str, set[str]] = {}
-    for task, subset in pairs.select("task", "subset").unique().iter_rows():
-        _, ev = split_sets(pairs, task, subset, max_pairs=max_pairs, seed=seed)
-        strata.setdefault(subset, set()).update(ev["doc_id"])
-    return Resampler(boot, {s: sorted(d) for s, d in strata.items()})
-
-
 # -- size-matched transfer ---------------------------------------------------------------------
 
 MATCHED_SCHEMA = {
@@ -234,12 +223,7 @@ def matched_transfer(
     evsets: Mapping[tuple[str, str], EvalSet],
     orders: Mapping[tuple[str, str, str], torch.Tensor],
     sizes: Mapping[tuple[str, str], Sequence[int]],
-    placement: str,
-    ablation: str,
-    kind: pair_batch.Metric = "logit_diff",
-    boot: Bootstrap = BOOTSTRAP,
-    per_forward: int = 16,
-    resampler: Resampler | None = None,
+    settings: TransferSettings,
     replicates: list | None = None,
     *,
     progress: ProgressArg = None,
@@ -252,7 +236,12 @@ def matched_transfer(
     scores). A row per (subset, meaning, target, k): F of the target's own top-k (`own`),
     of the source's top-k (`transferred`) and `gap` = transferred - own, each with its
     interval; the gap's replicates [R] are appended to `replicates` in row order.
-    `progress` (vermem.core.progress) counts `EVALUATIONS`."""
+    `progress` (vermem.core.progress) counts `EVALUATIONS`. `settings` (TransferSettings):
+    the placement and ablation, the metric, the bootstrap (and its shared `resampler`) and
+    circuits per forward."""
+    placement, ablation, kind, boot = (settings.placement, settings.ablation, settings.metric,
+                                       settings.boot)
+    per_forward, resampler = settings.per_forward, settings.resampler
     rows = []
     cells = []  # (target task, subset, evaluation set, meaning, target and source direction,
     #             source task, sizes, jobs)
@@ -304,3 +293,29 @@ def matched_transfer(
                          "gap_hi": nan_to_none(float(ghi))})
     prog.close()
     return pl.DataFrame(rows, schema=MATCHED_SCHEMA)
+
+
+def matched_inputs(graph: Graph, rankings: Iterable[tuple[Mapping, Mapping]],
+                   found: Mapping[tuple[str, str, str, str], torch.Tensor],
+                   settings: TransferSettings
+                   ) -> tuple[dict[tuple[str, str, str], torch.Tensor],
+                              dict[tuple[str, str], list[int]]]:
+    """(orders, sizes) of `matched_transfer`: each task's and subset's ranking per direction
+    (`rankings`: (key with task and subset, the ranking file's (tensors, metadata)); a file
+    without attribution pairs ranks nothing), and per (subset, meaning) the curve's sizes
+    (about `settings.curve_points`) and every minimal size of the main placement in
+    `found`."""
+    orders, sizes = {}, {}
+    grid = log_sizes(graph.n_edges, settings.curve_points)
+    for key, (tensors, meta) in rankings:
+        if not meta.get("n_examples"):  # no attribution pairs: no ranking to compare
+            continue
+        for d in ("noising", "denoising"):
+            scores = storage.direction_scores(tensors, d)
+            orders[key["task"], key["subset"], d] = ranking(graph, scores)
+        for meaning in ("prevention", "induction"):
+            sizes.setdefault((key["subset"], meaning), set(grid))
+    for (task, subset, d, placement), edges in found.items():
+        if placement == settings.placement:
+            sizes[subset, semantics(task, d)].add(int(edges.sum()))
+    return orders, {k: sorted(v) for k, v in sizes.items()}

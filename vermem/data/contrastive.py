@@ -48,6 +48,7 @@ from vermem.core.vocabulary import (
     is_control,
 )
 from vermem.data.corpus import sample_key
+from vermem.data.settings import PairSettings
 
 PAIR_SCHEMA = {
     "task": pl.String, "subset": pl.String, "doc_id": pl.String, "offset": pl.Int32,
@@ -314,9 +315,8 @@ def _first_per_target(pairs: pl.DataFrame, cand: pl.DataFrame) -> pl.DataFrame:
 
 
 def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
-                  nonmem: pl.DataFrame, parts: Mapping[str, str], batch_size: int, seed: int,
-                  same_subset: bool = True, non_pred: torch.Tensor | None = None,
-                  div: pl.DataFrame | None = None
+                  nonmem: pl.DataFrame, parts: Mapping[str, str], settings: PairSettings,
+                  non_pred: torch.Tensor | None = None, div: pl.DataFrame | None = None
                   ) -> tuple[pl.DataFrame, Counter, tuple[pl.DataFrame, Counter] | None]:
     """Control pairs of both tasks, one per memorized pair where the pool allows (see the
     module docstring). memorized: the memorized pairs (task, subset, doc_id, offset, d);
@@ -328,7 +328,9 @@ def control_pairs(model, memorized: pl.DataFrame, labels: pl.DataFrame,
     built in the same pass as their controls (one forward over the non-memorized samples
     serves both) and returned too, and each is matched by a control pair at its own subset,
     part and d. -> (control pairs with tasks `control_task(...)`, drops by (task, subset,
-    reason), (the memorized Memorization Decision pairs, their drops) or None)."""
+    reason), (the memorized Memorization Decision pairs, their drops) or None). `settings`:
+    the batch size, the pool's seed and whether Decision candidates share the subset."""
+    batch_size, seed, same_subset = settings.batch_size, settings.seed, settings.same_subset
     if non_pred is None:
         non_pred = teacher_forced(model, nonmem["full"].to_list(), batch_size)
     pool = control_pool(labels, seed)
@@ -529,15 +531,18 @@ def split(pairs: pl.DataFrame, parts: Mapping[str, str]) -> pl.DataFrame:
 
 
 def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
-          batch_size: int, seed: int, fractions: Mapping[str, float],
-          same_subset: bool, controls: bool = True, strata: Mapping[str, object] | None = None
+          settings: PairSettings, strata: Mapping[str, object] | None = None
           ) -> tuple[pl.DataFrame, dict]:
     """Both pair sets from the labels and divergence tables, split by document (`docs`:
     doc_id, subset of the corpus candidates), with a summary of pair and document counts
     per part, ordering checks and drop reasons per task and subset; with `controls`, the
     control pair sets of both tasks too (`control_pairs`), counted the same way; `strata`:
-    doc_id -> stratum of the split (`document_parts`), e.g. the organism's duplicate counts."""
-    parts = document_parts(docs, seed, fractions, strata)
+    doc_id -> stratum of the split (`document_parts`), e.g. the organism's duplicate counts.
+    `settings` (PairSettings): the batch size, the split's seed and shares, the Decision
+    candidates' subset and whether controls are built."""
+    batch_size, same_subset, controls = (settings.batch_size, settings.same_subset,
+                                         settings.controls)
+    parts = document_parts(docs, settings.seed, settings.fractions, strata)
     nonmem = (labels.filter(pl.col("label") == "non-memorized")
               .select("doc_id", "offset", "subset",
                       pl.concat_list("prefix", "continuation").alias("full")))
@@ -551,8 +556,8 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
     drops_of = {BRANCH: bc_drops}
     sets = [bc]
     if controls:
-        ctl, ctl_drops, (md, md_drops) = control_pairs(
-            model, bc, labels, nonmem, parts, batch_size, seed, same_subset, non_pred, div)
+        ctl, ctl_drops, (md, md_drops) = control_pairs(model, bc, labels, nonmem, parts,
+                                                       settings, non_pred, div)
     drops_of[DECISION] = md_drops
     sets.append(md)
     if controls:
@@ -562,7 +567,7 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
                 {(s, why): n for (t, s, why), n in ctl_drops.items()
                  if t == control_task(task)})
     pairs = split(logit_diffs(model, pl.concat(sets), batch_size), parts)
-    summary: dict = {"split": {"seed": seed, "fractions": dict(fractions),
+    summary: dict = {"split": {"seed": settings.seed, "fractions": dict(settings.fractions),
                                "stratified": strata is not None, "documents": {}},
                      "divergence": {}, **{task: {} for task in drops_of}}
     pool = docs.unique("doc_id").with_columns(

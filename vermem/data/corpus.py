@@ -28,6 +28,7 @@ from typing import Any
 import polars as pl
 
 from vermem.core.errors import VermemError
+from vermem.data.settings import SampleSettings
 
 log = logging.getLogger(__name__)
 
@@ -228,13 +229,8 @@ def window_offsets(n_tokens: int, width: int, windows: int, stride: int) -> list
 def make_samples(
     candidates: pl.DataFrame,
     tokenizer: Any,
-    prefix_tokens: int,
-    continuation_tokens: int,
-    per_subset: int | None,
+    settings: SampleSettings,
     dup_counts: pl.DataFrame | None = None,
-    windows: int = 1,
-    stride: int = 1,
-    unplanted: int | None = None,
 ) -> tuple[pl.DataFrame, dict[str, dict[str, int]]]:
     """Samples of P + C tokens, split into prefix and continuation: per document, the
     window at token offset 0 (the paper's one sample per document) and, with `windows` > 1,
@@ -242,7 +238,11 @@ def make_samples(
     counts documents. A sample is (doc_id, offset). With a duplicate table, `unplanted`
     caps the documents per subset that were not planted (count <= 1: unseen or seen once,
     in candidate order) while every planted document is sampled: the ground truth whole,
-    the ordinary text at a chosen cost."""
+    the ordinary text at a chosen cost. `settings` (SampleSettings): P, C, `per_subset`,
+    `windows`, `stride` and `unplanted`."""
+    prefix_tokens, continuation_tokens = settings.prefix_tokens, settings.continuation_tokens
+    per_subset, windows, stride = settings.per_subset, settings.windows, settings.stride
+    unplanted = settings.unplanted
     n = prefix_tokens + continuation_tokens
     if dup_counts is None:
         unplanted = None  # no ground truth: nothing is planted, the cap does not apply

@@ -234,3 +234,50 @@ def q3_rows(q3: pl.DataFrame, margin: float, seed: int) -> list[dict[str, Any]]:
 def table(phases: pl.DataFrame, q3: pl.DataFrame, margin: float, seed: int) -> pl.DataFrame:
     """Every finding's row: Q1 from the phases table, Q3 from the Q3 table."""
     return pl.DataFrame(q1_rows(phases, seed) + q3_rows(q3, margin, seed), schema=SCHEMA)
+
+
+def _tagged(path: str) -> pl.DataFrame:
+    """A per-run table with its model and init (from results/dynamics/{model}/{init}/...)."""
+    from pathlib import Path
+
+    model, init = Path(path).parts[-3:-1]
+    return pl.read_parquet(path).select(pl.lit(model).alias("model"), pl.lit(init).alias("init"),
+                                        pl.all())
+
+
+def study_tables(inputs: Mapping[str, Sequence[str]], dyn: Mapping[str, Any], seed: int
+                 ) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
+    """Rule dynamics_tables' tables over every model and init, from its input files
+    (`inputs`: strings and summaries per model; curves, q2 and sequential per model and
+    init): per-epoch curves, phase boundaries, the Q1 table, Q2 accuracy per condition and
+    k, Q3 stages, the sequential runs and the findings (config `dynamics`: `dyn`; the
+    findings' bootstrap `seed`). Returns ({name: table}, the summary)."""
+    from pathlib import Path
+
+    from vermem.core import files
+    from vermem.dynamics import strings
+
+    keys = ["model", "init"]
+    texts = pl.concat([pl.read_parquet(f).select(pl.lit(Path(f).parts[-2]).alias("model"),
+                                                 pl.all()) for f in inputs["strings"]])
+    n_params = {files.read_json(f)["model"]: files.read_json(f)["n_params"]
+                for f in inputs["summaries"]}
+    curves = pl.concat([strings.epoch_curves(_tagged(f), [*keys, "string_id", "seed"])
+                        for f in inputs["curves"]])
+    phases = pl.concat([
+        strings.phases_table(g, texts.filter((pl.col("model") == m) & (pl.col("study") == "q1")),
+                             keys, dyn["phases"])
+        for (m,), g in curves.group_by("model", maintain_order=True)])
+    phases = phases.with_columns(pl.col("model").replace_strict(n_params, return_dtype=pl.Int64)
+                                 .alias("n_params")).sort(*keys, "string_id", "seed")
+    q1 = strings.q1_table(phases)
+    lengths = texts.filter(pl.col("study") == "q1").select("model", "string_id", "seed",
+                                                           "length")
+    q2 = strings.q2_table(pl.concat([_tagged(f) for f in inputs["q2"]]).join(
+        lengths, on=["model", "string_id", "seed"]), keys)
+    seq = pl.concat([_tagged(f) for f in inputs["sequential"]])
+    q3 = strings.q3_table(seq, keys, dyn["sequential"]["hold_epochs"])
+    found = table(phases, q3, dyn["phases"]["accuracy_rise"], seed)
+    tables = {"curves": curves, "phases": phases, "q1": q1, "q2": q2, "q3": q3,
+              "sequential": seq, "findings": found}
+    return tables, strings.summarize(phases, q1, q2, q3)

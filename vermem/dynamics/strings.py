@@ -19,6 +19,7 @@ true token, entropy (natural log).
 
 from __future__ import annotations
 
+import logging
 import math
 import string as _string
 from collections.abc import Callable, Mapping, Sequence
@@ -34,6 +35,8 @@ from vermem.core.naming import string_id
 from vermem.core.progress import ProgressArg, track
 from vermem.core.stats import censored_median, wilson
 from vermem.models import architecture
+
+log = logging.getLogger(__name__)
 
 LETTERS = _string.ascii_lowercase
 CONDITIONS = ("kept", "local", "shuffled", "resampled", "replaced")
@@ -282,15 +285,18 @@ def _earlier(condition: str, ids: list[int], cut: int, letters: Sequence[int],
     raise ValueError(f"unknown Q2 condition {condition!r}")
 
 
-def context_recall(model, ids: Sequence[int], bos: int, letters: Sequence[int],
-                   probs: Sequence[float], ks: Sequence[int], conditions: Sequence[str],
-                   seed: int, batch_size: int, device) -> pl.DataFrame:
+def context_recall(model, string: Mapping[str, Any], ks: Sequence[int],
+                   conditions: Sequence[str], seed: int, batch_size: int, device
+                   ) -> pl.DataFrame:
     """Q2: recall of each letter i > k from its last k letters, the earlier ones changed.
 
-    Only positions with an earlier context (i > k) are measured: below that every condition
-    sees the whole prefix. `kept` is the teacher-forced pass over the whole string. Rows:
-    condition, k, position, correct, p_true.
+    `string`: a row of the tokenized strings (`tokenize_strings`: token_ids, bos_id,
+    letter_ids, probs). Only positions with an earlier context (i > k) are measured: below
+    that every condition sees the whole prefix. `kept` is the teacher-forced pass over the
+    whole string. Rows: condition, k, position, correct, p_true.
     """
+    ids, bos, letters, probs = (string["token_ids"], string["bos_id"], string["letter_ids"],
+                                string["probs"])
     ids = list(ids)
     full = position_metrics(model, torch.tensor([[bos, *ids]], device=device))
     seqs, tgts, keys, rows = [], [], [], []
@@ -374,6 +380,42 @@ def train_string(model, ids: Sequence[int], bos: int, training: Mapping[str, Any
                 on_epoch(e)
             p.advance()
     return _metrics_frame(ms)
+
+
+Q2_SCHEMA = {"seed": pl.Int32, "epoch": pl.Int32, "condition": pl.String, "k": pl.Int32,
+             "position": pl.Int32, "correct": pl.Boolean, "p_true": pl.Float64}
+
+
+def train_cell(path: str, init: str, rows: pl.DataFrame, dyn: Mapping[str, Any], device, *,
+               progress: ProgressArg = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rule dynamics_train's runs of one grid cell: each string of `rows` (tokenized, one
+    per seed) trained on a fresh copy of the model in `path` (`init`: pretrained or random;
+    config `dynamics`: `dyn`), with the Q2 context conditions at the epochs dyn.q2.epochs.
+    Returns (per-epoch, per-position curves with the seed; Q2 rows, Q2_SCHEMA plus
+    condition rows). `progress` (vermem.core.progress) counts the epochs trained."""
+    q2cfg, training = dyn["q2"], dyn["training"]
+    curves, q2 = [], []
+    cell = rows["string_id"][0] if rows.height else ""
+    epochs = track(progress, f"training {cell} ({rows.height} seeds)",
+                   rows.height * training["epochs"], "epochs")
+    for s in rows.iter_rows(named=True):
+        model = fresh_model(path, init, dyn["init_seed"], device)
+        ks = q2_ks(s["length"], q2cfg["k"], q2cfg["k_fractions"])
+
+        def at_epoch(e, model=model, s=s, ks=ks):
+            if e in q2cfg["epochs"] and ks and q2cfg["conditions"]:
+                df = context_recall(model, s, ks, q2cfg["conditions"], s["seed"] * 100_003 + e,
+                                    q2cfg["batch_size"], device)
+                q2.append(df.select(pl.lit(s["seed"], pl.Int32).alias("seed"),
+                                    pl.lit(e, pl.Int32).alias("epoch"), pl.all()))
+
+        df = train_string(model, s["token_ids"], s["bos_id"], training, s["seed"], at_epoch,
+                          progress=epochs)
+        curves.append(df.select(pl.lit(s["seed"], pl.Int32).alias("seed"), pl.all()))
+        final = df.filter(pl.col("epoch") == df["epoch"].max())["correct"].mean()
+        log.info("%s seed %d: final accuracy %.3f", cell, s["seed"], final)
+    epochs.close()
+    return pl.concat(curves), pl.concat(q2) if q2 else pl.DataFrame(schema=Q2_SCHEMA)
 
 
 def memorized_at(acc: Sequence[float], hold: int = 1) -> int | None:

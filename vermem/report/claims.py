@@ -12,6 +12,7 @@ approximation is used.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import polars as pl
 import torch
@@ -19,6 +20,7 @@ import torch
 from vermem.circuits.transfer import direction_for
 from vermem.core.stats import NONE, Estimate, combine, nan_to_none
 from vermem.core.vocabulary import BRANCH, DECISION, MEANINGS, VERDICTS, control_task
+from vermem.report.settings import ClaimSettings
 
 ROW = "_row"  # a table's row index, to find each row's replicates
 
@@ -126,14 +128,13 @@ def _threshold_verdict(e: Estimate, threshold: float, margin: float, min_pairs: 
 
 
 def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
-           main_subset: str, threshold: float, margin: float = 0.0, min_pairs: int = 20,
-           level: float = 0.95, placement: str = "outside",
-           transfer_reps: torch.Tensor | None = None, matched: pl.DataFrame | None = None,
-           matched_reps: torch.Tensor | None = None, specificity: pl.DataFrame | None = None,
+           settings: ClaimSettings, *, transfer_reps: torch.Tensor | None = None,
+           matched: pl.DataFrame | None = None, matched_reps: torch.Tensor | None = None,
+           specificity: pl.DataFrame | None = None,
            specificity_reps: torch.Tensor | None = None) -> pl.DataFrame:
     """The paper's claims (docs/study-a.md §11) checked against this run's own results.
 
-    transfer_df: `transfer`'s table (cells of `placement` are read); sizes: (task, subset,
+    transfer_df: `transfer`'s table (cells of the placement are read); sizes: (task, subset,
     direction) -> the minimal-circuit record of the paper's mode (keys k, k_lo, k_hi,
     n_selection, n_edges, faithfulness, random_faithfulness, n_pairs); threshold: the F at
     which a circuit counts as transferring; margin: how much a circuit must beat random
@@ -151,7 +152,11 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
     that combines cells; matched / matched_reps: `circuits.matched_transfer`'s table and the
     replicates of its gaps: claim 1 is decided on them, at matched size (without them, on
     the minimal circuits' transfer cells, whose sizes differ); specificity /
-    specificity_reps: `specificity.evaluate`'s rows and replicates (the controls' rows)."""
+    specificity_reps: `specificity.evaluate`'s rows and replicates (the controls' rows).
+    `settings` (ClaimSettings): the threshold, margin, min_pairs, the bootstrap's level, the
+    placement and the main subset."""
+    main_subset, threshold, margin = settings.main_subset, settings.threshold, settings.margin
+    min_pairs, level, placement = settings.min_pairs, settings.level, settings.placement
     rows = []
     t = _indexed(transfer_df)
     t = t.filter(pl.col("placement") == placement) if t.height else t
@@ -476,3 +481,30 @@ def to_html(table: pl.DataFrame, title: str = "Claims") -> str:
                         for v in VERDICTS) + "</p><table><tr>"
             + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows)
             + "</table></body></html>\n")
+
+
+def of_files(inputs: Mapping[str, Any], settings: ClaimSettings) -> pl.DataFrame:
+    """The circuit_claims rule's table from its input files (`inputs`: transfer, matched and
+    their replicates, specificity where the controls are on, and the `minimal` records):
+    `claims` on the main mode's circuits, flagged where sizes were chosen on the evaluation
+    pairs and where a claim rests on few documents."""
+    from vermem.core import files, stats
+
+    records = [files.read_json(f) for f in inputs["minimal"]]
+    main = (settings.placement, settings.ablation)
+    sizes = {(rec["task"], rec["subset"], c["direction"]): c
+             for rec in records for c in rec["circuits"]
+             if (c["placement"], c["ablation"]) == main}
+    spec = pl.read_parquet(inputs["specificity"]) if "specificity" in inputs else None
+    table = claims(
+        pl.read_parquet(inputs["transfer"]), sizes, settings,
+        transfer_reps=stats.load_replicates(inputs["transfer_replicates"])[0][:, 0],
+        matched=pl.read_parquet(inputs["matched"]),
+        matched_reps=stats.load_replicates(inputs["matched_replicates"])[0][:, 0],
+        specificity=spec)
+    if any(rec.get("selection_on_evaluation") for rec in records):
+        table = flag_selection_on_evaluation(table)
+    # the documents each bootstrap resamples: a claim resting on < 10 says so
+    return flag_few_clusters(table, {
+        (rec["task"], rec["subset"], part): len(rec[f"{part}_docs"])
+        for rec in records for part in ("selection", "evaluation")}, settings.main_subset)

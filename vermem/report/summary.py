@@ -506,3 +506,32 @@ def to_html(markdown: str) -> str:
         i += 1
     flush()
     return _HTML_STYLE + '<div class="vermem-summary">\n' + "\n".join(out) + "\n</div>\n"
+
+
+def read_inputs(inputs: Mapping[str, Any], names: Sequence[str]
+                ) -> tuple[dict[str, dict[str, Any]], dict | None, pl.DataFrame | None]:
+    """What `render` reads, from the summary rule's input files (`inputs`: named by kind and
+    model, e.g. "labels.organism"; rules/common.smk `summary_inputs`), for the models
+    `names`: ({model: its tables}, the dynamics summary, the dynamics findings)."""
+    from vermem.core import files
+
+    def opt(key, read):
+        return read(inputs[key]) if key in inputs else None
+
+    models = {}
+    for m in names:
+        models[m] = {
+            "labels": files.read_json(inputs[f"labels.{m}"]),
+            "pairs": files.read_json(inputs[f"pairs.{m}"]),
+            "minimal": [files.read_json(f) for f in inputs[f"minimal.{m}"]],
+            "claims": pl.read_parquet(inputs[f"claims.{m}"]),
+            "mib": opt(f"mib.{m}", lambda fs: pl.concat([pl.read_parquet(f) for f in fs])),
+            "methods": opt(f"methods.{m}", lambda f, m=m: (
+                pl.read_parquet(f), pl.read_parquet(inputs[f"methods_agreement.{m}"]))),
+            "specificity": opt(f"specificity.{m}", pl.read_parquet),
+            "checkpoints": opt(f"checkpoints.{m}", files.read_json),
+            "location": opt(f"location.{m}", stack_location),
+            "location_mass": opt(f"location_mass.{m}", stack_location),
+        }
+    return (models, opt("dynamics", files.read_json),
+            opt("dynamics_findings", pl.read_parquet))

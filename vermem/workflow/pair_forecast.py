@@ -80,10 +80,30 @@ def _n(x: float) -> int:
     return int(math.floor(x + 1e-9))
 
 
+@dataclass(frozen=True)
+class ForecastSettings:
+    """What a cell's forecast reads from the config: the split's document shares
+    (contrastive.split), the circuits stage's pair caps (circuits.max_pairs), the fewest
+    pairs a verdict needs (circuits.claims.min_pairs) and the fewest documents for the
+    cluster bootstrap."""
+
+    fractions: Mapping[str, float]
+    max_pairs: Mapping[str, int | None] = field(default_factory=dict)
+    min_pairs: int = 20
+    min_documents: int = MIN_DOCUMENTS
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ForecastSettings:
+        circ = config["circuits"]
+        return cls(config["contrastive"]["split"], circ.get("max_pairs") or {},
+                   int(circ["claims"]["min_pairs"]))
+
+
 def predict(model: str, task: str, subset: str, samples: float, rates: Rates,
-            fractions: Mapping[str, float], max_pairs: Mapping[str, int | None],
-            min_pairs: int, min_documents: int = MIN_DOCUMENTS) -> Cell:
+            settings: ForecastSettings) -> Cell:
     """One cell's counts and its flags (see the module docstring for the formulas)."""
+    fractions, max_pairs = settings.fractions, settings.max_pairs
+    min_pairs, min_documents = settings.min_pairs, settings.min_documents
     memorized = samples * rates.memorized
     pairs = memorized * rates.pairs_per_memorized
     parts = {p: pairs * float(fractions.get(p, 0.0)) for p in PARTS}
@@ -186,10 +206,7 @@ def rates(config: Mapping[str, Any], model: str, task: str, subset: str
 
 def cells(config: Mapping[str, Any]) -> tuple[list[Cell], list[str]]:
     """Every (model, task, subset) cell of the config's Study A, and the assumptions made."""
-    circ = config["circuits"]
-    fractions = config["contrastive"]["split"]
-    max_pairs = circ.get("max_pairs") or {}
-    min_pairs = int(circ["claims"]["min_pairs"])
+    settings = ForecastSettings.from_config(config)
     out, assumed = [], []
     for model in config["models"]:
         for task in tasks(config):
@@ -199,8 +216,7 @@ def cells(config: Mapping[str, Any]) -> tuple[list[Cell], list[str]]:
                 for a in ([why] if why else []) + more:
                     if a not in assumed:
                         assumed.append(a)
-                out.append(predict(model, task, subset, n, r, fractions, max_pairs,
-                                   min_pairs))
+                out.append(predict(model, task, subset, n, r, settings))
     return out, assumed
 
 
