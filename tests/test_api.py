@@ -102,11 +102,11 @@ def test_the_public_calls_give_what_the_workflow_functions_give(tiny_model):
     sweep with their defaults, on pairs given as token ids."""
     g = vermem.Graph.of_model(tiny_model)
     b = batch(6, 6)
-    pairs = ([r.tolist() for r in b.clean], [r.tolist() for r in b.corrupt],
-             b.answer.tolist(), b.wrong.tolist())
-    kw = dict(steps=2, batch_size=4, backend="hooks")
-    got = vermem.attribute(tiny_model, g, *pairs, **kw)
-    want, n = scoring.run(tiny_model, g, *pairs, **kw)
+    pairs = vermem.Pairs([r.tolist() for r in b.clean], [r.tolist() for r in b.corrupt],
+                         b.answer.tolist(), b.wrong.tolist())
+    kw = dict(steps=2, batch_size=4)
+    got = vermem.attribute(tiny_model, g, pairs, **kw)
+    want, n = scoring.run(tiny_model, g, *pairs, AttributionSettings(**kw))
     assert n == 6 and got.keys() == want.keys()
     assert all(torch.equal(got[k], want[k]) for k in got)
     edges = vermem.top_edges(g, got["scores"], 7)
@@ -117,12 +117,13 @@ def test_the_public_calls_give_what_the_workflow_functions_give(tiny_model):
          for e in (edges, torch.zeros_like(g.mask), g.mask)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", evaluation.SmallGapWarning)
-        r = vermem.evaluate_circuit(tiny_model, g, edges, *pairs, mode="noising/outside/resample")
+        r = vermem.evaluate_circuit(tiny_model, g, edges, pairs, mode="noising/outside/resample")
         f = evaluation.faithfulness(*m)
-        best = vermem.minimal_circuit(tiny_model, g, got, *pairs, points=6)
+        search_ = vermem.SearchSettings(curve_points=6)
+        best = vermem.minimal_circuit(tiny_model, g, got, pairs, search=search_)
         _, minimal = search.sweep(tiny_model, g, ev, ev, {"noising": got["scores"],
                                                           "denoising": got["scores_denoising"]},
-                                  [mode], evaluation.log_sizes(g.n_edges, 6), [], [], 0.85)
+                                  [mode], search_)
     assert r.metric == pytest.approx(m[0]) and (r.empty, r.full) == pytest.approx(m[1:])
     assert r.faithfulness == pytest.approx(f, nan_ok=True) and r.n_edges == 7
     if mode in minimal:
@@ -131,7 +132,7 @@ def test_the_public_calls_give_what_the_workflow_functions_give(tiny_model):
     else:
         assert best is None
     with pytest.raises(ValueError, match="direction/placement/ablation"):
-        vermem.evaluate_circuit(tiny_model, g, edges, *pairs, mode="noising")
+        vermem.evaluate_circuit(tiny_model, g, edges, pairs, mode="noising")
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:

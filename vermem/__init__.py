@@ -18,10 +18,11 @@ From a notebook (docs/api.md)::
 
     model, tok = vermem.load_model("results/models/organism/model.json", "cpu")
     g = vermem.Graph.of_model(model)
-    scores = vermem.attribute(model, g, clean, corrupt, answer, wrong)
+    pairs = vermem.Pairs(clean, corrupt, answer, wrong)  # token ids
+    scores = vermem.attribute(model, g, pairs)
     edges = vermem.top_edges(g, scores["scores"], 50)
-    print(vermem.evaluate_circuit(model, g, edges, clean, corrupt, answer, wrong))
-    best = vermem.minimal_circuit(model, g, scores, clean, corrupt, answer, wrong)
+    print(vermem.evaluate_circuit(model, g, edges, pairs))
+    best = vermem.minimal_circuit(model, g, scores, pairs)
     vermem.draw_circuit(g, best["circuit"], scores["scores"]).savefig("circuit.png")
 
 From a shell: `vermem --help` (vermem.workflow.cli).
@@ -38,10 +39,12 @@ _HOMES: dict[str, tuple[str, str]] = {
     "load_model": ("vermem.models.loading", "load"),
     "load_record": ("vermem.models.loading", "load_record"),
     "Graph": ("vermem.attribution.graph", "Graph"),
+    "Pairs": ("vermem.attribution.pair_batch", "Pairs"),
     "attribute": ("vermem.attribution.scoring", "attribute_pairs"),
     "top_edges": ("vermem.circuits.evaluation", "top_edges"),
     "evaluate_circuit": ("vermem.circuits.evaluation", "evaluate_circuit"),
     "minimal_circuit": ("vermem.circuits.search", "minimal_circuit"),
+    "SearchSettings": ("vermem.circuits.settings", "SearchSettings"),
     "draw_circuit": ("vermem.report.figures.circuit_drawing", "circuit"),
 }
 

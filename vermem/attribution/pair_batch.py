@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 
@@ -15,6 +16,15 @@ METRICS = ("logit_diff", "wrong_logit", "answer_logprob")
 
 
 # -- metrics ---------------------------------------------------------------------------------
+
+class Pairs(NamedTuple):
+    """Contrastive pairs as token ids, one entry per pair in each field: the clean and the
+    corrupt prompt, the answer token (clean's next token) and the wrong one."""
+    clean: Sequence[Sequence[int]]
+    corrupt: Sequence[Sequence[int]]
+    answer: Sequence[int]
+    wrong: Sequence[int]
+
 
 @dataclass
 class Batch:

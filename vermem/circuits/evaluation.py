@@ -481,21 +481,20 @@ class CircuitScore:
     n_pairs: int
 
 
-def evaluate_circuit(model, graph: Graph, edges: torch.Tensor,
-                     clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
-                     answer: Sequence[int], wrong: Sequence[int], *,
+def evaluate_circuit(model, graph: Graph, edges: torch.Tensor, pairs: Sequence[Sequence], *,
                      mode: Mode | str = MAIN_MODE, metric: pair_batch.Metric = "logit_diff",
                      batch_size: int = 8, boot: Bootstrap = BOOTSTRAP) -> CircuitScore:
     """The notebook's evaluation (`vermem.evaluate_circuit`): circuit `edges` ([S, D]
-    bool, e.g. `top_edges`) on the pairs (token ids, as `EvalSet.make` takes them), with
+    bool, e.g. `top_edges`) on `pairs` ((clean, corrupt, answer, wrong) token ids,
+    `pair_batch.Pairs`, as `EvalSet.make` takes them), with
     the empty and the full circuit in the same `mode` (a Mode or "direction/placement/
     ablation"), by exact edge patching; F with its bootstrap interval over pairs. Warns
     (`check_gap`) where M(full) and M(empty) are too close for F to mean anything. For
     many circuits on one pair set, build the `EvalSet` once and use `evaluate_many`."""
     mode = Mode.of(mode)
-    if not clean:
+    if not pairs[0]:
         raise ValueError("no pairs to evaluate the circuit on")
-    ev = EvalSet.make(model, clean, corrupt, answer, wrong, batch_size)
+    ev = EvalSet.make(model, *pairs, batch_size)
     c, e, f = evaluate_many(model, graph, ev, [(mode, edges),
                                                (mode, torch.zeros_like(graph.mask)),
                                                (mode, graph.mask)], metric)

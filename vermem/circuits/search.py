@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import torch
 
-from vermem.attribution import eap_json, pair_batch, storage
+from vermem.attribution import eap_json, storage
 from vermem.attribution.graph import Graph
 from vermem.circuits.evaluation import (
     EVALUATIONS,
@@ -513,16 +513,18 @@ def log_record(minimal: Mapping[str, Any], info) -> None:
              minimal["n_pairs"])
 
 
+NOTEBOOK_SEARCH = SearchSettings(curve_points=12)  # `minimal_circuit`'s default search
+
+
 def minimal_circuit(model, graph: Graph, scores: torch.Tensor | Mapping[str, torch.Tensor],
-                    clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
-                    answer: Sequence[int], wrong: Sequence[int], *,
-                    selection: Sequence[Sequence] | None = None, mode: Mode | str = MAIN_MODE,
-                    target: float = 0.85, points: int = 12,
-                    metric: pair_batch.Metric = "logit_diff", batch_size: int = 8,
+                    pairs: Sequence[Sequence], *, selection: Sequence[Sequence] | None = None,
+                    mode: Mode | str = MAIN_MODE, search: SearchSettings = NOTEBOOK_SEARCH,
                     progress: ProgressArg = None) -> dict | None:
     """The notebook's minimal circuit (`vermem.minimal_circuit`): the smallest top-|score|
     circuit whose F lies in the target band |1 - F| <= 1 - target, `sweep` over about
-    `points` log-spaced sizes and the search between them, in one `mode`.
+    `search.curve_points` log-spaced sizes and the search between them, in one `mode`
+    (`search`: `vermem.SearchSettings`, e.g. `SearchSettings(target=0.9, curve_points=8,
+    metric=...)`). `pairs`: (clean, corrupt, answer, wrong) token ids (`pair_batch.Pairs`).
 
     The size is chosen on the `selection` pairs (a (clean, corrupt, answer, wrong) tuple,
     as the workflow's selection part) and F reported, with its bootstrap interval, on the
@@ -537,10 +539,9 @@ def minimal_circuit(model, graph: Graph, scores: torch.Tensor | Mapping[str, tor
     if isinstance(scores, Mapping) and "scores" in scores:
         scores = {"noising": scores["scores"],
                   "denoising": scores.get("scores_denoising", scores["scores"])}
-    ev = EvalSet.make(model, clean, corrupt, answer, wrong, batch_size)
-    sel = ev if selection is None else EvalSet.make(model, *selection, batch_size)
-    settings = SearchSettings(target=target, metric=metric, curve_points=points)
-    _, minimal = sweep(model, graph, sel, ev, scores, [mode], settings, progress=progress)
+    ev = EvalSet.make(model, *pairs, 8)
+    sel = ev if selection is None else EvalSet.make(model, *selection, 8)
+    _, minimal = sweep(model, graph, sel, ev, scores, [mode], search, progress=progress)
     if mode not in minimal:
         return None
     record = dict(minimal[mode])
