@@ -11,4 +11,6 @@
 7. Exact patching (`patching`): the logits with any set of edges patched, for evaluation.
 8. Storage (`storage`, `eap_json`): per-layer tensors in safetensors; the EAP-IG library's
    graph JSON.
+
+A run's settings (method, IG steps, metric, batch, backend): `settings.AttributionSettings`.
 """

@@ -12,4 +12,7 @@
 6. Checkpoints (`checkpoints`): the final circuits along the training axis.
 7. Location (`location`): the circuits against a localized injection's known components.
 8. View (`view`): one interactive HTML page per circuit.
+
+Each computation takes one settings object built from the config (`settings`:
+`SearchSettings.from_config(config)`, ...), whose `KEYS` are what its rule passes.
 """

@@ -11,4 +11,6 @@ method, as steps other stages use:
    rank correlation (its tie rule stated), the one NaN-to-None; one interval per number.
 4. Files (`files`): atomic writes of Parquet and JSON with a provenance record.
 5. Errors (`errors`) and progress (`progress`): one-line errors; elapsed time and ETA.
+6. Settings (`settings`): the base of every stage's settings object, built from the
+   config, whose `KEYS` are the config keys a rule passes.
 """

@@ -10,4 +10,7 @@
 5. Contrastive pairs (`contrastive`): Branch Comparison and Memorization Decision pairs and
    their non-memorized controls, split by document into attribution, selection and
    evaluation parts.
+
+The samples' and pairs' settings from the config: `settings` (`SampleSettings`,
+`PairSettings`).
 """

@@ -6,4 +6,5 @@
    minimum its statistics need.
 4. Plan (`plan`): the bill of a run before submitting it.
 5. Robustness (`robustness`): Study A over several organism and split seeds.
+6. The `vermem` command (`cli`) and the config key reference (`config_reference`).
 """
