@@ -10,7 +10,7 @@ from vermem.attribution.graph import Graph, Shape
 from vermem.circuits import evaluation, mib, search
 from vermem.core import stats as S
 
-from .test_attribution import neox
+from ..attribution.test_attribution import neox
 
 X = np.array(mib.FRACTIONS)
 

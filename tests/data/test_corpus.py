@@ -3,7 +3,7 @@ import pytest
 
 from vermem.data import corpus
 
-from .conftest import doc, write_jsonl
+from ..conftest import doc, write_jsonl
 
 WIKI, CODE = "Wikipedia (en)", "Github"
 

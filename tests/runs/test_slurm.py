@@ -38,8 +38,8 @@ import yaml
 
 from vermem.workflow import plan
 
+from ..conftest import REPO, TEST_CONFIG
 from . import slurm_cluster
-from .conftest import REPO, TEST_CONFIG
 
 pytestmark = pytest.mark.slurm
 

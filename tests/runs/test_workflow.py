@@ -28,7 +28,7 @@ import yaml
 from vermem.core import files
 from vermem.data import corpus
 
-from .conftest import REPO, write_jsonl
+from ..conftest import REPO, write_jsonl
 
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
 CFG = yaml.safe_load(TEST_CONFIG.read_text())
@@ -104,7 +104,7 @@ def organism(run):
 
 
 def test_batched_labels_equal_one_at_a_time_decoding_on_the_organism(run, organism):
-    from .test_labels import naive_greedy
+    from ..data.test_labels import naive_greedy
 
     lab = pl.read_parquet(run / "labels" / "organism.parquet")
     some = pl.concat([lab.filter(pl.col("label") == "memorized").head(4), lab.tail(6)])

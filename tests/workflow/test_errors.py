@@ -27,7 +27,7 @@ from vermem.models.architecture import SUPPORTED_MODEL_TYPES
 from vermem.report.figures import common, study_a
 from vermem.workflow.config import ConfigError, check, load_schema
 
-from .conftest import REPO, TEST_CONFIG, doc, write_jsonl
+from ..conftest import REPO, TEST_CONFIG, doc, write_jsonl
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TRACEBACK = "Traceback (most recent call last)"
