@@ -1,4 +1,4 @@
-"""A throwaway single-node SLURM cluster on localhost, for tests/test_slurm.py.
+"""A throwaway single-node SLURM cluster on localhost, for tests/runs/test_slurm.py.
 
 Debian's slurm-wlm and munge (installed with apt-get when missing), started as root. A
 temporary folder holds what they write: munge key and socket (slurm uses this munged
@@ -13,8 +13,8 @@ and any process left of the cluster's jobs, and removes the folder and the two f
 
 By hand, as root:
 
-    python -m tests.slurm_cluster start /tmp/vermem-slurm   # prints `export SLURM_CONF=...`
-    python -m tests.slurm_cluster stop /tmp/vermem-slurm
+    python -m tests.runs.slurm_cluster start /tmp/vermem-slurm   # prints `export SLURM_CONF=...`
+    python -m tests.runs.slurm_cluster stop /tmp/vermem-slurm
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ class Cluster:
         self.claim_etc()
         hw = node_hardware()
         cpus = int(hw["CPUs"])
-        # leave the OS some memory; jobs ask for scaled-down amounts (tests/test_slurm.py)
+        # leave the OS some memory; jobs ask for scaled-down amounts (tests/runs/test_slurm.py)
         memory = max(1024, int(hw["RealMemory"]) - 2048)
         name = hw["NodeName"]
         self.node = {"name": name, "cpus": cpus, "memory_mb": memory}

@@ -7,7 +7,7 @@ where it ran in this session (`finished_runs`), else one of its own. A test that
 reruns or kills jobs works on `workflow_copy`, a private copy of the finished run, never on
 the shared one.
 
-What only the real SLURM test (tests/test_slurm.py, skipped where SLURM cannot run) shows:
+What only the real SLURM test (tests/runs/test_slurm.py, skipped where SLURM cannot run) shows:
 that sbatch places each job in the partition its resources name, with the GPU request
 (and a GPU allocated) exactly for the GPU rules; that group jobs become one SLURM job each;
 and that jobs run by the executor, each parsing the workflow in a Snakemake process of its
