@@ -46,20 +46,20 @@ report:
 	$(BIN)/snakemake --report $(REPORT) $(SMK_ARGS)
 
 # The bill before submitting: jobs and SLURM jobs per rule, GPU-hours and peak GPU memory
-# (vermem.workflow.plan; memory model and benchmarks/throughput.json), e.g.
+# (`vermem plan`, vermem.workflow.plan; memory model and benchmarks/throughput.json), e.g.
 #   make plan CONFIG=config/pythia.yaml        (PLAN_ARGS='--device cpu', '--profile none')
 CONFIG ?= config/config.yaml
 PLAN_ARGS ?=
 
 plan: setup
-	$(BIN)/python -m vermem.workflow.plan --configfile $(CONFIG) $(PLAN_ARGS)
+	$(BIN)/vermem plan --configfile $(CONFIG) $(PLAN_ARGS)
 
 # Study A over 3 organism training seeds x 3 split seeds (config/robustness.yaml): the
 # claims by seed and their agreement in results/robustness/summary.md (docs/running.md)
 ROBUSTNESS ?= config/robustness.yaml
 
 robustness: setup
-	$(BIN)/python -m vermem.workflow.robustness --configfile $(ROBUSTNESS) --cores $(CORES)
+	$(BIN)/vermem robustness --configfile $(ROBUSTNESS) --cores $(CORES)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -67,6 +67,11 @@ class Graph:
         self.mask = mask
 
     # index helpers ------------------------------------------------------------------------
+    @classmethod
+    def of_model(cls, model: Any) -> Graph:
+        """The graph of a loaded Hugging Face model (`Shape.from_config` of its config)."""
+        return cls(Shape.from_config(model.config))
+
     def source_end(self, layer: int) -> int:
         """Number of sources upstream of layer `layer`'s attention (input + earlier layers)."""
         return 1 + layer * (self.shape.n_heads + 1)

@@ -240,3 +240,23 @@ def run(model, graph: Graph, clean: Sequence[Sequence[int]], corrupt: Sequence[S
             p.advance(len(idx))
     n = len(clean)
     return {key: (v / n if n else v).cpu() for key, v in total.items()}, n
+
+
+def attribute_pairs(model, graph: Graph, clean: Sequence[Sequence[int]],
+                    corrupt: Sequence[Sequence[int]], answer: Sequence[int],
+                    wrong: Sequence[int], *, method: str = "EAP-IG", steps: int = 5,
+                    metric: Metric = "logit_diff", batch_size: int = 8,
+                    backend: str = "nnsight", progress: ProgressArg = None
+                    ) -> dict[str, torch.Tensor]:
+    """The notebook's attribution (`vermem.attribute`): `run` with its defaults, its
+    scores only (the pair count is len(clean)). The pairs are token ids, positional;
+    every setting is a keyword: `method` (METHODS), `steps` (IG steps), `metric` (a name
+    of METRICS or a function of (logits, Batch), `Metric`), `batch_size`, `backend`
+    (`nnsight` or `hooks`), `progress` (vermem.core.progress). Returns float32 CPU tensors:
+    `scores` [S, D] (noising), `scores_denoising` (clean and corrupt swapped),
+    `positions` / `positions_denoising` [K, S, D] by the source position's distance to
+    the predicted token."""
+    scores, _ = run(model, graph, clean, corrupt, answer, wrong, method=method, steps=steps,
+                    metric=metric, batch_size=batch_size, backend=backend,
+                    progress=progress)
+    return scores

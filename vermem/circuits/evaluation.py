@@ -46,7 +46,7 @@ import torch
 from vermem.attribution import adapters, backends, pair_batch, patching
 from vermem.attribution.graph import Graph
 from vermem.core.progress import ProgressArg, track
-from vermem.core.stats import Bootstrap, Resampler
+from vermem.core.stats import Bootstrap, Resampler, f_replicates
 from vermem.data.corpus import sample_key
 
 DIRECTIONS = ("noising", "denoising")
@@ -67,6 +67,17 @@ class Mode:
                                (self.ablation, ABLATIONS)):
             if value not in allowed:
                 raise ValueError(f"{value!r} is not one of {allowed}")
+
+    @classmethod
+    def of(cls, mode: Mode | str) -> Mode:
+        """`mode`, or the mode a "direction/placement/ablation" string names."""
+        if isinstance(mode, Mode):
+            return mode
+        parts = mode.split("/")
+        if len(parts) != 3:
+            raise ValueError(f"{mode!r} is not direction/placement/ablation, e.g. "
+                             f"noising/outside/resample")
+        return cls(*parts)
 
 
 def modes(directions: Iterable[str], placements: Iterable[str], ablations: Iterable[str]
@@ -94,6 +105,11 @@ def circuit(graph: Graph, order: torch.Tensor, k: int) -> torch.Tensor:
     m = torch.zeros(graph.mask.numel(), dtype=torch.bool)
     m[order[:k]] = True
     return m.view(graph.mask.shape)
+
+
+def top_edges(graph: Graph, scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The circuit of the k edges of largest |score| (`ranking`), a boolean [S, D] mask."""
+    return circuit(graph, ranking(graph, scores), k)
 
 
 def log_sizes(n_edges: int, points: int) -> list[int]:
@@ -435,3 +451,49 @@ def band(f: float | None, target: float) -> str | None:
 
 def in_band(f: float, target: float) -> bool:
     return band(f, target) == "in"
+
+
+# -- one circuit from a notebook -----------------------------------------------------------
+
+MAIN_MODE = "noising/outside/resample"  # the default config's main mode, noising direction
+
+
+@dataclass(frozen=True)
+class CircuitScore:
+    """One circuit evaluated on a set of pairs (`evaluate_circuit`)."""
+    faithfulness: float     # F = (M(C) - M(empty)) / (M(full) - M(empty)); NaN where equal
+    faithfulness_lo: float  # its bootstrap interval over pairs (BOOTSTRAP: 95%)
+    faithfulness_hi: float
+    metric: float           # M(C): the mean metric with the circuit
+    empty: float            # M(empty)
+    full: float             # M(full)
+    accuracy: float         # share of pairs whose answer is the circuit's argmax
+    n_edges: int            # the circuit's edges
+    n_pairs: int
+
+
+def evaluate_circuit(model, graph: Graph, edges: torch.Tensor,
+                     clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
+                     answer: Sequence[int], wrong: Sequence[int], *,
+                     mode: Mode | str = MAIN_MODE, metric: pair_batch.Metric = "logit_diff",
+                     batch_size: int = 8, boot: Bootstrap = BOOTSTRAP) -> CircuitScore:
+    """The notebook's evaluation (`vermem.evaluate_circuit`): circuit `edges` ([S, D]
+    bool, e.g. `top_edges`) on the pairs (token ids, as `EvalSet.make` takes them), with
+    the empty and the full circuit in the same `mode` (a Mode or "direction/placement/
+    ablation"), by exact edge patching; F with its bootstrap interval over pairs. Warns
+    (`check_gap`) where M(full) and M(empty) are too close for F to mean anything. For
+    many circuits on one pair set, build the `EvalSet` once and use `evaluate_many`."""
+    mode = Mode.of(mode)
+    if not clean:
+        raise ValueError("no pairs to evaluate the circuit on")
+    ev = EvalSet.make(model, clean, corrupt, answer, wrong, batch_size)
+    c, e, f = evaluate_many(model, graph, ev, [(mode, edges),
+                                               (mode, torch.zeros_like(graph.mask)),
+                                               (mode, graph.mask)], metric)
+    empty, full = float(e.metric.mean()), float(f.metric.mean())
+    check_gap(empty, full, f"{mode.direction}/{mode.placement}/{mode.ablation}")
+    point, reps = f_replicates(c.metric[None], e.metric, f.metric, boot.indices(ev.n, ev.groups))
+    lo, hi = boot.interval(reps)
+    r = Result.of(c)
+    return CircuitScore(float(point[0]), float(lo[0]), float(hi[0]), r.metric, empty, full,
+                        r.accuracy, int((edges & graph.mask).sum()), ev.n)

@@ -17,6 +17,7 @@ from vermem.circuits.evaluation import (
     BOOTSTRAP,
     DIRECTIONS,
     EVALUATIONS,
+    MAIN_MODE,
     EvalSet,
     Mode,
     Result,
@@ -26,6 +27,7 @@ from vermem.circuits.evaluation import (
     circuit,
     evaluate_many,
     in_band,
+    log_sizes,
     random_ranking,
     ranking,
 )
@@ -366,3 +368,40 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
                                "random_faithfulness_hi": None})
     prog.close()
     return pl.DataFrame(rows, schema=CURVE_SCHEMA), minimal
+
+
+def minimal_circuit(model, graph: Graph, scores: torch.Tensor | Mapping[str, torch.Tensor],
+                    clean: Sequence[Sequence[int]], corrupt: Sequence[Sequence[int]],
+                    answer: Sequence[int], wrong: Sequence[int], *,
+                    selection: Sequence[Sequence] | None = None, mode: Mode | str = MAIN_MODE,
+                    target: float = 0.85, points: int = 12,
+                    metric: pair_batch.Metric = "logit_diff", batch_size: int = 8,
+                    progress: ProgressArg = None) -> dict | None:
+    """The notebook's minimal circuit (`vermem.minimal_circuit`): the smallest top-|score|
+    circuit whose F lies in the target band |1 - F| <= 1 - target, `sweep` over about
+    `points` log-spaced sizes and the search between them, in one `mode`.
+
+    The size is chosen on the `selection` pairs (a (clean, corrupt, answer, wrong) tuple,
+    as the workflow's selection part) and F reported, with its bootstrap interval, on the
+    pairs given (the evaluation pairs). Without `selection` the size is chosen on the
+    evaluation pairs themselves, and their F is optimistic. `scores`: an [S, D] tensor,
+    or `vermem.attribute`'s result (each direction ranked by its own scores).
+
+    Returns `sweep`'s record of the mode (k, faithfulness, faithfulness_lo/hi, band,
+    selection_faithfulness, n_pairs, ...) with `circuit`, the [S, D] boolean mask of
+    its edges; None where no size is in the band."""
+    mode = Mode.of(mode)
+    if isinstance(scores, Mapping) and "scores" in scores:
+        scores = {"noising": scores["scores"],
+                  "denoising": scores.get("scores_denoising", scores["scores"])}
+    ev = EvalSet.make(model, clean, corrupt, answer, wrong, batch_size)
+    sel = ev if selection is None else EvalSet.make(model, *selection, batch_size)
+    _, minimal = sweep(model, graph, sel, ev, scores, [mode], log_sizes(graph.n_edges, points),
+                       [], [], target, metric, progress=progress)
+    if mode not in minimal:
+        return None
+    record = dict(minimal[mode])
+    mask = torch.zeros(graph.mask.numel(), dtype=torch.bool)
+    mask[torch.tensor(record["edges"], dtype=torch.long)] = True
+    record["circuit"] = mask.view(graph.mask.shape)
+    return record

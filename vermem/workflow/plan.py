@@ -1,7 +1,8 @@
 """The bill of a configuration before submitting it: jobs per rule, SLURM submissions
 (with the profile's groups and local rules), estimated GPU-hours and peak GPU memory.
 
-    python -m vermem.workflow.plan --configfile config/pythia.yaml [--profile slurm] [--device cuda]
+    vermem plan --configfile config/pythia.yaml [--profile slurm] [--device cuda]
+    python -m vermem.workflow.plan ...   (the same)
     make plan CONFIG=config/pythia.yaml
 
 The DAG is built by Snakemake itself (dry run through its API, in an empty scratch
@@ -42,7 +43,7 @@ from vermem.core.errors import VermemError, one_line
 from vermem.workflow import config as workflow_config
 from vermem.workflow import pair_forecast, resources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -243,8 +244,9 @@ def render(plan: Plan, device: str = "cuda", throughput: Mapping[str, Any] | Non
     return "\n".join(out)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
+    """`vermem plan` (vermem.workflow.cli) and `python -m vermem.workflow.plan`."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     ap.add_argument("--configfile", type=Path, default=REPO / "config" / "config.yaml")
     ap.add_argument("--profile", default=str(REPO / "slurm"),
                     help="profile folder whose groups count (none: no profile)")

@@ -43,7 +43,7 @@ DEFAULT_TFLOPS = {"cuda": 10.0, "cpu": 0.05}
 # Snakemake runtime request: estimate x SAFETY + BASE_MINUTES, times the attempt
 SAFETY = 2.0
 BASE_MINUTES = 5
-THROUGHPUT_FILE = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.json"
+THROUGHPUT_FILE = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.json"
 
 
 class ResourceError(VermemError, ValueError):

@@ -1,7 +1,8 @@
 """Would another seed give the same conclusions? Study A repeated over organism training
 seeds and document-split seeds, and every claim's verdict and estimate side by side.
 
-    python -m vermem.workflow.robustness --configfile config/robustness.yaml [--cores N] [--dry-run]
+    vermem robustness --configfile config/robustness.yaml [--cores N] [--dry-run]
+    python -m vermem.workflow.robustness ...   (the same)
     make robustness
 
 1. The config names a base config and what to change in it (`robustness: {base, overrides,
@@ -45,7 +46,7 @@ import yaml
 
 from vermem.core.errors import VermemError, one_line
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VERDICT_ORDER = ("supported", "refuted", "insufficient evidence")
 
 # copied out of a run's working directory after each split seed: its path there -> the name
@@ -287,8 +288,10 @@ def write_tables(config: Mapping[str, Any], seconds: Mapping[str, float]) -> Pat
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m vermem.workflow.robustness", description=__doc__,
+def main(argv: Sequence[str] | None = None,
+         prog: str = "python -m vermem.workflow.robustness") -> None:
+    """`vermem robustness` (vermem.workflow.cli) and `python -m vermem.workflow.robustness`."""
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configfile", type=Path, default=REPO / "config" / "robustness.yaml")
     ap.add_argument("--cores", default=os.environ.get("CORES", "all"))
