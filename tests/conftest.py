@@ -117,3 +117,15 @@ def pytest_configure(config):
     # circuits.MIN_GAP: the warning is right there, and says nothing about the code under
     # test (tests/test_api.py checks it with pytest.warns and circuits.small_gaps)
     config.addinivalue_line("filterwarnings", "ignore::vermem.circuits.evaluation.SmallGapWarning")
+
+
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def pytest_collection_modifyitems(config, items):
+    # `slow`: the end-to-end runs (tests/runs/) and any test on the shared local run, so
+    # that `pytest -m "not slow"` (make test-fast) is the unit tests alone
+    for item in items:
+        if RUNS in item.path.parents or {"workflow_run", "workflow_copy"} & set(
+                item.fixturenames):
+            item.add_marker(pytest.mark.slow)
