@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from vermem.circuits import checkpoints as K
+from vermem.core import naming
 from vermem.core.stats import Bootstrap, wilson
 from vermem.models import loading, organism
 from vermem.workflow.config import ConfigError, check, load_schema
@@ -22,19 +23,19 @@ CFG = yaml.safe_load(TEST_CONFIG.read_text())
 
 
 def test_organism_snapshots_are_evenly_spaced_and_named_by_share_of_training():
-    assert K.organism_names(6) == ["t0", "t17", "t33", "t50", "t67", "t83"]
-    assert K.organism_steps(1158, 6) == [0, 193, 386, 579, 772, 965]
-    assert K.organism_names(1) == [] and K.organism_steps(10, 1) == []
+    assert naming.organism_names(6) == ["t0", "t17", "t33", "t50", "t67", "t83"]
+    assert naming.organism_steps(1158, 6) == [0, 193, 386, 579, 772, 965]
+    assert naming.organism_names(1) == [] and naming.organism_steps(10, 1) == []
     for n in range(2, 101):  # distinct names for every allowed count
-        assert len(set(K.organism_names(n))) == n
-    steps = K.organism_steps(1000, 5)
+        assert len(set(naming.organism_names(n))) == n
+    steps = naming.organism_steps(1000, 5)
     assert [b - a for a, b in zip(steps, [*steps[1:], 1000], strict=True)] == [200] * 5
 
 
 def test_step_of_reads_the_last_integer():
-    assert K.step_of("step143000") == 143000
-    assert K.step_of("ckpt-v2-step64") == 64
-    assert K.step_of("main") is None and K.step_of(None) is None
+    assert naming.step_of("step143000") == 143000
+    assert naming.step_of("ckpt-v2-step64") == 64
+    assert naming.step_of("main") is None and naming.step_of(None) is None
 
 
 def hub_config(**model):
@@ -76,16 +77,16 @@ def test_hub_checkpoints_must_be_numbered_and_before_the_final_step(model, messa
 def test_listed_checkpoints_and_final_step():
     cfg = hub_config(checkpoints=["step1000", "step8000"])
     check(cfg, SCHEMA)
-    assert K.listed(cfg, "p160") == ["step1000", "step8000"]
-    assert K.final_step(cfg, "p160") == 143000
-    assert K.listed(cfg, "organism") == ["t25", "t50"]          # listed in the test config
+    assert naming.listed(cfg, "p160") == ["step1000", "step8000"]
+    assert naming.final_step(cfg, "p160") == 143000
+    assert naming.listed(cfg, "organism") == ["t25", "t50"]          # listed in the test config
     del cfg["models"]["organism"]["checkpoints"]
-    assert K.listed(cfg, "organism") == ["t0", "t25", "t50", "t75"]   # all it saves
+    assert naming.listed(cfg, "organism") == ["t0", "t25", "t50", "t75"]   # all it saves
     cfg["checkpoints"] = None
-    assert K.listed(cfg, "organism") == []
+    assert naming.listed(cfg, "organism") == []
     main = hub_config(checkpoints=["step1000"], revision="main", final_step=143000)
     check(main, SCHEMA)
-    assert K.final_step(main, "p160") == 143000
+    assert naming.final_step(main, "p160") == 143000
 
 
 def samples_table():
@@ -238,7 +239,7 @@ def test_organism_keeps_snapshots_at_evenly_spaced_steps(tokenizer):
     training = {"epochs": 2, "batch_size": 2, "learning_rate": 0.01, "warmup_steps": 1,
                 "weight_decay": 0.0, "seed": 0}
     r = organism.train(model, seqs, [1] * 8, training, 16, points=4)
-    assert r.steps == 20 and sorted(r.snapshots) == K.organism_steps(20, 4) == [0, 5, 10, 15]
+    assert r.steps == 20 and sorted(r.snapshots) == naming.organism_steps(20, 4) == [0, 5, 10, 15]
     final, w = model.state_dict(), "gpt_neox.layers.0.mlp.dense_h_to_4h.weight"
     # step 0 is the initialization: the same seed's untrained model
     torch.manual_seed(0)
@@ -388,7 +389,7 @@ def test_a_checkpoint_that_cannot_tell_clean_from_corrupt_has_no_faithfulness():
 def test_a_record_is_made_from_the_model_without_its_training_axis():
     spec = {"source": "hub", "id": "EleutherAI/pythia-160m-deduped", "revision": "step143000",
             "dtype": "float16", "checkpoints": ["step1000", "step2000"], "final_step": 143000}
-    assert K.record_spec(spec) == {"source": "hub", "id": "EleutherAI/pythia-160m-deduped",
+    assert naming.record_spec(spec) == {"source": "hub", "id": "EleutherAI/pythia-160m-deduped",
                                    "revision": "step143000", "dtype": "float16"}
     assert spec["checkpoints"] == ["step1000", "step2000"] and spec["final_step"] == 143000
 

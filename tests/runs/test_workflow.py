@@ -431,12 +431,12 @@ def test_dynamics_training_reruns_to_identical_bytes(run, tmp_path):
 
 
 def test_checkpoints_are_the_organism_s_snapshots_in_step_order(run):
-    from vermem.circuits import checkpoints as K
+    from vermem.core import naming
 
     record = files.read_json(run / "models" / "organism" / "model.json")
     n = CFG["organism"]["checkpoints"]
-    assert [c["name"] for c in record["checkpoints"]] == K.organism_names(n)
-    assert [c["step"] for c in record["checkpoints"]] == K.organism_steps(record["step"], n)
+    assert [c["name"] for c in record["checkpoints"]] == naming.organism_names(n)
+    assert [c["step"] for c in record["checkpoints"]] == naming.organism_steps(record["step"], n)
     for c in record["checkpoints"]:  # a loadable model of the final one's shape
         assert (Path(c["path"].replace("results/", str(run) + "/", 1)) / "config.json").is_file()
     memo = pl.read_parquet(run / "checkpoints" / "organism" / "memorization.parquet")
