@@ -28,7 +28,7 @@ TEXT = [
 @pytest.fixture(scope="session")
 def workflow_run(tmp_path_factory) -> Path:
     """One local run of the test config, shared by tests/runs/test_workflow.py and the SLURM
-    test (which compares its outputs with these); the run's results/ folder. Tests only
+    test (which makes some of its jobs again and compares); the run's results/ folder. Tests only
     read it (dry runs included); a test that writes works on `workflow_copy`."""
     workdir = tmp_path_factory.mktemp("workflow")
     proc = subprocess.run(
@@ -37,15 +37,6 @@ def workflow_run(tmp_path_factory) -> Path:
         capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return workdir / "results"
-
-
-@pytest.fixture(scope="session")
-def finished_runs() -> dict[str, Path]:
-    """Other complete runs of the test config made in this session, by name, each one's
-    results/ folder: the SLURM test adds "slurm" once its run has passed (its tables equal
-    `workflow_run`'s). tests/runs/test_workflow.py compares two runs byte for byte; it takes its
-    second run from here where there is one rather than running the test config again."""
-    return {}
 
 
 @pytest.fixture

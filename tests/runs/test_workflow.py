@@ -2,10 +2,9 @@
 
 Two full runs of the test config: `workflow_run` (conftest.py, once per session, also the
 SLURM test's reference), which every test that only reads outputs shares (dry runs on it
-included), and a second run for the byte-for-byte comparison of two runs: the SLURM test's
-where it ran in this session (`finished_runs`), else one of its own. A test that deletes,
-reruns or kills jobs works on `workflow_copy`, a private copy of the finished run, never on
-the shared one.
+included), and a second run for the byte-for-byte comparison of two runs. A test that
+deletes, reruns or kills jobs works on `workflow_copy`, a private copy of the finished run,
+never on the shared one.
 
 What only the real SLURM test (tests/runs/test_slurm.py, skipped where SLURM cannot run) shows:
 that sbatch places each job in the partition its resources name, with the GPU request
@@ -748,16 +747,11 @@ def test_report_holds_every_figure_with_its_caption_grouped_by_study(run, tmp_pa
     assert "Study A" in text
 
 
-def test_two_runs_give_byte_identical_tables_with_provenance(run, finished_runs, tmp_path):
+def test_two_runs_give_byte_identical_tables_with_provenance(run, tmp_path):
     """A second run of the test config in a fresh folder: every table and tensor file is
-    byte-identical; records differ only in timings. Every table names what made it. The
-    second run is the SLURM test's where it ran in this session (a run of its own in a
-    fresh folder, by another executor), else one made here."""
-    second = finished_runs.get("slurm")
-    if second is None:
-        snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
-        second = tmp_path / "results"
-    print(f"second run: {second}")
+    byte-identical; records differ only in timings. Every table names what made it."""
+    snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
+    second = tmp_path / "results"
     tables = sorted(p.relative_to(run) for p in run.rglob("*")
                     if p.suffix in (".parquet", ".safetensors", ".csv"))
     assert len(tables) > 20
