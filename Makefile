@@ -11,7 +11,7 @@ TORCH_INDEX ?=
 
 BIN := $(VENV)/bin
 
-.PHONY: run test setup lint clean figures report plan robustness
+.PHONY: run test test-fast setup lint clean figures report plan robustness
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: setup
 	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint --cores 1
 	$(BIN)/pytest -q -rs --durations=10
+
+# the unit tests alone: not the end-to-end runs of tests/runs/ (pytest marker `slow`)
+test-fast: setup
+	$(BIN)/pytest -q -rs --durations=10 -m "not slow"
 
 # Figures and the HTML report from finished results alone: only the figure rules run
 # (the tables they read must exist; nothing upstream is recomputed).

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, workflow.basedir)
 
 # parse-time imports are light (no torch, polars, numpy): every job's Snakemake process
-# parses the workflow again (benchmarks/jobstart.py; tests/test_config.py checks it)
+# parses the workflow again (benchmarks/jobstart.py; tests/workflow/test_config.py checks it)
 from vermem.core.errors import VermemError
 from vermem.core.naming import example_cell, grid_cells, slugify
 from vermem.core import naming as _ck  # the checkpoint axis's names (listed, subsets, ...)

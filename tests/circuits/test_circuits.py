@@ -16,7 +16,7 @@ from vermem.core import stats as S
 from vermem.report import claims as CL
 from vermem.report.settings import ClaimSettings
 
-from .test_attribution import gpt_neo, llama, neox
+from ..attribution.test_attribution import gpt_neo, llama, neox
 
 V = 100
 ALL_MODES = evaluation.modes(evaluation.DIRECTIONS, evaluation.PLACEMENTS, evaluation.ABLATIONS)
@@ -129,7 +129,7 @@ def test_batched_evaluation_equals_one_at_a_time(setup):
 def ablated_metric(model, g, ev, ablated, ablation):
     """Mean logit difference of the clean prompts with the `ablated` edges set to zero or to
     their mean, computed by the plain reference patching engine (no mode plan)."""
-    from .patching_reference import reference_patched_logits
+    from ..patching_reference import reference_patched_logits
 
     vals = []
     for b, clean in zip(ev.batches, ev.clean, strict=True):

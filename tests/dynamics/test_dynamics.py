@@ -382,7 +382,7 @@ def test_bad_dynamics_config_is_one_line_naming_the_key(mutate, message):
 
     from vermem.workflow.config import ConfigError, check, load_schema
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     schema = load_schema(REPO / "config" / "schema.yaml")
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())

@@ -8,7 +8,7 @@ import yaml
 
 from vermem.workflow.config import ConfigError, check, load_schema, validate_schema
 
-from .conftest import REPO
+from ..conftest import REPO
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 
@@ -160,7 +160,7 @@ def test_parsing_the_workflow_imports_no_torch(tmp_path):
 def dry_run_jobs(cwd, *args) -> dict[str, int]:
     """Rule -> jobs of `snakemake -n` on the embedded default, run from `cwd` (not the
     repository) into the working directory cwd/wd."""
-    from .test_workflow import planned
+    from ..runs.test_workflow import planned
 
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
                            "-d", str(cwd / "wd"), "-n", *args],

@@ -1,6 +1,7 @@
 """The interactive circuit view (vermem.circuits.view): payload on a synthetic graph, the
 page's self-containment, and that headless Chromium draws it."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -11,6 +12,8 @@ import torch
 
 from vermem.attribution.graph import Graph, Shape
 from vermem.circuits import evaluation, view
+
+from .. import debian
 
 MAIN = {"placement": "outside", "ablation": "resample"}
 
@@ -135,13 +138,28 @@ def test_html_is_self_contained(tmp_path):
     assert text.count("</script>") == 2  # the data and the code, nothing closed early
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Headless Chromium: on PATH, or Debian's `chromium` installed with apt-get where the
+    tests run as root (as the SLURM test installs SLURM), so that CI draws the view rather
+    than skipping it. Skipped where it cannot be had (a failure in CI as root), or with
+    VERMEM_BROWSER_TEST=0."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    if os.environ.get("VERMEM_BROWSER_TEST", "1") == "0":
+        pytest.skip("browser test: disabled by VERMEM_BROWSER_TEST=0")
+    try:
+        print(debian.apt_install(["chromium"], ["chromium"]))
+    except debian.Unavailable as e:
+        debian.unavailable("browser test (headless chromium)", str(e))
+    return shutil.which("chromium")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no headless chromium")
-def test_headless_chromium_draws_the_nodes_and_the_minimal_circuit(tmp_path):
+@pytest.mark.browser
+def test_headless_chromium_draws_the_nodes_and_the_minimal_circuit(tmp_path, chromium):
     p, path = _page(tmp_path)
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
                           "--dump-dom", path.as_uri()], capture_output=True, text=True,
                          timeout=120, check=True).stdout
     svg = re.search(r'<svg id="circuit".*?</svg>', dom, re.S)  # drawn by the script

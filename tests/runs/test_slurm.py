@@ -1,14 +1,20 @@
-"""Integration: the test config through `--profile slurm` on a real single-node SLURM cluster.
+"""Integration: jobs of the test config through `--profile slurm` on a real single-node
+SLURM cluster.
 
-tests/slurm_cluster.py installs Debian's slurm-wlm and munge when missing and starts
+tests/runs/slurm_cluster.py installs Debian's slurm-wlm and munge when missing and starts
 munged, slurmctld and slurmd on localhost (partitions cpu and gpu, one fake GPU). The
 test profile is slurm/config.yaml plus only what this cluster needs (written by
 `write_test_profile`): status from squeue (no accounting), no account, quick status checks,
-and requests scaled to fit the one node. Then every job must have run in the partition
-its rule's resources call for, with a GPU request exactly when the rule asks `gpu=1`
-(read back from `scontrol show job`), and the results must equal those of the local run.
+and requests scaled to fit the one node.
 
-Only this test shows what a real cluster does with the workflow (tests/test_workflow.py
+The SLURM run does not repeat the whole local run (`workflow_run`, conftest.py): on a
+copy of it, the outputs of a few jobs are deleted and made again through SLURM (`RERUN`):
+a CPU job, a GPU job on its own and two GPU jobs of one group. Every one of them must have
+run in the partition its rule's resources call for, with a GPU request exactly when the
+rule asks `gpu=1` (read back from `scontrol show job`), the group's two as one SLURM job,
+and what they wrote must equal the local run's outputs.
+
+Only this test shows what a real cluster does with the workflow (tests/runs/test_workflow.py
 reads the profile's plan from dry runs): sbatch placing each job in its partition, the
 GPU request and a GPU allocated exactly for the GPU rules, a group job as one SLURM job,
 and jobs that each parse the workflow in a Snakemake process of their own on the node
@@ -16,7 +22,7 @@ computing what the local run computed.
 
 Skipped, with the reason, where SLURM cannot run (not root, no apt-get, packages not
 installable, daemons not starting) or with VERMEM_SLURM_TEST=0; in CI (CI=true) as root
-with apt-get, those are failures instead of skips.
+with apt-get, those are failures instead of skips (tests/debian.py).
 """
 
 from __future__ import annotations
@@ -24,7 +30,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,26 +43,17 @@ import yaml
 
 from vermem.workflow import plan
 
+from .. import debian
+from ..conftest import REPO, TEST_CONFIG
 from . import slurm_cluster
-from .conftest import REPO, TEST_CONFIG
-
-pytestmark = pytest.mark.slurm
 
 PROFILE = REPO / "slurm" / "config.yaml"
 # fields that legitimately differ between two runs of the same workflow (wall-clock time)
 VOLATILE = {"train_seconds"}
 
 
-def must_run() -> bool:
-    """CI as root with apt-get: SLURM can be had, so not getting it is a failure."""
-    return (os.environ.get("CI", "").lower() == "true" and os.geteuid() == 0
-            and shutil.which("apt-get") is not None)
-
-
 def unavailable(reason: str):
-    if must_run():
-        pytest.fail(f"SLURM integration test cannot run in CI: {reason}", pytrace=False)
-    pytest.skip(f"SLURM integration test: {reason}")
+    debian.unavailable("SLURM integration test", reason)
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +97,39 @@ def dry_run_jobs(profile: Path, workdir: Path) -> list[dict]:
     the rules' `group:` and the profile's group-components), whether submitted (local
     rules run on the submit host; a job without output, the target rule, runs nothing)."""
     p = plan.build(TEST_CONFIG, profile, workdir=workdir)
-    return [{"rule": j.rule, "submitted": j.has_output and not j.local, "group": j.group,
+    return [{"rule": j.rule, "wildcards": j.wildcards,
+             "submitted": j.has_output and not j.local, "group": j.group,
              "resources": {k: str(v) for k, v in j.resources.items()}} for j in p.jobs]
+
+
+# Jobs the SLURM run makes again, each with its outputs (rules/*.smk), from its wildcards:
+# a CPU job (partition cpu, no GPU), a GPU job of its own (partition gpu, GPU request) and
+# two GPU jobs of one group (one SLURM job with both), none upstream of another, so that
+# nothing else needs to run.
+RERUN = {
+    "dynamics_strings": ("results/dynamics/{model}/strings.parquet",
+                         "results/dynamics/{model}/strings.json"),
+    "checkpoint_labels": ("results/checkpoints/{model}/{ckpt}/labels.parquet",
+                          "results/checkpoints/{model}/{ckpt}/labels.summary.json"),
+    "attribution": ("results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
+                    "results/attribution/{model}/{task}/{subset}/{metric}.eap.json"),
+}
+
+
+def rerun_jobs(jobs: list[dict]) -> list[dict]:
+    """Of the dry run's jobs, those the SLURM run makes again (`RERUN`): the first
+    dynamics_strings and checkpoint_labels jobs, and the attribution jobs of the first
+    model, task and subset (one per metric: members of one group job)."""
+    first = {rule: next(j for j in jobs if j["rule"] == rule) for rule in RERUN}
+    same = {k: first["attribution"]["wildcards"][k] for k in ("model", "task", "subset")}
+    attribution = [j for j in jobs if j["rule"] == "attribution"
+                   and all(j["wildcards"][k] == v for k, v in same.items())]
+    assert len(attribution) >= 2 and len({j["group"] for j in attribution}) == 1, attribution
+    return [first["dynamics_strings"], first["checkpoint_labels"], *attribution]
+
+
+def outputs(job: dict) -> list[str]:
+    return [pattern.format(**job["wildcards"]) for pattern in RERUN[job["rule"]]]
 
 
 def write_test_profile(folder: Path, node: dict, jobs: list[dict]) -> Path:
@@ -143,7 +170,7 @@ def write_test_profile(folder: Path, node: dict, jobs: list[dict]) -> Path:
     })
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(
-        "# generated by tests/test_slurm.py from slurm/config.yaml\n"
+        "# generated by tests/runs/test_slurm.py from slurm/config.yaml\n"
         + yaml.safe_dump(profile, sort_keys=False))
     return folder
 
@@ -259,32 +286,45 @@ def check_placement(cluster: slurm_cluster.Cluster, jobs: list[dict]) -> str:
 
 
 @pytest.mark.slow
-def test_test_config_on_a_real_slurm_cluster(slurm_installed, workflow_run, cluster, tmp_path,
-                                            finished_runs):
+@pytest.mark.slurm
+def test_jobs_of_the_test_config_on_a_real_slurm_cluster(slurm_installed, workflow_run, cluster,
+                                                        workflow_copy, tmp_path):
+    """On a copy of the local run, the outputs of `rerun_jobs` are deleted and made again
+    through SLURM: each job in its partition with its GPU request, the group's jobs as one
+    SLURM job, nothing else run, and every file of results/ equal to the local run's."""
     jobs = dry_run_jobs(REPO / "slurm", tmp_path / "dry")
+    rerun = rerun_jobs(jobs)
+    assert {j["rule"] for j in rerun} == set(RERUN) and all(j["submitted"] for j in rerun)
+    assert {j["resources"].get("gpu") for j in rerun} == {"1", None}   # GPU and CPU jobs
     profile = write_test_profile(tmp_path / "profile", cluster.node,
                                  [j for j in jobs if j["submitted"]])
-    workdir = tmp_path / "slurm-run"
+    workdir = workflow_copy.parent
+    targets = [t for j in rerun for t in outputs(j)]
+    for target in targets:
+        (workdir / target).unlink()
     start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--profile", str(profile),
-         "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile", str(TEST_CONFIG)],
-        capture_output=True, text=True, cwd=REPO, env=cluster.env, timeout=1500)
+         "-s", str(REPO / "Snakefile"), "-d", str(workdir), *targets,
+         "--configfile", str(TEST_CONFIG)],    # nargs+: the targets first
+        capture_output=True, text=True, cwd=REPO, env=cluster.env, timeout=1200)
     seconds = time.monotonic() - start
     assert proc.returncode == 0, (proc.stdout[-3000:] + proc.stderr[-5000:]
                                   + "\n--- slurmctld\n" + cluster.log_tail("slurmctld"))
 
-    print(f"\nSLURM run of the test config: {seconds:.0f} s")
-    print(check_placement(cluster, jobs))
+    print(f"\nSLURM run of {len(rerun)} jobs of the test config: {seconds:.0f} s")
+    print(check_placement(cluster, rerun))
 
-    # and computed what the local run computed
-    differ, by_content = differences(workflow_run, workdir / "results")
-    n = len(files_under(workdir / "results"))
-    print(f"results/: {n} files, {n - len(differ) - len(by_content)} byte-identical to the "
-          f"local run's, equal by content only ({sorted(VOLATILE)} dropped from JSON):")
-    print("\n".join(f"  {name}" for name in by_content))
+    # made again, and what the local run computed; nothing else touched
+    assert all((workdir / t).is_file() for t in targets)
+    made = {t.removeprefix("results/") for t in targets}
+    touched = [name for name, path in files_under(workflow_copy).items() if name not in made
+               and path.stat().st_mtime_ns != (workflow_run / name).stat().st_mtime_ns]
+    assert not touched, f"written again, though not deleted: {touched}"
+    differ, by_content = differences(workflow_run, workflow_copy)
+    print(f"made again through SLURM: {len(targets)} files, equal to the local run's "
+          f"(equal by content only, {sorted(VOLATILE)} dropped from JSON: {by_content})")
     assert not differ, f"SLURM and local outputs differ: {differ}"
-    finished_runs["slurm"] = workdir / "results"  # the second run of test_workflow.py
 
 
 def test_test_profile_keeps_partitions_and_fits_one_small_node(tmp_path):

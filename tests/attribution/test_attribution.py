@@ -558,7 +558,7 @@ def check_against_reference(name, model, g: Graph, batch: pair_batch.Batch, tol:
     """Per-row masks over a batch tiled 3 times, and one shared mask: the engine against the
     pre-speed-up implementation (tests/patching_reference.py). Returns the largest
     difference; rows patching nothing must be the run's own logits exactly."""
-    from .patching_reference import reference_patched_logits
+    from ..patching_reference import reference_patched_logits
 
     repl = patching.corrupt_sources(model, batch)
     masks = mixed_masks(g, 3 * len(batch.last))
@@ -593,7 +593,7 @@ def test_patching_equals_the_plain_reference_float32(setup):
 def test_cached_patch_weights_follow_in_place_weight_changes():
     """head_rows and friends are cached per model; an in-place update (an optimizer step)
     must not leave the patching engine on the old weights."""
-    from .patching_reference import reference_patched_logits
+    from ..patching_reference import reference_patched_logits
 
     model = neox()
     g, batch = Graph(Shape.from_config(model.config)), make_batch()

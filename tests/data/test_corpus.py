@@ -4,7 +4,7 @@ import pytest
 from vermem.data import corpus
 from vermem.data.settings import SampleSettings as S
 
-from .conftest import doc, write_jsonl
+from ..conftest import doc, write_jsonl
 
 WIKI, CODE = "Wikipedia (en)", "Github"
 

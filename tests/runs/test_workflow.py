@@ -2,12 +2,11 @@
 
 Two full runs of the test config: `workflow_run` (conftest.py, once per session, also the
 SLURM test's reference), which every test that only reads outputs shares (dry runs on it
-included), and a second run for the byte-for-byte comparison of two runs: the SLURM test's
-where it ran in this session (`finished_runs`), else one of its own. A test that deletes,
-reruns or kills jobs works on `workflow_copy`, a private copy of the finished run, never on
-the shared one.
+included), and a second run for the byte-for-byte comparison of two runs. A test that
+deletes, reruns or kills jobs works on `workflow_copy`, a private copy of the finished run,
+never on the shared one.
 
-What only the real SLURM test (tests/test_slurm.py, skipped where SLURM cannot run) shows:
+What only the real SLURM test (tests/runs/test_slurm.py, skipped where SLURM cannot run) shows:
 that sbatch places each job in the partition its resources name, with the GPU request
 (and a GPU allocated) exactly for the GPU rules; that group jobs become one SLURM job each;
 and that jobs run by the executor, each parsing the workflow in a Snakemake process of its
@@ -28,7 +27,7 @@ import yaml
 from vermem.core import files
 from vermem.data import corpus
 
-from .conftest import REPO, write_jsonl
+from ..conftest import REPO, write_jsonl
 
 TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
 CFG = yaml.safe_load(TEST_CONFIG.read_text())
@@ -104,7 +103,7 @@ def organism(run):
 
 
 def test_batched_labels_equal_one_at_a_time_decoding_on_the_organism(run, organism):
-    from .test_labels import naive_greedy
+    from ..data.test_labels import naive_greedy
 
     lab = pl.read_parquet(run / "labels" / "organism.parquet")
     some = pl.concat([lab.filter(pl.col("label") == "memorized").head(4), lab.tail(6)])
@@ -432,12 +431,12 @@ def test_dynamics_training_reruns_to_identical_bytes(run, tmp_path):
 
 
 def test_checkpoints_are_the_organism_s_snapshots_in_step_order(run):
-    from vermem.circuits import checkpoints as K
+    from vermem.core import naming
 
     record = files.read_json(run / "models" / "organism" / "model.json")
     n = CFG["organism"]["checkpoints"]
-    assert [c["name"] for c in record["checkpoints"]] == K.organism_names(n)
-    assert [c["step"] for c in record["checkpoints"]] == K.organism_steps(record["step"], n)
+    assert [c["name"] for c in record["checkpoints"]] == naming.organism_names(n)
+    assert [c["step"] for c in record["checkpoints"]] == naming.organism_steps(record["step"], n)
     for c in record["checkpoints"]:  # a loadable model of the final one's shape
         assert (Path(c["path"].replace("results/", str(run) + "/", 1)) / "config.json").is_file()
     memo = pl.read_parquet(run / "checkpoints" / "organism" / "memorization.parquet")
@@ -749,16 +748,11 @@ def test_report_holds_every_figure_with_its_caption_grouped_by_study(run, tmp_pa
     assert "Study A" in text
 
 
-def test_two_runs_give_byte_identical_tables_with_provenance(run, finished_runs, tmp_path):
+def test_two_runs_give_byte_identical_tables_with_provenance(run, tmp_path):
     """A second run of the test config in a fresh folder: every table and tensor file is
-    byte-identical; records differ only in timings. Every table names what made it. The
-    second run is the SLURM test's where it ran in this session (a run of its own in a
-    fresh folder, by another executor), else one made here."""
-    second = finished_runs.get("slurm")
-    if second is None:
-        snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
-        second = tmp_path / "results"
-    print(f"second run: {second}")
+    byte-identical; records differ only in timings. Every table names what made it."""
+    snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
+    second = tmp_path / "results"
     tables = sorted(p.relative_to(run) for p in run.rglob("*")
                     if p.suffix in (".parquet", ".safetensors", ".csv"))
     assert len(tables) > 20

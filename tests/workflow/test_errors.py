@@ -27,7 +27,7 @@ from vermem.models.architecture import SUPPORTED_MODEL_TYPES
 from vermem.report.figures import common, study_a
 from vermem.workflow.config import ConfigError, check, load_schema
 
-from .conftest import REPO, TEST_CONFIG, doc, write_jsonl
+from ..conftest import REPO, TEST_CONFIG, doc, write_jsonl
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 TRACEBACK = "Traceback (most recent call last)"
@@ -473,6 +473,7 @@ def test_hub_model_is_checked_once_fetched(monkeypatch, tmp_path, tokenizer):
                                    f"supported by the attribution stage")
 
 
+@pytest.mark.slow  # a run of the workflow up to the pairs (minutes)
 def test_a_model_that_memorizes_nothing_runs_through_with_n_0(tmp_path, tiny_model_dir):
     """A random model memorizes nothing: labels, divergence, pairs, attribution and their
     figures complete, the summaries say n = 0 and the attribution is marked empty."""
@@ -595,6 +596,7 @@ def test_subset_without_samples_is_listed_with_n_0_in_the_labels_and_pairs_summa
 
 
 
+@pytest.mark.slow  # a run of the workflow up to the labels
 def test_a_run_on_only_too_short_documents_labels_n_0_and_says_so(tmp_path, tiny_model_dir):
     """The issue's row as a run meets it (4 jobs): the samples and labels jobs complete,
     their logs name the subset, the labels table has 0 rows and its summary says n = 0."""

@@ -16,7 +16,7 @@ import yaml
 from vermem.workflow import plan
 from vermem.workflow import resources as R
 
-from .conftest import REPO, write_jsonl
+from ..conftest import REPO, write_jsonl
 
 PYTHIA = REPO / "config" / "pythia.yaml"
 SHAPE = R.KNOWN_SHAPES["pythia-160m"]

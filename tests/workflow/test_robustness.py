@@ -12,7 +12,7 @@ from vermem.report.figures.robustness import VERDICT_COLOURS, claims_grid
 from vermem.workflow import robustness as R
 from vermem.workflow.config import check, load_schema
 
-from .conftest import REPO
+from ..conftest import REPO
 
 CONFIG = yaml.safe_load((REPO / "config" / "robustness.yaml").read_text())
 

@@ -11,7 +11,7 @@ import pytest
 
 from vermem.report.figures import checkpoints, study_a
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 ORGANISM_STEPS = [150, 300, 450, 600, 750, 900]  # 5 checkpoints + the final model
 PYTHIA_STEPS = [1000, 2000, 4000, 8000, 16000, 32000, 64000, 143000]
 DUPS = {"0": 2141, "1": 18963, "4": 96, "16": 192, "32": 1440, "64": 192}

@@ -216,7 +216,7 @@ def test_split_rejects_a_pair_across_parts_or_outside_the_pool():
 def test_split_fractions_must_sum_to_one():
     from vermem.workflow.config import ConfigError, check, load_schema
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["contrastive"]["split"] = {"attribution": 0.5, "selection": 0.2, "evaluation": 0.2}

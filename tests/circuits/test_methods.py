@@ -15,7 +15,7 @@ from vermem.circuits import method_comparison as M
 from vermem.circuits.settings import ComparisonSettings
 from vermem.core import stats as S
 
-from .test_attribution import neox
+from ..attribution.test_attribution import neox
 from .test_mib import random_pairs
 
 

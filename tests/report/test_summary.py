@@ -10,7 +10,7 @@ from vermem.core.stats import wilson
 from vermem.report import claims as CL
 from vermem.report import summary
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_summary_reads_every_number_from_the_tables_with_n_and_interval():

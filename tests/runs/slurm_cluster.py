@@ -1,4 +1,4 @@
-"""A throwaway single-node SLURM cluster on localhost, for tests/test_slurm.py.
+"""A throwaway single-node SLURM cluster on localhost, for tests/runs/test_slurm.py.
 
 Debian's slurm-wlm and munge (installed with apt-get when missing), started as root. A
 temporary folder holds what they write: munge key and socket (slurm uses this munged
@@ -13,8 +13,8 @@ and any process left of the cluster's jobs, and removes the folder and the two f
 
 By hand, as root:
 
-    python -m tests.slurm_cluster start /tmp/vermem-slurm   # prints `export SLURM_CONF=...`
-    python -m tests.slurm_cluster stop /tmp/vermem-slurm
+    python -m tests.runs.slurm_cluster start /tmp/vermem-slurm   # prints `export SLURM_CONF=...`
+    python -m tests.runs.slurm_cluster stop /tmp/vermem-slurm
 """
 
 from __future__ import annotations
@@ -28,55 +28,27 @@ import sys
 import time
 from pathlib import Path
 
+from .. import debian
+
 PACKAGES = ("slurm-wlm", "munge")
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel",
             "sinfo", "srun")
 DAEMONS = ("munged", "slurmctld", "slurmd")
 ETC = Path("/etc/slurm")
+# (the module's path before tests/runs/: the mark of configs that older runs left behind)
 MARK = "# written by tests/slurm_cluster.py for the throwaway test cluster in "
 
 
-class Unavailable(RuntimeError):
-    """SLURM cannot run here; the message says why (the test skips with it)."""
+Unavailable = debian.Unavailable
 
 
 def missing_binaries() -> list[str]:
-    return [b for b in BINARIES if shutil.which(b) is None]
+    return debian.missing(BINARIES)
 
 
 def ensure_installed(timeout: float = 600) -> str:
     """Install slurm-wlm and munge with apt-get unless already there; what was done."""
-    if not missing_binaries():
-        return "slurm-wlm and munge already installed"
-    if os.geteuid() != 0:
-        raise Unavailable(f"not root: cannot apt-get install {' '.join(PACKAGES)}")
-    if shutil.which("apt-get") is None:
-        raise Unavailable("no apt-get: slurm-wlm and munge are installed from Debian packages")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-    # never let the packages' maintainer scripts start system-wide daemons
-    policy = Path("/usr/sbin/policy-rc.d")
-    own_policy = not policy.exists()
-    if own_policy:
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        for attempt in ([install], [["apt-get", "update", "-q"], install]):
-            out = ""
-            for cmd in attempt:
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                                      timeout=timeout)
-                out = proc.stdout[-1500:] + proc.stderr[-1500:]
-                if proc.returncode != 0:
-                    break
-            if proc.returncode == 0 and not missing_binaries():
-                return f"installed {' '.join(PACKAGES)} with apt-get"
-    except subprocess.TimeoutExpired:
-        raise Unavailable(f"apt-get install {' '.join(PACKAGES)} timed out") from None
-    finally:
-        if own_policy:
-            policy.unlink(missing_ok=True)
-    raise Unavailable(f"apt-get install {' '.join(PACKAGES)} failed:\n{out.strip()}")
+    return debian.apt_install(PACKAGES, BINARIES, timeout)
 
 
 def free_port() -> int:
@@ -131,7 +103,7 @@ class Cluster:
         self.claim_etc()
         hw = node_hardware()
         cpus = int(hw["CPUs"])
-        # leave the OS some memory; jobs ask for scaled-down amounts (tests/test_slurm.py)
+        # leave the OS some memory; jobs ask for scaled-down amounts (tests/runs/test_slurm.py)
         memory = max(1024, int(hw["RealMemory"]) - 2048)
         name = hw["NodeName"]
         self.node = {"name": name, "cpus": cpus, "memory_mb": memory}

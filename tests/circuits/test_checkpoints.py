@@ -17,7 +17,7 @@ from vermem.core.stats import Bootstrap, nan_to_none, rank_correlation, wilson
 from vermem.models import loading, organism
 from vermem.workflow.config import ConfigError, check, load_schema
 
-from .conftest import REPO, TEST_CONFIG
+from ..conftest import REPO, TEST_CONFIG
 from .test_circuits import setup  # noqa: F401  (fixture: tiny models with an EvalSet)
 
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")

@@ -8,7 +8,7 @@ from vermem.circuits import evaluation
 from vermem.circuits import specificity as SP
 from vermem.core import stats as S
 
-from .test_attribution import neox
+from ..attribution.test_attribution import neox
 
 V = 100
 

@@ -11,7 +11,7 @@ from vermem.circuits import evaluation, mib, search
 from vermem.circuits.settings import MibSettings, SearchSettings
 from vermem.core import stats as S
 
-from .test_attribution import neox
+from ..attribution.test_attribution import neox
 
 X = np.array(mib.FRACTIONS)
 

@@ -14,7 +14,7 @@ from vermem.core.errors import VermemError
 from vermem.workflow import pair_forecast
 from vermem.workflow.config import ConfigError, check, load_schema
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = load_schema(REPO / "config" / "schema.yaml")
 F = pair_forecast.ForecastSettings
 SPLIT = {"attribution": 0.5, "selection": 0.25, "evaluation": 0.25}
