@@ -51,9 +51,121 @@ class Arch:
     #                            [heads, 3, head_dim] (GPT-NeoX)
 
 
+class SharedNorm(nn.Module):
+    """A second entrance to a norm another module owns (Phi's one LayerNorm feeds both
+    attention and MLP): the same function and parameters, but its own module, so that the
+    MLP's input has hooks of its own. It holds no parameters (the model's state dict is
+    unchanged); `weight`, `bias` and `eps` are the owner's."""
+
+    def __init__(self, owner: nn.LayerNorm) -> None:
+        super().__init__()
+        object.__setattr__(self, "owner", owner)  # not a submodule: no second state-dict key
+
+    weight = property(lambda self: self.owner.weight)
+    bias = property(lambda self: self.owner.bias)
+    eps = property(lambda self: self.owner.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.owner(x)
+
+
+class OptMLP(nn.Module):
+    """OPT's feed-forward block (fc1, activation, fc2: inline in its decoder layer) as one
+    module whose output is the MLP's write to the residual. Holds no parameters of its own."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "layer", layer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lay = self.layer
+        return lay.fc2(lay.activation_fn(lay.fc1(x)))
+
+
+def _phi_forward(layer):
+    """Phi's decoder layer with the MLP reading its own entrance to the shared LayerNorm
+    (`layer.mlp_norm`); the same computation as Hugging Face's PhiDecoderLayer.forward."""
+    def forward(hidden_states, *args, **kwargs):
+        attn, _ = layer.self_attn(layer.input_layernorm(hidden_states), *args, **kwargs)
+        mlp = layer.mlp(layer.mlp_norm(hidden_states))
+        return layer.resid_dropout(attn) + layer.resid_dropout(mlp) + hidden_states
+    return forward
+
+
+def _opt_forward(layer):
+    """OPT's pre-LayerNorm decoder layer with its MLP as one module (`layer.mlp_block`) and
+    the residual kept [B, T, D] (Hugging Face flattens it to [B*T, D] around the MLP); layer
+    0 passes its input through `layer.entry` (token + position embeddings: the residual
+    stream entering layer 0, which OPT computes without a module)."""
+    def forward(hidden_states, *args, **kwargs):
+        entry = getattr(layer, "entry", None)
+        if entry is not None:
+            hidden_states = entry(hidden_states)
+        kwargs = {k: v for k, v in kwargs.items() if k != "use_cache"}  # as OPT's own layer
+        drop = lambda t: nn.functional.dropout(t, p=layer.dropout,  # noqa: E731
+                                               training=layer.training)
+        attn, _ = layer.self_attn(layer.self_attn_layer_norm(hidden_states), *args, **kwargs)
+        hidden_states = hidden_states + drop(attn)
+        return hidden_states + drop(layer.mlp_block(layer.final_layer_norm(hidden_states)))
+    return forward
+
+
+def _rewire(layer, forward_of, **parts: nn.Module) -> None:
+    """Give a decoder layer the parameterless modules `parts` and the forward `forward_of`
+    builds; once per layer (a second `arch_of` finds them)."""
+    if getattr(layer, "_vermem_rewired", False):
+        return
+    for name, part in parts.items():
+        layer.add_module(name, part)
+    layer.forward = forward_of(layer)
+    layer._vermem_rewired = True
+
+
+def _phi(model, cfg, shape: Shape, hd: int) -> Arch:
+    base = model.model
+    for b in base.layers:
+        _rewire(b, _phi_forward, mlp_norm=SharedNorm(b.input_layernorm))
+    layers = [Layer(b.input_layernorm, b.self_attn.q_proj, b.self_attn.k_proj, b.self_attn.v_proj,
+                    b.self_attn.dense, b.mlp_norm, b.mlp) for b in base.layers]
+    path = {"embed": "model.embed_dropout", "layers": "model.layers", "ln1": "input_layernorm",
+            "q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
+            "out": "self_attn.dense", "ln2": "mlp_norm", "mlp": "mlp",
+            "final_ln": "model.final_layernorm"}
+    return Arch(shape, hd, False, base.embed_dropout, layers, base.final_layernorm, path)
+
+
+def _opt(model, cfg, shape: Shape, hd: int) -> Arch:
+    from vermem.models.architecture import attribution_problem
+
+    dec = model.model.decoder
+    problem = attribution_problem(cfg)
+    if problem or dec.final_layer_norm is None:
+        raise NotImplementedError(problem or "OPT without a final LayerNorm")
+    for i, b in enumerate(dec.layers):
+        parts = {"mlp_block": OptMLP(b)}
+        if i == 0:
+            parts["entry"] = nn.Identity()
+        _rewire(b, _opt_forward, **parts)
+    layers = [Layer(b.self_attn_layer_norm, b.self_attn.q_proj, b.self_attn.k_proj,
+                    b.self_attn.v_proj, b.self_attn.out_proj, b.final_layer_norm, b.mlp_block)
+              for b in dec.layers]
+    path = {"embed": "model.decoder.layers.0.entry", "layers": "model.decoder.layers",
+            "ln1": "self_attn_layer_norm", "q": "self_attn.q_proj", "k": "self_attn.k_proj",
+            "v": "self_attn.v_proj", "out": "self_attn.out_proj", "ln2": "final_layer_norm",
+            "mlp": "mlp_block", "final_ln": "model.decoder.final_layer_norm"}
+    return Arch(shape, hd, False, dec.layers[0].entry, layers, dec.final_layer_norm, path)
+
+
 def arch_of(model) -> Arch:
     """Module handles of a supported Hugging Face causal LM (GPT-NeoX/Pythia, GPT-Neo,
-    GPT-2, Llama-style with grouped-query attention: Llama, Mistral, Qwen2)."""
+    GPT-2, Llama-style with grouped-query attention: Llama, Mistral, Qwen2; Phi-1/1.5/2;
+    pre-LayerNorm OPT).
+
+    Phi and OPT are rewired once, in place, without touching their parameters or state
+    dict: Phi's MLP reads the shared LayerNorm through a module of its own (`SharedNorm`,
+    so that attention and MLP have separate hooks, as GPT-NeoX's two norms do), and OPT's
+    inline MLP becomes one module (`OptMLP`) with the residual entering layer 0 passing an
+    identity module (OPT adds its learned positions, offset by 2, without one)."""
     cfg = model.config
     kind = cfg.model_type
     if kind not in SUPPORTED_MODEL_TYPES:
@@ -104,6 +216,10 @@ def arch_of(model) -> Arch:
                 "v": "self_attn.v_proj", "out": "self_attn.o_proj",
                 "ln2": "post_attention_layernorm", "mlp": "mlp", "final_ln": "model.norm"}
         return Arch(shape, hd, False, base.embed_tokens, layers, base.norm, path)
+    if kind == "phi":
+        return _phi(model, cfg, shape, hd)
+    if kind == "opt":
+        return _opt(model, cfg, shape, hd)
     raise AssertionError(kind)  # every supported type returned above
 
 
@@ -114,7 +230,7 @@ def norm_backward(ln: nn.Module, x: torch.Tensor, g: torch.Tensor) -> torch.Tens
     g = g.to(x.dtype)
     wg = g * ln.weight.to(x.dtype)
     eps = getattr(ln, "eps", None) or ln.variance_epsilon
-    if isinstance(ln, nn.LayerNorm):
+    if isinstance(ln, nn.LayerNorm | SharedNorm):
         xc = x - x.mean(-1, keepdim=True)
         sigma = (xc.pow(2).mean(-1, keepdim=True) + eps).sqrt()
         xh = xc / sigma
@@ -129,7 +245,7 @@ def norm_forward(ln: nn.Module, x: torch.Tensor) -> torch.Tensor:
     x = _acc(x)
     w = ln.weight.to(x.dtype)
     eps = getattr(ln, "eps", None) or ln.variance_epsilon
-    if isinstance(ln, nn.LayerNorm):
+    if isinstance(ln, nn.LayerNorm | SharedNorm):
         b = ln.bias.to(x.dtype) if ln.bias is not None else None
         return nn.functional.layer_norm(x, x.shape[-1:], w, b, eps)
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
