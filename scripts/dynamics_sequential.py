@@ -17,11 +17,11 @@ with rule(snakemake) as log:
         n_params = record.get("n_params") or strings.count_params(record["path"])
         strings.check_memory(wc.model, n_params, snakemake.config["gpu_memory_gb"],
                               dyn["training"]["memory_margin"])
-    strings = pl.read_parquet(snakemake.input.strings).filter(pl.col("study") == "q3")
-    strings = strings.sort(pl.col("string_id").str.extract(r"(\d+)$").cast(pl.Int32))
+    rows = pl.read_parquet(snakemake.input.strings).filter(pl.col("study") == "q3")
+    rows = rows.sort(pl.col("string_id").str.extract(r"(\d+)$").cast(pl.Int32))
     model = strings.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
     training = {**dyn["training"], "epochs": seq["epochs"]}
-    df = strings.sequential(model, strings["token_ids"].to_list(), int(strings["bos_id"][0]),
+    df = strings.sequential(model, rows["token_ids"].to_list(), int(rows["bos_id"][0]),
                              training, seq["hold_epochs"], seq["seed"],
                              seq["relearn"], progress=log.info)
     files.write_parquet(df, snakemake.output.table,

@@ -19,13 +19,13 @@ with rule(snakemake) as log:
         strings.check_memory(name, n_params, snakemake.config["gpu_memory_gb"],
                               train["memory_margin"])
     context = strings.context_length(record["path"])
-    strings = pl.concat([strings.grid_strings(dyn["grid"]),
-                         strings.sequential_strings(dyn["sequential"])])
-    longest = int(strings["length"].max())
+    wanted = pl.concat([strings.grid_strings(dyn["grid"]),
+                        strings.sequential_strings(dyn["sequential"])])
+    longest = int(wanted["length"].max())
     if context is not None and longest + 1 > context:
         raise strings.DynamicsError(f"dynamics: model {name}: {longest} letters + BOS exceed "
                                      f"its context of {context} tokens")
-    table = strings.tokenize_strings(strings, loading.load_tokenizer(record), name)
+    table = strings.tokenize_strings(wanted, loading.load_tokenizer(record), name)
     files.write_parquet(table, snakemake.output.table,
                      files.provenance(dyn, model=name, revision=record["revision"]))
     summary = {"model": name, "n_params": n_params, "context": context,

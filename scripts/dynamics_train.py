@@ -14,7 +14,7 @@ with rule(snakemake) as log:
     dyn = p.config
     record = files.read_json(snakemake.input.model)
     device = loading.pick_device(p.device)
-    strings = pl.read_parquet(snakemake.input.strings).filter(
+    rows = pl.read_parquet(snakemake.input.strings).filter(
         (pl.col("study") == "q1") & (pl.col("string_id") == wc.cell)).sort("seed")
     if device.type == "cuda":
         n_params = record.get("n_params") or strings.count_params(record["path"])
@@ -22,9 +22,9 @@ with rule(snakemake) as log:
                               dyn["training"]["memory_margin"])
     q2cfg = dyn["q2"]
     curves, q2 = [], []
-    epochs = progress.Progress(log.info, f"training {wc.cell} ({strings.height} seeds)",
-                               strings.height * dyn["training"]["epochs"], "epochs")
-    for s in strings.iter_rows(named=True):
+    epochs = progress.Progress(log.info, f"training {wc.cell} ({rows.height} seeds)",
+                               rows.height * dyn["training"]["epochs"], "epochs")
+    for s in rows.iter_rows(named=True):
         model = strings.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
         ks = strings.q2_ks(s["length"], q2cfg["k"], q2cfg["k_fractions"])
 
