@@ -84,8 +84,13 @@ def study_b_letters(name: str, config: Mapping[str, Any]) -> int:
 
 def uses(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """What the studies ask of model `name` beyond its context (`requirements`): the
-    `studies` and `letters` keywords of `check_folder`."""
-    return {"studies": studies_of(name, config), "letters": study_b_letters(name, config)}
+    `studies`, `letters` and `weights` keywords of `check_folder` (no weights for a model
+    only Study B uses, from a random initialisation only: dynamics.model_inits)."""
+    studies = studies_of(name, config)
+    dyn = config.get("dynamics") or {}
+    inits = (dyn.get("model_inits") or {}).get(name, dyn.get("inits", []))
+    return {"studies": studies, "letters": study_b_letters(name, config),
+            "weights": studies != ("B",) or "pretrained" in inits}
 
 
 def check_models(config: Mapping[str, Any], planning: bool = False) -> None:
@@ -122,9 +127,10 @@ def checkpoint_where(name: str, checkpoint: str) -> str:
 
 def resolve(name: str, spec: Mapping[str, Any],
             needs: tuple[int, str] = (0, "prefix + continuation"),
-            studies: tuple[str, ...] = ("A",), letters: int = 0) -> dict[str, Any]:
-    """Locate a hub or local model, check it (`check_folder`, for `studies` and `letters`)
-    and describe it: the record that `load` takes."""
+            studies: tuple[str, ...] = ("A",), letters: int = 0,
+            weights: bool = True) -> dict[str, Any]:
+    """Locate a hub or local model, check it (`check_folder`, for `studies`, `letters` and
+    `weights`) and describe it: the record that `load` takes."""
     source = spec["source"]
     if source == "local":
         path = Path(spec["path"]).resolve()
@@ -150,7 +156,8 @@ def resolve(name: str, spec: Mapping[str, Any],
         raise ModelError(f"models.{name}: source {source!r} is not resolved by this rule")
     rec["name"] = name
     rec["dtype"] = spec.get("dtype", "float32")
-    rec.update(check_folder(path, where, *needs, studies=studies, letters=letters))
+    rec.update(check_folder(path, where, *needs, studies=studies, letters=letters,
+                            weights=weights))
     return rec
 
 
@@ -188,7 +195,8 @@ def resolve_checkpoint(name: str, spec: Mapping[str, Any], final: Mapping[str, A
 
 def check_folder(path: Path, where: str, need_context: int = 0,
                  why: str = "prefix + continuation", tokenizer: bool = True,
-                 studies: tuple[str, ...] = ("A",), letters: int = 0) -> dict[str, Any]:
+                 studies: tuple[str, ...] = ("A",), letters: int = 0,
+                 weights: bool = True) -> dict[str, Any]:
     """Everything the studies that use a saved model (`studies`, `studies_of`) ask of it,
     without loading its weights: the folder, config.json, weights whose safetensors
     headers are whole (`safetensors_problem`), a context of `need_context` tokens, and
@@ -196,7 +204,8 @@ def check_folder(path: Path, where: str, need_context: int = 0,
     embedding. Study A (attribution) also needs a model_type the attribution supports
     (`attribution_problem`); Study B needs weights it can train (not quantized) and, with
     `tokenizer`, its first `letters` letters each one token that round-trips. Raises
-    ModelError '{where}: what is wrong'; returns `describe_folder`'s record."""
+    ModelError '{where}: what is wrong'; returns `describe_folder`'s record. Without
+    `weights` (a model built from its config only) weight files are not asked for."""
     if not path.is_dir():
         raise ModelError(f"{where}: no such folder {path}")
     if not (path / CONFIG_FILE).is_file():
@@ -214,7 +223,7 @@ def check_folder(path: Path, where: str, need_context: int = 0,
     if "B" in studies and getattr(cfg, "quantization_config", None):
         raise ModelError(f"{where}: Study B needs it: its weights are quantized and Study B "
                          f"fine-tunes every weight in float32; use unquantized weights")
-    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+    if weights and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{where}: no weights (*.safetensors or *.bin) in {path}")
     for weights in sorted(path.glob("*.safetensors")):
         problem = safetensors_problem(weights)
