@@ -22,25 +22,26 @@ def tagged(path):
 
 with rule(snakemake) as log:
     inp, out, dyn = snakemake.input, snakemake.output, snakemake.params.config
-    strings = pl.concat([pl.read_parquet(f).select(pl.lit(Path(f).parts[-2]).alias("model"),
-                                                   pl.all()) for f in inp.strings])
+    texts = pl.concat([pl.read_parquet(f).select(pl.lit(Path(f).parts[-2]).alias("model"),
+                                                 pl.all()) for f in inp.strings])
     n_params = {files.read_json(f)["model"]: files.read_json(f)["n_params"] for f in inp.summaries}
     curves = pl.concat([strings.epoch_curves(tagged(f), [*KEYS, "string_id", "seed"])
                         for f in inp.curves])
     phases = pl.concat([
-        strings.phases_table(g, strings.filter((pl.col("model") == m) & (pl.col("study") == "q1")),
+        strings.phases_table(g, texts.filter((pl.col("model") == m) & (pl.col("study") == "q1")),
                               KEYS, dyn["phases"])
         for (m,), g in curves.group_by("model", maintain_order=True)])
     phases = phases.with_columns(pl.col("model").replace_strict(n_params, return_dtype=pl.Int64)
                                  .alias("n_params")).sort(*KEYS, "string_id", "seed")
     q1 = strings.q1_table(phases)
-    lengths = strings.filter(pl.col("study") == "q1").select("model", "string_id", "seed",
-                                                             "length")
+    lengths = texts.filter(pl.col("study") == "q1").select("model", "string_id", "seed",
+                                                           "length")
     q2 = strings.q2_table(pl.concat([tagged(f) for f in inp.q2]).join(
         lengths, on=["model", "string_id", "seed"]), KEYS)
     seq = pl.concat([tagged(f) for f in inp.sequential])
     q3 = strings.q3_table(seq, KEYS, dyn["sequential"]["hold_epochs"])
-    found = findings.table(phases, q3, dyn["phases"]["accuracy_rise"], snakemake.params.seed)
+    found = findings.table(phases, q3, dyn["phases"]["accuracy_rise"], snakemake.params.seed,
+                           findings.families_of(inp.records, dyn))
     prov = files.provenance(dyn)
     for df, path in ((curves, out.curves), (phases, out.phases), (q1, out.q1), (q2, out.q2),
                      (q3, out.q3), (seq, out.sequential), (found, out.findings)):
