@@ -1,11 +1,13 @@
-"""The attribution adapters of Phi (Phi-1/1.5/2) and OPT (issue 32) against exact patching,
+"""The attribution adapters of Phi (Phi-1/1.5/2), Phi-3 and OPT (issue 32) against exact patching,
 by the same tests as the other architectures (tests/test_attribution.py), run here on tiny
 random models of the two types:
 
 - Phi: attention and MLP read one LayerNorm (parallel), partial rotary (half the head
   dimensions here), a dense output projection, separate q/k/v with biases;
 - OPT: pre-LayerNorm, learned positions offset by 2, separate q/k/v with biases, an inline
-  MLP (fc1, activation, fc2).
+  MLP (fc1, activation, fc2);
+- Phi-3: RMSNorm, one fused q|k|v projection laid out q heads | k heads | v heads (with
+  grouped-query attention here), partial rotary.
 
 Each: EAP equals a central finite difference of single-edge patching, EAP-IG over the input
 edges is complete, one head's q, k or v patched equals a patch written by hand on the Hugging
@@ -15,7 +17,14 @@ none the clean run, nnsight and hooks agree, the plain reference patcher agrees.
 
 import pytest
 import torch
-from transformers import OPTConfig, OPTForCausalLM, PhiConfig, PhiForCausalLM
+from transformers import (
+    OPTConfig,
+    OPTForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
+    PhiConfig,
+    PhiForCausalLM,
+)
 
 from vermem.attribution import adapters
 from vermem.attribution.graph import Graph, Shape
@@ -61,7 +70,16 @@ def opt():
         pad_token_id=1)))
 
 
-MODELS = {"phi": phi, "opt": opt}
+def phi3():
+    """Phi-3: fused q|k|v (here grouped-query, 2 key/value heads), partial rotary, RMSNorm."""
+    torch.manual_seed(0)
+    return random_biases(Phi3ForCausalLM(Phi3Config(
+        vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=64, partial_rotary_factor=0.5,
+        max_position_embeddings=64, bos_token_id=0, eos_token_id=0, pad_token_id=0)))
+
+
+MODELS = {"phi": phi, "opt": opt, "phi3": phi3}
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -73,6 +91,10 @@ def setup(request):
 @pytest.fixture(scope="module", params=list(MODELS))
 def setup64(request):
     model = MODELS[request.param]().double()
+    for m in model.modules():  # Phi-3's RMSNorm computes in float32: the same in float64
+        if type(m).__name__ == "Phi3RMSNorm":
+            m.forward = lambda x, m=m: m.weight * x * torch.rsqrt(
+                x.pow(2).mean(-1, keepdim=True) + m.variance_epsilon)
     return request.param, model, Graph(Shape.from_config(model.config)), make_batch()
 
 
@@ -88,6 +110,11 @@ def hf_block(model, layer: int):
         b = model.model.decoder.layers[layer]
         return b.self_attn_layer_norm, b.self_attn.out_proj, hd, lambda w, h: (
             getattr(b.self_attn, f"{w}_proj"), h * hd)
+    if kind == "phi3":  # one projection: q heads, then k heads, then v heads
+        b, H, K = model.model.layers[layer], c.num_attention_heads, c.num_key_value_heads
+        start = {"q": 0, "k": H, "v": H + K}
+        return b.input_layernorm, b.self_attn.o_proj, hd, lambda w, h: (
+            b.self_attn.qkv_proj, (start[w] + h) * hd)
     return _hf_block(model, layer)
 
 

@@ -47,8 +47,8 @@ class Arch:
     layers: list[Layer]
     final_ln: nn.Module
     path: dict[str, str]       # attribute paths, for nnsight
-    qkv_major: bool = False    # fused output laid out [3, heads, head_dim] (GPT-2), not
-    #                            [heads, 3, head_dim] (GPT-NeoX)
+    qkv_major: bool = False    # fused output laid out [q heads | k heads | v heads] x
+    #                            head_dim (GPT-2, Phi-3), not [heads, 3, head_dim] (GPT-NeoX)
 
 
 class SharedNorm(nn.Module):
@@ -159,7 +159,7 @@ def _opt(model, cfg, shape: Shape, hd: int) -> Arch:
 def arch_of(model) -> Arch:
     """Module handles of a supported Hugging Face causal LM (GPT-NeoX/Pythia, GPT-Neo,
     GPT-2, Llama-style with grouped-query attention: Llama, Mistral, Qwen2; Phi-1/1.5/2;
-    pre-LayerNorm OPT).
+    Phi-3 (fused q|k|v); pre-LayerNorm OPT).
 
     Phi and OPT are rewired once, in place, without touching their parameters or state
     dict: Phi's MLP reads the shared LayerNorm through a module of its own (`SharedNorm`,
@@ -220,6 +220,14 @@ def arch_of(model) -> Arch:
         return _phi(model, cfg, shape, hd)
     if kind == "opt":
         return _opt(model, cfg, shape, hd)
+    if kind == "phi3":  # Llama-like, fused q|k|v (grouped-query) and fused gate|up
+        base = model.model
+        layers = [Layer(b.input_layernorm, b.self_attn.qkv_proj, None, None, b.self_attn.o_proj,
+                        b.post_attention_layernorm, b.mlp) for b in base.layers]
+        path = {"embed": "model.embed_tokens", "layers": "model.layers",
+                "ln1": "input_layernorm", "q": "self_attn.qkv_proj", "out": "self_attn.o_proj",
+                "ln2": "post_attention_layernorm", "mlp": "mlp", "final_ln": "model.norm"}
+        return Arch(shape, hd, True, base.embed_tokens, layers, base.norm, path, qkv_major=True)
     raise AssertionError(kind)  # every supported type returned above
 
 
@@ -258,7 +266,7 @@ def head_rows(arch: Arch, layer: int) -> torch.Tensor:
     if arch.fused_qkv:
         w = _acc(linear_weight(lay.q))
         if arch.qkv_major:  # already [q heads, k heads, v heads]
-            return w.reshape(3 * s.n_heads, hd, s.d_model)
+            return w.reshape(s.n_heads + 2 * s.n_kv_heads, hd, s.d_model)
         w = w.reshape(s.n_heads, 3, hd, s.d_model)
         return torch.cat([w[:, 0], w[:, 1], w[:, 2]])
     return torch.cat([_acc(linear_weight(lay.q)).reshape(s.n_heads, hd, s.d_model),
@@ -273,7 +281,7 @@ def head_bias(arch: Arch, layer: int) -> torch.Tensor | None:
         if lay.q.bias is None:
             return None
         if arch.qkv_major:
-            return _acc(lay.q.bias).view(3 * s.n_heads, hd)
+            return _acc(lay.q.bias).view(s.n_heads + 2 * s.n_kv_heads, hd)
         b = _acc(lay.q.bias).view(s.n_heads, 3, hd)
         return torch.cat([b[:, 0], b[:, 1], b[:, 2]])
     parts = [lay.q.bias, lay.k.bias, lay.v.bias]
@@ -290,7 +298,7 @@ def split_qkv_grad(arch: Arch, grads: Sequence[torch.Tensor]) -> torch.Tensor:
     """Gradients at the projection output(s) -> per destination [N, T, H + 2K, head_dim]."""
     s, hd = arch.shape, arch.head_dim
     if arch.fused_qkv and arch.qkv_major:
-        return grads[0].view(*grads[0].shape[:2], 3 * s.n_heads, hd)
+        return grads[0].view(*grads[0].shape[:2], s.n_heads + 2 * s.n_kv_heads, hd)
     if arch.fused_qkv:
         g = grads[0].view(*grads[0].shape[:2], s.n_heads, 3, hd)
         return torch.cat([g[:, :, :, 0], g[:, :, :, 1], g[:, :, :, 2]], dim=2)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "gpt2", "llama", "mistral", "qwen2", "phi",
-                         "opt")
+                         "phi3", "opt")
 CONFIG_FILE = "config.json"  # a saved Hugging Face model's config, in its folder
 
 
