@@ -15,6 +15,8 @@ Face modules (the library's q/k/v convention), patching every edge gives the cor
 none the clean run, nnsight and hooks agree, the plain reference patcher agrees.
 """
 
+import copy
+
 import pytest
 import torch
 from transformers import (
@@ -147,6 +149,13 @@ def test_rewiring_keeps_the_logits_and_the_state_dict():
             after = model(input_ids=batch.clean, attention_mask=batch.mask).logits
         assert list(model.state_dict()) == keys
         assert torch.equal(before, after)
+        twin = copy.deepcopy(model)  # the copy runs its own layers
+        with torch.no_grad():
+            for p in twin.parameters():
+                p.mul_(0.5)
+            halved = twin(input_ids=batch.clean, attention_mask=batch.mask).logits
+            again = model(input_ids=batch.clean, attention_mask=batch.mask).logits
+        assert torch.equal(again, before) and not torch.allclose(halved, before)
 
 
 def test_post_layernorm_opt_is_refused():

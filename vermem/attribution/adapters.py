@@ -4,6 +4,7 @@ outputs, read once (`arch_of`), and the norm forward and backward the scores use
 
 from __future__ import annotations
 
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,42 +83,41 @@ class OptMLP(nn.Module):
         return lay.fc2(lay.activation_fn(lay.fc1(x)))
 
 
-def _phi_forward(layer):
+def _phi_forward(layer, hidden_states, *args, **kwargs):
     """Phi's decoder layer with the MLP reading its own entrance to the shared LayerNorm
     (`layer.mlp_norm`); the same computation as Hugging Face's PhiDecoderLayer.forward."""
-    def forward(hidden_states, *args, **kwargs):
-        attn, _ = layer.self_attn(layer.input_layernorm(hidden_states), *args, **kwargs)
-        mlp = layer.mlp(layer.mlp_norm(hidden_states))
-        return layer.resid_dropout(attn) + layer.resid_dropout(mlp) + hidden_states
-    return forward
+    attn, _ = layer.self_attn(layer.input_layernorm(hidden_states), *args, **kwargs)
+    mlp = layer.mlp(layer.mlp_norm(hidden_states))
+    return layer.resid_dropout(attn) + layer.resid_dropout(mlp) + hidden_states
 
 
-def _opt_forward(layer):
+def _opt_forward(layer, hidden_states, *args, **kwargs):
     """OPT's pre-LayerNorm decoder layer with its MLP as one module (`layer.mlp_block`) and
     the residual kept [B, T, D] (Hugging Face flattens it to [B*T, D] around the MLP); layer
     0 passes its input through `layer.entry` (token + position embeddings: the residual
     stream entering layer 0, which OPT computes without a module)."""
-    def forward(hidden_states, *args, **kwargs):
-        entry = getattr(layer, "entry", None)
-        if entry is not None:
-            hidden_states = entry(hidden_states)
-        kwargs = {k: v for k, v in kwargs.items() if k != "use_cache"}  # as OPT's own layer
-        drop = lambda t: nn.functional.dropout(t, p=layer.dropout,  # noqa: E731
-                                               training=layer.training)
-        attn, _ = layer.self_attn(layer.self_attn_layer_norm(hidden_states), *args, **kwargs)
-        hidden_states = hidden_states + drop(attn)
-        return hidden_states + drop(layer.mlp_block(layer.final_layer_norm(hidden_states)))
-    return forward
+    entry = getattr(layer, "entry", None)
+    if entry is not None:
+        hidden_states = entry(hidden_states)
+    kwargs = {k: v for k, v in kwargs.items() if k != "use_cache"}  # as OPT's own layer
+
+    def drop(t):
+        return nn.functional.dropout(t, p=layer.dropout, training=layer.training)
+
+    attn, _ = layer.self_attn(layer.self_attn_layer_norm(hidden_states), *args, **kwargs)
+    hidden_states = hidden_states + drop(attn)
+    return hidden_states + drop(layer.mlp_block(layer.final_layer_norm(hidden_states)))
 
 
-def _rewire(layer, forward_of, **parts: nn.Module) -> None:
-    """Give a decoder layer the parameterless modules `parts` and the forward `forward_of`
-    builds; once per layer (a second `arch_of` finds them)."""
+def _rewire(layer, forward, **parts: nn.Module) -> None:
+    """Give a decoder layer the parameterless modules `parts` and `forward` (bound to it, so
+    that a deep copy of the model runs its own layers); once per layer (a second `arch_of`
+    finds them)."""
     if getattr(layer, "_vermem_rewired", False):
         return
     for name, part in parts.items():
         layer.add_module(name, part)
-    layer.forward = forward_of(layer)
+    layer.forward = types.MethodType(forward, layer)
     layer._vermem_rewired = True
 
 
