@@ -240,7 +240,8 @@ def render(plan: Plan, device: str = "cuda", throughput: Mapping[str, Any] | Non
                f"{total_h:8.3g} {peak:11.1f}")
     out.append(f"throughput: {source}; gpu_memory_gb: {lim}; GPU-hours are estimates "
                f"(vermem.workflow.resources: FLOPs / throughput)")
-    out += assumptions(plan)
+    if "A" in plan.config.get("studies", ["A", "B"]):  # the corpus is Study A's
+        out += assumptions(plan)
     return "\n".join(out)
 
 
