@@ -66,6 +66,16 @@ def test_a_model_both_studies_use_gets_both_checks_and_the_error_names_the_study
     assert str(e.value).endswith("to run Study B alone on it, set studies: [B]")
 
 
+def test_a_sequential_gpt_neox_is_refused_for_study_a_only(tmp_path, tokenizer):
+    folder = saved("gpt_neox", tmp_path / "neox", tokenizer, use_parallel_residual=False,
+                   hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                   intermediate_size=64, max_position_embeddings=64)
+    loading.check_folder(folder, "here", studies=("B",), letters=4)
+    with pytest.raises(loading.ModelError, match="here: Study A needs it: GPT-NeoX without "
+                                                 "parallel residual"):
+        loading.check_folder(folder, "here", studies=("A", "B"), letters=4)
+
+
 def test_study_b_checks_its_letters_and_its_context(bloom_dir, phi_dir):
     class Tok:  # 'c' is two tokens
         def encode(self, c, add_special_tokens=False):
