@@ -15,6 +15,7 @@ query heads is one destination (named by its kv-head index). In a parallel-resid
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
