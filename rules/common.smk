@@ -57,6 +57,14 @@ STUDY_B = "B" in config["studies"] and bool(config.get("dynamics"))
 DYN = config.get("dynamics") or {}
 DYN_MODELS = DYN.get("models", [])
 DYN_INITS = DYN.get("inits", [])
+
+
+def dyn_inits(model):
+    """The inits Study B trains `model` from: dynamics.model_inits, else dynamics.inits."""
+    return (DYN.get("model_inits") or {}).get(model, DYN_INITS)
+
+
+DYN_RUNS = [(m, i) for m in DYN_MODELS for i in dyn_inits(m)]  # (model, init) trained
 CELLS = grid_cells(DYN["grid"]) if DYN else []
 EXAMPLE_CELLS = [example_cell(DYN["grid"])] if DYN else []  # drawn in the position grid
 

@@ -78,21 +78,10 @@ rule dynamics_tables:
     input:
         strings=expand("results/dynamics/{model}/strings.parquet", model=DYN_MODELS),
         summaries=expand("results/dynamics/{model}/strings.json", model=DYN_MODELS),
-        curves=expand(
-            "results/dynamics/{model}/{init}/{cell}.parquet",
-            model=DYN_MODELS,
-            init=DYN_INITS,
-            cell=CELLS,
-        ),
-        q2=expand(
-            "results/dynamics/{model}/{init}/{cell}.q2.parquet",
-            model=DYN_MODELS,
-            init=DYN_INITS,
-            cell=CELLS,
-        ),
-        sequential=expand(
-            "results/dynamics/{model}/{init}/sequential.parquet", model=DYN_MODELS, init=DYN_INITS
-        ),
+        curves=[f"results/dynamics/{m}/{i}/{c}.parquet" for m, i in DYN_RUNS for c in CELLS],
+        q2=[f"results/dynamics/{m}/{i}/{c}.q2.parquet" for m, i in DYN_RUNS for c in CELLS],
+        sequential=[f"results/dynamics/{m}/{i}/sequential.parquet" for m, i in DYN_RUNS],
+        records=expand("results/models/{model}/model.json", model=DYN_MODELS),
     output:
         curves="results/dynamics/curves.parquet",
         phases="results/dynamics/phases.parquet",
@@ -121,9 +110,11 @@ rule figures_dynamics:
         q2="results/dynamics/q2.parquet",
         sequential="results/dynamics/sequential.parquet",
         q3="results/dynamics/q3.parquet",
-        examples=expand(
-            "results/dynamics/{{model}}/{init}/{cell}.parquet", init=DYN_INITS, cell=EXAMPLE_CELLS
-        ),
+        examples=lambda wc: [
+            f"results/dynamics/{wc.model}/{i}/{c}.parquet"
+            for i in dyn_inits(wc.model)
+            for c in EXAMPLE_CELLS
+        ],
     output:
         curves=report(
             "results/figures/dynamics/{model}/curves.png",
@@ -158,7 +149,7 @@ rule figures_dynamics:
     conda:
         ENV
     params:
-        inits=DYN_INITS,
+        inits=lambda wc: dyn_inits(wc.model),
     script:
         "../scripts/figures_dynamics.py"
 

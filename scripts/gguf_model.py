@@ -16,7 +16,8 @@ with rule(snakemake) as log:
         info = gguf_convert.convert(path, Path(tmp))
     log.info("converted %s: %s", path, info)
     checked = loading.check_folder(Path(out.folder), f"models.{name} (converted from {path})",
-                                  *loading.requirements(name, snakemake.config))
+                                  *loading.requirements(name, snakemake.config),
+                                  **loading.uses(name, snakemake.config))
     record = {"name": name, "source": "gguf", "path": out.folder, "id": None, "revision": None,
               "commit": gguf_convert.sha256(path), "dtype": spec.get("dtype", "float32"),
               "gguf": str(path), "package": spec.get("package"),

@@ -11,6 +11,7 @@ with rule(snakemake) as log:
     # what the config asks of the model (context) is read from the config, not params:
     # a change there must not rewrite the record and rerun everything downstream of it
     record = loading.resolve(name, snakemake.params.spec,
-                            loading.requirements(name, snakemake.config))
+                            loading.requirements(name, snakemake.config),
+                            **loading.uses(name, snakemake.config))
     files.write_json(record, snakemake.output.record)
     log.info("%s", record)

@@ -174,8 +174,10 @@ def test_unsupported_model_type_fails_before_any_job(tmp_path, tokenizer):
                      "-n")
     assert proc.returncode != 0
     assert error_lines(proc) == [
-        f"config error at models.m.path: model_type {kind!r} is not supported by the "
-        f"attribution stage (supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})"]
+        f"config error at models.m.path: Study A needs it: model_type {kind!r} is not "
+        f"supported by the attribution stage (supported: "
+        f"{', '.join(sorted(SUPPORTED_MODEL_TYPES))}); to run Study B alone on it, set "
+        f"studies: [B]"]
     assert not (tmp_path / "results").exists()
 
 
@@ -469,8 +471,8 @@ def test_hub_model_is_checked_once_fetched(monkeypatch, tmp_path, tokenizer):
     monkeypatch.setattr("huggingface_hub.snapshot_download", lambda *a, **k: str(folder))
     with pytest.raises(loading.ModelError) as e:
         loading.resolve("p", {"source": "hub", "id": "org/x", "revision": "main"}, (32, "x"))
-    assert str(e.value).startswith(f"models.p (org/x@main): model_type {kind!r} is not "
-                                   f"supported by the attribution stage")
+    assert str(e.value).startswith(f"models.p (org/x@main): Study A needs it: model_type "
+                                   f"{kind!r} is not supported by the attribution stage")
 
 
 @pytest.mark.slow  # a run of the workflow up to the pairs (minutes)

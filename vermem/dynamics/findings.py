@@ -25,6 +25,25 @@ and Q3 (sequential exposure), with what the run shows and a verdict, "agrees",
   again against the first time, per model and init (censored counts as longer); "agrees"
   when fewer in every one, "disagrees" when more in every one, otherwise (ties, mixed, no
   re-learning stage) "insufficient". One sequence per model and init: no interval.
+- Families "the phases occur in every family of models" (Pythia, Phi and Llama-2 in the
+  paper; `family_rows`): models are grouped into families by the config's
+  `dynamics.families` (model -> family name), else their model_type (the organism and
+  Pythia are both gpt_neox). The unit of replication is the initialisation, one model
+  with one init (pretrained or random): every string fine-tunes a fresh copy of that
+  same initialisation, so its strings are replicate runs of one initialisation and say
+  nothing about other initialisations. Per
+  initialisation, the share of its strings with the phases (a guessing plateau at the
+  string's own entropy H(q), then memorization: `strings.detect_phases`) has a Wilson
+  interval over its strings (`LEVEL`); the initialisation *shows* the phases when the
+  interval lies above `UNIT_SHARE`, *lacks* them when it lies below, and is undetermined
+  otherwise. Per family, the share of its initialisations that show them has a Wilson
+  interval over initialisations: it generalises over initialisations of that family like
+  the run's (its sizes, pretrained and random), not over strings of one run. Verdict:
+  "insufficient" with fewer than 2 families; "disagrees" when some family's
+  initialisations all lack the phases; "agrees" when every initialisation of every
+  family shows them; "insufficient" otherwise (an undetermined or a mixed family).
+  With more than one family, the alphabet-size and length findings are also given per
+  family (`FAMILY_FACTORS`, the Q1 rule within the family).
 """
 
 from __future__ import annotations
@@ -35,7 +54,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from vermem.dynamics.strings import time_to_memorize
+from vermem.core.stats import wilson
+from vermem.dynamics.strings import IN_ORDER, time_to_memorize
 
 ALPHA = 0.05          # one-sided level of the permutation tests
 PERMUTATIONS = 9999   # seeded Monte Carlo permutations per test
@@ -56,6 +76,16 @@ Q1_FINDINGS = (
     ("init", "pretrained models memorize faster than randomly initialised ones", -1),
 )
 CENSORED = 1e18       # a never-memorized string: later than any epoch
+UNIT_SHARE = 0.5      # an initialisation shows the phases when its interval is above this
+LEVEL = 0.95          # the Wilson intervals' level (z = 1.96)
+FAMILY_FACTORS = ("alphabet_size", "length")  # the Q1 findings given per family
+FAMILY_FINDING = "the phases (guessing at the strings' own entropy, then memorization) " \
+    "occur in every family of models"
+FAMILY_COLUMNS = {"family": pl.String, "models": pl.String, "inits": pl.Int64,
+                  "inits_showing": pl.Int64, "inits_lacking": pl.Int64,
+                  "share": pl.Float64, "share_lo": pl.Float64, "share_hi": pl.Float64,
+                  "strings": pl.Int64, "strings_with_phases": pl.Int64,
+                  "string_share": pl.Float64}
 
 
 def _signs(t: np.ndarray) -> np.ndarray:
@@ -117,10 +147,13 @@ def _level_text(factor: str, v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def q1_rows(phases: pl.DataFrame, seed: int) -> list[dict[str, Any]]:
-    """The Q1 findings against the phases table (one row per string)."""
+def q1_rows(phases: pl.DataFrame, seed: int, which: Sequence[tuple] = Q1_FINDINGS,
+            label: str = "") -> list[dict[str, Any]]:
+    """The Q1 findings (`which`, default all) against the phases table (one row per string);
+    `label` follows each finding's text (e.g. " (family phi)")."""
     rows = []
-    for factor, finding, expected in Q1_FINDINGS:
+    for factor, finding, expected in which:
+        finding = finding + label
         levels = sorted(phases[factor].unique().to_list()) if phases.height else []
         per = []
         for v in levels:
@@ -231,9 +264,115 @@ def q3_rows(q3: pl.DataFrame, margin: float, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def table(phases: pl.DataFrame, q3: pl.DataFrame, margin: float, seed: int) -> pl.DataFrame:
-    """Every finding's row: Q1 from the phases table, Q3 from the Q3 table."""
-    return pl.DataFrame(q1_rows(phases, seed) + q3_rows(q3, margin, seed), schema=SCHEMA)
+def unit_call(k: int, n: int) -> str:
+    """"shows", "lacks" or "undetermined": an initialisation with k of its n strings in
+    the phases, by its Wilson interval against `UNIT_SHARE`."""
+    lo, hi = wilson(k, n)
+    if lo is not None and lo > UNIT_SHARE:
+        return "shows"
+    if hi is not None and hi < UNIT_SHARE:
+        return "lacks"
+    return "undetermined"
+
+
+def families_of(records: Sequence[str], dyn: Mapping[str, Any]) -> dict[str, str]:
+    """Each Study B model's family: `dyn["families"][model]` where the config names one,
+    else the model_type in its record (`records`: results/models/{model}/model.json)."""
+    from pathlib import Path
+
+    from vermem.core import files
+
+    named = dyn.get("families") or {}
+    return {Path(f).parts[-2]: named.get(Path(f).parts[-2]) or files.read_json(f)["model_type"]
+            for f in records}
+
+
+def family_table(phases: pl.DataFrame, families: Mapping[str, str]) -> pl.DataFrame:
+    """One row per family (`families`: model -> family): its models, initialisations
+    (model and init), how many show and lack the phases (`unit_call`), the share that show
+    them with its Wilson interval over initialisations, and its strings pooled."""
+    rows = []
+    if not phases.height:
+        return pl.DataFrame([], schema=FAMILY_COLUMNS)
+    tagged = phases.with_columns(pl.col("model").replace_strict(
+        dict(families), return_dtype=pl.String).alias("family"))
+    for (fam,), g in tagged.sort("family", "model", "init").group_by("family",
+                                                                     maintain_order=True):
+        units = g.group_by("model", "init", maintain_order=True).agg(
+            (pl.col("phase_order") == IN_ORDER).sum().alias("k"), pl.len().alias("n"))
+        calls = [unit_call(k, n) for k, n in zip(units["k"], units["n"], strict=True)]
+        n, show = units.height, calls.count("shows")
+        lo, hi = wilson(show, n)
+        rows.append({"family": fam, "models": ", ".join(g["model"].unique(maintain_order=True)),
+                     "inits": n, "inits_showing": show, "inits_lacking": calls.count("lacks"),
+                     "share": show / n, "share_lo": lo, "share_hi": hi,
+                     "strings": g.height, "strings_with_phases": int(units["k"].sum()),
+                     "string_share": float(units["k"].sum()) / g.height})
+    return pl.DataFrame(rows, schema=FAMILY_COLUMNS)
+
+
+def family_rows(phases: pl.DataFrame, families: Mapping[str, str],
+                seed: int) -> list[dict[str, Any]]:
+    """The family finding (module docstring: its rule): one row per family, then the
+    verdict over families; with more than one family, `FAMILY_FACTORS` per family."""
+    fams = family_table(phases, families)
+    rows = []
+    for r in fams.iter_rows(named=True):
+        text = (f"{r['family']} ({r['models']}): initialisations showing the phases "
+                f"{r['inits_showing']} of {r['inits']} (Wilson {LEVEL:.0%} "
+                f"{r['share_lo']:.2f}-{r['share_hi']:.2f}, over initialisations), lacking "
+                f"{r['inits_lacking']}; strings {r['strings_with_phases']} of {r['strings']}")
+        if r["inits_showing"] == r["inits"]:
+            verdict, why = AGREES, "every initialisation shows the phases"
+        elif r["inits_lacking"] == r["inits"]:
+            verdict, why = DISAGREES, "every initialisation lacks the phases"
+        else:
+            verdict, why = INSUFFICIENT, "some initialisation does not clearly show them"
+        rows.append({"question": "families", "finding": f"the phases occur in family "
+                     f"{r['family']}", "factor": "family", "shows": text,
+                     "estimate": r["share"], "compared": r["inits"], "p_agrees": None,
+                     "p_disagrees": None, "verdict": verdict,
+                     "reason": f"{why} (an initialisation shows them when the Wilson "
+                               f"interval of its strings' share lies above {UNIT_SHARE})"})
+    n = fams.height
+    shows = "; ".join(f"{r['family']} {r['inits_showing']}/{r['inits']}"
+                      for r in fams.iter_rows(named=True)) or "no strings"
+    row = {"question": "families", "finding": FAMILY_FINDING, "factor": "family",
+           "shows": f"initialisations showing the phases per family: {shows}",
+           "estimate": float(fams["share"].min()) if n else None, "compared": n,
+           "p_agrees": None, "p_disagrees": None}
+    lacking = [r["family"] for r in fams.iter_rows(named=True)
+               if r["inits_lacking"] == r["inits"]]
+    if n < 2:
+        verdict, reason = INSUFFICIENT, (f"one family in the run ({fams['family'][0]})" if n
+                                         else "no strings")
+    elif lacking:
+        verdict, reason = DISAGREES, (f"every initialisation of {', '.join(lacking)} lacks "
+                                      f"the phases")
+    elif all(r["inits_showing"] == r["inits"] for r in fams.iter_rows(named=True)):
+        verdict, reason = AGREES, f"every initialisation of all {n} families shows the phases"
+    else:
+        verdict, reason = INSUFFICIENT, ("some family has an initialisation that does not "
+                                         "clearly show or lack the phases")
+    rows.append({**row, "verdict": verdict, "reason": reason + " (rule: docs/study-b.md, "
+                 "Findings; estimate: the smallest family share)"})
+    if n > 1:
+        which = [f for f in Q1_FINDINGS if f[0] in FAMILY_FACTORS]
+        tagged = phases.with_columns(pl.col("model").replace_strict(
+            dict(families), return_dtype=pl.String).alias("family"))
+        for fam in fams["family"]:
+            rows += q1_rows(tagged.filter(pl.col("family") == fam).drop("family"), seed,
+                            which, f" (family {fam})")
+    return rows
+
+
+def table(phases: pl.DataFrame, q3: pl.DataFrame, margin: float, seed: int,
+          families: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """Every finding's row: Q1 from the phases table, Q3 from the Q3 table, and with
+    `families` (model -> family: `families_of`) the family finding from the phases table."""
+    family = [] if families is None else family_rows(phases, families, seed)
+    return pl.DataFrame(q1_rows(phases, seed) + q3_rows(q3, margin, seed) + family,
+                        schema=SCHEMA)
 
 
 def _tagged(path: str) -> pl.DataFrame:
@@ -248,9 +387,9 @@ def _tagged(path: str) -> pl.DataFrame:
 def study_tables(inputs: Mapping[str, Sequence[str]], dyn: Mapping[str, Any], seed: int
                  ) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
     """Rule dynamics_tables' tables over every model and init, from its input files
-    (`inputs`: strings and summaries per model; curves, q2 and sequential per model and
-    init): per-epoch curves, phase boundaries, the Q1 table, Q2 accuracy per condition and
-    k, Q3 stages, the sequential runs and the findings (config `dynamics`: `dyn`; the
+    (`inputs`: strings, summaries and model records per model; curves, q2 and sequential
+    per model and init): per-epoch curves, phase boundaries, the Q1 table, Q2 accuracy per
+    condition and k, Q3 stages, the sequential runs and the findings (config `dynamics`: `dyn`; the
     findings' bootstrap `seed`). Returns ({name: table}, the summary)."""
     from pathlib import Path
 
@@ -277,7 +416,8 @@ def study_tables(inputs: Mapping[str, Sequence[str]], dyn: Mapping[str, Any], se
         lengths, on=["model", "string_id", "seed"]), keys)
     seq = pl.concat([_tagged(f) for f in inputs["sequential"]])
     q3 = strings.q3_table(seq, keys, dyn["sequential"]["hold_epochs"])
-    found = table(phases, q3, dyn["phases"]["accuracy_rise"], seed)
+    found = table(phases, q3, dyn["phases"]["accuracy_rise"], seed,
+                  families_of(inputs["records"], dyn))
     tables = {"curves": curves, "phases": phases, "q1": q1, "q2": q2, "q3": q3,
               "sequential": seq, "findings": found}
     return tables, strings.summarize(phases, q1, q2, q3)

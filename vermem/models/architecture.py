@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "gpt2", "llama", "mistral", "qwen2")
+SUPPORTED_MODEL_TYPES = ("gpt_neox", "gpt_neo", "gpt2", "llama", "mistral", "qwen2", "phi",
+                         "phi3", "opt")
 CONFIG_FILE = "config.json"  # a saved Hugging Face model's config, in its folder
 
 
@@ -39,6 +40,25 @@ def config_json(folder: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def attribution_problem(cfg: Any) -> str | None:
+    """Why the attribution stage (Study A) cannot read a model of this config, None if it
+    can: its model_type has no adapter (vermem.attribution.adapters), or a variant of a
+    supported type that the adapter does not cover."""
+    t = text_config(cfg)
+    kind = cfg.model_type
+    if kind not in SUPPORTED_MODEL_TYPES:
+        return (f"model_type {kind!r} is not supported by the attribution stage (supported: "
+                f"{', '.join(sorted(SUPPORTED_MODEL_TYPES))})")
+    if kind == "gpt_neox" and not getattr(t, "use_parallel_residual", True):
+        return "GPT-NeoX without parallel residual is not supported by the attribution stage"
+    if kind == "opt" and not getattr(t, "do_layer_norm_before", True):
+        return "OPT with post-LayerNorm (OPT-350m) is not supported by the attribution stage"
+    if kind == "opt" and getattr(t, "word_embed_proj_dim", t.hidden_size) != t.hidden_size:
+        return ("OPT with projected embeddings (word_embed_proj_dim != hidden_size) is not "
+                "supported by the attribution stage")
+    return None
+
+
 def context_length(cfg: Any) -> int | None:
     """Positions the model can attend over, from its config; None if unbounded."""
     cfg = text_config(cfg)
@@ -59,7 +79,7 @@ class Shape:
     n_heads: int
     n_kv_heads: int
     d_model: int
-    parallel: bool  # attention and MLP read the same residual (GPT-NeoX, GPT-J)
+    parallel: bool  # attention and MLP read the same residual (GPT-NeoX, GPT-J, Phi)
 
     @classmethod
     def from_config(cls, cfg: Any) -> Shape:
@@ -67,5 +87,6 @@ class Shape:
         layers = getattr(t, "num_hidden_layers", None) or t.num_layers
         heads = getattr(t, "num_attention_heads", None) or t.num_heads
         kv = getattr(t, "num_key_value_heads", None) or heads
-        parallel = bool(getattr(t, "use_parallel_residual", False)) or t.model_type == "gptj"
+        parallel = (bool(getattr(t, "use_parallel_residual", False))
+                    or t.model_type in ("gptj", "phi"))
         return cls(layers, heads, kv, t.hidden_size, parallel)

@@ -108,6 +108,9 @@ _ATTN = {  # model_type -> (fused or q, k, v, output) parameter-name parts
     "gpt_neox": ("attention.query_key_value", None, None, "attention.dense"),
 }
 _ATTN["mistral"] = _ATTN["qwen2"] = _ATTN["llama"]
+_ATTN["phi"] = (*_ATTN["llama"][:3], "self_attn.dense")
+_ATTN["opt"] = (*_ATTN["llama"][:3], "self_attn.out_proj")
+_MLP = {"opt": (".fc1.", ".fc2.")}  # model_type -> MLP parameter-name parts (default .mlp.)
 
 
 def trainable_masks(model, comps: Sequence[Component]) -> dict[str, torch.Tensor]:
@@ -129,6 +132,7 @@ def trainable_masks(model, comps: Sequence[Component]) -> dict[str, torch.Tensor
             raise InjectionError(f"config error at injection.trainable: {c.node} is not in the "
                                  f"model ({L} layers of {H} heads)")
     q, k, v, o = _ATTN[kind]
+    mlp = _MLP.get(kind, (".mlp.",))
     masks: dict[str, torch.Tensor] = {}
 
     def mark(name: str, p: torch.Tensor, index: tuple) -> None:
@@ -142,7 +146,7 @@ def trainable_masks(model, comps: Sequence[Component]) -> dict[str, torch.Tensor
         layer = int(found.group(1))
         for c in (c for c in comps if c.layer == layer):
             if c.head is None:
-                if ".mlp." in name:
+                if any(part in name for part in mlp):
                     mark(name, p, (slice(None),))
                 continue
             h, kv = c.head, c.head // (H // K)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from vermem.core.errors import VermemError, one_line
 from vermem.models.architecture import (
     CONFIG_FILE,
-    SUPPORTED_MODEL_TYPES,
+    attribution_problem,
     context_length,
     read_config,
     text_config,
@@ -60,6 +60,39 @@ def requirements(name: str, config: Mapping[str, Any]) -> tuple[int, str]:
     return need, why
 
 
+def studies_of(name: str, config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The studies that use model `name`: "A" (attribution) if the config runs Study A and
+    the model is studied (`study`, default true), "B" if the config runs Study B on it."""
+    studies = config.get("studies", ["A", "B"])
+    out = []
+    if "A" in studies and config["models"][name].get("study", True):
+        out.append("A")
+    dyn = config.get("dynamics")
+    if "B" in studies and dyn and name in dyn["models"]:
+        out.append("B")
+    return tuple(out)
+
+
+def study_b_letters(name: str, config: Mapping[str, Any]) -> int:
+    """How many letters ('a', 'b', ...) Study B writes its strings for model `name` in (the
+    largest alphabet of its grid and sequential strings), 0 if Study B does not use it."""
+    if "B" not in studies_of(name, config):
+        return 0
+    dyn = config["dynamics"]
+    return max(*dyn["grid"]["alphabet_sizes"], dyn["sequential"]["alphabet_size"])
+
+
+def uses(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """What the studies ask of model `name` beyond its context (`requirements`): the
+    `studies`, `letters` and `weights` keywords of `check_folder` (no weights for a model
+    only Study B uses, from a random initialisation only: dynamics.model_inits)."""
+    studies = studies_of(name, config)
+    dyn = config.get("dynamics") or {}
+    inits = (dyn.get("model_inits") or {}).get(name, dyn.get("inits", []))
+    return {"studies": studies, "letters": study_b_letters(name, config),
+            "weights": studies != ("B",) or "pretrained" in inits}
+
+
 def check_models(config: Mapping[str, Any], planning: bool = False) -> None:
     """Check every local model folder before any job, and the subfolder of each checkpoint
     it lists (all but its tokenizer, which the checkpoint_record rule checks; hub models:
@@ -80,10 +113,11 @@ def check_models(config: Mapping[str, Any], planning: bool = False) -> None:
             path, needs = Path(spec["path"]).resolve(), requirements(name, config)
             if planning and not path.exists():
                 continue
-            check_folder(path, f"config error at models.{name}.path", *needs)
+            asks = uses(name, config)
+            check_folder(path, f"config error at models.{name}.path", *needs, **asks)
             for checkpoint in listed(config, name):
                 check_folder(path / checkpoint, checkpoint_where(name, checkpoint), *needs,
-                             tokenizer=False)
+                             tokenizer=False, **asks)
 
 
 def checkpoint_where(name: str, checkpoint: str) -> str:
@@ -92,9 +126,11 @@ def checkpoint_where(name: str, checkpoint: str) -> str:
 
 
 def resolve(name: str, spec: Mapping[str, Any],
-            needs: tuple[int, str] = (0, "prefix + continuation")) -> dict[str, Any]:
-    """Locate a hub or local model, check it (`check_folder`) and describe it: the record
-    that `load` takes."""
+            needs: tuple[int, str] = (0, "prefix + continuation"),
+            studies: tuple[str, ...] = ("A",), letters: int = 0,
+            weights: bool = True) -> dict[str, Any]:
+    """Locate a hub or local model, check it (`check_folder`, for `studies`, `letters` and
+    `weights`) and describe it: the record that `load` takes."""
     source = spec["source"]
     if source == "local":
         path = Path(spec["path"]).resolve()
@@ -120,7 +156,8 @@ def resolve(name: str, spec: Mapping[str, Any],
         raise ModelError(f"models.{name}: source {source!r} is not resolved by this rule")
     rec["name"] = name
     rec["dtype"] = spec.get("dtype", "float32")
-    rec.update(check_folder(path, where, *needs))
+    rec.update(check_folder(path, where, *needs, studies=studies, letters=letters,
+                            weights=weights))
     return rec
 
 
@@ -157,13 +194,18 @@ def resolve_checkpoint(name: str, spec: Mapping[str, Any], final: Mapping[str, A
 
 
 def check_folder(path: Path, where: str, need_context: int = 0,
-                 why: str = "prefix + continuation", tokenizer: bool = True) -> dict[str, Any]:
-    """Everything the workflow asks of a saved model, without loading its weights: the
-    folder, config.json, a causal LM whose model_type the attribution supports, weights
-    whose safetensors headers are whole (`safetensors_problem`), a context of
-    `need_context` tokens, and (with `tokenizer`) a fast tokenizer that round-trips a
-    sample and whose ids fit the embedding. Raises ModelError '{where}: what is wrong';
-    returns `describe_folder`'s record."""
+                 why: str = "prefix + continuation", tokenizer: bool = True,
+                 studies: tuple[str, ...] = ("A",), letters: int = 0,
+                 weights: bool = True) -> dict[str, Any]:
+    """Everything the studies that use a saved model (`studies`, `studies_of`) ask of it,
+    without loading its weights: the folder, config.json, weights whose safetensors
+    headers are whole (`safetensors_problem`), a context of `need_context` tokens, and
+    (with `tokenizer`) a fast tokenizer that round-trips a sample and whose ids fit the
+    embedding. Study A (attribution) also needs a model_type the attribution supports
+    (`attribution_problem`); Study B needs weights it can train (not quantized) and, with
+    `tokenizer`, its first `letters` letters each one token that round-trips. Raises
+    ModelError '{where}: what is wrong'; returns `describe_folder`'s record. Without
+    `weights` (a model built from its config only) weight files are not asked for."""
     if not path.is_dir():
         raise ModelError(f"{where}: no such folder {path}")
     if not (path / CONFIG_FILE).is_file():
@@ -173,15 +215,15 @@ def check_folder(path: Path, where: str, need_context: int = 0,
     except Exception as e:  # invalid JSON, unknown model_type
         raise ModelError(f"{where}: cannot read {path / CONFIG_FILE}: "
                          f"{type(e).__name__}: {one_line(e, 200)}") from None
-    kind = cfg.model_type
-    if kind not in SUPPORTED_MODEL_TYPES:
-        raise ModelError(f"{where}: model_type {kind!r} is not supported by the attribution "
-                         f"stage (supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))})")
     text_cfg = text_config(cfg)
-    if kind == "gpt_neox" and not getattr(text_cfg, "use_parallel_residual", True):
-        raise ModelError(f"{where}: GPT-NeoX without parallel residual is not supported by "
-                         f"the attribution stage")
-    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+    problem = attribution_problem(cfg) if "A" in studies else None
+    if problem:
+        raise ModelError(f"{where}: Study A needs it: {problem}; to run Study B alone on it, "
+                         f"set studies: [B]")
+    if "B" in studies and getattr(cfg, "quantization_config", None):
+        raise ModelError(f"{where}: Study B needs it: its weights are quantized and Study B "
+                         f"fine-tunes every weight in float32; use unquantized weights")
+    if weights and not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"{where}: no weights (*.safetensors or *.bin) in {path}")
     for weights in sorted(path.glob("*.safetensors")):
         problem = safetensors_problem(weights)
@@ -194,6 +236,8 @@ def check_folder(path: Path, where: str, need_context: int = 0,
     if not tokenizer:
         return describe_folder(path)
     tok = _checked_tokenizer(path, where)
+    if letters:
+        _check_letters(tok, letters, where)
     vocab = text_cfg.vocab_size
     if len(tok) > vocab:
         raise ModelError(f"{where}: the tokenizer has {len(tok)} tokens but the embedding "
@@ -250,6 +294,18 @@ def _checked_tokenizer(path: Path, where: str):
         raise ModelError(f"{where}: the tokenizer in {path} does not round-trip a sample "
                          f"({len(ids)} tokens, decoded {one_line(repr(back), 60)})")
     return tok
+
+
+def _check_letters(tok, letters: int, where: str) -> None:
+    """Study B writes its strings in the first `letters` lowercase letters, one token each
+    (vermem.dynamics.strings.letter_tokens, which checks the same at its job)."""
+    import string
+
+    for c in string.ascii_lowercase[:letters]:
+        ids = tok.encode(c, add_special_tokens=False)
+        if len(ids) != 1 or tok.decode(ids) != c:
+            raise ModelError(f"{where}: Study B needs it: letter {c!r} is not one token that "
+                             f"round-trips (encodes to {ids}, decodes to {tok.decode(ids)!r})")
 
 
 def describe_folder(path: Path) -> dict[str, Any]:

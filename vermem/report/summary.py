@@ -303,11 +303,30 @@ def findings_section(found: pl.DataFrame) -> list[str]:
            "paper's direction; strings compared only within equal other factors, "
            "never-memorized ones censored) with one-sided permutation p-values; Q3: the rule "
            "in each row's reason (docs/study-b.md, Findings).", ""]
+    fam = found.filter(pl.col("question") == "families")
     rows = [(r["question"], r["finding"], r["shows"],
              "n/a" if r["estimate"] is None else f"{r['estimate']:+.2f}", r["compared"],
-             f"**{r['verdict']}**", r["reason"]) for r in found.iter_rows(named=True)]
+             f"**{r['verdict']}**", r["reason"])
+            for r in found.filter(pl.col("question") != "families").iter_rows(named=True)]
     out += _table(("question", "finding", "the run shows", "estimate", "compared",
                    "verdict", "why"), rows)
+    if fam.height:
+        out += ["", "Across families (Speicher et al.: the phases occur in Pythia, Phi and "
+                "Llama-2 alike). Models are grouped by `dynamics.families`, else their "
+                "model_type. The unit is the initialisation (one model, pretrained or random): "
+                "it shows the phases when the Wilson 95% interval of its strings' share with "
+                "a guessing plateau at their own entropy, then memorization, lies above 0.5, "
+                "lacks them when it lies below. A family's interval is over its "
+                "initialisations, not over strings of one run. Verdict: agrees when every "
+                "initialisation of every family shows the phases, disagrees when every "
+                "initialisation of some family lacks them, insufficient with one family or "
+                "otherwise.", ""]
+        out += _table(("finding", "the run shows", "share of initialisations",
+                       "initialisations / families", "verdict", "why"),
+                      [(r["finding"], r["shows"],
+                        "n/a" if r["estimate"] is None else f"{r['estimate']:.2f}",
+                        r["compared"], f"**{r['verdict']}**", r["reason"])
+                       for r in fam.iter_rows(named=True)])
     return out
 
 

@@ -256,6 +256,11 @@ def check_dynamics(config: Mapping[str, Any]) -> None:
         if name not in config["models"]:
             raise ConfigError(f"config error at dynamics.models: {name!r} is not one of "
                               f"models {list(config['models'])}")
+    for key in ("families", "model_inits"):
+        for name in dyn.get(key) or {}:
+            if name not in dyn["models"]:
+                raise ConfigError(f"config error at dynamics.{key}: {name!r} is not one of "
+                                  f"dynamics.models {dyn['models']}")
     longest = max(max(dyn["grid"]["lengths"]), dyn["sequential"]["length"])
     for name in dyn["models"]:
         if config["models"][name]["source"] == "organism" and config.get("organism"):

@@ -240,7 +240,8 @@ def render(plan: Plan, device: str = "cuda", throughput: Mapping[str, Any] | Non
                f"{total_h:8.3g} {peak:11.1f}")
     out.append(f"throughput: {source}; gpu_memory_gb: {lim}; GPU-hours are estimates "
                f"(vermem.workflow.resources: FLOPs / throughput)")
-    out += assumptions(plan)
+    if "A" in plan.config.get("studies", ["A", "B"]):  # the corpus is Study A's
+        out += assumptions(plan)
     return "\n".join(out)
 
 
@@ -260,7 +261,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
             ap.exit(2, f"vermem.workflow.plan: {what} not found: {path}\n")
     try:
         p = build(a.configfile, profile, workdir=a.directory)
-        text = render(p, a.device) + "\n\n" + pair_forecast.render(p.config)
+        text = render(p, a.device)
+        if "A" in p.config.get("studies", ["A", "B"]):  # the power table is Study A's
+            text += "\n\n" + pair_forecast.render(p.config)
     except user_errors() as e:  # the user's to fix: one line
         ap.exit(2, f"vermem.workflow.plan: {one_line(e, 2000)}\n")
     print(text)

@@ -101,10 +101,17 @@ _PYTHIA = {"pythia-14m": (6, 128, 4), "pythia-31m": (6, 256, 8), "pythia-70m": (
 _TIED = {"gpt-neo-125m": (12, 768, 12), "gpt-neo-1.3b": (24, 2048, 16),
          "gpt-neo-2.7b": (32, 2560, 20), "gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16),
          "gpt2-large": (36, 1280, 20), "gpt2-xl": (48, 1600, 25)}
+# Phi (microsoft/phi-1, phi-1_5, phi-2: vocab 51200 untied) and Llama-2-class models
+# (vocab 32000 untied; TinyLlama with 4 key/value heads)
+_PHI = {"phi-1": (24, 2048, 32), "phi-1_5": (24, 2048, 32), "phi-2": (32, 2560, 32)}
+_LLAMA2 = {"llama-2-7b": (32, 4096, 32, 32000), "llama-2-13b": (40, 5120, 40, 32000),
+           "tinyllama-1.1b": (22, 2048, 32, 32000, "float32", False, 4)}
 KNOWN_SHAPES: dict[str, Size] = {
     **{k: Size(*v) for k, v in _PYTHIA.items()},
     **{k: Size(*v, vocab_size=50257, tied=True, positions=2048 if "neo" in k else 1024)
        for k, v in _TIED.items()},
+    **{k: Size(*v, vocab_size=51200) for k, v in _PHI.items()},
+    **{k: Size(*v) for k, v in _LLAMA2.items()},
 }
 DEFAULT_SHAPE = KNOWN_SHAPES["pythia-1b"]
 # models from GGUF files, by the package that ships them (vermem.models.gguf_convert)
