@@ -1,5 +1,5 @@
 """The attribution adapters of Phi (Phi-1/1.5/2), Phi-3 and OPT (issue 32) against exact patching,
-by the same tests as the other architectures (tests/attribution/test_attribution.py), run here on tiny
+by the same tests as the other architectures (test_attribution.py), run here on tiny
 random models of the two types:
 
 - Phi: attention and MLP read one LayerNorm (parallel), partial rotary (half the head
@@ -101,7 +101,7 @@ def setup64(request):
 
 
 def hf_block(model, layer: int):
-    """tests/attribution/test_attribution.hf_block for Phi and OPT, read off the Hugging Face code."""
+    """test_attribution.hf_block for Phi and OPT, read off the Hugging Face code."""
     kind, c = model.config.model_type, model.config
     hd = c.hidden_size // c.num_attention_heads
     if kind == "phi":
@@ -125,7 +125,7 @@ _hf_block = ta.hf_block
 
 @pytest.fixture(autouse=True)
 def phi_opt_blocks(monkeypatch):
-    """The hand-written patch of tests/attribution/test_attribution.py reads these two types' blocks."""
+    """The hand-written patch of test_attribution.py reads these two types' blocks."""
     monkeypatch.setattr(ta, "hf_block", hf_block)
 
 
