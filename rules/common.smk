@@ -15,7 +15,11 @@ from vermem.models import gguf_convert as _gguf  # where a gguf model's file is
 from vermem.models.loading import check_device, check_models
 from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
 from vermem.workflow.config import PLANNING_ENV, unread_shards
+from vermem.workflow.interrupts import JOB_SHELL_PREFIX, stop_on_interrupt
 
+
+# jobs ignore the terminal's Ctrl-C; the run's own handler stops them (onstart)
+shell.prefix(JOB_SHELL_PREFIX)
 
 # parsed for `vermem.workflow.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
 # folders that are not on this machine are billed as declared, unread
@@ -59,6 +63,8 @@ onstart:
             check_device(config)
         except VermemError as e:
             raise WorkflowError(str(e))
+        # Ctrl-C stops the running jobs and the run (vermem.workflow.interrupts)
+        stop_on_interrupt(workflow)
 
 
 ALL_MODELS = list(config["models"])  # every model entry; MODELS: those studied
