@@ -163,14 +163,17 @@ def save_points(model, tok, folder, points):
 
 def trained_record(snakemake, source, commit, model, result, saved, **extra):
     """The record (model.json) of a model a rule trained: `result` an organism.TrainResult,
-    `saved` its checkpoints ({name, step, path})."""
+    `saved` its checkpoints ({name, step, path}). The training's wall time goes to the
+    rule's log, not the record: two runs of a config give the same record, byte for byte."""
     from vermem.models import loading
 
     folder = snakemake.output.folder
+    logging.getLogger(f"rule.{snakemake.rule}").info(
+        "trained %d steps in %.1f s (wall time)", result.steps, result.seconds)
     return {"name": snakemake.wildcards.model, "source": source, "path": folder, "id": None,
             "revision": None, "commit": commit, "dtype": "float32",
             "n_params": loading.n_params(model), **extra,
-            "train_seconds": round(result.seconds, 1), "train_steps": result.steps,
+            "train_steps": result.steps,
             "step": result.steps, "checkpoints": saved,
             "tokens_per_epoch": result.tokens_per_epoch,
             "final_loss": result.log["loss"].tail(20).mean(),

@@ -753,7 +753,7 @@ def test_two_runs_give_byte_identical_tables_with_provenance(run, finished_runs,
     byte-identical; records differ only in timings. Every table names what made it. The
     second run is the SLURM test's where it ran in this session (a run of its own in a
     fresh folder, by another executor), else one made here."""
-    second = finished_runs.get("slurm")
+    second = finished_runs.get("slurm") or finished_runs.get("local")  # test_identical_runs
     if second is None:
         snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
         second = tmp_path / "results"
