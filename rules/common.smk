@@ -16,6 +16,7 @@ from vermem.models.loading import check_device, check_models
 from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
 from vermem.workflow.config import PLANNING_ENV, unread_shards
 from vermem.workflow.interrupts import JOB_SHELL_PREFIX, stop_on_interrupt
+from vermem.workflow.startup import check_models_at_start
 
 
 # jobs ignore the terminal's Ctrl-C; the run's own handler stops them (onstart)
@@ -51,6 +52,13 @@ onstart:
     if PLANNING:  # a run, not a dry run: the data it skipped checking are needed now
         raise WorkflowError(f"{PLANNING_ENV}=1 is for vermem.workflow.plan's dry runs only; unset it "
                             f"to run the workflow")
+    # model files read before any job: a GGUF file's header, an injection's components in
+    # its base, Study B letters in a local tokenizer (vermem.workflow.startup)
+    if not workflow.touch:
+        try:
+            check_models_at_start(config)
+        except VermemError as e:
+            raise WorkflowError(str(e))
     # `device: cuda` on a host without a GPU (or cuda:N without an N-th), before any job,
     # when the jobs run on this host: the local executor (`workflow.local_exec`; not
     # --touch, not a job's own Snakemake process). A SLURM run submits from a host that may
