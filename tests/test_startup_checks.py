@@ -3,7 +3,8 @@ GGUF file that is not GGUF or is truncated, an injected component the base model
 have, a Study B tokenizer without single-letter tokens. Each is a real run of the test
 config with one bad input: it stops with one line naming the config key and the file,
 before any job, within `BOUND_S` (it stopped in a job, after the stand-in corpus, the
-organism's training or the conversion, before). And a split that leaves the attribution
+organism's training or the conversion, before: the test fails as soon as a job starts).
+And a split that leaves the attribution
 or evaluation part empty is refused by the config check."""
 
 import copy
@@ -12,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,15 +39,24 @@ def stops_at_start(tmp_path: Path, cfg: dict) -> tuple[str, float]:
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
          "--cores", "1", "--configfile", str(config)], stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    timer = threading.Timer(BOUND_S, os.killpg, (proc.pid, signal.SIGKILL))
+    timer.start()
+    out = []
     try:
-        out, _ = proc.communicate(timeout=BOUND_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"no error within {BOUND_S} s; jobs ran: {jobs(out)}")
+        for line in proc.stdout:  # the first job started fails the test at once
+            out.append(line)
+            if jobs(line):
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail(f"a job started before any error, after {time.time() - start:.1f} "
+                            f"s: {line.strip()}")
+    finally:
+        timer.cancel()
+        proc.wait()
+    out = "".join(out)
+    if proc.returncode == -signal.SIGKILL:
+        pytest.fail(f"no error within {BOUND_S} s")
     seconds = time.time() - start
     assert proc.returncode != 0, out[-3000:]
-    assert not jobs(out), f"jobs ran before the error: {jobs(out)}\n{out[-3000:]}"
     lines = [line for line in out.splitlines() if "config error at" in line]
     assert len(lines) == 1, out[-3000:]
     print(f"{seconds:.1f} s: {lines[0]}")
