@@ -6,33 +6,33 @@ import polars as pl
 from _rule import rule
 
 from vermem.core import files
-from vermem.dynamics import strings
+from vermem.dynamics import strings as dynamics
 from vermem.models import loading
 
 with rule(snakemake) as log:
     p = snakemake.params
     dyn, name = p.config, snakemake.wildcards.model
     record = files.read_json(snakemake.input.model)
-    n_params = record.get("n_params") or strings.count_params(record["path"])
+    n_params = record.get("n_params") or dynamics.count_params(record["path"])
     train = dyn["training"]
     if p.device != "cpu":  # training may run on a GPU: fail here, before any GPU job
-        strings.check_memory(name, n_params, snakemake.config["gpu_memory_gb"],
+        dynamics.check_memory(name, n_params, snakemake.config["gpu_memory_gb"],
                               train["memory_margin"])
-    context = strings.context_length(record["path"])
-    strings = pl.concat([strings.grid_strings(dyn["grid"]),
-                         strings.sequential_strings(dyn["sequential"])])
+    context = dynamics.context_length(record["path"])
+    strings = pl.concat([dynamics.grid_strings(dyn["grid"]),
+                         dynamics.sequential_strings(dyn["sequential"])])
     longest = int(strings["length"].max())
     if context is not None and longest + 1 > context:
-        raise strings.DynamicsError(f"dynamics: model {name}: {longest} letters + BOS exceed "
+        raise dynamics.DynamicsError(f"dynamics: model {name}: {longest} letters + BOS exceed "
                                      f"its context of {context} tokens")
-    table = strings.tokenize_strings(strings, loading.load_tokenizer(record), name)
+    table = dynamics.tokenize_strings(strings, loading.load_tokenizer(record), name)
     files.write_parquet(table, snakemake.output.table,
                      files.provenance(dyn, model=name, revision=record["revision"]))
     summary = {"model": name, "n_params": n_params, "context": context,
-               "full_finetune_bytes": strings.full_finetune_bytes(n_params,
+               "full_finetune_bytes": dynamics.full_finetune_bytes(n_params,
                                                                    train["memory_margin"]),
                "bos_id": int(table["bos_id"][0]), "strings": table.height,
-               "letter_ids": dict(zip(strings.LETTERS, table["letter_ids"][
+               "letter_ids": dict(zip(dynamics.LETTERS, table["letter_ids"][
                    int(table["alphabet_size"].arg_max())], strict=False))}
     files.write_json(summary, snakemake.output.summary)
     log.info("%s", summary)

@@ -8,7 +8,8 @@ import polars as pl
 from _rule import rule
 
 from vermem.core import files
-from vermem.dynamics import findings, strings
+from vermem.dynamics import findings
+from vermem.dynamics import strings as dynamics
 
 KEYS = ["model", "init"]
 
@@ -25,10 +26,10 @@ with rule(snakemake) as log:
     strings = pl.concat([pl.read_parquet(f).select(pl.lit(Path(f).parts[-2]).alias("model"),
                                                    pl.all()) for f in inp.strings])
     n_params = {files.read_json(f)["model"]: files.read_json(f)["n_params"] for f in inp.summaries}
-    curves = pl.concat([strings.epoch_curves(tagged(f), [*KEYS, "string_id", "seed"])
+    curves = pl.concat([dynamics.epoch_curves(tagged(f), [*KEYS, "string_id", "seed"])
                         for f in inp.curves])
     phases = pl.concat([
-        strings.phases_table(g, strings.filter((pl.col("model") == m) & (pl.col("study") == "q1")),
+        dynamics.phases_table(g, strings.filter((pl.col("model") == m) & (pl.col("study") == "q1")),
                               KEYS, dyn["phases"])
         for (m,), g in curves.group_by("model", maintain_order=True)])
     phases = phases.with_columns(pl.col("model").replace_strict(n_params, return_dtype=pl.Int64)
@@ -45,6 +46,6 @@ with rule(snakemake) as log:
     for df, path in ((curves, out.curves), (phases, out.phases), (q1, out.q1), (q2, out.q2),
                      (q3, out.q3), (seq, out.sequential), (found, out.findings)):
         files.write_parquet(df, path, prov)
-    summary = strings.summarize(phases, q1, q2, q3)
+    summary = dynamics.summarize(phases, q1, q2, q3)
     files.write_json(summary, out.summary)
     log.info("%s", summary)

@@ -6,7 +6,7 @@ import polars as pl
 from _rule import rule
 
 from vermem.core import files, progress
-from vermem.dynamics import strings
+from vermem.dynamics import strings as dynamics
 from vermem.models import loading
 
 with rule(snakemake) as log:
@@ -17,27 +17,27 @@ with rule(snakemake) as log:
     strings = pl.read_parquet(snakemake.input.strings).filter(
         (pl.col("study") == "q1") & (pl.col("string_id") == wc.cell)).sort("seed")
     if device.type == "cuda":
-        n_params = record.get("n_params") or strings.count_params(record["path"])
-        strings.check_memory(wc.model, n_params, snakemake.config["gpu_memory_gb"],
+        n_params = record.get("n_params") or dynamics.count_params(record["path"])
+        dynamics.check_memory(wc.model, n_params, snakemake.config["gpu_memory_gb"],
                               dyn["training"]["memory_margin"])
     q2cfg = dyn["q2"]
     curves, q2 = [], []
     epochs = progress.Progress(log.info, f"training {wc.cell} ({strings.height} seeds)",
                                strings.height * dyn["training"]["epochs"], "epochs")
     for s in strings.iter_rows(named=True):
-        model = strings.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
+        model = dynamics.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
         ks = strings.q2_ks(s["length"], q2cfg["k"], q2cfg["k_fractions"])
 
         def at_epoch(e, model=model, s=s, ks=ks):
             if e in q2cfg["epochs"] and ks and q2cfg["conditions"]:
-                df = strings.context_recall(model, s["token_ids"], s["bos_id"],
+                df = dynamics.context_recall(model, s["token_ids"], s["bos_id"],
                                              s["letter_ids"], s["probs"], ks,
                                              q2cfg["conditions"], s["seed"] * 100_003 + e,
                                              q2cfg["batch_size"], device)
                 q2.append(df.select(pl.lit(s["seed"], pl.Int32).alias("seed"),
                                     pl.lit(e, pl.Int32).alias("epoch"), pl.all()))
 
-        df = strings.train_string(model, s["token_ids"], s["bos_id"], dyn["training"],
+        df = dynamics.train_string(model, s["token_ids"], s["bos_id"], dyn["training"],
                                    s["seed"], at_epoch, progress=epochs)
         curves.append(df.select(pl.lit(s["seed"], pl.Int32).alias("seed"), pl.all()))
         final = df.filter(pl.col("epoch") == df["epoch"].max())["correct"].mean()

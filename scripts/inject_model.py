@@ -3,8 +3,7 @@ documents (vermem.models.injection), with its checkpoints before (t0) and during
 
 from _rule import rule, save_points, trained_record
 
-from vermem.circuits import checkpoints
-from vermem.core import files
+from vermem.core import files, naming
 from vermem.data import corpus
 from vermem.models import injection, loading
 
@@ -20,7 +19,7 @@ with rule(snakemake) as log:
     inj = injection.inject(model, tok, [d.doc_id for d in docs], [d.subset for d in docs],
                            [d.text for d in docs], recipe, p.sample_tokens, progress=log.info)
     result, n = inj.result, recipe["checkpoints"]
-    steps = checkpoints.organism_steps(result.steps, n) or [0]  # from 0: the base model
+    steps = naming.organism_steps(result.steps, n) or [0]  # from 0: the base model
     saved = [{"name": name, "step": step, "path": f"{out.folder}/{name}"} for name, step in
              zip(injection.checkpoint_names(n), steps, strict=True)]
     save_points(model, tok, out.folder,

@@ -2,8 +2,7 @@
 
 from _rule import rule, save_points, trained_record
 
-from vermem.circuits import checkpoints
-from vermem.core import files
+from vermem.core import files, naming
 from vermem.data import corpus
 from vermem.models import organism
 
@@ -17,7 +16,7 @@ with rule(snakemake) as log:
     n = p.organism["checkpoints"]
     # the snapshots as subfolders of the model's folder, like a local model's checkpoints
     saved = [{"name": name, "step": step, "path": f"{out.folder}/{name}"} for name, step in
-             zip(checkpoints.organism_names(n), checkpoints.organism_steps(result.steps, n),
+             zip(naming.organism_names(n), naming.organism_steps(result.steps, n),
                  strict=True)]
     save_points(model, tok, out.folder, [(c["name"], result.snapshots[c["step"]])
                                          for c in saved])
