@@ -18,7 +18,6 @@ from vermem.workflow.config import PLANNING_ENV, unread_shards
 from vermem.workflow.interrupts import JOB_SHELL_PREFIX, stop_on_interrupt
 from vermem.workflow.startup import check_models_at_start
 
-
 # jobs ignore the terminal's Ctrl-C; the run's own handler stops them (onstart)
 shell.prefix(JOB_SHELL_PREFIX)
 
