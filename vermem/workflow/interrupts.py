@@ -11,12 +11,11 @@ it again.
 
 Here, on a local run (`stop_on_interrupt`, from `onstart`):
 
-- SIGINT is blocked in Snakemake's threads (those started later inherit the mask) and taken
-  by a thread of its own (`signal.sigwait`), which runs whichever thread it was sent to;
-- that thread sends SIGTERM to the running jobs (this process's child processes) and asks
-  Snakemake's scheduler for its graceful exit: no job is started, or retried, after that,
-  and the run ends once the stopped jobs have, with Snakemake's usual clean-up of the
-  failed jobs' outputs;
+- whichever of Snakemake's threads the kernel hands SIGINT to, a thread of ours learns of
+  it at once (Python's wakeup file descriptor), sends SIGTERM to the running jobs (this
+  process's child processes) and asks Snakemake's scheduler for its graceful exit: no job
+  is started, or retried, after that, and the run ends once the stopped jobs have, with
+  Snakemake's usual clean-up of the failed jobs' outputs;
 - the jobs' shell ignores SIGINT (rules/common.smk, `JOB_SHELL_PREFIX`), so the terminal's
   Ctrl-C does not reach the job scripts; a job script stops on SIGTERM with one line, no
   traceback (scripts/_rule.py); its outputs are written atomically (vermem.core.files), so
@@ -59,42 +58,46 @@ def stop_on_interrupt(workflow: Any) -> None:
     """Make SIGINT (Ctrl-C) stop this Snakemake process's local run: the running jobs get
     SIGTERM, the scheduler starts and retries nothing more, and the run ends when the jobs
     have. A second SIGINT kills the jobs and raises KeyboardInterrupt in the main thread.
-    Call it from the main thread before the jobs start (`onstart`)."""
-    lock, count = threading.Lock(), [0]
+    Call it from the main thread before the jobs start (`onstart`).
+
+    Whichever thread the kernel hands SIGINT to, Python's C-level handler writes its
+    number to the wakeup file descriptor (`signal.set_wakeup_fd`); a thread of ours reads
+    it and acts at once. The Python-level handler, which runs in the main thread only
+    when that thread runs Python code again, only raises KeyboardInterrupt once forced."""
+    lock, state = threading.Lock(), {"count": 0, "forced": False}
 
     def interrupted() -> None:
         with lock:
-            count[0] += 1
-            first = count[0] == 1
+            state["count"] += 1
+            n = state["count"]
         scheduler = workflow.scheduler
-        if first and scheduler is not None:
+        if n == 1 and scheduler is not None:
             for rule in workflow.rules:  # the stopped jobs fail: none is retried
                 rule.restart_times = 0
-            n = stop_jobs(signal.SIGTERM)
-            _say(f"Interrupted (SIGINT): stopping the run and its {n} job process(es); the next "
+            k = stop_jobs(signal.SIGTERM)
+            _say(f"Interrupted (SIGINT): stopping the run and its {k} job process(es); the next "
                  f"run does the stopped jobs again. Ctrl-C again to kill them at once.")
             scheduler.exit_gracefully()  # from this thread: it takes the scheduler's lock
-            return
-        stop_jobs(signal.SIGKILL)
-        _say("Interrupted again (SIGINT): jobs killed")
-        _thread.interrupt_main(signal.SIGINT)  # runs `in_main` in the main thread
-        if scheduler is not None:
-            scheduler.exit_gracefully()  # wakes the main thread: it waits on the scheduler
+        elif not state["forced"]:
+            state["forced"] = True
+            stop_jobs(signal.SIGKILL)
+            _say("Interrupted again (SIGINT): jobs killed")
+            _thread.interrupt_main(signal.SIGINT)  # `in_main` raises KeyboardInterrupt
+            if scheduler is not None:
+                scheduler.exit_gracefully()  # wakes the main thread: it waits on the scheduler
 
     def in_main(signum, frame):
-        # the main thread's handler: raised by interrupt_main after a second Ctrl-C; or
-        # SIGINT sent to a thread started before this function, where it is not blocked
-        with lock:
-            again = count[0] > 1
-        if again:
+        if state["forced"]:
             signal.default_int_handler(signum, frame)
-        threading.Thread(target=interrupted, daemon=True).start()
 
-    def wait() -> None:
+    def watch(fd: int) -> None:
         while True:
-            signal.sigwait({signal.SIGINT})
-            interrupted()
+            for number in os.read(fd, 64):
+                if number == signal.SIGINT:
+                    interrupted()
 
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
     signal.signal(signal.SIGINT, in_main)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    threading.Thread(target=wait, daemon=True, name="vermem-interrupts").start()
+    threading.Thread(target=watch, args=(read,), daemon=True, name="vermem-interrupts").start()
