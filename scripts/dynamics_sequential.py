@@ -27,4 +27,4 @@ with rule(snakemake) as log:
     files.write_parquet(df, snakemake.output.table,
                      files.provenance(dyn, model=wc.model, revision=record["revision"],
                                    init=wc.init))
-    log.info("%s", strings.q3_table(df, []))
+    log.info("%s", dynamics.q3_table(df, []))

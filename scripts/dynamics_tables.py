@@ -34,13 +34,13 @@ with rule(snakemake) as log:
         for (m,), g in curves.group_by("model", maintain_order=True)])
     phases = phases.with_columns(pl.col("model").replace_strict(n_params, return_dtype=pl.Int64)
                                  .alias("n_params")).sort(*KEYS, "string_id", "seed")
-    q1 = strings.q1_table(phases)
+    q1 = dynamics.q1_table(phases)
     lengths = strings.filter(pl.col("study") == "q1").select("model", "string_id", "seed",
                                                              "length")
-    q2 = strings.q2_table(pl.concat([tagged(f) for f in inp.q2]).join(
+    q2 = dynamics.q2_table(pl.concat([tagged(f) for f in inp.q2]).join(
         lengths, on=["model", "string_id", "seed"]), KEYS)
     seq = pl.concat([tagged(f) for f in inp.sequential])
-    q3 = strings.q3_table(seq, KEYS, dyn["sequential"]["hold_epochs"])
+    q3 = dynamics.q3_table(seq, KEYS, dyn["sequential"]["hold_epochs"])
     found = findings.table(phases, q3, dyn["phases"]["accuracy_rise"], snakemake.params.seed)
     prov = files.provenance(dyn)
     for df, path in ((curves, out.curves), (phases, out.phases), (q1, out.q1), (q2, out.q2),

@@ -26,7 +26,7 @@ with rule(snakemake) as log:
                                strings.height * dyn["training"]["epochs"], "epochs")
     for s in strings.iter_rows(named=True):
         model = dynamics.fresh_model(record["path"], wc.init, dyn["init_seed"], device)
-        ks = strings.q2_ks(s["length"], q2cfg["k"], q2cfg["k_fractions"])
+        ks = dynamics.q2_ks(s["length"], q2cfg["k"], q2cfg["k_fractions"])
 
         def at_epoch(e, model=model, s=s, ks=ks):
             if e in q2cfg["epochs"] and ks and q2cfg["conditions"]:
