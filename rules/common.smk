@@ -15,6 +15,8 @@ from vermem.models import gguf_convert as _gguf  # where a gguf model's file is
 from vermem.models.loading import check_device, check_models
 from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
 from vermem.workflow.config import PLANNING_ENV, unread_shards
+from vermem.workflow.interrupts import JOB_SHELL_PREFIX, stop_on_interrupt
+from vermem.workflow.startup import check_models_at_start
 
 # the settings each computation reads (their KEYS are the rules' `params.config`)
 from vermem.circuits.settings import (
@@ -27,6 +29,9 @@ from vermem.circuits.settings import (
 )
 from vermem.data.settings import PairSettings, SampleSettings
 from vermem.report.settings import ClaimSettings
+
+# jobs ignore the terminal's Ctrl-C; the run's own handler stops them (onstart)
+shell.prefix(JOB_SHELL_PREFIX)
 
 # parsed for `vermem.workflow.plan` only (its dry run sets VERMEM_PLAN=1): shards and local model
 # folders that are not on this machine are billed as declared, unread
@@ -75,6 +80,13 @@ onstart:
             f"{PLANNING_ENV}=1 is for vermem.workflow.plan's dry runs only; unset it "
             f"to run the workflow"
         )
+    # model files read before any job: a GGUF file's header, an injection's components in
+    # its base, Study B letters in a local tokenizer (vermem.workflow.startup)
+    if not workflow.touch:
+        try:
+            check_models_at_start(config)
+        except VermemError as e:
+            raise WorkflowError(str(e))
     # `device: cuda` on a host without a GPU (or cuda:N without an N-th), before any job,
     # when the jobs run on this host: the local executor (`workflow.local_exec`; not
     # --touch, not a job's own Snakemake process). A SLURM run submits from a host that may
@@ -87,6 +99,8 @@ onstart:
             check_device(config)
         except VermemError as e:
             raise WorkflowError(str(e))
+        # Ctrl-C stops the running jobs and the run (vermem.workflow.interrupts)
+        stop_on_interrupt(workflow)
 
 
 ALL_MODELS = list(config["models"])  # every model entry; MODELS: those studied

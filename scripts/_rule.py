@@ -7,16 +7,37 @@ functions (vermem.core.progress), which then write items done of total, elapsed 
 left at a steady rate. The project's own errors
 (`vermem.core.errors.VermemError`: bad config, corpus, model or data) end the script with their
 one line on stderr and in the log, no traceback, and a non-zero exit; any other exception
-is a bug and keeps its traceback (in the log, then re-raised).
+is a bug and keeps its traceback (in the log, then re-raised). SIGTERM (the run's Ctrl-C,
+vermem.workflow.interrupts; scancel) and SIGINT stop the script with one line, no
+traceback, after the clean-up of its unfinished outputs (vermem.core.files), exit 130.
 """
 
 import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+class Stopped(KeyboardInterrupt):
+    """The job was stopped by a signal (the run's Ctrl-C, scancel, a time limit)."""
+
+
+_running = False  # inside `rule`: stop by an exception (its outputs cleaned up), else at once
+
+
+def _stop(signum, frame):
+    name = signal.Signals(signum).name
+    if _running:
+        raise Stopped(name)
+    os.write(2, f"stopped by {name}\n".encode())
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _stop)
 
 
 @contextlib.contextmanager
@@ -33,7 +54,9 @@ def rule(snakemake):
     log.info("start: wildcards %s, threads %d", dict(snakemake.wildcards), snakemake.threads)
     from vermem.core.errors import VermemError, one_line
 
+    global _running
     try:
+        _running = True
         yield log
     except VermemError as e:
         line = f"error in rule {snakemake.rule} ({_wildcards(snakemake)}): {one_line(e, 2000)}"
@@ -41,9 +64,19 @@ def rule(snakemake):
         logging.shutdown()
         print(line, file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    except KeyboardInterrupt as e:
+        line = (f"stopped in rule {snakemake.rule} ({_wildcards(snakemake)}) by "
+                f"{e.args[0] if isinstance(e, Stopped) else 'SIGINT'}: nothing written; the "
+                f"next run does this job again")
+        log.warning("%s", line)
+        logging.shutdown()
+        print(line, file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
     except BaseException:
         log.exception("failed")
         raise
+    finally:
+        _running = False
     log.info("done")
 
 
@@ -129,14 +162,17 @@ def save_points(model, tok, folder, points):
 
 def trained_record(snakemake, source, commit, model, result, saved, **extra):
     """The record (model.json) of a model a rule trained: `result` an organism.TrainResult,
-    `saved` its checkpoints ({name, step, path})."""
+    `saved` its checkpoints ({name, step, path}). The training's wall time goes to the
+    rule's log, not the record: two runs of a config give the same record, byte for byte."""
     from vermem.models import loading
 
     folder = snakemake.output.folder
+    logging.getLogger(f"rule.{snakemake.rule}").info(
+        "trained %d steps in %.1f s (wall time)", result.steps, result.seconds)
     return {"name": snakemake.wildcards.model, "source": source, "path": folder, "id": None,
             "revision": None, "commit": commit, "dtype": "float32",
             "n_params": loading.n_params(model), **extra,
-            "train_seconds": round(result.seconds, 1), "train_steps": result.steps,
+            "train_steps": result.steps,
             "step": result.steps, "checkpoints": saved,
             "tokens_per_epoch": result.tokens_per_epoch,
             "final_loss": result.log["loss"].tail(20).mean(),

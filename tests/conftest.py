@@ -39,6 +39,15 @@ def workflow_run(tmp_path_factory) -> Path:
     return workdir / "results"
 
 
+@pytest.fixture(scope="session")
+def finished_runs() -> dict[str, Path]:
+    """Other complete runs of the test config made in this session, by name, each one's
+    results/ folder: tests/runs/test_identical_runs.py adds "local" (a second run in a
+    fresh folder). tests/runs/test_workflow.py compares two runs byte for byte; it takes its
+    second run from here where there is one rather than running the test config again."""
+    return {}
+
+
 @pytest.fixture
 def workflow_copy(workflow_run, tmp_path) -> Path:
     """A private copy of the finished run (results/, logs/ and Snakemake's .snakemake/

@@ -187,7 +187,8 @@ def test_random_bytes_are_documents_malformed_lines_or_one_corpus_error(tmp_path
     except corpus.CorpusError as e:  # not UTF-8: named by file and line, one line
         assert str(path) in str(e) and "\n" not in str(e)
         return
-    assert report.lines == report.documents + report.blank + report.malformed
+    assert report.lines == (report.documents + report.blank + report.malformed + report.empty
+                            + report.whitespace)
     assert len(docs) == report.documents
     assert all(isinstance(d.text, str) for d in docs)
 
@@ -204,12 +205,14 @@ def test_any_unicode_crlf_bom_and_empty_lines_read_back_exactly(tmp_path, recs, 
                              ensure_ascii=False)] + [""] * blanks
     blob = (("\ufeff" if bom else "") + (eol.join(lines) + eol if lines else "")).encode()
     docs, report = _read(_shard(tmp_path, "u.jsonl.zst" if zst else "u.jsonl", blob))
-    assert [(d.text, d.subset) for d in docs] == recs
+    # documents whose text is empty or whitespace only are counted, not read (issue 35)
+    assert [(d.text, d.subset) for d in docs] == [(t, s) for t, s in recs if t.strip()]
+    assert report.empty + report.whitespace == sum(not t.strip() for t, _ in recs)
     assert report.malformed == 0
     assert report.blank == blanks * len(recs)
     # doc ids are file:line, counting the empty lines
     assert [int(d.doc_id.rsplit(":", 1)[1]) for d in docs] == [
-        1 + i * (blanks + 1) for i in range(len(recs))]
+        1 + i * (blanks + 1) for i, (t, _) in enumerate(recs) if t.strip()]
 
 
 @settings(max_examples=5, deadline=None,

@@ -45,12 +45,20 @@ class Document:
 
 @dataclass
 class IngestReport:
+    """What the scan of the shards read: lines, blank lines, documents, documents whose
+    text is empty or whitespace only (counted, never sampled), malformed lines; in total
+    and per file (`per_file`, by path as configured; a shard without documents is named in
+    `shards_without_documents`)."""
+
     lines: int = 0
     blank: int = 0
     documents: int = 0
+    empty: int = 0  # documents whose text is "" (skipped)
+    whitespace: int = 0  # documents whose text is whitespace only (skipped)
     per_subset: dict[str, int] = field(default_factory=dict)
     malformed: int = 0
     malformed_examples: list[str] = field(default_factory=list)  # "file:line: reason"
+    per_file: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add_malformed(self, path: Path, lineno: int, reason: str) -> None:
         self.malformed += 1
@@ -59,15 +67,31 @@ class IngestReport:
         if len(self.malformed_examples) < MAX_REPORTED_MALFORMED:
             self.malformed_examples.append(where)
 
+    def file(self, path: Path) -> dict[str, int]:
+        """The counts of one file, started at zero when it is first read."""
+        return self.per_file.setdefault(str(path), dict.fromkeys(FILE_COUNTS, 0))
+
+    def without_documents(self) -> list[str]:
+        return [p for p, c in self.per_file.items() if not c["documents"]]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "lines": self.lines,
             "blank_lines": self.blank,
             "documents": self.documents,
             "documents_per_subset": dict(sorted(self.per_subset.items())),
+            "empty_documents": self.empty,
+            "whitespace_documents": self.whitespace,
             "malformed_lines": self.malformed,
             "malformed_examples": self.malformed_examples,
+            "per_file": self.per_file,
+            "shards_without_documents": self.without_documents(),
         }
+
+
+# the counts of `IngestReport.per_file`, per file
+FILE_COUNTS = ("lines", "blank_lines", "documents", "empty_documents", "whitespace_documents",
+               "malformed_lines")
 
 
 class CorpusError(VermemError, ValueError):
@@ -94,18 +118,30 @@ def _zst_chunks(fh: io.BufferedReader, size: int = 1 << 20) -> Iterator[bytes]:
 
 def open_lines(path: str | Path) -> Iterator[str]:
     """Lines (split at \\n only; a UTF-8 byte-order mark at the start is dropped) of a
-    `.jsonl` or `.jsonl.zst` shard, as a stream."""
+    `.jsonl` or `.jsonl.zst` shard, as a stream. A line that is not UTF-8 is a CorpusError
+    naming the file and the line (split first, decoded line by line: \\n is never part of
+    a multi-byte UTF-8 character)."""
     path = Path(path)
-    decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
     with path.open("rb") as fh:
         chunks = _zst_chunks(fh) if path.suffix == ".zst" else iter(lambda: fh.read(1 << 20), b"")
-        rest = ""
+        rest, lineno = b"", 0
         for chunk in chunks:
-            *lines, rest = (rest + decoder.decode(chunk)).split("\n")
-            yield from lines
-        rest += decoder.decode(b"", final=True)
-        if rest:
-            yield rest
+            *lines, rest = (rest + chunk).split(b"\n")
+            for raw in lines:
+                lineno += 1
+                yield _decode(raw, path, lineno)
+        if rest and not (lineno == 0 and rest == codecs.BOM_UTF8):  # (a BOM alone: no line)
+            yield _decode(rest, path, lineno + 1)
+
+
+def _decode(raw: bytes, path: Path, lineno: int) -> str:
+    if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte {e.start + 1} "
+                          f"of the line)") from None
 
 
 def parse_line(line: str) -> tuple[str, str, dict[str, Any]]:
@@ -125,26 +161,38 @@ def parse_line(line: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def iter_documents(paths: Iterable[str | Path], report: IngestReport) -> Iterator[Document]:
+    """The documents of the shards in order, counted in `report`. Documents whose text is
+    empty or whitespace only are counted there and skipped (nothing to sample)."""
     for path in map(Path, paths):
         lineno = 0
+        counts = report.file(path)
         try:
             for lineno, line in enumerate(open_lines(path), start=1):
                 report.lines += 1
+                counts["lines"] += 1
                 if not line.strip():
                     report.blank += 1
+                    counts["blank_lines"] += 1
                     continue
                 try:
                     text, subset, meta = parse_line(line)
                 except ValueError as e:
                     report.add_malformed(path, lineno, str(e))
+                    counts["malformed_lines"] += 1
+                    continue
+                if not text.strip():
+                    kind = "whitespace" if text else "empty"
+                    setattr(report, kind, getattr(report, kind) + 1)
+                    counts[f"{kind}_documents"] += 1
                     continue
                 report.documents += 1
+                counts["documents"] += 1
                 report.per_subset[subset] = report.per_subset.get(subset, 0) + 1
                 yield Document(f"{path.name}:{lineno}", subset, text, meta)
-        except UnicodeDecodeError as e:
-            raise CorpusError(f"{path}: not UTF-8 after line {lineno}: {e.reason}") from None
         except OSError as e:  # truncated or corrupt zstd frame, unreadable file
             raise CorpusError(f"{path}: cannot read after line {lineno}: {e}") from None
+        if not counts["documents"]:
+            log.warning("shard %s holds no documents (%s)", path, counts)
 
 
 def sample_key(seed: int, doc_id: str) -> int:
@@ -179,9 +227,11 @@ def scan_candidates(
         )
     missing = [s for s in subsets if not heaps[s]]
     if missing:
+        empty = report.without_documents()
         raise CorpusError(
-            f"no documents of subset(s) {missing} in {len(paths)} shard(s); "
-            f"subsets present: {sorted(report.per_subset)}"
+            f"no documents of subset(s) {missing} in {len(paths)} shard(s) "
+            f"{[str(p) for p in paths]}; subsets present: {sorted(report.per_subset)}"
+            + (f"; without any document: {empty}" if empty else "")
         )
     rows = [
         {"subset": s, "key": -k, "doc_id": d, "text": t, "meta": m}

@@ -126,3 +126,92 @@ def convert(gguf_file: Path, out: Path) -> dict[str, Any]:
     return {"gguf_model_type": cfg.model_type, "n_params": sum(p.numel()
                                                                 for p in model.parameters()),
             "tensors": len(state)}
+
+
+# -- the header, read without the weights (the start-up check, vermem.workflow.startup)
+_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
+           11: "<q", 12: "<d"}  # GGUF value types but STRING (8) and ARRAY (9)
+_MAX_COUNT = 1 << 32  # more tensors, keys or array items than this: not a header
+
+
+class _Truncated(Exception):
+    pass
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The metadata of GGUF file `path` ({key: value}, arrays of strings or numbers as
+    lists) and its tensors' extent, checked against the file's size without reading the
+    weights: {"metadata", "tensors", "data_bytes"}. Raises GGUFError naming the file: not
+    GGUF (its magic bytes), a version this reader does not know, a header cut short, or
+    tensors whose data run past the end of the file (truncated)."""
+    import struct
+
+    from gguf.constants import GGML_QUANT_SIZES
+
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        def take(n: int) -> bytes:
+            b = fh.read(n)
+            if len(b) < n:
+                raise _Truncated
+            return b
+
+        def num(fmt: str):
+            return struct.unpack(fmt, take(struct.calcsize(fmt)))[0]
+
+        def count() -> int:
+            n = num("<Q")
+            if n > _MAX_COUNT or n > size:
+                raise GGUFError(f"{path}: GGUF header is corrupt (a count of {n})")
+            return n
+
+        def string() -> str:
+            return take(count()).decode("utf-8", errors="replace")
+
+        def value(kind: int):
+            if kind == 8:
+                return string()
+            if kind == 9:
+                item, n = num("<I"), count()
+                return [value(item) for _ in range(n)]
+            if kind not in _SCALAR:
+                raise GGUFError(f"{path}: GGUF header is corrupt (value type {kind})")
+            return num(_SCALAR[kind])
+
+        if fh.read(4) != b"GGUF":
+            raise GGUFError(f"{path}: not a GGUF file (it does not start with the GGUF magic "
+                            f"bytes)")
+        try:
+            version = num("<I")
+            if version not in (2, 3):
+                raise GGUFError(f"{path}: GGUF version {version} (this reader knows 2 and 3)")
+            n_tensors, n_keys = count(), count()
+            meta = {}
+            for _ in range(n_keys):
+                key = string()
+                meta[key] = value(num("<I"))
+            tensors = []
+            for _ in range(n_tensors):
+                name = string()
+                dims = [num("<Q") for _ in range(num("<I"))]
+                kind, offset = num("<I"), num("<Q")
+                tensors.append((name, dims, kind, offset))
+            end = fh.tell()
+        except _Truncated:
+            raise GGUFError(f"{path}: truncated GGUF file (the header is cut short at "
+                            f"{size} bytes)") from None
+    align = int(meta.get("general.alignment", 32))
+    start = -(-end // align) * align
+    extent = 0
+    for name, dims, kind, offset in tensors:
+        if kind not in GGML_QUANT_SIZES:
+            raise GGUFError(f"{path}: tensor {name} has unknown GGML type {kind}")
+        block, per_block = GGML_QUANT_SIZES[kind]
+        n = 1
+        for d in dims:
+            n *= d
+        extent = max(extent, offset + n // block * per_block)
+    if start + extent > size:
+        raise GGUFError(f"{path}: truncated GGUF file: its {len(tensors)} tensors need "
+                        f"{start + extent} bytes, the file has {size}")
+    return {"metadata": meta, "tensors": len(tensors), "data_bytes": extent}

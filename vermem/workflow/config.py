@@ -145,6 +145,11 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any],
     if abs(sum(fractions.values()) - 1) > 1e-6:
         raise ConfigError(f"config error at contrastive.split: fractions {dict(fractions)} "
                           f"sum to {sum(fractions.values()):g}, not 1")
+    if fractions["attribution"] <= 0:  # refused: no pair would rank the edges (issue 35);
+        # evaluation > 0 is the schema's; selection may be 0 (the authors' design)
+        raise ConfigError("config error at contrastive.split.attribution: 0 leaves the "
+                          "attribution part empty, and every circuit needs its pairs to rank "
+                          "the edges; give it a share (only selection may be 0)")
     if config.get("standin"):
         if not standin_shards(config):
             raise ConfigError(f"config error at corpus.shards: standin is set but no shard is "
