@@ -11,7 +11,7 @@ from vermem.core import files
 with rule(snakemake) as log:
     p = snakemake.params
     settings = ComparisonSettings.from_config(p.config)
-    record, batch, model, g, pairs, _ = evaluation_setup(snakemake)
+    record, batch, model, g, pairs = evaluation_setup(snakemake)
     quality, agree = method_comparison.compare_tasks(model, g, pairs, snakemake.input.pairs,
                                                      p.tasks, settings, batch,
                                                      progress=log.info)
