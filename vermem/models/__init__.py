@@ -9,4 +9,5 @@
    duplicated documents, so which text it memorized is known.
 5. Injection (`injection`): planted documents trained into a pretrained model, optionally
    into chosen heads and MLPs only, so where the memory can live is known too.
+6. Shapes (`shapes`): small random-weight model folders of the hub families' shapes.
 """

@@ -6,5 +6,8 @@
    minimum its statistics need.
 4. Plan (`plan`): the bill of a run before submitting it.
 5. Robustness (`robustness`): Study A over several organism and split seeds.
-6. The `vermem` command (`cli`) and the config key reference (`config_reference`).
+6. Start-up (`startup`): model files read before any job (a GGUF header, an injection's
+   components, Study B's letters).
+7. Interrupts (`interrupts`): Ctrl-C stops the run's jobs within seconds.
+8. The `vermem` command (`cli`) and the config key reference (`config_reference`).
 """
