@@ -6,6 +6,7 @@ import torch
 from vermem.attribution.graph import Graph, Shape
 from vermem.circuits import evaluation
 from vermem.circuits import specificity as SP
+from vermem.circuits.settings import SpecificitySettings
 from vermem.core import stats as S
 
 from ..attribution.test_attribution import neox
@@ -32,8 +33,10 @@ def test_specificity_is_the_joint_difference_and_zero_on_the_same_pairs():
     boot = S.Bootstrap(200)
     shared = S.Resampler(boot, {"x": list(set(mem.docs) | set(ctl.docs))})
     k = g.n_edges // 5
-    row, curve, reps = SP.evaluate(model, g, mem, ctl, own, control, mode, k, [2, k, 40],
-                                   [0, 1], True, "logit_diff", boot, shared, 8)
+    settings = SpecificitySettings(metric="logit_diff", boot=boot, per_forward=8,
+                                   seeds=[0, 1], resampler=shared, sizes=[2, k, 40])
+    row, curve, reps = SP.evaluate(model, g, (mem, ctl), (own, control), mode, k, settings,
+                                   whole_curve=True)
 
     def f(ev, ranking):
         e = evaluation.evaluate(model, g, ev, torch.zeros_like(g.mask), mode).metric
@@ -59,7 +62,8 @@ def test_specificity_is_the_joint_difference_and_zero_on_the_same_pairs():
         ("memorized", "attribution"), ("control", "attribution"), ("memorized", "random"),
         ("control", "random")}
     # the same pairs as control: no specificity, in every resample
-    row, _, reps = SP.evaluate(model, g, mem, mem, own, None, mode, k, [k], [], False,
-                               "logit_diff", boot, shared, 8)
+    settings = SpecificitySettings(metric="logit_diff", boot=boot, per_forward=8, seeds=[],
+                                   resampler=shared, sizes=[k])
+    row, _, reps = SP.evaluate(model, g, (mem, mem), (own, None), mode, k, settings)
     assert row["specificity"] == 0.0 and float(reps[i].nan_to_num().abs().max()) == 0.0
     assert row["f_control_circuit_memorized"] is None
