@@ -156,8 +156,10 @@ def test_a_study_b_tokenizer_without_letter_tokens_stops_the_run_at_start(tmp_pa
     cfg["models"]["local"] = {"source": "local", "path": str(folder), "study": False}
     cfg["dynamics"]["models"] = ["local"]
     line, _ = stops_at_start(tmp_path, cfg)
-    assert line.endswith(f"config error at dynamics.models: local ({folder}): letter 'a' is "
-                         f"not one token that round-trips (encodes to {ids}, decodes to "
+    # the per-study precheck at parse time (models.loading.check_models) names the model's
+    # key and the study that needs the letters
+    assert line.endswith(f"config error at models.local.path: Study B needs it: letter 'a' "
+                         f"is not one token that round-trips (encodes to {ids}, decodes to "
                          f"' a')"), line
 
 
