@@ -84,9 +84,9 @@ def test_study_b_checks_its_letters_and_its_context(bloom_dir, phi_dir):
         def decode(self, ids):
             return "".join(chr(i) if i > 2 else "c" for i in ids)
 
-    loading._check_letters(Tok(), 2, "here")
+    loading.check_letters(Tok(), 2, "here")
     with pytest.raises(loading.ModelError, match="here: Study B needs it: letter 'c' is not"):
-        loading._check_letters(Tok(), 3, "here")
+        loading.check_letters(Tok(), 3, "here")
     cfg = study_b_config(bloom_dir, ["B"])
     assert loading.study_b_letters("m", cfg) == 4  # the .test grid's largest alphabet
     cfg["studies"] = ["A"]

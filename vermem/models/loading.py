@@ -237,7 +237,7 @@ def check_folder(path: Path, where: str, need_context: int = 0,
         return describe_folder(path)
     tok = _checked_tokenizer(path, where)
     if letters:
-        _check_letters(tok, letters, where)
+        check_letters(tok, letters, where)
     vocab = text_cfg.vocab_size
     if len(tok) > vocab:
         raise ModelError(f"{where}: the tokenizer has {len(tok)} tokens but the embedding "
@@ -296,7 +296,7 @@ def _checked_tokenizer(path: Path, where: str):
     return tok
 
 
-def _check_letters(tok, letters: int, where: str) -> None:
+def check_letters(tok, letters: int, where: str) -> None:
     """Study B writes its strings in the first `letters` lowercase letters, one token each
     (vermem.dynamics.strings.letter_tokens, which checks the same at its job)."""
     import string

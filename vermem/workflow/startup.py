@@ -7,9 +7,8 @@ jobs because it needs a file read, each one line naming the config key and the f
 - the components of a localized injection (`injection.trainable`) exist in its base
   model: the organism's shape from the config, a local model's from its config.json, a
   GGUF model's from its header (a hub model's is known once fetched: `inject_model`);
-- a Study B model's tokenizer gives each letter of the alphabets as one token that
-  round-trips (local models, whose tokenizer is on disk; the organism trains its own, a hub
-  or GGUF model's is checked by `dynamics_strings`).
+
+(A Study B model's letters are checked at parse time, `vermem.models.loading.check_letters`.)
 """
 
 from __future__ import annotations
@@ -45,8 +44,6 @@ def check_models_at_start(config: Mapping[str, Any]) -> None:
     for name, spec in config["models"].items():
         if spec["source"] == "injected" and spec["injection"].get("trainable"):
             check_trainable(name, spec, shapes.get(spec["base"]), config["models"])
-    if config.get("dynamics") and "B" in config.get("studies", ["A", "B"]):
-        check_letters(config)
 
 
 def gguf_shape(meta: Mapping[str, Any]) -> tuple[int, int] | None:
@@ -91,28 +88,3 @@ def check_trainable(name: str, spec: Mapping[str, Any], shape: tuple[int, int] |
         if not 0 <= c.layer < layers or (c.head is not None and not 0 <= c.head < heads):
             raise ConfigError(f"{where}: {c.node} is not in the base model {base} ({layers} "
                               f"layers of {heads} heads, from {whence})")
-
-
-def check_letters(config: Mapping[str, Any]) -> None:
-    """Each Study B model with its tokenizer on disk (a local model) gives each letter of
-    the largest alphabet as one token that round-trips (`strings.letter_tokens`)."""
-    from vermem.dynamics import strings
-
-    dyn = config["dynamics"]
-    letters = max([*dyn["grid"]["alphabet_sizes"], dyn["sequential"]["alphabet_size"]])
-    for name in dyn["models"]:
-        spec = config["models"][name]
-        if spec["source"] != "local":
-            continue
-        from transformers import AutoTokenizer
-
-        path = Path(spec["path"])
-        try:
-            tok = AutoTokenizer.from_pretrained(str(path))
-            strings.letter_tokens(tok, letters, name)
-        except strings.DynamicsError as e:
-            raise ConfigError(f"config error at dynamics.models: {name} ({path}): "
-                              f"{str(e).split(': ', 2)[-1]}") from None
-        except (OSError, ValueError) as e:  # no tokenizer: the folder check names it
-            raise ConfigError(f"config error at models.{name}.path: no tokenizer in {path} "
-                              f"({type(e).__name__})") from None
