@@ -312,7 +312,7 @@ NOT_SPECIFIC = "not specific to memorization"
 
 def _rests_on(claim: str, meaning: str) -> list[tuple[str, str]]:
     """(task, meaning) of the circuits a claim of the paper rests on (none: a controls' row)."""
-    both = [m for m in MEANINGS] if meaning == "both" else [meaning]
+    both = list(MEANINGS) if meaning == "both" else [meaning]
     if claim == CLAIM_1 or claim.startswith("Branch Comparison circuits are smaller"):
         return [(t, m) for t in (BRANCH, DECISION) for m in both]
     if claim.startswith(("Memorization prevention transfers", "Induction (de-noising")):
