@@ -18,9 +18,10 @@ with rule(snakemake) as log:
     # the batch that fits gpu_memory_gb, or a one-line error, before the model is loaded
     batch = resources.circuit_batch(files.read_json(snakemake.input.model), snakemake.config)
     record, model, g, _ = model_graph_pairs(snakemake, "evaluation")
-    sel_pairs, ev_pairs = evaluation.split_sets(pl.read_parquet(snakemake.input.pairs), wc.task,
-                                                p.subset, snakemake.input.pairs, st.max_pairs,
-                                                st.seed)
+    all_pairs = pl.read_parquet(snakemake.input.pairs)
+    st = st.with_resampler(all_pairs)  # the run's shared draws: one interval per number
+    sel_pairs, ev_pairs = evaluation.split_sets(all_pairs, wc.task, p.subset,
+                                                snakemake.input.pairs, st.max_pairs, st.seed)
     run = search.find_circuits(model, g, sel_pairs, ev_pairs, storage.load(snakemake.input.scores),
                                st, batch, progress=log.info)
     prov = files.provenance(st.section, model=record["name"], revision=record["revision"])

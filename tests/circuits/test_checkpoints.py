@@ -236,6 +236,19 @@ def test_circuit_table_overlap_with_the_final_circuit():
     assert t["final_faithfulness"].to_list() == [0.5, 0.5, 0.5]
 
 
+def test_de_noising_rows_correlate_the_de_noising_scores():
+    """The rank correlation of a de-noising row uses the de-noising scores: here they agree
+    with the final model's (+1) while the noising scores are reversed (-1)."""
+    main = {"placement": "outside", "ablation": "resample"}
+    pts = [point("s1", 10, False, None, [6.0, 5, 4, 3, 2, 1], "denoising"),
+           point("final", 30, True, [0, 1, 2], [1.0, 2, 3, 4, 5, 6], "denoising")]
+    for p, den in zip(pts, ([1.0, 2, 3, 4, 5, 6], [2.0, 3, 4, 5, 6, 7]), strict=True):
+        p["scores"]["bc", "A"]["scores_denoising"] = torch.tensor(den).view(2, 3)
+    t = K.circuit_table("m", pts, main)
+    assert t["direction"].to_list() == ["denoising", "denoising"]
+    assert t["rank_corr"].to_list() == [pytest.approx(1.0), pytest.approx(1.0)]
+
+
 def test_organism_keeps_snapshots_at_evenly_spaced_steps(tokenizer):
     torch.manual_seed(0)
     arch = {"layers": 1, "width": 16, "heads": 2, "mlp_ratio": 2, "rotary_pct": 0.25,
@@ -325,6 +338,15 @@ def circ_rows(points, gaps=None):
                           "final_faithfulness": f, "final_faithfulness_lo": f - w,
                           "final_faithfulness_hi": f + w}
                          for s, k, f, w in points], schema=K.CIRCUIT_SCHEMA)
+
+
+def test_no_overlap_is_reported_at_a_step_where_f_is_undefined():
+    memo = memo_rows({"0": [0, 0, 0], "64": [0, 3, 10]})
+    circ = circ_rows([(10, 4.0, 0.2, 0.1), (20, 50.0, 0.9, 0.2), (30, 12.0, 1.0, 0.1)],
+                     gaps={10: (0.02, -0.1, 0.14)})   # t0-like: no clean / corrupt gap
+    c = K.summary(memo, circ, 0.85)["circuits"][0]
+    assert c["undefined"] == [10]
+    assert [o["step"] for o in c["overlap"]] == [20]
 
 
 def test_summary_reads_emergence_and_faithfulness_steps_off_the_tables():

@@ -102,7 +102,55 @@ def test_compare_scores_every_method_in_both_directions_with_n(setup):
     assert q["cpr"].is_not_null().all() and set(secs) == {"EAP", "exact"}
     assert min(secs.values()) > 0
     assert (q["cpr_lo"] <= q["cpr"]).all() and (q["cpr"] <= q["cpr_hi"]).all()
-    assert a.height == 3
+    assert a.filter(pl.col("statistic") != M.CPR_DIFFERENCE).height == 3
+    # the paired CPR difference of the two methods, per direction, with its interval
+    diff = a.filter(pl.col("statistic") == M.CPR_DIFFERENCE)
+    assert sorted(diff["direction"]) == ["denoising", "noising"]
+    for r in diff.iter_rows(named=True):
+        cpr = {x["method"]: x["cpr"] for x in q.filter(
+            pl.col("direction") == r["direction"]).iter_rows(named=True)}
+        assert r["value"] == pytest.approx(cpr[r["method_a"]] - cpr[r["method_b"]])
+        assert r["value_lo"] <= r["value"] <= r["value_hi"]
+
+
+def test_each_direction_is_ranked_by_its_own_scores(setup, monkeypatch):
+    """The de-noising rows of the comparison rank the edges by the de-noising scores (as
+    every other table does), the noising rows by the noising ones."""
+    model, g, pairs = setup
+    ev = evaluation.EvalSet.of_pairs(model, pairs, 4)
+    seen = {}
+
+    def fake_sums(model, graph, attr, method, settings, batch, *, progress=None,
+                  direction="noising"):
+        val = 1.0 if direction == "noising" else -2.0
+        docs = attr["doc_id"].n_unique()
+        return (torch.full((docs, *graph.mask.shape), val, dtype=torch.float64),
+                torch.ones(docs, dtype=torch.float64))
+
+    real_sweep = M.search.sweep
+
+    def spy_sweep(model, graph, sel, ev, scores, modes, st, *, progress=None):
+        seen.update({d: float(s.flatten()[0]) for d, s in scores.items()})
+        return real_sweep(model, graph, sel, ev, scores, modes, st, progress=progress)
+    monkeypatch.setattr(M, "doc_sums", fake_sums)
+    monkeypatch.setattr(M.search, "sweep", spy_sweep)
+    settings = ComparisonSettings(["EAP"], 3, "logit_diff",
+                                  {"placement": "outside", "ablation": "resample"}, 0.85, 4,
+                                  S.Bootstrap(20), per_forward=8)
+    M.compare(model, g, pairs, ev, ev, settings, 4)
+    assert seen == {"noising": pytest.approx(1.0), "denoising": pytest.approx(-2.0)}
+
+
+def test_cpr_differences_are_paired_on_the_same_draws():
+    """Two methods whose CPR replicates move together differ by a constant: the paired
+    interval is that constant, however wide each method's own interval is."""
+    r = torch.linspace(0.2, 0.8, 101, dtype=torch.float64)
+    rows = M.cpr_differences({("A", "noising"): (0.6, r + 0.1), ("B", "noising"): (0.5, r)},
+                             30, 10, S.Bootstrap(101))
+    (row,) = rows
+    assert row["value"] == pytest.approx(0.1)
+    assert row["value_lo"] == pytest.approx(0.1) and row["value_hi"] == pytest.approx(0.1)
+    assert (row["method_a"], row["method_b"], row["direction"]) == ("A", "B", "noising")
 
 
 def test_no_attribution_pairs_flows_to_rows_with_n_0(setup):

@@ -1,6 +1,8 @@
 """MIB's CPR and CMD (vermem.circuits.mib): the trapezoid areas, agreement with the curve's own F at
 MIB's sizes, intervals, and n = 0."""
 
+import math
+
 import numpy as np
 import polars as pl
 import pytest
@@ -106,3 +108,32 @@ def test_no_pairs_gives_rows_with_n_0_and_no_scores(setup):
                     [evaluation.Mode("noising", "outside", "resample")], MibSettings(seeds=[0]))
     assert got.height == 2 and (got["n_pairs"] == 0).all()
     assert got["cpr"].is_null().all() and got["cmd_hi"].is_null().all()
+
+
+@pytest.mark.parametrize("n_edges", [463, 32491])
+def test_log_area_of_a_random_ranking_is_one_over_ln_e(n_edges):
+    """A random ranking's expected curve F(k) = k / E: its area over x = log10(k / E) from
+    -log10(E) to 0, divided by log10(E), is (1 - 1/E) / ln E (the integral of 10^x). On
+    every size the trapezoids match it closely; on the few sizes a run evaluates
+    (`mib.log_sizes`) within the trapezoids' error of a convex curve."""
+    expected = (1 - 1 / n_edges) / math.log(n_edges)
+    dense = list(range(1, n_edges + 1))
+    f = torch.tensor([k / n_edges for k in dense], dtype=torch.float64)
+    assert float(mib.log_area(dense, f, n_edges)) == pytest.approx(expected, rel=1e-3)
+    ks = mib.log_sizes(n_edges)
+    assert ks[0] == 1 and ks[-1] == n_edges
+    f = torch.tensor([k / n_edges for k in ks], dtype=torch.float64)
+    got = float(mib.log_area(ks, f, n_edges))
+    assert expected <= got <= 1.25 * expected   # trapezoids over a convex curve: above
+
+
+def test_log_area_is_one_for_a_faithful_ranking_and_weighs_every_decade_alike():
+    ks = [1, 10, 100, 1000]
+    one = torch.ones(4, dtype=torch.float64)
+    assert float(mib.log_area(ks, one, 1000)) == pytest.approx(1.0)
+    # F = 1 from 10 edges on, 0 at one edge: one decade of three half lost
+    step = torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    assert float(mib.log_area(ks, step, 1000)) == pytest.approx(1 - 0.5 / 3)
+    # columns are replicates
+    both = torch.stack([one, step], 1)
+    assert mib.log_area(ks, both, 1000).tolist() == pytest.approx([1.0, 1 - 0.5 / 3])

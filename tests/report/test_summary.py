@@ -44,9 +44,11 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
             "n_pairs": 30, "n_docs": 9, "faithfulness": None}
     mibt = pl.DataFrame([
         {**base, "circuit": "attribution", "cpr": 0.912, "cpr_lo": 0.881, "cpr_hi": 0.934,
-         "cmd": 0.101, "cmd_lo": 0.08, "cmd_hi": 0.13},
+         "cmd": 0.101, "cmd_lo": 0.08, "cmd_hi": 0.13, "log_area": 0.55, "log_area_lo": 0.5,
+         "log_area_hi": 0.6},
         {**base, "circuit": "random", "cpr": 0.301, "cpr_lo": 0.25, "cpr_hi": 0.35,
-         "cmd": 0.7, "cmd_lo": 0.65, "cmd_hi": 0.75},
+         "cmd": 0.7, "cmd_lo": 0.65, "cmd_hi": 0.75, "log_area": 0.08, "log_area_lo": 0.07,
+         "log_area_hi": 0.09},
         {**base, "placement": "inside", "circuit": "attribution", "cpr": 0.5, "cpr_lo": 0.4,
          "cpr_hi": 0.6, "cmd": 0.5, "cmd_lo": 0.4, "cmd_hi": 0.6}],
         schema={"task": pl.String, "subset": pl.String, **mib.SCHEMA})
@@ -71,7 +73,8 @@ def test_summary_reads_every_number_from_the_tables_with_n_and_interval():
     assert "| branch_comparison | EAP vs exact | 0.90 [0.86, 0.93] | 9 |" in text
     # the main mode's CPR / CMD next to the random rankings'; other modes are not shown
     assert ("| branch_comparison | W | noising | EAP-IG | 0.91 [0.88, 0.93] | 0.10 [0.08, "
-            "0.13] | 0.30 [0.25, 0.35] | 0.70 [0.65, 0.75] | 30 |") in text
+            "0.13] | 0.30 [0.25, 0.35] | 0.70 [0.65, 0.75] | 0.55 [0.50, 0.60] | "
+            "0.08 [0.07, 0.09] | 30 |") in text
     assert "0.50 [0.40, 0.60]" not in text
     lo, hi = wilson(7, 10)
     assert f"70.0% [{100 * lo:.1f}, {100 * hi:.1f}]" in text
@@ -137,10 +140,10 @@ def test_checkpoint_section_states_the_rules_and_shows_from_first_and_overlap():
     text = "\n".join(summary.checkpoints_section("organism", ck))
     assert "with at least 3 documents memorized" in text
     assert "| dup_count 4 | 6 | 0.17 | none | none |" in text
-    assert "| dup_count 2 | 2 | 1.00 | never (n = 2 < 3) | 10 |" in text
+    assert "| dup_count 2 | 2 | 1.00 | none (n = 2 < 3) | 10 |" in text
     assert ("| dup_count 4 | 20 (final) | 6 | 0.17 [0.03, 0.56] | 0.18 [0.02, 0.49] "
             "| 1.5 [0.2, 3.8] |") in text
-    assert "| bc | W | prevention | 16 | 10 | never | 10 | 20 | 10 |" in text
+    assert "| bc | W | prevention | 16 | 10 | none | 10 | 20 | 10 |" in text
     assert "| bc | prevention | 10 | 4 | 0.25 | 1.00 |" in text
 
 
@@ -243,3 +246,74 @@ def test_location_section_shows_the_listed_sizes_with_the_random_range(tmp_path)
     text = "\n".join(summary.location_section("m", none))
     assert "| minimal | 12 | 9 | n/a (no attribution pairs) | 0.25 [0.00, 0.50] | n/a" in text
     assert "| 1.00 |" not in text
+
+
+def _headline_models():
+    claims = pl.DataFrame([
+        {**{k: None for k in CL.CLAIM_SCHEMA}, "claim": CL.CLAIM_1, "semantics": "prevention",
+         "estimate": 0.01, "estimate_lo": -0.02, "estimate_hi": 0.03, "n_pairs": 30,
+         "verdict": "supported", "reason": "r", "size": "MD minimal size", "specific": "no"},
+        {**{k: None for k in CL.CLAIM_SCHEMA},
+         "claim": CL.SPECIFIC.format(task="Branch Comparison"), "semantics": "prevention",
+         "estimate": 0.0, "estimate_lo": -0.05, "estimate_hi": 0.04, "n_pairs": 30,
+         "verdict": "refuted", "reason": "as faithful"}], schema=CL.CLAIM_SCHEMA)
+    c = {"direction": "noising", "placement": "outside", "ablation": "resample",
+         "semantics": "prevention", "k": 265, "n_edges": 463, "k_lo": 26.0, "k_hi": 463.0,
+         "k_unresolved_share": 0.0, "faithfulness": 0.80, "faithfulness_lo": 0.74,
+         "faithfulness_hi": 0.86, "band": "below", "selection_faithfulness": 0.86,
+         "random_faithfulness": 0.25, "random_faithfulness_lo": 0.2,
+         "random_faithfulness_hi": 0.3}
+    minimal = [{"task": "branch_comparison", "subset": "W", "n_selection": 24, "n_pairs": 30,
+                "band": [0.85, 1.15], "circuits": [c]}]
+    pairs = {"split": {}, "branch_comparison": {"W": {"pairs": 160, "attribution": 40,
+                                                      "selection": 60, "evaluation": 60}}}
+    labels = {"samples": 1, "by_dup_count": [], "labels_per_subset": {}}
+    return {"organism": {"labels": labels, "pairs": pairs, "minimal": minimal,
+                         "claims": claims}}
+
+
+def test_headline_comes_first_and_links_its_tables():
+    main = {"placement": "outside", "ablation": "resample"}
+    text = summary.render(_headline_models(), None, main)
+    lines = text.splitlines()
+    head = lines[:20]
+    assert "## Headline" in head
+    i = head.index("## Headline")
+    block = lines[i + 1:lines.index("## Study A: organism")]
+    assert 3 <= len([ln for ln in block if ln.strip()]) <= 15
+    body = "\n".join(block)
+    # faithful circuits: the evaluation F below the band, above random, the size unidentified
+    assert "0 of 1 with evaluation F in the band [0.85, 1.15]" in body
+    assert "1 of 1 above random" in body and "0.80 [0.74, 0.86]" in body
+    assert "1 size(s) not identified" in body
+    # specificity counts, and the qualifier on the claim
+    assert "1 refuted" in body
+    assert "**supported** (not specific to memorization)" in body
+    # every link points at an anchor the summary has
+    links = re.findall(r"\]\(#([a-z0-9-]+)\)", body)
+    assert {"minimal-circuits-organism", "claims-organism"} <= set(links)
+    for a in links:
+        assert f'<a id="{a}"></a>' in text, a
+    # the tables say what they mean: selection and evaluation F, the band, the rule, the cap
+    assert "| 265 of 463 [26, 463] | no: size interval [26, 463] spans more than a decade |" \
+        " 0.86 | 0.80 [0.74, 0.86] | no (below) |" in text
+    assert "circuits.max_pairs" in text and "evaluation: 30 of 60" in text
+    # the HTML front page keeps the headline's links and anchors
+    html = summary.to_html(text)
+    assert '<a href="#claims-organism">' in html and '<a id="claims-organism"></a>' in html
+    assert html.index("Headline") < html.index("Study A: organism")
+
+
+def test_localization_line_only_with_a_table():
+    assert summary.localization_line("m", None) is None
+    assert summary.localization_line("m", pl.DataFrame({"verdict": []}, schema={
+        "verdict": pl.String})) is None
+    line = summary.localization_line("m", pl.DataFrame(
+        {"verdict": ["more on the memorized pairs", "more on the memorized pairs", "no"]}))
+    assert "more on the memorized pairs: 2" in line and "#location-m" in line
+
+
+def test_model_sizes_and_counts_read_as_people_read_them():
+    assert summary.human(1_300_000) == "1.3M" and summary.human(45_100) == "45.1k"
+    assert summary.human(950) == "950"
+    assert summary._k(44.0) == "44" and summary._k(89.6) == "90"

@@ -57,10 +57,35 @@ def test_flags_a_too_small_cell_and_not_a_large_enough_one():
     capped = pair_forecast.predict("m", "t", "s", 30_000, r, F(SPLIT, {"selection": 16}, 20))
     assert capped.flags == ("selection: 16 pairs (max_pairs 16 of 22 predicted) < "
                             "min_pairs 20",)
-    # no selection part: no size can be chosen on held-out pairs
-    none = pair_forecast.predict("m", "t", "s", 10**6, r, F({
-        "attribution": 0.9, "selection": 0.0, "evaluation": 0.1}, {}, 20))
-    assert none.flags[0].startswith("selection: 0 pairs") and len(none.flags) == 2
+
+
+def test_no_selection_part_checks_the_evaluation_pairs_the_sizes_are_chosen_on():
+    """contrastive.split.selection = 0 (config/lasy2025.yaml, the authors' design): the
+    circuits stage chooses sizes on the evaluation pairs, so the selection part's count is
+    the evaluation part's, and a cell is flagged only when those are too few."""
+    r = pair_forecast.Rates(0.01, 0.3, 1.0)
+    split = {"attribution": 0.9, "selection": 0.0, "evaluation": 0.1}
+    # 10**5 x 0.01 x 0.3 = 300 pairs, 30 evaluation pairs, capped at 25: enough (>= 20)
+    big = pair_forecast.predict("m", "t", "s", 10**5, r, F(split, {"evaluation": 25}, 20))
+    assert big.flags == ()
+    assert big.circuit == pytest.approx({"selection": 25, "evaluation": 25})
+    # 5,000 samples: 1.5 evaluation pairs; flagged on the evaluation part alone
+    small = pair_forecast.predict("m", "t", "s", 5_000, r, F(split, {}, 20))
+    assert small.flags and all(f.startswith("evaluation: ") for f in small.flags)
+    # a selection part that exists but is empty by rounding is still checked as itself
+    tiny = pair_forecast.predict("m", "t", "s", 10**5, r, F(
+        {"attribution": 0.89, "selection": 0.01, "evaluation": 0.1}, {}, 20))
+    assert any(f.startswith("selection: 3 pairs") for f in tiny.flags)
+
+
+def test_lasy2025_plan_does_not_flag_its_selection_part():
+    cfg = yaml.safe_load((REPO / "config" / "lasy2025.yaml").read_text())
+    assert cfg["contrastive"]["split"]["selection"] == 0
+    cells, _ = pair_forecast.cells(cfg)
+    assert cells
+    assert not any(f.startswith("selection: ") for c in cells for f in c.flags)
+    text = pair_forecast.render(cfg, cells, [])
+    assert "no selection part" in text
 
 
 def _pythia() -> dict:

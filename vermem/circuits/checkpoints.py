@@ -165,9 +165,15 @@ def final_circuits(model, graph: Graph, evsets: Mapping[tuple[str, str], evaluat
 
 # -- overlap with the final circuit and the gathered table -----------------------------------
 
-def edge_scores(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """|score| of every edge of the graph (mask order) from an attribution file's tensors."""
-    return tensors["scores"].flatten()[tensors["mask"].flatten().bool()].abs()
+def edge_scores(tensors: Mapping[str, torch.Tensor], direction: str = "noising"
+                ) -> torch.Tensor:
+    """|score| of every edge of the graph (mask order) from an attribution file's tensors,
+    in `direction`'s own scores (`storage.direction_scores`: de-noising rows are ranked by
+    the de-noising scores where the file has them)."""
+    from vermem.attribution.storage import direction_scores
+
+    s = direction_scores(tensors, direction)
+    return s.flatten()[tensors["mask"].flatten().bool()].abs()
 
 
 def _mask(edge_index: Sequence[int], shape: torch.Size) -> torch.Tensor:
@@ -217,7 +223,8 @@ def circuit_table(model: str, points: Sequence[dict], main: Mapping[str, str]) -
                 a, b = _mask(own["edge_index"], shape), _mask(fin["edge_index"], shape)
                 jac, ovl = evaluation.jaccard(a, b), evaluation.overlap_coefficient(a, b)
             rank = nan_to_none(rank_correlation(  # average ranks for ties; None: a constant
-                edge_scores(p["scores"][key]), edge_scores(last["scores"][key]), ties="average"))
+                edge_scores(p["scores"][key], d), edge_scores(last["scores"][key], d),
+                ties="average"))
             rows.append({
                 "model": model, "checkpoint": p["checkpoint"], "step": p["step"],
                 "final": p["final"], **{k: r[k] for k in ("task", "subset", "direction",
@@ -333,9 +340,10 @@ def summary(memo: pl.DataFrame, circ: pl.DataFrame, target: float, min_documents
             "final_in_band_from": _from(rows, in_band),
             "own_circuit": _first(rows, lambda r: defined(r) and r["k"] is not None),
             "undefined": [r["step"] for r in rows if not defined(r)],
+            # no overlap where F is undefined: no circuit is found there that means anything
             "overlap": [{"step": r["step"], "k": r["k"], "jaccard": r["jaccard"],
                          "overlap_coefficient": r.get("overlap_coefficient")}
-                        for r in rows if not r["final"]]})
+                        for r in rows if not r["final"] and defined(r)]})
     return out
 
 

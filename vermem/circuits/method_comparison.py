@@ -11,9 +11,13 @@ comparison for the memorization tasks, on one subset.
    graph's edges, and the Jaccard index of their top-k edge sets at k = 1% and 5% of the
    edges; intervals from the same document draws applied to both methods' scores.
 3. Quality. Per method, in the main mode (both directions, each ranked by the method's
-   noising scores): MIB's CPR and CMD on the evaluation pairs (vermem.circuits.mib) and the minimal
-   circuit chosen on the selection pairs and reported on the evaluation pairs
-   (vermem.circuits.search.sweep), each with its interval.
+   own scores of that direction: de-noising by the de-noising scores, as every other table
+   ranks it): MIB's CPR and CMD on the evaluation pairs (vermem.circuits.mib) and the
+   minimal circuit chosen on the selection pairs and reported on the evaluation pairs
+   (vermem.circuits.search.sweep), each with its interval; and the paired CPR difference of
+   every two methods per direction (`cpr_differences`: the same evaluation pairs and
+   bootstrap draws for both, so a ranking of methods rests on an interval of the
+   difference).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import polars as pl
 import torch
@@ -31,7 +36,7 @@ from vermem.attribution.settings import AttributionSettings
 from vermem.circuits import evaluation, mib, search
 from vermem.circuits.settings import ComparisonSettings, MibSettings, SearchSettings
 from vermem.core.progress import ProgressArg, emitter, prefixed, track
-from vermem.core.stats import Bootstrap, rank_correlation
+from vermem.core.stats import Bootstrap, nan_to_none, rank_correlation
 from vermem.core.vocabulary import DIRECTIONS
 
 log = logging.getLogger(__name__)
@@ -43,12 +48,14 @@ TOP_FRACTIONS = (0.01, 0.05)
 
 
 def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str,
-             settings: ComparisonSettings, batch_size: int, *, progress: ProgressArg = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+             settings: ComparisonSettings, batch_size: int, *, progress: ProgressArg = None,
+             direction: str = "noising") -> tuple[torch.Tensor, torch.Tensor]:
     """(edge scores summed over each document's pairs [docs, S, D], pairs per document
-    [docs]), documents in sorted order, noising direction. `progress` (vermem.core.progress):
-    pairs attributed, or for `exact` single-edge circuits evaluated. `settings`: the IG
-    steps, the metric and circuits per forward."""
+    [docs]), documents in sorted order, in `direction` (noising: the clean run with one
+    edge corrupted; de-noising: the corrupt run with one edge restored, the attribution
+    methods' `scores_denoising`). `progress` (vermem.core.progress): pairs attributed, or
+    for `exact` single-edge circuits evaluated. `settings`: the IG steps, the metric and
+    circuits per forward."""
     steps, kind, per_forward = settings.steps, settings.metric, settings.per_forward
     docs = sorted(set(pairs["doc_id"]))
     shape = graph.mask.shape
@@ -57,7 +64,9 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str,
     if method == "exact":
         ev = evaluation.EvalSet.of_pairs(model, pairs, batch_size)
         edges = graph.mask.nonzero().tolist()
-        mode = evaluation.Mode("noising", "inside", "resample")  # clean run, the edge corrupted
+        # noising: the clean run, the edge corrupted; de-noising: the corrupt run, the edge
+        # restored (both against the run with no edge patched)
+        mode = evaluation.Mode(direction, "inside", "resample")
         jobs = [(mode, torch.zeros_like(graph.mask))]
         for s, d in edges:
             one = torch.zeros_like(graph.mask)
@@ -72,15 +81,16 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str,
         for (s, d), r in zip(edges, res[1:], strict=True):
             sums[:, s, d].index_add_(0, g, r.metric - base)
         return sums, counts
-    attribution = AttributionSettings(method, steps, kind, batch_size, "hooks", ("noising",),
+    attribution = AttributionSettings(method, steps, kind, batch_size, "hooks", (direction,),
                                       positions=False)
+    key = "scores" if direction == "noising" else "scores_denoising"
     with track(progress, "scores", pairs.height, "pairs") as p:
         for i, doc in enumerate(docs):
             q = pairs.filter(pl.col("doc_id") == doc)
             out, n = scoring.run(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
                                  q["answer"].to_list(), q["wrong"].to_list(), attribution,
                                  progress=p)
-            sums[i] = out["scores"].double() * n
+            sums[i] = out[key].double() * n
             counts[i] = n
     return sums, counts
 
@@ -97,8 +107,31 @@ def top_jaccard(a: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
 AGREEMENT_SCHEMA = {
     "method_a": pl.String, "method_b": pl.String, "n_pairs": pl.Int32, "n_docs": pl.Int32,
     "statistic": pl.String, "k": pl.Int32, "value": pl.Float64, "value_lo": pl.Float64,
-    "value_hi": pl.Float64,
+    "value_hi": pl.Float64, "direction": pl.String,
 }
+CPR_DIFFERENCE = "CPR difference"  # a `statistic`: method_a's CPR - method_b's, paired
+
+
+def cpr_differences(reps: dict[tuple[str, str], tuple[float, torch.Tensor]], n_pairs: int,
+                    n_docs: int, boot: Bootstrap) -> list[dict]:
+    """Rows (AGREEMENT_SCHEMA, statistic CPR_DIFFERENCE) of the paired difference of every
+    two methods' CPR per direction: reps: (method, direction) -> (CPR, its replicates [R]
+    over the evaluation pairs, the same draws for every method), so the difference's
+    interval is the percentile interval of the replicates' differences."""
+    rows = []
+    methods = list(dict.fromkeys(m for m, _ in reps))
+    for d in dict.fromkeys(d for _, d in reps):
+        for i, a in enumerate(methods):
+            for b in methods[i + 1:]:
+                if (a, d) not in reps or (b, d) not in reps:
+                    continue
+                (va, ra), (vb, rb) = reps[a, d], reps[b, d]
+                lo, hi = boot.interval((ra - rb)[None])
+                rows.append({"method_a": a, "method_b": b, "n_pairs": n_pairs,
+                             "n_docs": n_docs, "statistic": CPR_DIFFERENCE, "k": 0,
+                             "value": va - vb, "value_lo": nan_to_none(lo[0]),
+                             "value_hi": nan_to_none(hi[0]), "direction": d})
+    return rows
 
 
 def agreement(graph: Graph, sums: dict[str, tuple[torch.Tensor, torch.Tensor]],
@@ -130,7 +163,7 @@ def agreement(graph: Graph, sums: dict[str, tuple[torch.Tensor, torch.Tensor]],
                 v = float(fn(point[a], point[b])) if n else None
                 lo, hi = boot.interval(fn(reps[a], reps[b])[None]) if n else (None, None)
                 rows.append({"method_a": a, "method_b": b, "n_pairs": n, "n_docs": n_docs,
-                             "statistic": name, "k": k, "value": v,
+                             "statistic": name, "k": k, "value": v, "direction": "noising",
                              "value_lo": None if lo is None else float(lo[0]),
                              "value_hi": None if hi is None else float(hi[0])})
     return pl.DataFrame(rows, schema=AGREEMENT_SCHEMA)
@@ -168,26 +201,36 @@ def compare(
     methods, main, boot = settings.methods, settings.main, settings.boot
     search_settings = SearchSettings(
         target=settings.target, metric=settings.metric, curve_points=settings.curve_points,
-        boot=boot, per_forward=settings.per_forward, search_width=settings.search_width)
-    mib_settings = MibSettings(settings.metric, boot, settings.per_forward)
+        boot=boot, per_forward=settings.per_forward, search_width=settings.search_width,
+        resampler=settings.resampler)
+    mib_settings = MibSettings(settings.metric, boot, settings.per_forward,
+                               resampler=settings.resampler)
     sums, seconds = {}, {}
+    by_dir: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
     steps_p = track(progress, "method comparison", 2 * len(methods), "steps")
     for m in methods:
         t = time.perf_counter()
-        sums[m] = doc_sums(model, graph, attr, m, settings, batch_size,
-                           progress=prefixed(emitter(progress), f"{m} "))
+        # each direction ranked by its own scores, as every other table ranks it
+        by_dir[m] = {d: doc_sums(model, graph, attr, m, settings, batch_size,
+                                 progress=prefixed(emitter(progress), f"{m} {d} "),
+                                 direction=d) for d in DIRECTIONS}
+        sums[m] = by_dir[m]["noising"]
         seconds[m] = time.perf_counter() - t
         steps_p.advance()
     modes = [evaluation.Mode(d, main["placement"], main["ablation"]) for d in DIRECTIONS]
     rows = []
+    cpr_reps: dict[tuple[str, str], tuple[float, torch.Tensor]] = {}
     for m in methods:
         s, counts = sums[m]
         n_attr = int(counts.sum())
-        scores = (s.sum(0) / max(n_attr, 1)).float()
+        scores = {d: (by_dir[m][d][0].sum(0) / max(n_attr, 1)).float() for d in DIRECTIONS}
         usable = n_attr > 0 and sel.n > 0 and ev.n > 0
         inner = prefixed(emitter(progress), f"{m} ")
-        areas = mib.score(model, graph, ev, {"noising": scores}, modes if usable else [],
-                          mib_settings, m, progress=inner)
+        areas, kept = mib.scored(model, graph, ev, scores, modes if usable else [],
+                                 mib_settings, m, progress=inner)
+        for mode, name, point, reps in kept:
+            if name == "attribution":
+                cpr_reps[m, mode.direction] = (point, reps)
         _, minimal = search.sweep(model, graph, sel, ev, scores, modes if usable else [],
                                   search_settings, progress=inner)
         steps_p.advance()
@@ -202,7 +245,10 @@ def compare(
                          **{k: c.get(k) for k in ("k", "k_lo", "k_hi", "faithfulness",
                                                    "faithfulness_lo", "faithfulness_hi")}})
     steps_p.close()
-    return pl.DataFrame(rows, schema=QUALITY_SCHEMA), agreement(graph, sums, boot), seconds
+    n_docs = int(ev.groups.max()) + 1 if ev.n and ev.groups is not None else ev.n
+    agree = pl.concat([agreement(graph, sums, boot), pl.DataFrame(
+        cpr_differences(cpr_reps, ev.n, n_docs, boot), schema=AGREEMENT_SCHEMA)])
+    return pl.DataFrame(rows, schema=QUALITY_SCHEMA), agree, seconds
 
 
 def compare_tasks(model, graph: Graph, pairs: pl.DataFrame, source: str, tasks: Sequence[str],
@@ -213,6 +259,9 @@ def compare_tasks(model, graph: Graph, pairs: pl.DataFrame, source: str, tasks: 
     for both with `settings.select_on_evaluation`). Returns the (quality, agreement) tables
     of every task, led by task and subset; a line per task and method in the log."""
     subset, quality, agree = settings.main_subset, [], []
+    if settings.resampler is None:  # the run's shared draws: the MIB table's intervals
+        settings = replace(settings, resampler=evaluation.resampler(
+            pairs, settings.boot, settings.max_pairs, settings.seed))
     for task in tasks:
         attr = pairs.filter((pl.col("task") == task) & (pl.col("subset") == subset)
                             & (pl.col("split") == "attribution"))

@@ -140,6 +140,40 @@ def minimal_size(f: Callable[[list[int]], list[float]], curve: dict[int, float],
     return k, found
 
 
+# -- is a chosen size identified? ---------------------------------------------------------
+
+SIZE_DECADE = 10.0      # a size interval whose ends differ by more than this factor
+SIZE_TAIL = 0.025       # share of selection resamples allowed to reach the band only with
+#                         the whole graph, or not at all
+
+
+def size_identified(c: Mapping[str, Any], n_edges: int | None = None) -> tuple[bool, str]:
+    """Whether a minimal circuit's size (a `sweep` record: k, k_lo, k_hi, n_edges,
+    k_unresolved_share) is identified by its selection pairs, and why not.
+
+    The size is *not identified* when
+    (a) its bootstrap interval spans more than a decade: k_hi > SIZE_DECADE x max(k_lo, 1); or
+    (b) the selection curve does not cross the band clearly: in more than SIZE_TAIL of the
+        selection resamples the smallest size in the band is the whole graph or no size
+        at all (the interval's upper end reaches every edge: k_hi >= n_edges, or
+        k_unresolved_share > SIZE_TAIL).
+    An unidentified size is reported, but not used as a matched size (claim 1) and not
+    counted as a found circuit in the headline."""
+    n = n_edges if n_edges is not None else c.get("n_edges")
+    k, lo, hi = c.get("k"), c.get("k_lo"), c.get("k_hi")
+    if k is None:
+        return False, "no size in the band"
+    if lo is None or hi is None:
+        return False, "no size interval"
+    if hi > SIZE_DECADE * max(lo, 1.0):
+        return False, (f"size interval [{lo:.0f}, {hi:.0f}] spans more than a decade")
+    if (n is not None and hi >= n - 0.5) or (c.get("k_unresolved_share") or 0.0) > SIZE_TAIL:
+        return False, ("the selection curve does not cross the band clearly (in more than "
+                       f"{100 * SIZE_TAIL:g}% of resamples only the whole graph, or no size, "
+                       "is in the band)")
+    return True, ""
+
+
 CURVE_SCHEMA = {
     "split": pl.String, "direction": pl.String, "placement": pl.String,
     "ablation": pl.String, "circuit": pl.String, "seed": pl.Int32, "k": pl.Int32,
@@ -209,6 +243,10 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     prog = track(progress, "circuit sweep", 2 * len(modes_) * len(sizes) + final
                  + len(rand_modes) * len(seeds) * n_inner, EVALUATIONS)
 
+    # the evaluation pairs' draws: the run's shared ones where given (st.resampler), so
+    # that an F here carries the interval it has in the specificity and transfer tables
+    ev_idx = ev.weights(boot, st.resampler)
+
     def run(es, jobs):
         return evaluate_many(model, graph, es, jobs, kind, per_forward, progress=prog)
 
@@ -216,7 +254,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
         if not ks:
             return (torch.zeros(0, dtype=torch.float64),
                     torch.zeros(0, boot.samples, dtype=torch.float64))
-        idx = boot.indices(es.n, es.groups)
+        idx = ev_idx if es is ev else boot.indices(es.n, es.groups)
         mc = torch.stack([res[k].metric for k in ks])
         point, reps = f_replicates(mc, empty.metric, full.metric, idx)
         lo, hi = boot.interval(reps)
@@ -345,7 +383,7 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     out = iter(run(ev, jobs))
     top = {m: next(out) for m in chosen}
     rnd = {m: [next(out) for _ in seeds] for m in chosen}
-    idx = boot.indices(ev.n, ev.groups)
+    idx = ev_idx
     for m in chosen:
         empty, full = ev_res[m][0].metric, ev_res[m][n].metric
         p, r = f_replicates(top[m].metric[None], empty, full, idx)

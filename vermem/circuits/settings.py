@@ -56,6 +56,7 @@ class MibSettings(Settings):
     per_forward: int = 16
     seeds: Sequence[int] = ()
     random_modes: Sequence[Mode] | None = None
+    resampler: Resampler | None = None  # the run's shared draws (None: the set's own)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> MibSettings:
@@ -101,6 +102,16 @@ class SearchSettings(Settings):
     seed: int = 0
     select_on_evaluation: bool = False
     section: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # the run's shared bootstrap draws of the evaluation pairs (`with_resampler`): the same
+    # F then carries the same interval here and in the specificity and transfer tables
+    resampler: Resampler | None = field(default=None, compare=False, repr=False)
+
+    def with_resampler(self, pairs) -> SearchSettings:
+        """The same with the run's shared bootstrap over every evaluation set of `pairs`
+        (`evaluation.resampler`, with this search's pair caps and seed)."""
+        from vermem.circuits.evaluation import resampler
+
+        return replace(self, resampler=resampler(pairs, self.boot, self.max_pairs, self.seed))
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SearchSettings:
@@ -132,7 +143,7 @@ class SearchSettings(Settings):
     def mib(self) -> MibSettings:
         """The MIB scores of the same run (the random rankings in `random_modes`)."""
         return MibSettings(self.metric, self.boot, self.per_forward, self.seeds,
-                           self.random_modes)
+                           self.random_modes, self.resampler)
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,7 @@ class ComparisonSettings(Settings):
     max_pairs: Mapping[str, int | None] | None = None
     seed: int = 0
     select_on_evaluation: bool = False
+    resampler: Resampler | None = field(default=None, compare=False, repr=False)  # shared draws
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ComparisonSettings:

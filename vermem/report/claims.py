@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 import torch
 
+from vermem.circuits.search import size_identified
 from vermem.circuits.transfer import direction_for
 from vermem.core.stats import NONE, Estimate, combine, nan_to_none
 from vermem.core.vocabulary import BRANCH, DECISION, MEANINGS, VERDICTS, control_task
@@ -30,7 +31,11 @@ CLAIM_SCHEMA = {
     "estimate_hi": pl.Float64, "reference": pl.Float64, "reference_lo": pl.Float64,
     "reference_hi": pl.Float64, "random_faithfulness": pl.Float64, "threshold": pl.Float64,
     "margin": pl.Float64, "verdict": pl.String, "reason": pl.String, "evidence": pl.String,
+    "size": pl.String, "specific": pl.String,
 }
+# `size`: claim 1's rows, at whose minimal size the tasks are compared; `specific`: whether
+# the circuits a claim rests on are specific to memorization (the controls' rows, where the
+# run has them): "yes" (every one supported), "no" (some refuted), "not shown" (otherwise)
 SELECTED_ON_EVALUATION = ("circuit sizes were chosen on the evaluation pairs "
                           "(contrastive.split.selection = 0, the authors' design), so F at the "
                           "chosen size is not held out")
@@ -182,8 +187,9 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
 
     for meaning in MEANINGS:
         if matched is not None:
-            rows.append(_matched_claim(matched, matched_reps, sizes, meaning, margin,
-                                       min_pairs, level, placement, threshold))
+            for size_task in (DECISION, BRANCH):  # at each task's minimal size
+                rows.append(_matched_claim(matched, matched_reps, sizes, meaning, settings,
+                                           size_task))
             continue
         a = _cells(sel(relation="cross-task", source_task=DECISION, semantics=meaning), level,
                    transfer_reps)
@@ -297,11 +303,57 @@ def claims(transfer_df: pl.DataFrame, sizes: dict[tuple[str, str, str], dict],
     if specificity is not None:
         rows += specificity_claims(specificity, specificity_reps, main_subset, margin,
                                    min_pairs, placement, threshold)
+        rows = mark_specificity(rows)
     return pl.DataFrame(rows, schema=CLAIM_SCHEMA)
 
 
+NOT_SPECIFIC = "not specific to memorization"
+
+
+def _rests_on(claim: str, meaning: str) -> list[tuple[str, str]]:
+    """(task, meaning) of the circuits a claim of the paper rests on (none: a controls' row)."""
+    both = list(MEANINGS) if meaning == "both" else [meaning]
+    if claim == CLAIM_1 or claim.startswith("Branch Comparison circuits are smaller"):
+        return [(t, m) for t in (BRANCH, DECISION) for m in both]
+    if claim.startswith(("Memorization prevention transfers", "Induction (de-noising")):
+        return [(BRANCH, m) for m in (MEANINGS if claim.startswith("Induction") else both)]
+    return []
+
+
+def mark_specificity(rows: list[dict]) -> list[dict]:
+    """Each claim of the paper's `specific`: "yes" where every circuit it rests on is shown
+    specific to memorization (its controls' row supported), "no" where one is refuted (as
+    faithful on non-memorized text), "not shown" otherwise; a claim whose circuits are not
+    shown specific says so in its reason, since its verdict then does not support the word
+    "memorization"."""
+    spec = {}
+    for r in rows:
+        for task in (BRANCH, DECISION):
+            if r["claim"] == SPECIFIC.format(task=task.replace("_", " ").title()):
+                spec[task, r["semantics"]] = r["verdict"]
+    for r in rows:
+        deps = _rests_on(r["claim"], r["semantics"])
+        if not deps:
+            continue
+        verdicts = [spec.get(d) for d in deps]
+        if any(v == "refuted" for v in verdicts):
+            r["specific"] = "no"
+            names = [f"{t.replace('_', ' ')} {m}" for (t, m), v in zip(deps, verdicts,
+                                                                     strict=True)
+                     if v == "refuted"]
+            r["reason"] = (f"{r['reason']}; {NOT_SPECIFIC}: the circuit ({', '.join(names)}) "
+                           "is as faithful on non-memorized text")
+        elif all(v == "supported" for v in verdicts):
+            r["specific"] = "yes"
+        else:
+            r["specific"] = "not shown"
+            r["reason"] = (f"{r['reason']}; specificity to memorization not shown (the "
+                           "controls' verdict is not supported)")
+    return rows
+
+
 def _row(claim, meaning, test, placement, a: Estimate, b: Estimate | None, threshold, margin,
-         verdict, evidence) -> dict:
+         verdict, evidence, size: str | None = None) -> dict:
     return {"claim": claim, "semantics": meaning, "test": test, "placement": placement,
             "n_pairs": a.n if b is None else min(a.n, b.n), "estimate": a.value,
             "estimate_lo": a.lo, "estimate_hi": a.hi,
@@ -309,28 +361,37 @@ def _row(claim, meaning, test, placement, a: Estimate, b: Estimate | None, thres
             "reference_lo": None if b is None else b.lo,
             "reference_hi": None if b is None else b.hi, "random_faithfulness": a.random,
             "threshold": threshold, "margin": margin, "verdict": verdict[0],
-            "reason": verdict[1], "evidence": evidence}
+            "reason": verdict[1], "evidence": evidence, "size": size}
 
 
 CLAIM_1 = "Memorization Decision circuits also work on Branch Comparison, not the reverse"
 
 
 def _matched_claim(matched: pl.DataFrame, reps: torch.Tensor | None,
-                   sizes: Mapping[tuple[str, str, str], dict], meaning: str, margin: float,
-                   min_pairs: int, level: float, placement: str, threshold: float) -> dict:
-    """Claim 1 at matched size: at k = the Memorization Decision minimal circuit's size of
-    each subset, the gap F(other task's top-k) - F(own top-k) on Branch Comparison pairs
-    (MD -> BC, a) and on Memorization Decision pairs (BC -> MD, b), each averaged over the
-    subsets. Supported when a >= -margin and b < -margin with their whole intervals (MD's
-    ranking as good as BC's own on BC pairs, BC's worse than MD's own on MD pairs); refuted
-    when a < -margin or b >= -margin with their whole intervals; else insufficient."""
+                   sizes: Mapping[tuple[str, str, str], dict], meaning: str,
+                   settings: ClaimSettings, size_task: str = DECISION) -> dict:
+    """Claim 1 at matched size: at k = `size_task`'s minimal circuit's size of each subset
+    (Memorization Decision's, or Branch Comparison's: the claim is shown at both), the gap
+    F(other task's top-k) - F(own top-k) on Branch Comparison pairs (MD -> BC, a) and on
+    Memorization Decision pairs (BC -> MD, b), each averaged over the subsets. A size that
+    is not identified (`search.size_identified`) is left out, and said so. Supported when
+    a >= -margin and b < -margin with their whole intervals (MD's ranking as good as BC's
+    own on BC pairs, BC's worse than MD's own on MD pairs); refuted when a < -margin or
+    b >= -margin with their whole intervals; else insufficient."""
+    margin, min_pairs, level = settings.margin, settings.min_pairs, settings.level
+    placement, threshold = settings.placement, settings.threshold
     m = _indexed(matched).filter((pl.col("semantics") == meaning)
                                  & (pl.col("placement") == placement))
     parts: dict[str, list[Estimate]] = {"a": [], "b": []}
-    ks = []
+    ks, unidentified = [], []
+    short = "MD" if size_task == DECISION else "BC"
     for (subset,), g in sorted(m.group_by("subset"), key=lambda kv: kv[0][0]):
-        rec = sizes.get((DECISION, subset, direction_for(DECISION, meaning)))
+        rec = sizes.get((size_task, subset, direction_for(size_task, meaning)))
         if rec is None or rec.get("k") is None:
+            continue
+        ok, why = size_identified(rec)
+        if not ok:
+            unidentified.append(f"{subset} (k = {rec['k']}: {why})")
             continue
         k = int(rec["k"])
         ks.append(f"{subset}: k = {k}")
@@ -342,8 +403,8 @@ def _matched_claim(matched: pl.DataFrame, reps: torch.Tensor | None,
     b = combine(parts["b"], level) if parts["b"] else NONE
     n = min(a.n, b.n)
     if a.missing or b.missing:
-        verdict = ("insufficient evidence", "no Memorization Decision circuit in the band, or "
-                   "no pairs, for a matched comparison")
+        verdict = ("insufficient evidence", f"no identified {short} minimal size, or no pairs, "
+                   "for a matched comparison")
     elif n < min_pairs:
         verdict = ("insufficient evidence", f"too few pairs: n = {n} < {min_pairs}")
     elif a.hi < -margin:
@@ -358,11 +419,15 @@ def _matched_claim(matched: pl.DataFrame, reps: torch.Tensor | None,
                                 f"upper bound {b.hi:.3f} < -{margin}")
     else:
         verdict = ("insufficient evidence", "a gap's interval crosses the margin")
-    return _row(CLAIM_1, meaning, "at the same k (the MD minimal size per subset), each "
+    if unidentified:
+        verdict = (verdict[0], verdict[1] + "; size not identified, left out: "
+                   + ", ".join(unidentified))
+    return _row(CLAIM_1, meaning, f"at the same k (the {short} minimal size per subset), each "
                 f"task's own top-k against the other's ({meaning}); gap = F(other) - F(own) "
                 "on MD -> BC (estimate) and BC -> MD (reference), mean over subsets; "
                 f"margin {margin} on both sides", placement, a, b, threshold, margin, verdict,
-                f"MD -> BC gap = {_fmt(a)}, BC -> MD gap = {_fmt(b)}; " + ", ".join(ks))
+                f"MD -> BC gap = {_fmt(a)}, BC -> MD gap = {_fmt(b)}; " + ", ".join(ks),
+                size=f"{short} minimal size")
 
 
 SPECIFIC = ("The {task} circuit is specific to memorization (it does not explain "

@@ -25,8 +25,38 @@ def _ci(v, lo, hi, digits: int = 2) -> str:
 
 
 def _k(x) -> str:
-    """A size or a size's interval end (a percentile: may fall between two sizes)."""
-    return "n/a" if x is None else f"{x:.1f}".rstrip("0").rstrip(".")
+    """A size or a size's interval end (a percentile, rounded to a whole edge count)."""
+    return "n/a" if x is None else str(int(round(float(x))))
+
+
+def human(n) -> str:
+    """A count as a person reads it: 1.3M, 45.1k, 950."""
+    if n is None:
+        return "n/a"
+    v = float(n)
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{unit}"
+    return f"{int(v)}" if v == int(v) else f"{v:g}"
+
+
+ABSENT = "none"  # one word for "did not happen / not found" in every table
+
+
+def anchor(kind: str, model: str = "") -> str:
+    """The id of a section, so that the headline can link it (`[table](#id)`)."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", f"{kind} {model}".lower()).strip("-")
+
+
+def _target(kind: str, model: str = "") -> str:
+    """The line before a section's heading that the headline's links point at."""
+    return f'<a id="{anchor(kind, model)}"></a>'
+
+
+def _link(text: str, kind: str, model: str = "") -> str:
+    return f"[{text}](#{anchor(kind, model)})"
 
 
 def _pct(k: int, n: int) -> str:
@@ -79,12 +109,49 @@ def pairs_section(model: str, pairs: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _cap_note(minimal: Sequence[Mapping[str, Any]], pairs: Mapping[str, Any] | None
+              ) -> str:
+    """A sentence on the pair cap (circuits.max_pairs) where the circuits' evaluation and
+    selection counts differ from the pairs table's; '' where they agree."""
+    if not pairs:
+        return ""
+    diff = []
+    for rec in minimal:
+        v = pairs.get(rec["task"], {}).get(rec["subset"], {})
+        for part, key in (("evaluation", "n_pairs"), ("selection", "n_selection")):
+            if part == "selection" and rec.get("selection_on_evaluation"):
+                continue
+            if v.get(part) is not None and rec.get(key) is not None and v[part] != rec[key]:
+                diff.append(f"{rec['task']} / {rec['subset']} {part}: {rec[key]} of {v[part]}")
+    if not diff:
+        return ""
+    return (" The circuits use at most `circuits.max_pairs` pairs per part, spread over "
+            "documents, so their counts are below the pairs table's where the cap binds ("
+            + "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "") + ").")
+
+
 def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
-                     main: Mapping[str, str]) -> list[str]:
-    out = [f"### Minimal circuits, main mode {main['placement']}/{main['ablation']} "
+                     main: Mapping[str, str], pairs: Mapping[str, Any] | None = None
+                     ) -> list[str]:
+    from vermem.circuits.search import SIZE_DECADE, SIZE_TAIL, size_identified
+
+    band_txt = ""
+    if minimal and minimal[0].get("band"):
+        lo, hi = minimal[0]["band"]
+        band_txt = f" [{lo:g}, {hi:g}]"
+    out = [_target("minimal circuits", model),
+           f"### Minimal circuits, main mode {main['placement']}/{main['ablation']} "
            f"(`results/circuits/{model}/*/*/minimal.json`)", "",
-           "Size chosen on the selection pairs (bootstrap interval), F on the disjoint "
-           "evaluation pairs (cluster-bootstrap interval), random circuits of the same size."
+           "Size k chosen on the selection pairs as the smallest k whose F lies in the "
+           f"target band{band_txt} (bootstrap interval of k over the selection pairs); F at "
+           "that size on the selection pairs (where it was chosen) and on the disjoint "
+           "evaluation pairs (cluster-bootstrap interval), whether the evaluation F is in "
+           "the band too, and random circuits of the same size. *Size identified*: no when "
+           f"the size interval spans more than a decade (upper end > {SIZE_DECADE:g} x lower "
+           "end), or the selection curve does not cross the band clearly (in more than "
+           f"{100 * SIZE_TAIL:g}% of the selection resamples only the whole graph, or no "
+           "size, is in the band); such a size is shown but not used as a matched size."
+           + _cap_note(minimal, pairs)
            + (" Small gap: the modes of that direction (placement / ablation, evaluation or "
               f"selection pairs) where |M(full) - M(empty)| < {_gap_threshold(minimal):g}, "
               "so that F divides by a difference too small to mean much."
@@ -98,20 +165,27 @@ def circuits_section(model: str, minimal: Sequence[Mapping[str, Any]],
         for d in ("noising", "denoising"):
             c = found.get(d)
             if c is None:
-                rows.append((rec["task"], rec["subset"], d, "none in the band", "", "",
-                             rec.get("n_selection", 0), rec.get("n_pairs", 0))
+                rows.append((rec["task"], rec["subset"], d, "none in the band", "", "", "",
+                             "", "", rec.get("n_selection", 0), rec.get("n_pairs", 0))
                             + ((small_gap_count(rec, d),) if gaps else ()))
                 continue
+            ok, why = size_identified(c)
+            sel_f = c.get("selection_faithfulness")
+            in_band = {"in": "yes", "below": "no (below)", "above": "no (above)"}.get(
+                c.get("band"), "n/a")
             rows.append((rec["task"], rec["subset"], f"{d} ({c['semantics']})",
-                         f"{c['k']} of {c['n_edges']} [{_k(c['k_lo'])}, {_k(c['k_hi'])}]",
+                         f"{_k(c['k'])} of {c['n_edges']} [{_k(c['k_lo'])}, {_k(c['k_hi'])}]",
+                         "yes" if ok else f"no: {why}",
+                         "n/a" if sel_f is None else f"{sel_f:.2f}",
                          _ci(c.get("faithfulness"), c.get("faithfulness_lo"),
-                             c.get("faithfulness_hi")),
+                             c.get("faithfulness_hi")), in_band,
                          _ci(c.get("random_faithfulness"), c.get("random_faithfulness_lo"),
                              c.get("random_faithfulness_hi")),
                          rec.get("n_selection", 0), rec.get("n_pairs", 0))
                         + ((small_gap_count(rec, d),) if gaps else ()))
-    out += _table(("task", "subset", "direction", "k", "F (evaluation)", "random F",
-                   "n selection", "n evaluation") + (("small gap",) if gaps else ()), rows)
+    out += _table(("task", "subset", "direction", "k", "size identified", "F (selection)",
+                   "F (evaluation)", "evaluation F in band", "random F", "n selection",
+                   "n evaluation") + (("small gap",) if gaps else ()), rows)
     return out
 
 
@@ -134,11 +208,18 @@ def small_gap_count(rec: Mapping[str, Any], direction: str) -> str:
 def mib_section(model: str, mib: pl.DataFrame, main: Mapping[str, str]) -> list[str]:
     """CPR / CMD (MIB's circuit-localization scores) of the main mode, per task, subset and
     direction, next to random rankings'."""
-    out = [f"### MIB scores, main mode {main['placement']}/{main['ablation']} "
+    log_ = "log_area" in mib.columns
+    out = [_target("mib", model),
+           f"### MIB scores, main mode {main['placement']}/{main['ablation']} "
            f"(`results/circuits/{model}/*/*/mib.parquet`)", "",
            "CPR: area under F over 0.1-100% of the edges (higher is better); CMD: area under "
-           "|1 - F| (lower is better); evaluation pairs, cluster-bootstrap intervals; random: "
-           "the mean over random rankings.", ""]
+           "|1 - F| (lower is better), both on MIB's linear edge-fraction axis, where sizes "
+           "under 10% of the edges carry under 10% of the weight"
+           + ("; log area: the area under F over log10(edge fraction) from 1/E to 1 (E "
+              "edges), divided by log10(E), so that every decade of sizes weighs the same "
+              "(a random ranking with F = k/E scores about 1 / ln E)" if log_ else "")
+           + "; evaluation pairs, cluster-bootstrap intervals; random: the mean over random "
+           "rankings.", ""]
     q = mib.filter((pl.col("placement") == main["placement"])
                    & (pl.col("ablation") == main["ablation"]))
     rows = []
@@ -149,18 +230,22 @@ def mib_section(model: str, mib: pl.DataFrame, main: Mapping[str, str]) -> list[
         def cell(x, key):
             return "n/a" if x is None else _ci(x[key], x[f"{key}_lo"], x[f"{key}_hi"])
         rows.append((task, subset, d, a["method"] if a else "", cell(a, "cpr"),
-                     cell(a, "cmd"), cell(r, "cpr"), cell(r, "cmd"),
-                     a["n_pairs"] if a else 0))
+                     cell(a, "cmd"), cell(r, "cpr"), cell(r, "cmd"))
+                    + ((cell(a, "log_area"), cell(r, "log_area")) if log_ else ())
+                    + (a["n_pairs"] if a else 0,))
     out += _table(("task", "subset", "direction", "method", "CPR", "CMD", "random CPR",
-                   "random CMD", "n evaluation"), sorted(rows))
+                   "random CMD") + (("log area", "random log area") if log_ else ())
+                  + ("n evaluation",), sorted(rows))
     return out
 
 
 def methods_section(model: str, quality: pl.DataFrame, agreement: pl.DataFrame) -> list[str]:
     """Attribution methods side by side on the main subset: CPR, CMD and the minimal size
     per task and direction, then the Spearman correlation between every two methods."""
-    out = [f"### Attribution methods compared (`results/circuits/{model}/methods.parquet`)",
-           "", "Each method ranks the edges from the same attribution pairs; CPR / CMD on the "
+    out = [_target("methods", model),
+           f"### Attribution methods compared (`results/circuits/{model}/methods.parquet`)",
+           "", "Each method ranks the edges from the same attribution pairs, each direction "
+           "by its own scores (de-noising by the de-noising scores); CPR / CMD on the "
            "evaluation pairs, the size chosen on the selection pairs, main mode.", ""]
     rows = [(r["task"], r["subset"], r["direction"], r["method"],
              _ci(r["cpr"], r["cpr_lo"], r["cpr_hi"]), _ci(r["cmd"], r["cmd_lo"], r["cmd_hi"]),
@@ -170,6 +255,16 @@ def methods_section(model: str, quality: pl.DataFrame, agreement: pl.DataFrame) 
             for r in quality.iter_rows(named=True)]
     out += _table(("task", "subset", "direction", "method", "CPR", "CMD", "minimal k",
                    "n attribution / selection / evaluation"), rows)
+    diffs = agreement.filter(pl.col("statistic") == "CPR difference") if "direction" in \
+        agreement.columns else agreement.clear()
+    if diffs.height:
+        out += ["Paired CPR differences (method a - method b, the same evaluation pairs and "
+                "bootstrap draws for both; a ranking of methods needs an interval that "
+                "excludes 0):", ""]
+        out += _table(("task", "direction", "methods", "CPR difference", "n evaluation"),
+                      [(r["task"], r["direction"], f"{r['method_a']} - {r['method_b']}",
+                        _ci(r["value"], r["value_lo"], r["value_hi"]), r["n_pairs"])
+                       for r in diffs.iter_rows(named=True)])
     sp = agreement.filter(pl.col("statistic") == "spearman |score|")
     rows = [(r["task"], f"{r['method_a']} vs {r['method_b']}",
              _ci(r["value"], r["value_lo"], r["value_hi"]), r["n_docs"])
@@ -180,7 +275,8 @@ def methods_section(model: str, quality: pl.DataFrame, agreement: pl.DataFrame) 
 
 
 def specificity_section(model: str, spec: pl.DataFrame) -> list[str]:
-    out = [f"### Specificity (`results/circuits/{model}/specificity.parquet`)", "",
+    out = [_target("specificity", model),
+           f"### Specificity (`results/circuits/{model}/specificity.parquet`)", "",
            "The memorization circuit's top-k on its memorized and on its control evaluation "
            "pairs, the control ranking's top-k on the memorized pairs, and the clean - "
            "corrupt gap of the metric on each (one joint bootstrap).", ""]
@@ -201,30 +297,53 @@ def specificity_section(model: str, spec: pl.DataFrame) -> list[str]:
 
 
 def claims_section(model: str, claims: pl.DataFrame) -> list[str]:
-    out = [f"### Claims (`results/circuits/{model}/claims.csv`)", ""]
-    rows = [(r["claim"], r["semantics"],
-             _ci(r["estimate"], r["estimate_lo"], r["estimate_hi"], 3), r["n_pairs"],
-             "" if r.get("min_documents") is None else r["min_documents"],
-             f"**{r['verdict']}**", r["reason"]) for r in claims.iter_rows(named=True)]
+    out = [_target("claims", model), f"### Claims (`results/circuits/{model}/claims.csv`)",
+           "", "A verdict on a claim about memorization whose circuits are not shown "
+           "specific to memorization (the controls' rows below) carries that qualifier: it "
+           "holds of the circuit, not of memorization.", ""]
+    rows = [(r["claim"] + (f" (at the {r['size']})" if r.get("size") else ""),
+             r["semantics"], _estimate(r),
+             r["n_pairs"], "" if r.get("min_documents") is None else r["min_documents"],
+             f"**{r['verdict']}**" + _qualifier(r), r["reason"])
+            for r in claims.iter_rows(named=True)]
     out += _table(("claim", "meaning", "estimate", "n", "fewest documents", "verdict",
                    "reason"), rows)
     return out
 
 
-def _step(v, never: str = "none") -> str:
-    return never if v is None else str(v)
+SIZE_CLAIM = "Branch Comparison circuits are smaller"  # its estimates are edge counts
+
+
+def _estimate(r: Mapping[str, Any]) -> str:
+    """A claim row's estimate with its interval: edge counts as whole numbers."""
+    if r["claim"].startswith(SIZE_CLAIM):
+        v, lo, hi = r["estimate"], r["estimate_lo"], r["estimate_hi"]
+        return "n/a" if v is None else f"{_k(v)} [{_k(lo)}, {_k(hi)}]"
+    return _ci(r["estimate"], r["estimate_lo"], r["estimate_hi"], 3)
+
+
+def _qualifier(r: Mapping[str, Any]) -> str:
+    """' (not specific to memorization)' and the like, from a claim row's `specific`."""
+    spec = r.get("specific")
+    return {"no": " (not specific to memorization)",
+            "not shown": " (specificity to memorization not shown)"}.get(spec or "", "")
+
+
+def _step(v) -> str:
+    return ABSENT if v is None else str(v)
 
 
 def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
     k_min = ck.get("min_documents", 1)
-    out = [f"### Along training (`results/checkpoints/{model}/summary.json`)", "",
-           "First training step at which each happens (none: not within the axis). "
+    out = [_target("checkpoints", model),
+           f"### Along training (`results/checkpoints/{model}/summary.json`)", "",
+           f"First training step at which each happens ({ABSENT}: not within the axis). "
            "Memorization *emerges* at the first step whose Wilson interval lies above the "
            f"unseen documents' with at least {k_min} documents memorized."]
 
     def emerges(m):
         if m["n"] < k_min:
-            return f"never (n = {m['n']} < {k_min})"
+            return f"{ABSENT} (n = {m['n']} < {k_min})"
         return _step(m["emerges"])
     out += [""] + _table(("group", "n", "memorized at the end", "emerges", "half memorized"),
                          [(f"{m['by']} {m['group']}", m["n"],
@@ -244,10 +363,11 @@ def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
                             g["match_fraction_hi"]),
                         _ci(g["exact_prefix"], g["exact_prefix_lo"], g["exact_prefix_hi"], 1))
                        for g in ck["graded"]])
-    out += ["The final model's minimal circuit at each checkpoint: *first* in the band is the "
-            "first step whose F interval (point estimate) lies in [target, 2 - target]; "
-            "*from* is the first step from which it stays there at every later point, the "
-            "final model included (never: the final model's own F leaves the band). *F "
+    out += ["The final model's minimal circuit at each checkpoint: *F interval in band "
+            "first* is the first step whose F interval lies in [target, 2 - target], *F in "
+            "band first* the same for the point estimate of F; *from* is the first step from "
+            "which it stays there at every later point, the final model included "
+            f"({ABSENT}: the final model's own F leaves the band). *F "
             "undefined* are the steps where the model does not tell the clean run from the "
             "corrupt one (|logit gap| < 0.1 or its interval contains 0, as at the untrained "
             "t0): F means nothing there and counts as out of the band.", ""]
@@ -255,10 +375,10 @@ def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
                    "F interval in band from", "F in band first", "F in band from",
                    "own circuit from", "F undefined at"),
                   [(c["task"], c["subset"], c["semantics"], c["final_k"],
-                    _step(c["final_faithful"]), _step(c.get("final_faithful_from"), "never"),
-                    _step(c["final_in_band"]), _step(c.get("final_in_band_from"), "never"),
+                    _step(c["final_faithful"]), _step(c.get("final_faithful_from")),
+                    _step(c["final_in_band"]), _step(c.get("final_in_band_from")),
                     _step(c["own_circuit"]),
-                    ", ".join(map(str, c.get("undefined") or [])) or "-")
+                    ", ".join(map(str, c.get("undefined") or [])) or ABSENT)
                    for c in ck.get("circuits", [])])
     rows = [(c["task"], c["semantics"], o["step"], _k(o["k"]),
              "n/a" if o["jaccard"] is None else f"{o['jaccard']:.2f}",
@@ -269,14 +389,16 @@ def checkpoints_section(model: str, ck: Mapping[str, Any]) -> list[str]:
            for o in c.get("overlap", [])):
         out += ["Each checkpoint's own minimal circuit against the final one: Jaccard |A ∩ B| "
                 "/ |A ∪ B| and the overlap coefficient |A ∩ B| / min(|A|, |B|) (1: the smaller "
-                "lies inside the larger, whatever their sizes).", ""]
+                "lies inside the larger, whatever their sizes); steps where F is undefined "
+                "are left out.", ""]
         out += _table(("task", "meaning", "step", "own k", "Jaccard", "overlap coefficient"),
                       rows)
     return out
 
 
 def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
-    out = ["## Study B: memorizing random strings (`results/dynamics/summary.json`)", "",
+    out = [_target("study b"),
+           "## Study B: memorizing random strings (`results/dynamics/summary.json`)", "",
            "Share of strings memorized (Wilson 95%; memorized: accuracy 1 for the hold epochs "
            "in a row) and the Kaplan-Meier median of epochs to memorize (order-statistic "
            "interval; censored at the last epoch at which such a run can start); guessing "
@@ -288,23 +410,36 @@ def dynamics_section(dyn: Mapping[str, Any]) -> list[str]:
         k = v.get("memorized_strings")
         med = ("> horizon" if v.get("median_censored") else
                _ci(v.get("median_epochs"), v.get("median_lo"), v.get("median_hi"), 0))
+        g = v.get("guessing_phase")
         rows.append((key, f"{k} of {n}" if n is not None else k,
                      _pct(k, n) if isinstance(n, int) and isinstance(k, int) else "",
-                     med, v.get("guessing_phase")))
-    out += _table(("model/init", "memorized", "share", "median epochs", "guessing phase"),
-                  rows)
+                     med, "" if g is None else (f"{g} of {n} strings" if n is not None
+                                                else f"{g} strings")))
+    out += _table(("model/init", "memorized", "share", "median epochs",
+                   "guessing phase (strings)"), rows)
     return out
+
+
+def _shows(r: Mapping[str, Any]) -> str:
+    """A finding's `shows`, model sizes (factor n_params: 'level: median (n)') readable."""
+    import re
+
+    text = r.get("shows") or ""
+    if r.get("factor") != "n_params":
+        return text
+    return re.sub(r"(?<![\d.])(\d{4,})(?=:)", lambda m: human(int(m.group(1))), text)
 
 
 def findings_section(found: pl.DataFrame) -> list[str]:
     """Speicher et al.'s findings next to what the run shows, a verdict per row."""
-    out = ["### Against Speicher et al. (2024) (`results/dynamics/findings.parquet`)", "",
+    out = [_target("findings"),
+           "### Against Speicher et al. (2024) (`results/dynamics/findings.parquet`)", "",
            "Q1: stratified concordance of the factor with the epochs to memorize (+1: the "
            "paper's direction; strings compared only within equal other factors, "
            "never-memorized ones censored) with one-sided permutation p-values; Q3: the rule "
            "in each row's reason (docs/study-b.md, Findings).", ""]
     fam = found.filter(pl.col("question") == "families")
-    rows = [(r["question"], r["finding"], r["shows"],
+    rows = [(r["question"], r["finding"], _shows(r),
              "n/a" if r["estimate"] is None else f"{r['estimate']:+.2f}", r["compared"],
              f"**{r['verdict']}**", r["reason"])
             for r in found.filter(pl.col("question") != "families").iter_rows(named=True)]
@@ -389,7 +524,8 @@ def location_section(model: str, loc: pl.DataFrame, mass: pl.DataFrame | None = 
     nodes a circuit touches, against random circuits of the same size
     (vermem.circuits.location.location_mass, location_recall)."""
     names = ", ".join(sorted(set(",".join(loc["injected"].unique().to_list()).split(","))))
-    out = [f"### Where the injection lives (`results/circuits/{model}/*/*/location.parquet`)",
+    out = [_target("location", model),
+           f"### Where the injection lives (`results/circuits/{model}/*/*/location.parquet`)",
            ""]
     if mass is not None and mass.height:
         out += [f"Attribution mass on the injected components ({names}; "
@@ -434,6 +570,157 @@ def location_section(model: str, loc: pl.DataFrame, mass: pl.DataFrame | None = 
     return out
 
 
+# -- the headline: the answer first ------------------------------------------------------------
+
+def _task_name(task: str) -> str:
+    return task.replace("_", " ").title()
+
+
+def _range(items: Sequence[tuple[float, float | None, float | None]]) -> str:
+    """'lowest [..] to highest [..]' of (value, lo, hi) items (by value)."""
+    items = sorted(items, key=lambda x: x[0])
+    lo, hi = _ci(*items[0]), _ci(*items[-1])
+    return lo if len(items) == 1 else f"{lo} to {hi}"
+
+
+def faithful_lines(model: str, minimal: Sequence[Mapping[str, Any]], main: Mapping[str, str]
+                   ) -> list[str]:
+    """Per task: how many main-mode circuits (subsets x directions) have an identified size,
+    an evaluation F in the band, an interval above random circuits', with the F range."""
+    from vermem.circuits.search import size_identified
+
+    out = []
+    for task in sorted({r["task"] for r in minimal}):
+        recs = [r for r in minimal if r["task"] == task]
+        cells = 2 * len(recs)
+        cs = [c for r in recs for c in r["circuits"]
+              if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])]
+        band = recs[0].get("band") or [None, None]
+        in_band = sum(c.get("band") == "in" for c in cs)
+        above = sum(c.get("faithfulness_lo") is not None
+                    and c.get("random_faithfulness_hi") is not None
+                    and c["faithfulness_lo"] > c["random_faithfulness_hi"] for c in cs)
+        unident = sum(not size_identified(c)[0] for c in cs)
+        fs = [(c["faithfulness"], c.get("faithfulness_lo"), c.get("faithfulness_hi"))
+              for c in cs if c.get("faithfulness") is not None]
+        rnd = [c["random_faithfulness"] for c in cs if c.get("random_faithfulness") is not None]
+        ns = sorted({r.get("n_pairs", 0) for r in recs})
+        band_txt = "the band" if band[0] is None else f"the band [{band[0]:g}, {band[1]:g}]"
+        text = (f"- **Faithful circuits, {_task_name(task)}** "
+                f"({_link('minimal circuits', 'minimal circuits', model)}): "
+                f"{len(cs)} of {cells} circuits found (subsets x directions); "
+                f"{in_band} of {len(cs)} with evaluation F in {band_txt}, {above} of "
+                f"{len(cs)} above random circuits of their size")
+        if fs:
+            text += f"; F {_range(fs)}"
+        if rnd:
+            text += f", random at most {max(rnd):.2f}"
+        text += f"; n = {'-'.join(map(str, (ns[0], ns[-1]) if len(ns) > 1 else ns))} " \
+                "evaluation pairs"
+        if unident:
+            text += f"; {unident} size(s) not identified"
+        out.append(text + ".")
+    return out
+
+
+def _verdict_counts(verdicts: Sequence[str]) -> str:
+    from collections import Counter
+
+    c = Counter(verdicts)
+    return ", ".join(f"{c[v]} {v}" for v in ("supported", "refuted", "insufficient evidence",
+                                             "agrees", "disagrees", "insufficient") if c[v])
+
+
+def specific_line(model: str, claims: pl.DataFrame, table: bool = True) -> str | None:
+    """The controls' verdicts: how many memorization circuits are shown specific (linking
+    the specificity table, or the claims where the run has no such table)."""
+    from vermem.report.claims import SPECIFIC
+
+    names = {SPECIFIC.format(task=_task_name(t)) for t in
+             ("branch_comparison", "memorization_decision")}
+    rows = claims.filter(pl.col("claim").is_in(list(names)))
+    if not rows.height:
+        return None
+    est = [(r["estimate"], r["estimate_lo"], r["estimate_hi"])
+           for r in rows.iter_rows(named=True) if r["estimate"] is not None]
+    ns = [r["n_pairs"] for r in rows.iter_rows(named=True) if r["n_pairs"]]
+    where = _link("specificity", "specificity", model) if table else \
+        _link("claims", "claims", model)
+    return (f"- **Specific to memorization?** ({where}): "
+            f"of {rows.height} circuits (tasks x meanings, main subset), "
+            f"{_verdict_counts(rows['verdict'].to_list())}"
+            + (f"; F(memorized) - F(control) {_range(est)}" if est else "")
+            + (f"; n >= {min(ns)} pairs a side" if ns else "") + ".")
+
+
+def claims_lines(model: str, claims: pl.DataFrame) -> list[str]:
+    """One line per claim of the paper: each row's meaning (and size) with its verdict and
+    the qualifier where its circuits are not shown specific to memorization."""
+    from vermem.report.claims import SPECIFIC
+
+    spec = {SPECIFIC.format(task=_task_name(t)) for t in
+            ("branch_comparison", "memorization_decision")}
+    out = [f"- **The paper's claims** ({_link('claims', 'claims', model)}):"]
+    for (claim,), g in claims.filter(~pl.col("claim").is_in(list(spec))).group_by(
+            "claim", maintain_order=True):
+        parts = []
+        for r in g.iter_rows(named=True):
+            where = r["semantics"] + (f" at the {r['size']}" if r.get("size") else "")
+            est = "" if r["estimate"] is None else f" {_estimate(r)}, n = {r['n_pairs']}"
+            parts.append(f"{where}: **{r['verdict']}**{_qualifier(r)}{est}")
+        out.append(f"  - {claim}: " + "; ".join(parts) + ".")
+    return out if len(out) > 1 else []
+
+
+def localization_line(model: str, table: pl.DataFrame | None) -> str | None:
+    """Where the memory lives, from a localization table (results/circuits/localization*.parquet
+    or the injection's location_mass comparison: rows with a `verdict`); None without one."""
+    if table is None or not table.height or "verdict" not in table.columns:
+        return None
+    counts = sorted(table.group_by("verdict").len().iter_rows(), key=lambda vc: -vc[1])
+    what = "; ".join(f"{v}: {c}" for v, c in counts if v)
+    return (f"- **Where the memory lives** ({_link('where the injection lives', 'location', model)}"
+            f"): of {table.height} task x direction cells, {what}.")
+
+
+def findings_line(found: pl.DataFrame | None) -> str | None:
+    """Study B in one line: the findings' verdict counts and which agree or disagree."""
+    if found is None or not found.height:
+        return None
+    main = found.filter(pl.col("question") != "families")
+    parts = [_verdict_counts(found["verdict"].to_list()) + f" of {found.height} findings"]
+    for v in ("agrees", "disagrees"):
+        names = main.filter(pl.col("verdict") == v)["finding"].to_list()
+        if names:
+            parts.append(f"{v}: " + ", ".join(names))
+    return (f"- **Study B, against Speicher et al.** ({_link('findings', 'findings')}): "
+            + "; ".join(parts) + ".")
+
+
+def headline(models: Mapping[str, Mapping[str, Any]], main: Mapping[str, str],
+             findings: pl.DataFrame | None = None) -> list[str]:
+    """The answer first (at most about 15 lines): per model, are there faithful circuits,
+    are they specific to memorization, which of the paper's claims hold, where the memory
+    lives (with a localization table); then what Study B finds. Each line links its table."""
+    out = ["## Headline", ""]
+    for name, m in models.items():
+        if len(models) > 1:
+            out.append(f"- *{name}*")
+        out += faithful_lines(name, m["minimal"], main)
+        line = specific_line(name, m["claims"], m.get("specificity") is not None)
+        out += [line] if line else []
+        out += claims_lines(name, m["claims"])
+        loc = m.get("localization")
+        if loc is None and m.get("location_mass") is not None:
+            rows = mass_comparison(m["location_mass"])
+            loc = pl.DataFrame({"verdict": [r[-1] for r in rows]}) if rows else None
+        line = localization_line(name, loc)
+        out += [line] if line else []
+    line = findings_line(findings)
+    out += [line] if line else []
+    return out + [""]
+
+
 def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] | None,
            main: Mapping[str, str], findings: pl.DataFrame | None = None) -> str:
     """The summary of a run. models: name -> {labels, pairs (summary JSONs), minimal (records),
@@ -443,11 +730,12 @@ def render(models: Mapping[str, Mapping[str, Any]], dynamics: Mapping[str, Any] 
     out = ["# What this run gives", "",
            "Written by the `summary` rule from the run's own tables; every number below is "
            "read from the file named in its heading.", ""]
+    out += headline(models, main, findings)
     for name, m in models.items():
         out += [f"## Study A: {name}", ""]
         out += labels_section(name, m["labels"])
         out += pairs_section(name, m["pairs"])
-        out += circuits_section(name, m["minimal"], main)
+        out += circuits_section(name, m["minimal"], main, m["pairs"])
         if m.get("mib") is not None:
             out += mib_section(name, m["mib"], main)
         if m.get("methods") is not None:
@@ -480,7 +768,9 @@ def _inline(text: str) -> str:
 
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"\[([^\]]+)\]\(#([a-z0-9-]+)\)", r'<a href="#\2">\1</a>', out)
+    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<em>\1</em>", out)
 
 
 def _cells(line: str) -> list[str]:
@@ -503,7 +793,17 @@ def to_html(markdown: str) -> str:
     while i < len(lines):
         line = lines[i]
         head = re.match(r"(#{1,6}) (.*)", line)
-        if head:
+        target = re.fullmatch(r'<a id="([a-z0-9-]+)"></a>', line.strip())
+        item = re.match(r"( *)- (.*)", line)
+        if target:
+            flush()
+            out.append(f'<a id="{target.group(1)}"></a>')
+        elif item:
+            flush()
+            depth = len(item.group(1)) // 2
+            out.append(f'<div style="margin-left:{1 + 1.5 * depth}em">&bull; '
+                       f"{_inline(item.group(2))}</div>")
+        elif head:
             flush()
             n = len(head.group(1))
             out.append(f"<h{n}>{_inline(head.group(2))}</h{n}>")
@@ -525,6 +825,15 @@ def to_html(markdown: str) -> str:
         i += 1
     flush()
     return _HTML_STYLE + '<div class="vermem-summary">\n' + "\n".join(out) + "\n</div>\n"
+
+
+def read_localization(paths) -> pl.DataFrame | None:
+    """The localization table(s), stacked; None where no file is there."""
+    from pathlib import Path
+
+    found = [p for p in ([paths] if isinstance(paths, str | Path) else paths) if Path(p).exists()]
+    return pl.concat([pl.read_parquet(p) for p in found], how="diagonal_relaxed") \
+        if found else None
 
 
 def read_inputs(inputs: Mapping[str, Any], names: Sequence[str]
@@ -551,6 +860,8 @@ def read_inputs(inputs: Mapping[str, Any], names: Sequence[str]
             "checkpoints": opt(f"checkpoints.{m}", files.read_json),
             "location": opt(f"location.{m}", stack_location),
             "location_mass": opt(f"location_mass.{m}", stack_location),
+            # where the memory lives (results/circuits/localization*.parquet), where run
+            "localization": opt(f"localization.{m}", read_localization),
         }
     return (models, opt("dynamics", files.read_json),
             opt("dynamics_findings", pl.read_parquet))

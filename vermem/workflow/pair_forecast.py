@@ -20,7 +20,9 @@ section (config/schema.yaml):
 Every count is an expectation, shown and compared rounded down. A cell is flagged, one
 reason per part, when the run's claims (vermem.report.claims) will call it insufficient evidence:
 fewer than `circuits.claims.min_pairs` circuit pairs in the selection or evaluation part
-(the size claims read the selection pairs, every other claim the evaluation pairs), or
+(the size claims read the selection pairs, every other claim the evaluation pairs; with
+no selection part, contrastive.split.selection = 0, sizes are chosen on the evaluation
+pairs, so the selection counts are the evaluation's and only those are checked), or
 fewer than `MIN_DOCUMENTS` documents there (the cluster bootstrap resamples documents: an
 interval over fewer is not trusted; this is the plan's own rule, stricter than the claims'),
 or no attribution pair (no circuit at all). A control task's documents are counted like
@@ -92,6 +94,12 @@ class ForecastSettings:
     min_pairs: int = 20
     min_documents: int = MIN_DOCUMENTS
 
+    @property
+    def select_on_evaluation(self) -> bool:
+        """No selection part (contrastive.split.selection = 0, the authors' design): the
+        circuits stage chooses sizes on the evaluation pairs (circuits.SearchSettings)."""
+        return float(self.fractions.get("selection", 0.0) or 0.0) == 0.0
+
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ForecastSettings:
         circ = config["circuits"]
@@ -113,6 +121,8 @@ def predict(model: str, task: str, subset: str, samples: float, rates: Rates,
     if _n(parts["attribution"]) < 1:
         flags.append("attribution: no predicted pair, no circuit")
     for p in BOOTSTRAPPED:
+        if p == "selection" and settings.select_on_evaluation:
+            continue  # sizes chosen on the evaluation pairs: set, and flagged, below
         cap = max_pairs.get(p)
         circuit[p] = parts[p] if cap is None else min(parts[p], float(cap))
         circuit_docs[p] = min(docs[p], circuit[p])
@@ -123,6 +133,9 @@ def predict(model: str, task: str, subset: str, samples: float, rates: Rates,
         if _n(circuit_docs[p]) < min_documents:
             flags.append(f"{p}: {_n(circuit_docs[p])} documents < {min_documents} for the "
                          f"cluster bootstrap")
+    if settings.select_on_evaluation:  # the selection reads the evaluation pairs themselves
+        circuit["selection"] = circuit["evaluation"]
+        circuit_docs["selection"] = circuit_docs["evaluation"]
     return Cell(model, task, subset, samples, memorized, pairs, parts, docs, circuit,
                 circuit_docs, tuple(flags))
 
@@ -247,5 +260,8 @@ def render(config: Mapping[str, Any], cs: Sequence[Cell] | None = None,
                f"{circ['claims']['min_pairs']}, >= {MIN_DOCUMENTS} documents per "
                f"bootstrapped part, max_pairs {dict(circ.get('max_pairs') or {})}); counts are "
                f"expectations rounded down")
+    if ForecastSettings.from_config(config).select_on_evaluation:
+        out.append("no selection part (contrastive.split.selection = 0): sizes are chosen on "
+                   "the evaluation pairs, so 'circ s/e' shows the evaluation pairs twice")
     out += [f"assumed: {a}" for a in assumed or ()]
     return "\n".join(out)
