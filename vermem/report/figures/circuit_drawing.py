@@ -169,7 +169,8 @@ def circuit_drawing(minimal: dict, main: dict, title: str):
         ftxt = "n/a" if f is None else f"{f:.2f}" + (
             "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]")
         ax.set_title(f"{c['direction']}: {c['k']} edges, F = {ftxt}{note_}", fontsize=9)
-    fig.suptitle(title, y=1.02)
+    fig.suptitle(f"{title}\n(F on {minimal.get('n_pairs', 0)} evaluation pairs; memorized ="
+                 " threshold label: score ≥ the subset's high threshold)", y=1.04, fontsize=10)
     fig.tight_layout()
     circuit_legend(fig)
     return fig

@@ -26,7 +26,11 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
     fig, axes = plt.subplots(1, 3, figsize=(12.5, max(3.6, 0.42 * n_rows + 1.2)),
                              gridspec_kw={"width_ratios": [1, 1, 1.3]})
     keys = sorted(set(zip(q["task"], q["subset"], strict=True)))
-    colors = {k: f"C{i}" for i, k in enumerate(keys)}
+    # colour by subset, line style by task: twelve task / subset hues cannot be told apart
+    subsets = sorted({k[1] for k in keys})
+    tasks = sorted({k[0] for k in keys})
+    colors = {k: f"C{subsets.index(k[1]) % 10}" for k in keys}
+    styles = {k: ("-", "--", "-.", ":")[tasks.index(k[0]) % 4] for k in keys}
     x = [100 * f for f in FRACTIONS]
     for ax, d in zip(axes[:2], DIRECTIONS, strict=True):
         rows = q.filter(pl.col("direction") == d)
@@ -42,8 +46,9 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
             if r["circuit"] == "random":
                 ax.plot(x, f, color="0.6", lw=0.8, label=None)
             else:
-                ax.plot(x, f, color=colors[(r["task"], r["subset"])], lw=1.4, marker="o",
-                        ms=2.5, label=f"{r['task'].replace('_', ' ')} / {r['subset']}")
+                key = (r["task"], r["subset"])
+                ax.plot(x, f, color=colors[key], ls=styles[key], lw=1.4, marker="o", ms=2.5,
+                        label=f"{r['task'].replace('_', ' ')} / {r['subset']}")
         if d == DIRECTIONS[0]:
             ax.plot([], [], color="0.6", lw=0.8, label="random rankings (mean over seeds)")
     axes[0].set_ylabel("faithfulness F (evaluation pairs)")
@@ -72,11 +77,14 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
     n = sorted(set(q["n_pairs"]))
     fig.suptitle((f"{title} (n = {n[0]}-{n[-1]} evaluation pairs per row)"
                   if len(n) > 1 else f"{title} (n = {n[0]} evaluation pairs per row)")
-                 + "\nmemorized = threshold label (score ≥ the subset's high threshold)",
+                 + "\nmemorized = threshold label (score ≥ the subset's high threshold); "
+                 "control rows: the same construction on non-memorized text",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    order = sorted(range(len(names)), key=lambda i: (names[i].startswith("random"), names[i]))
+    fig.legend([handles[i] for i in order], [names[i] for i in order], loc="lower center",
+               ncol=4, fontsize=7, frameon=False)
     return fig
 
 

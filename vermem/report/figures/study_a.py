@@ -256,8 +256,7 @@ def _mark_main(ax, label: str = "main mode") -> None:
     for side in ax.spines.values():
         side.set_edgecolor("k")
         side.set_linewidth(1.6)
-    ax.text(1.0, 1.0, label, transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5,
-            fontweight="bold")
+    ax.set_title(f"{ax.get_title()} ({label})", fontsize=8, fontweight="bold")
 
 
 def faithfulness_curves(curve: pl.DataFrame, minimal: dict, title: str,
@@ -362,14 +361,15 @@ def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: l
     'task / subset' named by the `rows` and `cols` column pairs; cells annotated with the
     value and, where `interval` names lo/hi columns, its interval. With a `threshold`,
     cells whose value lies below it get a black corner mark (hatching hid the numbers) and
-    the threshold is drawn on the colour bar. Panels in one row up to three (no empty
-    quadrant); a table with no rows gives a figure saying `empty`."""
+    the threshold is drawn on the colour bar. An even number of panels in two columns, an
+    odd one in one (no empty quadrant); a table with no rows gives a figure saying
+    `empty`."""
     import pandas as pd
 
     if not df.height:
         return empty_figure(title, empty)
     keys = df.select(group).unique(maintain_order=True).rows()
-    ncols = len(keys) if len(keys) <= 3 else 2
+    ncols = 2 if len(keys) % 2 == 0 else 1  # an odd count in one column: no empty quadrant
     nrows = -(-len(keys) // ncols)
     n_r = df.select(rows).unique().height
     n_c = df.select(cols).unique().height
