@@ -137,4 +137,5 @@ def matched_transfer(matched: pl.DataFrame, model: str, margin: float):
             ax.text(0.02, 0.03, "\n".join(ns), transform=ax.transAxes, fontsize=6, va="bottom")
             _axes(ax, i, j, "circuit size k (both rankings)", "F(other's top-k) - F(own top-k)")
     return _done(fig, f"{model}: cross-task transfer at the same size (dashed: -margin "
-                      f"{margin:g})")
+                      f"{margin:g}; n evaluation pairs in each panel)\nmemorized = threshold "
+                      "label (score ≥ the subset's high threshold)")

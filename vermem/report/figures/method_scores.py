@@ -154,7 +154,8 @@ def methods_figure(quality: pl.DataFrame, agreement: pl.DataFrame, model: str, s
         ax.legend(fontsize=6.5, loc="lower left")
     n = q.select("task", "n_attribution", "n_selection", "n_pairs").unique().sort("task")
     ns = "; ".join(f"{t.split('_')[0]} {a} / {s} / {e}" for t, a, s, e in n.iter_rows())
-    fig.suptitle(f"{title}\n(pairs, attribution / selection / evaluation: {ns})", fontsize=9)
+    fig.suptitle(f"{title}\n(pairs, attribution / selection / evaluation: {ns}; memorized = "
+                 "threshold label)", fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=len(methods), fontsize=7.5,

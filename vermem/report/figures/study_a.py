@@ -138,7 +138,8 @@ def divergence_histogram(div: pl.DataFrame, prefix_tokens: int, model: str):
         note(ax, f"none of the {div.height} memorized samples has a divergence point")
     ax.set_xlim(-0.5, prefix_tokens + 1)
     ax.set_xlabel("divergence point d (tokens)")
-    ax.set_title(f"{model}: divergence points ({n_drop} of {div.height} without one)")
+    ax.set_title(f"{model}: divergence points ({n_drop} of {div.height} without one)\n"
+                 "of the memorized samples (threshold label)", fontsize=9)
     return fig
 
 
@@ -446,10 +447,15 @@ def transfer_heatmaps(transfer: pl.DataFrame, model: str, threshold: float | Non
     from F = 0 to 1, a second (pink) ramp from 1 to 1.5 for overshoot, dark grey below 0;
     cells below `threshold` (circuits.claims.transfer_threshold) hatched, the threshold
     drawn on the colour bar."""
+    ns = sorted(set(transfer["n_pairs"].drop_nulls())) if "n_pairs" in transfer.columns \
+        and transfer.height else []
+    n = "" if not ns else (f"; n = {ns[0]} evaluation pairs" if len(ns) == 1
+                           else f"; n = {ns[0]}-{ns[-1]} evaluation pairs per column")
     return _group_heatmaps(transfer, ["placement", "semantics"],
                            ["source_task", "source_subset"], ["target_task", "target_subset"],
                            "faithfulness", f"{model}: transfer (rows: circuit, columns: the "
-                           "pairs it is evaluated on; 95% CI below)",
+                           f"pairs it is evaluated on; 95% CI below{n})\nmemorized = threshold "
+                           "label (score ≥ the subset's high threshold)",
                            ("faithfulness_lo", "faithfulness_hi"), threshold=threshold,
                            cmap=_faithfulness_cmap(), vmin=_F_MIN, vmax=_F_MAX,
                            empty="no transfer rows (n = 0): no task has a minimal circuit\n"

@@ -245,16 +245,16 @@ def q3_forgetting(seq: pl.DataFrame, model: str):
                            .alias("string"))
         sns.lineplot(_pandas(g, "step", "accuracy", "string"), x="step", y="accuracy",
                      hue="string", ax=ax, legend=ax is axes[0][-1])
-        n_seeds = g["seed"].n_unique() if "seed" in g.columns else 1
+        n_strings = g["string"].n_unique()
         for s in list(start.values())[1:]:
             ax.axvline(s, color="grey", ls="--", lw=0.8)
         ax.set_xlabel("epoch (all stages)")
-        ax.set_title(f"{init} (n = {n_seeds} run{'s' if n_seeds != 1 else ''})")
+        ax.set_title(f"{init} (n = {n_strings} strings in sequence)", fontsize=9)
         ax.set_ylim(-0.03, 1.03)
     if inits:  # beside the panels: inside, the legend covered a curve
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False,
                         title="string", fontsize=7, title_fontsize=7)
     fig.suptitle(f"{model}: Q3 sequential exposure (dashed: next string; accuracy = share "
-                 "of positions whose argmax is the true letter; line: mean over runs)", y=1.04,
+                 "of positions whose argmax is the true letter)", y=1.06,
                  fontsize=9)
     return fig
