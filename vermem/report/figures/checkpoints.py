@@ -459,10 +459,12 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
             if "overlap_coefficient" in ld.columns:
                 _band_line(j_ax, ld, "overlap_coefficient", None, None, color, ls="--",
                            mfc="white", **style)
-        same = _coinciding(d, lines, ("jaccard", "overlap_coefficient", "rank_corr"))
-        if same:
-            r_ax.text(0.01, 0.02, same, transform=r_ax.transAxes, fontsize=6, color="0.3",
-                      va="bottom")
+        for ax, cols, y in ((j_ax, ("jaccard", "overlap_coefficient"), 0.12),
+                            (r_ax, ("rank_corr",), 0.02)):  # each row on its own
+            same = _coinciding(d, lines, cols)
+            if same:
+                ax.text(0.01, y, same, transform=ax.transAxes, fontsize=6, color="0.3",
+                        va="bottom")
         _undefined_note(j_ax, undefined)
         j_ax.set_ylim(-0.03, 1.03)
         r_ax.set_ylim(-1.05, 1.05)

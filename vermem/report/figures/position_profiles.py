@@ -81,13 +81,13 @@ def position_mass(mass: pl.DataFrame, files: pl.DataFrame, title: str):
             note(ax, "\n".join(missing))
         same = _agree(drawn)
         if same:
-            ax.text(0.02, 0.97, same, transform=ax.transAxes, fontsize=6.5, va="top",
+            ax.text(0.3, 0.8, same, transform=ax.transAxes, fontsize=6.5, va="top",
                     color="0.25", bbox={"facecolor": "white", "edgecolor": "0.7", "lw": 0.5})
-        ax.set_ylim(0, 1)
+        ax.set_ylim(-0.02, 1.04)
         ax.set_xlabel("source distance to the predicted position (tokens)")
         ax.set_title(task.replace("_", " "), fontsize=9)
         ax.legend(fontsize=6, loc="center right")
-    axes[0][0].set_ylabel("share of attribution mass (sum of |edge score|)")
+    axes[0][0].set_ylabel("share of attribution mass\n(sum of |edge score|)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
