@@ -13,5 +13,8 @@ with rule(snakemake):
         fig = common.empty_figure(title, "no attribution pairs (n = 0):\nno edge scores, "
                                  "nothing to draw")
     else:
-        fig = study_a.layer_heatmap(tensors["per_layer"], meta["per_layer_columns"], title)
+        per_layer = {"noising": tensors["per_layer"]}
+        if "per_layer_denoising" in tensors:
+            per_layer["denoising"] = tensors["per_layer_denoising"]
+        fig = study_a.layer_heatmap(per_layer, meta["per_layer_columns"], title)
     common.save(fig, snakemake.output.figure)

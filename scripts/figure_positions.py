@@ -23,5 +23,5 @@ with rule(snakemake):
         pl.DataFrame(rows), pl.DataFrame(files, schema={"task": pl.String, "pairs": pl.String,
                                                         "n_examples": pl.Int64}),
         f"{snakemake.wildcards.model}: attribution by source position, {p.subset} "
-        f"({p.metric})")
+        f"({p.metric})\nmemorized pairs: threshold label; control pairs: non-memorized text")
     common.save(fig, snakemake.output.figure)

@@ -17,6 +17,7 @@ with rule(snakemake):
         df = pl.read_parquet(path)
         runs[init] = df.filter(pl.col("seed") == df["seed"].min())
     cell = Path(inp.examples[0]).stem
-    common.save(study_b.position_grid(runs, f"{model}: {cell}, first seed"), out.grid)
+    title = f"{model}: one random string, {study_b.cell_title(cell)} (first seed)"
+    common.save(study_b.position_grid(runs, title), out.grid)
     common.save(study_b.q2_context(pl.read_parquet(inp.q2), model), out.q2)
     common.save(study_b.q3_forgetting(pl.read_parquet(inp.sequential), model), out.q3)

@@ -226,7 +226,7 @@ sel.value=P.default_direction;
 document.getElementById("about").textContent="main mode: placement "+P.main.placement+
  ", ablation "+P.main.ablation+"; edges ranked by |"+P.rank_by+"| attribution; "+
  P.n_edges+" edges in the graph; F on the "+P.n_pairs+" evaluation pairs (target "+
- P.target+").";
+ P.target+"; memorized = threshold label: score at or above the subset's high threshold).";
 function dir(){return P.directions[sel.value];}
 function draw(){
  var D=dir(),k=+slider.value,top=D.top_score||1,parts=[],used={};
@@ -248,7 +248,8 @@ function draw(){
    '<rect x="'+(p[0]-r-2)+'" y="'+(p[1]-r)+'" width="'+(2*r+4)+'" height="'+(2*r)+
    '" fill="'+fill+'"/>';
   var label=(on||n.type!=="head")?'<text x="'+(p[0]+9)+'" y="'+(p[1]-7)+
-   '" font-size="10" fill="'+(on?"#000":"#999")+'">'+esc(n.name)+'</text>':"";
+   '" font-size="10" paint-order="stroke" stroke="#fff" stroke-width="3" fill="'+
+   (on?"#000":"#999")+'">'+esc(n.name)+'</text>':"";
   nodes.push('<g class="node" data-name="'+esc(n.name)+'">'+shape+label+'<title>'+
    esc(n.name)+'</title></g>');});
  var rows=[];for(var l=0;l<L;l++){rows.push('<text x="4" y="'+(HT-PAD-(2*l+1)*GY+4)+

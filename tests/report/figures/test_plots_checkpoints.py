@@ -129,8 +129,9 @@ def _legend_labels(holder) -> list[str]:
 
 
 def _data_lines(ax):
-    """Lines drawn from the table: markers on, more than zero points."""
-    return [ln for ln in ax.get_lines() if ln.get_marker() == "o" and len(ln.get_xdata())]
+    """Lines drawn from the table: markers on (one shape per line), more than zero points."""
+    return [ln for ln in ax.get_lines() if ln.get_marker() in checkpoints._MARKERS
+            and len(ln.get_xdata())]
 
 
 def _vertical_at(ax, x) -> bool:
@@ -166,11 +167,13 @@ def test_organism_memorization_has_a_line_per_duplicate_count_in_numeric_order()
     assert [int(x) for x in ax.get_xticks()] == ORGANISM_STEPS
     assert _vertical_at(ax, 900) and "final" in _texts(fig)
     assert "n = 23024 documents" in _texts(fig) and "organism" in _texts(fig)
-    # one Wilson band per group, its top at the final 32x share's upper bound
-    bands = ax.collections
-    assert len(bands) == 6
-    top = bands[4].get_paths()[0].vertices[:, 1].max()
+    # one set of Wilson error bars per group (bands of several groups merged into one
+    # block), the final 32x bar's top at its upper bound, every point at its own step
+    bars = ax.collections
+    assert len(bars) == 6
+    top = bars[4].get_paths()[-1].vertices[:, 1].max()
     assert top == pytest.approx(final.filter(pl.col("group") == "32")["share_hi"][0])
+    assert all(list(ln.get_xdata()) == ORGANISM_STEPS for ln in lines)
 
 
 def test_hub_memorization_has_a_line_per_subset_and_a_log_step_axis():
@@ -244,9 +247,12 @@ def test_organism_circuits_columns_are_tasks_and_lines_are_semantics():
     k_lines = _data_lines(k_ax)
     assert sorted(len(ln.get_xdata()) for ln in k_lines) == [5, 5]
     assert k_ax.get_yscale() == "log"
-    # F of the final circuit: all 6 steps, prevention's last point as in the table
+    # F of the final circuit: the 5 steps where it is defined (at step 150 the logit gap's
+    # interval [-0.1, 0.5] contains 0: not drawn, and said so), prevention's last point as
+    # in the table
     f_lines = _data_lines(f_ax)
-    assert [len(ln.get_xdata()) for ln in f_lines] == [6, 6]
+    assert [list(ln.get_xdata()) for ln in f_lines] == [ORGANISM_STEPS[1:]] * 2
+    assert "F undefined (not drawn) at step 150" in _texts(fig)
     want = df.filter(pl.col("final") & (pl.col("task") == "branch_comparison")
                      & (pl.col("semantics") == "prevention"))["final_faithfulness"][0]
     assert mcolors.same_color(f_lines[0].get_color(), "C0")
@@ -319,14 +325,14 @@ def test_one_task_few_checkpoints_and_a_row_without_a_step_are_drawn():
 
 
 def test_faithfulness_beyond_the_axis_is_marked_at_its_edge():
-    df = circuits().with_columns(pl.when(pl.col("step") == 150).then(-40.0)
+    df = circuits().with_columns(pl.when(pl.col("step") == 300).then(-40.0)
                                  .otherwise(pl.col("final_faithfulness"))
                                  .alias("final_faithfulness"))
     f_ax = checkpoints.checkpoint_circuits(df, "organism", 0.85).axes[2]
     low = f_ax.get_ylim()[0]
     assert -2 < low < -1
     marks = [ln for ln in f_ax.get_lines() if ln.get_marker() == "v"]
-    assert marks and list(marks[0].get_xdata()) == [150]
+    assert marks and list(marks[0].get_xdata()) == [300]
 
 
 def test_overlap_has_jaccard_and_rank_correlation_rows_with_their_ranges():
@@ -335,7 +341,7 @@ def test_overlap_has_jaccard_and_rank_correlation_rows_with_their_ranges():
     j_ax, r_ax = fig.axes[0], fig.axes[2]
     assert j_ax.get_ylim() == pytest.approx((-0.03, 1.03))
     assert r_ax.get_ylim() == pytest.approx((-1.05, 1.05))
-    assert [len(ln.get_xdata()) for ln in _data_lines(j_ax)] == [5, 5]  # null at step 150
+    assert [len(ln.get_xdata()) for ln in _data_lines(j_ax)] == [5, 5]  # undefined at 150
     assert [len(ln.get_xdata()) for ln in _data_lines(r_ax)] == [6, 6]
     assert _data_lines(r_ax)[0].get_ydata()[0] == pytest.approx(-1.0)
     assert _vertical_at(j_ax, 900)
@@ -424,3 +430,30 @@ def test_each_memorization_figure_names_its_own_definition_of_memorized():
     dup = study_a.rate_by_duplicates(labels, "m").axes[0]
     assert "k-extractable" in dup.get_ylabel() and "all windows" in dup.get_ylabel()
     assert "threshold" not in dup.get_ylabel()
+
+
+@pytest.mark.parametrize("steps", [[0, 302, 604, 906, 1208, 1509], [0, *PYTHIA_STEPS]])
+def test_circuit_points_sit_at_their_steps_and_undefined_steps_draw_no_size_or_f(steps):
+    """Issue 31: a log-axis offset (a factor of max/min step) on a linear axis moved the
+    final point to 1377 or 1654 instead of 1509. Every size and F point lies at its step;
+    at step 0, where the model does not tell clean from corrupt (gap interval contains 0),
+    neither k nor F is drawn."""
+    df = circuits(steps).with_columns(
+        pl.when(pl.col("step") == 0).then(0.0).otherwise(pl.col("logit_gap")).alias("logit_gap"),
+        pl.when(pl.col("step") == 0).then(-0.2).otherwise(pl.col("logit_gap_lo"))
+        .alias("logit_gap_lo"),
+        pl.when(pl.col("step") == 0).then(0.2).otherwise(pl.col("logit_gap_hi"))
+        .alias("logit_gap_hi"),
+        pl.when(pl.col("step") == 0).then(50.0).otherwise(pl.col("k")).alias("k"))
+    fig = checkpoints.checkpoint_circuits(df, "organism", 0.85)
+    k_ax, f_ax = fig.axes[0], fig.axes[2]
+    for ax in (k_ax, f_ax):
+        lines = _data_lines(ax)
+        assert len(lines) == 2
+        for ln in lines:
+            assert [float(x) for x in ln.get_xdata()] == [float(s) for s in steps[1:]]
+    # the error bars of the sizes too: each vertical bar at its point's step
+    for bars in k_ax.collections:
+        xs = {float(v) for p in bars.get_paths() for v in p.vertices[:, 0]}
+        assert xs <= {float(s) for s in steps[1:]}
+    assert "F undefined (not drawn) at step 0" in _texts(fig)

@@ -105,7 +105,7 @@ def _transfer(values):
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.7])
-def test_transfer_heatmap_hatches_cells_below_the_threshold_and_marks_it_on_the_bar(threshold):
+def test_transfer_heatmap_marks_cells_below_the_threshold_and_marks_it_on_the_bar(threshold):
     values = [1.0, 0.4, 0.6, 0.95]
     fig = study_a.transfer_heatmaps(_transfer(values), "m", threshold)
     ax = fig.axes[0]
@@ -114,12 +114,13 @@ def test_transfer_heatmap_hatches_cells_below_the_threshold_and_marks_it_on_the_
     # each hatched cell is one whose value is below the threshold (row i, column j)
     mesh = ax.collections[0]
     grid = np.asarray(mesh.get_array()).reshape(2, 2)
-    for p in hatched:
-        assert grid[int(p.get_y()), int(p.get_x())] < threshold
+    for p in hatched:  # a corner mark at the cell's top-left corner (column j, row i)
+        j, i = p.get_xy()[0]
+        assert grid[int(i), int(j)] < threshold
     bar = mesh.colorbar
     lines = [ln for ln in bar.ax.get_lines() if ln.get_gid() == "threshold"]
     assert len(lines) == 1 and list(lines[0].get_ydata()) == [threshold, threshold]
-    assert any(f"{threshold:g}" in t.get_text() for t in bar.ax.texts)
+    assert f"threshold {threshold:g}" in bar.ax.get_ylabel()
     # annotated with value and interval
     texts = [t.get_text() for t in ax.texts]
     assert "0.40\n[0.30, 0.50]" in texts
@@ -198,3 +199,43 @@ def test_a_circuit_of_ones_own_is_drawn_with_the_same_key():
     fig = circuit_drawing.circuit(g, edges, scores, "mine")
     drawn = [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
     assert len(drawn) == 3 and len(fig.legends) == 1
+
+
+def test_attribution_layers_share_one_log_colour_scale_whatever_the_magnitude():
+    """Issue 31: each figure had its own linear range, dominated by layer 0. The cells are
+    shares of the direction's total on one fixed log scale, so two runs whose scores differ
+    by 1000x draw the same colours for the same shares."""
+    import torch
+    from matplotlib.colors import LogNorm
+
+    base = torch.tensor([[60.0, 1, 1, 1, 1, 1], [10, 5, 5, 5, 5, 5.0]])
+    meshes = []
+    for scale in (1.0, 1000.0):
+        fig = study_a.layer_heatmap({"noising": base * scale, "denoising": base.flip(0) * scale},
+                                    ["q", "k", "v", "mlp", "heads", "mlp out"], "t")
+        panels = [ax for ax in fig.axes if ax.get_title().startswith(("noising", "denoising"))]
+        assert len(panels) == 2
+        meshes.append([ax.collections[0] for ax in panels])
+    for a, b in zip(*meshes, strict=True):
+        assert isinstance(a.norm, LogNorm) and (a.norm.vmin, a.norm.vmax) == \
+            study_a.LAYER_SHARE_RANGE == (b.norm.vmin, b.norm.vmax)
+        assert np.allclose(np.asarray(a.get_array()), np.asarray(b.get_array()))
+        assert np.asarray(a.get_array()).sum() == pytest.approx(1.0)
+
+
+def test_duplicates_points_sit_at_planted_counts_with_wilson_bars():
+    """No line through copy counts that hold no document; each point has its Wilson bar."""
+    from vermem.core.stats import wilson
+
+    rows = [{"subset": "A", "dup_count": c, "doc_id": f"{c}:{i // 3}", "extractable": e}
+            for c, k, n in ((0, 0, 30), (1, 3, 60), (16, 9, 12))
+            for i, e in enumerate([True] * k + [False] * (n - k))]
+    ax = study_a.rate_by_duplicates(pl.DataFrame(rows), "m").axes[0]
+    assert [t.get_text().split("\n")[0] for t in ax.get_xticklabels()] == ["never", "1×", "16×"]
+    data = [ln for ln in ax.get_lines() if ln.get_marker() in ("o", "D")]
+    assert all(ln.get_linestyle() == "None" for ln in data)  # points, no interpolation
+    subset_a = data[0]
+    assert list(subset_a.get_ydata()) == pytest.approx([0.0, 3 / 60, 9 / 12])
+    bars = ax.collections[0]
+    top = [p.vertices[:, 1].max() for p in bars.get_paths()]
+    assert top == pytest.approx([wilson(0, 30)[1], wilson(3, 60)[1], wilson(9, 12)[1]])

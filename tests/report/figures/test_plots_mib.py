@@ -37,8 +37,9 @@ def test_the_figure_plots_each_direction_s_curve_and_the_areas_with_intervals():
         assert max(ln.get_ydata()[2] for ln in lines) == 0.5
     # CPR and CMD, attribution and random, for both directions: 8 error bars
     assert len(areas.containers) == 8
+    # row labels whole (task, subset and direction), not cut to 'noi' / 'den'
     assert [t.get_text() for t in areas.get_yticklabels()] == [
-        "branch / W / noi", "branch / W / den"]
+        "branch comparison\nW, noising", "branch comparison\nW, denoising"]
     assert "n = 30" in fig._suptitle.get_text()
 
 

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from vermem.circuits.checkpoints import defined
 from vermem.core.vocabulary import MEANINGS, TASKS
 from vermem.report.figures.common import empty_figure, note
 from vermem.report.figures.study_a import MEMORIZED_LABEL
@@ -62,7 +63,7 @@ def _values(d: pl.DataFrame, column: str) -> list[float]:
 
 
 def _band_line(ax, d: pl.DataFrame, y: str, lo: str | None, hi: str | None, color,
-               label: str | None = None, **line) -> int:
+               label: str | None = None, marker: str = "o", **line) -> int:
     """`y` against step with markers, points where `y` is null skipped, and the [lo, hi]
     interval shaded (a gap where it is null); returns the number of points drawn."""
     d = d.filter(pl.col("step").is_not_null()).sort("step")
@@ -70,8 +71,28 @@ def _band_line(ax, d: pl.DataFrame, y: str, lo: str | None, hi: str | None, colo
         ax.fill_between(d["step"].to_list(), _values(d, lo), _values(d, hi), color=color,
                         alpha=0.18, lw=0)
     d = d.filter(pl.col(y).is_not_null() & pl.col(y).is_not_nan())
-    ax.plot(d["step"].to_list(), d[y].to_list(), marker="o", ms=3.5, color=color,
-            label=label, **line)
+    line.setdefault("ms", 3.5)
+    ax.plot(d["step"].to_list(), d[y].to_list(), marker=marker, color=color, label=label,
+            **line)
+    return d.height
+
+
+def _bar_line(ax, d: pl.DataFrame, color, dodge: float, marker: str) -> int:
+    """The share memorized against step with its Wilson interval as error bars (bands of
+    several groups overlap into one block), drawn `dodge` points to the side so that the
+    bars of groups at the same step stay apart; returns the number of points drawn."""
+    from matplotlib.transforms import offset_copy
+
+    d = d.filter(pl.col("step").is_not_null() & pl.col("share").is_not_null()).sort("step")
+    if not d.height:
+        return 0
+    y = d["share"].to_list()
+    lo, hi = d["share_lo"].fill_null(d["share"]), d["share_hi"].fill_null(d["share"])
+    err = [[max(0.0, a - b) for a, b in zip(y, lo, strict=True)],
+           [max(0.0, b - a) for a, b in zip(y, hi, strict=True)]]
+    shift = offset_copy(ax.transData, fig=ax.figure, x=dodge, y=0, units="points")
+    ax.errorbar(d["step"].to_list(), y, yerr=err, marker=marker, ms=4, capsize=2.5, lw=1,
+                elinewidth=0.9, color=color, transform=shift)
     return d.height
 
 
@@ -100,6 +121,8 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
     per subset, with the Wilson 95% interval shaded; n per group in the legend. Below it,
     where the table has them, the graded scores behind the label: the mean match fraction
     and the mean exact-prefix length, with bootstrap intervals over documents."""
+    from matplotlib.lines import Line2D
+
     title = f"{model}: memorization across training"
     if df.height == 0:
         return empty_figure(title, "no checkpoint rows (n = 0): nothing to draw")
@@ -126,13 +149,17 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
                              figsize=(5.6, 3.0 + 2.1 * len(graded)))
     ax = axes[0][0]
     total = drawn = 0
+    handles = []  # in group order, a group without points (n = 0) included
     for g in groups:
         rows = d.filter(pl.col("group") == g).sort("step")
         last = rows.filter(pl.col("final")) if rows["final"].any() else rows.tail(1)
         n = int(last["n"].fill_null(0).max())
         total += n
-        drawn += _band_line(ax, rows, "share", "share_lo", "share_hi", colors[g],
-                            label=f"{names[g]} (n = {n})")
+        marker = _MARKERS[groups.index(g) % len(_MARKERS)]
+        drawn += _bar_line(ax, rows, colors[g], (groups.index(g) - (len(groups) - 1) / 2) * 4.0,
+                           marker)
+        handles.append(Line2D([], [], color=colors[g], marker=marker, ms=4,
+                              label=f"{names[g]} (n = {n})"))
         for (c, _), gax in zip(graded, axes[1:, 0], strict=True):
             _band_line(gax, rows, c, f"{c}_lo", f"{c}_hi", colors[g])
     for i, a in enumerate(axes[:, 0]):
@@ -149,14 +176,14 @@ def checkpoint_memorization(df: pl.DataFrame, model: str):
             gax.set_ylim(bottom=-0.5)
     if drawn == 0:
         note(ax, "no share to draw: every group has n = 0 at every checkpoint")
-    _legend_outside(ax, title="duplicate count" if by == "dup_count" else "subset",
+    _legend_outside(ax, handles, title="duplicate count" if by == "dup_count" else "subset",
                     title_fontsize=7)
     n_ck = d["checkpoint"].n_unique()
     ax.set_title(f"{title}\nmemorized = threshold label (score ≥ the subset's high "
                  "threshold) on each document's start window\n"
                  f"({n_ck} points, n = {total} documents, one sample each; "
-                 "shaded: Wilson 95%" + ("; below: bootstrap 95% over documents" if graded
-                                         else "") + ")",
+                 "bars: Wilson 95%, set a few points apart"
+                 + ("; below: bootstrap 95% over documents" if graded else "") + ")",
                  fontsize=9, pad=12)
     return fig
 
@@ -246,7 +273,7 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
     lo_f, hi_f = -1.5, 2.5  # F explodes where the full model's logit gap is ~0: clip
     any_shared = False
     for j, (task, sem) in enumerate(panels):
-        d = _panel(df, task, sem)
+        d, undefined = _defined_only(_panel(df, task, sem))
         k_ax, f_ax, g_ax = axes[:, j]
         n_k = n_f = n_g = 0
         ks = [v for c in ("k", "k_lo", "k_hi") for v in d[c].drop_nulls().to_list() if v > 0]
@@ -255,28 +282,27 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
               for v in d[c].drop_nulls().to_list() if np.isfinite(v)]
         f_min = max(lo_f, min([-0.1, *fs]))
         f_max = min(hi_f, max([2 - target + 0.1, *fs]))
-        spread = max(steps, default=1) / max(1, min(steps, default=1))
-        width = (max(steps, default=1) - min(steps, default=0)) or 1
         shared_gap = _same_gap(d, lines)
         any_shared |= shared_gap
         for i, (kind, value, color) in enumerate(lines):
             ld = d.filter(pl.col(kind) == value).filter(pl.col("step").is_not_null())
             if ld.height == 0:
                 continue
-            # a shift per line of 2.5% of the axis, so the size intervals do not hide each other
-            shift = (i - (len(lines) - 1) / 2) * 0.025
-            x = ld.with_columns(pl.col("step").cast(pl.Float64) * spread ** shift if spread > 20
-                                else pl.col("step") + shift * width)
-            kd = x.filter(pl.col("k").is_not_null()).sort("step")
+            # every point at its own step (no offset); the lines told apart by marker, and
+            # F left out where it means nothing (the model does not tell clean from corrupt)
+            marker = _MARKERS[i % len(_MARKERS)]
+            kd = ld.filter(pl.col("k").is_not_null()).sort("step")
             if kd.height:
                 k = np.array(kd["k"].to_list())
                 err = [np.maximum(0, k - np.array(kd["k_lo"].fill_null(kd["k"]).to_list())),
                        np.maximum(0, np.array(kd["k_hi"].fill_null(kd["k"]).to_list()) - k)]
-                k_ax.errorbar(kd["step"].to_list(), k, yerr=err, marker="o", ms=3.5,
-                              capsize=2, color=color, lw=1)
+                k_ax.errorbar(kd["step"].to_list(), k, yerr=err, marker=marker,
+                              ms=7 - 2.5 * min(i, 2), capsize=5 - 2 * min(i, 2), color=color,
+                              lw=1, zorder=3 + i)
                 n_k += kd.height
             n_f += _band_line(f_ax, ld, "final_faithfulness", "final_faithfulness_lo",
-                              "final_faithfulness_hi", color)
+                              "final_faithfulness_hi", color, marker=marker,
+                              ms=7 - 2.5 * min(i, 2), zorder=3 + i)
             _mark_outside(f_ax, ld, "final_faithfulness", f_min, f_max, color)
             rnd = ld.filter(pl.col("final_random_faithfulness").is_not_null()).sort("step")
             f_ax.plot(rnd["step"].to_list(), rnd["final_random_faithfulness"].to_list(),
@@ -315,9 +341,15 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
             _step_axis(ax, steps, final, label_final=ax is k_ax)
             if ax is not g_ax:
                 ax.set_xlabel("")
+        _undefined_note(f_ax, undefined)
+        same = _coinciding(d, lines, ("k", "k_lo", "k_hi", "final_faithfulness"))
+        if same:
+            k_ax.text(0.01, 0.98, same, transform=k_ax.transAxes, fontsize=6, color="0.3",
+                      va="top", wrap=True)
         k_ax.set_title(_panel_title(d, task, sem), fontsize=8, pad=12)
-    handles = [Line2D([], [], color=c, marker="o", ms=3.5, label=_line_label(kind, v, df))
-               for kind, v, c in lines]
+    handles = [Line2D([], [], color=c, marker=_MARKERS[i % len(_MARKERS)],
+                      ms=7 - 2.5 * min(i, 2), label=_line_label(kind, v, df))
+               for i, (kind, v, c) in enumerate(lines)]
     handles += [Line2D([], [], color="0.3", ls=":", lw=1.2,
                        label="random circuits of the\nfinal circuit's size (mean F)"),
                 Patch(color="C2", alpha=0.25, label=f"faithfulness band\n"
@@ -331,6 +363,53 @@ def checkpoint_circuits(df: pl.DataFrame, model: str, target: float):
     fig.tight_layout()
     _legend_below(fig, handles, "subset" if lines[0][0] == "subset" else None)
     return fig
+
+
+# the lines of a checkpoint panel: told apart by marker (filled, open) as well as colour,
+# since they sit at the same steps and often at the same values
+_MARKERS = ("o", "s", "D", "P")  # not the triangles of the beyond-the-axis marks
+# what means nothing at a step where the model does not tell the clean run from the corrupt
+# one (vermem.circuits.checkpoints.defined): the circuit found there and the final circuit's F
+_UNDEFINED_COLUMNS = ("k", "k_lo", "k_hi", "faithfulness", "faithfulness_lo",
+                      "faithfulness_hi", "final_faithfulness", "final_faithfulness_lo",
+                      "final_faithfulness_hi", "final_random_faithfulness", "jaccard",
+                      "overlap_coefficient")
+
+
+def _defined_only(d: pl.DataFrame) -> tuple[pl.DataFrame, list[int]]:
+    """`d` with the sizes, F and overlaps nulled at the steps where F is undefined (the
+    checkpoint summary's `undefined`: no logit gap, or its interval contains 0), and those
+    steps: nothing is drawn there."""
+    ok = pl.Series([defined(r) for r in d.iter_rows(named=True)], dtype=pl.Boolean)
+    cols = [c for c in _UNDEFINED_COLUMNS if c in d.columns]
+    undefined = sorted({int(s) for s, o in zip(d["step"], ok, strict=True)
+                        if not o and s is not None})
+    return (d.with_columns(pl.when(ok).then(pl.col(c)).otherwise(None).alias(c)
+                           for c in cols), undefined)
+
+
+def _undefined_note(ax, undefined: list[int]) -> None:
+    if undefined:
+        ax.text(0.01, 0.02, "F undefined (not drawn) at step " + ", ".join(map(str, undefined)),
+                transform=ax.transAxes, fontsize=6, color="0.3", va="bottom")
+
+
+def _coinciding(d: pl.DataFrame, lines, columns) -> str:
+    """A note naming the lines of a panel whose values agree at every step in every one of
+    `columns` (they are drawn on top of each other), '' when none do."""
+    if len(lines) < 2:
+        return ""
+    kind = lines[0][0]
+    cols = [c for c in columns if c in d.columns]
+
+    def values(v):
+        g = d.filter(pl.col(kind) == v).sort("step")
+        return [(s, *[None if x is None else round(float(x), 9) for x in r])
+                for s, *r in g.select("step", *cols).iter_rows()]
+    first = values(lines[0][1])
+    same = [v for _, v, _ in lines[1:] if first and values(v) == first]
+    return (f"{' and '.join([lines[0][1], *same])}: the same\nvalues at every step "
+            "(drawn on top of each other)") if same else ""
 
 
 def _same_gap(d: pl.DataFrame, lines) -> bool:
@@ -366,16 +445,27 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
     fig, axes = plt.subplots(2, len(panels), squeeze=False, sharex="col",
                              figsize=(3.4 * len(panels) + 0.8, 5.2))
     for j, (task, sem) in enumerate(panels):
-        d = _panel(df, task, sem)
+        d, undefined = _defined_only(_panel(df, task, sem))
         j_ax, r_ax = axes[:, j]
         counts = {"jaccard": 0, "rank_corr": 0}
-        for kind, value, color in lines:
+        for i, (kind, value, color) in enumerate(lines):
             ld = d.filter(pl.col(kind) == value)
+            # lines that coincide stay visible: the first drawn largest, the next smaller
+            # on top with another marker
+            style = {"marker": _MARKERS[i % len(_MARKERS)], "ms": 7 - 2.5 * min(i, 2),
+                     "zorder": 3 + i}
             for ax, col in ((j_ax, "jaccard"), (r_ax, "rank_corr")):
-                counts[col] += _band_line(ax, ld, col, None, None, color)
+                counts[col] += _band_line(ax, ld, col, None, None, color, **style)
             if "overlap_coefficient" in ld.columns:
                 _band_line(j_ax, ld, "overlap_coefficient", None, None, color, ls="--",
-                           mfc="white")
+                           mfc="white", **style)
+        for ax, cols, y in ((j_ax, ("jaccard", "overlap_coefficient"), 0.12),
+                            (r_ax, ("rank_corr",), 0.02)):  # each row on its own
+            same = _coinciding(d, lines, cols)
+            if same:
+                ax.text(0.01, y, same, transform=ax.transAxes, fontsize=6, color="0.3",
+                        va="bottom")
+        _undefined_note(j_ax, undefined)
         j_ax.set_ylim(-0.03, 1.03)
         r_ax.set_ylim(-1.05, 1.05)
         r_ax.axhline(0, color="0.3", lw=0.7)
@@ -389,8 +479,9 @@ def checkpoint_overlap(df: pl.DataFrame, model: str):
             _step_axis(ax, steps, final, label_final=ax is j_ax)
         j_ax.set_xlabel("")
         j_ax.set_title(_panel_title(d, task, sem), fontsize=8, pad=12)
-    handles = [Line2D([], [], color=c, marker="o", ms=3.5, label=_line_label(kind, v, df))
-               for kind, v, c in lines]
+    handles = [Line2D([], [], color=c, marker=_MARKERS[i % len(_MARKERS)],
+                      ms=7 - 2.5 * min(i, 2), label=_line_label(kind, v, df))
+               for i, (kind, v, c) in enumerate(lines)]
     handles += [Line2D([], [], color="0.2", marker="o", ms=3.5, label="Jaccard |A∩B| / |A∪B|"),
                 Line2D([], [], color="0.2", marker="o", ms=3.5, ls="--", mfc="white",
                        label="overlap coefficient\n|A∩B| / min(|A|, |B|)"),

@@ -57,19 +57,20 @@ def _draw_circuit(ax, edges: Sequence[str], scores: Sequence[float], n_layers: i
         ax.add_patch(FancyArrowPatch(
             (x0, y0), (x1, y1), arrowstyle="-", shrinkA=0, shrinkB=0,
             connectionstyle=f"arc3,rad={_edge_bend(y0, y1, kind)}",
-            color="C3" if score > 0 else "C0", lw=0.5 + 3 * abs(score) / top, alpha=0.8,
-            ls=_INPUT_STYLE.get(kind, "-"), gid=name))
+            color="C3" if score > 0 else "C0", lw=0.4 + 3 * abs(score) / top, alpha=0.55,
+            ls=_INPUT_STYLE.get(kind, "-"), gid=name, zorder=2))
     nodes = (["input", "logits"] + [f"a{layer}.h{h}" for layer in range(L)
                                     for h in range(n_heads)]
              + [f"m{layer}" for layer in range(L)])
     for n in nodes:
         x, y = _node_xy(n, L, n_heads)
-        ax.scatter([x], [y], s=60 if n in used else 15, zorder=3,
-                   color="k" if n in used else "0.75", gid=n,
+        ax.scatter([x], [y], s=60 if n in used else 6, zorder=3,
+                   color="k" if n in used else "0.85", gid=n,
                    marker=_node_marker(n))
-        if n in used:
-            ax.annotate(n, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points",
-                        zorder=4)
+        if n in used:  # the name over the edges, on a white ground
+            ax.annotate(n, (x, y), fontsize=6, xytext=(4, 4), textcoords="offset points",
+                        zorder=6, bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
+                                        "edgecolor": "none", "alpha": 0.85})
     ax.set_xlim(-0.7, n_heads + 1.9)
     ax.set_ylim(-0.7, 2 * L + 1.7)
     ax.set_yticks([2 * i + 1.5 for i in range(L)], [f"layer {i}" for i in range(L)])
@@ -108,7 +109,9 @@ def circuit_legend(fig) -> None:
                frameon=False, fontsize=7)
 
 
-MAX_DRAWN = 300  # edges drawn per circuit: more are a solid tangle (SmolLM2's have 6,000+)
+# edges drawn per circuit: more are a tangle (the organism's 265-edge circuit was one;
+# SmolLM2's have 6,000+); all of them are in the interactive view (vermem.circuits.view)
+MAX_DRAWN = 80
 
 
 def _strongest(edges: Sequence[str], scores: Sequence[float], cap: int | None = None
@@ -120,7 +123,7 @@ def _strongest(edges: Sequence[str], scores: Sequence[float], cap: int | None = 
         return list(edges), list(scores), ""
     keep = sorted(range(len(edges)), key=lambda i: -abs(scores[i]))[:cap]
     return ([edges[i] for i in keep], [scores[i] for i in keep],
-            f" (the {cap} of largest |score| drawn)")
+            f" (the {cap} of largest |score| drawn; all in the interactive view)")
 
 
 def _drawing_size(n_layers: int, n_heads: int, panels: int = 1) -> tuple[float, float]:
@@ -149,6 +152,14 @@ def circuit_drawing(minimal: dict, main: dict, title: str):
     chosen = [c for c in minimal["circuits"]
               if (c["placement"], c["ablation"]) == (main["placement"], main["ablation"])]
     L, n_heads = minimal["n_layers"], minimal["n_heads"]
+    if not chosen:
+        from vermem.report.figures.common import empty_figure
+
+        return empty_figure(title, "no minimal circuit in the main mode "
+                            f"({main['placement']}, {main['ablation']}): no size reached the "
+                            f"band\n({minimal.get('n_selection', 0)} selection, "
+                            f"{minimal.get('n_pairs', 0)} evaluation pairs), nothing to draw",
+                            size=(6, 3))
     fig, axes = plt.subplots(1, max(1, len(chosen)), squeeze=False,
                              figsize=_drawing_size(L, n_heads, len(chosen)))
     for ax, c in zip(axes[0], chosen, strict=False):
@@ -158,7 +169,8 @@ def circuit_drawing(minimal: dict, main: dict, title: str):
         ftxt = "n/a" if f is None else f"{f:.2f}" + (
             "" if lo is None or hi is None else f" [{lo:.2f}, {hi:.2f}]")
         ax.set_title(f"{c['direction']}: {c['k']} edges, F = {ftxt}{note_}", fontsize=9)
-    fig.suptitle(title, y=1.02)
+    fig.suptitle(f"{title}\n(F on {minimal.get('n_pairs', 0)} evaluation pairs; memorized ="
+                 " threshold label: score ≥ the subset's high threshold)", y=1.04, fontsize=10)
     fig.tight_layout()
     circuit_legend(fig)
     return fig

@@ -12,18 +12,27 @@ from vermem.report.figures.common import empty_figure, note
 
 
 def _axes(ax, i: int, j: int, xlabel: str, ylabel: str) -> None:
-    """A panel of a 2 x 2 grid: log k axis, legend, labels on the outer panels only."""
+    """A panel of a 2 x 2 grid: log k axis, labels on the outer panels only (one legend for
+    the figure, below it: a legend in a panel covers the curves and the random bands)."""
     ax.set_xscale("log")
-    ax.legend(fontsize=5.5, loc="lower right")
     if i == 1:
         ax.set_xlabel(xlabel)
     if j == 0:
         ax.set_ylabel(ylabel)
 
 
-def _done(fig, title: str):
+def _done(fig, title: str, ncol: int = 3):
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    handles, labels = {}, []
+    for ax in fig.axes:  # one entry per label, in the order first drawn
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in handles:
+                handles[label] = h
+                labels.append(label)
+    if labels:
+        fig.legend([handles[x] for x in labels], labels, loc="upper center",
+                   bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False, fontsize=7)
     return fig
 
 
@@ -54,13 +63,15 @@ def specificity_curves(curves: pl.DataFrame, table: pl.DataFrame, subset: str, m
             if not d.height:
                 note(ax, "no circuit in the band, or no control pairs")
                 continue
+            ns = []
             for pairs, color in colors.items():
                 rnd = (d.filter((pl.col("pairs") == pairs) & (pl.col("circuit") == "random"))
                        .group_by("k").agg(pl.col("faithfulness").min().alias("lo"),
                                           pl.col("faithfulness").max().alias("hi")).sort("k"))
                 if rnd.height > 1:
-                    ax.fill_between(rnd["k"], rnd["lo"], rnd["hi"], color=color, alpha=0.08,
-                                    lw=0, label=f"random, {pairs} (range)")
+                    ax.fill_between(rnd["k"], rnd["lo"], rnd["hi"], color=color, alpha=0.10,
+                                    lw=0, hatch="...", edgecolor=color,
+                                    label=f"random circuits, {pairs} pairs (range)")
                 top = d.filter((pl.col("pairs") == pairs)
                                & (pl.col("circuit") == "attribution")).sort("k")
                 n = int(top["n_pairs"][0]) if top.height else 0
@@ -68,7 +79,8 @@ def specificity_curves(curves: pl.DataFrame, table: pl.DataFrame, subset: str, m
                                 top["faithfulness_hi"].fill_null(float("nan")), color=color,
                                 alpha=0.25, lw=0)
                 ax.plot(top["k"], top["faithfulness"], marker=".", ms=3, color=color,
-                        label=f"{pairs} pairs (n = {n})")
+                        label=f"{pairs} pairs, shaded: 95% CI")
+                ns.append(f"{pairs} n = {n}")
             row = table.filter((pl.col("task") == task) & (pl.col("subset") == subset)
                                & (pl.col("semantics") == meaning))
             if row.height:
@@ -77,11 +89,16 @@ def specificity_curves(curves: pl.DataFrame, table: pl.DataFrame, subset: str, m
                 spec = ("n/a" if r["specificity"] is None or r["specificity_lo"] is None else
                         f"{r['specificity']:.2f} [{r['specificity_lo']:.2f}, "
                         f"{r['specificity_hi']:.2f}]")
-                ax.text(0.02, 0.97, f"k = {r['k']}: F(mem) - F(ctl) = {spec}",
-                        transform=ax.transAxes, fontsize=6.5, va="top")
+                ax.text(0.02, 0.97, f"k = {r['k']}: F(mem) - F(ctl) = {spec}\n"
+                        + ", ".join(ns), transform=ax.transAxes, fontsize=6.5, va="top")
             _axes(ax, i, j, "circuit size (edges, memorization ranking)", "faithfulness")
-    return _done(fig, f"{model}: is the circuit about memorization? {subset}, main mode; "
-                      f"band [{target:g}, {2 - target:g}]")
+    ax.plot([], [], color="0.3", lw=0.7, ls=":", label="minimal size k (selection pairs)")
+    ax.fill_between([], [], [], color="C2", alpha=0.25, lw=0,
+                    label=f"band [{target:g}, {2 - target:g}]")
+    return _done(fig, f"{model}: is the circuit about memorization? {subset}, main mode "
+                      "(all panels)\nmemorized pairs: threshold label (score ≥ the subset's "
+                      "high threshold); control pairs: the same construction on non-memorized "
+                      "text")
 
 
 def matched_transfer(matched: pl.DataFrame, model: str, margin: float):
@@ -107,6 +124,7 @@ def matched_transfer(matched: pl.DataFrame, model: str, margin: float):
             if not d.height:
                 note(ax, "no rankings to compare")
                 continue
+            ns = []
             for n_, subset in enumerate(subsets):
                 s = d.filter(pl.col("subset") == subset).sort("k")
                 if not s.height:
@@ -114,8 +132,10 @@ def matched_transfer(matched: pl.DataFrame, model: str, margin: float):
                 ax.fill_between(s["k"], s["gap_lo"].fill_null(float("nan")),
                                 s["gap_hi"].fill_null(float("nan")), color=f"C{n_}",
                                 alpha=0.2, lw=0)
-                ax.plot(s["k"], s["gap"], marker=".", ms=3, color=f"C{n_}",
-                        label=f"{subset} (n = {int(s['n_pairs'][0])})")
+                ax.plot(s["k"], s["gap"], marker=".", ms=3, color=f"C{n_}", label=subset)
+                ns.append(f"{subset}: n = {int(s['n_pairs'][0])}")
+            ax.text(0.02, 0.03, "\n".join(ns), transform=ax.transAxes, fontsize=6, va="bottom")
             _axes(ax, i, j, "circuit size k (both rankings)", "F(other's top-k) - F(own top-k)")
     return _done(fig, f"{model}: cross-task transfer at the same size (dashed: -margin "
-                      f"{margin:g})")
+                      f"{margin:g}; n evaluation pairs in each panel)\nmemorized = threshold "
+                      "label (score ≥ the subset's high threshold)")

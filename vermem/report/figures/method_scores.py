@@ -22,9 +22,15 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
     title = f"{model}: MIB scores, main mode {main['placement']}/{main['ablation']}"
     if not q.height or q["cpr"].is_null().all():
         return empty_figure(title, "no evaluation pairs: no MIB scores")
-    fig, axes = plt.subplots(1, 3, figsize=(11.5, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.3]})
+    n_rows = len(set(zip(q["task"], q["subset"], strict=True))) * len(DIRECTIONS)
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, max(3.6, 0.42 * n_rows + 1.2)),
+                             gridspec_kw={"width_ratios": [1, 1, 1.3]})
     keys = sorted(set(zip(q["task"], q["subset"], strict=True)))
-    colors = {k: f"C{i}" for i, k in enumerate(keys)}
+    # colour by subset, line style by task: twelve task / subset hues cannot be told apart
+    subsets = sorted({k[1] for k in keys})
+    tasks = sorted({k[0] for k in keys})
+    colors = {k: f"C{subsets.index(k[1]) % 10}" for k in keys}
+    styles = {k: ("-", "--", "-.", ":")[tasks.index(k[0]) % 4] for k in keys}
     x = [100 * f for f in FRACTIONS]
     for ax, d in zip(axes[:2], DIRECTIONS, strict=True):
         rows = q.filter(pl.col("direction") == d)
@@ -40,8 +46,9 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
             if r["circuit"] == "random":
                 ax.plot(x, f, color="0.6", lw=0.8, label=None)
             else:
-                ax.plot(x, f, color=colors[(r["task"], r["subset"])], lw=1.4, marker="o",
-                        ms=2.5, label=f"{r['task'].replace('_', ' ')} / {r['subset']}")
+                key = (r["task"], r["subset"])
+                ax.plot(x, f, color=colors[key], ls=styles[key], lw=1.4, marker="o", ms=2.5,
+                        label=f"{r['task'].replace('_', ' ')} / {r['subset']}")
         if d == DIRECTIONS[0]:
             ax.plot([], [], color="0.6", lw=0.8, label="random rankings (mean over seeds)")
     axes[0].set_ylabel("faithfulness F (evaluation pairs)")
@@ -50,7 +57,7 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
     for i, (k, d) in enumerate((k, d) for k in keys for d in DIRECTIONS):
         by = {r["circuit"]: r for r in q.filter((pl.col("task") == k[0]) & (pl.col("subset")
               == k[1]) & (pl.col("direction") == d)).iter_rows(named=True)}
-        labels.append(f"{k[0].split('_')[0]} / {k[1]} / {d[:3]}")
+        labels.append(f"{k[0].replace('_', ' ')}\n{k[1]}, {d}")
         for j, (metric, marker) in enumerate((("cpr", "o"), ("cmd", "s"))):
             for circ, fill in (("attribution", colors[k]), ("random", "none")):
                 r = by.get(circ)
@@ -62,17 +69,22 @@ def mib_figure(table: pl.DataFrame, model: str, main: dict):
                                                [max(0, hi - r[metric])]]
                 ax.errorbar(r[metric], i + 0.18 * (2 * j - 1), xerr=err, fmt=marker, ms=4,
                             color=colors[k], mfc=fill, elinewidth=0.8, capsize=1.5)
-    ax.set_yticks(range(len(labels)), labels, fontsize=6)
+    ax.set_yticks(range(len(labels)), labels, fontsize=6.5)
     ax.invert_yaxis()
     ax.set_xlabel("area (CPR: circles, higher is better; CMD: squares, lower is better)",
                   fontsize=7)
     ax.set_title("CPR and CMD, 95% CI (open: random)", fontsize=9)
     n = sorted(set(q["n_pairs"]))
-    fig.suptitle(f"{title} (n = {n[0]}-{n[-1]} evaluation pairs per row)"
-                 if len(n) > 1 else f"{title} (n = {n[0]} evaluation pairs per row)", fontsize=9)
+    fig.suptitle((f"{title} (n = {n[0]}-{n[-1]} evaluation pairs per row)"
+                  if len(n) > 1 else f"{title} (n = {n[0]} evaluation pairs per row)")
+                 + "\nmemorized = threshold label (score ≥ the subset's high threshold); "
+                 "control rows: the same construction on non-memorized text",
+                 fontsize=9)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=4, fontsize=7, frameon=False)
+    order = sorted(range(len(names)), key=lambda i: (names[i].startswith("random"), names[i]))
+    fig.legend([handles[i] for i in order], [names[i] for i in order], loc="lower center",
+               ncol=4, fontsize=7, frameon=False)
     return fig
 
 
@@ -142,7 +154,8 @@ def methods_figure(quality: pl.DataFrame, agreement: pl.DataFrame, model: str, s
         ax.legend(fontsize=6.5, loc="lower left")
     n = q.select("task", "n_attribution", "n_selection", "n_pairs").unique().sort("task")
     ns = "; ".join(f"{t.split('_')[0]} {a} / {s} / {e}" for t, a, s, e in n.iter_rows())
-    fig.suptitle(f"{title}\n(pairs, attribution / selection / evaluation: {ns})", fontsize=9)
+    fig.suptitle(f"{title}\n(pairs, attribution / selection / evaluation: {ns}; memorized = "
+                 "threshold label)", fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=len(methods), fontsize=7.5,

@@ -14,6 +14,24 @@ PAIRS_STYLE = {"memorized": "-", "control": "--"}
 DIRECTION_COLOR = {"noising": "C0", "denoising": "C3"}
 
 
+AGREE = 0.01  # lines closer than this at every distance are said to lie on top of each other
+
+
+def _agree(lines: list[list[float]]) -> str:
+    """A note for a panel whose lines all agree within AGREE at every distance (they hide
+    each other), '' otherwise."""
+    import numpy as np
+
+    if len(lines) < 2 or len({len(x) for x in lines}) != 1:
+        return ""
+    a = np.array(lines, dtype=float)
+    spread = np.nanmax(a, axis=0) - np.nanmin(a, axis=0)
+    if np.all(np.nan_to_num(spread, nan=0.0) < AGREE):
+        return (f"all {len(lines)} lines agree within {AGREE:g} at every distance:\n"
+                "they are drawn on top of each other")
+    return ""
+
+
 def position_mass(mass: pl.DataFrame, files: pl.DataFrame, title: str):
     """Share of the attribution mass (sum over edges of |score| in a distance bucket, over
     its sum over buckets) against the source position's distance to the predicted
@@ -32,6 +50,7 @@ def position_mass(mass: pl.DataFrame, files: pl.DataFrame, title: str):
     for ax, task in zip(axes[0], tasks, strict=True):
         missing = []
         labels: list[str] = []
+        drawn: list[list[float]] = []
         for f in files.filter(pl.col("task") == task).iter_rows(named=True):
             d = mass.filter((pl.col("task") == task) & (pl.col("pairs") == f["pairs"])) \
                 if mass.height else mass
@@ -51,6 +70,7 @@ def position_mass(mass: pl.DataFrame, files: pl.DataFrame, title: str):
                         marker="o", markersize=3, color=color,
                         linestyle=PAIRS_STYLE[f["pairs"]],
                         label=f"{f['pairs']}, {direction} (n = {f['n_examples']})")
+                drawn.append([float("nan") if x is None else x for x in dd["share"]])
                 if len(dd) > len(labels):
                     labels = dd["distance"].to_list()
         if labels:
@@ -59,11 +79,15 @@ def position_mass(mass: pl.DataFrame, files: pl.DataFrame, title: str):
             ax.set_xticks([])
         if missing and not labels:
             note(ax, "\n".join(missing))
-        ax.set_ylim(0, 1)
+        same = _agree(drawn)
+        if same:
+            ax.text(0.3, 0.8, same, transform=ax.transAxes, fontsize=6.5, va="top",
+                    color="0.25", bbox={"facecolor": "white", "edgecolor": "0.7", "lw": 0.5})
+        ax.set_ylim(-0.02, 1.04)
         ax.set_xlabel("source distance to the predicted position (tokens)")
         ax.set_title(task.replace("_", " "), fontsize=9)
-        ax.legend(fontsize=6, loc="upper right")
-    axes[0][0].set_ylabel("share of attribution mass (sum of |edge score|)")
+        ax.legend(fontsize=6, loc="center right")
+    axes[0][0].set_ylabel("share of attribution mass\n(sum of |edge score|)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig

@@ -68,30 +68,57 @@ MEMORIZED_LABEL = "share memorized: threshold label\n(document-start windows)"
 
 
 def rate_by_duplicates(labels: pl.DataFrame, model: str):
-    """Share of samples memorized (k-extractable) against how often the model saw them."""
+    """Share of windows memorized (k-extractable) at each planted duplicate count, per
+    subset and over all: points at the counts that hold documents only (no line through
+    counts without any), Wilson 95% interval bars (windows treated as independent; windows
+    of one document are not, so the bars are if anything too narrow), n windows and
+    documents per count."""
+    from vermem.core.stats import wilson
+
     title = f"{model}: memorization against duplication"
     seen = labels.filter(pl.col("dup_count").is_not_null())
     if seen.height == 0:
-        return empty_figure(title, "no sample with a known duplicate count (n = 0)")
-    df = (seen.group_by("subset", "dup_count")
-          .agg(pl.col("extractable").mean().alias("memorized"), pl.len().alias("n"))
-          .sort("dup_count", "subset"))  # group_by order varies: fixes the hue order
+        return empty_figure(title, "no sample with a known duplicate count (n = 0):\n"
+                            "a model without planted copies has no duplication axis")
+    per = (seen.group_by("subset", "dup_count")
+           .agg(pl.col("extractable").sum().alias("k"), pl.len().alias("n"))
+           .sort("dup_count", "subset"))
     overall = (seen.group_by("dup_count")
-               .agg(pl.col("extractable").mean().alias("memorized")).sort("dup_count")
-               .with_columns(pl.lit("all").alias("subset")))
-    both = _pandas(pl.concat([df.drop("n"), overall.select(df.drop("n").columns)]),
-                   "subset", "dup_count", "memorized")
-    both["seen"] = both["dup_count"].clip(lower=0.5)  # unseen (0) drawn at 0.5 on the log axis
-    fig, ax = plt.subplots(figsize=(4.5, 3))
-    sns.lineplot(both, x="seen", y="memorized", hue="subset", marker="o", ax=ax)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("times seen per epoch (0 = never, drawn at 0.5)")
+               .agg(pl.col("extractable").sum().alias("k"), pl.len().alias("n"),
+                    pl.col("doc_id").n_unique().alias("docs") if "doc_id" in seen.columns
+                    else pl.len().alias("docs"))
+               .sort("dup_count"))
+    counts = overall["dup_count"].to_list()
+    subsets = sorted(per["subset"].unique().to_list())
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    series = [(s, per.filter(pl.col("subset") == s), f"C{i}", "o", 5)
+              for i, s in enumerate(subsets)] + [("all subsets", overall, "k", "D", 4)]
+    width = 0.8 / len(series)
+    for i, (name, d, color, marker, ms) in enumerate(series):
+        pos = {c: counts.index(c) + (i - (len(series) - 1) / 2) * width for c in counts}
+        xs, ys, lo, hi = [], [], [], []
+        for c, k, n in d.select("dup_count", "k", "n").iter_rows():
+            a, b = wilson(int(k), int(n))
+            xs.append(pos[c])
+            ys.append(k / n)
+            lo.append(max(0.0, k / n - a))
+            hi.append(max(0.0, b - k / n))
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt=marker, ms=ms, color=color, capsize=2,
+                    elinewidth=1, label=name, mfc=color if name != "all subsets" else "white")
+    ax.set_xticks(range(len(counts)),
+                  [f"{'never' if c == 0 else f'{c}×'}\n{n} win.\n{docs} docs"
+                   for c, n, docs in overall.select("dup_count", "n", "docs").iter_rows()],
+                  fontsize=7)
+    ax.set_xlim(-0.6, len(counts) - 0.4)
+    ax.set_xlabel("planted copies per epoch (only the counts that hold documents)")
     ax.set_ylabel(MEMORIZED_EXTRACTABLE)
     ax.set_ylim(-0.03, 1.03)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+              title="subset", title_fontsize=7)
     ax.set_title(f"{title} (n = {seen.height} windows)\n"
-                 "memorized = k-extractable: greedy continuation equals the true one",
-                 fontsize=9)
-    if both["seen"].nunique() == 1:
+                 "memorized = k-extractable: greedy continuation equals the true one;\n"
+                 "bars: Wilson 95% over windows", fontsize=9)
+    if len(counts) == 1:
         note(ax, "one duplicate count only: a single point per subset")
     return fig
 
@@ -111,60 +138,152 @@ def divergence_histogram(div: pl.DataFrame, prefix_tokens: int, model: str):
         note(ax, f"none of the {div.height} memorized samples has a divergence point")
     ax.set_xlim(-0.5, prefix_tokens + 1)
     ax.set_xlabel("divergence point d (tokens)")
-    ax.set_title(f"{model}: divergence points ({n_drop} of {div.height} without one)")
+    ax.set_title(f"{model}: divergence points ({n_drop} of {div.height} without one)\n"
+                 "of the memorized samples (threshold label)", fontsize=9)
     return fig
 
 
 def pair_counts(pairs: pl.DataFrame, model: str, subsets=(), tasks=()):
-    """Pairs per task, subset and split; task / subset combinations with none are named."""
-    df = _pandas(pairs.group_by("task", "subset", "split").len().sort("task", "subset", "split"),
-                 "task", "subset", "split", "len")
-    have = set(zip(df["task"], df["subset"], strict=True)) if len(df) else set()
+    """Pairs per split (bars in the pipeline's order: attribution, selection, evaluation;
+    one sequential colour each), subset (x) and task (one panel each, the control tasks
+    beside their task), each bar labelled with its count; task / subset combinations with
+    none are named."""
+    from vermem.core.vocabulary import PARTS
+
+    counts = pairs.group_by("task", "subset", "split").len()
+    have = set(zip(counts["task"], counts["subset"], strict=True)) if counts.height else set()
     none = [f"{t.replace('_', ' ')} / {s}" for t in tasks for s in subsets
             if (t, s) not in have]
-    fig, ax = plt.subplots(figsize=(5, 3))
-    if len(df):
-        df["task / split"] = df["task"].str.replace("_", " ") + " / " + df["split"]
-        sns.barplot(df, x="subset", y="len", hue="task / split", ax=ax)
-        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-        if none:
-            ax.text(0.0, -0.35, "no pairs (n = 0): " + "; ".join(none), fontsize=6,
-                    transform=ax.transAxes, va="top", wrap=True)
-    else:
-        ax.set_xticks([])
-        note(ax, "no contrastive pairs (n = 0)\nfor any task and subset")
-    ax.set_ylabel("pairs")
-    ax.set_title(f"{model}: contrastive pairs per task and subset")
-    ax.tick_params(axis="x", labelrotation=15)
+    title = f"{model}: contrastive pairs per task, subset and split"
+    if not counts.height:
+        return empty_figure(title, "no contrastive pairs (n = 0)\nfor any task and subset")
+    names = sorted(set(counts["task"]), key=lambda t: (t.removesuffix("_control"),
+                                                       t.endswith("_control")))
+    splits = [p for p in PARTS if p in set(counts["split"])] + sorted(
+        set(counts["split"]) - set(PARTS))
+    columns = [s for s in subsets if s in set(counts["subset"])] or sorted(
+        set(counts["subset"]))
+    colors = dict(zip(splits, sns.color_palette("crest", n_colors=len(splits)), strict=True))
+    ncols = min(2, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharey=True,
+                             figsize=(4.2 * ncols, 2.6 * nrows + 0.6))
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    width = 0.8 / len(splits)
+    for ax, task in zip(axes.flat, names, strict=False):
+        d = counts.filter(pl.col("task") == task)
+        for i, split in enumerate(splits):
+            got = {s: n for s, n in d.filter(pl.col("split") == split)
+                   .select("subset", "len").iter_rows()}
+            xs = [j + (i - (len(splits) - 1) / 2) * width for j in range(len(columns))]
+            ys = [got.get(c, 0) for c in columns]
+            bars = ax.bar(xs, ys, width=width * 0.95, color=colors[split], label=split)
+            ax.bar_label(bars, fontsize=6, padding=1)
+        ax.set_xticks(range(len(columns)), [c.replace(" ", "\n", 1) for c in columns],
+                      fontsize=7)
+        ax.set_title(task.replace("_", " "), fontsize=8)
+        ax.set_ylabel("pairs" if ax in axes[:, 0] else "")
+        ax.margins(y=0.15)
+    total = counts["len"].sum()
+    fig.suptitle(f"{title} (n = {total} pairs)", fontsize=9)
+    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="split (pipeline order)", fontsize=7, title_fontsize=7,
+               loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    if none:  # under the bottom-left panel
+        axes[-1][0].text(0.0, -0.3, "no pairs (n = 0): " + "; ".join(none), fontsize=6,
+                         transform=axes[-1][0].transAxes, va="top", wrap=True)
     return fig
+
+
+# one colour scale for every attribution-by-layer figure of every run: the share of a
+# direction's summed |edge score| that a cell holds, on a log scale over four decades (a
+# linear scale is one bright cell at layer 0 and dark elsewhere)
+LAYER_SHARE_RANGE = (1e-4, 1.0)
 
 
 def layer_heatmap(per_layer, columns, title: str):
-    """Summed |edge score| per layer (rows) and node type (columns)."""
+    """Share of the summed |edge score| per layer (rows) and node type (columns), one panel
+    per attribution direction (`per_layer`: {direction: [L, len(columns)] tensor}), on the
+    fixed log colour scale LAYER_SHARE_RANGE (the same in every such figure)."""
     import pandas as pd
+    from matplotlib.colors import LogNorm
 
-    df = pd.DataFrame(per_layer.numpy(), columns=list(columns),
-                      index=[f"layer {i}" for i in range(per_layer.shape[0])])
-    fig, ax = plt.subplots(figsize=(1.1 * len(columns) + 1.5, 0.45 * len(df) + 1.2))
-    sns.heatmap(df, annot=len(df) <= 16, fmt=".2g", cmap="viridis", ax=ax,
-                cbar_kws={"label": "sum of |edge score|"})
-    ax.set_title(title)
+    if not isinstance(per_layer, dict):
+        per_layer = {"noising": per_layer}
+    lo, hi = LAYER_SHARE_RANGE
+    n_layers = next(iter(per_layer.values())).shape[0]
+    fig, axes = plt.subplots(1, len(per_layer), squeeze=False, sharey=True,
+                             figsize=(1.0 * len(columns) * len(per_layer) + 2.2,
+                                      0.42 * n_layers + 1.8))
+    for j, (ax, (direction, t)) in enumerate(zip(axes[0], per_layer.items(), strict=True)):
+        values = t.double().numpy()
+        total = values.sum()
+        share = values / total if total > 0 else values * np.nan
+        df = pd.DataFrame(np.clip(share, lo, None), columns=list(columns),
+                          index=[f"layer {i}" for i in range(n_layers)])
+        text = np.array([[("<1e-4" if v < lo else f"{v:.2g}") for v in row] for row in share])
+        last = j == len(per_layer) - 1
+        sns.heatmap(df, annot=text if n_layers <= 16 else False, fmt="", cmap="viridis",
+                    norm=LogNorm(lo, hi), ax=ax, cbar=last, annot_kws={"fontsize": 6.5},
+                    cbar_kws={"label": "share of the direction's summed |edge score|\n"
+                              "(log scale, the same in every figure)"} if last else None)
+        ax.set_title(f"{direction}: " + ("clean run, corrupt activations patched in"
+                                         if direction == "noising" else
+                                         "corrupt run, clean activations patched in"),
+                     fontsize=8)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+        if j:
+            ax.set_ylabel("")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     return fig
 
 
-def faithfulness_curves(curve: pl.DataFrame, minimal: dict, title: str):
+def _pairs_definition(task: str) -> str:
+    """What the pairs of `task` are memorized by (docs/study-a.md §2), for a figure's title."""
+    if task.endswith("_control"):
+        return "control pairs: non-memorized text"
+    return "memorized = threshold label (score ≥ the subset's high threshold)"
+
+
+def _edges(k) -> str:
+    return f"{k} edge" + ("" if k == 1 else "s")
+
+
+def _mark_main(ax, label: str = "main mode") -> None:
+    """Frame a panel of the main mode (the one the claims and tables use) and say so."""
+    for side in ax.spines.values():
+        side.set_edgecolor("k")
+        side.set_linewidth(1.6)
+    ax.set_title(f"{ax.get_title()} ({label})", fontsize=8, fontweight="bold")
+
+
+def faithfulness_curves(curve: pl.DataFrame, minimal: dict, title: str,
+                        main: dict | None = None):
     """F against circuit size per mode (rows: ablation; columns: direction / placement) on
     the evaluation pairs with its bootstrap interval (shaded), the selection pairs' curve
     (dashed), random circuits (range over seeds and mean), the target band and the minimal
-    circuit (chosen on the selection pairs, its evaluation F with interval)."""
+    circuit (chosen on the selection pairs, its evaluation F with interval). One y range per
+    row, one legend below the panels, the `main` mode's panels framed."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     ev = curve.filter(pl.col("split") == "evaluation") if curve.height else curve
+    if not ev.height:
+        return empty_figure(title, "no faithfulness curve: "
+                            f"{minimal['n_pairs']} evaluation and "
+                            f"{minimal.get('n_selection', 0)} selection pairs\n(a curve needs "
+                            "pairs in both parts)", size=(6, 3))
     combos = ev.select("direction", "placement").unique(maintain_order=True).rows()
     ablations = ev["ablation"].unique(maintain_order=True).to_list()
     fig, axes = plt.subplots(max(1, len(ablations)), max(1, len(combos)), squeeze=False,
                              figsize=(3.2 * max(1, len(combos)), 2.6 * max(1, len(ablations))),
-                             sharex=True)
+                             sharex=True, sharey="row")
     found = {(c["direction"], c["placement"], c["ablation"]): c for c in minimal["circuits"]}
     target = minimal["target"]
+    any_random = any_selection = False
     for i, abl in enumerate(ablations):
         for j, (direction, placement) in enumerate(combos):
             ax = axes[i][j]
@@ -176,20 +295,19 @@ def faithfulness_curves(curve: pl.DataFrame, minimal: dict, title: str):
                         pl.col("faithfulness").max().alias("hi"),
                         pl.col("faithfulness").mean().alias("mean")).sort("k"))
             if rnd.height:
-                ax.fill_between(rnd["k"], rnd["lo"], rnd["hi"], color="0.85",
-                                label="random (range)")
+                any_random = True
+                ax.fill_between(rnd["k"], rnd["lo"], rnd["hi"], color="0.85")
                 ax.plot(rnd["k"], rnd["mean"], color="0.5", lw=0.8)
             top = d.filter((pl.col("circuit") == "attribution") & ~pl.col("search")).sort("k")
             ax.fill_between(top["k"], top["faithfulness_lo"].fill_null(float("nan")),
                             top["faithfulness_hi"].fill_null(float("nan")), color="C0",
                             alpha=0.25, lw=0)
-            ax.plot(top["k"], top["faithfulness"], marker=".", ms=3, color="C0",
-                    label=f"top-k, evaluation (n = {minimal['n_pairs']}), 95% CI")
+            ax.plot(top["k"], top["faithfulness"], marker=".", ms=3, color="C0")
             sel = curve.filter(mode & (pl.col("split") == "selection")
                                & (pl.col("circuit") == "attribution")).sort("k")
             if sel.height:
-                ax.plot(sel["k"], sel["faithfulness"], ls="--", lw=0.8, color="C1",
-                        label=f"top-k, selection (n = {minimal.get('n_selection', 0)})")
+                any_selection = True
+                ax.plot(sel["k"], sel["faithfulness"], ls="--", lw=0.8, color="C1")
             ax.axhspan(target, 2 - target, color="C2", alpha=0.12, lw=0)
             ax.axhline(target, ls="--", color="k", lw=0.7)
             c = found.get((direction, placement, abl))
@@ -198,83 +316,118 @@ def faithfulness_curves(curve: pl.DataFrame, minimal: dict, title: str):
                 err = None if lo is None or hi is None else [
                     [max(0.0, c["faithfulness"] - lo)], [max(0.0, hi - c["faithfulness"])]]
                 ax.errorbar([c["k"]], [c["faithfulness"]], yerr=err, fmt="o", color="C3",
-                            capsize=2, label=f"minimal: {c['k']} edges")
-            ax.legend(fontsize=5, loc="lower right")
+                            capsize=2, zorder=5)
+                ax.text(0.03, 0.97, f"minimal: {_edges(c['k'])}\nF = {c['faithfulness']:.2f}",
+                        transform=ax.transAxes, fontsize=6.5, va="top", color="C3")
+            elif not top.height:
+                note(ax, "no curve for this mode")
             ax.set_xscale("log")
             ax.set_title(f"{direction}, {placement}, {abl}", fontsize=8)
+            if main is not None and (placement, abl) == (main["placement"], main["ablation"]):
+                _mark_main(ax)
             ax.set_xlabel("circuit size (edges)" if i == len(ablations) - 1 else "")
-            ax.set_ylabel("faithfulness" if j == 0 else "")
+            ax.set_ylabel("faithfulness F" if j == 0 else "")
+    handles = [Line2D([], [], color="C0", marker=".", label=f"top-k, evaluation pairs "
+                      f"(n = {minimal['n_pairs']}), shaded: 95% CI")]
+    if any_selection:
+        handles.append(Line2D([], [], color="C1", ls="--", lw=0.8, label="top-k, selection "
+                              f"pairs (n = {minimal.get('n_selection', 0)})"))
+    if any_random:
+        handles.append(Patch(color="0.85", label="random circuits: range over seeds "
+                             "(line: mean)"))
+    handles += [Patch(color="C2", alpha=0.25, label=f"band [{target:g}, {2 - target:g}]"),
+                Line2D([], [], color="C3", marker="o", ls="", label="minimal circuit (size "
+                       "chosen on selection pairs), evaluation F with 95% CI")]
     fig.suptitle(f"{title} ({minimal['n_pairs']} evaluation, "
-                 f"{minimal.get('n_selection', 0)} selection pairs, {minimal['n_edges']} edges;"
-                 f" band [{target:g}, {2 - target:g}])", y=1.01)
+                 f"{minimal.get('n_selection', 0)} selection pairs, "
+                 f"{_edges(minimal['n_edges'])})\n{_pairs_definition(minimal.get('task', ''))}",
+                 y=1.01,
+                 fontsize=9)
     fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
+               frameon=False, fontsize=7)
     return fig
+
+
+def _cell_name(task: str, subset: str) -> str:
+    """A heatmap row / column label on two lines (rotated one-line labels took half the
+    figure's height)."""
+    return f"{task.replace('_', ' ')}\n{subset}"
 
 
 def _group_heatmaps(df: pl.DataFrame, group: list[str], rows: list[str], cols: list[str],
                     value: str, title: str, interval: tuple[str, str] | None = None,
-                    threshold: float | None = None, **heatmap):
+                    threshold: float | None = None, empty: str = "no rows", **heatmap):
     """One heatmap of `value` per value of the `group` columns, indexed by the
     'task / subset' named by the `rows` and `cols` column pairs; cells annotated with the
     value and, where `interval` names lo/hi columns, its interval. With a `threshold`,
-    cells whose value lies below it are hatched and the threshold is drawn on the colour
-    bar."""
-    import numpy as np
+    cells whose value lies below it get a black corner mark (hatching hid the numbers) and
+    the threshold is drawn on the colour bar. An even number of panels in two columns, an
+    odd one in one (no empty quadrant); a table with no rows gives a figure saying
+    `empty`."""
     import pandas as pd
 
-    keys = (df.select(group).unique(maintain_order=True).rows() if df.height
-            else [("none",) * len(group)])
-    ncols = min(2, len(keys))
+    if not df.height:
+        return empty_figure(title, empty)
+    keys = df.select(group).unique(maintain_order=True).rows()
+    ncols = 2 if len(keys) % 2 == 0 else 1  # an odd count in one column: no empty quadrant
     nrows = -(-len(keys) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, figsize=(7.5 * ncols, 6.0 * nrows))
+    n_r = df.select(rows).unique().height
+    n_c = df.select(cols).unique().height
+    size = (1.25 * n_c + 2.6, 0.62 * n_r + 1.9)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False,
+                             figsize=(size[0] * ncols, size[1] * nrows))
     for ax in axes.flat[len(keys):]:
         ax.set_visible(False)
     for ax, key in zip(axes.flat, keys, strict=False):
         d = df
         for g_, v in zip(group, key, strict=True):
-            d = d.filter(pl.col(g_) == v) if d.height else d
-        if d.height:
-            d = d.with_columns(
-                (pl.col(rows[0]).str.replace("_", " ") + " / " + pl.col(rows[1])).alias("_r"),
-                (pl.col(cols[0]).str.replace("_", " ") + " / " + pl.col(cols[1])).alias("_c"))
-            p = pd.DataFrame(d.select("_r", "_c", value).to_dict(as_series=False))
-            table = p.pivot(index="_r", columns="_c", values=value)
-            annot = True
-            if interval is not None:
-                text = {(r["_r"], r["_c"]): "n/a" if r[value] is None else (
-                    f"{r[value]:.2f}" + ("" if r[interval[0]] is None or r[interval[1]] is None
-                                         else f"\n[{r[interval[0]]:.2f}, {r[interval[1]]:.2f}]"))
-                        for r in d.iter_rows(named=True)}
-                annot = np.array([[text.get((r, c), "") for c in table.columns]
-                                  for r in table.index])
-            sns.heatmap(table, annot=annot, fmt="" if interval is not None else ".2f", ax=ax,
-                        annot_kws={"fontsize": 6}, **heatmap)
-            if threshold is not None:
-                _mark_below(ax, table.to_numpy(dtype=float), threshold)
+            d = d.filter(pl.col(g_) == v)
+        d = d.with_columns(
+            pl.struct(rows).map_elements(lambda r: _cell_name(*r.values()),
+                                         return_dtype=pl.String).alias("_r"),
+            pl.struct(cols).map_elements(lambda r: _cell_name(*r.values()),
+                                         return_dtype=pl.String).alias("_c"))
+        p = pd.DataFrame(d.select("_r", "_c", value).to_dict(as_series=False))
+        table = p.pivot(index="_r", columns="_c", values=value)
+        annot = True
+        if interval is not None:
+            text = {(r["_r"], r["_c"]): "n/a" if r[value] is None else (
+                f"{r[value]:.2f}" + ("" if r[interval[0]] is None or r[interval[1]] is None
+                                     else f"\n[{r[interval[0]]:.2f}, {r[interval[1]]:.2f}]"))
+                    for r in d.iter_rows(named=True)}
+            annot = np.array([[text.get((r, c), "") for c in table.columns]
+                              for r in table.index])
+        sns.heatmap(table, annot=annot, fmt="" if interval is not None else ".2f", ax=ax,
+                    annot_kws={"fontsize": 7.5}, **heatmap)
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=0, fontsize=7)
+        ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=7)
+        if threshold is not None:
+            _mark_below(ax, table.to_numpy(dtype=float), threshold)
         ax.set_xlabel("")
         ax.set_ylabel("")
         if " vs " in str(key[-1]):  # a panel across meanings: say which axis is which
             rows_m, cols_m = str(key[-1]).split(" vs ", 1)
             ax.set_ylabel(f"{rows_m} circuits")
             ax.set_xlabel(f"{cols_m} circuits")
-        ax.set_title(f"{title}, " + ", ".join(map(str, key)), fontsize=9)
+        ax.set_title(", ".join(map(str, key)), fontsize=9)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def _mark_below(ax, values, threshold: float) -> None:
-    """Hatch the cells of a heatmap on `ax` whose value is below `threshold` (NaN cells are
-    left alone) and draw the threshold across its colour bar, labelled."""
-    from matplotlib.patches import Rectangle
+    """Mark the cells of a heatmap on `ax` whose value is below `threshold` with a black
+    triangle in their top-left corner (NaN cells are left alone) and draw the threshold
+    across its colour bar."""
+    from matplotlib.patches import Polygon
 
     for i, j in zip(*np.nonzero(np.nan_to_num(values, nan=np.inf) < threshold), strict=True):
-        ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="//", edgecolor="0.1",
-                               lw=0.0, gid="below-threshold"))
+        ax.add_patch(Polygon([(j, i), (j + 0.2, i), (j, i + 0.2)], closed=True, color="k",
+                             lw=0, gid="below-threshold"))
     bar = ax.collections[0].colorbar
     if bar is not None:
         bar.ax.axhline(threshold, color="k", lw=2, gid="threshold")
-        bar.ax.text(-0.15, threshold, f"threshold {threshold:g}", ha="right", va="center",
-                    fontsize=7, transform=bar.ax.get_yaxis_transform(), rotation=90)
 
 
 def _faithfulness_cmap():
@@ -294,12 +447,21 @@ def transfer_heatmaps(transfer: pl.DataFrame, model: str, threshold: float | Non
     from F = 0 to 1, a second (pink) ramp from 1 to 1.5 for overshoot, dark grey below 0;
     cells below `threshold` (circuits.claims.transfer_threshold) hatched, the threshold
     drawn on the colour bar."""
+    ns = sorted(set(transfer["n_pairs"].drop_nulls())) if "n_pairs" in transfer.columns \
+        and transfer.height else []
+    n = "" if not ns else (f"; n = {ns[0]} evaluation pairs" if len(ns) == 1
+                           else f"; n = {ns[0]}-{ns[-1]} evaluation pairs per column")
     return _group_heatmaps(transfer, ["placement", "semantics"],
                            ["source_task", "source_subset"], ["target_task", "target_subset"],
-                           "faithfulness", f"{model}: transfer (rows: circuit, columns: pairs)",
+                           "faithfulness", f"{model}: transfer (rows: circuit, columns: the "
+                           f"pairs it is evaluated on; 95% CI below{n})\nmemorized = threshold "
+                           "label (score ≥ the subset's high threshold)",
                            ("faithfulness_lo", "faithfulness_hi"), threshold=threshold,
                            cmap=_faithfulness_cmap(), vmin=_F_MIN, vmax=_F_MAX,
-                           cbar_kws={"label": "faithfulness F (hatched: below the threshold)"
+                           empty="no transfer rows (n = 0): no task has a minimal circuit\n"
+                           "and evaluation pairs on two sets, so nothing transfers",
+                           cbar_kws={"label": f"faithfulness F (black line: threshold "
+                                     f"{threshold:g};\ncorner mark: cell below it)"
                                      if threshold is not None else "faithfulness F",
                                      "extend": "both"})
 
@@ -309,5 +471,8 @@ def overlap_heatmaps(overlap: pl.DataFrame, model: str):
     'prevention vs induction' panel (rows prevention, columns induction circuits) holds
     each task's noising against de-noising circuit where row and column agree."""
     return _group_heatmaps(overlap, ["semantics"], ["a_task", "a_subset"],
-                           ["b_task", "b_subset"], "jaccard", f"{model}: circuit overlap",
-                           vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "Jaccard"})
+                           ["b_task", "b_subset"], "jaccard",
+                           f"{model}: circuit overlap (Jaccard of the minimal circuits' edge "
+                           "sets)", empty="no overlap rows (n = 0): fewer than two minimal "
+                           "circuits to compare", vmin=0, vmax=1, cmap="viridis",
+                           cbar_kws={"label": "Jaccard |A∩B| / |A∪B|"})

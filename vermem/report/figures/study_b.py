@@ -86,6 +86,17 @@ def dynamics_curves(curves: pl.DataFrame, phases: pl.DataFrame, model: str):
     return fig
 
 
+def cell_title(cell: str) -> str:
+    """'l26-h1-n64' (a Study B grid cell's file name) -> 'alphabet size 26, entropy
+    fraction 1, length 64'; a name of another form is returned as it is."""
+    import re
+
+    m = re.fullmatch(r"l(\d+)-h([\d.]+)-n(\d+)", cell)
+    if m is None:
+        return cell
+    return (f"alphabet size {m[1]}, H(p) / log(l) = {m[2]}, string length {m[3]}")
+
+
 def position_grid(runs: dict[str, pl.DataFrame], title: str):
     """Correct (argmax == true letter) per position (x) and epoch (y), one panel per run."""
     import numpy as np
@@ -99,8 +110,9 @@ def position_grid(runs: dict[str, pl.DataFrame], title: str):
         ax.grid(False)
         ax.set_xlabel("position")
         ax.set_ylabel("epoch")
-        ax.set_title(name)
-    fig.suptitle(title + " (black: correct)", y=1.03)
+        ax.set_title(f"init: {name}", fontsize=9)
+    fig.suptitle(title + "\n(black: the model's argmax at that position is the true letter)",
+                 y=1.06, fontsize=9)
     return fig
 
 
@@ -233,10 +245,16 @@ def q3_forgetting(seq: pl.DataFrame, model: str):
                            .alias("string"))
         sns.lineplot(_pandas(g, "step", "accuracy", "string"), x="step", y="accuracy",
                      hue="string", ax=ax, legend=ax is axes[0][-1])
+        n_strings = g["string"].n_unique()
         for s in list(start.values())[1:]:
             ax.axvline(s, color="grey", ls="--", lw=0.8)
         ax.set_xlabel("epoch (all stages)")
-        ax.set_title(f"{init}")
+        ax.set_title(f"{init} (n = {n_strings} strings in sequence)", fontsize=9)
         ax.set_ylim(-0.03, 1.03)
-    fig.suptitle(f"{model}: Q3 sequential exposure (dashed: next string)", y=1.04)
+    if inits:  # beside the panels: inside, the legend covered a curve
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), frameon=False,
+                        title="string", fontsize=7, title_fontsize=7)
+    fig.suptitle(f"{model}: Q3 sequential exposure (dashed: next string; accuracy = share "
+                 "of positions whose argmax is the true letter)", y=1.06,
+                 fontsize=9)
     return fig
