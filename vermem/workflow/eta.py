@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vermem.core.progress import duration
+from vermem.core.progress import duration, units
 from vermem.workflow import resources
 
 START_S = 4.0      # a job's start: Python, torch, the model (benchmarks/jobstart.py)
@@ -111,7 +111,8 @@ def watch(workflow, config: Mapping[str, Any], log: str | Path = LOG,
     eta = Eta(expected, int(cores))
     path = Path(log)
     start = time.monotonic()
-    write(f"run ETA: {len(jobs)} jobs to run, about {duration(eta.total_s)} expected "
+    n = len(jobs)
+    write(f"run ETA: {n} {units(n, 'jobs')} to run, about {duration(eta.total_s)} expected "
           f"(the plan's time model on {eta.cores} core{'s' if eta.cores != 1 else ''}, "
           f"{device})", path, emit)
 
