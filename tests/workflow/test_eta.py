@@ -75,3 +75,20 @@ def test_the_watcher_writes_a_line_when_jobs_finish(tmp_path):
     assert not t.is_alive()
     written = log.read_text().splitlines()
     assert len(written) == len(lines) and written[-1].endswith(lines[-1])
+
+
+def test_finish_writes_the_last_line_the_watcher_had_no_time_for(tmp_path):
+    cfg = {**yaml.safe_load(TEST_CONFIG.read_text()), "device": "cpu"}
+    jobs = [Job("summary", {})]
+    dag = Dag(jobs)
+    wf = SimpleNamespace(dag=dag, resource_settings=SimpleNamespace(cores=1))
+    lines: list[str] = []
+    log = tmp_path / "eta.log"
+    eta.watch(wf, cfg, log, lines.append, every_s=3600)  # asleep until the run ends
+    assert lines == ["run ETA: 1 job to run, about 4.0 s expected (the plan's time model "
+                     "on 1 core, cpu)"]
+    dag.done.add(jobs[0])
+    eta.finish()
+    eta.finish()  # once only
+    assert len(lines) == 2 and lines[1].startswith("run ETA: 1 job done in ")
+    assert log.read_text().count("run ETA") == 2

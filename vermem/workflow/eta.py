@@ -14,7 +14,7 @@ machine slower or faster than the throughput file corrects it as it goes.
 
 Started from the workflow's `onstart` (rules/common.smk) by `watch`: a daemon thread in
 Snakemake's own process that reads which jobs the DAG has finished every `EVERY_S` seconds
-and writes a line when that changed.
+and writes a line when that changed; `onsuccess` writes the last line (`finish`).
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class Eta:
         n_done = len(set(done) & set(self.expected))
         n = len(self.expected)
         if n_done >= n:
-            return (f"run ETA: all {n} jobs done in {duration(elapsed)} "
+            return (f"run ETA: {'all ' if n > 1 else ''}{n} {units(n, 'jobs')} done in "
+                    f"{duration(elapsed)} "
                     f"(the plan's time model expected {duration(self.total_s)})")
         left, plan_left, pace = self.left_s(done, elapsed)
         how = (f"the plan's time model: {duration(plan_left)} of work left on {self.cores} "
@@ -129,4 +130,19 @@ def watch(workflow, config: Mapping[str, Any], log: str | Path = LOG,
 
     t = threading.Thread(target=loop, name="vermem-eta", daemon=True)
     t.start()
+    _RUN.update(eta=eta, jobs=jobs, start=start, log=path, emit=emit, thread=t)
     return t
+
+
+_RUN: dict[str, Any] = {}  # the watched run, for `finish`
+
+
+def finish() -> None:
+    """The last line, at the run's end (`onsuccess`): the watcher may not wake before
+    Snakemake exits. Nothing when no run was watched or the watcher wrote it already."""
+    if not _RUN or not _RUN["thread"].is_alive():
+        return
+    _RUN["thread"].join(0)
+    jobs = _RUN["jobs"]
+    write(_RUN["eta"].line(jobs, time.monotonic() - _RUN["start"]), _RUN["log"], _RUN["emit"])
+    _RUN.clear()
