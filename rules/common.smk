@@ -15,6 +15,7 @@ from vermem.models import gguf_convert as _gguf  # where a gguf model's file is
 from vermem.models.loading import check_device, check_models
 from vermem.workflow.config import check, expand_shards, load_schema, planning, standin_shards
 from vermem.workflow.config import PLANNING_ENV, unread_shards
+from vermem.workflow.eta import finish as finish_eta, watch as watch_eta
 from vermem.workflow.interrupts import JOB_SHELL_PREFIX, stop_on_interrupt
 from vermem.workflow.startup import check_models_at_start
 
@@ -101,6 +102,13 @@ onstart:
             raise WorkflowError(str(e))
         # Ctrl-C stops the running jobs and the run (vermem.workflow.interrupts)
         stop_on_interrupt(workflow)
+        # the whole run's ETA from the plan's time model, as jobs finish: the terminal and
+        # logs/eta.log (vermem.workflow.eta)
+        watch_eta(workflow, config, emit=logger.info)
+
+
+onsuccess:
+    finish_eta()  # the run ETA's last line (nothing unless onstart started its watcher)
 
 
 ALL_MODELS = list(config["models"])  # every model entry; MODELS: those studied

@@ -34,6 +34,7 @@ rule train_organism:
         "logs/models/{model}.log",
     wildcard_constraints:
         model="|".join(ORGANISMS) or "^$",
+    priority: 10  # the critical path: every Study A job waits for it, so it starts first
     retries: RETRIES
     conda:
         ENV

@@ -11,7 +11,8 @@ with rule(snakemake) as log:
     report = corpus.IngestReport()
     docs = list(corpus.iter_documents(snakemake.input.shards, report))
     model, tok, table, result = organism.fit([d.doc_id for d in docs], [d.subset for d in docs],
-                                             [d.text for d in docs], p.organism, p.sample_tokens)
+                                             [d.text for d in docs], p.organism, p.sample_tokens,
+                                             progress=log.info)
     out = snakemake.output
     n = p.organism["checkpoints"]
     # the snapshots as subfolders of the model's folder, like a local model's checkpoints

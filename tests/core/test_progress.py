@@ -162,3 +162,14 @@ def test_circuit_evaluations_advance_the_caller_s_count(tiny_model):
     evaluation.evaluate_many(tiny_model, g, ev, jobs, progress=own.append)
     assert own[0] == "circuits: 3 circuit evaluations to do"
     assert own[-1].startswith("circuits: 3 circuit evaluations done in ")
+
+
+def test_a_note_ends_the_first_line_only():
+    lines: list[str] = []
+    with P.track(lines.append, "circuit sweep", 4, "circuit evaluations",
+                 note=", the search adds more") as p:
+        p.expect(2)
+        p.advance(6)
+    assert lines[0] == "circuit sweep: 4 circuit evaluations to do, the search adds more"
+    assert lines[-1].startswith("circuit sweep: 6 circuit evaluations done in ")
+    assert not any("search adds" in x for x in lines[1:])

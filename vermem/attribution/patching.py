@@ -141,6 +141,8 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     rows_per = N // C
     H, par = arch.shape.n_heads, arch.shape.parallel
     live = patch.any(2).any(0).tolist()  # [S]: sources some patched edge reads
+    hit_t = patch.any(1)  # [C, D]: destinations each block patches
+    hit = hit_t.tolist()  # the same as lists: the decisions below need no tensor op
     st: dict = {}
 
     def put(s0: int, a: torch.Tensor) -> None:
@@ -164,7 +166,7 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
         xb = _acc(x).reshape(C, 1, -1)  # [C, 1, rows_per * T * D]
         v = torch.empty(n, C, xb.shape[-1], dtype=xb.dtype, device=x.device)
         read, alone = p.any(2), (p != 1).any(2)  # [C, up]: sources read, not always read
-        n_read, n_alone = read.sum(1).tolist(), alone.sum(1).tolist()
+        n_read, n_alone = torch.stack((read.sum(1), alone.sum(1))).tolist()
         for c in range(C):
             if not n_read[c]:
                 v[:, c] = xb[c]
@@ -172,16 +174,16 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
             # (a patched edge's source is in diff already: sources come in order)
             d = st["diff"][:up].view(up, C, -1)[:, c]  # [up, rows_per * T * D]
             if 2 * min(n_read[c], n_alone[c]) > up:  # no fewer sources to gather: all
-                base, q, src, sign = xb[c], p[c], None, 1
+                base, q, src, k, sign = xb[c], p[c], None, up, 1
             elif n_alone[c] < n_read[c]:
                 base = xb[c] + st["total"].view(C, 1, -1)[c]
-                q, src, sign = 1 - p[c], alone[c], -1
+                q, src, k, sign = 1 - p[c], alone[c], n_alone[c], -1
             else:
-                base, q, src, sign = xb[c], p[c], read[c], 1
-            if src is not None and not bool(src.any()):
+                base, q, src, k, sign = xb[c], p[c], read[c], n_read[c], 1
+            if not k:
                 v[:, c] = base
                 continue
-            idx = None if src is None or bool(src.all()) else src.nonzero()[:, 0]
+            idx = None if k == up else src.nonzero()[:, 0]
             qt = (q if idx is None else q[idx]).T  # [n, k]
             torch.addmm(base, qt, d if idx is None else d[idx], alpha=sign, out=v[:, c])
         return v.view(n, N, *x.shape[1:])
@@ -204,16 +206,15 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
     def ln1_pre(m, a, k, layer):
         st["qkv"], st["mlp"] = None, None
         a0, a1 = graph.attn_dest_range(layer)
-        p = patch[:, :graph.source_end(layer), a0: a1 + 1 if par else a1]
-        which = p.any(1)  # [C, n (+ 1: the MLP, parallel residual)]
-        if not bool(which.any()):
+        e = a1 + 1 if par else a1  # (+ 1: the MLP, parallel residual)
+        if not any(any(h[a0:e]) for h in hit):
             return
-        v = inputs(_first(a, k), p)  # [n (+ 1), N, T, D]
+        v = inputs(_first(a, k), patch[:, :graph.source_end(layer), a0:e])  # [n (+1), N, T, D]
         if par:  # the MLP reads what attention reads: one matmul for both
-            st["mlp"] = v[-1] if bool(which[:, -1].any()) else None
-            v, which = v[:-1], which[:, :-1]
-        if bool(which.any()):
-            st["qkv"] = (v, which)
+            st["mlp"] = v[-1] if any(h[a1] for h in hit) else None
+            v = v[:-1]
+        if any(any(h[a0:a1]) for h in hit):
+            st["qkv"] = (v, hit_t[:, a0:a1], [h[a0:a1] for h in hit])
 
     def proj_forward(orig, layer: int, lo: int, hi: int):
         rows_t = w.rows_t[layer][lo:hi]  # [n, D, hd]
@@ -223,16 +224,17 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
         def forward(h, *args, **kwargs):
             if st.get("qkv") is None:
                 return orig(h, *args, **kwargs)
-            v, which = st["qkv"]  # [n, N, T, D], [C, n]
-            v, wm = v[lo:hi], which[:, lo:hi].repeat_interleave(rows_per, 0)  # [N, n]
-            hit = wm.any(1)  # rows with a patched destination here
-            rows = None if bool(hit.all()) else hit.nonzero()[:, 0]
-            if rows is not None:
-                v, wm = v[:, rows], wm[rows]
+            v, which, which_l = st["qkv"]  # [n, N, T, D], [C, n] and as lists
+            v, wb = v[lo:hi], [w_[lo:hi] for w_ in which_l]
+            blocks = [c for c in range(C) if any(wb[c])]  # blocks patched here
+            if not blocks:
+                return orig(h, *args, **kwargs)
+            if len(blocks) < C:  # only the rows of those blocks
+                v = v.view(hi - lo, C, rows_per, *v.shape[2:])[:, blocks].flatten(1, 2)
             xs = norm_forward(ln, v)  # [n, R, T, D]: every destination's own input
             y = torch.bmm(xs.flatten(1, 2), rows_t)  # [n, R * T, hd]: one batched projection
             y = (y if bias is None else y + bias).to(h.dtype)
-            if rows is None and bool(wm.all()):  # the model's own projection is unused
+            if len(blocks) == C and all(all(w_) for w_ in wb):  # the model's own is unused
                 out = h.new_empty(*h.shape[:-1], (hi - lo) * arch.head_dim)
                 view = _dest_major(arch, out)
                 view.copy_(y.view(view.shape))
@@ -240,13 +242,16 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
             out = orig(h, *args, **kwargs)  # destinations left alone keep the run's own
             view = _dest_major(arch, out)
             dims = view.dim() - 3  # the destination dims
-            own = view if rows is None else view.index_select(dims, rows)
-            sel = wm.T.reshape(*own.shape[:dims + 1], 1, 1)
+            # [*dests, C, rows_per, T, hd]: blocks as a dimension of their own
+            own = view.unflatten(dims, (C, rows_per))
+            if len(blocks) < C:
+                own = own[(slice(None),) * dims + (blocks,)]
+            sel = which[blocks, lo:hi].T.reshape(*own.shape[:dims + 1], 1, 1, 1)
             new = torch.where(sel, y.view(own.shape), own)
-            if rows is None:
-                view.copy_(new)
+            if len(blocks) == C:
+                own.copy_(new)  # (own: a view of out)
             else:
-                view.index_copy_(dims, rows, new)
+                view.unflatten(dims, (C, rows_per))[(slice(None),) * dims + (blocks,)] = new
             return out
         return forward
 
@@ -258,14 +263,15 @@ def patched_logits(model, graph: Graph, batch: Batch, patch: torch.Tensor,
         if par:
             v = st.pop("mlp", None)
         else:
-            p = patch[:, :graph.source_end(layer) + H, graph.mlp_dest(layer), None]
-            v = inputs(x, p)[0] if bool(p.any()) else None
+            md = graph.mlp_dest(layer)
+            p = patch[:, :graph.source_end(layer) + H, md, None]
+            v = inputs(x, p)[0] if any(h[md] for h in hit) else None
         return None if v is None else replaced(a, k, v.to(x.dtype))
 
     def final_pre(m, a, k):
-        p = patch[:, :, -1, None]
-        if not bool(p.any()):
+        if not any(h[-1] for h in hit):
             return None
+        p = patch[:, :, -1, None]
         x = _first(a, k)
         return replaced(a, k, inputs(x, p)[0].to(x.dtype))
 

@@ -241,7 +241,10 @@ def sweep(model, graph: Graph, sel: EvalSet, ev: EvalSet,
     n_inner = len([k for k in r_sizes if 0 < k < n])
     final = len(modes_) * (1 + len(seeds))  # at most: the chosen sizes and their randoms
     prog = track(progress, "circuit sweep", 2 * len(modes_) * len(sizes) + final
-                 + len(rand_modes) * len(seeds) * n_inner, EVALUATIONS)
+                 + len(rand_modes) * len(seeds) * n_inner, EVALUATIONS,
+                 note="" if search not in ("band", "coarse") else
+                 f" before the {search} search for the minimal size, which adds evaluations"
+                 " to the total as it runs")
 
     # the evaluation pairs' draws: the run's shared ones where given (st.resampler), so
     # that an F here carries the interval it has in the specificity and transfer tables

@@ -66,12 +66,13 @@ def units(n: float, unit: str) -> str:
 class Progress:
     """`total` items of `unit` done by `advance`, reported to `emit` as lines (see the
     module's doc for the rate); `expect` adds (or, negative, removes) work. A context
-    manager: the last line is written on leaving it (also by `close`)."""
+    manager: the last line is written on leaving it (also by `close`). `note` ends the
+    first line (e.g. that a search adds work as it goes)."""
 
     def __init__(self, emit: Callable[[str], object] | None, what: str, total: float,
                  unit: str = "items", *, every_s: float = EVERY_S,
                  every_share: float = EVERY_SHARE, min_s: float = MIN_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, note: str = "") -> None:
         self.emit, self.what, self.unit = emit, what, unit
         self.total, self.done = float(total), 0.0
         self.every_s, self.every_share, self.min_s, self.clock = every_s, every_share, min_s, clock
@@ -79,7 +80,7 @@ class Progress:
         self.step = 0  # tenths (every_share steps) done at the last line
         self.closed = False
         if self.total > 0:  # (nothing to do: no lines at all)
-            self._write(f"{what}: {count(self.total)} {units(self.total, unit)} to do")
+            self._write(f"{what}: {count(self.total)} {units(self.total, unit)} to do{note}")
 
     def _write(self, line: str) -> None:
         if self.emit is not None:
@@ -164,15 +165,16 @@ SILENT = _Silent()
 ProgressArg = Progress | Callable[[str], object] | None
 
 
-def track(progress: ProgressArg, what: str, total: float, unit: str = "items") -> Progress:
+def track(progress: ProgressArg, what: str, total: float, unit: str = "items",
+          note: str = "") -> Progress:
     """What a function does with its `progress` argument (the module's doc): None, silent;
     a caller's Progress, shared; a callable, a new Progress of `total` `unit` writing to
-    it."""
+    it (`note` ends its first line)."""
     if progress is None:
         return SILENT
     if isinstance(progress, Progress):
         return _Shared(progress)
-    return Progress(progress, what, total, unit)
+    return Progress(progress, what, total, unit, note=note)
 
 
 def emitter(progress: ProgressArg) -> Callable[[str], object] | None:

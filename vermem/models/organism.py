@@ -228,11 +228,12 @@ def train(model, seqs: Sequence[Sequence[int]], dup: Sequence[int],
 
 
 def fit(doc_ids: Sequence[str], subsets: Sequence[str], texts: Sequence[str],
-        cfg: Mapping[str, Any], sample_tokens: int):
+        cfg: Mapping[str, Any], sample_tokens: int, *, progress: ProgressArg = None):
     """Tokenizer, planted duplicates and trained model from the stand-in documents.
 
     Returns (model, tokenizer, duplicate table, TrainResult). The tokenizer sees only the
-    documents the model trains on.
+    documents the model trains on. `progress` (vermem.core.progress) counts the training
+    steps: elapsed time and time left.
     """
     dcfg = cfg["duplicates"]
     holdout = split_holdout(doc_ids, dcfg["holdout_fraction"], cfg["training"]["seed"])
@@ -248,5 +249,5 @@ def fit(doc_ids: Sequence[str], subsets: Sequence[str], texts: Sequence[str],
     model = make_model(len(tok), tok.eos_token_id, cfg["architecture"])
     seqs = [i + [tok.eos_token_id] for i in ids]
     result = train(model, seqs, table["dup_count"].to_list(), cfg["training"],
-                   cfg["architecture"]["context"], cfg.get("checkpoints", 1))
+                   cfg["architecture"]["context"], cfg.get("checkpoints", 1), progress=progress)
     return model, tok, table, result
