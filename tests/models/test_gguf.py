@@ -72,8 +72,7 @@ def write_gguf(path: Path, model, tok, quant=None, tied: bool = False) -> None:
         def add(name, a):
             if a.ndim < 2:
                 return w.add_tensor(name, a)
-            return w.add_tensor(name, gguf.quants.quantize(a, quant), raw_shape=a.shape,
-                                raw_dtype=quant)
+            return w.add_tensor(name, gguf.quants.quantize(a, quant), raw_dtype=quant)
     add("token_embd.weight", sd["model.embed_tokens.weight"].numpy())
     add("output_norm.weight", sd["model.norm.weight"].numpy())
     if not tied:
