@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)
 # parse-time imports are light (no torch, polars, numpy): every job's Snakemake process
 # parses the workflow again (benchmarks/jobstart.py; tests/workflow/test_config.py checks it)
 from vermem.core.errors import VermemError
-from vermem.core.naming import example_cell, grid_cells, slugify
+from vermem.core.naming import example_cell, grid_cells, init_runs, slugify
 from vermem.core import naming as _ck  # the checkpoint axis's names (listed, subsets, ...)
 from vermem.core import vocabulary as _pairs  # task names: control_task, is_control
 from vermem.models import gguf_convert as _gguf  # where a gguf model's file is
@@ -66,8 +66,10 @@ DYN_INITS = DYN.get("inits", [])
 
 
 def dyn_inits(model):
-    """The inits Study B trains `model` from: dynamics.model_inits, else dynamics.inits."""
-    return (DYN.get("model_inits") or {}).get(model, DYN_INITS)
+    """Study B's training runs of `model`: its inits (dynamics.model_inits, else
+    dynamics.inits), `random` once per dynamics.init_seed ("random-{seed}")."""
+    inits = (DYN.get("model_inits") or {}).get(model, DYN_INITS)
+    return init_runs(inits, DYN.get("init_seed", 0))
 
 
 DYN_RUNS = [(m, i) for m in DYN_MODELS for i in dyn_inits(m)]  # (model, init) trained
@@ -400,7 +402,7 @@ wildcard_constraints:
     task="|".join(TASKS),
     metric="logit_diff|wrong_logit|answer_logprob",
     ckpt="[A-Za-z0-9][A-Za-z0-9._-]*",  # a checkpoint's name (rules/checkpoints.smk)
-    init="pretrained|random",  # Study B's initializations (rules/dynamics.smk)
+    init=r"pretrained|random-\d+",  # Study B's training runs (vermem.core.naming.init_runs)
     cell=r"l\d+-h[0-9.e+-]+-n\d+",  # a Study B grid cell (vermem.core.naming.string_id)
 
 

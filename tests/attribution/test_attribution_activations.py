@@ -15,6 +15,8 @@ per-destination residual copies through the model's own norms and projections, i
 metric); vermem's graph only names the rows and columns of the result.
 """
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -331,3 +333,69 @@ def test_unknown_method_is_refused():
     g = Graph(Shape.from_config(model.config))
     with pytest.raises(ValueError, match="unknown attribution method 'EAP-IG-input'"):
         scoring.attribute(model, g, make_batch(), "EAP-IG-input", backend="hooks")
+
+
+# -- (b) the reference library's input edges (attribution.input_edges: library) ----------------
+
+def library_edges(g: Graph, attn0: bool, mlp0: bool) -> set[str]:
+    """The edges the library leaves without its input-group contribution, named by hand:
+    input -> every layer-0 query, key and value (attn0) and input -> m0 (mlp0)."""
+    H, K = g.shape.n_heads, g.shape.n_kv_heads
+    names = set()
+    if attn0:
+        names |= {f"input->a0.h{h}<q>" for h in range(H)}
+        names |= {f"input->a0.h{h}<{c}>" for h in range(K) for c in "kv"}
+    if mlp0:
+        names.add("input->m0")
+    return names
+
+
+# (model, layer-0 attention inputs constant, layer-0 MLP input constant): GPT-NeoX rotary and
+# parallel; Llama rotary, its MLP reads attention's output; GPT-2 adds a learned position
+# embedding (a parameter), so the library's gradient reaches layer 0
+LIBRARY_CASES = [("gpt_neox", True, True), ("llama_gqa", True, False), ("gpt2", False, False)]
+
+
+@pytest.mark.parametrize("name,attn0,mlp0", LIBRARY_CASES)
+def test_library_input_edges_drop_only_the_input_runs_at_layer_0(name, attn0, mlp0):
+    """`library` equals `definition` on every other edge, and on the named input -> layer-0
+    edges it lacks exactly the input-group runs' share: those runs are the inputs variant
+    (EAP-IG, same steps), one of the 2L + 1 groups, so library = definition - EAP-IG /
+    (2L + 1) there."""
+    model = float64(MODELS[name]())
+    batch, g = make_batch(), Graph(Shape.from_config(model.config))
+    st = AttributionSettings("EAP-IG-activations", 3, backend="hooks", directions=("noising",))
+    defn = scoring.attribute_directions(model, g, batch, st)["noising"].scores
+    lib = scoring.attribute_directions(model, g, batch, replace(st, input_edges="library"))[
+        "noising"].scores
+    ig = scoring.attribute(model, g, batch, "EAP-IG", 3, backend="hooks")
+    names = g.edge_names(torch.arange(g.mask.numel()))
+    want = library_edges(g, attn0, mlp0)
+    changed = {n for n, a, b, m in zip(names, defn.flatten(), lib.flatten(), g.mask.flatten(),
+                                       strict=True) if m and abs(float(a - b)) > 1e-12}
+    assert changed == want
+    if name == "gpt_neox":
+        assert len(want) == 13               # 4 heads x q, k, v + m0, as on the organism
+    scale = float(defn.abs().max())
+    expect = defn - ig / (2 * g.shape.n_layers + 1)
+    for n, i in zip(names, range(len(names)), strict=True):
+        if n in want:
+            s, d = divmod(i, len(g.destinations))
+            assert abs(float(lib[s, d] - expect[s, d])) <= 1e-9 * scale
+    # other methods ignore the setting
+    eap = replace(st, method="EAP-IG")
+    assert torch.equal(scoring.attribute_directions(model, g, batch, eap)["noising"].scores,
+                       scoring.attribute_directions(model, g, batch, replace(
+                           eap, input_edges="library"))["noising"].scores)
+
+
+def test_library_setting_is_read_from_the_config_and_checked():
+    cfg = {"attribution": {"method": "EAP-IG-activations", "ig_steps": 5, "backend": "hooks"}}
+    assert AttributionSettings.from_config(cfg).input_edges == "definition"
+    cfg["attribution"]["input_edges"] = "library"
+    assert AttributionSettings.from_config(cfg).input_edges == "library"
+    model = MODELS["gpt2"]()
+    with pytest.raises(ValueError, match="input_edges must be one of"):
+        scoring.attribute_directions(model, Graph(Shape.from_config(model.config)),
+                                     make_batch(), AttributionSettings(input_edges="authors"))
+

@@ -150,19 +150,28 @@ def test_checkpoint_section_states_the_rules_and_shows_from_first_and_overlap():
 def test_findings_section_puts_each_finding_next_to_the_run_with_its_verdict():
     from vermem.dynamics import findings as F
 
-    found = pl.DataFrame([{"question": "Q1", "finding": "longer strings are slower",
-                           "factor": "length", "shows": "16: 22 (16), 64: 54 (16)",
-                           "estimate": 1.0, "compared": 32, "p_agrees": 0.0001,
-                           "p_disagrees": 1.0, "verdict": "agrees", "reason": "p = 0.0001"},
-                          {"question": "Q1", "finding": "larger models are faster",
-                           "factor": "n_params", "shows": "1: 35 (32)", "estimate": None,
-                           "compared": 0, "p_agrees": None, "p_disagrees": None,
-                           "verdict": "insufficient", "reason": "one level"}],
-                         schema=F.SCHEMA)
+    rows = [{"question": "Q1", "finding": "longer strings are slower",
+             "factor": "length", "shows": "16: 22 (16), 64: 54 (16)",
+             "estimate": 1.0, "compared": 32, "p_agrees": 0.0001,
+             "p_disagrees": 1.0, "over": "strings within each of the 4 training runs",
+             "verdict": "agrees", "reason": "p = 0.0001"},
+            {"question": "Q1", "finding": "larger models are faster",
+             "factor": "n_params", "shows": "1: 35 (32)", "estimate": None,
+             "compared": 0, "p_agrees": None, "p_disagrees": None,
+             "verdict": "insufficient", "reason": "one level"},
+            {"question": "Q1", "finding": "pretrained faster", "factor": "init",
+             "shows": "runs", "estimate": 31.25, "lo": 12.5, "hi": 50.0, "compared": 3,
+             "over": "random initialisations (n = 3)", "verdict": "agrees",
+             "reason": "p = 0.01"}]
+    found = pl.DataFrame([{k: r.get(k) for k in F.SCHEMA} for r in rows], schema=F.SCHEMA)
     text = "\n".join(summary.findings_section(found))
     assert ("| Q1 | longer strings are slower | 16: 22 (16), 64: 54 (16) | +1.00 | 32 | "
-            "**agrees** | p = 0.0001 |") in text
-    assert "| Q1 | larger models are faster | 1: 35 (32) | n/a | 0 | **insufficient** |" in text
+            "strings within each of the 4 training runs | **agrees** | p = 0.0001 |") in text
+    assert "| Q1 | larger models are faster | 1: 35 (32) | n/a | 0 |  | **insufficient** |" \
+        in text
+    # a row with an interval over runs shows it next to its estimate
+    assert ("| pretrained faster | runs | +31.25 [+12.50, +50.00] | 3 | random "
+            "initialisations (n = 3) | **agrees** |") in text
 
 
 def test_summary_html_keeps_headings_tables_and_escapes_text():

@@ -98,6 +98,27 @@ class Scores:
 METHODS = ("EAP-IG", "EAP", "EAP-IG-activations", "clean-corrupted")
 
 
+INPUT_EDGES = ("definition", "library")
+# model types whose residual entering layer 0 adds a learned absolute position embedding
+# (a parameter) to the token embedding
+ABSOLUTE_POSITIONS = ("gpt2", "gpt_neo", "opt")
+
+
+def library_constant_destinations(model, arch: Arch) -> tuple[bool, bool]:
+    """(layer 0's attention inputs, layer 0's MLP input): whether, in the reference
+    library's EAP-IG-activations runs of the `input` group (hannamw/EAP-IG,
+    `get_scores_ig_activations`), that destination gets no gradient. There the hook on
+    `hook_embed` returns the interpolated embedding as a constant that does not require
+    grad, so a destination whose input is that constant alone (no parameter added in
+    between) has no backward pass: layer 0's attention inputs unless the model adds a
+    learned absolute position embedding (`ABSOLUTE_POSITIONS`), and layer 0's MLP input
+    too when the layer is parallel (it reads the same residual). Its input -> layer-0 edges
+    thus get nothing from those runs (docs/reproduction.md)."""
+    cfg = getattr(model.config, "text_config", None) or model.config
+    constant = cfg.model_type not in ABSOLUTE_POSITIONS
+    return constant, constant and arch.shape.parallel
+
+
 def step_alphas(method: str, steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """The interpolation points alpha (0: the other prompt, 1: the run's) of `method`'s
     backward passes: EAP [1]; EAP-IG and EAP-IG-activations k / steps, k = 1 .. steps (a
@@ -114,8 +135,8 @@ def step_alphas(method: str, steps: int, device=None, dtype=torch.float32) -> to
 
 
 def _direction(model, arch: Arch, graph: Graph, be, batch: Batch, run_src: Sources,
-               other_src: Sources, method: str, steps: int, kind: Metric, buckets: int | None
-               ) -> Scores:
+               other_src: Sources, method: str, steps: int, kind: Metric, buckets: int | None,
+               input_edges: str = "definition") -> Scores:
     """Scores of one direction: the run is `batch.clean`, the patch `other_src`.
 
     EAP, EAP-IG, clean-corrupted: one backward pass of all steps, the embeddings
@@ -124,7 +145,9 @@ def _direction(model, arch: Arch, graph: Graph, be, batch: Batch, run_src: Sourc
     output and then its MLP one pass in which only that group's output is interpolated
     (`Fixed`), 2L + 1 passes of `steps` rows per pair; every pass's destination
     gradients score every edge, and the gradients are averaged over all (2L + 1) steps
-    runs (the library divides its summed scores by the same count)."""
+    runs (the library divides its summed scores by the same count). `input_edges`
+    "library": the first pass's gradients at the layer-0 destinations the library leaves
+    without one (`library_constant_destinations`) are dropped, as its code does."""
     delta = (other_src.acts - run_src.acts) * batch.mask[None, :, :, None]
     alphas = step_alphas(method, steps, delta.device, delta.dtype)
     n = len(alphas)
@@ -139,6 +162,12 @@ def _direction(model, arch: Arch, graph: Graph, be, batch: Batch, run_src: Sourc
             return dest_grads(arch, g, n)
 
     att, mlp, lg = dest(e_other[None] + alphas[:, None, None, None] * (e_run - e_other)[None])
+    if method == "EAP-IG-activations" and input_edges == "library":
+        attn0, mlp0 = library_constant_destinations(model, arch)
+        if attn0:
+            att[0] = torch.zeros_like(att[0])
+        if mlp0:
+            mlp[0] = torch.zeros_like(mlp[0])
     if method == "EAP-IG-activations":
         keep = (1 - alphas).repeat_interleave(e_run.shape[0])  # rows are step-major
         L = arch.shape.n_layers
@@ -179,6 +208,8 @@ def attribute_directions(model, graph: Graph, batch: Batch,
     positions are `run`'s."""
     st = _settings(settings)
     method, steps, kind, directions = st.method, st.steps, st.metric, _directions(st)
+    if st.input_edges not in INPUT_EDGES:
+        raise ValueError(f"input_edges must be one of {INPUT_EDGES}, got {st.input_edges!r}")
     backend = st.backend if backend is None else backend
     arch = arch_of(model)
     be = BACKENDS[backend]() if isinstance(backend, str) else backend
@@ -192,7 +223,7 @@ def attribute_directions(model, graph: Graph, batch: Batch,
             b, run_src, other = ((batch, clean, corrupt) if d == "noising"
                                  else (swapped(batch), corrupt, clean))
             out[d] = _direction(model, arch, graph, be, b, run_src, other, method, steps,
-                                kind, buckets)
+                                kind, buckets, st.input_edges)
     return out
 
 

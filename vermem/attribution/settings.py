@@ -19,7 +19,7 @@ class AttributionSettings(Settings):
     (a wildcard) and the batch the one that fits the GPU (`resources.attribution_batch`)."""
 
     KEYS: ClassVar[tuple[str, ...]] = ("attribution.method", "attribution.ig_steps",
-                                       "attribution.backend")
+                                       "attribution.backend", "attribution.input_edges?")
     method: str = "EAP-IG"
     steps: int = 5
     metric: str | Callable = "logit_diff"
@@ -27,8 +27,13 @@ class AttributionSettings(Settings):
     backend: str = "nnsight"
     directions: Sequence[str] | None = None  # None: both (scoring.DIRECTIONS)
     positions: bool = True
+    # EAP-IG-activations' input-group runs: "definition" (every destination's gradient) or
+    # "library" (as hannamw/EAP-IG: none at layer-0 destinations fed by the embedding
+    # alone; scoring.library_constant_destinations)
+    input_edges: str = "definition"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AttributionSettings:
         a = config["attribution"]
-        return cls(method=a["method"], steps=a["ig_steps"], backend=a["backend"])
+        return cls(method=a["method"], steps=a["ig_steps"], backend=a["backend"],
+                   input_edges=a.get("input_edges") or "definition")

@@ -33,6 +33,31 @@ def example_cell(grid: Mapping[str, Any]) -> str:
                      max(grid["lengths"]))
 
 
+def init_seeds(init_seed: int | list[int]) -> list[int]:
+    """dynamics.init_seed as a list: one random initialisation (training run) per seed."""
+    return [init_seed] if isinstance(init_seed, int) else list(init_seed)
+
+
+def init_runs(inits: list[str], init_seed: int | list[int]) -> list[str]:
+    """Study B's training runs of one model: 'pretrained' (the model's own weights, one
+    fixed object) and one 'random-{seed}' per seed of `init_seed` (a random initialisation
+    of its architecture each)."""
+    return [r for i in inits for r in (
+        [f"random-{s}" for s in init_seeds(init_seed)] if i == "random" else [i])]
+
+
+def parse_run(run: str, init_seed: int = 0) -> tuple[str, int]:
+    """(init, seed) of a run name: 'random-3' -> ('random', 3); 'pretrained' or a bare
+    'random' -> (that init, `init_seed`)."""
+    init, _, seed = run.partition("-")
+    return init, int(seed) if seed else init_seed
+
+
+def init_arm(run: str) -> str:
+    """The arm a run belongs to: 'pretrained' or 'random' (any of its seeds)."""
+    return parse_run(run)[0]
+
+
 # -- the checkpoint axis: names, steps, what a config studies (vermem.circuits.checkpoints runs it)
 # -
 

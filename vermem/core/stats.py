@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -252,6 +253,54 @@ def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | N
     centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     d = 1 + z * z / n
     return max(0.0, (centre - half) / d), min(1.0, (centre + half) / d)
+
+
+def t_cdf(x: float, df: int) -> float:
+    """P(T <= x) for Student's t with `df` degrees of freedom: with x = sqrt(df) tan(a),
+    P(0 < T < x) = c * integral of cos(u)^(df - 1) over [0, a] (a smooth integrand),
+    c = Gamma((df + 1) / 2) / (sqrt(pi) Gamma(df / 2)); Simpson's rule, error < 1e-9."""
+    if math.isinf(x):
+        return 1.0 if x > 0 else 0.0
+    a = math.atan(abs(x) / math.sqrt(df))
+    u = np.linspace(0.0, a, 4001)
+    f = np.cos(u) ** (df - 1)
+    h = a / 4000
+    area = h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(math.pi)
+    half = c * area
+    return float(0.5 + half if x >= 0 else 0.5 - half)
+
+
+def t_quantile(q: float, df: int) -> float:
+    """The q-quantile of Student's t (`t_cdf` inverted by bisection)."""
+    lo, hi = -1e3, 1e3
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
+    return (lo + hi) / 2
+
+
+def mean_t(x: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+    """Mean of `x` (one value per independent unit, e.g. a training run) with its Student t
+    interval (df = n - 1) and one-sided p-values of mean > 0 (`p_above`) and mean < 0
+    (`p_below`). n < 2: no interval. All values equal: the interval is the point and the
+    p-values are 0 or 1 (no spread to test against: `sd` 0 says so)."""
+    v = np.asarray(list(x), dtype=float)
+    n = len(v)
+    out: dict[str, Any] = {"n": n, "mean": float(v.mean()) if n else None, "sd": None,
+                           "lo": None, "hi": None, "p_above": None, "p_below": None}
+    if n < 2:
+        return out
+    m, sd = float(v.mean()), float(v.std(ddof=1))
+    out["sd"] = sd
+    if sd == 0:
+        out.update(lo=m, hi=m, p_above=float(m <= 0), p_below=float(m >= 0))
+        return out
+    se, df = sd / math.sqrt(n), n - 1
+    q = t_quantile(1 - (1 - level) / 2, df)
+    out.update(lo=m - q * se, hi=m + q * se, p_above=float(1 - t_cdf(m / se, df)),
+               p_below=float(t_cdf(m / se, df)))
+    return out
 
 
 def save_replicates(path, rows: Sequence[torch.Tensor], names: Sequence[str]) -> None:

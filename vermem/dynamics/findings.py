@@ -4,27 +4,43 @@ One row per finding the paper reports for Q1 (what makes memorization slower or 
 and Q3 (sequential exposure), with what the run shows and a verdict, "agrees",
 "disagrees" or "insufficient", by a stated rule:
 
-- Q1 factors (alphabet size, entropy, length, model size, pretrained against random
-  init): a stratified concordance between the factor and the epochs to memorize. Two
-  strings are compared when they differ in the factor and agree in every other factor
-  (model, init, alphabet size, entropy fraction, length): +1 when the one at the higher
-  level took longer, -1 when shorter, 0 for a tie; a never-memorized string is censored
-  at the horizon and so took longer than any memorized one (two censored strings tie).
-  The estimate is the mean over the compared pairs, signed so that +1 is the paper's
-  direction. Its one-sided p-values come from permuting the factor's levels among the
-  strings of each stratum (`PERMUTATIONS`, seeded): "agrees" when p <= `ALPHA` in the
-  paper's direction, "disagrees" when p <= `ALPHA` in the other, "insufficient" otherwise,
-  and when the grid has one level of the factor or no two strings to compare.
-- Q3 "later strings are memorized faster": the same statistic between the stage and its
-  epochs to memorize, strata model and init (one sequence each).
-- Q3 "earlier strings are forgotten": per model and init, the mean drop of the accuracy
-  on the earlier strings from the end of their own stage to the end of the last learning
-  stage; "agrees" when it exceeds `margin` (dynamics.phases.accuracy_rise) in every model
-  and init, "disagrees" when it does in none, "insufficient" when mixed or K < 2.
-- Q3 "a forgotten string is re-learned faster": the epochs to memorize the first string
-  again against the first time, per model and init (censored counts as longer); "agrees"
-  when fewer in every one, "disagrees" when more in every one, otherwise (ties, mixed, no
-  re-learning stage) "insufficient". One sequence per model and init: no interval.
+- Q1 factors (alphabet size, entropy, length, model size): a stratified concordance
+  between the factor and the epochs to memorize. Two strings are compared when they differ
+  in the factor and agree in every other factor (model, training run, alphabet size,
+  entropy fraction, length): +1 when the one at the higher level took longer, -1 when
+  shorter, 0 for a tie; a never-memorized string is censored at the horizon and so took
+  longer than any memorized one (two censored strings tie). The estimate is the mean over
+  the compared pairs, signed so that +1 is the paper's direction. Its one-sided p-values
+  come from permuting the factor's levels among the strings of each stratum
+  (`PERMUTATIONS`, seeded): "agrees" when p <= `ALPHA` in the paper's direction,
+  "disagrees" when p <= `ALPHA` in the other, "insufficient" otherwise, and when the grid
+  has one level of the factor or no two strings to compare. These generalise over strings
+  within the runs, not over initialisations.
+- Q1 "pretrained models memorize faster than randomly initialised ones": the unit is the
+  training run, not the string (the strings of one run share its initialisation, so they
+  are not independent draws of "a random initialisation"). A run is one model from one
+  init: 'pretrained' (the model's own weights: one fixed object, one run) or 'random-{s}'
+  for each seed s of dynamics.init_seed (a sample of the population of random
+  initialisations). Per run, the restricted mean epochs to memorize over its strings
+  (never memorized: the horizon; every run trains the same strings). Per model, the
+  differences random run - pretrained run, a one-sample Student t test and interval over
+  the random runs (df = n - 1): "agrees" when p <= `ALPHA` that random runs take longer,
+  "disagrees" when p <= `ALPHA` the other way, "insufficient" otherwise, and
+  "insufficient: runs per arm ..." with fewer than `MIN_RUNS` random runs. With several
+  models, agrees/disagrees only when every tested model does.
+- Q3 "later strings are memorized faster": the concordance between the stage and its
+  epochs to memorize, strata the training runs (one sequence each).
+- Q3 "earlier strings are forgotten": per run, the mean drop of the accuracy on the
+  earlier strings from the end of their own stage to the end of the last learning stage;
+  "a forgotten string is re-learned faster": per run, the epochs to memorize the first
+  string the first time minus the second time (never memorized: the horizon,
+  dynamics.sequential.epochs). Both over runs (`over_runs`): per arm (model, pretrained or
+  random) with at least `MIN_RUNS` runs, the mean and its Student t interval over the
+  runs; the arm agrees when the interval lies above the threshold (`margin`,
+  dynamics.phases.accuracy_rise, for forgetting; 0 for re-learning), disagrees when below;
+  the verdict agrees or disagrees when every such arm does, "insufficient" otherwise, and
+  "insufficient: runs per arm ..." when no arm has `MIN_RUNS` runs (the pretrained arm is
+  one run: shown, never tested).
 - Families "the phases occur in every family of models" (Pythia, Phi and Llama-2 in the
   paper; `family_rows`): models are grouped into families by the config's
   `dynamics.families` (model -> family name), else their model_type (the organism and
@@ -54,7 +70,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from vermem.core.stats import wilson
+from vermem.core.naming import init_arm
+from vermem.core.stats import mean_t, wilson
 from vermem.dynamics.strings import IN_ORDER, time_to_memorize
 
 ALPHA = 0.05          # one-sided level of the permutation tests
@@ -63,8 +80,8 @@ AGREES, DISAGREES, INSUFFICIENT = "agrees", "disagrees", "insufficient"
 
 SCHEMA = {"question": pl.String, "finding": pl.String, "factor": pl.String,
           "shows": pl.String, "estimate": pl.Float64, "compared": pl.Int64,
-          "p_agrees": pl.Float64, "p_disagrees": pl.Float64, "verdict": pl.String,
-          "reason": pl.String}
+          "p_agrees": pl.Float64, "p_disagrees": pl.Float64, "lo": pl.Float64,
+          "hi": pl.Float64, "over": pl.String, "verdict": pl.String, "reason": pl.String}
 
 Q1_FACTORS = ("model", "init", "alphabet_size", "entropy_fraction", "length")
 # factor, the paper's finding, the sign of the association with epochs to memorize
@@ -76,6 +93,7 @@ Q1_FINDINGS = (
     ("init", "pretrained models memorize faster than randomly initialised ones", -1),
 )
 CENSORED = 1e18       # a never-memorized string: later than any epoch
+MIN_RUNS = 3          # training runs of an arm needed for an interval or test over runs
 UNIT_SHARE = 0.5      # an initialisation shows the phases when its interval is above this
 LEVEL = 0.95          # the Wilson intervals' level (z = 1.96)
 FAMILY_FACTORS = ("alphabet_size", "length")  # the Q1 findings given per family
@@ -154,6 +172,9 @@ def q1_rows(phases: pl.DataFrame, seed: int, which: Sequence[tuple] = Q1_FINDING
     rows = []
     for factor, finding, expected in which:
         finding = finding + label
+        if factor == "init":
+            rows.append(init_row(phases, finding))
+            continue
         levels = sorted(phases[factor].unique().to_list()) if phases.height else []
         per = []
         for v in levels:
@@ -167,7 +188,7 @@ def q1_rows(phases: pl.DataFrame, seed: int, which: Sequence[tuple] = Q1_FINDING
             rows.append({**row, "estimate": None, "compared": 0, "p_agrees": None,
                          "p_disagrees": None, "verdict": INSUFFICIENT,
                          "reason": f"the run has one level of {factor}{one}: nothing to "
-                                   "compare"})
+                                   "compare", "over": "nothing compared"})
             continue
         others = [k for k in Q1_FACTORS if k != factor and not (
             factor == "n_params" and k == "model")]
@@ -176,12 +197,95 @@ def q1_rows(phases: pl.DataFrame, seed: int, which: Sequence[tuple] = Q1_FINDING
         c = concordance(phases["memorized"].to_list(), lv,
                         list(phases.select(others).iter_rows()), expected, seed)
         verdict, reason = _verdict(c)
-        rows.append({**row, **c, "verdict": verdict, "reason": reason})
+        rows.append({**row, **c, "verdict": verdict, "reason": reason,
+                     "over": f"strings within each of the {_n_runs(phases)} training runs "
+                             "(compared within a run and equal other factors); not over "
+                             "initialisations"})
     return rows
 
 
-def q3_rows(q3: pl.DataFrame, margin: float, seed: int) -> list[dict[str, Any]]:
-    """The Q3 findings against the Q3 table (one row per model, init and stage)."""
+def _n_runs(df: pl.DataFrame) -> int:
+    return df.select("model", "init").unique().height if df.height else 0
+
+
+def run_means(phases: pl.DataFrame) -> pl.DataFrame:
+    """One row per training run (model, init: 'pretrained' or 'random-{seed}'): its arm and
+    the restricted mean epochs to memorize over its strings, a never-memorized string
+    counted at the horizon (so the runs, which train the same strings, are comparable)."""
+    return (phases.with_columns(pl.coalesce("memorized", "horizon").alias("t"))
+            .group_by("model", "init", maintain_order=True)
+            .agg(pl.col("t").cast(pl.Float64).mean().alias("mean_epochs"),
+                 pl.len().alias("strings"))
+            .with_columns(pl.col("init").map_elements(init_arm, return_dtype=pl.String)
+                          .alias("arm")).sort("model", "init"))
+
+
+def _combine(verdicts: Sequence[str]) -> str:
+    if verdicts and all(v == AGREES for v in verdicts):
+        return AGREES
+    if verdicts and all(v == DISAGREES for v in verdicts):
+        return DISAGREES
+    return INSUFFICIENT
+
+
+def init_row(phases: pl.DataFrame, finding: str) -> dict[str, Any]:
+    """Pretrained against random initialisation, at the level of the training run: per
+    model, the restricted mean epochs to memorize of each run (`run_means`); the pretrained
+    model is one fixed object (one run), the random init a population sampled by
+    dynamics.init_seed. Per model with >= `MIN_RUNS` random runs: the differences random
+    run - pretrained, their mean with a Student t interval over the random runs (df n - 1)
+    and one-sided t p-values; "agrees" when p <= `ALPHA` that random runs take longer.
+    Over models: "agrees"/"disagrees" when every tested model does; with no model tested:
+    "insufficient: N runs per arm"."""
+    row = {"question": "Q1", "finding": finding, "factor": "init", "p_agrees": None,
+           "p_disagrees": None, "estimate": None, "lo": None, "hi": None, "compared": 0}
+    runs = run_means(phases) if phases.height else pl.DataFrame()
+    texts, verdicts, tests, counts = [], [], [], []
+    for (model,), g in (runs.group_by("model", maintain_order=True) if runs.height else []):
+        pre = g.filter(pl.col("arm") == "pretrained")["mean_epochs"].to_list()
+        rnd = g.filter(pl.col("arm") == "random")
+        counts.append(f"{model}: pretrained {len(pre)}, random {rnd.height}")
+        runs_text = ", ".join(f"{i} {v:.1f}" for i, v in zip(g["init"], g["mean_epochs"],
+                                                            strict=True))
+        if len(pre) != 1 or rnd.height < MIN_RUNS:
+            texts.append(f"{model}: {runs_text}")
+            continue
+        t = mean_t([v - pre[0] for v in rnd["mean_epochs"]], LEVEL)
+        texts.append(f"{model}: {runs_text}; random - pretrained {t['mean']:+.1f} "
+                     f"[{t['lo']:+.1f}, {t['hi']:+.1f}] epochs")
+        verdicts.append(AGREES if t["p_above"] <= ALPHA else
+                        DISAGREES if t["p_below"] <= ALPHA else INSUFFICIENT)
+        tests.append((model, t))
+    row["shows"] = ("restricted mean epochs to memorize per training run (never-memorized "
+                    "strings at the horizon): " + ("; ".join(texts) or "no strings"))
+    n_random = [t["n"] for _, t in tests]
+    row["over"] = ("random initialisations (training runs: "
+                   + (", ".join(f"{m} n = {t['n']}" for m, t in tests) or "none tested")
+                   + ") against the one pretrained model of each; not over strings")
+    if not tests:
+        return {**row, "verdict": INSUFFICIENT,
+                "reason": f"insufficient: runs per arm {'; '.join(counts) or 'none'} (a "
+                          f"test over initialisations needs one pretrained and at least "
+                          f"{MIN_RUNS} random runs: dynamics.init_seed)"}
+    if len(tests) == 1:
+        t = tests[0][1]
+        row.update(estimate=t["mean"], lo=t["lo"], hi=t["hi"], p_agrees=t["p_above"],
+                   p_disagrees=t["p_below"])
+    row["compared"] = sum(n_random)
+    ps = "; ".join(f"{m}: p = {t['p_above']:.3g} for the paper's direction, "
+                   f"{t['p_below']:.3g} against it" + (" (the random runs are equal: "
+                                                        "no spread)" if t["sd"] == 0 else "")
+                   for m, t in tests)
+    return {**row, "verdict": _combine(verdicts),
+            "reason": f"{ps} (one-sample t over the random runs against the pretrained "
+                      f"run, one-sided, level {ALPHA}; {LEVEL:.0%} t interval)"}
+
+
+def q3_rows(q3: pl.DataFrame, margin: float, seed: int, horizon: int = 150
+            ) -> list[dict[str, Any]]:
+    """The Q3 findings against the Q3 table (one row per model, run and stage); a stage
+    never memorized counts as `horizon` epochs (dynamics.sequential.epochs) in the
+    re-learning gains."""
     runs = [(key, g.sort("stage")) for key, g in
             q3.sort("model", "init", "stage").group_by("model", "init", maintain_order=True)]
     learn = {key: g.filter(~pl.col("relearn")) for key, g in runs}
@@ -201,12 +305,15 @@ def q3_rows(q3: pl.DataFrame, margin: float, seed: int) -> list[dict[str, Any]]:
     if not learn or max(g.height for g in learn.values()) < 2:
         rows.append({**row, "estimate": None, "compared": 0, "p_agrees": None,
                      "p_disagrees": None, "verdict": INSUFFICIENT,
-                     "reason": "fewer than 2 strings learned one after another"})
+                     "reason": "fewer than 2 strings learned one after another",
+                     "over": "nothing compared"})
     else:
         parts = pl.concat(learn.values())
         c = concordance(parts["epochs_to_memorize"].to_list(), parts["stage"].to_list(),
                         list(parts.select("model", "init").iter_rows()), -1, seed)
-        rows.append({**row, **c, **dict(zip(("verdict", "reason"), _verdict(c), strict=True))})
+        rows.append({**row, **c, **dict(zip(("verdict", "reason"), _verdict(c), strict=True)),
+                     "over": f"stages within each of {len(learn)} sequences (one per "
+                             "training run; stages permuted within a run)"})
     # earlier strings forgotten
     drops, texts = {}, []
     for key, g in learn.items():
@@ -220,48 +327,65 @@ def q3_rows(q3: pl.DataFrame, margin: float, seed: int) -> list[dict[str, Any]]:
     row = {"question": "Q3", "finding": "earlier strings are forgotten when later ones are "
            "learned", "factor": "stage",
            "shows": "mean accuracy on the earlier strings at the end of their own stage -> at "
-                    "the end of the last: " + ("; ".join(texts) or "none"),
-           "estimate": float(np.mean(list(drops.values()))) if drops else None,
-           "compared": len(drops), "p_agrees": None, "p_disagrees": None}
-    forgot = [d > margin for d in drops.values()]
-    if not drops:
-        verdict, reason = INSUFFICIENT, "fewer than 2 strings learned one after another"
-    elif all(forgot):
-        verdict, reason = AGREES, f"the accuracy fell by more than {margin} in every model/init"
-    elif not any(forgot):
-        verdict, reason = DISAGREES, f"the accuracy fell by at most {margin} in every model/init"
-    else:
-        verdict, reason = INSUFFICIENT, (f"mixed: fell by more than {margin} in {sum(forgot)} "
-                                         f"of {len(forgot)} model/inits")
-    rows.append({**row, "verdict": verdict, "reason": reason})
+                    "the end of the last: " + ("; ".join(texts) or "none")}
+    rows.append({**row, **over_runs(drops, margin, "the accuracy fell by more than "
+                                    f"{margin}", "fewer than 2 strings learned one after "
+                                    "another")})
     # re-learned faster
-    pairs, texts = [], []
+    gains, texts = {}, []
     for key, g in runs:
         again = g.filter(pl.col("relearn"))
         first = g.filter(~pl.col("relearn") & (pl.col("trained") == 0))
         if again.height and first.height:
             a, b = first["epochs_to_memorize"][0], again["epochs_to_memorize"][-1]
-            pairs.append(np.sign((CENSORED if a is None else a) - (CENSORED if b is None
-                                                                  else b)))
+            gains[key] = float((horizon if a is None else a) - (horizon if b is None else b))
             texts.append(f"{name(key)} {epochs(a)} then {epochs(b)} "
                          f"(from accuracy {again['start_accuracy'][-1]:.2f})")
     row = {"question": "Q3", "finding": "a forgotten string is re-learned faster than it was "
            "first learned", "factor": "relearn",
            "shows": "epochs to memorize the first string, first time then again: "
-                    + ("; ".join(texts) or "no re-learning stage"),
-           "estimate": float(np.mean(pairs)) if pairs else None, "compared": len(pairs),
-           "p_agrees": None, "p_disagrees": None}
-    one = " (one sequence per model/init: no interval)"
-    if not pairs:
-        verdict, reason = INSUFFICIENT, "no re-learning stage (dynamics.sequential.relearn)"
-    elif all(p > 0 for p in pairs):
-        verdict, reason = AGREES, "fewer epochs the second time in every model/init" + one
-    elif all(p < 0 for p in pairs):
-        verdict, reason = DISAGREES, "more epochs the second time in every model/init" + one
-    else:
-        verdict, reason = INSUFFICIENT, "ties or mixed directions across model/inits" + one
-    rows.append({**row, "verdict": verdict, "reason": reason})
+                    + ("; ".join(texts) or "no re-learning stage")}
+    rows.append({**row, **over_runs(gains, 0.0, "fewer epochs the second time (never "
+                                    f"memorized: {horizon})", "no re-learning stage "
+                                    "(dynamics.sequential.relearn)")})
     return rows
+
+
+def over_runs(values: Mapping[tuple[str, str], float], threshold: float, what: str,
+              none: str) -> dict[str, Any]:
+    """A sequential finding over training runs (`values`: (model, run) -> its value, one
+    sequence per run): per arm (model, pretrained or random) with >= `MIN_RUNS` runs, the
+    mean with its Student t interval over the runs (`LEVEL`); the arm agrees when the
+    interval lies above `threshold`, disagrees when below, else is undetermined. The
+    verdict: "agrees"/"disagrees" when every such arm does; "insufficient: N runs per arm"
+    when no arm has `MIN_RUNS` runs (`none` when there are no values)."""
+    arms: dict[tuple[str, str], list[float]] = {}
+    for (model, run), v in values.items():
+        arms.setdefault((model, init_arm(run)), []).append(v)
+    out = {"estimate": None, "lo": None, "hi": None, "compared": len(values),
+           "p_agrees": None, "p_disagrees": None}
+    if not values:
+        return {**out, "over": "no runs", "verdict": INSUFFICIENT, "reason": none}
+    tested = {k: mean_t(v, LEVEL) for k, v in arms.items() if len(v) >= MIN_RUNS}
+    counts = ", ".join(f"{m}/{a} {len(v)}" for (m, a), v in arms.items())
+    if not tested:
+        return {**out, "over": f"training runs per arm: {counts}", "verdict": INSUFFICIENT,
+                "reason": f"insufficient: runs per arm {counts} (an interval over runs "
+                          f"needs {MIN_RUNS}: dynamics.init_seed)"}
+    calls = {k: AGREES if t["lo"] > threshold else DISAGREES if t["hi"] < threshold
+             else INSUFFICIENT for k, t in tested.items()}
+    if len(tested) == 1:
+        t = next(iter(tested.values()))
+        out.update(estimate=t["mean"], lo=t["lo"], hi=t["hi"])
+    text = "; ".join(f"{m}/{a}: mean {t['mean']:+.2f} [{t['lo']:+.2f}, {t['hi']:+.2f}] over "
+                     f"{t['n']} runs, {calls[m, a]}" for (m, a), t in tested.items())
+    verdict = _combine(list(calls.values()))
+    return {**out, "over": "training runs of " + ", ".join(f"{m}/{a} (n = {t['n']})" for
+                                                           (m, a), t in tested.items())
+            + "; an arm with fewer runs is shown, not tested",
+            "verdict": verdict,
+            "reason": f"{what}: {text} ({LEVEL:.0%} t interval against {threshold:g}; "
+                      f"runs per arm {counts})"}
 
 
 def unit_call(k: int, n: int) -> str:
@@ -331,7 +455,9 @@ def family_rows(phases: pl.DataFrame, families: Mapping[str, str],
         rows.append({"question": "families", "finding": f"the phases occur in family "
                      f"{r['family']}", "factor": "family", "shows": text,
                      "estimate": r["share"], "compared": r["inits"], "p_agrees": None,
-                     "p_disagrees": None, "verdict": verdict,
+                     "p_disagrees": None, "lo": r["share_lo"], "hi": r["share_hi"],
+                     "over": f"initialisations (training runs) of family {r['family']}",
+                     "verdict": verdict,
                      "reason": f"{why} (an initialisation shows them when the Wilson "
                                f"interval of its strings' share lies above {UNIT_SHARE})"})
     n = fams.height
@@ -340,7 +466,7 @@ def family_rows(phases: pl.DataFrame, families: Mapping[str, str],
     row = {"question": "families", "finding": FAMILY_FINDING, "factor": "family",
            "shows": f"initialisations showing the phases per family: {shows}",
            "estimate": float(fams["share"].min()) if n else None, "compared": n,
-           "p_agrees": None, "p_disagrees": None}
+           "p_agrees": None, "p_disagrees": None, "over": f"{n} families"}
     lacking = [r["family"] for r in fams.iter_rows(named=True)
                if r["inits_lacking"] == r["inits"]]
     if n < 2:
@@ -367,12 +493,13 @@ def family_rows(phases: pl.DataFrame, families: Mapping[str, str],
 
 
 def table(phases: pl.DataFrame, q3: pl.DataFrame, margin: float, seed: int,
-          families: Mapping[str, str] | None = None) -> pl.DataFrame:
-    """Every finding's row: Q1 from the phases table, Q3 from the Q3 table, and with
-    `families` (model -> family: `families_of`) the family finding from the phases table."""
+          families: Mapping[str, str] | None = None, horizon: int = 150) -> pl.DataFrame:
+    """Every finding's row: Q1 from the phases table, Q3 from the Q3 table (`horizon`: the
+    sequential stages' epochs), and with `families` (model -> family: `families_of`) the
+    family finding from the phases table."""
     family = [] if families is None else family_rows(phases, families, seed)
-    return pl.DataFrame(q1_rows(phases, seed) + q3_rows(q3, margin, seed) + family,
-                        schema=SCHEMA)
+    rows = q1_rows(phases, seed) + q3_rows(q3, margin, seed, horizon) + family
+    return pl.DataFrame([{k: r.get(k) for k in SCHEMA} for r in rows], schema=SCHEMA)
 
 
 def _tagged(path: str) -> pl.DataFrame:
@@ -417,7 +544,7 @@ def study_tables(inputs: Mapping[str, Sequence[str]], dyn: Mapping[str, Any], se
     seq = pl.concat([_tagged(f) for f in inputs["sequential"]])
     q3 = strings.q3_table(seq, keys, dyn["sequential"]["hold_epochs"])
     found = table(phases, q3, dyn["phases"]["accuracy_rise"], seed,
-                  families_of(inputs["records"], dyn))
+                  families_of(inputs["records"], dyn), dyn["sequential"]["epochs"])
     tables = {"curves": curves, "phases": phases, "q1": q1, "q2": q2, "q3": q3,
               "sequential": seq, "findings": found}
     return tables, strings.summarize(phases, q1, q2, q3)

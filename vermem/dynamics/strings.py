@@ -31,7 +31,7 @@ import polars as pl
 import torch
 
 from vermem.core.errors import VermemError
-from vermem.core.naming import string_id
+from vermem.core.naming import parse_run, string_id
 from vermem.core.progress import ProgressArg, track
 from vermem.core.stats import censored_median, wilson
 from vermem.models import architecture
@@ -217,8 +217,12 @@ def context_length(path: str) -> int | None:
 
 def fresh_model(path: str, init: str, init_seed: int, device: torch.device):
     """A new fp32 copy of the model at `path`: its weights, or its architecture randomly
-    initialised with `init_seed` (the same initial weights for every string)."""
+    initialised with `init_seed` (the same initial weights for every string). `init` may be
+    a run name, 'random-{seed}', whose seed then replaces `init_seed`
+    (vermem.core.naming.parse_run)."""
     from transformers import AutoModelForCausalLM
+
+    init, init_seed = parse_run(init, init_seed)
 
     if init == "pretrained":
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)

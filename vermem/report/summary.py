@@ -434,17 +434,32 @@ def findings_section(found: pl.DataFrame) -> list[str]:
     """Speicher et al.'s findings next to what the run shows, a verdict per row."""
     out = [_target("findings"),
            "### Against Speicher et al. (2024) (`results/dynamics/findings.parquet`)", "",
-           "Q1: stratified concordance of the factor with the epochs to memorize (+1: the "
-           "paper's direction; strings compared only within equal other factors, "
-           "never-memorized ones censored) with one-sided permutation p-values; Q3: the rule "
-           "in each row's reason (docs/study-b.md, Findings).", ""]
+           "Q1 factors: stratified concordance of the factor with the epochs to memorize "
+           "(+1: the paper's direction; strings compared only within one training run and "
+           "equal other factors, never-memorized ones censored) with one-sided permutation "
+           "p-values: these generalise over the strings of the runs, not over "
+           "initialisations. Pretrained vs random: the unit is the training run; the "
+           "pretrained model is one fixed object (one run), the random init a population "
+           "sampled by `dynamics.init_seed`; per run the restricted mean epochs to memorize, "
+           "then random minus pretrained with a one-sample t interval over the random runs "
+           "(epochs; \"insufficient\" with fewer than 3 random runs). Q3 forgetting and "
+           "re-learning: a t interval over the runs of each arm with 3 or more runs "
+           "(forgetting: accuracy drop; re-learning: epochs saved). Column \"over\": what "
+           "the row generalises over (docs/study-b.md, Findings).", ""]
     fam = found.filter(pl.col("question") == "families")
-    rows = [(r["question"], r["finding"], _shows(r),
-             "n/a" if r["estimate"] is None else f"{r['estimate']:+.2f}", r["compared"],
-             f"**{r['verdict']}**", r["reason"])
+
+    def estimate(r):
+        if r["estimate"] is None:
+            return "n/a"
+        if r.get("lo") is None:
+            return f"{r['estimate']:+.2f}"
+        return f"{r['estimate']:+.2f} [{r['lo']:+.2f}, {r['hi']:+.2f}]"
+
+    rows = [(r["question"], r["finding"], _shows(r), estimate(r), r["compared"],
+             r.get("over") or "", f"**{r['verdict']}**", r["reason"])
             for r in found.filter(pl.col("question") != "families").iter_rows(named=True)]
-    out += _table(("question", "finding", "the run shows", "estimate", "compared",
-                   "verdict", "why"), rows)
+    out += _table(("question", "finding", "the run shows", "estimate [95% interval]",
+                   "compared", "over", "verdict", "why"), rows)
     if fam.height:
         out += ["", "Across families (Speicher et al.: the phases occur in Pythia, Phi and "
                 "Llama-2 alike). Models are grouped by `dynamics.families`, else their "
