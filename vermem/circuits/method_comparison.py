@@ -82,7 +82,7 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str,
             sums[:, s, d].index_add_(0, g, r.metric - base)
         return sums, counts
     attribution = AttributionSettings(method, steps, kind, batch_size, "hooks", (direction,),
-                                      positions=False)
+                                      positions=False, input_edges=settings.input_edges)
     key = "scores" if direction == "noising" else "scores_denoising"
     with track(progress, "scores", pairs.height, "pairs") as p:
         for i, doc in enumerate(docs):

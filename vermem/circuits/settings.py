@@ -219,8 +219,8 @@ class ComparisonSettings(Settings):
         *(f"circuits.{k}" for k in ("metric", "main", "target", "curve_points", "batch_size",
                                     "circuits_per_forward", "search_width", "bootstrap",
                                     "max_pairs")),
-        "attribution.compare_methods", "attribution.ig_steps", "corpus.main_subset",
-        "contrastive.split.selection", "seed")
+        "attribution.compare_methods", "attribution.ig_steps", "attribution.input_edges?",
+        "corpus.main_subset", "contrastive.split.selection", "seed")
     methods: Sequence[str] = ()
     steps: int = 5
     metric: Any = "logit_diff"
@@ -235,6 +235,7 @@ class ComparisonSettings(Settings):
     seed: int = 0
     select_on_evaluation: bool = False
     resampler: Resampler | None = field(default=None, compare=False, repr=False)  # shared draws
+    input_edges: str = "definition"  # AttributionSettings.input_edges, for every method
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ComparisonSettings:
@@ -242,7 +243,8 @@ class ComparisonSettings(Settings):
         return cls(a["compare_methods"], a["ig_steps"], c["metric"], c["main"], c["target"],
                    c["curve_points"], _boot(config), c["circuits_per_forward"],
                    c["search_width"], lookup(config, "corpus.main_subset"), c["max_pairs"],
-                   config["seed"], lookup(config, "contrastive.split.selection") == 0)
+                   config["seed"], lookup(config, "contrastive.split.selection") == 0,
+                   input_edges=a.get("input_edges") or "definition")
 
 
 @dataclass(frozen=True)
