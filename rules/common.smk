@@ -28,7 +28,7 @@ from vermem.circuits.settings import (
     SpecificitySettings,
     TransferSettings,
 )
-from vermem.data.settings import PairSettings, SampleSettings
+from vermem.data.settings import ContextSettings, PairSettings, SampleSettings
 from vermem.report.settings import ClaimSettings
 
 # jobs ignore the terminal's Ctrl-C; the run's own handler stops them (onstart)
@@ -360,6 +360,7 @@ def all_targets(study=None):
             subset=SUBSETS,
         ),
         *expand("results/circuits/{model}/claims.csv", model=MODELS),
+        *expand("results/figures/{model}/context_dependence.png", model=MODELS),
         *expand(
             "results/circuits/{model}/{task}/{subset}/location.parquet",
             model=[m for m in LOCALIZED if m in MODELS],

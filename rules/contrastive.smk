@@ -27,3 +27,39 @@ rule pairs:
         config=PairSettings.params(config),
     script:
         "../scripts/pairs.py"
+
+
+# Context dependence of memorized recall (vermem.data.context): the Branch Comparison
+# prompts and their controls with all but the last r prefix tokens replaced by a
+# non-memorized window's (positions kept) or cut off; the curves choose the Distant Context
+# task's r (contrastive.distant_r) by the rule the summary states.
+rule context_dependence:
+    input:
+        unpack(model_inputs),
+        labels="results/labels/{model}.parquet",
+        pairs="results/pairs/{model}.parquet",
+        candidates="results/corpus/candidates.parquet",
+    output:
+        table="results/context/{model}.parquet",
+        curves="results/context/{model}.curves.parquet",
+        summary="results/context/{model}.summary.json",
+        figure=report(
+            "results/figures/{model}/context_dependence.png",
+            caption="../report/context_dependence.rst",
+            category="Study A",
+            subcategory="Contrastive pairs",
+            labels={"model": "{model}", "figure": "context dependence"},
+        ),
+    log:
+        "logs/context/{model}.log",
+    retries: RETRIES
+    conda:
+        ENV
+    threads: 1
+    resources:
+        **gpu_resources("pairs"),
+    params:
+        device=config["device"],
+        config=ContextSettings.params(config),
+    script:
+        "../scripts/context_dependence.py"

@@ -131,7 +131,8 @@ def test_pairs_are_well_formed_split_and_summarised(run):
     # the tiny organism has few Memorization Decision pairs, and their controls may be none
     assert {"branch_comparison", "memorization_decision", "branch_comparison_control"} <= set(
         pairs["task"]) <= {"branch_comparison", "memorization_decision",
-                           "branch_comparison_control", "memorization_decision_control"}
+                           "branch_comparison_control", "memorization_decision_control",
+                           "distant_context", "distant_context_control"}
     dup_of = {(d, o): n for d, o, n in lab.select(*key, "dup_count").rows()}
     for p in pairs.iter_rows(named=True):
         assert len(p["clean"]) == len(p["corrupt"]) and p["answer"] != p["wrong"]
@@ -145,6 +146,15 @@ def test_pairs_are_well_formed_split_and_summarised(run):
         if p["task"].startswith("branch_comparison"):
             assert p["clean"] == full[: p["d"] + 1] and p["corrupt"][:-1] == full[: p["d"]]
             assert p["corrupt"][-1] != full[p["d"]] and p["answer"] == full[p["d"] + 1]
+        elif p["task"].startswith("distant_context"):  # the prompt, its distant prefix replaced
+            r = 1  # contrastive.distant_r of .test/config
+            src = full_of[p["corrupt_doc_id"], p["corrupt_offset"]]
+            assert p["clean"] == full[: p["d"] + 1] and p["corrupt"][-r:] == p["clean"][-r:]
+            assert p["corrupt"][:-r] == src[: p["d"] + 1 - r]
+            assert label_of[p["corrupt_doc_id"], p["corrupt_offset"]] == "non-memorized"
+            assert p["corrupt_doc_id"] != p["doc_id"]
+            if not control:
+                assert p["answer"] == full[p["d"] + 1]
         else:
             assert p["clean"] == full[: p["d"]] and p["wrong"] == full[p["d"]]
             corrupt = p["corrupt_doc_id"], p["corrupt_offset"]

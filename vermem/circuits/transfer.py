@@ -27,7 +27,7 @@ from vermem.circuits.evaluation import (
 from vermem.circuits.settings import TransferSettings
 from vermem.core.progress import ProgressArg, track
 from vermem.core.stats import f_replicates, mean_ci, nan_to_none
-from vermem.core.vocabulary import BRANCH, DECISION, MEANINGS, base_task
+from vermem.core.vocabulary import BRANCH, DECISION, DISTANT, MEANINGS, base_task
 
 # -- transfer ------------------------------------------------------------------------------
 
@@ -36,7 +36,8 @@ from vermem.core.vocabulary import BRANCH, DECISION, MEANINGS, base_task
 # de-noising (restoring them in the corrupt run) induces it. Memorization Decision: clean =
 # the non-memorized start, corrupt = the memorized one, so it is the other way round.
 SEMANTICS = {(BRANCH, "noising"): "prevention", (BRANCH, "denoising"): "induction",
-             (DECISION, "noising"): "induction", (DECISION, "denoising"): "prevention"}
+             (DECISION, "noising"): "induction", (DECISION, "denoising"): "prevention",
+             (DISTANT, "noising"): "prevention", (DISTANT, "denoising"): "induction"}
 
 
 def semantics(task: str, direction: str) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 BRANCH, DECISION = "branch_comparison", "memorization_decision"
 TASKS = (BRANCH, DECISION)  # the memorization tasks, in the order tables and figures show them
+# the third task (vermem.data.context): clean and corrupt differ only in the distant prefix
+DISTANT = "distant_context"
 CONTROL = "_control"  # a task's control: the same construction on non-memorized text
 
 

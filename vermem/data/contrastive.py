@@ -26,6 +26,11 @@ the control's d follows the memorized pairs' distribution exactly:
 A match that the construction drops is replaced by the next candidate (at most
 `CONTROL_CANDIDATES` per memorized pair); an unmatched pair is counted by reason.
 
+Distant Context (`contrastive.distant_r`, vermem.data.context): clean = the Branch
+Comparison clean prompt, corrupt = the same prompt with every token farther than r from the
+predicted position taken from a non-memorized window of another document; its control the
+same on the Branch Comparison controls' prompts.
+
 Every dropped sample is counted by reason; every pair keeps the logit difference of its
 clean and corrupt runs, and a pair whose clean run does not prefer the answer (or whose
 corrupt run does not prefer the wrong token) is flagged, not removed.
@@ -42,11 +47,13 @@ import torch
 from vermem.core.vocabulary import (
     BRANCH,
     DECISION,
+    DISTANT,
     PARTS,
     base_task,
     control_task,
     is_control,
 )
+from vermem.data import context
 from vermem.data.corpus import sample_key
 from vermem.data.settings import PairSettings
 
@@ -261,22 +268,9 @@ def teacher_forced(model, fulls: Sequence[Sequence[int]], batch_size: int) -> to
                       for i in range(0, len(x), batch_size)])
 
 
-@torch.no_grad()
 def next_tokens(model, prompts: Sequence[Sequence[int]], batch_size: int) -> list[int]:
     """The model's greedy token after each prompt (prompts of one length batch unpadded)."""
-    dev = next(model.parameters()).device
-    out = [0] * len(prompts)
-    by_len: dict[int, list[int]] = {}
-    for i, p in enumerate(prompts):
-        by_len.setdefault(len(p), []).append(i)
-    for idx in by_len.values():
-        for j in range(0, len(idx), batch_size):
-            chunk = idx[j: j + batch_size]
-            x = torch.tensor([list(prompts[i]) for i in chunk], dtype=torch.long, device=dev)
-            for i, t in zip(chunk, model(input_ids=x).logits[:, -1].argmax(-1).tolist(),
-                            strict=True):
-                out[i] = int(t)
-    return out
+    return [g[0] for g in context.greedy_runs(model, prompts, 1, batch_size)]
 
 
 def match_positions(targets: Sequence[int], fulls: Sequence[Sequence[int]],
@@ -566,6 +560,15 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
             drops_of[control_task(task)] = Counter(
                 {(s, why): n for (t, s, why), n in ctl_drops.items()
                  if t == control_task(task)})
+    if settings.distant_r is not None:  # the third task, on the Branch Comparison prompts
+        rows = context.samples(pl.concat(sets), labels, parts)
+        tokens, keys, _ = source_windows(rows, labels, parts, settings.seed)
+        dc, dc_drops = distant_pairs(model, rows, tokens, keys, settings.distant_r,
+                                             batch_size)
+        sets.append(dc)
+        for task in [DISTANT] + ([control_task(DISTANT)] if controls else []):
+            drops_of[task] = Counter({(s, why): n for (t, s, why), n in dc_drops.items()
+                                      if t == task})
     pairs = split(logit_diffs(model, pl.concat(sets), batch_size), parts)
     summary: dict = {"split": {"seed": settings.seed, "fractions": dict(settings.fractions),
                                "stratified": strata is not None, "documents": {}},
@@ -601,3 +604,57 @@ def build(model, labels: pl.DataFrame, div: pl.DataFrame, docs: pl.DataFrame,
                 summary[task][subset]["memorized_pairs"] = summary[base_task(task)][subset][
                     "pairs"]
     return pairs, summary
+
+
+# -- the Distant Context pair set -----------------------------------------------------------
+
+def distant_pairs(model, rows: pl.DataFrame, source_tokens: Sequence[Sequence[int] | None],
+                  source_keys: Sequence[tuple[str, int] | None], r: int, batch_size: int
+                  ) -> tuple[pl.DataFrame, Counter]:
+    """Distant Context pairs (and their controls, from the control rows of
+    `context.samples`) in the pair schema: see vermem.data.context's docstring.
+    source_keys: (doc_id, offset) of each row's source, the pair's corrupt document.
+    -> (pairs, drops by (task, subset, reason))."""
+    drops: Counter = Counter()
+    idx, clean, corrupt = [], [], []
+    for i, src in enumerate(source_tokens):
+        task = DISTANT if rows["group"][i] == "memorized" else control_task(DISTANT)
+        p = rows["prompt"][i].to_list()
+        if src is None:
+            drops[task, rows["subset"][i], "no source window in the subset and part"] += 1
+        elif len(p) <= r:
+            drops[task, rows["subset"][i], "prompt not longer than r"] += 1
+        else:
+            idx.append(i)
+            clean.append(p)
+            corrupt.append(context.distant_replace(p, src, r))
+    answer = next_tokens(model, clean, batch_size)
+    wrong = next_tokens(model, corrupt, batch_size)
+    out = []
+    for i, c, x, a, w in zip(idx, clean, corrupt, answer, wrong, strict=True):
+        mem = rows["group"][i] == "memorized"
+        task = DISTANT if mem else control_task(DISTANT)
+        if mem and a != rows["target"][i]:
+            drops[task, rows["subset"][i], "clean run does not give the memorized token"] += 1
+        elif w == a:
+            drops[task, rows["subset"][i], "corrupt run still gives the clean token"] += 1
+        else:
+            out.append({"task": task, "subset": rows["subset"][i], "doc_id": rows["doc_id"][i],
+                        "offset": rows["offset"][i], "corrupt_doc_id": source_keys[i][0],
+                        "corrupt_offset": source_keys[i][1], "d": rows["d"][i], "clean": c,
+                        "corrupt": x, "answer": a, "wrong": w, "similarity": None})
+    return pl.DataFrame(out, schema=PAIR_SCHEMA), drops
+
+
+def source_windows(rows: pl.DataFrame, labels: pl.DataFrame, parts: Mapping[str, str],
+                   seed: int) -> tuple[list[list[int] | None], list[tuple[str, int] | None],
+                                       Counter]:
+    """Each row's source window from the control pool of `labels`
+    (`vermem.data.context.sources`): its tokens, its (doc_id, offset), and the rows without
+    one counted by subset."""
+    pool = control_pool(labels, seed)
+    picks, missing = context.sources(rows, pool, parts, seed)
+    full, doc, off = pool["full"], pool["doc_id"], pool["offset"]
+    tokens = [None if j is None else full[j].to_list() for j in picks]
+    keys = [None if j is None else (doc[j], int(off[j])) for j in picks]
+    return tokens, keys, missing

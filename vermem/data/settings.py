@@ -15,8 +15,9 @@ from vermem.core.settings import Settings, lookup
 class PairSettings(Settings):
     """Pairs per forward (`batch_size`), the split's seed (contrastive.split_seed, else the
     run's seed), its document shares (`fractions`, contrastive.split), whether Memorization
-    Decision candidates come from the sample's own subset, and whether control pairs are
-    built. The rule passes the whole contrastive section (its provenance hashes it)."""
+    Decision candidates come from the sample's own subset, whether control pairs are
+    built, and the Distant Context pairs' r (`distant_r`, vermem.data.context; None: no
+    such pairs). The rule passes the whole contrastive section (its provenance hashes it)."""
 
     KEYS: ClassVar[tuple[str, ...]] = ("contrastive", "memorization.batch_size", "seed")
     batch_size: int = 16
@@ -25,12 +26,14 @@ class PairSettings(Settings):
         "attribution": 0.25, "selection": 0.4, "evaluation": 0.35})
     same_subset: bool = True
     controls: bool = True
+    distant_r: int | None = None  # the Distant Context pairs' r (None: no such pairs)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PairSettings:
         c = config["contrastive"]
         return cls(config["memorization"]["batch_size"], c.get("split_seed", config["seed"]),
-                   c["split"], c["decision_same_subset"], c.get("controls", True))
+                   c["split"], c["decision_same_subset"], c.get("controls", True),
+                   c.get("distant_r"))
 
 
 @dataclass(frozen=True)
@@ -61,3 +64,26 @@ class SampleSettings(Settings):
                    {"prefix_tokens": mem["prefix_tokens"],
                     "continuation_tokens": mem["continuation_tokens"],
                     "windows": corpus["windows"], "unplanted_per_subset": unplanted})
+
+
+@dataclass(frozen=True)
+class ContextSettings(Settings):
+    """The context-dependence measurement (vermem.data.context): the radii r, the greedy
+    continuation's length, the bootstrap (circuits.bootstrap) and the pair settings whose
+    split and seed choose the same source windows as the Distant Context pairs. Built from
+    the optional config section `context_dependence` (its defaults where absent)."""
+
+    KEYS: ClassVar[tuple[str, ...]] = (*PairSettings.KEYS, "context_dependence?",
+                                       "circuits.bootstrap")
+    radii: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    continuation_tokens: int = 16
+    bootstrap: Mapping[str, Any] = field(default_factory=lambda: {
+        "samples": 1000, "seed": 0, "level": 0.95})
+    pairs: PairSettings = field(default_factory=PairSettings)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ContextSettings:
+        c = lookup(config, "context_dependence?") or {}
+        return cls(tuple(c.get("radii", cls.radii)),
+                   c.get("continuation_tokens", cls.continuation_tokens),
+                   dict(config["circuits"]["bootstrap"]), PairSettings.from_config(config))

@@ -150,6 +150,11 @@ def check(config: MutableMapping[str, Any], schema: Mapping[str, Any],
         raise ConfigError("config error at contrastive.split.attribution: 0 leaves the "
                           "attribution part empty, and every circuit needs its pairs to rank "
                           "the edges; give it a share (only selection may be 0)")
+    if ("distant_context" in config["attribution"]["tasks"]
+            and config["contrastive"].get("distant_r") is None):
+        raise ConfigError("config error at attribution.tasks: distant_context needs "
+                          "contrastive.distant_r (the radius beyond which its corrupt prompt "
+                          "differs; docs/study-a.md, Stage 10c)")
     if config.get("standin"):
         if not standin_shards(config):
             raise ConfigError(f"config error at corpus.shards: standin is set but no shard is "
