@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -99,13 +100,20 @@ def test_plan_plants_counts_keeps_a_holdout_and_trains_a_share_of_the_rest():
 def test_injection_memorizes_planted_documents_not_the_unseen_control(corpus_and_tok):
     ids, subsets, texts, tok = corpus_and_tok
     model = tiny_llama(len(tok), tok.eos_token_id)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
     lines = []
     out = injection.inject(model, tok, ids, subsets, texts, recipe(), 16, progress=lines.append)
     model.eval()
     role = dict(zip(out.table["doc_id"], out.table["role"], strict=True))
     planted = [t for d, t in zip(ids, texts, strict=True) if role[d] == "planted"]
     unseen = [t for d, t in zip(ids, texts, strict=True) if role[d] == "holdout"]
-    assert len(planted) == 4 and len(unseen) == 10
+    # what was trained on, derived from the inputs: every document's tokens plus EOS, times
+    # the copies the plan gave it; the steps follow from the packing into blocks of 32
+    dup = dict(zip(out.table["doc_id"], out.table["dup_count"], strict=True))
+    lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts]
+    tokens = sum(n * dup[d] for d, n in zip(ids, lengths, strict=True))
+    assert out.result.tokens_per_epoch == tokens
+    assert out.result.steps == 20 * -(-(tokens // 32) // 4)   # epochs x ceil(blocks / batch)
     lp, lu = doc_loss(model, tok, planted), doc_loss(model, tok, unseen)
     assert lp < 0.5 * lu, (lp, lu)
     assert greedy_match(model, tok, planted) > greedy_match(model, tok, unseen) + 0.3
@@ -113,8 +121,17 @@ def test_injection_memorizes_planted_documents_not_the_unseen_control(corpus_and
     before = tiny_llama(len(tok), tok.eos_token_id)
     before.load_state_dict(out.before)
     assert doc_loss(before, tok, planted) > 0.8 * doc_loss(before, tok, unseen)
-    assert out.result.steps > 0 and sorted(out.result.snapshots) == [0, out.result.steps // 2]
-    assert all(torch.equal(out.result.snapshots[0][k], out.before[k]) for k in out.before)
+    # t0 is the model as it was handed in, bit for bit, and a copy (not the trained weights)
+    assert out.before.keys() == start.keys()
+    assert all(torch.equal(out.before[k], start[k]) for k in start)
+    trained = model.state_dict()
+    assert any(not torch.equal(trained[k], start[k]) for k in start)
+    half = out.result.steps // 2
+    assert sorted(out.result.snapshots) == [0, half]
+    assert all(torch.equal(out.result.snapshots[0][k], start[k]) for k in start)
+    mid = out.result.snapshots[half]   # halfway: neither the start nor the end
+    assert any(not torch.equal(mid[k], start[k]) for k in start)
+    assert any(not torch.equal(mid[k], trained[k]) for k in start)
     assert lines and "training" in lines[0] and "steps" in lines[0]
 
 
@@ -283,11 +300,51 @@ def test_document_scores_average_to_the_attribution_of_all_pairs():
     for d, key in (("noising", "scores"), ("denoising", "scores_denoising")):
         diff = (docs[d].mean().float() - whole[key]).abs().max()
         assert diff <= 1e-5 * scale, (d, float(diff), scale)
-    # a document's own sum is its pairs' attribution times their number
-    one = pairs.filter(pl.col("doc_id") == "d1")
-    own, m = scoring.run(model, g, one["clean"].to_list(), one["corrupt"].to_list(),
-                         one["answer"].to_list(), one["wrong"].to_list(), st)
-    assert torch.allclose(docs["noising"].sums[1].float(), own["scores"] * m, atol=1e-5 * scale)
+
+
+def test_document_scores_of_a_hand_made_case(monkeypatch):
+    """Per document, in sorted doc_id order: the mean score of its pairs times their
+    number. The attribution is replaced by one whose per-pair score is known (noising: the
+    pair's answer id; de-noising: its wrong id; a [1, 2] edge grid, second column doubled),
+    so every sum below is worked out by hand."""
+    from vermem.attribution import scoring
+    from vermem.attribution.settings import AttributionSettings
+
+    seen = []
+
+    def fake_run(model, graph, clean, corrupt, answer, wrong, settings):
+        seen.append((len(clean), settings.positions))
+        per = {"scores": torch.tensor(answer, dtype=torch.float32),
+               "scores_denoising": torch.tensor(wrong, dtype=torch.float32)}
+        return {k: (v.mean() * torch.tensor([[1.0, 2.0]])) for k, v in per.items()}, len(clean)
+
+    monkeypatch.setattr(scoring, "run", fake_run)
+    g = type("G", (), {"mask": torch.ones(1, 2, dtype=torch.bool)})()
+    pairs = pl.DataFrame({"doc_id": ["b", "a", "b", "c", "b"], "clean": [[1]] * 5,
+                          "corrupt": [[2]] * 5, "answer": [1, 2, 3, 4, 6],
+                          "wrong": [10, 20, 30, 40, 50]})
+    st = AttributionSettings("EAP-IG", 3, "logit_diff", 4, "hooks", ["noising", "denoising"],
+                             positions=True)
+    docs = location.document_scores(None, g, pairs, st)
+    # one call per document (a: 1 pair, b: 3, c: 1), never split by position
+    assert seen == [(1, False), (3, False), (1, False)]
+    noising, denoising = docs["noising"], docs["denoising"]
+    assert noising.counts.tolist() == [1.0, 3.0, 1.0]
+    # a: 2; b: 1 + 3 + 6 = 10; c: 4 (noising) | a: 20; b: 10 + 30 + 50 = 90; c: 40
+    assert noising.sums.dtype == torch.float64
+    assert noising.sums.flatten().tolist() == pytest.approx([2, 4, 10, 20, 4, 8], rel=1e-6)
+    assert denoising.sums.flatten().tolist() == pytest.approx([20, 40, 90, 180, 40, 80],
+                                                             rel=1e-6)
+    # the mean over all pairs: (2 + 10 + 4) / 5; documents drawn (2, 0, 1): (2 x 2 + 4) / 3
+    assert noising.mean().flatten().tolist() == pytest.approx([16 / 5, 32 / 5])
+    drawn = noising.mean(torch.tensor([2, 0, 1])).flatten().tolist()
+    assert drawn == pytest.approx([8 / 3, 16 / 3])
+    assert denoising.mean().flatten().tolist() == pytest.approx([30.0, 60.0])  # 150 / 5
+    # one direction asked for: one returned; no pairs: no document, an empty [0, 1, 2]
+    only = location.document_scores(None, g, pairs, replace(st, directions=["noising"]))
+    assert list(only) == ["noising"]
+    empty = location.document_scores(None, g, pairs.clear(), st)["denoising"]
+    assert tuple(empty.sums.shape) == (0, 1, 2) and empty.counts.numel() == 0
 
 
 # -- config/smollm2-injection.yaml: planned without the file, refused without the package ----
