@@ -115,22 +115,45 @@ def test_pythia_config_is_sized_so_that_no_cell_is_flagged():
     assert all(c.flags for c in pair_forecast.cells(cfg)[0])
 
 
-def test_default_config_is_sized_to_decide_and_the_old_one_was_not():
+def test_default_config_is_sized_to_decide():
     """The default's selection part (0.4 of the documents, max_pairs.selection 24) decides
-    every cell; the earlier default (0.2, max_pairs 16) ended 'too few selection pairs' in
-    its run's size claim, and the table flags every selection part of it."""
+    every cell, at the measured sample counts, not the plan's 1,000-document guess."""
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cells, _ = pair_forecast.cells(cfg)
     assert cells and not any(c.flags for c in cells)
-    old = copy.deepcopy(cfg)
-    old["contrastive"]["split"] = {"attribution": 0.3, "selection": 0.2, "evaluation": 0.5}
-    old["circuits"]["max_pairs"] = {"selection": 16, "evaluation": 30}
-    cells, _ = pair_forecast.cells(old)
-    assert all(any(f.startswith("selection: ") for f in c.flags) for c in cells)
-    assert not any(f.startswith("evaluation: ") and "pairs" in f for c in cells
-                   for f in c.flags)
-    # the measured sample counts, not the plan's 1,000-document guess
     assert {c.subset: c.samples for c in cells} == cfg["plan"]["samples"]
+
+
+@pytest.mark.parametrize("cap, circuit, flag", [
+    (19, 19, "selection: 19 pairs (max_pairs 19 of 22 predicted) < min_pairs 20"),
+    (20, 20, None),     # exactly min_pairs: enough
+    (21, 21, None),
+    (23, 22.5, None),   # above the prediction: the cap does not bind
+])
+def test_a_selection_cap_next_to_min_pairs(cap, circuit, flag):
+    """30,000 samples x 1% x 0.3 pairs = 90 pairs; a quarter, 22.5, in the selection part
+    (22 shown): a cap just below min_pairs 20 flags it, one at or above does not."""
+    r = pair_forecast.Rates(0.01, 0.3, 1.0)
+    c = pair_forecast.predict("m", "t", "s", 30_000, r, F(SPLIT, {"selection": cap}, 20))
+    assert c.parts["selection"] == pytest.approx(22.5)
+    assert c.circuit["selection"] == pytest.approx(circuit)
+    assert c.circuit["evaluation"] == pytest.approx(22.5)
+    assert c.flags == ((flag,) if flag else ())
+
+
+@pytest.mark.parametrize("cap, flagged", [(19, True), (20, False), (21, False)])
+def test_sizes_chosen_on_the_evaluation_pairs_read_the_evaluation_cap(cap, flagged):
+    """No selection part (split 0.75 / 0 / 0.25): 22.5 evaluation pairs; a selection cap
+    far below min_pairs is moot, the evaluation cap decides, and the selection count is
+    the evaluation's."""
+    r = pair_forecast.Rates(0.01, 0.3, 1.0)
+    split = {"attribution": 0.75, "selection": 0.0, "evaluation": 0.25}
+    c = pair_forecast.predict("m", "t", "s", 30_000, r,
+                              F(split, {"selection": 5, "evaluation": cap}, 20))
+    assert c.parts["evaluation"] == pytest.approx(22.5) and c.parts["selection"] == 0
+    assert c.circuit == pytest.approx({"selection": cap, "evaluation": cap})
+    assert c.flags == ((f"evaluation: {cap} pairs (max_pairs {cap} of 22 predicted) < "
+                        "min_pairs 20",) if flagged else ())
 
 
 def test_unstated_rates_are_assumed_and_said():
