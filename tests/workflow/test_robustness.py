@@ -37,11 +37,56 @@ def test_every_run_is_the_default_study_a_with_its_two_seeds_and_passes_the_sche
         assert cfg["organism"]["training"]["epochs"] == base["organism"]["training"]["epochs"]
 
 
+def leaves(d, path=()):
+    """{path: value} of every non-mapping value of a nested mapping."""
+    out = {}
+    for k, v in d.items():
+        out.update(leaves(v, (*path, k)) if isinstance(v, dict) else {(*path, k): v})
+    return out
+
+
+def test_each_run_s_config_is_its_own_copy_differing_from_the_study_only_in_its_seeds():
+    """The runs' configs are derived from one study config: each must differ from it in
+    exactly its two seeds, and share no nested dict or list with it or with another run
+    (editing one run's circuits or split must leave the study and every other run as they
+    were)."""
+    study = R.study_config(CONFIG)
+    frozen = copy.deepcopy(study)
+    runs = R.runs(CONFIG)
+    cfgs = [R.derived_config(study, r) for r in runs]
+    seeds = {("organism", "training", "seed"), ("contrastive", "split_seed")}
+    for run, cfg in zip(runs, cfgs, strict=True):
+        got, base = leaves(cfg), leaves(study)
+        assert got.keys() == base.keys() | seeds
+        assert {k for k in got if k not in base or got[k] != base[k]} <= seeds
+        assert got[("organism", "training", "seed")] == run.training_seed
+        assert got[("contrastive", "split_seed")] == run.split_seed
+    # edit the first run's nested values in place
+    first = cfgs[0]
+    first["circuits"]["target"] = -1.0
+    first["organism"]["training"]["epochs"] = -1
+    first["contrastive"]["split"]["evaluation"] = -1.0
+    first["circuits"]["placements"].append("nowhere")
+    first["models"][R.organism(first)]["source"] = "edited"
+    assert study == frozen
+    for run, cfg in zip(runs[1:], cfgs[1:], strict=True):
+        assert cfg == R.derived_config(frozen, run)
+    # and the other way round: editing the study afterwards changes no derived run
+    second = copy.deepcopy(cfgs[1])
+    study["organism"]["training"]["epochs"] = -2
+    study["circuits"]["placements"].clear()
+    assert cfgs[1] == second
+
+
 def test_merged_replaces_leaves_and_merges_mappings():
     base = {"a": {"b": 1, "c": [1, 2]}, "d": 3}
-    got = R.merged(base, {"a": {"c": [9]}, "e": None})
-    assert got == {"a": {"b": 1, "c": [9]}, "d": 3, "e": None}
+    over = {"a": {"c": [9]}, "e": {"f": [0]}}
+    got = R.merged(base, over)
+    assert got == {"a": {"b": 1, "c": [9]}, "d": 3, "e": {"f": [0]}}
+    got["a"]["c"].append(8)
+    got["e"]["f"].append(8)
     assert base == {"a": {"b": 1, "c": [1, 2]}, "d": 3}  # the base is not changed
+    assert over == {"a": {"c": [9]}, "e": {"f": [0]}}    # nor the overrides
 
 
 @pytest.mark.parametrize("section, match", [
