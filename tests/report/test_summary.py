@@ -326,3 +326,20 @@ def test_model_sizes_and_counts_read_as_people_read_them():
     assert summary.human(1_300_000) == "1.3M" and summary.human(45_100) == "45.1k"
     assert summary.human(950) == "950"
     assert summary._k(44.0) == "44" and summary._k(89.6) == "90"
+
+
+def test_study_b_headline_names_every_finding_it_counts():
+    """The Study B line counts each verdict over all findings, family rows included, and
+    names exactly the rows behind the agree and disagree counts."""
+    found = pl.DataFrame({
+        "question": ["Q1", "Q1", "Q3", "families"],
+        "finding": ["slower for longer strings", "slower for larger alphabets",
+                    "re-learned faster", "the phases occur in family gpt_neox"],
+        "verdict": ["agrees", "disagrees", "insufficient", "disagrees"]})
+    line = summary.findings_line(found)
+    counts = dict((v, int(n)) for n, v in re.findall(r"(\d+) (agrees|disagrees|insufficient)",
+                                                     line))
+    assert counts == {"agrees": 1, "disagrees": 2, "insufficient": 1}
+    named = line.split("disagrees: ")[1]
+    assert "slower for larger alphabets" in named and "family gpt_neox" in named
+    assert "re-learned faster" not in line

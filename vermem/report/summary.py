@@ -702,10 +702,9 @@ def findings_line(found: pl.DataFrame | None) -> str | None:
     """Study B in one line: the findings' verdict counts and which agree or disagree."""
     if found is None or not found.height:
         return None
-    main = found.filter(pl.col("question") != "families")
     parts = [_verdict_counts(found["verdict"].to_list()) + f" of {found.height} findings"]
-    for v in ("agrees", "disagrees"):
-        names = main.filter(pl.col("verdict") == v)["finding"].to_list()
+    for v in ("agrees", "disagrees"):  # every counted row named, the family rows included
+        names = found.filter(pl.col("verdict") == v)["finding"].to_list()
         if names:
             parts.append(f"{v}: " + ", ".join(names))
     return (f"- **Study B, against Speicher et al.** ({_link('findings', 'findings')}): "
