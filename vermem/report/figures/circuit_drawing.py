@@ -123,7 +123,7 @@ def _strongest(edges: Sequence[str], scores: Sequence[float], cap: int | None = 
         return list(edges), list(scores), ""
     keep = sorted(range(len(edges)), key=lambda i: -abs(scores[i]))[:cap]
     return ([edges[i] for i in keep], [scores[i] for i in keep],
-            f" (the {cap} of largest |score| drawn; all in the interactive view)")
+            f"\n(the {cap} of largest |score| drawn; all in the interactive view)")
 
 
 def _drawing_size(n_layers: int, n_heads: int, panels: int = 1) -> tuple[float, float]:
