@@ -312,7 +312,8 @@ def test_transfer_overlap_and_claims_tables(run):
     assert (ok["faithfulness_lo"] <= ok["faithfulness_hi"]).all()
     pl.read_parquet(folder / "overlap.parquet")
     claims = pl.read_csv(folder / "claims.csv")
-    assert claims.height == 10   # 6 of the paper's, 4 specificity rows (2 tasks x 2 meanings)
+    # 6 of the paper's, 6 specificity rows (3 tasks x 2 meanings: distant_context too)
+    assert claims.height == 12
     assert (claims["claim"].str.contains("circuit is specific to memorization")).sum() == 4
     assert set(claims.columns) >= {"claim", "test", "n_pairs", "estimate", "estimate_lo",
                                    "estimate_hi", "random_faithfulness", "verdict", "reason"}
@@ -406,7 +407,9 @@ def test_dynamics_curves_phases_and_q2_agree_with_the_per_position_tables(run):
 def test_dynamics_sequential_exposure_and_figures(run):
     q3 = pl.read_parquet(run / "dynamics" / "q3.parquet")
     K = DYN["sequential"]["strings"]
-    for init in DYN["inits"]:
+    runs = sorted(set(q3["init"]))  # training runs: pretrained, random-{seed}
+    assert {r.split("-")[0] for r in runs} == set(DYN["inits"])
+    for init in runs:
         g = q3.filter(pl.col("init") == init).sort("stage")
         assert g["trained"].to_list() == list(range(K)) + [0]
         assert all(len(a) == K for a in g["end_accuracy"])
@@ -432,11 +435,11 @@ def test_dynamics_training_reruns_to_identical_bytes(run, tmp_path):
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
     cell = f"l{DYN['grid']['alphabet_sizes'][-1]}-h1-n{DYN['grid']['lengths'][0]}"
-    target = f"results/dynamics/organism/random/{cell}.parquet"
+    target = f"results/dynamics/organism/random-0/{cell}.parquet"
     snakemake(tmp_path, "--configfile", str(TEST_CONFIG), "--allowed-rules", "dynamics_train",
               "--", target)
     for name in (f"{cell}.parquet", f"{cell}.q2.parquet"):
-        rel = f"dynamics/organism/random/{name}"
+        rel = f"dynamics/organism/random-0/{name}"
         assert (tmp_path / "results" / rel).read_bytes() == (run / rel).read_bytes(), name
 
 
@@ -622,7 +625,8 @@ def test_slurm_profile_sends_gpu_rules_to_the_gpu_partition(tmp_path):
     gpu_rules = {"train_organism", "labels", "divergence", "pairs", "attribution", "circuit",
                  "circuit_transfer", "circuit_specificity", "dynamics_train",
                  "dynamics_sequential", "checkpoint_labels", "checkpoint_attribution",
-                 "checkpoint_circuit", "checkpoint_final_circuits", "method_comparison"}
+                 "checkpoint_circuit", "checkpoint_final_circuits", "method_comparison",
+                 "context_dependence"}
     assert set(resources) >= gpu_rules | {"standin_corpus", "corpus_candidates", "samples"}
     for rule, res in resources.items():
         if rule in gpu_rules:
@@ -665,7 +669,8 @@ METHODS_DOWNSTREAM = {"method_comparison", "figure_methods"}
       "figure_circuit_view", "figure_transfer", *CONTROLS_DOWNSTREAM, *MIB_DOWNSTREAM,
       *METHODS_DOWNSTREAM, *CKPT_DOWNSTREAM}),
     ("contrastive", "split", {"attribution": 0.5, "selection": 0.2, "evaluation": 0.3},
-     {"pairs", "figures_memorization", "attribution", "figure_attribution_layers", "circuit",
+     {"pairs", "context_dependence", "figures_memorization", "attribution",
+      "figure_attribution_layers", "circuit",
       "circuit_transfer", "circuit_claims", "figure_faithfulness", "figure_circuit_view",
       "figure_transfer", "checkpoint_attribution", "figure_positions", *CONTROLS_DOWNSTREAM,
       *MIB_DOWNSTREAM, *METHODS_DOWNSTREAM, *CKPT_DOWNSTREAM}),
