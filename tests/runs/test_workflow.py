@@ -483,17 +483,18 @@ def test_checkpoints_are_the_organism_s_snapshots_in_step_order(run):
 
     metric = c["rank_by"]
 
-    def abs_scores(path):
+    def abs_scores(path, direction):  # each direction's own scores (issue 31)
         t = storage.load(path)[0]
-        return t["scores"][t["mask"].bool()].abs().double().numpy()
+        key = "scores" if direction == "noising" else "scores_denoising"
+        return t[key][t["mask"].bool()].abs().double().numpy()
     early = circ.filter(~pl.col("final") & pl.col("rank_corr").is_not_null())
     assert early.height
     for r in early.iter_rows(named=True):
         slug = r["subset"].lower().replace(" ", "-")
         got = abs_scores(run / "checkpoints" / "organism" / r["checkpoint"] / "attribution"
-                         / r["task"] / slug / f"{metric}.safetensors")
+                         / r["task"] / slug / f"{metric}.safetensors", r["direction"])
         ref = abs_scores(run / "attribution" / "organism" / r["task"] / slug
-                         / f"{metric}.safetensors")
+                         / f"{metric}.safetensors", r["direction"])
         rho = pd.Series(got).rank().corr(pd.Series(ref).rank())  # Pearson of average ranks
         assert r["rank_corr"] == pytest.approx(rho, abs=1e-9)
         assert r["rank_corr"] < 1 - 1e-6
