@@ -43,13 +43,6 @@ rule context_dependence:
         table="results/context/{model}.parquet",
         curves="results/context/{model}.curves.parquet",
         summary="results/context/{model}.summary.json",
-        figure=report(
-            "results/figures/{model}/context_dependence.png",
-            caption="../report/context_dependence.rst",
-            category="Study A",
-            subcategory="Contrastive pairs",
-            labels={"model": "{model}", "figure": "context dependence"},
-        ),
     log:
         "logs/context/{model}.log",
     retries: RETRIES
@@ -63,3 +56,23 @@ rule context_dependence:
         config=ContextSettings.params(config),
     script:
         "../scripts/context_dependence.py"
+
+
+# Its figure, from the curves alone (`make figures` redraws it without the model).
+rule figure_context_dependence:
+    input:
+        curves="results/context/{model}.curves.parquet",
+    output:
+        figure=report(
+            "results/figures/{model}/context_dependence.png",
+            caption="../report/context_dependence.rst",
+            category="Study A",
+            subcategory="Contrastive pairs",
+            labels={"model": "{model}", "figure": "context dependence"},
+        ),
+    log:
+        "logs/figures/{model}.context_dependence.log",
+    conda:
+        ENV
+    script:
+        "../scripts/figure_context_dependence.py"

@@ -1,6 +1,7 @@
 """Rule context_dependence: memorized recall and its controls with all but the last r
 prefix tokens replaced or cut off (vermem.data.context), curves with cluster-bootstrap
-intervals, the r the Distant Context task's rule suggests, and their figure."""
+intervals and the r the Distant Context task's rule suggests (figure:
+figure_context_dependence)."""
 
 import polars as pl
 from _rule import rule
@@ -9,7 +10,6 @@ from vermem.core import files, stats
 from vermem.data import context, contrastive
 from vermem.data.settings import ContextSettings
 from vermem.models import loading
-from vermem.report.figures.context import context_curves
 
 with rule(snakemake) as log:
     p, out = snakemake.params, snakemake.output
@@ -33,5 +33,4 @@ with rule(snakemake) as log:
     files.write_parquet(table, out.table, prov)
     files.write_parquet(curves, out.curves, prov)
     files.write_json(context.summary(curves, st.pairs.distant_r, dict(missing)), out.summary)
-    context_curves(curves, f"{record['name']}: context dependence").savefig(out.figure, dpi=150)
     log.info("%d samples, %d rows", rows.height, table.height)
