@@ -58,6 +58,10 @@ rule context_dependence:
         "../scripts/context_dependence.py"
 
 
+localrules:
+    figure_context_dependence,
+
+
 # Its figure, from the curves alone (`make figures` redraws it without the model).
 rule figure_context_dependence:
     input:
