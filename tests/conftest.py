@@ -39,13 +39,32 @@ def workflow_run(tmp_path_factory) -> Path:
     return workdir / "results"
 
 
+# The second run's targets: from nothing, one chain through every stage that trains a model
+# or draws random numbers (the stand-in corpus, the organism and its checkpoints, the seeded
+# document split, EAP-IG, the circuit search with its random circuits, the context
+# replacements, Study B's strings, training and sequential exposure). Not the whole run again:
+# the fan-out over tasks, subsets and metrics repeats these stages' code on other inputs.
+SECOND_RUN_TARGETS = (
+    "results/circuits/organism/branch_comparison/stdlib-docstrings/minimal.json",
+    "results/context/organism.summary.json",
+    "results/dynamics/summary.json",
+    "results/checkpoints/organism/t25/labels.parquet",
+)
+
+
 @pytest.fixture(scope="session")
-def finished_runs() -> dict[str, Path]:
-    """Other complete runs of the test config made in this session, by name, each one's
-    results/ folder: tests/runs/test_identical_runs.py adds "local" (a second run in a
-    fresh folder). tests/runs/test_workflow.py compares two runs byte for byte; it takes its
-    second run from here where there is one rather than running the test config again."""
-    return {}
+def second_run(tmp_path_factory) -> Path:
+    """A second run of the test config, in a fresh folder, of `SECOND_RUN_TARGETS` (about a
+    quarter of the run's time); its results/ folder, for the tests that compare two runs
+    byte for byte (tests/runs/test_identical_runs.py, tests/runs/test_workflow.py)."""
+    workdir = tmp_path_factory.mktemp("second_run")
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+         "--cores", str(LOCAL_CORES), *SECOND_RUN_TARGETS,
+         "--configfile", str(TEST_CONFIG)],   # nargs+: the targets first
+        capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir / "results"
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """End-to-end: the workflow on the tiny test config, checked by content.
 
-Two full runs of the test config: `workflow_run` (conftest.py, once per session, also the
+One full run of the test config, `workflow_run` (conftest.py, once per session, also the
 SLURM test's reference), which every test that only reads outputs shares (dry runs on it
-included), and a second run for the byte-for-byte comparison of two runs. A test that
+included), and a second run of one chain through its random stages (`second_run`) for the
+byte-for-byte comparison of two runs. A test that
 deletes, reruns or kills jobs works on `workflow_copy`, a private copy of the finished run,
 never on the shared one.
 
@@ -765,26 +766,24 @@ def test_report_holds_every_figure_with_its_caption_grouped_by_study(run, tmp_pa
     assert "Study A" in text
 
 
-def test_two_runs_give_byte_identical_tables_with_provenance(run, finished_runs, tmp_path):
-    """A second run of the test config in a fresh folder: every table and tensor file is
-    byte-identical; records differ only in timings. Every table names what made it. The
-    second run is test_identical_runs' where it ran in this session, else one made here."""
-    second = finished_runs.get("local")  # tests/runs/test_identical_runs.py
-    if second is None:
-        snakemake(tmp_path, "--configfile", str(TEST_CONFIG))
-        second = tmp_path / "results"
+def test_two_runs_give_byte_identical_tables_with_provenance(run, second_run):
+    """The second run (`second_run`, conftest.py: a chain through every stage that trains
+    or draws random numbers, in a fresh folder): each table and tensor file it made is
+    byte-identical to the first run's; records differ only in timings. Every table of the
+    first run names what made it."""
     tables = sorted(p.relative_to(run) for p in run.rglob("*")
                     if p.suffix in (".parquet", ".safetensors", ".csv"))
     assert len(tables) > 20
-    assert tables == sorted(p.relative_to(second) for p in second.rglob("*")
-                            if p.suffix in (".parquet", ".safetensors", ".csv"))
-    for rel in tables:
-        assert (run / rel).read_bytes() == (second / rel).read_bytes(), rel
-    for a in run.rglob("*.json"):
-        ja, jb = (files.read_json(p) for p in (a, second / a.relative_to(run)))
+    again = sorted(p.relative_to(second_run) for p in second_run.rglob("*")
+                   if p.suffix in (".parquet", ".safetensors", ".csv"))
+    assert len(again) > 20 and set(again) <= set(tables)
+    for rel in again:
+        assert (run / rel).read_bytes() == (second_run / rel).read_bytes(), rel
+    for b in second_run.rglob("*.json"):
+        ja, jb = (files.read_json(p) for p in (run / b.relative_to(second_run), b))
         for j in (ja, jb):
             j.pop("train_seconds", None)
-        assert ja == jb, a
+        assert ja == jb, b
     for rel in tables:
         if rel.suffix == ".parquet":
             prov = files.read_provenance(run / rel)
