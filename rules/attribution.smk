@@ -39,25 +39,32 @@ localrules:
     figure_attribution_layers,
 
 
+# One job per model draws every heatmap (a figure takes a fraction of a second, a job's
+# start more than a second).
 rule figure_attribution_layers:
     input:
-        scores="results/attribution/{model}/{task}/{subset}/{metric}.safetensors",
+        scores=lambda wc: [
+            f"results/attribution/{wc.model}/{t}/{s}/{m}.safetensors" for t, s, m in LAYER_CELLS
+        ],
     output:
-        figure=report(
-            "results/figures/{model}/attribution/{task}.{subset}.{metric}.png",
-            caption="../report/attribution_layers.rst",
-            category="Study A",
-            subcategory="Attribution",
-            labels={
-                "model": "{model}",
-                "figure": "attribution per layer",
-                "task": "{task}",
-                "subset": "{subset}",
-                "metric": "{metric}",
-            },
-        ),
+        figures=[
+            report(
+                f"results/figures/{{model}}/attribution/{t}.{s}.{m}.png",
+                caption="../report/attribution_layers.rst",
+                category="Study A",
+                subcategory="Attribution",
+                labels={
+                    "model": "{model}",
+                    "figure": "attribution per layer",
+                    "task": t,
+                    "subset": s,
+                    "metric": m,
+                },
+            )
+            for t, s, m in LAYER_CELLS
+        ],
     log:
-        "logs/figures/{model}/attribution/{task}.{subset}.{metric}.log",
+        "logs/figures/{model}/attribution/layers.log",
     conda:
         ENV
     script:

@@ -141,37 +141,44 @@ rule circuit_claims:
         "../scripts/circuit_claims.py"
 
 
+# One job per model for each of the next two: every memorization task and subset.
 rule figure_faithfulness:
     input:
-        curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
-        minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
+        curves=circuit_files("curve.parquet"),
+        minimal=circuit_files("minimal.json"),
     output:
-        curves=report(
-            "results/figures/{model}/circuits/faithfulness.{task}.{subset}.png",
-            caption="../report/faithfulness.rst",
-            category="Study A",
-            subcategory="Circuits",
-            labels={
-                "model": "{model}",
-                "figure": "faithfulness curves",
-                "task": "{task}",
-                "subset": "{subset}",
-            },
-        ),
-        drawing=report(
-            "results/figures/{model}/circuits/circuit.{task}.{subset}.png",
-            caption="../report/circuit_drawing.rst",
-            category="Study A",
-            subcategory="Circuits",
-            labels={
-                "model": "{model}",
-                "figure": "circuit drawing",
-                "task": "{task}",
-                "subset": "{subset}",
-            },
-        ),
+        curves=[
+            report(
+                f"results/figures/{{model}}/circuits/faithfulness.{t}.{s}.png",
+                caption="../report/faithfulness.rst",
+                category="Study A",
+                subcategory="Circuits",
+                labels={
+                    "model": "{model}",
+                    "figure": "faithfulness curves",
+                    "task": t,
+                    "subset": s,
+                },
+            )
+            for t, s in CIRCUIT_CELLS
+        ],
+        drawings=[
+            report(
+                f"results/figures/{{model}}/circuits/circuit.{t}.{s}.png",
+                caption="../report/circuit_drawing.rst",
+                category="Study A",
+                subcategory="Circuits",
+                labels={
+                    "model": "{model}",
+                    "figure": "circuit drawing",
+                    "task": t,
+                    "subset": s,
+                },
+            )
+            for t, s in CIRCUIT_CELLS
+        ],
     log:
-        "logs/figures/{model}/circuits/{task}.{subset}.log",
+        "logs/figures/{model}/circuits/faithfulness.log",
     conda:
         ENV
     params:
@@ -184,24 +191,27 @@ rule figure_circuit_view:
     # the interactive view (vermem.circuits.view): one self-contained HTML page per task and
     # subset, the top-ranked edges beyond the minimal size from the ranking scores
     input:
-        curve="results/circuits/{model}/{task}/{subset}/curve.parquet",
-        minimal="results/circuits/{model}/{task}/{subset}/minimal.json",
-        scores=f"results/attribution/{{model}}/{{task}}/{{subset}}/{config['circuits']['rank_by']}.safetensors",
+        curves=circuit_files("curve.parquet"),
+        minimal=circuit_files("minimal.json"),
+        scores=ranking_scores(BASE_TASKS)[0],
     output:
-        view=report(
-            "results/figures/{model}/circuits/view.{task}.{subset}.html",
-            caption="../report/circuit_view.rst",
-            category="Study A",
-            subcategory="Circuits",
-            labels={
-                "model": "{model}",
-                "figure": "interactive circuit view",
-                "task": "{task}",
-                "subset": "{subset}",
-            },
-        ),
+        views=[
+            report(
+                f"results/figures/{{model}}/circuits/view.{t}.{s}.html",
+                caption="../report/circuit_view.rst",
+                category="Study A",
+                subcategory="Circuits",
+                labels={
+                    "model": "{model}",
+                    "figure": "interactive circuit view",
+                    "task": t,
+                    "subset": s,
+                },
+            )
+            for t, s in CIRCUIT_CELLS
+        ],
     log:
-        "logs/figures/{model}/circuits/view.{task}.{subset}.log",
+        "logs/figures/{model}/circuits/views.log",
     conda:
         ENV
     params:

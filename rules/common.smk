@@ -164,6 +164,12 @@ CONTROL_TASKS = (
     else []
 )
 TASKS = BASE_TASKS + CONTROL_TASKS
+# the per-model figure jobs draw one figure per cell: attribution (task, subset, metric),
+# circuits (task, subset), the memorization tasks only
+LAYER_CELLS = [
+    (t, s, m) for t in BASE_TASKS for s in SUBSETS for m in config["attribution"]["metrics"]
+]
+CIRCUIT_CELLS = [(t, s) for t in BASE_TASKS for s in SUBSETS]
 
 
 def circuit_files(name, tasks=None):

@@ -1,5 +1,5 @@
-"""Rule figure_circuit_view: the interactive, self-contained HTML view of one task and
-subset's circuits (vermem.circuits.view)."""
+"""Rule figure_circuit_view: the interactive, self-contained HTML view of the circuits of
+each memorization task and subset of a model (vermem.circuits.view)."""
 
 from pathlib import Path
 
@@ -11,9 +11,11 @@ from vermem.circuits import view
 from vermem.core import files
 
 with rule(snakemake):
-    minimal = files.read_json(snakemake.input.minimal)
-    tensors, meta = storage.load(snakemake.input.scores)
-    data = view.payload(minimal, pl.read_parquet(snakemake.input.curve), tensors, meta,
-                                snakemake.params.main, snakemake.params.top)
-    with files.atomic_path(snakemake.output.view) as tmp:
-        Path(tmp).write_text(view.render_html(data), encoding="utf-8")
+    i, p = snakemake.input, snakemake.params
+    for curve, path, scores, out in zip(i.curves, i.minimal, i.scores, snakemake.output.views,
+                                        strict=True):
+        tensors, meta = storage.load(scores)
+        data = view.payload(files.read_json(path), pl.read_parquet(curve), tensors, meta,
+                            p.main, p.top)
+        with files.atomic_path(out) as tmp:
+            Path(tmp).write_text(view.render_html(data), encoding="utf-8")

@@ -348,7 +348,7 @@ def test_plan_prints_jobs_gpu_hours_and_peak_memory(pythia_plan):
     rows = {line.split()[0]: line.split() for line in text.splitlines()[1:-1]}
     assert rows["attribution"][1:3] == ["160", "5"]
     assert rows["dynamics_train"][1:3] == ["560", "8"]
-    assert rows["figure_attribution_layers"][1:3] == ["120", "0"]
+    assert rows["figure_attribution_layers"][1:3] == ["5", "0"]   # one per model
     att, dyn = float(rows["attribution"][3]), float(rows["dynamics_train"][3])
     assert att > 0 and dyn > 0
     # peak GPU memory: the largest model's attribution at the configured batch
