@@ -278,7 +278,7 @@ def test_make_plan_bills_the_paper_config_without_the_pile(tmp_path):
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     total = next(line.split() for line in lines if line.startswith("total "))
-    assert int(total[1]) > 1000 and int(total[2]) < 60          # jobs, SLURM jobs
+    assert int(total[1]) > 900 and int(total[2]) < 60           # jobs, SLURM jobs
     assert any(line.startswith("attribution ") and line.split()[1] == "160" for line in lines)
     assert ("assumed: shards not read; each of the 4 subsets gives corpus.samples_per_subset "
             "= 100,000 documents") in proc.stdout
