@@ -34,11 +34,13 @@ test: setup
 	$(BIN)/snakefmt --check Snakefile rules
 	$(BIN)/lint-imports
 	$(BIN)/snakemake --lint --cores 1
-	$(BIN)/pytest -q -rs --durations=10
+	$(MAKE) -s test-fast
+	$(BIN)/pytest -q -rs --durations=10 -m slow
 
-# the unit tests alone: not the end-to-end runs of tests/runs/ (pytest marker `slow`)
+# the unit tests alone, two at a time at one torch thread each (pytest-xdist): not the
+# end-to-end runs (pytest marker `slow`), which run one at a time, each on both cores
 test-fast: setup
-	$(BIN)/pytest -q -rs --durations=10 -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -rs --durations=10 -m "not slow" -n auto
 
 # Figures and the HTML report from finished results alone: only the figure rules run
 # (the tables they read must exist; nothing upstream is recomputed).
