@@ -42,12 +42,13 @@ def workflow_run(tmp_path_factory) -> Path:
 # The second run's targets: from nothing, one chain through every stage that trains a model
 # or draws random numbers (the stand-in corpus, the organism and its checkpoints, the seeded
 # document split, EAP-IG, the circuit search with its random circuits, the context
-# replacements, Study B's strings, training and sequential exposure). Not the whole run again:
-# the fan-out over tasks, subsets and metrics repeats these stages' code on other inputs.
+# replacements, Study B's random strings). Not the whole run again: the fan-out over tasks
+# and subsets repeats these stages' code on other inputs, and Study B's training is rerun
+# to identical bytes on its own (test_dynamics_training_reruns_to_identical_bytes).
 SECOND_RUN_TARGETS = (
     "results/circuits/organism/branch_comparison/stdlib-docstrings/minimal.json",
     "results/context/organism.summary.json",
-    "results/dynamics/summary.json",
+    "results/dynamics/organism/strings.parquet",
     "results/checkpoints/organism/t25/labels.parquet",
 )
 

@@ -118,13 +118,13 @@ RERUN = {
 
 def rerun_jobs(jobs: list[dict]) -> list[dict]:
     """Of the dry run's jobs, those the SLURM run makes again (`RERUN`): the first
-    dynamics_strings and checkpoint_labels jobs, and the attribution jobs of the first
-    model, task and subset (one per metric: members of one group job)."""
+    dynamics_strings and checkpoint_labels jobs, and two attribution jobs of the first
+    model and task (two subsets: members of one group job)."""
     first = {rule: next(j for j in jobs if j["rule"] == rule) for rule in RERUN}
-    same = {k: first["attribution"]["wildcards"][k] for k in ("model", "task", "subset")}
+    same = {k: first["attribution"]["wildcards"][k] for k in ("model", "task")}
     attribution = [j for j in jobs if j["rule"] == "attribution"
-                   and all(j["wildcards"][k] == v for k, v in same.items())]
-    assert len(attribution) >= 2 and len({j["group"] for j in attribution}) == 1, attribution
+                   and all(j["wildcards"][k] == v for k, v in same.items())][:2]
+    assert len(attribution) == 2 and len({j["group"] for j in attribution}) == 1, attribution
     return [first["dynamics_strings"], first["checkpoint_labels"], *attribution]
 
 
