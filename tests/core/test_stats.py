@@ -89,3 +89,28 @@ def test_nan_to_none():
     assert S.nan_to_none(torch.tensor(0.5)) == 0.5
     assert S.nan_to_none(float("inf")) == float("inf")
     assert S.nan_to_none(float("inf"), finite=True) is None
+
+
+def test_mean_t_uses_student_s_t_with_n_minus_1_degrees_of_freedom():
+    # x = 1, 2, 4: mean 7/3, sd sqrt(7/3), se sd / sqrt(3); t(0.975, df 2) = 4.3027 (tables)
+    r = S.mean_t([1.0, 2.0, 4.0])
+    se = (7 / 3) ** 0.5 / 3 ** 0.5
+    assert r["n"] == 3 and r["mean"] == pytest.approx(7 / 3)
+    assert r["lo"] == pytest.approx(7 / 3 - 4.3027 * se, abs=1e-3)
+    assert r["hi"] == pytest.approx(7 / 3 + 4.3027 * se, abs=1e-3)
+    # one-sided p of mean > 0: P(T_2 > 2.6458) = 0.0590 (tables)
+    assert r["p_above"] == pytest.approx(0.0590, abs=1e-3)
+    assert r["p_above"] + r["p_below"] == pytest.approx(1.0)
+    assert S.mean_t([3.0])["lo"] is None                       # n < 2: no interval
+    assert S.mean_t([2.0, 2.0])["lo"] == 2.0                   # no spread: the point
+
+
+def test_wilson_interval_is_the_closed_form():
+    z, k, n = 1.959964, 7, 10
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    lo, hi = S.wilson(k, n)
+    assert lo == pytest.approx((centre - half) / (1 + z * z / n), abs=1e-6)
+    assert hi == pytest.approx((centre + half) / (1 + z * z / n), abs=1e-6)
+    assert S.wilson(0, 10)[0] == 0.0 and S.wilson(10, 10)[1] == 1.0
+    assert S.wilson(0, 0) == (None, None)

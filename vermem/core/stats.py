@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.stats
 import torch
 
 
@@ -242,42 +243,15 @@ def censored_median(times: Sequence[int | None], horizon: int, level: float = 0.
 
 def _binom_half_cdf(k: int, n: int) -> float:
     """P(B <= k) for B ~ binomial(n, 1/2)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return float(scipy.stats.binom.cdf(k, n, 0.5))
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float | None, float | None]:
+def wilson(k: int, n: int, level: float = 0.95) -> tuple[float | None, float | None]:
     """Wilson score interval of a proportion k / n (None, None when n = 0)."""
     if not n:
         return None, None
-    p = k / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    d = 1 + z * z / n
-    return max(0.0, (centre - half) / d), min(1.0, (centre + half) / d)
-
-
-def t_cdf(x: float, df: int) -> float:
-    """P(T <= x) for Student's t with `df` degrees of freedom: with x = sqrt(df) tan(a),
-    P(0 < T < x) = c * integral of cos(u)^(df - 1) over [0, a] (a smooth integrand),
-    c = Gamma((df + 1) / 2) / (sqrt(pi) Gamma(df / 2)); Simpson's rule, error < 1e-9."""
-    if math.isinf(x):
-        return 1.0 if x > 0 else 0.0
-    a = math.atan(abs(x) / math.sqrt(df))
-    u = np.linspace(0.0, a, 4001)
-    f = np.cos(u) ** (df - 1)
-    h = a / 4000
-    area = h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(math.pi)
-    half = c * area
-    return float(0.5 + half if x >= 0 else 0.5 - half)
-
-
-def t_quantile(q: float, df: int) -> float:
-    """The q-quantile of Student's t (`t_cdf` inverted by bisection)."""
-    lo, hi = -1e3, 1e3
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_cdf(mid, df) < q else (lo, mid)
-    return (lo + hi) / 2
+    ci = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def mean_t(x: Sequence[float], level: float = 0.95) -> dict[str, Any]:
@@ -297,9 +271,9 @@ def mean_t(x: Sequence[float], level: float = 0.95) -> dict[str, Any]:
         out.update(lo=m, hi=m, p_above=float(m <= 0), p_below=float(m >= 0))
         return out
     se, df = sd / math.sqrt(n), n - 1
-    q = t_quantile(1 - (1 - level) / 2, df)
-    out.update(lo=m - q * se, hi=m + q * se, p_above=float(1 - t_cdf(m / se, df)),
-               p_below=float(t_cdf(m / se, df)))
+    q = float(scipy.stats.t.ppf(1 - (1 - level) / 2, df))
+    out.update(lo=m - q * se, hi=m + q * se, p_above=float(scipy.stats.t.sf(m / se, df)),
+               p_below=float(scipy.stats.t.cdf(m / se, df)))
     return out
 
 
