@@ -49,7 +49,7 @@ SECOND_RUN_TARGETS = (
     "results/circuits/organism/branch_comparison/stdlib-docstrings/minimal.json",
     "results/context/organism.summary.json",
     "results/dynamics/organism/strings.parquet",
-    "results/checkpoints/organism/t25/labels.parquet",
+    "results/checkpoints/organism/t50/labels.parquet",
 )
 
 
@@ -143,8 +143,8 @@ RUNS = Path(__file__).resolve().parent / "runs"
 
 
 def pytest_collection_modifyitems(config, items):
-    # `slow`: the end-to-end runs (tests/runs/) and any test on the shared local run, so
-    # that `pytest -m "not slow"` (make test-fast) is the unit tests alone
+    # `slow`: the end-to-end runs on both cores (tests/runs/) and any test on the shared
+    # local run, so that `pytest -m "not slow"` (make test-fast) runs on xdist workers
     for item in items:
         if RUNS in item.path.parents or {"workflow_run", "workflow_copy"} & set(
                 item.fixturenames):

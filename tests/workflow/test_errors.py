@@ -475,7 +475,7 @@ def test_hub_model_is_checked_once_fetched(monkeypatch, tmp_path, tokenizer):
                                    f"{kind!r} is not supported by the attribution stage")
 
 
-@pytest.mark.slow  # a run of the workflow up to the pairs (minutes)
+# a run of the workflow up to the pairs, one job at a time (--cores 1): beside the unit tests
 def test_a_model_that_memorizes_nothing_runs_through_with_n_0(tmp_path, tiny_model_dir):
     """A random model memorizes nothing: labels, divergence, pairs, attribution and their
     figures complete, the summaries say n = 0 and the attribution is marked empty."""
@@ -598,7 +598,7 @@ def test_subset_without_samples_is_listed_with_n_0_in_the_labels_and_pairs_summa
 
 
 
-@pytest.mark.slow  # a run of the workflow up to the labels
+# a run of the workflow up to the labels, one job at a time (--cores 1)
 def test_a_run_on_only_too_short_documents_labels_n_0_and_says_so(tmp_path, tiny_model_dir):
     """The issue's row as a run meets it (4 jobs): the samples and labels jobs complete,
     their logs name the subset, the labels table has 0 rows and its summary says n = 0."""

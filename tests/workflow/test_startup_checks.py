@@ -107,7 +107,6 @@ def test_the_gguf_reader_takes_a_whole_file_and_names_a_truncated_one(tmp_path):
         gguf_convert.read_header(bad)
 
 
-@pytest.mark.slow
 def test_a_file_that_is_not_gguf_stops_the_run_at_start(tmp_path):
     bad = tmp_path / "model.gguf"
     bad.write_text("this is not a GGUF file\n")
@@ -115,7 +114,6 @@ def test_a_file_that_is_not_gguf_stops_the_run_at_start(tmp_path):
     assert f"config error at models.side.path: {bad}: not a GGUF file" in line
 
 
-@pytest.mark.slow
 def test_a_truncated_gguf_file_stops_the_run_at_start(tmp_path):
     whole = write_gguf(tmp_path / "whole.gguf").read_bytes()
     bad = tmp_path / "model.gguf"
@@ -124,7 +122,6 @@ def test_a_truncated_gguf_file_stops_the_run_at_start(tmp_path):
     assert f"config error at models.side.path: {bad}: truncated GGUF file" in line
 
 
-@pytest.mark.slow
 def test_an_injected_component_the_base_lacks_stops_the_run_at_start(tmp_path):
     cfg = copy.deepcopy(CFG)
     localized = yaml.safe_load((REPO / "config" / "organism-localized.yaml").read_text())
@@ -138,7 +135,6 @@ def test_an_injected_component_the_base_lacks_stops_the_run_at_start(tmp_path):
                          "organism.architecture)"), line
 
 
-@pytest.mark.slow
 def test_a_study_b_tokenizer_without_letter_tokens_stops_the_run_at_start(tmp_path,
                                                                           tiny_model_dir):
     from tokenizers import pre_tokenizers

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.stats
 import torch
 
 
@@ -243,6 +242,8 @@ def censored_median(times: Sequence[int | None], horizon: int, level: float = 0.
 
 def _binom_half_cdf(k: int, n: int) -> float:
     """P(B <= k) for B ~ binomial(n, 1/2)."""
+    import scipy.stats  # here, not at the top: 2 s of import for the jobs that never test
+
     return float(scipy.stats.binom.cdf(k, n, 0.5))
 
 
@@ -250,6 +251,8 @@ def wilson(k: int, n: int, level: float = 0.95) -> tuple[float | None, float | N
     """Wilson score interval of a proportion k / n (None, None when n = 0)."""
     if not n:
         return None, None
+    import scipy.stats
+
     ci = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -270,6 +273,8 @@ def mean_t(x: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     if sd == 0:
         out.update(lo=m, hi=m, p_above=float(m <= 0), p_below=float(m >= 0))
         return out
+    import scipy.stats
+
     se, df = sd / math.sqrt(n), n - 1
     q = float(scipy.stats.t.ppf(1 - (1 - level) / 2, df))
     out.update(lo=m - q * se, hi=m + q * se, p_above=float(scipy.stats.t.sf(m / se, df)),
