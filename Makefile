@@ -40,7 +40,7 @@ test: setup
 # the unit tests alone, two at a time at one torch thread each (pytest-xdist): not the
 # end-to-end runs (pytest marker `slow`), which run one at a time, each on both cores
 test-fast: setup
-	OMP_NUM_THREADS=1 $(BIN)/pytest -q -rs --durations=10 -m "not slow" -n auto
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -rs --durations=10 -m "not slow" -n auto --dist worksteal
 
 # Figures and the HTML report from finished results alone: only the figure rules run
 # (the tables they read must exist; nothing upstream is recomputed).

@@ -81,7 +81,7 @@ def test_listed_checkpoints_and_final_step():
     check(cfg, SCHEMA)
     assert naming.listed(cfg, "p160") == ["step1000", "step8000"]
     assert naming.final_step(cfg, "p160") == 143000
-    assert naming.listed(cfg, "organism") == ["t25", "t50"]          # listed in the test config
+    assert naming.listed(cfg, "organism") == ["t50"]                 # listed in the test config
     del cfg["models"]["organism"]["checkpoints"]
     assert naming.listed(cfg, "organism") == ["t0", "t25", "t50", "t75"]   # all it saves
     cfg["checkpoints"] = None
