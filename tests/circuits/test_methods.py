@@ -29,7 +29,8 @@ def setup():
 def test_exact_scores_are_single_edge_patching_summed_per_document(setup):
     model, g, pairs = setup
     sums, counts = M.doc_sums(model, g, pairs, "exact",
-                              ComparisonSettings(steps=5, per_forward=8), 4)
+                              ComparisonSettings(steps=5, per_forward=8), 4,
+                              directions=("noising",))["noising"]
     assert counts.tolist() == [2, 1, 3]
     # one document at a time, one edge at a time, by the plain patching function
     for i, doc in enumerate(["a", "b", "c"]):
@@ -52,13 +53,18 @@ def test_exact_scores_are_single_edge_patching_summed_per_document(setup):
 def test_gradient_methods_document_sums_add_up_to_the_attribution_mean(setup):
     model, g, pairs = setup
     for method in ("EAP", "EAP-IG-activations"):
-        sums, counts = M.doc_sums(model, g, pairs, method, ComparisonSettings(steps=3), 4)
-        out, n = scoring.run(model, g, pairs["clean"].to_list(), pairs["corrupt"].to_list(),
-                       pairs["answer"].to_list(), pairs["wrong"].to_list(),
-                       AttributionSettings(method, 3, "logit_diff", 4, "hooks", ("noising",),
-                                           positions=False))
-        assert n == int(counts.sum()) == 6
-        assert torch.allclose((sums.sum(0) / n).float(), out["scores"], atol=1e-5, rtol=1e-4)
+        both = M.doc_sums(model, g, pairs, method, ComparisonSettings(steps=3), 4)
+        for d, key in (("noising", "scores"), ("denoising", "scores_denoising")):
+            # one direction at a time, as the attribution rule scores it
+            out, n = scoring.run(model, g, pairs["clean"].to_list(),
+                                 pairs["corrupt"].to_list(), pairs["answer"].to_list(),
+                                 pairs["wrong"].to_list(),
+                                 AttributionSettings(method, 3, "logit_diff", 4, "hooks", (d,),
+                                                     positions=False))
+            sums, counts = both[d]
+            assert n == int(counts.sum()) == 6
+            assert torch.allclose((sums.sum(0) / n).float(), out[key], atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(both["noising"][0], both["denoising"][0])
 
 
 def test_spearman_and_top_jaccard_on_known_rankings():
@@ -78,8 +84,8 @@ def test_spearman_and_top_jaccard_on_known_rankings():
 def test_agreement_of_a_method_with_itself_is_one_and_with_another_has_an_interval(setup):
     model, g, pairs = setup
     boot = S.Bootstrap(200)
-    eap = M.doc_sums(model, g, pairs, "EAP", ComparisonSettings(steps=3), 4)
-    ig = M.doc_sums(model, g, pairs, "EAP-IG", ComparisonSettings(steps=3), 4)
+    eap = M.doc_sums(model, g, pairs, "EAP", ComparisonSettings(steps=3), 4)["noising"]
+    ig = M.doc_sums(model, g, pairs, "EAP-IG", ComparisonSettings(steps=3), 4)["noising"]
     same = M.agreement(g, {"EAP": eap, "again": eap}, boot)
     assert (same["value"] - 1).abs().max() < 1e-9 and (same["value_lo"] - 1).abs().max() < 1e-9
     two = M.agreement(g, {"EAP": eap, "EAP-IG": ig}, boot)
@@ -121,11 +127,11 @@ def test_each_direction_is_ranked_by_its_own_scores(setup, monkeypatch):
     seen = {}
 
     def fake_sums(model, graph, attr, method, settings, batch, *, progress=None,
-                  direction="noising"):
-        val = 1.0 if direction == "noising" else -2.0
+                  directions=("noising", "denoising")):
         docs = attr["doc_id"].n_unique()
-        return (torch.full((docs, *graph.mask.shape), val, dtype=torch.float64),
-                torch.ones(docs, dtype=torch.float64))
+        return {d: (torch.full((docs, *graph.mask.shape), 1.0 if d == "noising" else -2.0,
+                               dtype=torch.float64), torch.ones(docs, dtype=torch.float64))
+                for d in directions}
 
     real_sweep = M.search.sweep
 

@@ -49,49 +49,65 @@ TOP_FRACTIONS = (0.01, 0.05)
 
 def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str,
              settings: ComparisonSettings, batch_size: int, *, progress: ProgressArg = None,
-             direction: str = "noising") -> tuple[torch.Tensor, torch.Tensor]:
-    """(edge scores summed over each document's pairs [docs, S, D], pairs per document
-    [docs]), documents in sorted order, in `direction` (noising: the clean run with one
-    edge corrupted; de-noising: the corrupt run with one edge restored, the attribution
-    methods' `scores_denoising`). `progress` (vermem.core.progress): pairs attributed, or
-    for `exact` single-edge circuits evaluated. `settings`: the IG steps, the metric and
-    circuits per forward."""
-    steps, kind, per_forward = settings.steps, settings.metric, settings.per_forward
+             directions: Sequence[str] = DIRECTIONS
+             ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per direction, (edge scores summed over each document's pairs [docs, S, D], pairs per
+    document [docs]), documents in sorted order (noising: the clean run with one edge
+    corrupted; de-noising: the corrupt run with one edge restored, the attribution methods'
+    `scores_denoising`). An attribution method scores every direction in one pass (shared
+    source forwards, scoring.attribute_directions). `progress` (vermem.core.progress):
+    pairs attributed, or for `exact` single-edge circuits evaluated. `settings`: the IG
+    steps, the metric and circuits per forward."""
+    steps, kind = settings.steps, settings.metric
     docs = sorted(set(pairs["doc_id"]))
-    shape = graph.mask.shape
-    sums = torch.zeros(len(docs), *shape, dtype=torch.float64)
-    counts = torch.zeros(len(docs), dtype=torch.float64)
     if method == "exact":
-        ev = evaluation.EvalSet.of_pairs(model, pairs, batch_size)
-        edges = graph.mask.nonzero().tolist()
-        # noising: the clean run, the edge corrupted; de-noising: the corrupt run, the edge
-        # restored (both against the run with no edge patched)
-        mode = evaluation.Mode(direction, "inside", "resample")
-        jobs = [(mode, torch.zeros_like(graph.mask))]
-        for s, d in edges:
-            one = torch.zeros_like(graph.mask)
-            one[s, d] = True
-            jobs.append((mode, one))
-        with track(progress, "scores", len(jobs), evaluation.EVALUATIONS) as p:
-            res = evaluation.evaluate_many(model, graph, ev, jobs, kind, per_forward, progress=p)
-        base = res[0].metric
-        index = {d: i for i, d in enumerate(docs)}
-        g = torch.tensor([index[d] for d in ev.docs], dtype=torch.long)
-        counts.index_add_(0, g, torch.ones(len(g), dtype=torch.float64))
-        for (s, d), r in zip(edges, res[1:], strict=True):
-            sums[:, s, d].index_add_(0, g, r.metric - base)
-        return sums, counts
-    attribution = AttributionSettings(method, steps, kind, batch_size, "hooks", (direction,),
-                                      positions=False, input_edges=settings.input_edges)
-    key = "scores" if direction == "noising" else "scores_denoising"
+        return {d: _exact_sums(model, graph, pairs, docs, settings, batch_size, d,
+                               prefixed(emitter(progress), f"{d} "))
+                for d in directions}
+    attribution = AttributionSettings(method, steps, kind, batch_size, "hooks",
+                                      tuple(directions), positions=False,
+                                      input_edges=settings.input_edges)
+    sums = {d: torch.zeros(len(docs), *graph.mask.shape, dtype=torch.float64)
+            for d in directions}
+    counts = torch.zeros(len(docs), dtype=torch.float64)
     with track(progress, "scores", pairs.height, "pairs") as p:
         for i, doc in enumerate(docs):
             q = pairs.filter(pl.col("doc_id") == doc)
             out, n = scoring.run(model, graph, q["clean"].to_list(), q["corrupt"].to_list(),
                                  q["answer"].to_list(), q["wrong"].to_list(), attribution,
                                  progress=p)
-            sums[i] = out[key].double() * n
+            for d in directions:
+                key = "scores" if d == "noising" else "scores_denoising"
+                sums[d][i] = out[key].double() * n
             counts[i] = n
+    return {d: (sums[d], counts.clone()) for d in directions}
+
+
+def _exact_sums(model, graph: Graph, pairs: pl.DataFrame, docs: list[str],
+                settings: ComparisonSettings, batch_size: int, direction: str,
+                progress: ProgressArg) -> tuple[torch.Tensor, torch.Tensor]:
+    """`doc_sums` of exact single-edge patching in one direction: the edge corrupted in the
+    clean run (noising) or restored in the corrupt run (de-noising), each against the run
+    with no edge patched."""
+    sums = torch.zeros(len(docs), *graph.mask.shape, dtype=torch.float64)
+    counts = torch.zeros(len(docs), dtype=torch.float64)
+    ev = evaluation.EvalSet.of_pairs(model, pairs, batch_size)
+    edges = graph.mask.nonzero().tolist()
+    mode = evaluation.Mode(direction, "inside", "resample")
+    jobs = [(mode, torch.zeros_like(graph.mask))]
+    for s, d in edges:
+        one = torch.zeros_like(graph.mask)
+        one[s, d] = True
+        jobs.append((mode, one))
+    with track(progress, "scores", len(jobs), evaluation.EVALUATIONS) as p:
+        res = evaluation.evaluate_many(model, graph, ev, jobs, settings.metric,
+                                       settings.per_forward, progress=p)
+    base = res[0].metric
+    index = {d: i for i, d in enumerate(docs)}
+    g = torch.tensor([index[d] for d in ev.docs], dtype=torch.long)
+    counts.index_add_(0, g, torch.ones(len(g), dtype=torch.float64))
+    for (s, d), r in zip(edges, res[1:], strict=True):
+        sums[:, s, d].index_add_(0, g, r.metric - base)
     return sums, counts
 
 
@@ -211,9 +227,8 @@ def compare(
     for m in methods:
         t = time.perf_counter()
         # each direction ranked by its own scores, as every other table ranks it
-        by_dir[m] = {d: doc_sums(model, graph, attr, m, settings, batch_size,
-                                 progress=prefixed(emitter(progress), f"{m} {d} "),
-                                 direction=d) for d in DIRECTIONS}
+        by_dir[m] = doc_sums(model, graph, attr, m, settings, batch_size,
+                             progress=prefixed(emitter(progress), f"{m} "))
         sums[m] = by_dir[m]["noising"]
         seconds[m] = time.perf_counter() - t
         steps_p.advance()
