@@ -30,7 +30,7 @@ from dataclasses import replace
 import polars as pl
 import torch
 
-from vermem.attribution import scoring
+from vermem.attribution import scoring, storage
 from vermem.attribution.graph import Graph
 from vermem.attribution.settings import AttributionSettings
 from vermem.circuits import evaluation, mib, search
@@ -77,8 +77,7 @@ def doc_sums(model, graph: Graph, pairs: pl.DataFrame, method: str,
                                  q["answer"].to_list(), q["wrong"].to_list(), attribution,
                                  progress=p)
             for d in directions:
-                key = "scores" if d == "noising" else "scores_denoising"
-                sums[d][i] = out[key].double() * n
+                sums[d][i] = storage.direction_scores(out, d).double() * n
             counts[i] = n
     return {d: (sums[d], counts.clone()) for d in directions}
 
